@@ -1,0 +1,47 @@
+# airflow-mlops: the two commands are `make demo` and `make test`; everything else is set-up they call.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+# torch is pinned to the CPU build 2.13.0: from a local wheel folder where the machine has one,
+# else from PyTorch's CPU index. A GPU user installs their own torch after `make venv`.
+TORCH_WHEELS ?= /opt/wheels
+TORCH_SOURCE := $(if $(wildcard $(TORCH_WHEELS)/torch-2.13.0+cpu-*.whl),--find-links $(TORCH_WHEELS),--extra-index-url https://download.pytorch.org/whl/cpu)
+
+.PHONY: demo test venv home lint lock bench clean
+
+demo: home ## run the reference pipeline end to end on the embedded default
+	$(BIN)/airflow-mlops demo
+
+test: venv ## run the whole test suite (unit + integration)
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): nothing matched PYTEST_ARGS"; exit 0; fi; exit $$rc
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/lock.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync --python $(BIN)/python --index-strategy unsafe-best-match $(TORCH_SOURCE) requirements/lock.txt
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	touch $@
+
+home: venv ## project-local AIRFLOW_HOME: config, migrated SQLite DB, connection, seeded source DB
+	$(BIN)/airflow-mlops init-home --home $(AIRFLOW_HOME) --data-dir $(CURDIR)/data --dags-folder $(CURDIR)/dags
+
+lint: venv
+	$(BIN)/ruff check airflow_mlops dags tests benchmarks
+	$(BIN)/ruff format --check airflow_mlops dags tests benchmarks
+	$(BIN)/mypy
+
+bench: home
+	$(BIN)/python benchmarks/extract.py
+
+lock: ## re-resolve requirements/lock.txt from pyproject.toml and requirements/pins.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra postgres -c requirements/pins.txt \
+	  --python-version 3.11 --index-strategy unsafe-best-match $(TORCH_SOURCE) --no-header -o requirements/lock.txt
+
+clean:
+	rm -rf $(VENV) $(AIRFLOW_HOME) $(CURDIR)/data

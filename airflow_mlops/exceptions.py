@@ -1,0 +1,31 @@
+"""Errors raised by airflow-mlops; each message names the input, the rule and the offending value."""
+
+from __future__ import annotations
+
+
+class MLOpsError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class SourceQueryError(MLOpsError):
+    """The source database rejected a query (bad SQL, unknown table, missing bind parameter)."""
+
+
+class SourceConnectionError(MLOpsError):
+    """An Airflow connection is missing or cannot be turned into a SQLAlchemy engine."""
+
+
+class EmptyResultError(MLOpsError):
+    """A query returned no rows where rows were required."""
+
+
+class SchemaError(MLOpsError):
+    """Data does not match the schema it must have: a column's type or the set of columns changed."""
+
+
+class TargetError(MLOpsError):
+    """An output location cannot be written."""
+
+
+class LandingFileError(MLOpsError):
+    """A file dropped into the landing zone is not a valid month of flights."""

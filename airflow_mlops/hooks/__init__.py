@@ -1,0 +1,1 @@
+"""Hooks: thin wrappers around the external systems the suite talks to."""

@@ -1,0 +1,1 @@
+"""Reserved for the monitoring capability; imports no Airflow."""

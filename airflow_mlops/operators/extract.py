@@ -1,0 +1,163 @@
+"""Extract the result of a SQL query into one Parquet partition on object storage."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_mlops.data.extract import ExtractResult
+
+SCHEMA_FILE = "_schema.json"
+
+
+class SqlExtractOperator(BaseOperator):
+    """Run a query over an Airflow connection and stream its rows into one Parquet partition.
+
+    Values reach the database as bind parameters, never formatted into the SQL. Rows are fetched
+    ``chunk_size`` at a time, one row group per chunk, so memory stays bounded by the chunk size.
+    The file is written under a temporary name beside the target and renamed into place when
+    complete: a crash never leaves half a partition, and re-running a logical date replaces its
+    partition instead of adding a second one. Beside it goes ``<target>.manifest.json`` (an
+    :class:`~airflow_mlops.artifacts.Artifact`: URI, SHA-256, parents, row count, schema, query).
+
+    The first partition of a dataset records its schema in ``_schema.json`` in the target's folder;
+    with ``enforce_schema`` a later partition whose column types or columns differ fails before
+    anything is written.
+
+    :param sql: the query, with ``:name`` bind parameters (templated).
+    :param conn_id: Airflow connection of the source database (any type whose provider hook gives a
+        SQLAlchemy engine: sqlite, postgres, mysql...).
+    :param target: URI of the Parquet file to write, ``file://`` or ``s3://`` (templated).
+    :param parameters: bind parameter values (templated).
+    :param target_conn_id: Airflow connection for the target's object storage (e.g. ``aws_default``).
+    :param chunk_size: rows fetched and written per chunk.
+    :param column_types: Arrow type names forcing a column's type, e.g. ``{"time_hour":
+        "timestamp[us, tz=UTC]"}``; needed for columns that may be NULL in the first chunks.
+    :param allow_empty: write an empty partition instead of failing when the query returns no rows.
+    :param enforce_schema: compare with, or record, the dataset's ``_schema.json``.
+    :param parents: lineage parents recorded in the manifest (templated); defaults to the
+        connection's table reference ``conn://<conn_id>``.
+
+    XCom: the partition URI (``return_value``).
+    Assets: every Asset in ``outlets`` gets an event whose ``extra`` holds ``uri``, ``rows``,
+    ``sha256``, ``bytes``, ``schema``, ``manifest_uri`` and ``logical_date``.
+    """
+
+    template_fields: Sequence[str] = ("sql", "parameters", "target", "parents")
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers = {"sql": "sql", "parameters": "json"}
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        sql: str,
+        conn_id: str,
+        target: str,
+        parameters: Mapping[str, Any] | None = None,
+        target_conn_id: str | None = None,
+        chunk_size: int = 50_000,
+        column_types: Mapping[str, str] | None = None,
+        allow_empty: bool = False,
+        enforce_schema: bool = True,
+        parents: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sql = sql
+        self.conn_id = conn_id
+        self.target = target
+        self.parameters = parameters
+        self.target_conn_id = target_conn_id
+        self.chunk_size = chunk_size
+        self.column_types = column_types
+        self.allow_empty = allow_empty
+        self.enforce_schema = enforce_schema
+        self.parents = parents
+
+    def execute(self, context: Context) -> str:
+        from airflow.sdk import ObjectStoragePath
+
+        from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact
+        from airflow_mlops.data.extract import stream_query_to_parquet
+        from airflow_mlops.exceptions import TargetError
+        from airflow_mlops.hooks.sql import get_sqlalchemy_engine
+
+        target = ObjectStoragePath(self.target, conn_id=self.target_conn_id)
+        if not target.name.endswith(".parquet"):
+            raise TargetError(f"target {self.target!r}: must name a .parquet file (rule: one partition, one file)")
+        schema_path = target.parent / SCHEMA_FILE
+        recorded = _read_json(schema_path) if self.enforce_schema else None
+
+        engine = get_sqlalchemy_engine(self.conn_id)
+        try:
+            with engine.connect() as conn:
+                result = stream_query_to_parquet(
+                    conn,
+                    self.sql,
+                    target,
+                    parameters=self.parameters,
+                    chunk_size=self.chunk_size,
+                    column_types=self.column_types,
+                    expected_schema=recorded,
+                    allow_empty=self.allow_empty,
+                )
+        finally:
+            engine.dispose()
+
+        artifact = Artifact(
+            uri=result.uri,
+            sha256=result.sha256,
+            kind="dataset_partition",
+            parents=tuple(self.parents or (f"conn://{self.conn_id}",)),
+            metadata={
+                "rows": result.rows,
+                "bytes": result.bytes,
+                "schema": result.schema,
+                "sql": self.sql,
+                "parameters": {k: str(v) for k, v in (self.parameters or {}).items()},
+                "dag_id": context["dag"].dag_id,
+                "run_id": context["run_id"],
+            },
+        )
+        manifest = ObjectStoragePath(result.uri + MANIFEST_SUFFIX, conn_id=self.target_conn_id)
+        _write_text_atomically(manifest, artifact.to_json())
+        if self.enforce_schema and recorded is None:
+            _write_text_atomically(schema_path, json.dumps(result.schema, indent=2))
+
+        self.log.info("Extracted %s rows to %s (sha256 %s)", result.rows, result.uri, result.sha256[:12])
+        self._emit(context, result, str(manifest))
+        return result.uri
+
+    def _emit(self, context: Context, result: ExtractResult, manifest_uri: str) -> None:
+        logical_date = context.get("logical_date")
+        extra = {
+            "uri": result.uri,
+            "rows": result.rows,
+            "sha256": result.sha256,
+            "bytes": result.bytes,
+            "schema": result.schema,
+            "manifest_uri": manifest_uri,
+            "logical_date": logical_date.isoformat() if logical_date else None,
+        }
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = extra
+
+
+def _read_json(path: ObjectStoragePath) -> Any:
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def _write_text_atomically(path: ObjectStoragePath, text: str) -> None:
+    temp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    temp.write_text(text)
+    temp.rename(path)

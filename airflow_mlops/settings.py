@@ -1,0 +1,41 @@
+"""Where the reference pipeline keeps its data: the ``[mlops]`` section of the Airflow configuration.
+
+Each option can also be set as ``AIRFLOW__MLOPS__<OPTION>``. Defaults live under ``$AIRFLOW_HOME``.
+Reading configuration is cheap (no database, no network), so DAG files call these at parse time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _get(option: str, default: str) -> str:
+    from airflow.sdk.configuration import conf
+
+    value = conf.get("mlops", option, fallback=None)
+    return str(value) if value else default
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")).resolve()
+
+
+def lake_uri() -> str:
+    """Root URI of the data lake, e.g. ``file:///srv/mlops/data/lake`` or ``s3://bucket/lake``."""
+    return _get("lake_uri", (airflow_home() / "data" / "lake").as_uri()).rstrip("/")
+
+
+def landing_dir() -> str:
+    """Absolute path of the folder that ``flights_ingest`` watches for new month files."""
+    return _get("landing_dir", str(airflow_home() / "data" / "landing"))
+
+
+def source_conn_id() -> str:
+    """Airflow connection id of the flights source database."""
+    return _get("source_conn_id", "flights_source")
+
+
+def ingest_queue_url() -> str:
+    """SQS queue receiving S3 notifications for ``flights_ingest_s3``."""
+    return _get("ingest_queue_url", "http://127.0.0.1:5000/123456789012/flights-landing")

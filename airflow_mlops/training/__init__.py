@@ -1,0 +1,1 @@
+"""Reserved for the training capability; imports no Airflow."""

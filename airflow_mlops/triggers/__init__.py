@@ -1,0 +1,1 @@
+"""Triggers: deferrable waits and event triggers for AssetWatchers."""
