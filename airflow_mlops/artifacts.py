@@ -43,10 +43,17 @@ class HashingWriter:
         self._raw = raw
         self._hash = hashlib.sha256()
         self._position = 0
+        self._aborted = False
         self.closed = False
+
+    def abort(self) -> None:
+        """Drop every later write: the output is being thrown away (e.g. a writer's footer on error)."""
+        self._aborted = True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data)
+        if self._aborted:
+            return view.nbytes
         self._hash.update(view)
         self._raw.write(view)
         self._position += view.nbytes

@@ -16,15 +16,15 @@ LAKE = settings.lake_uri()
 
 DEFAULT_ARGS = {"owner": "mlops", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
+# Assets are named, not addressed by path: their identity must not change with the lake's location.
 #: Emitted once per extracted month; ``extra`` has uri, rows, sha256, schema, manifest_uri.
-FLIGHTS_RAW = Asset(name="flights_raw", uri=f"{LAKE}/raw/flights/", group="flights")
-WEATHER_RAW = Asset(name="weather_raw", uri=f"{LAKE}/raw/weather/", group="flights")
-SOURCE_DB = Asset(name="flights_source_db", uri=f"conn://{SOURCE}", group="flights")
+FLIGHTS_RAW = Asset(name="flights_raw", group="flights")
+WEATHER_RAW = Asset(name="weather_raw", group="flights")
+SOURCE_DB = Asset(name="flights_source_db", group="flights")
 
 #: A month file dropped into the landing folder (the triggerer claims it and fires this asset).
 LANDING = Asset(
     name="flights_landing",
-    uri=f"file://{settings.landing_dir()}/",
     group="flights",
     watchers=[
         AssetWatcher(
@@ -37,7 +37,6 @@ LANDING = Asset(
 #: An S3 object-created notification on the landing queue (S3 -> SQS -> triggerer).
 LANDING_S3 = Asset(
     name="flights_landing_s3",
-    uri="sqs://flights-landing",
     group="flights",
     watchers=[
         AssetWatcher(

@@ -1,0 +1,72 @@
+"""Test session set-up: a throw-away AIRFLOW_HOME with a migrated SQLite metadata DB.
+
+The environment is set here, at import, before anything imports Airflow (Airflow reads its
+configuration once, at import).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_HOME = Path(tempfile.mkdtemp(prefix="airflow-mlops-test-"))
+DATA_DIR = _HOME / "data"
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME / 'airflow.db'}",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__MLOPS__LAKE_URI": (DATA_DIR / "lake").as_uri(),
+        "AIRFLOW__MLOPS__LANDING_DIR": str(DATA_DIR / "landing"),
+        "AIRFLOW__MLOPS__SOURCE_CONN_ID": "flights_source",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Migrate the session's metadata DB once (in a subprocess, like `make demo` does)."""
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def source_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite source database seeded with January and February 2013 (all dimension tables)."""
+    from sqlalchemy import create_engine
+
+    from airflow_mlops.data.flights import seed_source_db
+
+    path = tmp_path_factory.mktemp("source") / "flights.db"
+    engine = create_engine(f"sqlite:///{path}")
+    seed_source_db(engine, months=[1, 2])
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def source_conn(source_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Airflow connection ``flights_source`` pointing at the seeded SQLite source database."""
+    monkeypatch.setenv("AIRFLOW_CONN_FLIGHTS_SOURCE", f'{{"conn_type": "sqlite", "host": "{source_db}"}}')
+    return "flights_source"
+
+
+@pytest.fixture
+def lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh lake and landing folder for one test (the DAGs read them at parse time)."""
+    monkeypatch.setenv("AIRFLOW__MLOPS__LAKE_URI", (tmp_path / "lake").as_uri())
+    monkeypatch.setenv("AIRFLOW__MLOPS__LANDING_DIR", str(tmp_path / "landing"))
+    (tmp_path / "landing").mkdir()
+    yield tmp_path / "lake"
