@@ -1,0 +1,153 @@
+"""Event-driven ingestion under a real Airflow: scheduler, triggerer, dag-processor, API server, LocalExecutor.
+
+`airflow standalone` runs every component as its own process on a fresh metadata DB, so tasks run in
+forked LocalExecutor processes that talk to the execution API, as in production. A file dropped
+into the landing folder, and an object put into S3 (notified through SQS, both on moto's server),
+must each start a DAG run that loads and extracts the month.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote_plus
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import create_engine, text
+
+from airflow_mlops.data.flights import write_landing_file
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+DEADLINE_S = 240
+
+
+def wait_for(what: str, check, timeout: float = DEADLINE_S, log: Path | None = None):
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        value = check()
+        if value:
+            return value
+        time.sleep(1)
+    tail = log.read_text()[-4000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]:
+    from tests.conftest import free_port
+
+    home = tmp_path_factory.mktemp("standalone-home")
+    data = tmp_path_factory.mktemp("standalone-data")
+    (data / "landing").mkdir()
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    sqs = boto3.client("sqs", endpoint_url=moto_server, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    queue_url = sqs.create_queue(QueueName="flights-landing")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.create_bucket(Bucket="landing")
+    s3.put_bucket_notification_configuration(
+        Bucket="landing",
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]},
+    )
+    api_port = free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__MLOPS__LAKE_URI": (data / "lake").as_uri(),
+        "AIRFLOW__MLOPS__LANDING_DIR": str(data / "landing"),
+        "AIRFLOW__MLOPS__INGEST_QUEUE_URL": queue_url,
+        "AIRFLOW_CONN_FLIGHTS_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(source_db)}),
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                                                "extra": {"endpoint_url": moto_server, "region_name": "us-east-1"}}),
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    log = home / "standalone.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(["airflow", "standalone"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    engine = create_engine(f"sqlite:///{home / 'airflow.db'}")
+    try:
+        def dags_registered() -> bool:
+            try:
+                with engine.connect() as conn:
+                    names = {r[0] for r in conn.execute(text("SELECT dag_id FROM dag WHERE is_paused = 0"))}
+                    watchers = conn.execute(text("SELECT count(*) FROM asset_watcher")).scalar_one()
+            except Exception:  # the DB is still being migrated
+                return False
+            return {"flights_ingest", "flights_ingest_s3"} <= names and watchers >= 2
+
+        wait_for("the ingest DAGs to be parsed, unpaused and watched", dags_registered, log=log)
+        yield {"engine": engine, "data": data, "s3": s3, "log": log, "home": home}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        engine.dispose()
+
+
+def finished_run(engine, dag_id: str):
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT run_id, state FROM dag_run WHERE dag_id = :d AND state IN ('success', 'failed')"),
+            {"d": dag_id},
+        ).first()
+    return row
+
+
+def consumed_payloads(engine, dag_id: str, run_id: str) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT e.extra FROM asset_event e "
+                "JOIN dagrun_asset_event de ON de.event_id = e.id "
+                "JOIN dag_run r ON r.id = de.dag_run_id WHERE r.dag_id = :d AND r.run_id = :r"
+            ),
+            {"d": dag_id, "r": run_id},
+        ).all()
+    return [json.loads(r[0])["payload"] for r in rows]
+
+
+def test_file_dropped_in_landing_folder_runs_flights_ingest(stack) -> None:
+    landed = write_landing_file(2, stack["data"] / "landing")
+    run = wait_for("flights_ingest to finish", lambda: finished_run(stack["engine"], "flights_ingest"),
+                   log=stack["log"])
+    assert run.state == "success", stack["log"].read_text()[-3000:]
+    (payload,) = consumed_payloads(stack["engine"], "flights_ingest", run.run_id)
+    assert payload["name"] == landed.name and payload["uri"].endswith(f"_claimed/{landed.name}")
+    assert (stack["data"] / "landing" / "_loaded" / landed.name).exists()
+    partition = stack["data"] / "lake" / "raw" / "flights" / "2013-02.parquet"
+    assert pq.read_metadata(partition).num_rows == 24951
+
+
+def test_object_put_in_s3_runs_flights_ingest_s3_through_sqs(stack) -> None:
+    body = write_landing_file(1, stack["data"] / "outbox").read_bytes()
+    stack["s3"].put_object(Bucket="landing", Key="months/flights_2013_01.parquet", Body=body)
+    run = wait_for("flights_ingest_s3 to finish", lambda: finished_run(stack["engine"], "flights_ingest_s3"),
+                   log=stack["log"])
+    assert run.state == "success", stack["log"].read_text()[-3000:]
+    (payload,) = consumed_payloads(stack["engine"], "flights_ingest_s3", run.run_id)
+    bodies = [json.loads(m["Body"]) for m in payload["message_batch"]]
+    keys = [unquote_plus(r["s3"]["object"]["key"]) for b in bodies for r in b.get("Records", [])]
+    assert keys == ["months/flights_2013_01.parquet"]  # S3 URL-encodes keys in notifications
+    assert pq.read_metadata(stack["data"] / "lake" / "raw" / "flights" / "2013-01.parquet").num_rows == 27004
