@@ -46,6 +46,20 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "s3://my-bucket/lake",
                         "default": None,
                     },
+                    "lake_conn_id": {
+                        "description": "Airflow connection for the lake's object storage (s3:// lakes).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "aws_default",
+                        "default": None,
+                    },
+                    "ingest_queue_url": {
+                        "description": "SQS queue receiving the landing bucket's S3 notifications.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "https://sqs.us-east-1.amazonaws.com/123456789012/flights-landing",
+                        "default": None,
+                    },
                     "landing_dir": {
                         "description": "Absolute path of the folder watched for new month files.",
                         "version_added": "0.1.0",

@@ -26,6 +26,11 @@ def lake_uri() -> str:
     return _get("lake_uri", (airflow_home() / "data" / "lake").as_uri()).rstrip("/")
 
 
+def lake_conn_id() -> str | None:
+    """Airflow connection for the lake's object storage (``aws_default`` for ``s3://``); none for ``file://``."""
+    return _get("lake_conn_id", "") or None
+
+
 def landing_dir() -> str:
     """Absolute path of the folder that ``flights_ingest`` watches for new month files."""
     return _get("landing_dir", str(airflow_home() / "data" / "landing"))

@@ -85,6 +85,7 @@ def extract_month(period: str) -> list[SqlExtractOperator]:
             sql=sql,
             parameters=parameters,
             target=f"{LAKE}/raw/{table}/{partition}.parquet",
+            target_conn_id=settings.lake_conn_id(),
             column_types={**TIME_TYPES, **types},
             outlets=[asset],
         )

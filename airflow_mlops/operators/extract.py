@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -111,6 +112,8 @@ class SqlExtractOperator(BaseOperator):
                 )
         finally:
             engine.dispose()
+        # str(ObjectStoragePath) carries the storage conn_id; artifacts record the plain URI.
+        result = dataclasses.replace(result, uri=self.target)
 
         artifact = Artifact(
             uri=result.uri,
