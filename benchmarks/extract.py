@@ -1,0 +1,116 @@
+"""Benchmark: SqlExtractOperator vs pandas.read_sql + DataFrame.to_parquet on the full flights table.
+
+Both paths run the same query on the same SQLite source in this run, alternating, best of N.
+Peak memory is the peak RSS (VmHWM) of a fresh child process per path (RSS never shrinks, so
+each path needs its own process); both children import the same libraries. Prints one `RESULT name=value` line per headline figure.
+
+    .venv/bin/python benchmarks/extract.py [--repeats 3] [--source /path/flights.db]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+QUERY = "SELECT * FROM flights ORDER BY flight_id"
+TIME_TYPES = {"time_hour": "timestamp[us, tz=UTC]"}
+
+
+def ours(source: Path, out: Path) -> int:
+    from airflow_mlops.operators.extract import SqlExtractOperator
+
+    os.environ["AIRFLOW_CONN_BENCH_SOURCE"] = json.dumps({"conn_type": "sqlite", "host": str(source)})
+    op = SqlExtractOperator(task_id="bench", conn_id="bench_source", sql=QUERY, target=out.as_uri(),
+                            column_types=TIME_TYPES, enforce_schema=False)
+    context = {"dag": SimpleNamespace(dag_id="bench"), "run_id": "bench", "logical_date": None, "outlet_events": {}}
+    op.execute(context)  # type: ignore[arg-type]
+    import pyarrow.parquet as pq
+
+    return int(pq.read_metadata(out).num_rows)
+
+
+def baseline(source: Path, out: Path) -> int:
+    import pandas as pd
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite:///{source}")
+    frame = pd.read_sql(QUERY, engine)
+    frame.to_parquet(out, index=False)
+    engine.dispose()
+    return len(frame)
+
+
+PATHS = {"ours": ours, "baseline": baseline}
+
+
+def child(path: str, source: Path, out: Path) -> None:
+    rows = PATHS[path](source, out)
+    # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak across exec.
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak_kib = int(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+    print(json.dumps({"rows": rows, "peak_kib": peak_kib}))
+
+
+def ensure_source(source: Path | None, work: Path) -> Path:
+    if source is not None:
+        return source
+    from sqlalchemy import create_engine
+
+    from airflow_mlops.data.flights import seed_source_db
+
+    path = work / "flights.db"
+    engine = create_engine(f"sqlite:///{path}")
+    seed_source_db(engine)
+    engine.dispose()
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--source", type=Path)
+    parser.add_argument("--child", choices=sorted(PATHS))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.source, args.out)
+        return
+
+    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        source = ensure_source(args.source, work)
+        best = {name: float("inf") for name in PATHS}
+        rows = {}
+        for _ in range(args.repeats):
+            for name, run in PATHS.items():
+                started = time.perf_counter()
+                rows[name] = run(source, work / f"{name}.parquet")
+                best[name] = min(best[name], time.perf_counter() - started)
+        assert rows["ours"] == rows["baseline"], rows
+        peaks = {}
+        for name in PATHS:
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", name, "--source", str(source), "--out", str(work / "m.parquet")],
+                check=True, capture_output=True, text=True, env=os.environ.copy(),
+            )
+            peaks[name] = json.loads(out.stdout.strip().splitlines()[-1])["peak_kib"] / 1024
+    rate = {name: rows[name] / best[name] for name in PATHS}
+    print(f"rows: {rows['ours']}")
+    for name in PATHS:
+        print(f"{name:>8}: {best[name]:.2f} s best of {args.repeats}, {rate[name]:,.0f} rows/s, peak RSS {peaks[name]:.0f} MiB")
+    print(f"RESULT extract_rows_per_s_ratio={rate['ours'] / rate['baseline']:.2f}")
+    print(f"RESULT extract_peak_rss_mib={peaks['ours']:.0f}")
+    print(f"RESULT baseline_peak_rss_mib={peaks['baseline']:.0f}")
+    print(f"RESULT extract_peak_rss_ratio={peaks['ours'] / peaks['baseline']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
