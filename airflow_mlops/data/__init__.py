@@ -1,0 +1,1 @@
+"""The data plane: source datasets and extraction. Imports no Airflow."""
