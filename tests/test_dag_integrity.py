@@ -11,8 +11,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
-HEAVY = ("torch", "pytorch_lightning", "lightning", "pandas", "pyarrow", "feast", "great_expectations",
-         "mlflow", "sklearn", "optuna")
+HEAVY = (
+    "torch",
+    "pytorch_lightning",
+    "lightning",
+    "pandas",
+    "pyarrow",
+    "feast",
+    "great_expectations",
+    "mlflow",
+    "sklearn",
+    "optuna",
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,5 +56,7 @@ def test_dag_file_imports_nothing_heavy_at_parse_time(dag_file: Path) -> None:
         "import json, runpy, sys; runpy.run_path(sys.argv[1]); "
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
-    out = subprocess.run([sys.executable, "-c", probe, str(dag_file)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(dag_file)], capture_output=True, text=True, check=True
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -6,7 +6,7 @@ import logging
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,12 +19,26 @@ from airflow_mlops.exceptions import EmptyResultError, SchemaError, SourceQueryE
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
-    from upath import UPath
 
 log = logging.getLogger(__name__)
 
 #: How many chunks may be held back while a column has shown only NULLs (so its type is unknown).
 MAX_BUFFERED_CHUNKS = 8
+
+
+class StoragePath(Protocol):
+    """What extraction needs of a path: ``ObjectStoragePath``, ``upath.UPath`` and ``pathlib.Path`` fit."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def parent(self) -> Any: ...
+    def __truediv__(self, other: str) -> Any: ...
+    def open(self, mode: str) -> IO[bytes]: ...
+    def mkdir(self, mode: int = ..., parents: bool = ..., exist_ok: bool = ...) -> None: ...
+    def rename(self, target: Any) -> Any: ...
+    def exists(self) -> bool: ...
+    def unlink(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -184,7 +198,7 @@ def _chunks(conn: Connection, sql: str, parameters: Mapping[str, Any], chunk_siz
 def stream_query_to_parquet(
     conn: Connection,
     sql: str,
-    target: UPath,
+    target: StoragePath,
     *,
     parameters: Mapping[str, Any] | None = None,
     chunk_size: int = 50_000,
@@ -233,8 +247,11 @@ def stream_query_to_parquet(
                 pending.append(batches.convert(chunk))
                 if batches.schema is None and batches.fix(pending, final=False) is None:
                     if len(pending) >= MAX_BUFFERED_CHUNKS:
-                        nulls = [c for i, c in enumerate(columns) if all(
-                            pa.types.is_null(b.column(i).type) for b in pending)]
+                        nulls = [
+                            c
+                            for i, c in enumerate(columns)
+                            if all(pa.types.is_null(b.column(i).type) for b in pending)
+                        ]
                         raise SchemaError(
                             f"columns {nulls} are NULL in the first {sum(len(b) for b in pending)} rows, "
                             "so their type is unknown (rule: memory stays bounded by the chunk size); "
@@ -266,7 +283,11 @@ def stream_query_to_parquet(
     assert batches.schema is not None
     log.info("Wrote %s rows (%s bytes) to %s", rows, size, target)
     return ExtractResult(
-        uri=str(target), rows=rows, sha256=sink.hexdigest, schema=schema_to_records(batches.schema), bytes=size
+        uri=str(target),
+        rows=rows,
+        sha256=sink.hexdigest,
+        schema=schema_to_records(batches.schema),
+        bytes=size,
     )
 
 
@@ -293,7 +314,7 @@ def _flush(
     return writer
 
 
-def _remove_quietly(path: UPath) -> None:
+def _remove_quietly(path: StoragePath) -> None:
     try:
         if path.exists():
             path.unlink()

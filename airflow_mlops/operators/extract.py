@@ -93,7 +93,9 @@ class SqlExtractOperator(BaseOperator):
 
         target = ObjectStoragePath(self.target, conn_id=self.target_conn_id)
         if not target.name.endswith(".parquet"):
-            raise TargetError(f"target {self.target!r}: must name a .parquet file (rule: one partition, one file)")
+            raise TargetError(
+                f"target {self.target!r}: must name a .parquet file (rule: one partition, one file)"
+            )
         schema_path = target.parent / SCHEMA_FILE
         recorded = _read_json(schema_path) if self.enforce_schema else None
 
@@ -141,7 +143,7 @@ class SqlExtractOperator(BaseOperator):
 
     def _emit(self, context: Context, result: ExtractResult, manifest_uri: str) -> None:
         logical_date = context.get("logical_date")
-        extra = {
+        extra: dict[str, Any] = {
             "uri": result.uri,
             "rows": result.rows,
             "sha256": result.sha256,

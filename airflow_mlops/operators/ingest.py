@@ -41,7 +41,7 @@ class SeedFlightsSourceOperator(BaseOperator):
         finally:
             engine.dispose()
         self.log.info("Seeded source database %s: %s", self.conn_id, summary.rows)
-        result = {"rows": summary.rows}
+        result: dict[str, Any] = {"rows": summary.rows}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = result
         return result
@@ -104,7 +104,9 @@ class LoadLandingFileOperator(BaseOperator):
                     try:
                         frame = pd.read_parquet(stream)
                     except (OSError, ValueError) as err:
-                        raise LandingFileError(f"landing file {uri}: not a readable Parquet file ({err})") from err
+                        raise LandingFileError(
+                            f"landing file {uri}: not a readable Parquet file ({err})"
+                        ) from err
                 month, rows = load_landing_frame(engine, uri, frame)
                 self.log.info("Loaded %s rows of %s-%02d from %s", rows, YEAR, month, uri)
                 loaded.append({"uri": _archive(path), "year": YEAR, "month": month, "rows": rows})

@@ -61,7 +61,9 @@ class LandingFileTrigger(BaseEventTrigger):
             await asyncio.sleep(self.poke_interval)
 
 
-def s3_landing_trigger(*, queue_url: str, aws_conn_id: str = "aws_default", poll_seconds: int = 5) -> BaseEventTrigger:
+def s3_landing_trigger(
+    *, queue_url: str, aws_conn_id: str = "aws_default", poll_seconds: int = 5
+) -> BaseEventTrigger:
     """The amazon provider's ``SqsSensorTrigger`` set up for S3 object-created notifications.
 
     Messages are deleted from the queue once the triggerer has them; the Asset event's
@@ -75,7 +77,9 @@ def s3_landing_trigger(*, queue_url: str, aws_conn_id: str = "aws_default", poll
     )
 
 
-def claim_ready_files(directory: Path, pattern: str, seen: dict[Path, tuple[int, int]]) -> list[dict[str, Any]]:
+def claim_ready_files(
+    directory: Path, pattern: str, seen: dict[Path, tuple[int, int]]
+) -> list[dict[str, Any]]:
     """Claim every file that kept its size and mtime since the last scan; return their payloads.
 
     ``seen`` carries (size, mtime) of files observed on the previous scan and is updated in place.

@@ -48,16 +48,30 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
     home = tmp_path_factory.mktemp("standalone-home")
     data = tmp_path_factory.mktemp("standalone-data")
     (data / "landing").mkdir()
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
-    sqs = boto3.client("sqs", endpoint_url=moto_server, region_name="us-east-1",
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     queue_url = sqs.create_queue(QueueName="flights-landing")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     s3.create_bucket(Bucket="landing")
     s3.put_bucket_notification_configuration(
         Bucket="landing",
-        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]},
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
     )
     api_port = free_port()
     env = {
@@ -76,16 +90,26 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
         "AIRFLOW__MLOPS__LANDING_DIR": str(data / "landing"),
         "AIRFLOW__MLOPS__INGEST_QUEUE_URL": queue_url,
         "AIRFLOW_CONN_FLIGHTS_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(source_db)}),
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
-                                                "extra": {"endpoint_url": moto_server, "region_name": "us-east-1"}}),
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": moto_server, "region_name": "us-east-1"},
+            }
+        ),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
     }
     log = home / "standalone.log"
     with log.open("w") as out:
-        process = subprocess.Popen(["airflow", "standalone"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            ["airflow", "standalone"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     engine = create_engine(f"sqlite:///{home / 'airflow.db'}")
     try:
+
         def dags_registered() -> bool:
             try:
                 with engine.connect() as conn:
@@ -130,8 +154,9 @@ def consumed_payloads(engine, dag_id: str, run_id: str) -> list[dict]:
 
 def test_file_dropped_in_landing_folder_runs_flights_ingest(stack) -> None:
     landed = write_landing_file(2, stack["data"] / "landing")
-    run = wait_for("flights_ingest to finish", lambda: finished_run(stack["engine"], "flights_ingest"),
-                   log=stack["log"])
+    run = wait_for(
+        "flights_ingest to finish", lambda: finished_run(stack["engine"], "flights_ingest"), log=stack["log"]
+    )
     assert run.state == "success", stack["log"].read_text()[-3000:]
     (payload,) = consumed_payloads(stack["engine"], "flights_ingest", run.run_id)
     assert payload["name"] == landed.name and payload["uri"].endswith(f"_claimed/{landed.name}")
@@ -143,8 +168,11 @@ def test_file_dropped_in_landing_folder_runs_flights_ingest(stack) -> None:
 def test_object_put_in_s3_runs_flights_ingest_s3_through_sqs(stack) -> None:
     body = write_landing_file(1, stack["data"] / "outbox").read_bytes()
     stack["s3"].put_object(Bucket="landing", Key="months/flights_2013_01.parquet", Body=body)
-    run = wait_for("flights_ingest_s3 to finish", lambda: finished_run(stack["engine"], "flights_ingest_s3"),
-                   log=stack["log"])
+    run = wait_for(
+        "flights_ingest_s3 to finish",
+        lambda: finished_run(stack["engine"], "flights_ingest_s3"),
+        log=stack["log"],
+    )
     assert run.state == "success", stack["log"].read_text()[-3000:]
     (payload,) = consumed_payloads(stack["engine"], "flights_ingest_s3", run.run_id)
     bodies = [json.loads(m["Body"]) for m in payload["message_batch"]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -23,11 +23,12 @@ def run_monthly(month: int):
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(ROOT / "dags" / "flights_ingest.py")).get_dag("flights_monthly")
-    return dag.test(logical_date=datetime(2013, month, 1, tzinfo=timezone.utc))
+    return dag.test(logical_date=datetime(2013, month, 1, tzinfo=UTC))
 
 
-def test_monthly_extract_from_postgres_matches_sqlite(airflow_db, postgres_url, source_conn, source_db, lake,
-                                                      monkeypatch) -> None:
+def test_monthly_extract_from_postgres_matches_sqlite(
+    airflow_db, postgres_url, source_conn, source_db, lake, monkeypatch
+) -> None:
     engine = create_engine(postgres_url)
     seed_source_db(engine, months=[1])
     seed_source_db(engine, months=[1])  # idempotent: still one copy
@@ -35,14 +36,26 @@ def test_monthly_extract_from_postgres_matches_sqlite(airflow_db, postgres_url, 
         assert conn.execute(text("SELECT count(*) FROM flights WHERE month = 1")).scalar_one() == 27004
     engine.dispose()
     url = make_url(postgres_url)
-    monkeypatch.setenv("AIRFLOW_CONN_FLIGHTS_SOURCE", json.dumps(
-        {"conn_type": "postgres", "host": url.host, "port": url.port, "login": url.username, "schema": url.database}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FLIGHTS_SOURCE",
+        json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": url.host,
+                "port": url.port,
+                "login": url.username,
+                "schema": url.database,
+            }
+        ),
+    )
 
     run = run_monthly(1)
     assert str(run.state) == "success"
     from_postgres = pq.read_table(lake / "raw" / "flights" / "2013-01.parquet")
 
-    monkeypatch.setenv("AIRFLOW_CONN_FLIGHTS_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(source_db)}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FLIGHTS_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(source_db)})
+    )
     (lake / "raw" / "flights" / "2013-01.parquet").rename(lake / "postgres.parquet")
     assert str(run_monthly(1).state) == "success"
     from_sqlite = pq.read_table(lake / "raw" / "flights" / "2013-01.parquet")
@@ -50,7 +63,9 @@ def test_monthly_extract_from_postgres_matches_sqlite(airflow_db, postgres_url, 
     pd.testing.assert_frame_equal(from_postgres.to_pandas(), from_sqlite.to_pandas())
 
 
-def test_monthly_extract_to_an_s3_lake_on_moto(airflow_db, aws_conn, source_conn, moto_server, monkeypatch) -> None:
+def test_monthly_extract_to_an_s3_lake_on_moto(
+    airflow_db, aws_conn, source_conn, moto_server, monkeypatch
+) -> None:
     import hashlib
     import io
 
@@ -60,9 +75,14 @@ def test_monthly_extract_to_an_s3_lake_on_moto(airflow_db, aws_conn, source_conn
     monkeypatch.setenv("AIRFLOW__MLOPS__LAKE_CONN_ID", aws_conn)
     assert str(run_monthly(2).state) == "success"
 
-    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="mlops/raw/flights/")["Contents"])
-    assert keys == ["mlops/raw/flights/2013-02.parquet", "mlops/raw/flights/2013-02.parquet.manifest.json",
-                    "mlops/raw/flights/_schema.json"]  # no temporary object is left behind
+    keys = sorted(
+        o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="mlops/raw/flights/")["Contents"]
+    )
+    assert keys == [
+        "mlops/raw/flights/2013-02.parquet",
+        "mlops/raw/flights/2013-02.parquet.manifest.json",
+        "mlops/raw/flights/_schema.json",
+    ]  # no temporary object is left behind
     manifest = json.loads(s3.get_object(Bucket="lake", Key=keys[1])["Body"].read())
     body = s3.get_object(Bucket="lake", Key=keys[0])["Body"].read()
     assert manifest["uri"] == "s3://lake/mlops/raw/flights/2013-02.parquet"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC
 from pathlib import Path
 
 import pandas as pd
@@ -40,23 +41,27 @@ def asset_events(name: str) -> list[dict]:
 
     with create_session() as session:
         rows = (
-            session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .filter(AssetModel.name == name).order_by(AssetEvent.id).all()
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == name)
+            .order_by(AssetEvent.id)
+            .all()
         )
         return [dict(r.extra) for r in rows]
 
 
 def source_month(source_db: Path, table: str, month: int, order: str) -> pd.DataFrame:
     with sqlite3.connect(source_db) as conn:
-        return pd.read_sql(f"SELECT * FROM {table} WHERE year = 2013 AND month = ? ORDER BY {order}", conn,
-                           params=(month,))
+        return pd.read_sql(
+            f"SELECT * FROM {table} WHERE year = 2013 AND month = ? ORDER BY {order}", conn, params=(month,)
+        )
 
 
 def test_monthly_extracts_january_row_by_row(airflow_db, source_conn, source_db, lake) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     dag = load_dag("flights_monthly")
-    run = dag.test(logical_date=datetime(2013, 1, 1, tzinfo=timezone.utc))
+    run = dag.test(logical_date=datetime(2013, 1, 1, tzinfo=UTC))
     assert str(run.state) == "success", task_states(run)
 
     partition = lake / "raw" / "flights" / "2013-01.parquet"
@@ -77,33 +82,38 @@ def test_monthly_extracts_january_row_by_row(airflow_db, source_conn, source_db,
     assert weather.num_rows == len(source_month(source_db, "weather", 1, "origin, time_hour"))
 
     # A re-run of the logical date replaces the partition: same content, one file.
-    rerun = dag.test(logical_date=datetime(2013, 1, 1, tzinfo=timezone.utc))
+    rerun = dag.test(logical_date=datetime(2013, 1, 1, tzinfo=UTC))
     assert str(rerun.state) == "success"
     again = Artifact.from_json(Path(str(partition) + MANIFEST_SUFFIX).read_text())
     assert again.sha256 == manifest.sha256
     assert sorted(p.name for p in partition.parent.iterdir()) == [
-        "2013-01.parquet", "2013-01.parquet.manifest.json", "_schema.json"]
+        "2013-01.parquet",
+        "2013-01.parquet.manifest.json",
+        "_schema.json",
+    ]
 
 
 def test_empty_month_fails_with_a_clear_message_and_no_partition(airflow_db, source_conn, lake) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     dag = load_dag("flights_monthly")
-    run = dag.test(logical_date=datetime(2013, 7, 1, tzinfo=timezone.utc))  # the seed holds Jan and Feb only
+    run = dag.test(logical_date=datetime(2013, 7, 1, tzinfo=UTC))  # the seed holds Jan and Feb only
     states = task_states(run)
     assert str(run.state) == "failed" and states["extract_flights"] == "failed"
     assert not (lake / "raw" / "flights").exists() or not list((lake / "raw" / "flights").glob("*.parquet"))
 
 
-def test_ingest_loads_a_landed_month_and_extracts_it(airflow_db, source_conn, source_db, lake, tmp_path) -> None:
-    from datetime import datetime, timezone
+def test_ingest_loads_a_landed_month_and_extracts_it(
+    airflow_db, source_conn, source_db, lake, tmp_path
+) -> None:
+    from datetime import datetime
 
     # Remove February from the source so the landing file is what brings it.
     with sqlite3.connect(source_db) as conn:
         conn.execute("DELETE FROM flights WHERE month = 2")
     landed = write_landing_file(2, tmp_path / "landing")
     dag = load_dag("flights_ingest")
-    run = dag.test(logical_date=datetime(2013, 2, 1, tzinfo=timezone.utc), run_conf={"uri": landed.as_uri()})
+    run = dag.test(logical_date=datetime(2013, 2, 1, tzinfo=UTC), run_conf={"uri": landed.as_uri()})
     assert str(run.state) == "success", task_states(run)
 
     assert not landed.exists() and (tmp_path / "landing" / "_loaded" / landed.name).exists()
@@ -114,13 +124,13 @@ def test_ingest_loads_a_landed_month_and_extracts_it(airflow_db, source_conn, so
 
     # Landing the same month again replaces it in the source instead of duplicating it.
     again = write_landing_file(2, tmp_path / "landing")
-    run = dag.test(logical_date=datetime(2013, 2, 2, tzinfo=timezone.utc), run_conf={"uri": again.as_uri()})
+    run = dag.test(logical_date=datetime(2013, 2, 2, tzinfo=UTC), run_conf={"uri": again.as_uri()})
     assert str(run.state) == "success", task_states(run)
     assert len(source_month(source_db, "flights", 2, "flight_id")) == 24951
 
 
 def test_ingest_rejects_a_file_spanning_two_months(airflow_db, source_conn, lake, tmp_path) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from airflow_mlops.data.flights import read_table
 
@@ -128,22 +138,25 @@ def test_ingest_rejects_a_file_spanning_two_months(airflow_db, source_conn, lake
     flights = read_table("flights")
     flights[flights["day"] == 1].head(2000).to_parquet(bad)  # Jan 1st and Feb 1st
     run = load_dag("flights_ingest").test(
-        logical_date=datetime(2013, 3, 3, tzinfo=timezone.utc), run_conf={"uri": bad.as_uri()})
+        logical_date=datetime(2013, 3, 3, tzinfo=UTC), run_conf={"uri": bad.as_uri()}
+    )
     assert str(run.state) == "failed"
     assert task_states(run)["load_landing_file"] == "failed"
     assert bad.exists(), "a rejected landing file must stay where it is"
 
 
 def test_seed_dag_loads_the_source_once(airflow_db, tmp_path, monkeypatch) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     db = tmp_path / "seeded.db"
     monkeypatch.setenv("AIRFLOW_CONN_FLIGHTS_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(db)}))
     dag = load_dag("flights_seed")
     for day in (1, 2):
-        run = dag.test(logical_date=datetime(2013, 1, day, tzinfo=timezone.utc))
+        run = dag.test(logical_date=datetime(2013, 1, day, tzinfo=UTC))
         assert str(run.state) == "success", task_states(run)
     with sqlite3.connect(db) as conn:
-        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                  for t in ("flights", "weather", "planes", "airlines", "airports")}
+        counts = {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("flights", "weather", "planes", "airlines", "airports")
+        }
     assert counts["flights"] == 336_776 and counts["airlines"] == 16 and counts["planes"] == 3322

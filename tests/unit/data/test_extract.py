@@ -22,7 +22,10 @@ def engine(tmp_path: Path):
         conn.execute(text("CREATE TABLE t (id INTEGER, x REAL, name TEXT, note TEXT)"))
         conn.execute(
             text("INSERT INTO t VALUES (:id, :x, :name, :note)"),
-            [{"id": i, "x": i / 2, "name": f"n{i}", "note": None if i < 250 else "late"} for i in range(1000)],
+            [
+                {"id": i, "x": i / 2, "name": f"n{i}", "note": None if i < 250 else "late"}
+                for i in range(1000)
+            ],
         )
     yield engine
     engine.dispose()
@@ -40,8 +43,9 @@ def target(tmp_path: Path, name: str = "part.parquet") -> ObjectStoragePath:
 def test_rows_and_schema_round_trip_in_chunks(engine, tmp_path: Path) -> None:
     out = target(tmp_path)
     with engine.connect() as conn:
-        result = stream_query_to_parquet(conn, "SELECT * FROM t WHERE id < :n ORDER BY id", out,
-                                         parameters={"n": 700}, chunk_size=100)
+        result = stream_query_to_parquet(
+            conn, "SELECT * FROM t WHERE id < :n ORDER BY id", out, parameters={"n": 700}, chunk_size=100
+        )
     table = pq.read_table(out.path)
     assert result.rows == 700 == table.num_rows
     assert table.column("id").to_pylist() == list(range(700))
@@ -67,8 +71,9 @@ def test_too_many_null_chunks_is_an_error_unless_typed(engine, tmp_path: Path) -
         stream_query_to_parquet(conn, "SELECT id, note FROM t ORDER BY id", out, chunk_size=size)
     assert lake_files(tmp_path) == []
     with engine.connect() as conn:
-        result = stream_query_to_parquet(conn, "SELECT id, note FROM t ORDER BY id", out, chunk_size=size,
-                                         column_types={"note": "string"})
+        result = stream_query_to_parquet(
+            conn, "SELECT id, note FROM t ORDER BY id", out, chunk_size=size, column_types={"note": "string"}
+        )
     assert result.rows == 1000
 
 
@@ -78,7 +83,9 @@ def test_bind_parameters_are_never_formatted_into_sql(engine, tmp_path: Path) ->
     with engine.connect() as conn, pytest.raises(EmptyResultError, match="no rows"):
         stream_query_to_parquet(conn, "SELECT * FROM t WHERE name = :name", out, parameters={"name": hostile})
     with engine.connect() as conn:
-        result = stream_query_to_parquet(conn, "SELECT * FROM t WHERE name = :name", out, parameters={"name": "n1"})
+        result = stream_query_to_parquet(
+            conn, "SELECT * FROM t WHERE name = :name", out, parameters={"name": "n1"}
+        )
     assert result.rows == 1
 
 
@@ -94,8 +101,11 @@ def test_empty_result_fails_by_default_and_leaves_nothing(engine, tmp_path: Path
 
 @pytest.mark.parametrize(
     ("sql", "message"),
-    [("SELEC * FROM t", "syntax error"), ("SELECT * FROM no_such_table", "no such table: no_such_table"),
-     ("SELECT * FROM t WHERE id = :missing", "missing")],
+    [
+        ("SELEC * FROM t", "syntax error"),
+        ("SELECT * FROM no_such_table", "no such table: no_such_table"),
+        ("SELECT * FROM t WHERE id = :missing", "missing"),
+    ],
 )
 def test_bad_sql_is_a_clear_error_with_no_output(engine, tmp_path: Path, sql: str, message: str) -> None:
     out = target(tmp_path)
@@ -164,7 +174,9 @@ def test_timestamp_strings_are_read_in_the_target_zone(tmp_path: Path) -> None:
     engine = create_engine("sqlite://")
     with engine.connect() as conn:
         result = stream_query_to_parquet(
-            conn, "SELECT '2013-01-01 10:00:00.000000' AS t", target(tmp_path),
+            conn,
+            "SELECT '2013-01-01 10:00:00.000000' AS t",
+            target(tmp_path),
             column_types={"t": "timestamp[us, tz=UTC]"},
         )
     assert result.schema == [{"name": "t", "type": "timestamp[us, tz=UTC]"}]

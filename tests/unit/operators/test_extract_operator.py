@@ -11,8 +11,12 @@ from airflow_mlops.operators.extract import SqlExtractOperator
 
 
 def make(**overrides) -> SqlExtractOperator:
-    kwargs = {"task_id": "extract", "sql": "SELECT 1 AS x", "conn_id": "flights_source",
-              "target": "file:///tmp/x.parquet"}
+    kwargs = {
+        "task_id": "extract",
+        "sql": "SELECT 1 AS x",
+        "conn_id": "flights_source",
+        "target": "file:///tmp/x.parquet",
+    }
     return SqlExtractOperator(**{**kwargs, **overrides})
 
 

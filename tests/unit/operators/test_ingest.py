@@ -13,20 +13,30 @@ from airflow_mlops.operators.ingest import landing_uris_from_events
 
 
 def s3_message(*keys: str, event: str = "ObjectCreated:Put") -> dict:
-    records = [{"eventName": event, "s3": {"bucket": {"name": "landing"}, "object": {"key": k}}} for k in keys]
+    records = [
+        {"eventName": event, "s3": {"bucket": {"name": "landing"}, "object": {"key": k}}} for k in keys
+    ]
     return {"MessageId": "m1", "Body": json.dumps({"Records": records})}
 
 
 def test_uris_come_from_file_payloads_and_s3_notifications_in_order_without_duplicates() -> None:
     payloads = [
         {"uri": "file:///l/_claimed/a.parquet", "name": "a.parquet"},
-        {"status": "success", "message_batch": [s3_message("months/b+c.parquet", "months%2Fd.parquet"),
-                                                s3_message("x.parquet", event="ObjectRemoved:Delete"),
-                                                {"MessageId": "t", "Body": json.dumps({"Event": "s3:TestEvent"})}]},
+        {
+            "status": "success",
+            "message_batch": [
+                s3_message("months/b+c.parquet", "months%2Fd.parquet"),
+                s3_message("x.parquet", event="ObjectRemoved:Delete"),
+                {"MessageId": "t", "Body": json.dumps({"Event": "s3:TestEvent"})},
+            ],
+        },
         {"uri": "file:///l/_claimed/a.parquet"},
     ]
     assert landing_uris_from_events(payloads) == [
-        "file:///l/_claimed/a.parquet", "s3://landing/months/b c.parquet", "s3://landing/months/d.parquet"]
+        "file:///l/_claimed/a.parquet",
+        "s3://landing/months/b c.parquet",
+        "s3://landing/months/d.parquet",
+    ]
 
 
 def test_a_non_json_sqs_message_is_a_clear_error() -> None:
@@ -44,13 +54,19 @@ def test_a_valid_month_file_gives_its_month(march: pd.DataFrame) -> None:
     assert read_landing_file("f.parquet", march) == 3
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda f: f.drop(columns=["arr_delay"]), r"missing columns \['arr_delay'\]"),
-    (lambda f: f.iloc[0:0], "no rows"),
-    (lambda f: f.assign(month=[3] * 499 + [4]), r"rows span \(year, month\) \[\(2013, 3\), \(2013, 4\)\]"),
-    (lambda f: f.assign(year=2014), r"\(2014, 3\).*one month of 2013"),
-    (lambda f: f.assign(flight_id=1), "duplicated flight_id"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda f: f.drop(columns=["arr_delay"]), r"missing columns \['arr_delay'\]"),
+        (lambda f: f.iloc[0:0], "no rows"),
+        (
+            lambda f: f.assign(month=[3] * 499 + [4]),
+            r"rows span \(year, month\) \[\(2013, 3\), \(2013, 4\)\]",
+        ),
+        (lambda f: f.assign(year=2014), r"\(2014, 3\).*one month of 2013"),
+        (lambda f: f.assign(flight_id=1), "duplicated flight_id"),
+    ],
+)
 def test_bad_month_files_are_rejected_with_the_rule(march: pd.DataFrame, mutate, message: str) -> None:
     with pytest.raises(LandingFileError, match=message):
         read_landing_file("f.parquet", mutate(march))

@@ -58,10 +58,13 @@ def test_trigger_runs_as_an_async_event_stream_and_serializes(tmp_path: Path) ->
     assert event.payload["name"] == "a.parquet"
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"directory": "relative/dir"}, "absolute path"),
-    ({"directory": "/abs", "poke_interval": 0}, "poke_interval must be > 0"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"directory": "relative/dir"}, "absolute path"),
+        ({"directory": "/abs", "poke_interval": 0}, "poke_interval must be > 0"),
+    ],
+)
 def test_bad_arguments_are_rejected_at_parse_time(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         LandingFileTrigger(**kwargs)
