@@ -136,7 +136,9 @@ def demo(home: Path) -> None:
         artifact = Artifact.from_json(manifest.read_text())
         path = artifact.uri.removeprefix("file://")
         print(f"  {os.path.relpath(path, lake):<48} {artifact.metadata['rows']:>8}  {artifact.sha256[:16]}")
-    print(f"Task logs: {logs}; open the UI with: AIRFLOW_HOME={home} .venv/bin/airflow standalone")
+    venv_bin = Path(sys.executable).parent
+    print(f"Task logs: {logs}")
+    print(f"Open the UI with: PATH={venv_bin}:$PATH AIRFLOW_HOME={home} airflow standalone")
 
 
 def main(argv: list[str] | None = None) -> None:
