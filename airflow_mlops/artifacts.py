@@ -75,11 +75,3 @@ class HashingWriter:
     @property
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
-
-
-def sha256_of(stream: BinaryIO, block_size: int = 1 << 20) -> str:
-    """SHA-256 of a binary stream read to its end."""
-    digest = hashlib.sha256()
-    while block := stream.read(block_size):
-        digest.update(block)
-    return digest.hexdigest()

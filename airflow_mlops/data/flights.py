@@ -26,7 +26,6 @@ from sqlalchemy import (
     and_,
     delete,
     func,
-    inspect,
     select,
 )
 
@@ -262,8 +261,3 @@ def load_landing_frame(engine: Engine, path: str, frame: pd.DataFrame) -> tuple[
     with engine.begin() as conn:
         rows = replace_month(conn, flights, month, frame)
     return month, rows
-
-
-def has_tables(engine: Engine) -> bool:
-    names = set(inspect(engine).get_table_names())
-    return all(t.name in names for t in metadata.sorted_tables)

@@ -48,20 +48,13 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
     home = tmp_path_factory.mktemp("standalone-home")
     data = tmp_path_factory.mktemp("standalone-data")
     (data / "landing").mkdir()
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    aws = {
+        "endpoint_url": moto_server,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    s3, sqs = boto3.client("s3", **aws), boto3.client("sqs", **aws)
     queue_url = sqs.create_queue(QueueName="flights-landing")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
