@@ -118,6 +118,10 @@ replaced in one transaction. Trigger it once before the other flights DAGs.
 
 with DAG(
     dag_id="flights_monthly",
+    # Airflow 3's "@monthly" is a trigger timetable: the logical date is the run time and names the
+    # month extracted, so `dags test flights_monthly 2013-01-01` and a backfill from 2013-01-01
+    # extract January. (A CronDataIntervalTimetable would make a manual run extract the month
+    # before its date.) The source is historical, so every month is complete when it runs.
     schedule="@monthly",
     start_date=datetime(2013, 1, 1),
     end_date=datetime(2013, 12, 31),
@@ -128,7 +132,7 @@ with DAG(
     tags=["mlops", "flights", "ingest"],
     doc_md="""
 ### Extract each month of 2013 from the source database
-One run per month (the data interval). `extract_flights` and `extract_weather` stream the month's
+One run per month; the run's logical date names the month (2013-01-01 extracts January). `extract_flights` and `extract_weather` stream the month's
 rows from `flights_source` into `lake/raw/<table>/<YYYY>-<MM>.parquet`, write a manifest beside
 each partition (URI, SHA-256, row count, schema, query) and emit the `flights_raw` and
 `weather_raw` Assets. A re-run replaces the month's partitions. Backfill the year with
