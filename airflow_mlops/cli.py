@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-CONFIG_SECTIONS = ("core", "database", "mlops", "dag_processor", "scheduler", "api", "logging")
-
 
 def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
     """Write (or update) the settings this project owns in ``$AIRFLOW_HOME/airflow.cfg``.

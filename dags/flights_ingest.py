@@ -72,6 +72,18 @@ WEATHER_TYPES = {c: "float64" for c in ("temp", "dewp", "humid", "wind_dir", "wi
                                          "precip", "pressure", "visib")}  # fmt: skip
 
 
+#: (table, query, forced column types, Asset) of each monthly extraction.
+EXTRACTS = (
+    ("flights", FLIGHTS_SQL, {**TIME_TYPES, **FLOAT_TYPES}, FLIGHTS_RAW),
+    ("weather", WEATHER_SQL, {**TIME_TYPES, **WEATHER_TYPES}, WEATHER_RAW),
+)
+
+
+def partition_uri(table: str, period: str) -> str:
+    """Where a month's partition of ``table`` lives; ``period`` is ``YYYY-MM`` (or a template of it)."""
+    return f"{LAKE}/raw/{table}/{period}.parquet"
+
+
 def extract_month(period: str) -> list[SqlExtractOperator]:
     """Extract one month of flights and of weather.
 
@@ -79,22 +91,19 @@ def extract_month(period: str) -> list[SqlExtractOperator]:
     render templates as native objects, so the bind parameters reach the database as integers.
     """
     parameters = {"year": f"{{{{ ({period})['year'] }}}}", "month": f"{{{{ ({period})['month'] }}}}"}
-    partition = f"{{{{ '%04d-%02d' % (({period})['year'], ({period})['month']) }}}}"
+    month = f"{{{{ '%04d-%02d' % (({period})['year'], ({period})['month']) }}}}"
     return [
         SqlExtractOperator(
             task_id=f"extract_{table}",
             conn_id=SOURCE,
             sql=sql,
             parameters=parameters,
-            target=f"{LAKE}/raw/{table}/{partition}.parquet",
+            target=partition_uri(table, month),
             target_conn_id=settings.lake_conn_id(),
-            column_types={**TIME_TYPES, **types},
+            column_types=types,
             outlets=[asset],
         )
-        for table, sql, types, asset in (
-            ("flights", FLIGHTS_SQL, FLOAT_TYPES, FLIGHTS_RAW),
-            ("weather", WEATHER_SQL, WEATHER_TYPES, WEATHER_RAW),
-        )
+        for table, sql, types, asset in EXTRACTS
     ]
 
 
@@ -158,12 +167,25 @@ def _ingest_dag(dag_id: str, landing: Asset, doc_md: str, storage_conn_id: str |
         )
 
         @task
-        def landed_month(loaded: list[dict]) -> dict[str, int]:
-            """The month to extract: the latest one the run loaded."""
-            latest = max(loaded, key=lambda item: (item["year"], item["month"]))
-            return {"year": latest["year"], "month": latest["month"]}
+        def month_partitions(loaded: list[dict], table: str) -> list[dict]:
+            """One extraction of ``table`` per distinct month the run loaded (a run may load several)."""
+            months = sorted({(item["year"], item["month"]) for item in loaded})
+            return [
+                {"parameters": {"year": y, "month": m}, "target": partition_uri(table, f"{y:04d}-{m:02d}")}
+                for y, m in months
+            ]
 
-        landed_month(load.output) >> extract_month("ti.xcom_pull(task_ids='landed_month')")
+        for table, sql, types, asset in EXTRACTS:
+            partitions = month_partitions.override(task_id=f"{table}_partitions")(load.output, table)
+            SqlExtractOperator.partial(
+                task_id=f"extract_{table}",
+                conn_id=SOURCE,
+                sql=sql,
+                target_conn_id=settings.lake_conn_id(),
+                column_types=types,
+                outlets=[asset],
+                map_index_template="{{ task.parameters['year'] }}-{{ task.parameters['month'] }}",
+            ).expand_kwargs(partitions)
     return dag
 
 
@@ -177,7 +199,9 @@ is claimed by the triggerer's `LandingFileTrigger` (moved to `_claimed/`, never 
 fires the `flights_landing` Asset and starts this DAG. `load_landing_file` checks the file (one
 month of 2013, the flights columns, unique ids) and replaces that month in the source database in
 one transaction, then moves the file to `_loaded/`; the month is then extracted to the lake like
-`flights_monthly` does. Trigger it by hand with conf `{"uri": "file:///path/to/file.parquet"}`.
+`flights_monthly` does, one mapped task per month the run loaded (events that arrive together
+share a run). Trigger it by hand with conf `{"uri": "file:///path/to/file.parquet"}` or
+`{"uris": [...]}`.
 Write a landing file with `airflow-mlops land --month 3`.
 """,
     storage_conn_id=None,

@@ -9,6 +9,9 @@ from urllib.parse import unquote_plus
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.exceptions import LandingFileError
+from airflow_mlops.triggers.landing import CLAIMED_DIR
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -51,11 +54,12 @@ class LoadLandingFileOperator(BaseOperator):
     """Load landed month files of flights into the source database, replacing each month atomically.
 
     Which files: ``source`` when given (templated; a ``file://`` or ``s3://`` URI), else the run's
-    ``dag_run.conf["uri"]``, else every file named by the events that triggered the run: a
+    ``dag_run.conf["uri"]`` (or ``["uris"]``), else every file named by the events that triggered the run: a
     ``LandingFileTrigger`` payload (``{"uri": ...}``) or an SQS message batch carrying S3 event
     notifications (``SqsSensorTrigger``). A file is checked (required columns, exactly one month of
     2013, unique ``flight_id``) before anything is written; a bad file fails the task with the rule
-    it broke and stays where it is. A loaded local file is moved to ``_loaded/`` beside it.
+    it broke and stays where it is. A loaded local file is moved to ``_loaded/`` beside it; a retry
+    whose file was already moved reads it from there (loading replaces the month, so that is safe).
 
     :param conn_id: Airflow connection of the source database.
     :param source: URI of one landing file (templated); optional.
@@ -84,7 +88,6 @@ class LoadLandingFileOperator(BaseOperator):
         from airflow.sdk import ObjectStoragePath
 
         from airflow_mlops.data.flights import YEAR, load_landing_frame
-        from airflow_mlops.exceptions import LandingFileError
         from airflow_mlops.hooks.sql import get_sqlalchemy_engine
 
         uris = self._landing_uris(context)
@@ -97,9 +100,7 @@ class LoadLandingFileOperator(BaseOperator):
         loaded = []
         try:
             for uri in uris:
-                path = ObjectStoragePath(uri, conn_id=self.storage_conn_id)
-                if not path.exists():
-                    raise LandingFileError(f"landing file {uri}: does not exist")
+                path = _locate(ObjectStoragePath(uri, conn_id=self.storage_conn_id), uri)
                 with path.open("rb") as stream:
                     try:
                         frame = pd.read_parquet(stream)
@@ -109,7 +110,7 @@ class LoadLandingFileOperator(BaseOperator):
                         ) from err
                 month, rows = load_landing_frame(engine, uri, frame)
                 self.log.info("Loaded %s rows of %s-%02d from %s", rows, YEAR, month, uri)
-                loaded.append({"uri": _archive(path), "year": YEAR, "month": month, "rows": rows})
+                loaded.append({"uri": _archive(path, uri), "year": YEAR, "month": month, "rows": rows})
         finally:
             engine.dispose()
         return loaded
@@ -119,8 +120,8 @@ class LoadLandingFileOperator(BaseOperator):
             return [self.source]
         dag_run = context.get("dag_run")
         conf = (getattr(dag_run, "conf", None) or {}) if dag_run is not None else {}
-        if conf.get("uri"):
-            return [str(conf["uri"])]
+        if conf.get("uri") or conf.get("uris"):
+            return [str(u) for u in ([conf["uri"]] if conf.get("uri") else conf["uris"])]
         events = context.get("triggering_asset_events") or {}
         return landing_uris_from_events(
             event.extra.get("payload", {}) for asset_events in events.values() for event in asset_events
@@ -138,8 +139,6 @@ def landing_uris_from_events(payloads: Iterable[dict[str, Any]]) -> list[str]:
             try:
                 notification = json.loads(body)
             except json.JSONDecodeError as err:
-                from airflow_mlops.exceptions import LandingFileError
-
                 raise LandingFileError(
                     f"SQS message {message.get('MessageId')}: body is not JSON (rule: S3 event notifications); "
                     f"body starts {body[:80]!r}"
@@ -153,12 +152,34 @@ def landing_uris_from_events(payloads: Iterable[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(uris))
 
 
-def _archive(path: Any) -> str:
+def _archived(path: Any) -> Any:
+    folder = path.parent.parent if path.parent.name in (CLAIMED_DIR, LOADED_DIR) else path.parent
+    return folder / LOADED_DIR / path.name
+
+
+def _is_local(path: Any) -> bool:
+    return path.protocol in ("file", "local", "")
+
+
+def _locate(path: Any, uri: str) -> Any:
+    """The file to read: ``path``, or its ``_loaded/`` copy when a previous try already loaded and moved it.
+
+    Loading replaces the month, so reading the moved file again on a retry is safe.
+    """
+    if path.exists():
+        return path
+    if _is_local(path) and _archived(path).exists():
+        return _archived(path)
+    raise LandingFileError(f"landing file {uri}: does not exist")
+
+
+def _archive(path: Any, uri: str) -> str:
     """Move a loaded local landing file to ``_loaded/`` beside its folder; S3 objects stay in place."""
-    if path.protocol not in ("file", "local", ""):
+    if not _is_local(path):
+        return uri  # str(ObjectStoragePath) would carry the storage conn_id
+    destination = _archived(path)
+    if destination == path:
         return str(path)
-    folder = path.parent.parent if path.parent.name == "_claimed" else path.parent
-    destination = folder / LOADED_DIR / path.name
     destination.parent.mkdir(parents=True, exist_ok=True)
     path.rename(destination)
     return str(destination)

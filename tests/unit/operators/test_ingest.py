@@ -70,3 +70,39 @@ def test_a_valid_month_file_gives_its_month(march: pd.DataFrame) -> None:
 def test_bad_month_files_are_rejected_with_the_rule(march: pd.DataFrame, mutate, message: str) -> None:
     with pytest.raises(LandingFileError, match=message):
         read_landing_file("f.parquet", mutate(march))
+
+
+def run_loader(source: str, conn_id: str):
+    from types import SimpleNamespace
+
+    from airflow_mlops.operators.ingest import LoadLandingFileOperator
+
+    op = LoadLandingFileOperator(task_id="load", conn_id=conn_id, source=source)
+    return op.execute({"dag_run": SimpleNamespace(conf={}), "triggering_asset_events": {}})  # type: ignore[arg-type]
+
+
+def test_a_retry_after_the_file_was_moved_loads_it_again_from_loaded(tmp_path, monkeypatch) -> None:
+    import sqlite3
+
+    from airflow_mlops.data.flights import write_landing_file
+
+    db = tmp_path / "source.db"
+    monkeypatch.setenv("AIRFLOW_CONN_RETRY_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    claimed = tmp_path / "landing" / "_claimed"
+    landed = write_landing_file(4, claimed)
+    (first,) = run_loader(landed.as_uri(), "retry_source")
+    archived = tmp_path / "landing" / "_loaded" / landed.name
+    assert first["month"] == 4 and first["uri"].endswith(f"landing/_loaded/{landed.name}")
+    assert not landed.exists() and archived.exists()
+    (second,) = run_loader(landed.as_uri(), "retry_source")  # the same event, retried
+    assert second["rows"] == first["rows"] and archived.exists()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM flights WHERE month = 4").fetchone()[0] == first["rows"]
+
+
+def test_a_missing_landing_file_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RETRY_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "s.db")})
+    )
+    with pytest.raises(LandingFileError, match=r"landing file file:///.*/nope\.parquet: does not exist"):
+        run_loader((tmp_path / "nope.parquet").as_uri(), "retry_source")
