@@ -222,7 +222,7 @@ def write_landing_file(month: int, landing_dir: Path) -> Path:
     return target
 
 
-def read_landing_file(path: str, frame: pd.DataFrame) -> int:
+def check_landing_frame(path: str, frame: pd.DataFrame) -> int:
     """Check that a landing file's rows are one month of 2013 flights; return that month."""
     required = [c.name for c in flights.columns]
     missing = [c for c in required if c not in frame.columns]
@@ -253,7 +253,7 @@ def load_landing_frame(engine: Engine, path: str, frame: pd.DataFrame) -> tuple[
 
     Returns ``(month, rows)``. The month's old rows and the new ones change in one transaction.
     """
-    month = read_landing_file(path, frame)
+    month = check_landing_frame(path, frame)
     metadata.create_all(engine, tables=[flights])
     columns = [c.name for c in flights.columns]
     frame = frame[columns].copy()

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from airflow_mlops.data.flights import read_landing_file, read_table
+from airflow_mlops.data.flights import check_landing_frame, read_table
 from airflow_mlops.exceptions import LandingFileError
 from airflow_mlops.operators.ingest import landing_uris_from_events
 
@@ -51,7 +51,7 @@ def march() -> pd.DataFrame:
 
 
 def test_a_valid_month_file_gives_its_month(march: pd.DataFrame) -> None:
-    assert read_landing_file("f.parquet", march) == 3
+    assert check_landing_frame("f.parquet", march) == 3
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_a_valid_month_file_gives_its_month(march: pd.DataFrame) -> None:
 )
 def test_bad_month_files_are_rejected_with_the_rule(march: pd.DataFrame, mutate, message: str) -> None:
     with pytest.raises(LandingFileError, match=message):
-        read_landing_file("f.parquet", mutate(march))
+        check_landing_frame("f.parquet", mutate(march))
 
 
 def run_loader(source: str, conn_id: str):
