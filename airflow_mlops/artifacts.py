@@ -75,3 +75,25 @@ class HashingWriter:
     @property
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+def write_atomically(path: Any, data: bytes | str) -> str:
+    """Write ``data`` to a temporary name beside ``path`` and rename it into place; returns its SHA-256.
+
+    ``path`` is an ``ObjectStoragePath``, ``UPath`` or ``pathlib.Path``. Readers see the old file or
+    the whole new one, never a partial write; a failed write removes its temporary file.
+    """
+    import uuid
+
+    raw = data.encode() if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    try:
+        with temp.open("wb") as handle:
+            handle.write(raw)
+        temp.rename(path)
+    except BaseException:
+        if temp.exists():
+            temp.unlink()
+        raise
+    return hashlib.sha256(raw).hexdigest()

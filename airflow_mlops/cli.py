@@ -96,10 +96,26 @@ def seed(url: str, months: list[int] | None) -> None:
     print(json.dumps(summary.rows))
 
 
-def land(month: int, landing_dir: Path) -> None:
+def land(month: int, landing_dir: Path, corrupt: bool) -> None:
     from airflow_mlops.data.flights import write_landing_file
 
-    print(write_landing_file(month, landing_dir))
+    print(write_landing_file(month, landing_dir, corrupt=corrupt))
+
+
+def infer_suite(partition: Path, name: str, out: Path, keys: list[str] | None, profile_out: Path | None) -> None:
+    """Profile a partition into a starting suite (and a reference profile) for a person to edit."""
+    import pandas as pd
+
+    from airflow_mlops.data.suites import infer_suite as infer
+    from airflow_mlops.data.suites import save_suite
+    from airflow_mlops.monitoring.statistics import profile_frame
+
+    frame = pd.read_parquet(partition)
+    suite = infer(frame, name, key_columns=keys, source_uri=partition.resolve().as_uri())
+    print(f"{save_suite(suite, out)}: {len(suite.expectations)} expectations from {len(frame)} rows")
+    if profile_out:
+        profile_out.write_text(json.dumps(profile_frame(frame), indent=1) + "\n")
+        print(f"{profile_out}: reference profile")
 
 
 def demo(home: Path) -> None:
@@ -154,6 +170,13 @@ def main(argv: list[str] | None = None) -> None:
     p = commands.add_parser("land", help="drop one month of flights into the landing folder")
     p.add_argument("--month", type=int, required=True)
     p.add_argument("--dir", type=Path, help="landing folder (default: [mlops] landing_dir)")
+    p.add_argument("--corrupt", action="store_true", help="damage some rows (unknown carrier, negative distance)")
+    p = commands.add_parser("infer-suite", help="profile a Parquet partition into a starting expectation suite")
+    p.add_argument("--partition", type=Path, required=True)
+    p.add_argument("--name", required=True, help="the suite's name")
+    p.add_argument("--out", type=Path, required=True, help="suite file to write (.yaml, .yml or .json)")
+    p.add_argument("--key", action="append", help="key column(s), checked for uniqueness (repeatable)")
+    p.add_argument("--profile-out", type=Path, help="also write the partition's profile (a drift reference)")
     p = commands.add_parser("demo", help="run the reference DAGs end to end and print what they produced")
     p.add_argument(
         "--home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
@@ -169,7 +192,9 @@ def main(argv: list[str] | None = None) -> None:
             from airflow_mlops import settings
 
             args.dir = Path(settings.landing_dir())
-        land(args.month, args.dir)
+        land(args.month, args.dir, args.corrupt)
+    elif args.command == "infer-suite":
+        infer_suite(args.partition, args.name, args.out, args.key, args.profile_out)
     elif args.command == "demo":
         demo(args.home.resolve())
 

@@ -29,3 +29,23 @@ class TargetError(MLOpsError):
 
 class LandingFileError(MLOpsError):
     """A file dropped into the landing zone is not a valid month of flights."""
+
+
+class SuiteError(MLOpsError):
+    """An expectation suite cannot be used: unreadable file, unknown expectation, bad arguments."""
+
+
+class DataValidationFailed(MLOpsError):
+    """A partition failed its expectation suite; it has been quarantined beside its report."""
+
+    def __init__(self, message: str, report_uri: str | None = None) -> None:
+        super().__init__(message)
+        self.report_uri = report_uri
+
+
+class DatasetDefinitionError(MLOpsError):
+    """A dataset definition is invalid: unknown filter operator, split fractions, missing fields."""
+
+
+class DatasetIntegrityError(MLOpsError):
+    """A dataset's files no longer match its manifest (missing file, changed content hash)."""

@@ -207,17 +207,27 @@ def seed_source_db(engine: Engine, months: Iterable[int] | None = None) -> SeedS
     return SeedSummary(url=engine.url.render_as_string(hide_password=True), rows=rows)
 
 
-def write_landing_file(month: int, landing_dir: Path) -> Path:
-    """Write one month of flights and weather as the landing file an upstream system would drop.
+#: Rows damaged by ``write_landing_file(corrupt=True)``: (column, value, every n-th row).
+CORRUPTIONS = (("carrier", "ZZ", 997), ("distance", -100, 1499))
+
+
+def write_landing_file(month: int, landing_dir: Path, *, corrupt: bool = False) -> Path:
+    """Write one month of flights as the landing file an upstream system would drop.
 
     The file is written under a hidden temporary name and renamed, so a watcher never sees half of it.
+    ``corrupt`` damages a few rows in ways the landing check lets through and validation must
+    catch (an unknown carrier, a negative distance): the demo's bad month.
     """
     (month,) = _parse_months([month])
     landing_dir.mkdir(parents=True, exist_ok=True)
     target = landing_dir / f"flights_{YEAR}_{month:02d}.parquet"
     temp = landing_dir / f".{target.name}.{uuid.uuid4().hex}"
     frame = read_table("flights")
-    frame[frame["month"] == month].to_parquet(temp, index=False)
+    frame = frame[frame["month"] == month].reset_index(drop=True)
+    if corrupt:
+        for column, value, every in CORRUPTIONS:
+            frame.loc[frame.index[::every], column] = value
+    frame.to_parquet(temp, index=False)
     temp.rename(target)
     return target
 

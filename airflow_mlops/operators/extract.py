@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +85,7 @@ class SqlExtractOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         from airflow.sdk import ObjectStoragePath
 
-        from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact
+        from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact, write_atomically
         from airflow_mlops.data.extract import stream_query_to_parquet
         from airflow_mlops.exceptions import TargetError
         from airflow_mlops.hooks.sql import get_sqlalchemy_engine
@@ -133,9 +132,9 @@ class SqlExtractOperator(BaseOperator):
             },
         )
         manifest = ObjectStoragePath(result.uri + MANIFEST_SUFFIX, conn_id=self.target_conn_id)
-        _write_text_atomically(manifest, artifact.to_json())
+        write_atomically(manifest, artifact.to_json())
         if self.enforce_schema and recorded is None:
-            _write_text_atomically(schema_path, json.dumps(result.schema, indent=2))
+            write_atomically(schema_path, json.dumps(result.schema, indent=2))
 
         self.log.info("Extracted %s rows to %s (sha256 %s)", result.rows, result.uri, result.sha256[:12])
         self._emit(context, result, str(manifest))
@@ -161,8 +160,3 @@ def _read_json(path: ObjectStoragePath) -> Any:
         return None
     return json.loads(path.read_text())
 
-
-def _write_text_atomically(path: ObjectStoragePath, text: str) -> None:
-    temp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
-    temp.write_text(text)
-    temp.rename(path)

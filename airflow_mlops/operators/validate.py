@@ -1,0 +1,239 @@
+"""Validate a Parquet partition with a Great Expectations suite; quarantine it, with its report, when it fails."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_mlops.data.suites import SuiteSpec
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_mlops.data.validation import Validation, ValidationReport
+
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
+
+
+class DataValidationOperator(BaseOperator):
+    """Check one Parquet partition against an expectation suite before anything downstream reads it.
+
+    The partition's bytes are read once; the report records their SHA-256, so it says exactly
+    what was checked. Suite problems (unreadable file, unknown expectation, bad arguments, missing
+    parameters) fail the task before any data is read.
+
+    - **Pass**: the partition is copied to ``validated_target`` (or left in place when that is not
+      given) with a manifest, and the report is written beside it as ``<stem>.report.json`` and
+      ``<stem>.report.html``.
+    - **Fail**: the report goes to ``<quarantine_dir>/<sha256[:12]>/`` and the partition (with
+      its manifest) is moved there: kept, never deleted, one folder per distinct content. The task
+      fails without retries (the result would not change) with a message listing every failing
+      expectation: column, rule, unexpected count and sample values. Downstream does not run.
+    - **Row-level mode** (``max_invalid_fraction``): when every failure concerns individual rows and
+      at most that fraction of rows fail, the valid rows go to ``validated_target`` and the invalid
+      rows to ``<quarantine folder>/<stem>.invalid.parquet``; both are counted in the report.
+
+    :param partition: URI of the Parquet partition (templated), e.g. from an upstream XCom.
+    :param suite: a suite file path (``.json``/``.yaml``, GX layout; templated) or a ``SuiteSpec``.
+    :param suite_parameters: values of the suite's ``$PARAMETER`` placeholders (templated).
+    :param validated_target: URI the validated partition is written to (templated); required in
+        row-level mode (default there: ``<partition folder>/_validated/<name>``).
+    :param quarantine_dir: folder for failed partitions and their reports (templated); default
+        ``<partition folder>/_quarantine/<stem>``.
+    :param storage_conn_id: Airflow connection for the object storage (e.g. ``aws_default``).
+    :param reference_profile: URI of a reference profile (a dataset's ``profile.json`` or an
+        earlier report, templated): the partition's distributions are compared with it.
+    :param drift_columns: the columns compared with the reference (default: all shared ones).
+    :param drift_thresholds: per-column thresholds (PSI for numeric, Jensen-Shannon for categorical).
+    :param fail_on_drift: treat a drifted column as a failure (default: report it only).
+    :param max_invalid_fraction: enables row-level mode with this bound on the invalid fraction.
+
+    XCom: the report's URI (``return_value``) and ``validated_uri``.
+    Assets: on success, every Asset in ``outlets`` gets an event whose ``extra`` holds ``uri`` (the
+    validated partition), ``source_uri``, ``rows``, ``sha256``, ``suite``, ``report_uri``,
+    ``statistics`` (per-column nulls, min, max, mean or distinct count), ``drifted_columns`` and,
+    in row-level mode, ``invalid_rows`` and ``invalid_uri``.
+    """
+
+    template_fields: Sequence[str] = (
+        "partition", "suite", "suite_parameters", "validated_target", "quarantine_dir", "reference_profile",
+    )
+    template_fields_renderers = {"suite_parameters": "json"}
+    ui_color = "#fdf3e8"
+
+    def __init__(
+        self,
+        *,
+        partition: str,
+        suite: str | SuiteSpec,
+        suite_parameters: Mapping[str, Any] | None = None,
+        validated_target: str | None = None,
+        quarantine_dir: str | None = None,
+        storage_conn_id: str | None = None,
+        reference_profile: str | None = None,
+        drift_columns: Sequence[str] | None = None,
+        drift_thresholds: Mapping[str, float] | None = None,
+        fail_on_drift: bool = False,
+        max_invalid_fraction: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.partition = partition
+        self.suite = suite
+        self.suite_parameters = suite_parameters
+        self.validated_target = validated_target
+        self.quarantine_dir = quarantine_dir
+        self.storage_conn_id = storage_conn_id
+        self.reference_profile = reference_profile
+        self.drift_columns = drift_columns
+        self.drift_thresholds = drift_thresholds
+        self.fail_on_drift = fail_on_drift
+        self.max_invalid_fraction = max_invalid_fraction
+
+    def execute(self, context: Context) -> str:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_mlops.data.suites import load_suite
+        from airflow_mlops.data.validation import check_suite, validate_partition
+        from airflow_mlops.exceptions import DataValidationFailed, TargetError
+
+        suite = self.suite if isinstance(self.suite, SuiteSpec) else load_suite(self.suite)
+        check_suite(suite, self.suite_parameters)  # before any data is read
+        if not self.partition.endswith(".parquet"):
+            raise TargetError(f"partition {self.partition!r}: must name a .parquet file")
+        folder, name = posixpath.split(self.partition)
+        stem = name.removesuffix(".parquet")
+        quarantine_dir = (self.quarantine_dir or f"{folder}/_quarantine/{stem}").rstrip("/")
+        partition = self._path(self.partition)
+
+        if not partition.exists():
+            # A retry after a failure: the partition is already in quarantine with its report.
+            reports = sorted(str(p) for p in self._path(quarantine_dir).glob(f"*/{REPORT_JSON}"))
+            if reports:
+                raise AirflowFailException(f"partition {self.partition} was already quarantined; reports: {reports}")
+            raise TargetError(f"partition {self.partition!r}: does not exist")
+
+        with partition.open("rb") as handle:
+            data = handle.read()
+        validation = validate_partition(
+            data, self.partition, suite,
+            parameters=self.suite_parameters,
+            reference_profile=self._reference(),
+            drift_columns=self.drift_columns,
+            drift_thresholds=self.drift_thresholds,
+            fail_on_drift=self.fail_on_drift,
+            max_invalid_fraction=self.max_invalid_fraction,
+        )
+        report = validation.report
+        location = f"{quarantine_dir}/{report.partition_sha256[:12]}"
+        if not report.success:
+            self._quarantine(report, location, stem)
+            error = DataValidationFailed(report.failure_message(location), report_uri=f"{location}/{REPORT_JSON}")
+            self.log.error("%s", error)
+            raise AirflowFailException(str(error)) from error
+        for divergence in report.drifted:
+            self.log.warning("Drift from the reference: %s %s=%.3f (threshold %s)", divergence["column"],
+                             divergence["metric"], divergence["value"], divergence["threshold"])
+        return self._accept(context, validation, data, location, folder, name)
+
+    def _path(self, uri: str) -> ObjectStoragePath:
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(uri, conn_id=self.storage_conn_id)
+
+    def _reference(self) -> dict[str, Any] | None:
+        if not self.reference_profile:
+            return None
+        path = self._path(self.reference_profile)
+        if not path.exists():
+            from airflow_mlops.exceptions import TargetError
+
+            raise TargetError(f"reference_profile {self.reference_profile!r}: does not exist")
+        record = json.loads(path.read_text())
+        # A dataset's profile.json, or a validation report that carries one.
+        return record if "columns" in record else record["profile"]
+
+    def _write_report(self, report: ValidationReport, json_uri: str, html_uri: str, location: str | None) -> None:
+        from airflow_mlops.artifacts import write_atomically
+        from airflow_mlops.data.validation import render_report_html
+
+        write_atomically(self._path(json_uri), report.to_json())
+        write_atomically(self._path(html_uri), render_report_html(report, location=location))
+
+    def _quarantine(self, report: ValidationReport, location: str, stem: str) -> None:
+        """Report first, then the partition: whatever sits in quarantine has its report beside it."""
+        from airflow_mlops.artifacts import MANIFEST_SUFFIX
+
+        self._write_report(report, f"{location}/{REPORT_JSON}", f"{location}/{REPORT_HTML}", location)
+        name = f"{stem}.parquet"
+        self._path(self.partition).rename(self._path(f"{location}/{name}"))
+        manifest = self._path(self.partition + MANIFEST_SUFFIX)
+        if manifest.exists():
+            manifest.rename(self._path(f"{location}/{name}{MANIFEST_SUFFIX}"))
+        self.log.error("Quarantined %s at %s", self.partition, location)
+
+    def _accept(
+        self, context: Context, validation: Validation, data: bytes, location: str, folder: str, name: str
+    ) -> str:
+        from airflow_mlops.artifacts import write_atomically
+        from airflow_mlops.monitoring.statistics import summarize_profile
+
+        report = validation.report
+        split = report.row_split if report.row_split and report.row_split["accepted"] else None
+        target = self.validated_target or (f"{folder}/_validated/{name}" if split else self.partition)
+        stem_uri = target.removesuffix(".parquet")
+        report_uri = f"{stem_uri}.report.json"
+        extra: dict[str, Any] = {}
+        if split:
+            assert validation.valid_rows is not None and validation.invalid_rows is not None
+            invalid_uri = f"{location}/{name.removesuffix('.parquet')}.invalid.parquet"
+            self._write_frame(validation.invalid_rows, invalid_uri, report, "quarantined_rows", report_uri)
+            self._write_report(report, f"{location}/{REPORT_JSON}", f"{location}/{REPORT_HTML}", location)
+            sha256 = self._write_frame(validation.valid_rows, target, report, "validated_partition", report_uri)
+            rows = len(validation.valid_rows)
+            extra.update(invalid_rows=len(validation.invalid_rows), invalid_uri=invalid_uri)
+            self.log.warning("Row-level split: %d valid rows to %s, %d invalid rows to %s",
+                             rows, target, len(validation.invalid_rows), invalid_uri)
+        else:
+            rows = report.rows or 0
+            sha256 = report.partition_sha256
+            if target != self.partition:
+                write_atomically(self._path(target), data)
+                self._write_manifest(target, sha256, report, "validated_partition", report_uri, rows)
+        self._write_report(report, report_uri, f"{stem_uri}.report.html", None)
+
+        self.log.info("Validated %s (%d rows) against suite %s: report %s", self.partition, rows, report.suite, report_uri)
+        context["ti"].xcom_push(key="validated_uri", value=target)
+        extra.update(
+            uri=target, source_uri=self.partition, rows=rows, sha256=sha256, suite=report.suite,
+            report_uri=report_uri, statistics=summarize_profile(report.profile or {"columns": {}}),
+            drifted_columns=[d["column"] for d in report.drifted],
+        )
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = extra
+        return report_uri
+
+    def _write_frame(self, frame: Any, uri: str, report: ValidationReport, kind: str, report_uri: str) -> str:
+        import io
+
+        from airflow_mlops.artifacts import write_atomically
+
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        sha256 = write_atomically(self._path(uri), buffer.getvalue())
+        self._write_manifest(uri, sha256, report, kind, report_uri, len(frame))
+        return sha256
+
+    def _write_manifest(self, uri: str, sha256: str, report: ValidationReport, kind: str, report_uri: str,
+                        rows: int) -> None:
+        from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact, write_atomically
+
+        artifact = Artifact(uri=uri, sha256=sha256, kind=kind, parents=(report.partition_uri,),
+                            metadata={"rows": rows, "suite": report.suite, "suite_sha256": report.suite_sha256,
+                                      "report_uri": report_uri, "source_sha256": report.partition_sha256})
+        write_atomically(self._path(uri + MANIFEST_SUFFIX), artifact.to_json())
