@@ -1,4 +1,4 @@
-"""Reference DAG: validate every raw flights and weather partition before anything downstream reads it."""
+"""Reference DAGs: validate every raw flights and weather partition, and materialize the flights dataset from the validated months."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from airflow.sdk import DAG, Asset, task
+from airflow.sdk import DAG, Asset, ObjectStoragePath, task
 
 from airflow_mlops import settings
+from airflow_mlops.operators.dataset import MaterializeDatasetOperator
 from airflow_mlops.operators.validate import DataValidationOperator
 
 LAKE = settings.lake_uri()
@@ -83,7 +84,7 @@ Trigger by hand with conf `{"flights": ["<uri>", ...], "weather": ["<uri>", ...]
         uris |= set((context["dag_run"].conf or {}).get(table, []))
         return [validation_kwargs(table, uri) for uri in sorted(uris)]
 
-    for table, (raw, validated, max_invalid_fraction, drift_columns) in TABLES.items():
+    for table, (_raw, validated, max_invalid_fraction, drift_columns) in TABLES.items():
         partitions = raw_partitions.override(task_id=f"{table}_partitions")(table)
         DataValidationOperator.partial(
             task_id=f"validate_{table}",
@@ -95,3 +96,46 @@ Trigger by hand with conf `{"flights": ["<uri>", ...], "weather": ["<uri>", ...]
             outlets=[validated],
             map_index_template="{{ task.partition.rsplit('/', 1)[-1] }}",
         ).expand_kwargs(partitions)
+
+
+#: Emitted once per materialized version; ``extra`` has name, version, manifest_uri, splits.
+FLIGHTS_DELAY_DATASET = Asset(name="flights_delay_dataset", group="flights")
+
+with DAG(
+    dag_id="flights_dataset",
+    schedule=[FLIGHTS_VALIDATED],
+    start_date=datetime(2013, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    default_args={"owner": "mlops", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    tags=["mlops", "flights", "datasets", "event-driven"],
+    doc_md="""
+### Materialize the flights delay dataset from every validated month
+Runs when a month of flights is validated (`flights_validated`). The dataset is defined once in
+`dags/datasets/flights_delay.yaml`: source partitions (`lake/validated/flights/YYYY-MM.parquet`),
+filters (cancelled flights out), the label (`is_delayed`: arrival more than 15 minutes late) and
+the split (by a hash of `flight_id`: 80/10/10, so a flight keeps its split as months are added).
+`materialize` reads every validated month (only files whose manifest hash matches), writes
+`lake/datasets/flights_delay/<version>/{train,validation,test}.parquet`, a profile of the training
+split (the drift reference) and `manifest.json` (sources with hashes, rows per split, rows each
+filter removed, code version), and emits `flights_delay_dataset`. The same months give the same
+version and the same rows anywhere.
+""",
+):
+
+    @task
+    def validated_periods() -> list[str]:
+        """Every month of flights that has passed validation (``YYYY-MM``)."""
+        folder = ObjectStoragePath(f"{LAKE}/validated/flights", conn_id=settings.lake_conn_id())
+        return sorted(path.name.removesuffix(".parquet") for path in folder.glob("*.parquet"))
+
+    MaterializeDatasetOperator(
+        task_id="materialize",
+        definition=str(Path(__file__).parent / "datasets" / "flights_delay.yaml"),
+        output_uri=f"{LAKE}/datasets",
+        periods=validated_periods(),
+        variables={"lake": LAKE},
+        storage_conn_id=settings.lake_conn_id(),
+        outlets=[FLIGHTS_DELAY_DATASET],
+    )

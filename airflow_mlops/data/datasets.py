@@ -235,10 +235,22 @@ class DatasetDefinition:
         return cls.from_dict(record, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
-        record = asdict(self)
-        record["split"]["boundaries"] = [list(b) for b in self.split.boundaries]
-        record["split"]["fractions"] = [list(f) for f in self.split.fractions]
-        return record
+        """The definition in its file layout: ``from_dict(d.to_dict()) == d``."""
+        split: dict[str, Any] = {"by": self.split.by, "salt": self.split.salt}
+        if self.split.by == "time":
+            split.update(column=self.split.column,
+                         boundaries=[{"split": name, "before": before} for name, before in self.split.boundaries])
+        else:
+            split.update(key=self.split.key, fractions=dict(self.split.fractions))
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": {"uri": self.source_uri, "asset": self.source_asset, "periods": list(self.periods)},
+            "filters": [asdict(f) for f in self.filters],
+            "label": asdict(self.label),
+            "split": split,
+            "columns": list(self.columns),
+        }
 
     @property
     def sha256(self) -> str:

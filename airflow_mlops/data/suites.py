@@ -142,14 +142,11 @@ def load_suite(path: str | Path) -> SuiteSpec:
         text = path.read_text()
     except OSError as err:
         raise SuiteError(f"suite {path}: cannot be read ({err.strerror})") from None
-    try:
-        if path.suffix == ".json":
-            record = json.loads(text)
-        else:
-            import yaml
+    import yaml
 
-            record = yaml.safe_load(text)
-    except ValueError as err:  # json.JSONDecodeError and yaml.YAMLError's parsers
+    try:
+        record = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:
         raise SuiteError(f"suite {path}: not valid {path.suffix[1:].upper()}: {err}") from None
     return SuiteSpec.from_dict(record, source=str(path))
 

@@ -60,7 +60,8 @@ class ExpectationOutcome:
             if self.sample:
                 text += f", e.g. {list(self.sample)}"
         elif self.observed is not None:
-            text += f": observed {_short(self.observed)}"
+            observed = self.observed if isinstance(self.observed, str) else _short(self.observed)
+            text += f": observed {observed}"
         return text
 
     @classmethod
@@ -278,8 +279,8 @@ def _run_gx(
         if item.exception_info and item.exception_info.get("raised_exception"):
             errors.append(item.exception_info.get("exception_message"))
         observed = details.get("observed_value")
-        if details.get("details") and not item.success:
-            observed = {"observed": observed, "details": details["details"]}
+        if not item.success and isinstance(observed, list) and ("column_list" in kwargs or "column_set" in kwargs):
+            observed = _column_difference(kwargs.get("column_list") or kwargs.get("column_set") or [], observed)
         outcomes.append(ExpectationOutcome(
             expectation=config.type,
             column=kwargs.get("column") or (",".join(kwargs["column_list"]) if "column_list" in kwargs
@@ -290,11 +291,21 @@ def _run_gx(
             unexpected_percent=details.get("unexpected_percent"),
             sample=tuple(_jsonable(v) for v in (details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]),
             observed=_jsonable_deep(observed),
-            error="; ".join(str(e) for e in errors if e) or None,
+            error="; ".join(dict.fromkeys(str(e) for e in errors if e)) or None,
         ))
         if invalid is not None and not item.success:
             invalid.update(details.get("unexpected_index_list") or ())
     return outcomes, invalid
+
+
+def _column_difference(expected: Sequence[str], observed: Sequence[str]) -> str:
+    """What a person needs from a failed column-list check: which columns are missing or unexpected."""
+    missing = [c for c in expected if c not in observed]
+    unexpected = [c for c in observed if c not in expected]
+    if not missing and not unexpected:
+        return f"the same columns in another order: {list(observed)}"
+    return "; ".join(part for part in (f"missing columns {missing}" if missing else "",
+                                       f"unexpected columns {unexpected}" if unexpected else "") if part)
 
 
 def _rule(kwargs: Mapping[str, Any]) -> str:

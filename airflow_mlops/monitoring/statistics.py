@@ -131,24 +131,30 @@ def compare_profiles(
     """Compare each shared numeric and categorical column of two profiles.
 
     :param columns: the columns to compare (default: every numeric or categorical column both
-        profiles have). A named column that either profile lacks is an error, not a skip.
+        profiles have). A named column the reference lacks is an error; one the current profile
+        lacks is reported as a ``missing`` divergence.
     :param thresholds: per-column overrides of the column's primary metric's threshold.
     """
     ref_columns, cur_columns = reference["columns"], current["columns"]
     if columns is None:
         names = [c for c, e in ref_columns.items() if c in cur_columns and e["kind"] in ("numeric", "categorical")]
     else:
-        missing = [c for c in columns if c not in ref_columns or c not in cur_columns]
-        if missing:
-            raise KeyError(f"compare_profiles: columns {missing} are not in both profiles (rule: compare "
-                           "columns that both the reference and the new data have)")
+        unknown = [c for c in columns if c not in ref_columns]
+        if unknown:
+            raise KeyError(f"compare_profiles: columns {unknown} are not in the reference profile (rule: compare "
+                           f"columns the reference has: {sorted(ref_columns)})")
         names = list(columns)
     overrides = thresholds or {}
     divergences = []
     for name in names:
-        ref, cur = ref_columns[name], cur_columns[name]
-        if ref["kind"] != cur["kind"]:
+        ref, cur = ref_columns[name], cur_columns.get(name)
+        if cur is None:
+            divergences.append(Divergence(name, ref["kind"], "missing", 1.0, 0.0, True))
+        elif ref["kind"] != cur["kind"]:
             divergences.append(Divergence(name, cur["kind"], "kind_changed", 1.0, 0.0, True))
+        elif (ref["count"] - ref["nulls"] == 0) != (cur["count"] - cur["nulls"] == 0):
+            # One side has no values at all: as far apart as two distributions can be.
+            divergences.append(Divergence(name, ref["kind"], "no_values", 1.0, 0.0, True))
         elif ref["kind"] == "numeric":
             limit = overrides.get(name, psi_threshold)
             value = psi(ref["percentiles"], cur["percentiles"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,8 @@ class DataValidationOperator(BaseOperator):
         from airflow_mlops.data.validation import check_suite, validate_partition
         from airflow_mlops.exceptions import DataValidationFailed, TargetError
 
+        # GX logs every expectation's defaults at INFO; the task log keeps our findings readable.
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
         suite = self.suite if isinstance(self.suite, SuiteSpec) else load_suite(self.suite)
         check_suite(suite, self.suite_parameters)  # before any data is read
         if not self.partition.endswith(".parquet"):

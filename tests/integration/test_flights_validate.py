@@ -1,0 +1,140 @@
+"""The validation DAGs run for real (dag.test): good months pass, every corruption is quarantined, datasets build."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact
+from airflow_mlops.data.validation import ValidationReport
+from tests.integration.test_flights_ingest import asset_events, task_states
+from tests.partitions import CORRUPTIONS, month_frame, parquet_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def load_dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "flights_validate.py"))
+    assert bag.import_errors == {}
+    return bag.get_dag(dag_id)
+
+
+def write_raw(lake: Path, table: str, month: int, data: bytes) -> str:
+    path = lake / "raw" / table / f"2013-{month:02d}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    Path(str(path) + MANIFEST_SUFFIX).write_text(Artifact(uri=path.as_uri(), sha256="x", kind="dataset_partition").to_json())
+    return path.as_uri()
+
+
+def run_validate(conf: dict) -> object:
+    return load_dag("flights_validate").test(logical_date=datetime(2013, 3, 1, tzinfo=UTC), run_conf=conf)
+
+
+def test_good_months_are_validated_reported_and_announced(airflow_db, lake) -> None:
+    flights = [write_raw(lake, "flights", m, parquet_bytes(month_frame("flights", m))) for m in (1, 2)]
+    weather = [write_raw(lake, "weather", 2, parquet_bytes(month_frame("weather", 2)))]
+    before = len(asset_events("flights_validated"))
+
+    run = run_validate({"flights": flights, "weather": weather})
+
+    assert str(run.state) == "success", task_states(run)
+    for month in ("2013-01", "2013-02"):
+        validated = lake / "validated" / "flights" / f"{month}.parquet"
+        assert validated.read_bytes() == (lake / "raw" / "flights" / f"{month}.parquet").read_bytes()
+        manifest = Artifact.from_json(Path(str(validated) + MANIFEST_SUFFIX).read_text())
+        assert manifest.kind == "validated_partition" and manifest.parents == ((lake / "raw" / "flights" / f"{month}.parquet").as_uri(),)
+        report = ValidationReport.from_json((lake / "validated" / "flights" / f"{month}.report.json").read_text())
+        assert report.success and report.partition_sha256 == manifest.sha256 and report.drift_checked
+        assert "passed: flights_raw" in (lake / "validated" / "flights" / f"{month}.report.html").read_text()
+
+    events = sorted(asset_events("flights_validated")[before:], key=lambda e: e["uri"])
+    assert [e["uri"] for e in events] == [(lake / "validated" / "flights" / f"2013-0{m}.parquet").as_uri() for m in (1, 2)]
+    assert events[1]["rows"] == 24951 and events[1]["suite"] == "flights_raw"
+    assert events[1]["report_uri"].endswith("validated/flights/2013-02.report.json")
+    assert events[1]["statistics"]["carrier"]["distinct"] == month_frame("flights", 2)["carrier"].nunique() == 15
+
+    # Weather: the one 1048 mph hour of February is split off; the rest passes, both are counted.
+    (weather_event,) = asset_events("weather_validated")[-1:]
+    assert weather_event["rows"] == 2009 and weather_event["invalid_rows"] == 1
+    invalid = Path(weather_event["invalid_uri"].removeprefix("file://"))
+    assert invalid.parent.parent == lake / "quarantine" / "weather" / "2013-02"
+    assert (invalid.parent / "report.json").exists()
+    import pandas as pd
+
+    assert pd.read_parquet(invalid)["wind_speed"].tolist() == [1048.36058]
+
+
+def test_revalidating_a_partition_is_idempotent(airflow_db, lake) -> None:
+    uri = write_raw(lake, "flights", 1, parquet_bytes(month_frame("flights", 1)))
+    report = lake / "validated" / "flights" / "2013-01.report.json"
+
+    assert str(run_validate({"flights": [uri]}).state) == "success"
+    first = report.read_bytes()
+    assert str(run_validate({"flights": [uri]}).state) == "success"
+
+    assert report.read_bytes() == first
+    assert sorted(p.name for p in (lake / "validated" / "flights").iterdir()) == [
+        "2013-01.parquet", "2013-01.parquet.manifest.json", "2013-01.report.html", "2013-01.report.json"]
+    assert (lake / "raw" / "flights" / "2013-01.parquet").exists()
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_each_corruption_is_quarantined_with_its_report_and_nothing_downstream(airflow_db, lake, corruption) -> None:
+    damage, fragments = CORRUPTIONS[corruption]
+    data = damage(month_frame("flights", 1))
+    uri = write_raw(lake, "flights", 1, data)
+    before = len(asset_events("flights_validated"))
+
+    run = run_validate({"flights": [uri]})
+
+    assert str(run.state) == "failed"
+    assert task_states(run)["validate_flights"] == "failed"
+    assert not (lake / "raw" / "flights" / "2013-01.parquet").exists()
+    (folder,) = (lake / "quarantine" / "flights" / "2013-01").iterdir()
+    assert (folder / "2013-01.parquet").read_bytes() == data  # kept byte for byte, never deleted
+    assert (folder / f"2013-01.parquet{MANIFEST_SUFFIX}").exists()
+    report = ValidationReport.from_json((folder / "report.json").read_text())
+    message = report.failure_message()
+    assert not report.success and all(f in message for f in fragments), message
+    assert "FAILED: flights_raw" in (folder / "report.html").read_text()
+    assert not (lake / "validated" / "flights" / "2013-01.parquet").exists()
+    assert len(asset_events("flights_validated")) == before
+
+    # A retry or re-run finds the partition in quarantine and fails the same way, losing nothing.
+    assert str(run_validate({"flights": [uri]}).state) == "failed"
+    assert [p.name for p in (lake / "quarantine" / "flights" / "2013-01").iterdir()] == [folder.name]
+
+
+def test_a_suite_problem_fails_before_the_partition_is_touched(airflow_db, lake, tmp_path, monkeypatch) -> None:
+    from airflow_mlops.exceptions import SuiteError
+    from airflow_mlops.operators.validate import DataValidationOperator
+
+    suite = tmp_path / "bad.yaml"
+    suite.write_text("name: bad\nexpectations:\n- {type: expect_column_values_to_be_awesome, kwargs: {column: a}}\n")
+    uri = write_raw(lake, "flights", 1, b"not read")
+    operator = DataValidationOperator(task_id="v", partition=uri, suite=str(suite))
+    with pytest.raises(SuiteError, match="unknown expectation type 'expect_column_values_to_be_awesome'"):
+        operator.execute(context={})  # the suite is checked before the context or the data are used
+    assert (lake / "raw" / "flights" / "2013-01.parquet").read_bytes() == b"not read"
+
+
+def test_flights_dataset_materializes_every_validated_month(airflow_db, lake) -> None:
+    flights = [write_raw(lake, "flights", m, parquet_bytes(month_frame("flights", m))) for m in (1, 2)]
+    assert str(run_validate({"flights": flights}).state) == "success"
+
+    run = load_dag("flights_dataset").test(logical_date=datetime(2013, 3, 1, tzinfo=UTC))
+
+    assert str(run.state) == "success", task_states(run)
+    event = asset_events("flights_delay_dataset")[-1]
+    manifest = json.loads(Path(event["manifest_uri"].removeprefix("file://")).read_text())
+    assert [s["period"] for s in manifest["sources"]] == ["2013-01", "2013-02"]
+    assert event["splits"] == {name: s["rows"] for name, s in manifest["splits"].items()}
+    assert sum(event["splits"].values()) + event["rows_filtered"]["arr_delay not_null"] == 27004 + 24951
+    assert manifest["code_version"].startswith("airflow-mlops==")
