@@ -119,40 +119,82 @@ def infer_suite(partition: Path, name: str, out: Path, keys: list[str] | None, p
 
 
 def demo(home: Path) -> None:
-    """Seed, extract January through the monthly DAG, land February as a file and ingest it."""
+    """Seed, extract, ingest and validate months of flights; one good month passes, one corrupted is quarantined."""
     os.environ["AIRFLOW_HOME"] = str(home)
     from airflow_mlops import settings
-    from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact
     from airflow_mlops.data.flights import write_landing_file
 
     logs = home / "demo-logs"
     logs.mkdir(exist_ok=True)
-    steps: list[tuple[str, list[str]]] = [
-        ("seed the source database", ["dags", "test", "flights_seed", "2013-01-01"]),
-        ("extract 2013-01 (flights_monthly)", ["dags", "test", "flights_monthly", "2013-01-01"]),
-    ]
+    lake = settings.lake_uri()
+    landing = Path(settings.landing_dir())
     started = time.monotonic()
-    for title, args in steps:
-        print(f"==> {title}", flush=True)
-        _airflow(home, *args, log=logs / f"{args[2]}.log")
-    print("==> land 2013-02 as a file and ingest it (flights_ingest)", flush=True)
-    landed = write_landing_file(2, Path(settings.landing_dir()))
-    conf = json.dumps({"uri": landed.as_uri()})
-    _airflow(
-        home, "dags", "test", "flights_ingest", "2013-02-01", "--conf", conf, log=logs / "flights_ingest.log"
-    )
 
-    lake = settings.lake_uri().removeprefix("file://")
-    manifests = sorted(Path(lake).rglob(f"*{MANIFEST_SUFFIX}"))
-    print(f"\nDone in {time.monotonic() - started:.0f}s. Partitions in {lake}:")
-    print(f"  {'partition':<48} {'rows':>8}  sha256")
-    for manifest in manifests:
-        artifact = Artifact.from_json(manifest.read_text())
-        path = artifact.uri.removeprefix("file://")
-        print(f"  {os.path.relpath(path, lake):<48} {artifact.metadata['rows']:>8}  {artifact.sha256[:16]}")
+    def step(title: str, dag_id: str, date: str, conf: dict | None = None, *, expect_failure: bool = False) -> None:
+        print(f"==> {title}", flush=True)
+        extra = ["--conf", json.dumps(conf)] if conf else []
+        log = logs / f"{dag_id}-{date}.log"
+        _airflow(home, "dags", "test", dag_id, date, *extra, log=log, check=not expect_failure)
+        if expect_failure and "state=failed" not in log.read_text():
+            raise SystemExit(f"{dag_id} was expected to fail (a quarantined partition) but did not; its log: {log}")
+
+    def raw(table: str, month: int) -> str:
+        return f"{lake}/raw/{table}/2013-{month:02d}.parquet"
+
+    step("seed the source database (flights_seed)", "flights_seed", "2013-01-01")
+    step("extract 2013-01 (flights_monthly)", "flights_monthly", "2013-01-01")
+    print("==> land 2013-02 as a file and ingest it (flights_ingest)", flush=True)
+    landed = write_landing_file(2, landing)
+    step("    ingest", "flights_ingest", "2013-02-01", {"uri": landed.as_uri()})
+    step("validate 2013-01 and 2013-02 (flights_validate)", "flights_validate", "2013-02-01",
+         {"flights": [raw("flights", 1), raw("flights", 2)], "weather": [raw("weather", 1), raw("weather", 2)]})
+    print("==> land a deliberately corrupted 2013-03 and ingest it", flush=True)
+    landed = write_landing_file(3, landing, corrupt=True)
+    step("    ingest", "flights_ingest", "2013-03-01", {"uri": landed.as_uri()})
+    step("validate 2013-03 (flights_validate: expected to quarantine flights)", "flights_validate", "2013-03-01",
+         {"flights": [raw("flights", 3)], "weather": [raw("weather", 3)]}, expect_failure=True)
+    step("materialize the flights_delay dataset from the validated months (flights_dataset)",
+         "flights_dataset", "2013-03-01")
+
+    print(f"\nDone in {time.monotonic() - started:.0f}s.")
+    print_lake(Path(lake.removeprefix("file://")))
     venv_bin = Path(sys.executable).parent
     print(f"Task logs: {logs}")
     print(f"Open the UI with: PATH={venv_bin}:$PATH AIRFLOW_HOME={home} airflow standalone")
+
+
+def print_lake(lake: Path) -> None:
+    """What the pipeline wrote: raw and validated partitions, quarantined ones with their reports, datasets."""
+    from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact
+    from airflow_mlops.data.validation import ValidationReport
+
+    print(f"Partitions in {lake}:")
+    print(f"  {'partition':<36} {'rows':>8}  {'sha256':<16}  validation")
+    for manifest in sorted((lake / "raw").rglob(f"*{MANIFEST_SUFFIX}")):
+        artifact = Artifact.from_json(manifest.read_text())
+        path = Path(artifact.uri.removeprefix("file://"))
+        report_path = lake / "validated" / path.parent.name / f"{path.stem}.report.json"
+        verdict = "passed" if report_path.exists() else "not validated"
+        if report_path.exists():
+            split = ValidationReport.from_json(report_path.read_text()).row_split
+            if split and split["accepted"]:
+                verdict += f" ({split['invalid_rows']} invalid row(s) quarantined)"
+        print(f"  {os.path.relpath(path, lake):<36} {artifact.metadata['rows']:>8}  {artifact.sha256[:16]}  {verdict}")
+    for report_path in sorted((lake / "quarantine").glob("*/*/*/report.json")):
+        report = ValidationReport.from_json(report_path.read_text())
+        if report.success:
+            continue
+        print(f"\nQUARANTINED {os.path.relpath(report.partition_uri.removeprefix('file://'), lake)}: "
+              f"{len(report.failures)} expectation(s) failed")
+        for failure in report.failures:
+            print(f"  - {failure.describe()}")
+        print(f"  partition and report: {report_path.parent}/ (report.html for people)")
+    for manifest in sorted((lake / "datasets").glob("*/*/manifest.json")):
+        record = json.loads(manifest.read_text())
+        splits = ", ".join(f"{k} {v['rows']}" for k, v in record["splits"].items())
+        periods = [s["period"] for s in record["sources"]]
+        print(f"\nDataset {record['name']} version {record['version']} from {periods}: {splits}")
+        print(f"  manifest: {manifest}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -113,7 +113,7 @@ class SplitRule:
                 raise DatasetDefinitionError("split by time: needs 'column' and 'boundaries'")
             if self.boundaries[-1][1] is not None or any(b is None for _, b in self.boundaries[:-1]):
                 raise DatasetDefinitionError(f"split by time: only the last boundary is open-ended, got {list(self.boundaries)}")
-            befores = [b for _, b in self.boundaries[:-1]]
+            befores = [str(b) for _, b in self.boundaries[:-1]]
             if befores != sorted(befores):
                 raise DatasetDefinitionError(f"split by time: boundaries must increase, got {befores}")
         elif self.by == "hash":

@@ -194,7 +194,7 @@ def validate_partition(
     gx_suite = check_suite(suite, parameters)
     params = dict(parameters or {})
     digest = hashlib.sha256(data).hexdigest()
-    base = dict(partition_uri=uri, partition_sha256=digest, suite=suite.name, suite_sha256=suite.sha256,
+    base: dict[str, Any] = dict(partition_uri=uri, partition_sha256=digest, suite=suite.name, suite_sha256=suite.sha256,
                 parameters=params, fail_on_drift=fail_on_drift)
     try:
         frame = read_parquet_bytes(data)
@@ -272,6 +272,7 @@ def _run_gx(
     invalid: set[Any] | None = set() if row_level else None
     for item in result.results:
         config = item.expectation_config
+        assert config is not None  # GX sets it on every result of a suite run
         kwargs = dict(config.kwargs)
         details = item.result or {}
         errors = [info.get("exception_message") for info in (item.exception_info or {}).values()

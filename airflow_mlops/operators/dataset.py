@@ -79,7 +79,7 @@ class MaterializeDatasetOperator(BaseOperator):
         splits = {name: split["rows"] for name, split in manifest.splits.items()}
         self.log.info("Dataset %s version %s: %s rows read, splits %s, filtered out %s",
                       manifest.name, manifest.version, manifest.rows_read, splits, manifest.rows_filtered)
-        extra = {"name": manifest.name, "version": manifest.version, "manifest_uri": manifest.uri,
+        extra: dict[str, Any] = {"name": manifest.name, "version": manifest.version, "manifest_uri": manifest.uri,
                  "profile_uri": manifest.profile_uri, "splits": splits, "rows_read": manifest.rows_read,
                  "rows_filtered": manifest.rows_filtered}
         for outlet in self.outlets:

@@ -179,6 +179,9 @@ class DataValidationOperator(BaseOperator):
         if manifest.exists():
             manifest.rename(self._path(f"{location}/{name}{MANIFEST_SUFFIX}"))
         self.log.error("Quarantined %s at %s", self.partition, location)
+        if self.validated_target and self._path(self.validated_target).exists():
+            self.log.warning("An earlier validated version of this partition stays at %s (downstream keeps "
+                             "reading it until a new version passes)", self.validated_target)
 
     def _accept(
         self, context: Context, validation: Validation, data: bytes, location: str, folder: str, name: str

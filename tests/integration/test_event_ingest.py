@@ -145,7 +145,7 @@ def consumed_payloads(engine, dag_id: str, run_id: str) -> list[dict]:
     return [json.loads(r[0])["payload"] for r in rows]
 
 
-def test_file_dropped_in_landing_folder_runs_flights_ingest(stack) -> None:
+def test_file_dropped_in_landing_folder_runs_ingest_then_validation_then_dataset(stack) -> None:
     landed = write_landing_file(2, stack["data"] / "landing")
     run = wait_for(
         "flights_ingest to finish", lambda: finished_run(stack["engine"], "flights_ingest"), log=stack["log"]
@@ -156,6 +156,18 @@ def test_file_dropped_in_landing_folder_runs_flights_ingest(stack) -> None:
     assert (stack["data"] / "landing" / "_loaded" / landed.name).exists()
     partition = stack["data"] / "lake" / "raw" / "flights" / "2013-02.parquet"
     assert pq.read_metadata(partition).num_rows == 24951
+
+    # The extraction's Asset events start validation, whose event starts the dataset build.
+    validated = stack["data"] / "lake" / "validated" / "flights" / "2013-02.parquet"
+    run = wait_for("flights_validate to validate 2013-02",
+                   lambda: validated.exists() and finished_run(stack["engine"], "flights_validate"), log=stack["log"])
+    assert run.state == "success", stack["log"].read_text()[-3000:]
+    assert validated.read_bytes() == partition.read_bytes()
+    run = wait_for("flights_dataset to finish", lambda: finished_run(stack["engine"], "flights_dataset"),
+                   log=stack["log"])
+    assert run.state == "success", stack["log"].read_text()[-3000:]
+    (manifest,) = (stack["data"] / "lake" / "datasets" / "flights_delay").glob("*/manifest.json")
+    assert [s["period"] for s in json.loads(manifest.read_text())["sources"]] == ["2013-02"]
 
 
 def test_object_put_in_s3_runs_flights_ingest_s3_through_sqs(stack) -> None:
