@@ -144,7 +144,7 @@ with DAG(
 One run per month; the run's logical date names the month (2013-01-01 extracts January). `extract_flights` and `extract_weather` stream the month's
 rows from `flights_source` into `lake/raw/<table>/<YYYY>-<MM>.parquet`, write a manifest beside
 each partition (URI, SHA-256, row count, schema, query) and emit the `flights_raw` and
-`weather_raw` Assets. A re-run replaces the month's partitions. Backfill the year with
+`weather_raw` Assets (which start `flights_validate`). A re-run replaces the month's partitions. Backfill the year with
 `airflow backfill create --dag-id flights_monthly --from-date 2013-01-01 --to-date 2013-12-01`.
 """,
 ):
@@ -200,7 +200,9 @@ fires the `flights_landing` Asset and starts this DAG. `load_landing_file` check
 month of 2013, the flights columns, unique ids) and replaces that month in the source database in
 one transaction, then moves the file to `_loaded/`; the month is then extracted to the lake like
 `flights_monthly` does, one mapped task per month the run loaded (events that arrive together
-share a run). Trigger it by hand with conf `{"uri": "file:///path/to/file.parquet"}` or
+share a run). The extracted partitions' `flights_raw` / `weather_raw` events start
+`flights_validate`, which gates them before anything downstream reads them.
+Trigger it by hand with conf `{"uri": "file:///path/to/file.parquet"}` or
 `{"uris": [...]}`.
 Write a landing file with `airflow-mlops land --month 3`.
 """,

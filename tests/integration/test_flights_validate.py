@@ -33,6 +33,15 @@ def write_raw(lake: Path, table: str, month: int, data: bytes) -> str:
     return path.as_uri()
 
 
+def xcoms(run, task_id: str, key: str) -> list:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key)
+        return [row.value for row in rows]
+
+
 def run_validate(conf: dict) -> object:
     return load_dag("flights_validate").test(logical_date=datetime(2013, 3, 1, tzinfo=UTC), run_conf=conf)
 
@@ -54,6 +63,10 @@ def test_good_months_are_validated_reported_and_announced(airflow_db, lake) -> N
         assert report.success and report.partition_sha256 == manifest.sha256 and report.drift_checked
         assert "passed: flights_raw" in (lake / "validated" / "flights" / f"{month}.report.html").read_text()
 
+    assert sorted(xcoms(run, "validate_flights", "return_value")) == [
+        (lake / "validated" / "flights" / f"2013-0{m}.report.json").as_uri() for m in (1, 2)]
+    assert sorted(xcoms(run, "validate_flights", "validated_uri")) == [
+        (lake / "validated" / "flights" / f"2013-0{m}.parquet").as_uri() for m in (1, 2)]
     events = sorted(asset_events("flights_validated")[before:], key=lambda e: e["uri"])
     assert [e["uri"] for e in events] == [(lake / "validated" / "flights" / f"2013-0{m}.parquet").as_uri() for m in (1, 2)]
     assert events[1]["rows"] == 24951 and events[1]["suite"] == "flights_raw"

@@ -1,0 +1,37 @@
+"""The `airflow-mlops` commands that people run by hand: infer-suite and land --corrupt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from airflow_mlops.cli import main
+from airflow_mlops.data.flights import CORRUPTIONS, check_landing_frame
+from airflow_mlops.data.suites import load_suite
+from tests.partitions import month_frame
+
+
+def test_infer_suite_writes_a_suite_and_a_reference_profile(tmp_path: Path, capsys) -> None:
+    partition = tmp_path / "2013-01.parquet"
+    month_frame("weather", 1).to_parquet(partition, index=False)
+
+    main(["infer-suite", "--partition", str(partition), "--name", "weather_raw", "--out", str(tmp_path / "w.yaml"),
+          "--key", "origin", "--key", "time_hour", "--profile-out", str(tmp_path / "w.profile.json")])
+
+    suite = load_suite(tmp_path / "w.yaml")
+    assert suite.name == "weather_raw" and suite.meta["inferred_from"] == partition.as_uri()
+    assert {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["origin", "time_hour"]}} \
+        in suite.expectations
+    assert json.loads((tmp_path / "w.profile.json").read_text())["rows"] == 2226
+    assert "w.yaml: " in capsys.readouterr().out
+
+
+def test_land_corrupt_writes_a_month_that_passes_the_landing_check_but_not_validation(tmp_path: Path) -> None:
+    main(["land", "--month", "3", "--dir", str(tmp_path), "--corrupt"])
+
+    frame = pd.read_parquet(tmp_path / "flights_2013_03.parquet")
+    assert check_landing_frame("landed", frame) == 3
+    for column, value, every in CORRUPTIONS:
+        assert (frame[column] == value).sum() == len(range(0, len(frame), every))
