@@ -26,14 +26,24 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "MLOps source data",
                 "python-modules": ["airflow_mlops.operators.extract", "airflow_mlops.operators.ingest"],
-            }
+            },
+            {
+                "integration-name": "MLOps data validation",
+                "python-modules": ["airflow_mlops.operators.validate", "airflow_mlops.operators.dataset"],
+            },
+            {"integration-name": "Feast", "python-modules": ["airflow_mlops.operators.features"]},
         ],
-        "hooks": [{"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.hooks.sql"]}],
+        "hooks": [
+            {"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.hooks.sql"]},
+            {"integration-name": "Feast", "python-modules": ["airflow_mlops.hooks.feast"]},
+        ],
         "sensors": [],
         "triggers": [
             {"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.triggers.landing"]}
         ],
-        "connection-types": [],
+        "connection-types": [
+            {"hook-class-name": "airflow_mlops.hooks.feast.FeastHook", "connection-type": "feast"}
+        ],
         "extra-links": [],
         "config": {
             "mlops": {
@@ -65,6 +75,20 @@ def get_provider_info() -> dict[str, Any]:
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "/data/landing",
+                        "default": None,
+                    },
+                    "feature_repo": {
+                        "description": "Path of the Feast feature repository (feature_store.yaml and definitions).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/srv/mlops/feature_repo",
+                        "default": None,
+                    },
+                    "feast_dir": {
+                        "description": "Folder of the Feast registry and SQLite online store (embedded default).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/srv/mlops/data/feast",
                         "default": None,
                     },
                     "source_conn_id": {

@@ -35,6 +35,8 @@ def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
             "lake_uri": (data_dir / "lake").as_uri(),
             "landing_dir": str(data_dir / "landing"),
             "source_conn_id": "flights_source",
+            "feature_repo": str(dags_folder.parent / "feature_repo"),
+            "feast_dir": str(data_dir / "feast"),
         },
     }
     for section, options in ours.items():

@@ -49,3 +49,7 @@ class DatasetDefinitionError(MLOpsError):
 
 class DatasetIntegrityError(MLOpsError):
     """A dataset's files no longer match its manifest (missing file, changed content hash)."""
+
+
+class FeatureStoreError(MLOpsError):
+    """The feature store cannot answer: unknown feature service or view, bad entity rows, no repository."""

@@ -44,3 +44,18 @@ def source_conn_id() -> str:
 def ingest_queue_url() -> str:
     """SQS queue receiving S3 notifications for ``flights_ingest_s3``."""
     return _get("ingest_queue_url", "http://127.0.0.1:5000/123456789012/flights-landing")
+
+
+def feature_repo() -> str:
+    """Path of the Feast feature repository (``feature_repo/`` of the project by default)."""
+    return _get("feature_repo", str(airflow_home().parent / "feature_repo"))
+
+
+def feast_dir() -> str:
+    """Folder of the Feast registry and the embedded SQLite online store."""
+    return _get("feast_dir", str(airflow_home() / "data" / "feast"))
+
+
+def features_uri() -> str:
+    """Where the feature tables (Feast file sources) are written: ``<lake>/features``."""
+    return f"{lake_uri()}/features"

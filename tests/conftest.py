@@ -29,6 +29,8 @@ os.environ.update(
         "AIRFLOW__MLOPS__LAKE_URI": (DATA_DIR / "lake").as_uri(),
         "AIRFLOW__MLOPS__LANDING_DIR": str(DATA_DIR / "landing"),
         "AIRFLOW__MLOPS__SOURCE_CONN_ID": "flights_source",
+        "AIRFLOW__MLOPS__FEATURE_REPO": str(ROOT / "feature_repo"),
+        "AIRFLOW__MLOPS__FEAST_DIR": str(DATA_DIR / "feast"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
 )
@@ -68,6 +70,7 @@ def lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh lake and landing folder for one test (the DAGs read them at parse time)."""
     monkeypatch.setenv("AIRFLOW__MLOPS__LAKE_URI", (tmp_path / "lake").as_uri())
     monkeypatch.setenv("AIRFLOW__MLOPS__LANDING_DIR", str(tmp_path / "landing"))
+    monkeypatch.setenv("AIRFLOW__MLOPS__FEAST_DIR", str(tmp_path / "feast"))
     (tmp_path / "landing").mkdir()
     yield tmp_path / "lake"
 
