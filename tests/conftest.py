@@ -124,20 +124,28 @@ def _postgres_bin() -> Path | None:
     return Path(versions[-1]).parent if versions else None
 
 
+def _apt_install(package: str) -> None:
+    """Install a Debian package when running as root with apt (CI machines); otherwise do nothing."""
+    import shutil
+
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", package],
+            check=False,
+            capture_output=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server on loopback, started for the session (installed with apt when missing)."""
     import shutil
 
     bindir = _postgres_bin()
-    if bindir is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "postgresql"],
-            check=False,
-            capture_output=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
+    if bindir is None:
+        _apt_install("postgresql")
         bindir = _postgres_bin()
     if bindir is None:
         pytest.skip(
@@ -179,4 +187,44 @@ def postgres_url() -> Iterator[str]:
             check=False,
             capture_output=True,
         )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on loopback for the session (installed with apt when missing), ``host:port``."""
+    import shutil
+    import socket
+    import time
+
+    if shutil.which("redis-server") is None:
+        _apt_install("redis-server")
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server not found and cannot be installed (not root or no apt-get)")
+    port = free_port()
+    root = Path(tempfile.mkdtemp(prefix="airflow-mlops-redis-"))
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"redis-server did not start on port {port}")
+        time.sleep(0.1)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
         shutil.rmtree(root, ignore_errors=True)

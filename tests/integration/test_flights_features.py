@@ -1,0 +1,59 @@
+"""flights_features runs for real (dag.test): feature tables, Feast apply, materialize, a training set."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from airflow_mlops.data.datasets import content_hash
+from tests.integration.test_flights_ingest import asset_events, task_states
+from tests.integration.test_flights_validate import load_dag, run_validate, write_raw
+from tests.partitions import month_frame, parquet_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def load_features_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "flights_features.py"))
+    assert bag.import_errors == {}
+    return bag.get_dag("flights_features")
+
+
+def test_flights_features_builds_a_point_in_time_training_set(airflow_db, lake, source_conn) -> None:
+    conf = {table: [write_raw(lake, table, m, parquet_bytes(month_frame(table, m))) for m in (1, 2)]
+            for table in ("flights", "weather")}
+    assert str(run_validate(conf).state) == "success"
+    assert str(load_dag("flights_dataset").test(logical_date=datetime(2013, 3, 1, tzinfo=UTC)).state) == "success"
+    dataset_uri = asset_events("flights_delay_dataset")[-1]["manifest_uri"]
+
+    run = load_features_dag().test(logical_date=datetime(2013, 3, 1, tzinfo=UTC), run_conf={"manifest_uri": dataset_uri})
+
+    assert str(run.state) == "success", task_states(run)
+    for table in ("weather_hourly", "carrier_stats", "route_stats"):
+        assert sorted(p.name for p in (lake / "features" / table).glob("*.parquet")) == ["2013-01.parquet", "2013-02.parquet"]
+    event = asset_events("flight_features")[-1]
+    manifest = json.loads(Path(event["manifest_uri"].removeprefix("file://")).read_text())
+    dataset = json.loads(Path(dataset_uri.removeprefix("file://")).read_text())
+    assert manifest["feature_service"] == "flight_delay_v1" and manifest["dataset_version"] == dataset["version"]
+    assert set(manifest["feature_views"]) == {"weather_hourly", "carrier_stats", "route_stats", "plane_attributes"}
+    assert event["splits"] == {name: split["rows"] for name, split in dataset["splits"].items()}
+
+    # Every dataset row is there, in the dataset's order, with its label and the features joined.
+    test_split = pd.read_parquet(Path(dataset["splits"]["test"]["uri"].removeprefix("file://")))
+    training = pd.read_parquet(Path(manifest["splits"]["test"]["uri"].removeprefix("file://")))
+    assert training["flight_id"].tolist() == test_split["flight_id"].tolist()
+    assert (training["is_delayed"] == test_split["is_delayed"]).all()
+    assert training["carrier_flights_30d"].notna().all() and training["temp"].notna().mean() > 0.95
+    assert manifest["splits"]["test"]["content_sha256"] == content_hash(training)
+
+    # A second run with unchanged sources rebuilds nothing and writes the same training set.
+    again = load_features_dag().test(logical_date=datetime(2013, 3, 2, tzinfo=UTC), run_conf={"manifest_uri": dataset_uri})
+    assert str(again.state) == "success"
+    assert json.loads(Path(event["manifest_uri"].removeprefix("file://")).read_text())["splits"] == manifest["splits"]
