@@ -39,6 +39,7 @@ lint: venv
 bench: home
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/validate.py
+	$(BIN)/python benchmarks/features.py
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml and requirements/pins.txt
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra postgres -c requirements/pins.txt \

@@ -157,6 +157,9 @@ def demo(home: Path) -> None:
          {"flights": [raw("flights", 3)], "weather": [raw("weather", 3)]}, expect_failure=True)
     step("materialize the flights_delay dataset from the validated months (flights_dataset)",
          "flights_dataset", "2013-03-01")
+    (dataset,) = Path(lake.removeprefix("file://"), "datasets", "flights_delay").glob("*/manifest.json")
+    step("build features, apply the Feast repository, materialize, build the training set (flights_features)",
+         "flights_features", "2013-03-01", {"manifest_uri": dataset.as_uri()})
 
     print(f"\nDone in {time.monotonic() - started:.0f}s.")
     print_lake(Path(lake.removeprefix("file://")))
@@ -196,6 +199,13 @@ def print_lake(lake: Path) -> None:
         splits = ", ".join(f"{k} {v['rows']}" for k, v in record["splits"].items())
         periods = [s["period"] for s in record["sources"]]
         print(f"\nDataset {record['name']} version {record['version']} from {periods}: {splits}")
+        print(f"  manifest: {manifest}")
+    for manifest in sorted((lake / "training_sets").glob("*/*/manifest.json")):
+        record = json.loads(manifest.read_text())
+        splits = ", ".join(f"{k} {v['rows']}" for k, v in record["splits"].items())
+        print(f"\nTraining set {record['feature_service']} for dataset version {record['dataset_version']}: {splits}")
+        for view, features in sorted(record["feature_views"].items()):
+            print(f"  {view}: {', '.join(features)}")
         print(f"  manifest: {manifest}")
 
 

@@ -51,6 +51,7 @@ class FeastHook(BaseHook):
         self.config_file = config_file
         self.variables = dict(variables or {})
         self._store: FeatureStore | None = None
+        self._services: dict[str, FeatureService] = {}
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -153,10 +154,14 @@ class FeastHook(BaseHook):
         return diff
 
     def get_feature_service(self, name: str) -> FeatureService:
+        """A registered feature service (looked up once per hook: online requests reuse it)."""
         from feast.errors import FeatureServiceNotFoundException
 
+        if name in self._services:
+            return self._services[name]
         try:
-            return self.get_conn().get_feature_service(name)
+            service = self._services[name] = self.get_conn().get_feature_service(name)
+            return service
         except FeatureServiceNotFoundException:
             known = [s.name for s in self.get_conn().list_feature_services()]
             raise FeatureStoreError(f"feature service {name!r}: not in the registry (registered: {known}); "
