@@ -91,6 +91,12 @@ class LoadLandingFileOperator(BaseOperator):
         from airflow_mlops.hooks.sql import get_sqlalchemy_engine
 
         uris = self._landing_uris(context)
+        if not uris and context.get("triggering_asset_events"):
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            # S3 sends an s3:TestEvent when notifications are configured, and deletions notify too:
+            # such a batch starts a run with nothing to load, which is not an error.
+            raise AirflowSkipException("the triggering events name no new file (e.g. an S3 test event): nothing to load")
         if not uris:
             raise LandingFileError(
                 "no landing file to load (rule: give `source`, dag_run.conf['uri'], or trigger the run "

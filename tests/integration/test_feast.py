@@ -184,3 +184,20 @@ def test_apply_is_idempotent_and_logs_a_plain_diff(real_store: FeastHook) -> Non
     assert "\x1b[" not in again
     assert {v.name for v in FeastHook().get_conn().list_feature_views()} == {
         "weather_hourly", "carrier_stats", "route_stats", "plane_attributes"}
+
+
+def test_the_feast_connection_names_repository_configuration_and_variables(real_store, lake, tmp_path,
+                                                                             monkeypatch, redis_url) -> None:
+    import json
+
+    repo = Path(__file__).resolve().parents[2] / "feature_repo"
+    monkeypatch.setenv("AIRFLOW_CONN_FEAST_REDIS", json.dumps({
+        "conn_type": "feast",
+        "extra": {"repo_path": str(repo), "config_file": "feature_store.redis.yaml",
+                  "variables": {"MLOPS_REDIS": redis_url, "MLOPS_FEAST_DIR": str(tmp_path / "other")}}}))
+    hook = FeastHook("feast_redis")
+    store = hook.get_conn()
+    assert store.config.online_store.type == "redis"
+    assert store.config.registry.path == str(tmp_path / "other" / "registry.db")
+    hook.apply()
+    assert hook.get_feature_service(SERVICE).name == SERVICE

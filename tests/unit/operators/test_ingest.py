@@ -106,3 +106,20 @@ def test_a_missing_landing_file_is_a_clear_error(tmp_path, monkeypatch) -> None:
     )
     with pytest.raises(LandingFileError, match=r"landing file file:///.*/nope\.parquet: does not exist"):
         run_loader((tmp_path / "nope.parquet").as_uri(), "retry_source")
+
+
+def test_events_naming_no_file_skip_the_run_and_no_source_at_all_is_an_error() -> None:
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from airflow_mlops.operators.ingest import LoadLandingFileOperator
+
+    op = LoadLandingFileOperator(task_id="load", conn_id="unused")
+    test_event = SimpleNamespace(extra={"payload": {"message_batch": [
+        {"MessageId": "t", "Body": json.dumps({"Event": "s3:TestEvent"})}]}})
+    with pytest.raises(AirflowSkipException, match="name no new file"):
+        op.execute({"dag_run": SimpleNamespace(conf={}),  # type: ignore[arg-type]
+                    "triggering_asset_events": {"flights_landing_s3": [test_event]}})
+    with pytest.raises(LandingFileError, match="no landing file to load"):
+        op.execute({"dag_run": SimpleNamespace(conf={}), "triggering_asset_events": {}})  # type: ignore[arg-type]
