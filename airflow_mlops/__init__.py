@@ -32,6 +32,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_mlops.operators.validate", "airflow_mlops.operators.dataset"],
             },
             {"integration-name": "Feast", "python-modules": ["airflow_mlops.operators.features"]},
+            {"integration-name": "PyTorch Lightning", "python-modules": ["airflow_mlops.operators.train"]},
         ],
         "hooks": [
             {"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.hooks.sql"]},
@@ -89,6 +90,13 @@ def get_provider_info() -> dict[str, Any]:
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "/srv/mlops/data/feast",
+                        "default": None,
+                    },
+                    "mlflow_tracking_uri": {
+                        "description": "MLflow tracking URI (the embedded default: SQLite under the data folder).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "http://mlflow:5000",
                         "default": None,
                     },
                     "source_conn_id": {

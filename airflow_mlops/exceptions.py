@@ -53,3 +53,7 @@ class DatasetIntegrityError(MLOpsError):
 
 class FeatureStoreError(MLOpsError):
     """The feature store cannot answer: unknown feature service or view, bad entity rows, no repository."""
+
+
+class TrainingError(MLOpsError):
+    """The training processes failed; the message ends with their last output lines."""

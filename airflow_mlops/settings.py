@@ -59,3 +59,8 @@ def feast_dir() -> str:
 def features_uri() -> str:
     """Where the feature tables (Feast file sources) are written: ``<lake>/features``."""
     return f"{lake_uri()}/features"
+
+
+def mlflow_tracking_uri() -> str:
+    """MLflow tracking URI; the embedded default is a SQLite store under the data folder."""
+    return _get("mlflow_tracking_uri", f"sqlite:///{airflow_home() / 'data' / 'mlflow' / 'mlflow.db'}")

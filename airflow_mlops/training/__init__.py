@@ -1,1 +1,4 @@
-"""Reserved for the training capability; imports no Airflow."""
+"""The training runtime: plain Python, torch and Lightning; never imports Airflow.
+
+Run it as ``python -m airflow_mlops.training <spec.json>``, or under ``torchrun`` for DDP.
+"""

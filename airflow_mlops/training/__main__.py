@@ -1,0 +1,7 @@
+"""``python -m airflow_mlops.training <spec.json>``: run one training spec (under torchrun for DDP)."""
+
+import sys
+
+from airflow_mlops.training.runtime import main
+
+sys.exit(main())

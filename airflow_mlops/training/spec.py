@@ -1,0 +1,107 @@
+"""The training spec: what to train, on which data, with which trainer options (no Airflow import)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Trainer options a spec may set, with their defaults.
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "accelerator": "cpu",
+    "devices": 1,
+    "num_nodes": 1,
+    "strategy": "auto",
+    "precision": "32-true",
+    "max_epochs": 3,
+    "seed": 42,
+    "limit_train_batches": None,
+}
+
+
+class SpecError(ValueError):
+    """A training spec is invalid: unknown class, bad hyperparameter, missing data. Nothing was launched."""
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Everything the runtime needs, serialisable as JSON.
+
+    :param model: ``module:Class`` of a ``LightningModule``.
+    :param data: ``module:Class`` of a ``LightningDataModule`` taking ``manifest`` and ``batch_size``.
+    :param training_set: path or ``file://`` URI of the training set manifest.
+    :param output_dir: where the model, its config and ``result.json`` are written.
+    :param checkpoint_dir: where Lightning checkpoints go; a rerun resumes from ``last.ckpt`` there.
+    :param hyperparameters: keyword arguments of the model (checked against its signature).
+    :param batch_size: rows per batch (per process).
+    :param trainer: options among ``TRAINER_DEFAULTS``.
+    :param mlflow: ``{"tracking_uri": ..., "experiment": ...}``; empty disables MLflow.
+    """
+
+    model: str
+    data: str
+    training_set: str
+    output_dir: str
+    checkpoint_dir: str
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 1024
+    trainer: dict[str, Any] = field(default_factory=dict)
+    mlflow: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def trainer_options(self) -> dict[str, Any]:
+        return {**TRAINER_DEFAULTS, **self.trainer}
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainingSpec:
+        record = json.loads(text)
+        unknown = set(record) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise SpecError(f"training spec: unknown fields {sorted(unknown)}")
+        return cls(**record)
+
+    def validate(self) -> None:
+        """Check everything that can be checked before a process is started."""
+        unknown = set(self.trainer) - set(TRAINER_DEFAULTS)
+        if unknown:
+            raise SpecError(f"training spec: unknown trainer options {sorted(unknown)}; allowed: {sorted(TRAINER_DEFAULTS)}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise SpecError(f"training spec: batch_size must be a positive integer, got {self.batch_size!r}")
+        model = load_class(self.model, "model")
+        load_class(self.data, "data")
+        parameters = inspect.signature(model.__init__).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        allowed = [name for name in parameters if name != "self"]
+        bad = [name for name in self.hyperparameters if name not in allowed]
+        if bad and not takes_any:
+            raise SpecError(f"training spec: hyperparameters {bad} are not arguments of {self.model} "
+                            f"(its arguments: {allowed})")
+        check = getattr(model, "check_hyperparameters", None)
+        if check is not None:
+            check(self.hyperparameters)
+        if not manifest_path(self.training_set).is_file():
+            raise SpecError(f"training spec: training_set {self.training_set!r} does not exist")
+
+
+def manifest_path(uri: str) -> Path:
+    return Path(uri.removeprefix("file://"))
+
+
+def load_class(path: str, what: str) -> Any:
+    module_name, _, name = path.partition(":")
+    if not module_name or not name:
+        raise SpecError(f"training spec: {what} {path!r} must be 'module:Class'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise SpecError(f"training spec: {what} {path!r}: module cannot be imported ({err})") from None
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise SpecError(f"training spec: {what} {path!r}: {module_name} has no {name!r}") from None
