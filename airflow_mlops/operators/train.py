@@ -139,16 +139,20 @@ class LightningTrainOperator(BaseOperator):
         self.log.info("Launching %d x %d training processes: %s", self.num_nodes, self.devices, " ".join(command))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CTX_", "_AIRFLOW"))}
         env["PYTHONUNBUFFERED"] = "1"
-        tail: deque[str] = deque(maxlen=40)
+        tail: deque[str] = deque(maxlen=20)
+        traceback = _FirstTraceback()
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                          env=env, start_new_session=True)
         assert self._process.stdout is not None
-        for line in self._process.stdout:
-            tail.append(line.rstrip())
-            self.log.info("%s", line.rstrip())
+        for raw in self._process.stdout:
+            line = raw.rstrip()
+            tail.append(line)
+            traceback.feed(line)
+            self.log.info("%s", line)
         code = self._process.wait()
         if code != 0:
-            raise TrainingError(f"training processes exited with code {code}; the last lines:\n" + "\n".join(tail))
+            raise TrainingError(f"training processes exited with code {code}; the first worker traceback:\n"
+                                f"{traceback.text or '(none printed)'}\nthe last lines:\n" + "\n".join(tail))
         result_path = Path(spec.output_dir) / "result.json"
         if self.node_rank != 0:
             return {"node_rank": self.node_rank}
@@ -165,3 +169,27 @@ class LightningTrainOperator(BaseOperator):
                 self._process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(self._process.pid, signal.SIGKILL)
+
+
+class _FirstTraceback:
+    """Keeps the first Python traceback seen in the workers' output (torchrun's own summary comes later)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.done = False
+
+    def feed(self, line: str) -> None:
+        if self.done:
+            return
+        if not self.lines:
+            if line.endswith("Traceback (most recent call last):"):
+                self.lines.append(line)
+            return
+        self.lines.append(line)
+        text = line.split("] ", 1)[-1] if line.startswith("[rank") else line
+        if text and not text[0].isspace() and not text.startswith(("Traceback", "The above", "During handling")):
+            self.done = True  # the exception line ends the traceback
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)

@@ -70,7 +70,7 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
         strategy=options["strategy"], precision=options["precision"], max_epochs=options["max_epochs"],
         limit_train_batches=options["limit_train_batches"], deterministic=True, logger=logger,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(checkpoints),
-        callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=0, every_n_epochs=1)],
+        callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=1, every_n_epochs=1)],
     )
     if resume:
         log.warning("Resuming from checkpoint %s", resume)

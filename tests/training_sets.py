@@ -1,0 +1,48 @@
+"""A real flights training set for training tests, without a Feast store: the same point-in-time
+join written with merge_asof (benchmarks/features.py checks that Feast gives identical values)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from airflow_mlops.data.flight_features import add_entity_keys, month_feature_tables, plane_features
+from airflow_mlops.data.flights import read_table
+from tests.partitions import month_frame
+
+VIEWS = {"weather_hourly": (["origin"], timedelta(hours=3)), "carrier_stats": (["carrier"], timedelta(days=2)),
+         "route_stats": (["route"], timedelta(days=2)), "plane_attributes": (["tailnum"], timedelta(days=3650))}
+
+
+def write_training_set(folder: Path) -> str:
+    """January flights split 85/15 into train and validation, February as the held-out test month."""
+    january, february = month_frame("flights", 1), month_frame("flights", 2)
+    tables = [month_feature_tables("2013-01", [january], month_frame("weather", 1)),
+              month_feature_tables("2013-02", [january, february], month_frame("weather", 2))]
+    features = {name: pd.concat([t[name] for t in tables]) for name in ("weather_hourly", "carrier_stats", "route_stats")}
+    features["plane_attributes"] = plane_features(read_table("planes"))
+    flights = pd.concat([january, february])
+    flights = add_entity_keys(flights[flights["arr_delay"].notna()]).assign(
+        is_delayed=lambda f: (f["arr_delay"] > 15).astype("int64"))
+    joined = flights.assign(event_timestamp=flights["event_timestamp"].dt.as_unit("ns")).sort_values("event_timestamp")
+    for view, (keys, ttl) in VIEWS.items():
+        table = features[view]
+        table = table.assign(event_timestamp=pd.to_datetime(table["event_timestamp"], utc=True).dt.as_unit("ns"))
+        joined = pd.merge_asof(joined, table.sort_values("event_timestamp"), on="event_timestamp", by=keys,
+                               direction="backward", tolerance=ttl)
+    joined = joined.drop(columns=["arr_delay", "dep_delay"]).sort_values("flight_id").reset_index(drop=True)
+    in_january = joined["month"] == 1
+    splits = {"train": joined[in_january & (joined["flight_id"] % 7 != 0)],
+              "validation": joined[in_january & (joined["flight_id"] % 7 == 0)],
+              "test": joined[~in_january]}
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {"splits": {}}
+    for name, frame in splits.items():
+        path = folder / f"{name}.parquet"
+        frame.to_parquet(path, index=False)
+        manifest["splits"][name] = {"uri": path.as_uri(), "rows": len(frame)}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return (folder / "manifest.json").as_uri()
