@@ -161,12 +161,29 @@ def demo(home: Path) -> None:
     (dataset,) = Path(lake.removeprefix("file://"), "datasets", "flights_delay").glob("*/manifest.json")
     step("build features, apply the Feast repository, materialize, build the training set (flights_features)",
          "flights_features", "2013-03-01", {"manifest_uri": dataset.as_uri()})
+    (training_set,) = Path(lake.removeprefix("file://"), "training_sets", "flight_delay_v1").glob("*/manifest.json")
+    step("train the model with 2 DDP processes, tracked in MLflow (flights_training)",
+         "flights_training", "2013-03-01", {"manifest_uri": training_set.as_uri()})
 
     print(f"\nDone in {time.monotonic() - started:.0f}s.")
     print_lake(Path(lake.removeprefix("file://")))
+    print_models(Path(lake.removeprefix("file://")), settings.mlflow_tracking_uri())
     venv_bin = Path(sys.executable).parent
     print(f"Task logs: {logs}")
     print(f"Open the UI with: PATH={venv_bin}:$PATH AIRFLOW_HOME={home} airflow standalone")
+
+
+def print_models(lake: Path, tracking_uri: str) -> None:
+    """The trained models: their MLflow run and metrics against the trivial baseline."""
+    for result_path in sorted((lake / "models").glob("*/*/result.json")):
+        result = json.loads(result_path.read_text())
+        metrics = result["metrics"]
+        print(f"\nModel trained by {result['world_size']} DDP processes in {result['seconds']:.1f}s "
+              f"({result['samples_per_s']:.0f} samples/s), {result['epochs']} epochs")
+        print(f"  MLflow run {result['mlflow_run_id']} at {tracking_uri}")
+        print(f"  test AUC {metrics['test_auc']:.4f} (trivial baseline 0.5), log loss {metrics['test_log_loss']:.4f} "
+              f"(baseline {metrics['test_baseline_log_loss']:.4f}) on {metrics['test_rows']} flights")
+        print(f"  model: {result['model_uri']} (model.pt state dict + config.json)")
 
 
 def print_lake(lake: Path) -> None:

@@ -131,6 +131,8 @@ class LightningTrainOperator(BaseOperator):
 
         spec = self.build_spec(context)
         spec.validate()  # unknown class, bad hyperparameter, missing data: fails here, nothing launched
+        if self.mlflow_tracking_uri.startswith("sqlite:///"):
+            Path(self.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         checkpoint_dir = Path(spec.checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         spec_path = checkpoint_dir / "spec.json"

@@ -82,6 +82,7 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
         "AIRFLOW__MLOPS__LAKE_URI": (data / "lake").as_uri(),
         "AIRFLOW__MLOPS__LANDING_DIR": str(data / "landing"),
         "AIRFLOW__MLOPS__FEAST_DIR": str(data / "feast"),
+        "AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
         "AIRFLOW__MLOPS__INGEST_QUEUE_URL": queue_url,
         "AIRFLOW_CONN_FLIGHTS_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(source_db)}),
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
@@ -175,6 +176,14 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
     assert run.state == "success", stack["log"].read_text()[-3000:]
     (training_set,) = (stack["data"] / "lake" / "training_sets" / "flight_delay_v1").glob("*/manifest.json")
     assert json.loads(training_set.read_text())["dataset_version"] == json.loads(manifest.read_text())["version"]
+    # The training set starts flights_training: torchrun DDP launched from a LocalExecutor task.
+    run = wait_for("flights_training to finish", lambda: finished_run(stack["engine"], "flights_training"),
+                   log=stack["log"])
+    assert run.state == "success", stack["log"].read_text()[-3000:]
+    (result,) = (stack["data"] / "lake" / "models" / "flight_delay").glob("*/result.json")
+    outcome = json.loads(result.read_text())
+    assert outcome["world_size"] == 2 and outcome["mlflow_run_id"]
+    assert outcome["metrics"]["test_auc"] > 0.55
 
 
 def test_object_put_in_s3_runs_flights_ingest_s3_through_sqs(stack) -> None:
