@@ -40,6 +40,7 @@ bench: home
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/train.py
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml and requirements/pins.txt
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra postgres -c requirements/pins.txt \

@@ -17,14 +17,15 @@ VIEWS = {"weather_hourly": (["origin"], timedelta(hours=3)), "carrier_stats": ([
          "route_stats": (["route"], timedelta(days=2)), "plane_attributes": (["tailnum"], timedelta(days=3650))}
 
 
-def write_training_set(folder: Path) -> str:
-    """January flights split 85/15 into train and validation, February as the held-out test month."""
-    january, february = month_frame("flights", 1), month_frame("flights", 2)
-    tables = [month_feature_tables("2013-01", [january], month_frame("weather", 1)),
-              month_feature_tables("2013-02", [january, february], month_frame("weather", 2))]
+def write_training_set(folder: Path, months: int = 2) -> str:
+    """The first ``months - 1`` months split 6:1 into train and validation; the last month is the
+    held-out test month (default: January to train, February to test)."""
+    frames = [month_frame("flights", m) for m in range(1, months + 1)]
+    tables = [month_feature_tables(f"2013-{m:02d}", frames[max(0, m - 2):m], month_frame("weather", m))
+              for m in range(1, months + 1)]
     features = {name: pd.concat([t[name] for t in tables]) for name in ("weather_hourly", "carrier_stats", "route_stats")}
     features["plane_attributes"] = plane_features(read_table("planes"))
-    flights = pd.concat([january, february])
+    flights = pd.concat(frames)
     flights = add_entity_keys(flights[flights["arr_delay"].notna()]).assign(
         is_delayed=lambda f: (f["arr_delay"] > 15).astype("int64"))
     joined = flights.assign(event_timestamp=flights["event_timestamp"].dt.as_unit("ns")).sort_values("event_timestamp")
@@ -34,10 +35,10 @@ def write_training_set(folder: Path) -> str:
         joined = pd.merge_asof(joined, table.sort_values("event_timestamp"), on="event_timestamp", by=keys,
                                direction="backward", tolerance=ttl)
     joined = joined.drop(columns=["arr_delay", "dep_delay"]).sort_values("flight_id").reset_index(drop=True)
-    in_january = joined["month"] == 1
-    splits = {"train": joined[in_january & (joined["flight_id"] % 7 != 0)],
-              "validation": joined[in_january & (joined["flight_id"] % 7 == 0)],
-              "test": joined[~in_january]}
+    training_months = joined["month"] < months
+    splits = {"train": joined[training_months & (joined["flight_id"] % 7 != 0)],
+              "validation": joined[training_months & (joined["flight_id"] % 7 == 0)],
+              "test": joined[~training_months]}
     folder.mkdir(parents=True, exist_ok=True)
     manifest = {"splits": {}}
     for name, frame in splits.items():
