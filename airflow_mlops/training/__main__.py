@@ -2,6 +2,6 @@
 
 import sys
 
-from airflow_mlops.training.runtime import main
+from .runtime import main
 
 sys.exit(main())

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from airflow_mlops.training.spec import SpecError, manifest_path
+from .spec import SpecError, manifest_path
 
 LABEL = "is_delayed"
 CATEGORICAL = ("carrier", "origin", "dest")

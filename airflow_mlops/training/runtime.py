@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops.training.spec import TrainingSpec, load_class
+from .spec import TrainingSpec, load_class
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
