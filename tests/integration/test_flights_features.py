@@ -11,19 +11,15 @@ import pytest
 
 from airflow_mlops.data.datasets import content_hash
 from tests.integration.test_flights_ingest import asset_events, task_states
+from tests.integration.test_flights_ingest import load_dag as load_reference_dag
 from tests.integration.test_flights_validate import load_dag, run_validate, write_raw
 from tests.partitions import month_frame, parquet_bytes
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
 def load_features_dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "flights_features.py"))
-    assert bag.import_errors == {}
-    return bag.get_dag("flights_features")
+    return load_reference_dag("flights_features", "flights_features.py")
 
 
 def test_flights_features_builds_a_point_in_time_training_set(airflow_db, lake, source_conn) -> None:

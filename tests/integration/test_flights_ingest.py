@@ -18,10 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def load_dag(dag_id: str):
+def load_dag(dag_id: str, dag_file: str = "flights_ingest.py"):
+    """A reference DAG parsed from its file in dags/ (dag.test needs the DAG in a bundle)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "flights_ingest.py"))
+    bag = DagBag(dag_folder=str(ROOT / "dags" / dag_file))
     assert bag.import_errors == {}
     return bag.get_dag(dag_id)
 

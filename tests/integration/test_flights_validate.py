@@ -11,18 +11,14 @@ import pytest
 from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact
 from airflow_mlops.data.validation import ValidationReport
 from tests.integration.test_flights_ingest import asset_events, task_states
+from tests.integration.test_flights_ingest import load_dag as load_reference_dag
 from tests.partitions import CORRUPTIONS, month_frame, parquet_bytes
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
 def load_dag(dag_id: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "flights_validate.py"))
-    assert bag.import_errors == {}
-    return bag.get_dag(dag_id)
+    return load_reference_dag(dag_id, "flights_validate.py")
 
 
 def write_raw(lake: Path, table: str, month: int, data: bytes) -> str:
