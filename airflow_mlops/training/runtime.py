@@ -118,7 +118,7 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
 def _checkpoint_epoch(path: Path) -> int:
     import torch
 
-    return int(torch.load(path, map_location="cpu", weights_only=False).get("epoch", -1)) + 1
+    return int(torch.load(path, map_location="cpu", weights_only=True).get("epoch", -1)) + 1
 
 
 def _previous_run_id(spec: TrainingSpec) -> str | None:
