@@ -14,6 +14,7 @@ from tests.integration.test_flights_ingest import asset_events, task_states
 from tests.integration.test_flights_ingest import load_dag as load_reference_dag
 from tests.partitions import CORRUPTIONS, month_frame, parquet_bytes
 
+ROOT_DAGS = Path(__file__).resolve().parents[2] / "dags"
 pytestmark = pytest.mark.integration
 
 
@@ -147,3 +148,22 @@ def test_flights_dataset_materializes_every_validated_month(airflow_db, lake) ->
     assert event["splits"] == {name: s["rows"] for name, s in manifest["splits"].items()}
     assert sum(event["splits"].values()) + event["rows_filtered"]["arr_delay not_null"] == 27004 + 24951
     assert manifest["code_version"].startswith("airflow-mlops==")
+
+
+def test_a_missing_partition_or_reference_profile_is_a_clear_error(airflow_db, lake) -> None:
+    from airflow_mlops.exceptions import TargetError
+    from airflow_mlops.operators.validate import DataValidationOperator
+
+    suite = str(ROOT_DAGS / "suites" / "flights_raw.yaml")
+    parameters = {"year": 2013, "months": [1]}
+    missing = (lake / "raw" / "flights" / "2013-05.parquet").as_uri()
+    with pytest.raises(TargetError, match=r"partition '.*2013-05.parquet': does not exist"):
+        DataValidationOperator(task_id="v", partition=missing, suite=suite, suite_parameters=parameters).execute({})
+    uri = write_raw(lake, "flights", 1, parquet_bytes(month_frame("flights", 1)))
+    operator = DataValidationOperator(task_id="v", partition=uri, suite=suite, suite_parameters=parameters,
+                                      reference_profile="file:///nowhere/profile.json")
+    with pytest.raises(TargetError, match=r"reference_profile 'file:///nowhere/profile.json': does not exist"):
+        operator.execute({})
+    with pytest.raises(TargetError, match=r"must name a .parquet file"):
+        DataValidationOperator(task_id="v", partition=uri + ".csv", suite=suite, suite_parameters=parameters).execute({})
+    assert (lake / "raw" / "flights" / "2013-01.parquet").exists()  # untouched
