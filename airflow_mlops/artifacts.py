@@ -97,3 +97,12 @@ def write_atomically(path: Any, data: bytes | str) -> str:
             temp.unlink()
         raise
     return hashlib.sha256(raw).hexdigest()
+
+
+def write_parquet_atomically(path: Any, frame: Any) -> str:
+    """Write a DataFrame as one Parquet file, whole or not at all (see ``write_atomically``); returns its SHA-256."""
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return write_atomically(path, buffer.getvalue())

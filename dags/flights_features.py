@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk import DAG, Asset, ObjectStoragePath, task
 
 from airflow_mlops import settings
+from airflow_mlops.events import conf_or_latest_event
 from airflow_mlops.operators.features import (
     FeastApplyOperator,
     FeastMaterializeOperator,
@@ -54,10 +55,7 @@ Runs when a new version of the `flights_delay` dataset exists and weather has be
     @task
     def dataset_manifest(**context: Any) -> dict[str, Any]:
         """The dataset version to featurize, and the months and time range it covers."""
-        events = context["triggering_asset_events"].get(FLIGHTS_DELAY_DATASET, [])
-        uri = (context["dag_run"].conf or {}).get("manifest_uri") or (events[-1].extra["manifest_uri"] if events else None)
-        if not uri:
-            raise ValueError("no dataset manifest: trigger with conf {'manifest_uri': ...} or from flights_delay_dataset")
+        uri = conf_or_latest_event(context, FLIGHTS_DELAY_DATASET, "manifest_uri")
         manifest = json.loads(ObjectStoragePath(uri, conn_id=settings.lake_conn_id()).read_text())
         periods = sorted(source["period"] for source in manifest["sources"])
         last_year, last_month = (int(part) for part in periods[-1].split("-"))

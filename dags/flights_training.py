@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import DAG, Asset, task
 
 from airflow_mlops import settings
+from airflow_mlops.events import conf_or_latest_event
 from airflow_mlops.operators.train import LightningTrainOperator
 
 LAKE = settings.lake_uri()
@@ -41,11 +42,7 @@ epoch's checkpoint. The result (MLflow run id, model URI, metrics) is the task's
     @task
     def training_set(**context: Any) -> str:
         """The training set manifest: from the triggering event, or the run's conf."""
-        events = context["triggering_asset_events"].get(FLIGHT_FEATURES, [])
-        uri = (context["dag_run"].conf or {}).get("manifest_uri") or (events[-1].extra["manifest_uri"] if events else None)
-        if not uri:
-            raise ValueError("no training set: trigger with conf {'manifest_uri': ...} or from flight_features")
-        return str(uri)
+        return str(conf_or_latest_event(context, FLIGHT_FEATURES, "manifest_uri"))
 
     LightningTrainOperator(
         task_id="train",

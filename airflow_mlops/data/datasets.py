@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact, write_atomically
+from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact, write_atomically, write_parquet_atomically
 from airflow_mlops.exceptions import DatasetDefinitionError, DatasetIntegrityError
 
 if TYPE_CHECKING:
@@ -347,9 +347,7 @@ def materialize_dataset(
     for name in definition.split.split_names:
         part = frame[splits == name].reset_index(drop=True)
         uri = f"{root}/{name}.parquet"
-        buffer = io.BytesIO()
-        part.to_parquet(buffer, index=False)
-        digest = write_atomically(open_path(uri), buffer.getvalue())
+        digest = write_parquet_atomically(open_path(uri), part)
         split_records[name] = {"uri": uri, "sha256": digest, "rows": len(part), "content_sha256": content_hash(part),
                                "label_positive": int(part[label.name].sum())}
         log.info("dataset %s %s: split %s has %d rows", definition.name, version, name, len(part))

@@ -160,10 +160,9 @@ class FeastTrainingDatasetOperator(_FeastOperator):
         return ObjectStoragePath(uri, conn_id=self.storage_conn_id)
 
     def execute(self, context: Context) -> str:
-        import io
         import json
 
-        from airflow_mlops.artifacts import Artifact, write_atomically
+        from airflow_mlops.artifacts import Artifact, write_atomically, write_parquet_atomically
         from airflow_mlops.data.datasets import content_hash, load_manifest, load_split
 
         prepare = _import(self.prepare_entities) if self.prepare_entities else None
@@ -177,10 +176,8 @@ class FeastTrainingDatasetOperator(_FeastOperator):
             if prepare is not None:
                 entities = prepare(entities)
             joined = _historical_in_order(hook, entities, service.name)
-            buffer = io.BytesIO()
-            joined.to_parquet(buffer, index=False)
             uri = f"{root}/{split}.parquet"
-            sha256 = write_atomically(self._path(uri), buffer.getvalue())
+            sha256 = write_parquet_atomically(self._path(uri), joined)
             splits[split] = {"uri": uri, "sha256": sha256, "rows": len(joined), "content_sha256": content_hash(joined),
                              "null_fraction": {c: round(float(v), 6) for c, v in joined.isna().mean().items() if v > 0}}
             self.log.info("Training set split %s: %d rows, %d columns -> %s", split, len(joined), joined.shape[1], uri)
@@ -289,7 +286,8 @@ class FlightFeaturesOperator(BaseOperator):
 
         import pandas as pd
 
-        from airflow_mlops.data.flight_features import month_bounds, month_feature_tables, plane_features
+        from airflow_mlops.artifacts import write_atomically, write_parquet_atomically
+        from airflow_mlops.data.flight_features import month_bounds, month_feature_tables
 
         root, validated = self.features_uri.rstrip("/"), self.validated_uri.rstrip("/")
         built, skipped, rows = [], [], {}
@@ -309,32 +307,20 @@ class FlightFeaturesOperator(BaseOperator):
             tables = month_feature_tables(period, flights, frames[inputs[1]][0])
             month_rows = {f"{table}/{period}": len(frame) for table, frame in tables.items()}
             for table, frame in tables.items():
-                self._write(f"{root}/{table}/{period}.parquet", frame)
-            self._write_text(marker, json.dumps({"period": period, "sources": sources, "rows": month_rows},
+                write_parquet_atomically(self._path(f"{root}/{table}/{period}.parquet"), frame)
+            write_atomically(marker, json.dumps({"period": period, "sources": sources, "rows": month_rows},
                                                 sort_keys=True))
             rows.update(month_rows)
             built.append(period)
-        rows["plane_attributes"] = self._write_planes(root, plane_features)
+        rows["plane_attributes"] = self._write_planes(root)
         self.log.info("Feature tables: built %s, unchanged %s, rows %s", built, skipped, rows)
         return {"built": built, "skipped": skipped, "tables": rows}
 
-    def _write(self, uri: str, frame: pd.DataFrame) -> None:
-        import io
-
-        from airflow_mlops.artifacts import write_atomically
-
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        write_atomically(self._path(uri), buffer.getvalue())
-
-    def _write_text(self, path: ObjectStoragePath, text: str) -> None:
-        from airflow_mlops.artifacts import write_atomically
-
-        write_atomically(path, text)
-
-    def _write_planes(self, root: str, build: Any) -> int:
+    def _write_planes(self, root: str) -> int:
         import pandas as pd
 
+        from airflow_mlops.artifacts import write_parquet_atomically
+        from airflow_mlops.data.flight_features import plane_features
         from airflow_mlops.hooks.sql import get_sqlalchemy_engine
 
         engine = get_sqlalchemy_engine(self.source_conn_id)
@@ -343,6 +329,6 @@ class FlightFeaturesOperator(BaseOperator):
                 planes = pd.read_sql("SELECT tailnum, year, seats, engines FROM planes", conn)
         finally:
             engine.dispose()
-        frame = build(planes)
-        self._write(f"{root}/plane_attributes/planes.parquet", frame)
+        frame = plane_features(planes)
+        write_parquet_atomically(self._path(f"{root}/plane_attributes/planes.parquet"), frame)
         return len(frame)

@@ -225,13 +225,9 @@ class DataValidationOperator(BaseOperator):
         return report_uri
 
     def _write_frame(self, frame: Any, uri: str, report: ValidationReport, kind: str, report_uri: str) -> str:
-        import io
+        from airflow_mlops.artifacts import write_parquet_atomically
 
-        from airflow_mlops.artifacts import write_atomically
-
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        sha256 = write_atomically(self._path(uri), buffer.getvalue())
+        sha256 = write_parquet_atomically(self._path(uri), frame)
         self._write_manifest(uri, sha256, report, kind, report_uri, len(frame))
         return sha256
 
