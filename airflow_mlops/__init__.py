@@ -32,7 +32,9 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_mlops.operators.validate", "airflow_mlops.operators.dataset"],
             },
             {"integration-name": "Feast", "python-modules": ["airflow_mlops.operators.features"]},
-            {"integration-name": "PyTorch Lightning", "python-modules": ["airflow_mlops.operators.train"]},
+            {"integration-name": "PyTorch Lightning",
+             "python-modules": ["airflow_mlops.operators.train", "airflow_mlops.operators.sagemaker"]},
+            {"integration-name": "Optuna", "python-modules": ["airflow_mlops.operators.tune"]},
         ],
         "hooks": [
             {"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.hooks.sql"]},

@@ -38,6 +38,7 @@ def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
             "feature_repo": str(dags_folder.parent / "feature_repo"),
             "feast_dir": str(data_dir / "feast"),
             "mlflow_tracking_uri": f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
+            "optuna_storage": f"sqlite:///{data_dir / 'optuna' / 'optuna.db'}",
         },
     }
     for section, options in ours.items():

@@ -18,3 +18,22 @@ def conf_or_latest_event(context: Mapping[str, Any], asset: Any, key: str) -> An
             return event.extra[key]
     raise ValueError(f"no {key!r}: trigger the run with conf {{{key!r}: ...}} or from an event of Asset "
                      f"{getattr(asset, 'name', asset)!r} whose extra has it")
+
+
+_REQUIRED = object()
+
+
+def latest_event_value(context: Mapping[str, Any], asset: Any, key: str, default: Any = _REQUIRED) -> Any:
+    """``dag_run.conf[key]``, else ``extra[key]`` of the newest event of ``asset`` (declared in the
+    task's ``inlets``, whatever started the run), else ``default``; without a default a clear error
+    names both sources."""
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    if conf.get(key):
+        return conf[key]
+    newest = list(context["inlet_events"][asset].ascending(False).limit(1))
+    if newest and newest[0].extra.get(key):
+        return newest[0].extra[key]
+    if default is not _REQUIRED:
+        return default
+    raise ValueError(f"no {key!r}: trigger the run with conf {{{key!r}: ...}}, or let Asset "
+                     f"{getattr(asset, 'name', asset)!r} have an event whose extra has it")

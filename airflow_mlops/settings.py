@@ -61,6 +61,15 @@ def features_uri() -> str:
     return f"{lake_uri()}/features"
 
 
+def optuna_storage() -> str:
+    """Optuna RDB storage URL for hyperparameter studies; the embedded default is SQLite under the data folder.
+
+    At scale point it at Postgres, or give the tuning operators a ``storage_conn_id`` (its password
+    then stays in the Airflow connection).
+    """
+    return _get("optuna_storage", f"sqlite:///{airflow_home() / 'data' / 'optuna' / 'optuna.db'}")
+
+
 def mlflow_tracking_uri() -> str:
     """MLflow tracking URI; the embedded default is a SQLite store under the data folder."""
     return _get("mlflow_tracking_uri", f"sqlite:///{airflow_home() / 'data' / 'mlflow' / 'mlflow.db'}")

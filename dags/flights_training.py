@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import DAG, Asset, task
 
 from airflow_mlops import settings
-from airflow_mlops.events import conf_or_latest_event
+from airflow_mlops.events import conf_or_latest_event, latest_event_value
 from airflow_mlops.operators.train import LightningTrainOperator
 
 LAKE = settings.lake_uri()
@@ -16,6 +16,9 @@ DATA = LAKE.removeprefix("file://")
 
 # Emitted by flights_features.py.
 FLIGHT_FEATURES = Asset(name="flight_features", group="flights")
+# Emitted by flights_tuning.py: extra["best_params"] of the newest event override the defaults below.
+FLIGHT_DELAY_HYPERPARAMETERS = Asset(name="flight_delay_hyperparameters", group="flights")
+DEFAULT_HYPERPARAMETERS = {"hidden": 64, "layers": 2, "lr": 0.002}
 
 with DAG(
     dag_id="flights_training",
@@ -28,9 +31,12 @@ with DAG(
     doc_md="""
 ### Train the flights delay model
 Runs when a new training set exists (`flight_features`). `training_set` names it (the event, or
-conf `{"manifest_uri": ...}`); `train` checks the spec (model and data classes, hyperparameters,
-the data), then starts 2 DDP processes with torchrun (gloo on CPU) running
-`python -m airflow_mlops.training`: a network with embeddings for carrier, origin and
+conf `{"manifest_uri": ...}`); `train` checks the spec (class paths, the data) and starts the
+training driver `python -m airflow_mlops.training`, which checks the classes and hyperparameters
+(a bad spec fails the task without a retry, nothing started) and then starts 2 DDP processes
+through torchrun (gloo on CPU). `hyperparameters` are the defaults, or those of the newest
+`flight_delay_hyperparameters` event (the best trial of `flights_tuning`), or conf
+`{"hyperparameters": ...}`. The model is a network with embeddings for carrier, origin and
 destination, the preprocessing statistics of the training split stored with it. The workers'
 output is in the task log. Params, metrics (test AUC and log loss against the trivial baseline,
 samples/s) and the model files go to MLflow (`[mlops] mlflow_tracking_uri`); the model is saved as
@@ -44,12 +50,19 @@ epoch's checkpoint. The result (MLflow run id, model URI, metrics) is the task's
         """The training set manifest: from the triggering event, or the run's conf."""
         return str(conf_or_latest_event(context, FLIGHT_FEATURES, "manifest_uri"))
 
+    @task(inlets=[FLIGHT_DELAY_HYPERPARAMETERS])
+    def hyperparameters(**context: Any) -> dict[str, Any]:
+        """The defaults, overridden by conf {"hyperparameters": ...} or the newest tuning study's best."""
+        best = latest_event_value(context, FLIGHT_DELAY_HYPERPARAMETERS, "best_params", default={})
+        chosen = (context["dag_run"].conf or {}).get("hyperparameters") or best
+        return {**DEFAULT_HYPERPARAMETERS, **chosen}
+
     LightningTrainOperator(
         task_id="train",
         training_set=training_set(),
         output_dir=DATA + "/models/flight_delay/{{ run_id | replace(':', '_') | replace('+', '_') }}",
         checkpoint_root=f"{DATA}/checkpoints",
-        hyperparameters={"hidden": 64, "layers": 2, "lr": 0.002},
+        hyperparameters=hyperparameters(),
         batch_size=512,
         devices=2,
         max_epochs=3,

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,9 +19,22 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class LightningTrainOperator(BaseOperator):
-    """Validate a training spec, then run ``python -m airflow_mlops.training`` under ``torchrun``.
+def artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts of a SQLite tracking store go beside it (MLflow's default is ``./mlruns`` in the cwd)."""
+    if tracking_uri.startswith("sqlite:///"):
+        return str(Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts")
+    return None
 
+
+class LightningTrainOperator(BaseOperator):
+    """Check a training spec, then run it with ``python -m airflow_mlops.training`` (DDP through torchrun).
+
+    The task checks what needs no import (trainer options, class paths, the training set) and starts
+    the driver (``airflow_mlops.training.launch``), which imports the model and data classes, checks
+    the hyperparameters against them, and only then writes the spec beside the checkpoints and
+    trains: in its own process for one device on one node, else through torchrun's elastic agent.
+    A bad spec fails the task without retries (``AirflowFailException`` naming the field), with
+    nothing written and no worker started; the task process never imports torch.
     The workers are separate processes (never ``ddp_spawn`` or a fork of the task process: under a
     real executor ``sys.argv`` is Airflow's and the task process may not reach the metadata DB).
     ``devices`` processes per node communicate over gloo on CPU and nccl on GPUs; with
@@ -98,14 +112,18 @@ class LightningTrainOperator(BaseOperator):
     def build_spec(self, context: Context) -> Any:
         from airflow_mlops.training.spec import TrainingSpec
 
-        where = f"{context['dag'].dag_id}/{context['run_id']}/{self.task_id}".replace(":", "_").replace("+", "_")
+        where = f"{context['dag'].dag_id}/{context['run_id']}/{self.task_id}"
+        map_index = getattr(context.get("ti"), "map_index", -1)
+        if isinstance(map_index, int) and map_index >= 0:  # mapped tasks (tuning trials) share the task id
+            where += f"/{map_index}"
+        where = where.replace(":", "_").replace("+", "_")
         strategy = "ddp" if self.devices * self.num_nodes > 1 else "auto"
         mlflow = {}
         if self.mlflow_tracking_uri:
             mlflow = {"tracking_uri": self.mlflow_tracking_uri, "experiment": self.mlflow_experiment}
-            if self.mlflow_tracking_uri.startswith("sqlite:///"):
-                folder = Path(self.mlflow_tracking_uri.removeprefix("sqlite:///")).parent
-                mlflow["artifact_location"] = str(folder / "artifacts")
+            location = artifact_location(self.mlflow_tracking_uri)
+            if location:
+                mlflow["artifact_location"] = location
         return TrainingSpec(
             model=self.model, data=self.data, training_set=self.training_set,
             output_dir=self.output_dir, checkpoint_dir=f"{self.checkpoint_root.rstrip('/')}/{where}",
@@ -117,32 +135,56 @@ class LightningTrainOperator(BaseOperator):
             tags={"dag_id": context["dag"].dag_id, "run_id": context["run_id"], "task_id": self.task_id},
         )
 
-    def command(self, spec_path: Path) -> list[str]:
-        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(self.devices)]
+    def command(self, spec_path: Path, rdzv_id: str) -> list[str]:
+        """The driver's command line (``airflow_mlops.training.launch``): it checks, then trains or starts torchrun."""
+        command = [sys.executable, "-m", "airflow_mlops.training", str(spec_path), "--nproc-per-node", str(self.devices)]
         if self.num_nodes > 1:
-            torchrun += ["--nnodes", str(self.num_nodes), "--node_rank", str(self.node_rank), "--rdzv_backend", "c10d",
-                         "--rdzv_endpoint", f"{self.master_addr}:{self.master_port}", "--rdzv_id", spec_path.parent.name]
-        else:
-            torchrun += ["--standalone"]
-        return [*torchrun, "-m", "airflow_mlops.training", str(spec_path)]
+            command += ["--nnodes", str(self.num_nodes), "--node-rank", str(self.node_rank),
+                        "--rdzv-endpoint", f"{self.master_addr}:{self.master_port}",
+                        "--rdzv-id", rdzv_id]
+        return command
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.exceptions import TrainingError
+        return self.train(self.build_spec(context))
 
-        spec = self.build_spec(context)
-        spec.validate()  # unknown class, bad hyperparameter, missing data: fails here, nothing launched
+    def train(self, spec: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Check ``spec``, run the driver (with ``env`` added to its environment), return ``result.json``."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_mlops.training.spec import SpecError
+
+        try:
+            spec.check()  # options, class paths and data, without importing torch into the task process
+            with tempfile.TemporaryDirectory(prefix="airflow-mlops-spec-") as folder:
+                # The driver checks classes and hyperparameters before it writes or starts anything.
+                spec_path = Path(folder) / Path(spec.checkpoint_dir).name / "spec.json"
+                spec_path.parent.mkdir()
+                spec_path.write_text(spec.to_json())
+                rdzv_id = "-".join(Path(spec.checkpoint_dir).parts[-4:])
+                self._run(self.command(spec_path, rdzv_id=rdzv_id), env or {})
+        except SpecError as err:
+            raise AirflowFailException(str(err)) from err  # a retry cannot fix the spec
+        if self.node_rank != 0:
+            return {"node_rank": self.node_rank}
+        result: dict[str, Any] = json.loads((Path(spec.output_dir) / "result.json").read_text())
+        self.log.info("Trained: AUC %.4f (baseline %.2f) at %.0f samples/s; MLflow run %s",
+                      result["metrics"]["test_auc"], result["metrics"]["test_baseline_auc"],
+                      result["samples_per_s"], result["mlflow_run_id"])
+        return result
+
+    def _run(self, command: list[str], extra_env: Mapping[str, str]) -> None:
+        from airflow_mlops.exceptions import TrainingError
+        from airflow_mlops.training.launch import SPEC_ERROR_EXIT, SPEC_ERROR_PREFIX
+        from airflow_mlops.training.spec import SpecError
+
         if self.mlflow_tracking_uri.startswith("sqlite:///"):
             Path(self.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        checkpoint_dir = Path(spec.checkpoint_dir)
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        spec_path = checkpoint_dir / "spec.json"
-        spec_path.write_text(spec.to_json())
-        command = self.command(spec_path)
         self.log.info("Launching %d x %d training processes: %s", self.num_nodes, self.devices, " ".join(command))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CTX_", "_AIRFLOW"))}
-        env["PYTHONUNBUFFERED"] = "1"
+        env.update(extra_env, PYTHONUNBUFFERED="1")
         tail: deque[str] = deque(maxlen=20)
         traceback = _FirstTraceback()
+        refused = ""
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                          env=env, start_new_session=True)
         assert self._process.stdout is not None
@@ -150,19 +192,14 @@ class LightningTrainOperator(BaseOperator):
             line = raw.rstrip()
             tail.append(line)
             traceback.feed(line)
+            refused = line.removeprefix(SPEC_ERROR_PREFIX) if line.startswith(SPEC_ERROR_PREFIX) else refused
             self.log.info("%s", line)
         code = self._process.wait()
+        if code == SPEC_ERROR_EXIT and refused:
+            raise SpecError(refused)
         if code != 0:
             raise TrainingError(f"training processes exited with code {code}; the first worker traceback:\n"
                                 f"{traceback.text or '(none printed)'}\nthe last lines:\n" + "\n".join(tail))
-        result_path = Path(spec.output_dir) / "result.json"
-        if self.node_rank != 0:
-            return {"node_rank": self.node_rank}
-        result: dict[str, Any] = json.loads(result_path.read_text())
-        self.log.info("Trained: AUC %.4f (baseline %.2f) at %.0f samples/s; MLflow run %s",
-                      result["metrics"]["test_auc"], result["metrics"]["test_baseline_auc"],
-                      result["samples_per_s"], result["mlflow_run_id"])
-        return result
 
     def on_kill(self) -> None:
         if self._process is not None and self._process.poll() is None:

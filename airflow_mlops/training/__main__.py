@@ -1,7 +1,7 @@
-"""``python -m airflow_mlops.training <spec.json>``: run one training spec (under torchrun for DDP)."""
+"""``python -m airflow_mlops.training <spec.json> [--nproc-per-node N ...]``: the driver, or a torchrun worker."""
 
 import sys
 
-from .runtime import main
+from .launch import main
 
 sys.exit(main())

@@ -106,7 +106,7 @@ class FlightDataModule(pl.LightningDataModule):
         for split in ("train", "validation", "test"):
             if split not in manifest["splits"]:
                 raise SpecError(f"training set {self.manifest_uri}: no {split!r} split (splits: {sorted(manifest['splits'])})")
-        frames = {s: pd.read_parquet(manifest_path(r["uri"])) for s, r in manifest["splits"].items()}
+        frames = {s: pd.read_parquet(manifest_path(r["uri"], self.manifest_uri)) for s, r in manifest["splits"].items()}
         missing = [c for c in (*NUMERIC, *CATEGORICAL, LABEL) if c not in frames["train"].columns]
         if missing:
             raise SpecError(f"training set {self.manifest_uri}: columns {missing} are missing")

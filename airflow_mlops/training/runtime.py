@@ -6,13 +6,17 @@ and Lightning; MLflow is used when the spec names a tracking URI and the package
 
 from __future__ import annotations
 
+import importlib
+import io
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import write_atomically  # noqa: TID252 (no "airflow" import line in the runtime)
 from .spec import TrainingSpec, load_class
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,12 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     options = spec.trainer_options()
+    # Only the first process talks to MLflow (all of them creating its tables at once would race);
+    # its import (seconds) overlaps reading the data.
+    use_mlflow = bool(spec.mlflow.get("tracking_uri")) and int(os.environ.get("RANK", "0")) == 0
+    prefetch = threading.Thread(target=importlib.import_module, args=("mlflow",), daemon=True)
+    if use_mlflow:
+        prefetch.start()
     pl.seed_everything(options["seed"], workers=True)
     data = load_class(spec.data, "data")(manifest=spec.training_set, batch_size=spec.batch_size, seed=options["seed"])
     data.prepare()
@@ -57,23 +67,32 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     last = checkpoints / "last.ckpt"
     resume = str(last) if last.exists() else None
     logger: Any = False
-    # Only the first process talks to MLflow (all of them creating its tables at once would race).
-    if spec.mlflow.get("tracking_uri") and int(os.environ.get("RANK", "0")) == 0:
+    if use_mlflow:
         from pytorch_lightning.loggers import MLFlowLogger
 
+        prefetch.join()
         logger = MLFlowLogger(experiment_name=spec.mlflow.get("experiment", "flights"),
                               tracking_uri=spec.mlflow["tracking_uri"], tags=spec.tags or None,
                               artifact_location=spec.mlflow.get("artifact_location"),
                               run_id=_previous_run_id(spec) if resume else None)
+    callbacks: list[Any] = [ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=1, every_n_epochs=1)]
+    pruning = None
+    if spec.tuning:
+        from .tuning import pruning_callback
+
+        pruning = pruning_callback(spec.tuning)
+        callbacks.append(pruning)
     trainer = pl.Trainer(
         accelerator=options["accelerator"], devices=options["devices"], num_nodes=options["num_nodes"],
         strategy=options["strategy"], precision=options["precision"], max_epochs=options["max_epochs"],
         limit_train_batches=options["limit_train_batches"], deterministic=True, logger=logger,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(checkpoints),
-        callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=1, every_n_epochs=1)],
+        callbacks=callbacks,
     )
     if resume:
         log.warning("Resuming from checkpoint %s", resume)
+    if logger:
+        log.info("MLflow run %s in %s", logger.run_id, spec.mlflow["tracking_uri"])  # opened before the clock starts
     started = time.perf_counter()
     start_epoch = _checkpoint_epoch(last) if resume else 0
     trainer.fit(model, datamodule=data, ckpt_path=resume)
@@ -91,11 +110,13 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
 
     output = Path(spec.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), output / "model.pt")
+    weights = io.BytesIO()
+    torch.save(model.state_dict(), weights)
+    write_atomically(output / "model.pt", weights.getvalue())
     init = {k: v for k, v in model.hparams.items()}
     config = {"model": spec.model, "init": init, "preprocessing": data.preprocessing,
               "training_set": spec.training_set, "metrics": metrics}
-    (output / "config.json").write_text(json.dumps(config, indent=2, default=list))
+    write_atomically(output / "config.json", json.dumps(config, indent=2, default=list))
     run_id = None
     if logger:
         run_id = logger.run_id
@@ -110,8 +131,10 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     result = {"mlflow_run_id": run_id, "model_uri": (output.resolve()).as_uri(),
               "model_artifact_uri": f"runs:/{run_id}/model" if run_id else None, "metrics": metrics,
               "samples_per_s": metrics["samples_per_s"], "epochs": trainer.current_epoch,
-              "world_size": trainer.world_size, "resumed_from": resume, "seconds": elapsed}
-    (output / RESULT_FILE).write_text(json.dumps(result, indent=2))
+              "world_size": trainer.world_size, "resumed_from": resume, "seconds": elapsed,
+              "hyperparameters": spec.hyperparameters,
+              "pruned_at_epoch": pruning.pruned_at_epoch if pruning is not None else None}
+    write_atomically(output / RESULT_FILE, json.dumps(result, indent=2))
     return result
 
 
@@ -124,19 +147,3 @@ def _checkpoint_epoch(path: Path) -> int:
 def _previous_run_id(spec: TrainingSpec) -> str | None:
     marker = Path(spec.checkpoint_dir) / "mlflow_run_id"
     return marker.read_text().strip() if marker.exists() else None
-
-
-def main(argv: list[str] | None = None) -> int:
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m airflow_mlops.training <spec.json>", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format=f"[rank {os.environ.get('RANK', '0')}] %(levelname)s %(name)s: %(message)s")
-    spec = TrainingSpec.from_json(Path(args[0]).read_text())
-    spec.validate()
-    result = run(spec)
-    if result is not None:
-        log.info("Result: %s", json.dumps({k: result[k] for k in ("mlflow_run_id", "model_uri", "samples_per_s")}))
-    return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import json
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,8 @@ class TrainingSpec:
     :param batch_size: rows per batch (per process).
     :param trainer: options among ``TRAINER_DEFAULTS``.
     :param mlflow: ``{"tracking_uri": ..., "experiment": ...}``; empty disables MLflow.
+    :param tags: MLflow run tags (lineage: DAG, run, task; ``mlflow.parentRunId`` for a tuning trial).
+    :param tuning: for an Optuna trial: ``{"study", "trial_id", "metric", "pruner"}`` (see ``tuning.py``).
     """
 
     model: str
@@ -51,6 +54,7 @@ class TrainingSpec:
     trainer: dict[str, Any] = field(default_factory=dict)
     mlflow: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    tuning: dict[str, Any] = field(default_factory=dict)
 
     def trainer_options(self) -> dict[str, Any]:
         return {**TRAINER_DEFAULTS, **self.trainer}
@@ -66,13 +70,21 @@ class TrainingSpec:
             raise SpecError(f"training spec: unknown fields {sorted(unknown)}")
         return cls(**record)
 
-    def validate(self) -> None:
-        """Check everything that can be checked before a process is started."""
+    def check(self) -> None:
+        """The checks that import nothing: trainer options, batch size, class paths, the training set."""
         unknown = set(self.trainer) - set(TRAINER_DEFAULTS)
         if unknown:
             raise SpecError(f"training spec: unknown trainer options {sorted(unknown)}; allowed: {sorted(TRAINER_DEFAULTS)}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise SpecError(f"training spec: batch_size must be a positive integer, got {self.batch_size!r}")
+        for what, path in (("model", self.model), ("data", self.data)):
+            find_module(path, what)
+        if not manifest_path(self.training_set).is_file():
+            raise SpecError(f"training spec: training_set {self.training_set!r} does not exist")
+
+    def validate(self) -> None:
+        """Everything that can be checked before training: :meth:`check`, then the classes and hyperparameters."""
+        self.check()
         model = load_class(self.model, "model")
         load_class(self.data, "data")
         parameters = inspect.signature(model.__init__).parameters
@@ -85,18 +97,41 @@ class TrainingSpec:
         check = getattr(model, "check_hyperparameters", None)
         if check is not None:
             check(self.hyperparameters)
-        if not manifest_path(self.training_set).is_file():
-            raise SpecError(f"training spec: training_set {self.training_set!r} does not exist")
+        if self.tuning:
+            from .tuning import make_pruner
+
+            missing = sorted({"study", "trial_id"} - set(self.tuning))
+            if missing:
+                raise SpecError(f"training spec: tuning needs {missing}, got {sorted(self.tuning)}")
+            make_pruner(self.tuning.get("pruner"))
 
 
-def manifest_path(uri: str) -> Path:
-    return Path(uri.removeprefix("file://"))
+def manifest_path(uri: str, relative_to: str | None = None) -> Path:
+    """A local path from a path or ``file://`` URI; a relative one (a relocated training set, as in a
+    SageMaker channel) is taken from the folder of the manifest ``relative_to``."""
+    path = Path(uri.removeprefix("file://"))
+    if relative_to is not None and not path.is_absolute():
+        return manifest_path(relative_to).parent / path
+    return path
 
 
-def load_class(path: str, what: str) -> Any:
+def find_module(path: str, what: str) -> str:
+    """The module of ``module:Class``, found on the path without running it (its parent packages are imported)."""
     module_name, _, name = path.partition(":")
     if not module_name or not name:
         raise SpecError(f"training spec: {what} {path!r} must be 'module:Class'")
+    try:
+        found = importlib.util.find_spec(module_name)
+    except ImportError as err:
+        raise SpecError(f"training spec: {what} {path!r}: module cannot be found ({err})") from None
+    if found is None:
+        raise SpecError(f"training spec: {what} {path!r}: no module named {module_name!r}")
+    return module_name
+
+
+def load_class(path: str, what: str) -> Any:
+    module_name = find_module(path, what)
+    name = path.partition(":")[2]
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:

@@ -8,6 +8,7 @@ must each start a DAG run that loads and extracts the month.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -115,7 +116,7 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
             return {"flights_ingest", "flights_ingest_s3"} <= names and watchers >= 2
 
         wait_for("the ingest DAGs to be parsed, unpaused and watched", dags_registered, log=log)
-        yield {"engine": engine, "data": data, "s3": s3, "log": log, "home": home}
+        yield {"engine": engine, "data": data, "s3": s3, "log": log, "home": home, "env": env}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -184,6 +185,17 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
     outcome = json.loads(result.read_text())
     assert outcome["world_size"] == 2 and outcome["mlflow_run_id"]
     assert outcome["metrics"]["test_auc"] > 0.55
+
+    # Tuning on the same training set: four mapped trials, two at a time, under the LocalExecutor.
+    subprocess.run(["airflow", "dags", "trigger", "flights_tuning"], env=stack["env"], check=True, capture_output=True)
+    run = wait_for("flights_tuning to finish", lambda: finished_run(stack["engine"], "flights_tuning"),
+                   log=stack["log"], timeout=600)
+    assert run.state == "success", stack["log"].read_text()[-3000:]
+    with stack["engine"].connect() as conn:
+        trials = conn.execute(text("SELECT map_index, state, start_date, end_date FROM task_instance "
+                                   "WHERE dag_id = 'flights_tuning' AND task_id = 'trial' ORDER BY start_date")).all()
+    assert [t.state for t in trials] == ["success"] * 4
+    assert any(a.end_date > b.start_date for a, b in itertools.pairwise(trials)), "no two trials ran at the same time"
 
 
 def test_object_put_in_s3_runs_flights_ingest_s3_through_sqs(stack) -> None:

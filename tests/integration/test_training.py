@@ -51,7 +51,7 @@ def result(spec: Path) -> dict:
 
 def test_the_runtime_runs_without_airflow_and_logs_to_mlflow(tmp_path: Path, training_set: str) -> None:
     spec = make_spec(tmp_path / "solo", training_set, mlflow=True)
-    probe = ("import sys; from airflow_mlops.training.runtime import main; code = main([sys.argv[1]]); "
+    probe = ("import sys; from airflow_mlops.training.launch import main; code = main([sys.argv[1]]); "
              "loaded = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')); "
              "assert not loaded, loaded; sys.exit(code)")
     subprocess.run([sys.executable, "-c", probe, str(spec)], check=True, capture_output=True, timeout=300)
@@ -124,22 +124,38 @@ def test_a_worker_that_raises_fails_the_task_with_its_traceback_and_leaves_no_pr
     assert leftover.stdout.strip() == ""
 
 
-def test_bad_specs_launch_nothing(tmp_path: Path, training_set: str) -> None:
-    from airflow_mlops.operators.train import LightningTrainOperator
-    from airflow_mlops.training.spec import SpecError
+@pytest.mark.parametrize(("change", "message"), [
+    ({"hyperparameters": {"width": 3}}, r"hyperparameters \['width'\] are not arguments"),  # found by the driver
+    ({"hyperparameters": {"hidden": -4}}, r"hidden"),
+    ({"model": "airflow_mlops.training.flights:NoSuchModel"}, r"has no 'NoSuchModel'"),
+    ({"model": "no_such_package.models:Net"}, r"module cannot be found \(No module named 'no_such_package'\)"),  # found in the task
+    ({"training_set": "/nowhere/manifest.json"}, r"training_set '/nowhere/manifest.json' does not exist"),
+])
+def test_bad_specs_fail_the_task_without_retry_and_launch_nothing(
+        tmp_path: Path, training_set: str, change: dict, message: str) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
 
-    operator = LightningTrainOperator(task_id="train", training_set=training_set, output_dir=str(tmp_path / "out"),
-                                      checkpoint_root=str(tmp_path / "ckpt"), hyperparameters={"width": 3})
-    with pytest.raises(SpecError, match=r"hyperparameters \['width'\]"):
+    from airflow_mlops.operators.train import LightningTrainOperator
+
+    arguments = {"training_set": training_set, "hyperparameters": {"hidden": 8}, **change}
+    operator = LightningTrainOperator(task_id="train", output_dir=str(tmp_path / "out"), devices=2,
+                                      checkpoint_root=str(tmp_path / "ckpt"), **arguments)
+    with pytest.raises(AirflowFailException, match=message):
         operator.execute(context())  # type: ignore[arg-type]
-    assert not (tmp_path / "ckpt").exists()
+    assert not (tmp_path / "ckpt").exists() and not (tmp_path / "out").exists()
 
 
 def test_two_nodes_rendezvous_through_torchrun(tmp_path: Path, training_set: str) -> None:
-    spec = make_spec(tmp_path / "nodes", training_set, num_nodes=2, strategy="ddp", epochs=1)
+    """Two tasks, node ranks 0 and 1, one process each, meet at the c10d rendezvous of node 0's address."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from airflow_mlops.operators.train import LightningTrainOperator
+
     port = free_port()
-    nodes = [subprocess.Popen(torchrun(spec, 1, "--nnodes", "2", "--node_rank", str(rank), "--rdzv_backend", "c10d",
-                                       "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "nodes-test"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for rank in (0, 1)]
-    assert [node.wait(timeout=300) for node in nodes] == [0, 0]
-    assert result(spec)["world_size"] == 2
+    nodes = [LightningTrainOperator(task_id="train", training_set=training_set, output_dir=str(tmp_path / "out"),
+                                    checkpoint_root=str(tmp_path / "ckpt"), hyperparameters={"hidden": 16},
+                                    num_nodes=2, node_rank=rank, master_port=port, max_epochs=1) for rank in (0, 1)]
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda node: node.execute(context()), nodes)
+    assert first["world_size"] == 2 and (tmp_path / "out" / "model.pt").is_file()
+    assert second == {"node_rank": 1}

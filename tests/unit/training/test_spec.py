@@ -28,7 +28,7 @@ def test_a_good_spec_passes_and_round_trips(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"model": "airflow_mlops.training.flights:NoSuchModel"}, r"model .*has no 'NoSuchModel'"),
-    ({"model": "no_such_package.models:Model"}, r"model 'no_such_package.models:Model': module cannot be imported"),
+    ({"model": "no_such_package.models:Model"}, r"model 'no_such_package.models:Model': module cannot be found"),
     ({"data": "airflow_mlops.training.flights"}, r"data .* must be 'module:Class'"),
     ({"hyperparameters": {"hiden": 32}}, r"hyperparameters \['hiden'\] are not arguments of .*FlightDelayModel"),
     ({"hyperparameters": {"dropout": 1.5}}, r"hyperparameter dropout=1.5 is out of range"),

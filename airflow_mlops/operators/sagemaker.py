@@ -1,0 +1,220 @@
+"""The same training spec as a SageMaker training job: the path past one machine (amazon provider)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import tarfile
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: Where the spec and the relocated training set sit inside the container (SageMaker's channel folders).
+SPEC_IN_CONTAINER = "/opt/ml/input/data/spec/spec.json"
+
+
+class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
+    """Run a training spec as an Amazon SageMaker training job, through the amazon provider.
+
+    The task checks the spec here (classes, hyperparameters, the training set: nothing is staged
+    or started for a bad one), stages the spec and a relocated copy of the training set (the
+    manifest and its split files) under ``s3_prefix/<job>/``, and starts a job whose container runs
+    ``python -m airflow_mlops.training <spec> --sagemaker``: the same driver as on one machine,
+    taking its hosts from SageMaker's ``resourceconfig.json`` (one node per instance, ``devices``
+    processes per instance, torchrun's c10d rendezvous on the first host, nccl on GPUs).
+    ``CheckpointConfig`` points at a folder per DAG run and task, so a retry (a new job) resumes
+    from the last checkpoint. Waiting is the provider's: polling, or ``deferrable=True`` to free the
+    worker slot while the job runs (``SageMakerTrigger`` in the triggerer).
+
+    :param training_set: URI of the training set manifest (``file://`` or ``s3://``; templated).
+    :param s3_prefix: ``s3://bucket/prefix`` for staged inputs, model artifacts and checkpoints (templated).
+    :param image_uri: a training image with this package, torch and Lightning installed.
+    :param role_arn: the IAM role the job runs as.
+    :param instance_type, instance_count: the job's machines; ``devices``: GPUs (processes) per instance.
+    :param model, data, hyperparameters, batch_size, accelerator, precision, max_epochs, seed: as in
+        ``LightningTrainOperator``.
+    :param mlflow_tracking_uri: a tracking server the job can reach (``http(s)://`` or a SageMaker
+        MLflow ARN); a local SQLite store is refused. Empty: no MLflow.
+    :param max_runtime_s, volume_size_gb: the job's stopping condition and disk.
+    :param kwargs: the provider's ``SageMakerTrainingOperator`` arguments (``aws_conn_id``,
+        ``deferrable``, ``check_interval``, ``print_log``, ...).
+
+    XCom: the runtime's ``result.json`` (metrics, samples/s, MLflow run id) with ``model_uri`` set to
+    the job's ``model.tar.gz`` and ``sagemaker``: the job name, status and billable seconds.
+    """
+
+    template_fields: Sequence[str] = ("training_set", "s3_prefix", "hyperparameters", "mlflow_tracking_uri")
+
+    def __init__(
+        self,
+        *,
+        training_set: str,
+        s3_prefix: str,
+        image_uri: str,
+        role_arn: str,
+        instance_type: str = "ml.g5.12xlarge",
+        instance_count: int = 1,
+        devices: int = 1,
+        model: str = "airflow_mlops.training.flights:FlightDelayModel",
+        data: str = "airflow_mlops.training.flights:FlightDataModule",
+        hyperparameters: Mapping[str, Any] | None = None,
+        batch_size: int = 4096,
+        accelerator: str = "gpu",
+        precision: str = "bf16-mixed",
+        max_epochs: int = 3,
+        seed: int = 42,
+        mlflow_tracking_uri: str = "",
+        mlflow_experiment: str = "flights",
+        max_runtime_s: int = 24 * 3600,
+        volume_size_gb: int = 50,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(config={}, **kwargs)
+        for name, value in (("instance_count", instance_count), ("devices", devices)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.training_set = training_set
+        self.s3_prefix = s3_prefix
+        self.image_uri = image_uri
+        self.role_arn = role_arn
+        self.instance_type = instance_type
+        self.instance_count = instance_count
+        self.devices = devices
+        self.model = model
+        self.data = data
+        self.hyperparameters = hyperparameters
+        self.batch_size = batch_size
+        self.accelerator = accelerator
+        self.precision = precision
+        self.max_epochs = max_epochs
+        self.seed = seed
+        self.mlflow_tracking_uri = mlflow_tracking_uri
+        self.mlflow_experiment = mlflow_experiment
+        self.max_runtime_s = max_runtime_s
+        self.volume_size_gb = volume_size_gb
+
+    def execute(self, context: Context) -> dict:
+        self.config = self.prepare_job(context)
+        return self.training_result(super().execute(context)["Training"])
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
+        return self.training_result(super().execute_complete(context, event)["Training"])
+
+    def prepare_job(self, context: Context) -> dict[str, Any]:
+        """Check the spec, stage the inputs in S3 and return the ``CreateTrainingJob`` request."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_mlops.training.spec import SpecError, TrainingSpec
+
+        if not self.s3_prefix.startswith("s3://"):
+            raise AirflowFailException(f"s3_prefix must be an s3:// URI, got {self.s3_prefix!r}")
+        if self.mlflow_tracking_uri.startswith(("sqlite:", "file:", "/")):
+            raise AirflowFailException(f"mlflow_tracking_uri {self.mlflow_tracking_uri!r} is local to this machine; "
+                                       "a SageMaker job needs a tracking server (http(s):// or an MLflow ARN)")
+        ti = context.get("ti")
+        where = f"{context['dag'].dag_id}/{context['run_id']}/{self.task_id}/{getattr(ti, 'map_index', -1)}"
+        key = hashlib.sha256(where.encode()).hexdigest()[:12]
+        job_name = f"{context['dag'].dag_id}-{key}-{getattr(ti, 'try_number', 1)}".replace("_", "-")[-63:].lstrip("-")
+        prefix = self.s3_prefix.rstrip("/")
+        spec = TrainingSpec(
+            model=self.model, data=self.data, training_set="/opt/ml/input/data/training/manifest.json",
+            output_dir="/opt/ml/model", checkpoint_dir="/opt/ml/checkpoints",
+            hyperparameters=dict(self.hyperparameters or {}), batch_size=self.batch_size,
+            trainer={"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.instance_count,
+                     "strategy": "ddp" if self.devices * self.instance_count > 1 else "auto",
+                     "precision": self.precision, "max_epochs": self.max_epochs, "seed": self.seed},
+            mlflow={"tracking_uri": self.mlflow_tracking_uri, "experiment": self.mlflow_experiment}
+            if self.mlflow_tracking_uri else {},
+            tags={"dag_id": context["dag"].dag_id, "run_id": context["run_id"], "task_id": self.task_id,
+                  "sagemaker_job": job_name},
+        )
+        s3 = S3Hook(aws_conn_id=self.aws_conn_id)
+        with tempfile.TemporaryDirectory(prefix="sagemaker-training-set-") as folder:
+            files = self._relocated_training_set(Path(folder))
+            try:  # the classes and hyperparameters, on the local copy: a bad spec stages and starts nothing
+                dataclasses.replace(spec, training_set=str(Path(folder) / "manifest.json")).validate()
+            except SpecError as err:
+                raise AirflowFailException(str(err)) from err
+            bucket, _, key_prefix = prefix.removeprefix("s3://").partition("/")
+            base = f"{key_prefix}/{job_name}".lstrip("/")
+            for name in files:
+                s3.load_file(str(Path(folder) / name), f"{base}/training/{name}", bucket, replace=True)
+            s3.load_string(spec.to_json(), f"{base}/spec/spec.json", bucket, replace=True)
+        self.log.info("Staged the spec and %d training-set files under %s/%s", len(files), prefix, job_name)
+
+        def channel(name: str) -> dict[str, Any]:
+            return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix", "S3Uri": f"{prefix}/{job_name}/{name}/",
+                "S3DataDistributionType": "FullyReplicated"}}}
+
+        checkpoint_key = hashlib.sha256(where.encode()).hexdigest()[:16]
+        return {
+            "TrainingJobName": job_name,
+            "AlgorithmSpecification": {
+                "TrainingImage": self.image_uri, "TrainingInputMode": "File",
+                "ContainerEntrypoint": ["python", "-m", "airflow_mlops.training"],
+                "ContainerArguments": [SPEC_IN_CONTAINER, "--sagemaker"],
+            },
+            "RoleArn": self.role_arn,
+            "InputDataConfig": [channel("spec"), channel("training")],
+            "OutputDataConfig": {"S3OutputPath": f"{prefix}/output"},
+            "ResourceConfig": {"InstanceType": self.instance_type, "InstanceCount": self.instance_count,
+                               "VolumeSizeInGB": self.volume_size_gb},
+            "StoppingCondition": {"MaxRuntimeInSeconds": self.max_runtime_s},
+            "CheckpointConfig": {"S3Uri": f"{prefix}/checkpoints/{checkpoint_key}", "LocalPath": "/opt/ml/checkpoints"},
+            "Environment": {"PYTHONUNBUFFERED": "1"},
+            "Tags": [{"Key": k, "Value": v[:256]} for k, v in spec.tags.items()],
+        }
+
+    def _relocated_training_set(self, folder: Path) -> list[str]:
+        """Copy the manifest and its split files into ``folder``, the manifest naming them relatively."""
+        from airflow.sdk import ObjectStoragePath
+        from airflow.sdk.exceptions import AirflowFailException
+
+        def read(uri: str) -> bytes:
+            conn_id = self.aws_conn_id if uri.startswith("s3://") else None
+            path = ObjectStoragePath(uri if "://" in uri else Path(uri).resolve().as_uri(), conn_id=conn_id)
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                raise AirflowFailException(f"training_set: {uri!r} does not exist") from None
+
+        manifest = json.loads(read(self.training_set))
+        names = ["manifest.json"]
+        for split, record in manifest.get("splits", {}).items():
+            name = f"{split}.parquet"
+            (folder / name).write_bytes(read(record["uri"]))
+            record["uri"] = name
+            names.append(name)
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        return names
+
+    def training_result(self, description: Mapping[str, Any]) -> dict[str, Any]:
+        """``result.json`` from the job's ``model.tar.gz``, with the job's name, status and model URI."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from airflow.sdk.exceptions import AirflowFailException
+
+        artifact = description["ModelArtifacts"]["S3ModelArtifacts"]
+        bucket, _, key = artifact.removeprefix("s3://").partition("/")
+        raw = S3Hook(aws_conn_id=self.aws_conn_id).get_key(key, bucket).get()["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as archive:
+            member = next((m for m in archive.getmembers() if m.name.lstrip("./") == "result.json"), None)
+            if member is None or (handle := archive.extractfile(member)) is None:
+                raise AirflowFailException(f"SageMaker job {description['TrainingJobName']}: {artifact} has no "
+                                           "result.json (did the runtime finish?)")
+            result: dict[str, Any] = json.loads(handle.read())
+        result["model_uri"] = artifact
+        result["sagemaker"] = {"job_name": description["TrainingJobName"], "status": description["TrainingJobStatus"],
+                               "billable_seconds": description.get("BillableTimeInSeconds")}
+        self.log.info("SageMaker job %s: AUC %.4f, model %s", description["TrainingJobName"],
+                      result["metrics"]["test_auc"], artifact)
+        return result

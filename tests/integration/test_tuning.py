@@ -1,0 +1,146 @@
+"""Optuna tuning for real: flights_tuning's mapped trials on SQLite storage, pruning, Postgres storage."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.integration.test_flights_ingest import asset_events, load_dag, task_states
+from tests.training_sets import write_training_set
+
+pytestmark = pytest.mark.integration
+SPACE = {"hidden": {"type": "int", "low": 8, "high": 32}, "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}
+
+
+@pytest.fixture(scope="module")
+def training_set(tmp_path_factory) -> str:
+    return write_training_set(tmp_path_factory.mktemp("training-set"))
+
+
+def test_flights_tuning_runs_mapped_trials_and_publishes_the_best(
+        airflow_db, lake: Path, training_set: str, tmp_path: Path, monkeypatch) -> None:
+    import mlflow
+    import optuna
+
+    storage, tracking = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.setenv("AIRFLOW__MLOPS__OPTUNA_STORAGE", storage)
+    monkeypatch.setenv("AIRFLOW__MLOPS__MLFLOW_TRACKING_URI", tracking)
+    dag = load_dag("flights_tuning", "flights_tuning.py")
+
+    run = dag.test(logical_date=datetime(2013, 3, 1, tzinfo=UTC), run_conf={"manifest_uri": training_set})
+
+    assert str(run.state) == "success", task_states(run)
+    best = asset_events("flight_delay_hyperparameters")[-1]
+    study = optuna.load_study(study_name=best["study"], storage=storage)
+    assert len(study.trials) == 4 and {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
+    assert best["best_params"] == study.best_params and best["best_value"] == pytest.approx(study.best_value)
+    assert set(best["best_params"]) == {"hidden", "layers", "lr", "dropout"}
+
+    client = mlflow.MlflowClient(tracking)
+    parent = client.get_run(best["mlflow_run_id"])
+    assert parent.info.status == "FINISHED" and parent.info.artifact_uri.startswith(str(tmp_path / "mlflow"))
+    assert parent.data.params["best_hidden"] == str(best["best_params"]["hidden"])
+    assert parent.data.metrics["best_val_loss"] == pytest.approx(study.best_value)
+    trials_csv = Path(client.download_artifacts(parent.info.run_id, "trials.csv", str(tmp_path)))
+    assert len(trials_csv.read_text().strip().splitlines()) == 1 + 4
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 4
+    by_trial = {int(r.data.tags["optuna_trial"]): r for r in children}
+    best_child = by_trial[best["best_trial"]]
+    assert best_child.data.params["hidden"] == str(best["best_params"]["hidden"])
+    assert best_child.data.metrics["val_loss"] == pytest.approx(study.best_value, rel=1e-5)
+
+    # flights_training's hyperparameters task takes the newest study's best parameters.
+    training = load_dag("flights_training", "flights_training.py")
+    task = training.get_task("hyperparameters")
+    assert task.inlets and task.inlets[0].name == "flight_delay_hyperparameters"
+
+
+def context(map_index: int = -1, try_number: int = 1) -> dict:
+    return {"dag": SimpleNamespace(dag_id="tune"), "run_id": "r1",
+            "ti": SimpleNamespace(map_index=map_index, try_number=try_number)}
+
+
+def run_study(training_set: str, folder: Path, *, n_trials: int, pruner: dict | None = None,
+              **storage_args) -> list[dict]:
+    from airflow_mlops.operators.tune import CreateStudyOperator, TuneTrialOperator
+
+    slots = CreateStudyOperator(task_id="create", study_name="s", search_space=SPACE, n_trials=n_trials,
+                                **storage_args).execute(context())  # type: ignore[arg-type]
+    trials = [TuneTrialOperator(task_id="trial", study_name="s", slot=slot, training_set=training_set,
+                                output_dir=str(folder / "out"), checkpoint_root=str(folder / "ckpt"),
+                                max_epochs=3, pruner=pruner, **storage_args).execute(context(slot))  # type: ignore[arg-type]
+              for slot in slots]
+    return trials
+
+
+def test_a_pruned_trial_stops_early_and_a_study_without_a_complete_trial_fails(
+        training_set: str, tmp_path: Path) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_mlops.operators.tune import BestTrialOperator
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    # Every validation loss is above 0: the threshold pruner stops each trial after its first epoch.
+    trials = run_study(training_set, tmp_path, n_trials=2, storage=storage,
+                              pruner={"type": "threshold", "upper": 0.0})
+
+    assert [t["state"] for t in trials] == ["PRUNED", "PRUNED"]
+    assert [t["pruned_at_epoch"] for t in trials] == [0, 0]
+    for trial in trials:
+        result = json.loads((tmp_path / "out" / f"trial-{trial['trial']}" / "result.json").read_text())
+        assert result["epochs"] == 1 and result["hyperparameters"]["hidden"] == trial["params"]["hidden"]
+    with pytest.raises(AirflowFailException, match=r"no trial completed.*'PRUNED': 2"):
+        BestTrialOperator(task_id="best", study_name="s", storage=storage).execute(context())  # type: ignore[arg-type]
+
+
+def test_a_study_in_postgres_storage_from_an_airflow_connection(
+        postgres_url: str, training_set: str, tmp_path: Path, monkeypatch) -> None:
+    import sqlalchemy
+
+    from airflow_mlops.operators.tune import BestTrialOperator
+
+    engine = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("DROP DATABASE IF EXISTS optuna"))
+        connection.execute(sqlalchemy.text("CREATE DATABASE optuna"))
+    database = postgres_url.rsplit("/", 1)[0].replace("postgresql+psycopg2://", "postgres://") + "/optuna"
+    monkeypatch.setenv("AIRFLOW_CONN_OPTUNA_DB", database)
+
+    trials = run_study(training_set, tmp_path, n_trials=2, storage_conn_id="optuna_db",
+                              pruner={"type": "none"})
+
+    assert [t["state"] for t in trials] == ["COMPLETE", "COMPLETE"]
+    with sqlalchemy.create_engine(postgres_url.rsplit("/", 1)[0] + "/optuna").connect() as connection:
+        stored = connection.execute(sqlalchemy.text("SELECT number, state FROM trials ORDER BY number")).all()
+    assert [tuple(row) for row in stored] == [(0, "COMPLETE"), (1, "COMPLETE")]
+    best = BestTrialOperator(task_id="best", study_name="s", storage_conn_id="optuna_db").execute(context())  # type: ignore[arg-type]
+    assert best["best_value"] == min(t["value"] for t in trials)
+
+
+def test_a_retried_trial_resumes_the_same_trial(training_set: str, tmp_path: Path) -> None:
+    import optuna
+
+    from airflow_mlops.operators.tune import CreateStudyOperator, TuneTrialOperator
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    CreateStudyOperator(task_id="create", study_name="s", search_space=SPACE, n_trials=1,
+                        storage=storage).execute(context())  # type: ignore[arg-type]
+    arguments = {"task_id": "trial", "study_name": "s", "training_set": training_set, "storage": storage,
+                 "output_dir": str(tmp_path / "out"), "checkpoint_root": str(tmp_path / "ckpt"), "max_epochs": 2,
+                 "retries": 1}
+    failing = TuneTrialOperator(data="tests.failing_training:DataThatFailsOnRankOne", devices=2, **arguments)
+    with pytest.raises(Exception, match="exited with code"):
+        failing.execute(context(0, try_number=1))  # type: ignore[arg-type]
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [t.state.name for t in study.trials] == ["RUNNING"]  # a retry is left: the trial stays open
+
+    again = TuneTrialOperator(**arguments).execute(context(0, try_number=2))  # type: ignore[arg-type]
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert again["trial"] == 0 and [t.state.name for t in study.trials] == ["COMPLETE"]
+    assert again["params"] == study.trials[0].params
