@@ -39,7 +39,7 @@ def test_dag_files_exist() -> None:
 def test_every_dag_file_imports_without_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
     assert {"flights_seed", "flights_monthly", "flights_ingest", "flights_ingest_s3", "flights_validate",
-            "flights_dataset", "flights_features", "flights_training"} <= set(dagbag.dag_ids)
+            "flights_dataset", "flights_features", "flights_training", "flights_tuning"} <= set(dagbag.dag_ids)
 
 
 def test_every_dag_has_docs_owner_retries_and_tags(dagbag) -> None:

@@ -82,7 +82,7 @@ class TensorBatches:
         else:
             order = torch.arange(n)
         self.epoch += 1
-        mine = order[self.rank::self.world_size][: self.rows]
+        mine = order[self.rank::self.world_size][: self.rows].to(self.tensors[0].device)
         for start in range(0, self.rows, self.batch_size):
             index = mine[start:start + self.batch_size]
             yield tuple(t[index] for t in self.tensors)
@@ -97,6 +97,7 @@ class FlightDataModule(pl.LightningDataModule):
         self.preprocessing: dict[str, Any] = {}
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.rows: dict[str, int] = {}
+        self._resident: dict[str, tuple[torch.Tensor, ...]] = {}
 
     def prepare(self) -> None:
         """Read the splits and fit the preprocessing (every process does it: the data is small)."""
@@ -124,8 +125,11 @@ class FlightDataModule(pl.LightningDataModule):
     def _batches(self, split: str, shuffle: bool) -> TensorBatches:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return TensorBatches(self.splits[split], self.batch_size, shuffle=shuffle, seed=self.seed,
-                             rank=rank, world_size=world)
+        tensors: tuple[torch.Tensor, ...] = self.splits[split]
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        if device.type == "cuda":  # the whole split on the GPU once: batches are slices there, no copy per step
+            tensors = self._resident.setdefault(split, tuple(t.to(device) for t in tensors))
+        return TensorBatches(tensors, self.batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world)
 
     def train_dataloader(self) -> TensorBatches:
         return self._batches("train", shuffle=True)

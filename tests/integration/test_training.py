@@ -159,3 +159,23 @@ def test_two_nodes_rendezvous_through_torchrun(tmp_path: Path, training_set: str
         first, second = pool.map(lambda node: node.execute(context()), nodes)
     assert first["world_size"] == 2 and (tmp_path / "out" / "model.pt").is_file()
     assert second == {"node_rank": 1}
+
+
+def test_the_task_process_never_imports_torch(tmp_path: Path, training_set: str) -> None:
+    """The driver checks the classes; the task process only launches it (no torch import, no fork)."""
+    probe = f"""
+import sys
+from types import SimpleNamespace
+from airflow.sdk.exceptions import AirflowFailException
+from airflow_mlops.operators.train import LightningTrainOperator
+operator = LightningTrainOperator(task_id="train", training_set={training_set!r}, output_dir={str(tmp_path / 'out')!r},
+                                  checkpoint_root={str(tmp_path / 'ckpt')!r}, hyperparameters={{"hidden": 0}})
+try:
+    operator.execute({{"dag": SimpleNamespace(dag_id="d"), "run_id": "r"}})
+except AirflowFailException as err:
+    print("REFUSED", err)
+print("HEAVY", sorted(m for m in ("torch", "pytorch_lightning", "mlflow") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300).stdout
+    assert "REFUSED training spec: hyperparameter hidden=0 is out of range" in out
+    assert "HEAVY []" in out
