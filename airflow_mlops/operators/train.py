@@ -180,7 +180,10 @@ class LightningTrainOperator(BaseOperator):
         if self.mlflow_tracking_uri.startswith("sqlite:///"):
             Path(self.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.log.info("Launching %d x %d training processes: %s", self.num_nodes, self.devices, " ".join(command))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CTX_", "_AIRFLOW"))}
+        # torchrun's variables would make the driver act as a worker: the driver sets them for its workers.
+        ranks = {"LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT"}
+        env = {k: v for k, v in os.environ.items()
+               if k not in ranks and not k.startswith(("AIRFLOW_CTX_", "_AIRFLOW", "TORCHELASTIC_"))}
         env.update(extra_env, PYTHONUNBUFFERED="1")
         tail: deque[str] = deque(maxlen=20)
         traceback = _FirstTraceback()
