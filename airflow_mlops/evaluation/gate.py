@@ -1,0 +1,139 @@
+"""Declarative evaluation gates: absolute thresholds, margin over the champion, slice regressions.
+
+A gate is a mapping (YAML in the reference DAG)::
+
+    no_champion: absolute_only        # the first model: judge the absolute rules only (or pass / fail)
+    rules:
+      - {metric: auc, min: 0.65}
+      - {metric: log_loss, max: 0.55}
+      - {metric: auc, min_margin_over_champion: 0.0}
+      - {slice_metric: auc, slices: [carrier, origin], max_drop: 0.05, min_rows: 200}
+
+``min_rows`` is the minimum slice size: smaller slices (in either model's evaluation) are not
+judged, they are too noisy. No Airflow import.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: Metrics where lower is better; the others are higher-is-better.
+LOWER_IS_BETTER = {"log_loss", "calibration_error", "fpr"}
+METRICS = {"auc", "log_loss", "accuracy", "precision", "recall", "fpr", "calibration_error"}
+NO_CHAMPION = ("absolute_only", "pass", "fail")
+_ABSOLUTE = {"metric", "min", "max"}
+_MARGIN = {"metric", "min_margin_over_champion"}
+_SLICE = {"slice_metric", "slices", "max_drop", "min_rows"}
+
+
+class GateError(ValueError):
+    """A gate definition is invalid (unknown metric, rule shape or value)."""
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    passed: bool
+    observed: float | None
+    bound: float | None
+    detail: str
+
+
+def check_gate(gate: Mapping[str, Any]) -> None:
+    """Refuse a gate whose rules are not understood, before any model is evaluated."""
+    if gate.get("no_champion", "absolute_only") not in NO_CHAMPION:
+        raise GateError(f"gate: no_champion must be one of {list(NO_CHAMPION)}, got {gate.get('no_champion')!r}")
+    rules = gate.get("rules")
+    if not isinstance(rules, list) or not rules:
+        raise GateError(f"gate: 'rules' must be a non-empty list, got {rules!r}")
+    for i, rule in enumerate(rules):
+        keys = set(rule) if isinstance(rule, Mapping) else set()
+        metric = rule.get("metric", rule.get("slice_metric")) if isinstance(rule, Mapping) else None
+        if metric not in METRICS:
+            raise GateError(f"gate rule {i} {rule!r}: metric must be one of {sorted(METRICS)}, got {metric!r}")
+        shapes = [_ABSOLUTE, _MARGIN, _SLICE]
+        if not any(keys <= shape and keys - {"metric", "slice_metric"} for shape in shapes):
+            raise GateError(f"gate rule {i} {rule!r}: not one of {{metric, min|max}}, {{metric, "
+                            "min_margin_over_champion}}, {slice_metric, slices, max_drop, min_rows}")
+        for key in keys - {"metric", "slice_metric", "slices"}:
+            if not isinstance(rule[key], int | float) or isinstance(rule[key], bool):
+                raise GateError(f"gate rule {i}: {key} must be a number, got {rule[key]!r}")
+        if "slice_metric" in keys and ("max_drop" not in keys or not isinstance(rule.get("slices"), list)):
+            raise GateError(f"gate rule {i} {rule!r}: a slice rule needs 'slices' (a list) and 'max_drop'")
+
+
+def evaluate_gate(gate: Mapping[str, Any], challenger: Mapping[str, Any],
+                  champion: Mapping[str, Any] | None) -> tuple[bool, list[RuleResult]]:
+    """Judge a challenger's evaluation (``{"overall": metrics, "slices": {...}}``) against the rules.
+
+    Returns the decision and one result per judged rule (each slice of a slice rule is its own result).
+    """
+    check_gate(gate)
+    results: list[RuleResult] = []
+    policy = gate.get("no_champion", "absolute_only")
+    if champion is None and policy != "absolute_only":
+        results.append(RuleResult("no_champion", policy == "pass", None, None,
+                                  f"no champion yet: the gate's no_champion policy is {policy!r}"))
+    for rule in gate["rules"]:
+        if "min" in rule or "max" in rule:
+            results.extend(_absolute(rule, challenger["overall"]))
+        elif champion is None:
+            continue  # relative rules need a champion
+        elif "min_margin_over_champion" in rule:
+            results.append(_margin(rule, challenger["overall"], champion["overall"]))
+        else:
+            results.extend(_slices(rule, challenger.get("slices", {}), champion.get("slices", {})))
+    return all(r.passed for r in results), results
+
+
+def _absolute(rule: Mapping[str, Any], overall: Mapping[str, float]) -> list[RuleResult]:
+    metric, value = rule["metric"], overall[rule["metric"]]
+    out = []
+    for bound_key, ok in (("min", lambda v, b: v >= b), ("max", lambda v, b: v <= b)):
+        if bound_key in rule:
+            passed = not math.isnan(value) and ok(value, rule[bound_key])
+            sign = ">=" if bound_key == "min" else "<="
+            out.append(RuleResult(f"{metric} {sign} {rule[bound_key]}", passed, value, rule[bound_key],
+                                  f"{metric} = {value:.4f}, must be {sign} {rule[bound_key]}"))
+    return out
+
+
+def _margin(rule: Mapping[str, Any], challenger: Mapping[str, float], champion: Mapping[str, float]) -> RuleResult:
+    metric, margin = rule["metric"], rule["min_margin_over_champion"]
+    gain = challenger[metric] - champion[metric]
+    if metric in LOWER_IS_BETTER:
+        gain = -gain
+    passed = not math.isnan(gain) and gain >= margin
+    return RuleResult(f"{metric} margin over champion >= {margin}", passed, gain, margin,
+                      f"{metric}: challenger {challenger[metric]:.4f}, champion {champion[metric]:.4f}, "
+                      f"improvement {gain:+.4f}, must be >= {margin}")
+
+
+def _slices(rule: Mapping[str, Any], challenger: Mapping[str, Any], champion: Mapping[str, Any]) -> list[RuleResult]:
+    metric, bound, min_rows = rule["slice_metric"], rule["max_drop"], rule.get("min_rows", 1)
+    out = []
+    for column in rule["slices"]:
+        if column not in challenger or column not in champion:
+            out.append(RuleResult(f"{metric} per {column}", False, None, bound,
+                                  f"slice column {column!r} is missing from the evaluation"))
+            continue
+        for value, mine in sorted(challenger[column].items()):
+            theirs = champion[column].get(value)
+            if theirs is None or min(mine["rows"], theirs["rows"]) < min_rows:
+                continue
+            drop = theirs[metric] - mine[metric]
+            if metric in LOWER_IS_BETTER:
+                drop = -drop
+            if math.isnan(drop):
+                continue
+            out.append(RuleResult(f"{metric} on {column}={value} drops <= {bound}", drop <= bound, drop, bound,
+                                  f"{column}={value} ({int(mine['rows'])} rows): challenger {mine[metric]:.4f}, "
+                                  f"champion {theirs[metric]:.4f}, drop {drop:+.4f}, must be <= {bound}"))
+    return out
+
+
+def as_records(results: list[RuleResult]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in results]

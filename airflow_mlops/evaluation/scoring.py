@@ -1,0 +1,43 @@
+"""Batch scoring of a saved model over a DataFrame of raw feature rows (no Airflow import).
+
+A model folder holds ``model.pt`` (a state dict) and ``config.json``, whose ``model`` names the
+class as ``module:Class``. That module provides ``load_model(folder) -> (model, config)`` (weights
+loaded with ``weights_only=True``) and ``transform(frame, preprocessing) -> tensors``: the same
+preprocessing as in training, from the statistics stored in ``config.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class Scorer:
+    """A loaded model and its preprocessing; ``scorer(frame)`` gives probabilities, chunk by chunk."""
+
+    def __init__(self, model_dir: str | Path, chunk_rows: int = 65536) -> None:
+        folder = Path(str(model_dir).removeprefix("file://"))
+        config_path = folder / "config.json"
+        if not config_path.is_file() or not (folder / "model.pt").is_file():
+            raise ValueError(f"model {model_dir!r}: expected model.pt and config.json in the folder")
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be positive, got {chunk_rows!r}")
+        module_name = json.loads(config_path.read_text())["model"].partition(":")[0]
+        module = importlib.import_module(module_name)
+        self.model, self.config = module.load_model(folder)
+        self.transform = module.transform
+        self.chunk_rows = chunk_rows
+
+    def __call__(self, frame: Any) -> np.ndarray:
+        import torch
+
+        out = np.empty(len(frame), dtype="float32")
+        with torch.inference_mode():
+            for start in range(0, len(frame), self.chunk_rows):
+                inputs = self.transform(frame.iloc[start:start + self.chunk_rows], self.config["preprocessing"])
+                out[start:start + len(inputs[0])] = torch.sigmoid(self.model(*inputs)).numpy()
+        return out

@@ -1,0 +1,210 @@
+"""Evaluate a trained model on the held-out split, beside the champion, and gate it on declarative rules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+DEFAULT_SLICES = ("carrier", "origin", "month")
+
+
+def _local(uri: str) -> Path:
+    return Path(uri.removeprefix("file://"))
+
+
+class EvaluateModelOperator(BaseOperator):
+    """Batch-score the training set's held-out split with the model and with the champion.
+
+    Metrics overall and per slice (ROC AUC, log loss, accuracy, precision and recall at
+    ``threshold``, FPR, expected calibration error, with row counts), fairness gaps (largest TPR
+    and FPR difference between slices of each column), permutation importance, all for the
+    challenger; the same metrics for the champion on the same rows. Writes ``evaluation.json`` and
+    ``evaluation.html`` (ROC, calibration and per-slice plots) to ``report_dir`` and, with an
+    MLflow run, logs both there as artifacts and the overall metrics as ``eval_*``.
+
+    :param model_uri: the model folder (``model.pt`` + ``config.json``; templated).
+    :param training_set: the training set manifest whose ``split`` is scored (templated).
+    :param report_dir: where the reports go (templated).
+    :param champion_uri: the champion's folder, or ``models:/<name>@champion`` in the MLflow
+        registry (templated); empty or an alias that does not exist yet: no champion.
+    :param slices: columns to slice by; ``min_slice_rows``: smaller slices are left out.
+    :param threshold: the decision threshold for accuracy, precision, recall and FPR.
+    :param importance_rows: rows sampled for permutation importance (0 skips it).
+    :param mlflow_tracking_uri, mlflow_run_id: where to log (templated; empty: no MLflow).
+
+    XCom: ``{"report_uri", "report_html_uri", "overall", "champion_overall", "fairness", "rows"}``.
+    """
+
+    template_fields: Sequence[str] = ("model_uri", "training_set", "report_dir", "champion_uri",
+                                      "mlflow_tracking_uri", "mlflow_run_id")
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, model_uri: str, training_set: str, report_dir: str, champion_uri: str = "",
+                 split: str = "test", label_column: str = "is_delayed", slices: Sequence[str] = DEFAULT_SLICES,
+                 min_slice_rows: int = 30, threshold: float = 0.5, importance_rows: int = 5000,
+                 mlflow_tracking_uri: str = "", mlflow_run_id: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
+        self.model_uri = model_uri
+        self.training_set = training_set
+        self.report_dir = report_dir
+        self.champion_uri = champion_uri
+        self.split = split
+        self.label_column = label_column
+        self.slices = list(slices)
+        self.min_slice_rows = min_slice_rows
+        self.threshold = threshold
+        self.importance_rows = importance_rows
+        self.mlflow_tracking_uri = mlflow_tracking_uri
+        self.mlflow_run_id = mlflow_run_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import pandas as pd
+
+        from airflow_mlops.artifacts import write_atomically
+        from airflow_mlops.evaluation.report import evaluate, importance, render_html
+        from airflow_mlops.evaluation.scoring import Scorer
+        from airflow_mlops.training.spec import manifest_path
+
+        manifest = json.loads(manifest_path(self.training_set).read_text())
+        if self.split not in manifest["splits"]:
+            raise ValueError(f"training_set {self.training_set!r} has no split {self.split!r} "
+                             f"(splits: {sorted(manifest['splits'])})")
+        frame = pd.read_parquet(manifest_path(manifest["splits"][self.split]["uri"], self.training_set))
+        scorer = Scorer(self.model_uri)
+        report = {"model_uri": self.model_uri, "training_set": self.training_set, "split": self.split,
+                  **evaluate(scorer(frame), frame, self.label_column, slices=self.slices, threshold=self.threshold,
+                             min_slice_rows=self.min_slice_rows)}
+        if self.importance_rows:
+            features = [*scorer.config["preprocessing"]["numeric"], *scorer.config["preprocessing"]["categorical"]]
+            report["importance"] = importance(scorer, frame, self.label_column, features, max_rows=self.importance_rows)
+        champion = self._champion()
+        report["champion"] = None
+        if champion is not None:
+            report["champion"] = {"model_uri": self.champion_uri,
+                                  **evaluate(Scorer(champion)(frame), frame, self.label_column, slices=self.slices,
+                                             threshold=self.threshold, min_slice_rows=self.min_slice_rows)}
+        folder = _local(self.report_dir)
+        write_atomically(folder / "evaluation.json", json.dumps(report, indent=2, default=float))
+        write_atomically(folder / "evaluation.html", render_html(report, f"Evaluation of {self.model_uri}"))
+        overall = report["overall"]
+        self.log.info("Challenger on %d %s rows: AUC %.4f, log loss %.4f, ECE %.4f; champion: %s", overall["rows"],
+                      self.split, overall["auc"], overall["log_loss"], overall["calibration_error"],
+                      f"AUC {report['champion']['overall']['auc']:.4f}" if report["champion"] else "none yet")
+        if self.mlflow_tracking_uri and self.mlflow_run_id:
+            self._log_to_mlflow(folder, overall)
+        return {"report_uri": (folder / "evaluation.json").resolve().as_uri(),
+                "report_html_uri": (folder / "evaluation.html").resolve().as_uri(), "overall": overall,
+                "champion_overall": report["champion"]["overall"] if report["champion"] else None,
+                "fairness": report["fairness"], "rows": int(overall["rows"])}
+
+    def _champion(self) -> str | None:
+        """The champion's local folder, or None when there is none yet."""
+        if not self.champion_uri:
+            return None
+        if not self.champion_uri.startswith("models:/"):
+            return str(_local(self.champion_uri))
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        mlflow.set_tracking_uri(self.mlflow_tracking_uri)
+        try:
+            return str(mlflow.artifacts.download_artifacts(artifact_uri=self.champion_uri))
+        except MlflowException as err:
+            if "RESOURCE_DOES_NOT_EXIST" in str(err.error_code) or "not found" in str(err).lower():
+                self.log.info("No champion at %s yet: %s", self.champion_uri, err.message)
+                return None
+            raise
+
+    def _log_to_mlflow(self, folder: Path, overall: Mapping[str, float]) -> None:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(self.mlflow_tracking_uri)
+        for name in ("evaluation.json", "evaluation.html"):
+            client.log_artifact(self.mlflow_run_id, str(folder / name), "evaluation")
+        for key, value in overall.items():
+            client.log_metric(self.mlflow_run_id, f"eval_{key}", float(value))
+
+
+class EvaluationGateOperator(BaseOperator):
+    """Judge an evaluation against declarative rules; on failure, stop the deployment branch.
+
+    Rules (see ``airflow_mlops.evaluation.gate``): absolute thresholds, a margin over the champion,
+    no slice regressing more than a bound (slices under a minimum size are not judged), and an
+    explicit ``no_champion`` policy for the first model. Every rule is logged with its numbers and
+    written into the evaluation report (``evaluation.json`` and the HTML page). Pass: the task
+    succeeds. Fail: the MLflow run is tagged ``gate=rejected`` with the failed rules, and the task
+    is skipped (``AirflowSkipException``), so the tasks after it (registration, deployment) are
+    skipped while the DAG run itself does not fail.
+
+    :param report_uri: ``evaluation.json`` from ``EvaluateModelOperator`` (templated).
+    :param gate: the rules as a mapping, or the path of a YAML/JSON file holding them (templated).
+    :param mlflow_tracking_uri, mlflow_run_id: the candidate's run, tagged with the decision (templated).
+
+    XCom (on pass): ``{"passed": true, "rules": [{"rule", "passed", "observed", "bound", "detail"}, ...]}``.
+    """
+
+    template_fields: Sequence[str] = ("report_uri", "gate", "mlflow_tracking_uri", "mlflow_run_id")
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, report_uri: str, gate: Mapping[str, Any] | str, mlflow_tracking_uri: str = "",
+                 mlflow_run_id: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.report_uri = report_uri
+        self.gate = gate
+        self.mlflow_tracking_uri = mlflow_tracking_uri
+        self.mlflow_run_id = mlflow_run_id
+
+    def load_gate(self) -> Mapping[str, Any]:
+        from airflow_mlops.evaluation.gate import GateError, check_gate
+
+        gate = self.gate
+        if isinstance(gate, str):
+            import yaml
+
+            path = _local(gate)
+            if not path.is_file():
+                raise GateError(f"gate: file {gate!r} does not exist")
+            gate = yaml.safe_load(path.read_text())
+            if not isinstance(gate, Mapping):
+                raise GateError(f"gate: {self.gate!r} must hold a mapping with 'rules', got {type(gate).__name__}")
+        check_gate(gate)
+        return gate
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airflow_mlops.artifacts import write_atomically
+        from airflow_mlops.evaluation.gate import as_records, evaluate_gate
+        from airflow_mlops.evaluation.report import render_html
+
+        gate = self.load_gate()
+        path = _local(self.report_uri)
+        report = json.loads(path.read_text())
+        passed, results = evaluate_gate(gate, report, report.get("champion"))
+        for result in results:
+            self.log.info("%s %s: %s", "PASS" if result.passed else "FAIL", result.rule, result.detail)
+        report["gate"] = {"passed": passed, "rules": as_records(results), "definition": dict(gate)}
+        write_atomically(path, json.dumps(report, indent=2, default=float))
+        write_atomically(path.with_suffix(".html"), render_html(report, f"Evaluation of {report.get('model_uri')}"))
+        failed = [r for r in results if not r.passed]
+        if self.mlflow_tracking_uri and self.mlflow_run_id:
+            from mlflow import MlflowClient
+
+            client = MlflowClient(self.mlflow_tracking_uri)
+            client.set_tag(self.mlflow_run_id, "gate", "passed" if passed else "rejected")
+            if failed:
+                client.set_tag(self.mlflow_run_id, "gate_reasons", "; ".join(r.detail for r in failed)[:5000])
+        if not passed:
+            raise AirflowSkipException(f"evaluation gate failed {len(failed)} of {len(results)} rules: "
+                                       + "; ".join(f"{r.rule} ({r.detail})" for r in failed))
+        self.log.info("Gate passed: %d rules", len(results))
+        return {"passed": True, "rules": as_records(results)}
