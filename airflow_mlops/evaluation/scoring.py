@@ -32,12 +32,25 @@ class Scorer:
         self.transform = module.transform
         self.chunk_rows = chunk_rows
 
+    def inputs(self, frame: Any) -> tuple[Any, ...]:
+        """The model's input tensors for raw rows (the stored preprocessing)."""
+        return tuple(self.transform(frame, self.config["preprocessing"]))
+
     def __call__(self, frame: Any) -> np.ndarray:
+        """Probabilities for every row; the next chunk is preprocessed in a thread while this one runs
+        through the network (numpy, pandas and torch release the GIL in their kernels)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         import torch
 
         out = np.empty(len(frame), dtype="float32")
-        with torch.inference_mode():
-            for start in range(0, len(frame), self.chunk_rows):
-                inputs = self.transform(frame.iloc[start:start + self.chunk_rows], self.config["preprocessing"])
+        starts = range(0, len(frame), self.chunk_rows)
+        with ThreadPoolExecutor(1) as pool, torch.inference_mode():
+            pending = pool.submit(self.inputs, frame.iloc[: self.chunk_rows]) if len(frame) else None
+            for start in starts:
+                inputs = pending.result() if pending is not None else ()
+                following = start + self.chunk_rows
+                pending = pool.submit(self.inputs, frame.iloc[following:following + self.chunk_rows]) \
+                    if following < len(frame) else None
                 out[start:start + len(inputs[0])] = torch.sigmoid(self.model(*inputs)).numpy()
         return out

@@ -1,0 +1,144 @@
+"""Register a trained model as an MLflow model version with lineage, a model card and a signature.
+
+No Airflow import. The version's source is an MLflow pyfunc model logged "from code" in the
+training run (``registry/pyfunc_model.py``; nothing pickled), carrying the model folder, a
+signature and an input example taken from the training set, and pip requirements pinned to the
+versions installed here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REQUIREMENTS = ("torch", "pytorch-lightning", "pandas", "numpy", "pyarrow", "scikit-learn")
+
+
+def pinned_requirements() -> list[str]:
+    pins = []
+    for name in REQUIREMENTS:
+        try:
+            version = metadata.version(name).split("+")[0]  # torch's "+cpu" local tag is not on PyPI
+        except metadata.PackageNotFoundError:
+            continue
+        pins.append(f"{name}=={version}")
+    return pins
+
+
+def log_pyfunc_model(tracking_uri: str, run_id: str, model_dir: Path, example: Any) -> str:
+    """Log the model folder as a pyfunc model in ``run_id``; returns the logged model's URI.
+
+    The signature is inferred from ``example`` restricted to the model's input columns, so integer
+    columns stay integers: MLflow refuses int64 data for a double column (not exactly convertible).
+    """
+    import mlflow
+
+    import airflow_mlops
+    from airflow_mlops.evaluation.scoring import Scorer
+
+    scorer = Scorer(model_dir)
+    features = [*scorer.config["preprocessing"]["numeric"], *scorer.config["preprocessing"]["categorical"]]
+    example = example[features]  # the signature names the model's inputs, not every column of the data
+    predictions = scorer(example)
+    signature = mlflow.models.infer_signature(example, predictions)
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="pyfunc", python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={"model": str(model_dir)}, code_paths=[str(Path(airflow_mlops.__file__).parent)],
+            signature=signature, input_example=example, pip_requirements=pinned_requirements())
+    return str(info.model_uri)
+
+
+def model_card(name: str, version: str, evaluation: Mapping[str, Any], lineage: Mapping[str, str],
+               intended_use: str, limitations: str) -> str:
+    """The model card as Markdown, with the evaluation's real numbers."""
+    overall = evaluation["overall"]
+    champion = (evaluation.get("champion") or {}).get("overall")
+    lines = [f"# Model card: {name} version {version}", "", "## Intended use", intended_use, "",
+             "## Data", f"- Training set: `{lineage.get('training_set', '')}` (sha256 `{lineage.get('training_set_sha256', '')}`)",
+             f"- Evaluated on the held-out `{evaluation.get('split', 'test')}` split: {int(overall['rows'])} rows", "",
+             "## Metrics (held-out split)", "", "| metric | this version | champion at evaluation |", "|---|---|---|"]
+    for key in ("auc", "log_loss", "accuracy", "precision", "recall", "fpr", "calibration_error"):
+        theirs = f"{champion[key]:.4f}" if champion else "none"
+        lines.append(f"| {key} | {overall[key]:.4f} | {theirs} |")
+    for column, by_value in evaluation.get("slices", {}).items():
+        lines += ["", f"### Per {column}", "", f"| {column} | rows | AUC | TPR | FPR |", "|---|---|---|---|---|"]
+        lines += [f"| {v} | {int(m['rows'])} | {m['auc']:.4f} | {m['recall']:.4f} | {m['fpr']:.4f} |"
+                  for v, m in by_value.items()]
+    lines += ["", "## Fairness gaps (largest difference between slices)", "", "| slice | TPR gap | FPR gap |", "|---|---|---|"]
+    lines += [f"| {c} | {g.get('tpr_gap', float('nan')):.4f} | {g.get('fpr_gap', float('nan')):.4f} |"
+              for c, g in evaluation.get("fairness", {}).items()]
+    gate = evaluation.get("gate")
+    if gate:
+        lines += ["", f"## Evaluation gate: {'passed' if gate['passed'] else 'failed'}", ""]
+        lines += [f"- {'pass' if r['passed'] else 'FAIL'}: {r['detail']}" for r in gate["rules"]]
+    lines += ["", "## Limitations", limitations, "", "## Lineage", ""]
+    lines += [f"- {k}: `{v}`" for k, v in lineage.items()]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_to_html(markdown: str, title: str) -> str:
+    """A plain HTML rendering of the card (headings, tables, lists) without another dependency."""
+    import html
+
+    out, in_table = [], False
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line.startswith("- "):
+            out.append(f"<li>{html.escape(line[2:])}</li>")
+        elif line:
+            out.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;max-width:900px;margin:2em auto}table{border-collapse:collapse}"
+            "td{border:1px solid #ccc;padding:3px 8px}</style></head><body>" + "\n".join(out) + "</body></html>")
+
+
+def register_version(tracking_uri: str, name: str, run_id: str, model_dir: Path, example: Any,
+                     evaluation: Mapping[str, Any], lineage: Mapping[str, str], card_dir: Path,
+                     intended_use: str, limitations: str) -> dict[str, Any]:
+    """Log the pyfunc model, create the version (tags: lineage, state=candidate), write and log its
+    model card (Markdown and HTML), and point the ``challenger`` alias at it."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from airflow_mlops.artifacts import write_atomically
+
+    client = MlflowClient(tracking_uri)
+    model_uri = log_pyfunc_model(tracking_uri, run_id, model_dir, example)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="Registered by airflow-mlops")
+    tags = {**lineage, "state": "candidate"}
+    version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    card = model_card(name, version.version, evaluation, lineage, intended_use, limitations)
+    write_atomically(card_dir / "model_card.md", card)
+    write_atomically(card_dir / "model_card.html", markdown_to_html(card, f"{name} v{version.version}"))
+    for file in ("model_card.md", "model_card.html"):
+        client.log_artifact(run_id, str(card_dir / file), "model_card")
+    client.set_model_version_tag(name, version.version, "model_card", f"runs:/{run_id}/model_card/model_card.md")
+    client.set_registered_model_alias(name, "challenger", version.version)
+    return {"name": name, "version": version.version, "model_uri": f"models:/{name}/{version.version}",
+            "source": model_uri, "model_card": str((card_dir / "model_card.md").resolve()),
+            "model_card_html": str((card_dir / "model_card.html").resolve()), "tags": dict(tags),
+            "evaluation": json.loads(json.dumps(evaluation.get("overall", {}), default=float))}

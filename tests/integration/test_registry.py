@@ -1,0 +1,60 @@
+"""The MLflow registry for real: a version with lineage, signature and a model card with real numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.integration.test_evaluation import train
+from tests.training_sets import write_training_set
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("registry")
+    training_set = write_training_set(root / "set")
+    tracking = f"sqlite:///{root / 'mlflow.db'}"
+    model = train(root / "model", training_set, hidden=16, epochs=1, tracking_uri=tracking)
+    return {"root": root, "training_set": training_set, "tracking": tracking, "model": model,
+            "result": json.loads((model / "result.json").read_text())}
+
+
+def test_a_registered_version_carries_lineage_a_signature_and_a_model_card_with_its_numbers(trained: dict) -> None:
+    import mlflow
+
+    from airflow_mlops.evaluation.report import evaluate
+    from airflow_mlops.evaluation.scoring import Scorer
+    from airflow_mlops.registry.versions import register_version
+
+    manifest = json.loads(Path(trained["training_set"].removeprefix("file://")).read_text())
+    test = pd.read_parquet(manifest["splits"]["test"]["uri"].removeprefix("file://"))
+    scorer = Scorer(trained["model"])
+    evaluation = {"split": "test", **evaluate(scorer(test), test, "is_delayed", slices=["origin"])}
+    lineage = {"training_set": trained["training_set"], "training_set_sha256": "abc123", "dag_id": "flights_training",
+               "run_id": "manual__1", "code_version": "0.1.0"}
+    example = test.drop(columns=["is_delayed"]).head(5)
+
+    registered = register_version(trained["tracking"], "flight_delay", trained["result"]["mlflow_run_id"],
+                                  trained["model"], example, evaluation, lineage, trained["root"] / "card",
+                                  intended_use="Rank flights by delay risk.", limitations="Trained on 2013 NYC flights.")
+
+    client = mlflow.MlflowClient(trained["tracking"])
+    version = client.get_model_version("flight_delay", registered["version"])
+    assert version.tags["state"] == "candidate" and version.tags["training_set_sha256"] == "abc123"
+    assert client.get_model_version_by_alias("flight_delay", "challenger").version == registered["version"]
+    card = Path(registered["model_card"]).read_text()
+    assert f"| auc | {evaluation['overall']['auc']:.4f} | none |" in card
+    assert f"| JFK | {int((test['origin'] == 'JFK').sum())} |" in card and "Trained on 2013 NYC flights." in card
+    assert "<table>" in Path(registered["model_card_html"]).read_text()
+
+    mlflow.set_tracking_uri(trained["tracking"])
+    loaded = mlflow.pyfunc.load_model(registered["model_uri"])
+    features = [*scorer.config["preprocessing"]["numeric"], *scorer.config["preprocessing"]["categorical"]]
+    assert loaded.metadata.get_input_schema().input_names() == features
+    predicted = loaded.predict(test[features].head(100))
+    assert predicted == pytest.approx(scorer(test.head(100)), abs=1e-6)
