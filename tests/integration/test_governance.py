@@ -1,0 +1,101 @@
+"""Governance on a real MLflow registry (SQLite, and Postgres on a real server): states, promotion
+under overlap, rollback twice, approval and rejection."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from airflow_mlops.registry.governance import GovernanceError, alias_version, decide, promote, rollback, state
+
+pytestmark = pytest.mark.integration
+NAME = "flight_delay"
+
+
+def registry(tracking_uri: str, folder: Path, versions: int):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.create_experiment(f"gov-{folder.name}", artifact_location=str(folder / "artifacts"))
+    client.create_registered_model(NAME)
+    for _ in range(versions):
+        run = client.create_run(experiment)
+        client.create_model_version(NAME, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
+                                    tags={"state": "candidate"})
+    return client
+
+
+@pytest.fixture
+def client(tmp_path: Path):
+    return registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path, versions=3)
+
+
+def approve_and_promote(client, version: str) -> dict:
+    decide(client, NAME, version, True, "alice", "gate passed, reviewed")
+    return promote(client, NAME, version, "alice", "better AUC")
+
+
+def test_promotion_records_who_when_why_and_archives_the_previous_champion(client) -> None:
+    approve_and_promote(client, "1")
+    outcome = approve_and_promote(client, "2")
+    assert outcome == {"champion": "2", "previous": "1", "changed": True}
+    assert (state(client, NAME, "1"), state(client, NAME, "2")) == ("archived", "champion")
+    assert alias_version(client, NAME, "previous_champion") == "1"
+    tags = client.get_model_version(NAME, "2").tags
+    assert tags["state_by"] == "alice" and tags["state_reason"] == "better AUC" and tags["previous_champion"] == "1"
+    assert [h["state"] for h in json.loads(tags["history"])] == ["approved", "champion"]
+    assert "replaced by v2" in client.get_model_version(NAME, "1").tags["state_reason"]
+    assert promote(client, NAME, "2", "bob", "again")["changed"] is False  # idempotent
+
+
+def test_rollback_twice_walks_back_through_the_champions(client) -> None:
+    for version in ("1", "2", "3"):
+        approve_and_promote(client, version)
+    assert rollback(client, NAME, "carol", "latency regression") == {"champion": "2", "rolled_back": "3"}
+    assert rollback(client, NAME, "carol", "still bad") == {"champion": "1", "rolled_back": "2"}
+    assert alias_version(client, NAME, "champion") == "1" and alias_version(client, NAME, "previous_champion") is None
+    assert [state(client, NAME, v) for v in ("1", "2", "3")] == ["champion", "archived", "archived"]
+    with pytest.raises(GovernanceError, match="champion v1 has no recorded predecessor"):
+        rollback(client, NAME, "carol", "once more")
+
+
+def test_overlapping_promotions_leave_exactly_one_champion_and_every_version_a_state(client) -> None:
+    approve_and_promote(client, "1")
+    for version in ("2", "3"):
+        decide(client, NAME, version, True, "alice", "ok")
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda v: promote(client, NAME, v, "dag", f"run {v}"), ["2", "3"]))
+    champion = alias_version(client, NAME, "champion")
+    states = {v: state(client, NAME, v) for v in ("1", "2", "3")}
+    assert champion in {"2", "3"} and list(states.values()).count("champion") == 1 and states[champion] == "champion"
+    assert set(states.values()) == {"champion", "archived"}
+
+
+def test_rejection_and_refused_transitions(client) -> None:
+    decide(client, NAME, "1", False, "bob", "fairness gap too large")
+    assert state(client, NAME, "1") == "rejected"
+    with pytest.raises(GovernanceError, match=r"v1 is 'rejected'; only an approved version can be promoted"):
+        promote(client, NAME, "1", "bob", "try")
+    with pytest.raises(GovernanceError, match=r"v1 is 'rejected'; only a candidate can be approved"):
+        decide(client, NAME, "1", True, "bob", "changed my mind")
+    with pytest.raises(GovernanceError, match=r"who .* and why .* are required"):
+        decide(client, NAME, "2", True, "", "")
+    with pytest.raises(GovernanceError, match="there is no champion"):
+        rollback(client, NAME, "bob", "nothing")
+
+
+def test_the_registry_on_a_real_postgres_backend(postgres_url: str, tmp_path: Path) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("DROP DATABASE IF EXISTS mlflow_registry"))
+        connection.execute(sqlalchemy.text("CREATE DATABASE mlflow_registry"))
+    client = registry(postgres_url.rsplit("/", 1)[0] + "/mlflow_registry", tmp_path, versions=2)
+    approve_and_promote(client, "1")
+    approve_and_promote(client, "2")
+    assert rollback(client, NAME, "ops", "drill")["champion"] == "1"
+    assert [state(client, NAME, v) for v in ("1", "2")] == ["champion", "archived"]
