@@ -228,6 +228,25 @@ def print_lake(lake: Path) -> None:
         print(f"  manifest: {manifest}")
 
 
+def governance(args: argparse.Namespace) -> None:
+    """approve / reject / rollback from the command line; a refused transition exits 1 with the reason."""
+    from mlflow import MlflowClient
+
+    from airflow_mlops import settings
+    from airflow_mlops.registry.governance import GovernanceError, decide, rollback
+
+    client = MlflowClient(args.tracking_uri or settings.mlflow_tracking_uri())
+    try:
+        if args.command == "rollback":
+            outcome = rollback(client, args.model, args.by, args.why)
+            print(f"{args.model}: champion is v{outcome['champion']} again (v{outcome['rolled_back']} archived)")
+        else:
+            decide(client, args.model, args.version, args.command == "approve", args.by, args.why)
+            print(f"{args.model} v{args.version} {args.command}d by {args.by}: {args.why}")
+    except GovernanceError as err:
+        raise SystemExit(f"airflow-mlops {args.command}: {err}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -254,9 +273,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
     )
+    for verb in ("approve", "reject"):
+        p = commands.add_parser(verb, help=f"{verb} a candidate model version (recorded with who and why)")
+        p.add_argument("--model", required=True, help="registered model name, e.g. flight_delay")
+        p.add_argument("--version", required=True)
+        p.add_argument("--by", default=os.environ.get("USER", ""), help="who decides (default: $USER)")
+        p.add_argument("--why", required=True, help="the reason, kept in the version's history")
+        p.add_argument("--tracking-uri", help="MLflow tracking URI (default: [mlops] mlflow_tracking_uri)")
+    p = commands.add_parser("rollback", help="restore the champion's predecessor")
+    p.add_argument("--model", required=True)
+    p.add_argument("--by", default=os.environ.get("USER", ""))
+    p.add_argument("--why", required=True)
+    p.add_argument("--tracking-uri")
     args = parser.parse_args(argv)
 
-    if args.command == "init-home":
+    if args.command in ("approve", "reject", "rollback"):
+        governance(args)
+    elif args.command == "init-home":
         init_home(args.home.resolve(), args.data_dir.resolve(), args.dags_folder.resolve())
     elif args.command == "seed":
         seed(args.url, args.months)

@@ -99,3 +99,71 @@ def test_the_registry_on_a_real_postgres_backend(postgres_url: str, tmp_path: Pa
     approve_and_promote(client, "2")
     assert rollback(client, NAME, "ops", "drill")["champion"] == "1"
     assert [state(client, NAME, v) for v in ("1", "2")] == ["champion", "archived"]
+
+
+def test_the_approval_sensor_defers_and_its_trigger_sees_a_cli_approval(tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from airflow_mlops.operators.registry import ModelApprovalSensor
+    from airflow_mlops.triggers.approval import ModelApprovalTrigger
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry(tracking, tmp_path, versions=1)
+    sensor = ModelApprovalSensor(task_id="approve", name=NAME, version="1", tracking_uri=tracking, timeout=600,
+                                 poke_interval=0.2)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})  # type: ignore[arg-type]
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, ModelApprovalTrigger) and deferred.value.timeout == timedelta(seconds=600)
+
+    async def decision_after_cli_approval() -> dict:
+        events = trigger.run()
+        first = asyncio.ensure_future(events.__anext__())
+        await asyncio.sleep(0.5)
+        assert not first.done()  # nothing decided yet: the trigger keeps polling
+        cli = Path(sys.executable).with_name("airflow-mlops")
+        await asyncio.to_thread(subprocess.run, [str(cli), "approve", "--model", NAME, "--version", "1", "--by",
+                                                 "alice", "--why", "card reviewed", "--tracking-uri", tracking],
+                                check=True, capture_output=True, env=os.environ.copy())
+        return (await asyncio.wait_for(first, 30)).payload
+
+    payload = asyncio.run(decision_after_cli_approval())
+    assert payload == {"decision": "approved", "name": NAME, "version": "1"}
+    outcome = sensor.execute_complete({}, payload)  # type: ignore[arg-type]
+    assert outcome["by"] == "alice" and outcome["why"] == "card reviewed"
+
+
+def test_a_rejection_skips_promotion_with_the_reason_and_a_timeout_fails(tmp_path: Path) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from airflow_mlops.operators.registry import ModelApprovalSensor
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = registry(tracking, tmp_path, versions=2)
+    decide(client, NAME, "1", False, "bob", "TPR gap on carrier too large")
+    sensor = ModelApprovalSensor(task_id="approve", name=NAME, version="1", tracking_uri=tracking)
+    with pytest.raises(AirflowSkipException, match="rejected by bob: TPR gap on carrier too large"):
+        sensor.execute_complete({}, {"decision": "rejected"})  # type: ignore[arg-type]
+
+    waiting = ModelApprovalSensor(task_id="approve", name=NAME, version="2", tracking_uri=tracking,
+                                  deferrable=False, mode="poke", poke_interval=0.1, timeout=0.5)
+    with pytest.raises(Exception, match=r"(?i)timed? ?out"):
+        waiting.execute({})  # type: ignore[arg-type]
+    assert state(client, NAME, "2") == "candidate"
+
+
+def test_auto_approval_is_recorded_as_the_policy(tmp_path: Path) -> None:
+    from airflow_mlops.operators.registry import ModelApprovalSensor
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = registry(tracking, tmp_path, versions=1)
+    outcome = ModelApprovalSensor(task_id="approve", name=NAME, version="1", tracking_uri=tracking,
+                                  auto_approve=True).execute({})  # type: ignore[arg-type]
+    assert outcome["decision"] == "approved" and outcome["by"].startswith("auto-approve policy")
+    assert state(client, NAME, "1") == "approved"
