@@ -39,6 +39,7 @@ def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
             "feast_dir": str(data_dir / "feast"),
             "mlflow_tracking_uri": f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
             "optuna_storage": f"sqlite:///{data_dir / 'optuna' / 'optuna.db'}",
+            "auto_approve": "True",  # a development home: the demo approves its own models
         },
     }
     for section, options in ours.items():
@@ -185,6 +186,42 @@ def print_models(lake: Path, tracking_uri: str) -> None:
         print(f"  test AUC {metrics['test_auc']:.4f} (trivial baseline 0.5), log loss {metrics['test_log_loss']:.4f} "
               f"(baseline {metrics['test_baseline_log_loss']:.4f}) on {metrics['test_rows']} flights")
         print(f"  model: {result['model_uri']} (model.pt state dict + config.json)")
+    print_release(lake, tracking_uri)
+
+
+def print_release(lake: Path, tracking_uri: str, name: str = "flight_delay") -> None:
+    """Each evaluation's gate decision with its rules and numbers, the registered versions, the champion."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    for report_path in sorted((lake / "evaluations" / name).glob("*/evaluation.json")):
+        report = json.loads(report_path.read_text())
+        champion = (report.get("champion") or {}).get("overall")
+        print(f"\nEvaluation on {int(report['overall']['rows'])} held-out flights: AUC {report['overall']['auc']:.4f}, "
+              f"calibration error {report['overall']['calibration_error']:.4f}; champion: "
+              + (f"AUC {champion['auc']:.4f}" if champion else "none yet"))
+        gate = report.get("gate")
+        if gate:
+            print(f"  gate {'PASSED' if gate['passed'] else 'FAILED'}:")
+            for rule in gate["rules"]:
+                print(f"    {'pass' if rule['passed'] else 'FAIL'}  {rule['detail']}")
+        print(f"  report: {report_path.with_suffix('.html')}")
+    client = MlflowClient(tracking_uri)
+    try:
+        versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    except MlflowException:
+        versions = []
+    for version in versions:
+        tags = version.tags
+        card = tags.get("model_card_path") or tags.get("model_card")
+        print(f"\nRegistered {name} version {version.version}: {tags.get('state')} "
+              f"(by {tags.get('state_by')}: {tags.get('state_reason')})")
+        print(f"  model card: {card}")
+    try:
+        champion_version = client.get_model_version_by_alias(name, "champion").version
+        print(f"\nChampion: {name} version {champion_version} (models:/{name}@champion)")
+    except MlflowException:
+        print(f"\nChampion: none ({name} has no champion yet)")
 
 
 def print_lake(lake: Path) -> None:

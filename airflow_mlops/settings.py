@@ -70,6 +70,11 @@ def optuna_storage() -> str:
     return _get("optuna_storage", f"sqlite:///{airflow_home() / 'data' / 'optuna' / 'optuna.db'}")
 
 
+def auto_approve() -> bool:
+    """Whether ``flights_training`` approves registered models without a person (the demo's policy)."""
+    return _get("auto_approve", "False").lower() in ("true", "1", "yes")
+
+
 def mlflow_tracking_uri() -> str:
     """MLflow tracking URI; the embedded default is a SQLite store under the data folder."""
     return _get("mlflow_tracking_uri", f"sqlite:///{airflow_home() / 'data' / 'mlflow' / 'mlflow.db'}")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, Asset, task
 
 from airflow_mlops import settings
 from airflow_mlops.events import conf_or_latest_event, latest_event_value
+from airflow_mlops.operators.evaluate import EvaluateModelOperator, EvaluationGateOperator
+from airflow_mlops.operators.registry import ModelApprovalSensor, PromoteModelOperator, RegisterModelOperator
 from airflow_mlops.operators.train import LightningTrainOperator
 
 LAKE = settings.lake_uri()
@@ -19,6 +22,10 @@ FLIGHT_FEATURES = Asset(name="flight_features", group="flights")
 # Emitted by flights_tuning.py: extra["best_params"] of the newest event override the defaults below.
 FLIGHT_DELAY_HYPERPARAMETERS = Asset(name="flight_delay_hyperparameters", group="flights")
 DEFAULT_HYPERPARAMETERS = {"hidden": 64, "layers": 2, "lr": 0.002}
+MODEL = "flight_delay"
+RUN_FOLDER = "{{ run_id | replace(':', '_') | replace('+', '_') }}"
+TRACKING = settings.mlflow_tracking_uri()
+GATE = str(Path(__file__).parent / "gates" / "flight_delay.yaml")
 
 with DAG(
     dag_id="flights_training",
@@ -42,6 +49,18 @@ output is in the task log. Params, metrics (test AUC and log loss against the tr
 samples/s) and the model files go to MLflow (`[mlops] mlflow_tracking_uri`); the model is saved as
 a state dict (loaded with `weights_only=True`) plus `config.json`. A retry resumes from the last
 epoch's checkpoint. The result (MLflow run id, model URI, metrics) is the task's XCom.
+
+Then the release path. `evaluate` scores the held-out split with the new model and with the
+current champion (`models:/flight_delay@champion`). It computes metrics overall and per carrier,
+origin and month, fairness gaps, and permutation importance. It writes `evaluation.html`
+(plots) and `.json`, and logs them to the run. `gate` applies `dags/gates/flight_delay.yaml`.
+If a rule fails, the run is tagged rejected with the reasons, and `gate` and everything after
+it are skipped (the run itself does not fail). `register` creates a model version with lineage
+tags, a signature and a model card (alias `challenger`). `approve` waits in the triggerer for
+`airflow-mlops approve|reject --model flight_delay --version N --why ...`; with
+`[mlops] auto_approve` (the demo's home) the policy approves at once. `promote` moves the
+`champion` alias and archives the previous champion. Runs of this DAG never overlap
+(`max_active_runs=1`), so neither do promotions.
 """,
 ):
 
@@ -57,15 +76,54 @@ epoch's checkpoint. The result (MLflow run id, model URI, metrics) is the task's
         chosen = (context["dag_run"].conf or {}).get("hyperparameters") or best
         return {**DEFAULT_HYPERPARAMETERS, **chosen}
 
-    LightningTrainOperator(
+    train = LightningTrainOperator(
         task_id="train",
         training_set=training_set(),
-        output_dir=DATA + "/models/flight_delay/{{ run_id | replace(':', '_') | replace('+', '_') }}",
+        output_dir=f"{DATA}/models/flight_delay/{RUN_FOLDER}",
         checkpoint_root=f"{DATA}/checkpoints",
         hyperparameters=hyperparameters(),
         batch_size=512,
         devices=2,
         max_epochs=3,
-        mlflow_tracking_uri=settings.mlflow_tracking_uri(),
+        mlflow_tracking_uri=TRACKING,
         execution_timeout=timedelta(minutes=30),
     )
+    evaluate = EvaluateModelOperator(
+        task_id="evaluate",
+        model_uri="{{ ti.xcom_pull(task_ids='train')['model_uri'] }}",
+        training_set="{{ ti.xcom_pull(task_ids='training_set') }}",
+        report_dir=f"{DATA}/evaluations/flight_delay/{RUN_FOLDER}",
+        champion_uri=f"models:/{MODEL}@champion",
+        mlflow_tracking_uri=TRACKING,
+        mlflow_run_id="{{ ti.xcom_pull(task_ids='train')['mlflow_run_id'] }}",
+    )
+    gate = EvaluationGateOperator(
+        task_id="gate",
+        report_uri="{{ ti.xcom_pull(task_ids='evaluate')['report_uri'] }}",
+        gate=GATE,
+        mlflow_tracking_uri=TRACKING,
+        mlflow_run_id="{{ ti.xcom_pull(task_ids='train')['mlflow_run_id'] }}",
+    )
+    register = RegisterModelOperator(
+        task_id="register",
+        name=MODEL,
+        training_result=train.output,
+        report_uri="{{ ti.xcom_pull(task_ids='evaluate')['report_uri'] }}",
+        card_dir=f"{DATA}/model_cards/flight_delay/{RUN_FOLDER}",
+        tracking_uri=TRACKING,
+    )
+    approve = ModelApprovalSensor(
+        task_id="approve",
+        name=MODEL,
+        version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
+        tracking_uri=TRACKING,
+        auto_approve=settings.auto_approve(),
+        timeout=7 * 24 * 3600,
+    )
+    promote = PromoteModelOperator(
+        task_id="promote",
+        name=MODEL,
+        version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
+        tracking_uri=TRACKING,
+    )
+    train >> evaluate >> gate >> register >> approve >> promote

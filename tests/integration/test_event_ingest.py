@@ -177,7 +177,23 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
     assert run.state == "success", stack["log"].read_text()[-3000:]
     (training_set,) = (stack["data"] / "lake" / "training_sets" / "flight_delay_v1").glob("*/manifest.json")
     assert json.loads(training_set.read_text())["dataset_version"] == json.loads(manifest.read_text())["version"]
-    # The training set starts flights_training: torchrun DDP launched from a LocalExecutor task.
+    # The training set starts flights_training: torchrun DDP launched from a LocalExecutor task,
+    # then evaluation, the gate, registration, and a deferred wait (triggerer) for a person's approval.
+    def registered_version() -> str | None:
+        with stack["engine"].connect() as conn:
+            row = conn.execute(text("SELECT value FROM xcom WHERE dag_id = 'flights_training' AND task_id = 'register'"
+                                    " AND key = 'return_value'")).first()
+        if row is None:
+            value = None
+        else:
+            value = json.loads(row.value) if isinstance(row.value, str | bytes) else row.value
+        return value["version"] if value else None
+
+    version = wait_for("flights_training to register a model version", registered_version, log=stack["log"])
+    tracking = stack["env"]["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
+    subprocess.run(["airflow-mlops", "approve", "--model", "flight_delay", "--version", version, "--by", "reviewer",
+                    "--why", "standalone test", "--tracking-uri", tracking], env=stack["env"], check=True,
+                   capture_output=True)
     run = wait_for("flights_training to finish", lambda: finished_run(stack["engine"], "flights_training"),
                    log=stack["log"])
     assert run.state == "success", stack["log"].read_text()[-3000:]
@@ -185,6 +201,10 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
     outcome = json.loads(result.read_text())
     assert outcome["world_size"] == 2 and outcome["mlflow_run_id"]
     assert outcome["metrics"]["test_auc"] > 0.55
+    import mlflow
+
+    champion = mlflow.MlflowClient(tracking).get_model_version_by_alias("flight_delay", "champion")
+    assert champion.version == version and champion.tags["state_by"].startswith("PromoteModelOperator")
 
     # Tuning on the same training set: four mapped trials, two at a time, under the LocalExecutor.
     subprocess.run(["airflow", "dags", "trigger", "flights_tuning"], env=stack["env"], check=True, capture_output=True)
