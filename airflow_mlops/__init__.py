@@ -35,6 +35,8 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "PyTorch Lightning",
              "python-modules": ["airflow_mlops.operators.train", "airflow_mlops.operators.sagemaker"]},
             {"integration-name": "Optuna", "python-modules": ["airflow_mlops.operators.tune"]},
+            {"integration-name": "MLflow",
+             "python-modules": ["airflow_mlops.operators.evaluate", "airflow_mlops.operators.registry"]},
         ],
         "hooks": [
             {"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.hooks.sql"]},
@@ -42,7 +44,8 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [],
         "triggers": [
-            {"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.triggers.landing"]}
+            {"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.triggers.landing"]},
+            {"integration-name": "MLflow", "python-modules": ["airflow_mlops.triggers.approval"]}
         ],
         "connection-types": [
             {"hook-class-name": "airflow_mlops.hooks.feast.FeastHook", "connection-type": "feast"}

@@ -194,8 +194,10 @@ def print_release(lake: Path, tracking_uri: str, name: str = "flight_delay") -> 
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from airflow_mlops.evaluation.report import loads
+
     for report_path in sorted((lake / "evaluations" / name).glob("*/evaluation.json")):
-        report = json.loads(report_path.read_text())
+        report = loads(report_path.read_text())
         champion = (report.get("champion") or {}).get("overall")
         print(f"\nEvaluation on {int(report['overall']['rows'])} held-out flights: AUC {report['overall']['auc']:.4f}, "
               f"calibration error {report['overall']['calibration_error']:.4f}; champion: "

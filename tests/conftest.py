@@ -228,3 +228,16 @@ def redis_url() -> Iterator[str]:
         process.terminate()
         process.wait(timeout=10)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory) -> dict:
+    """A challenger (hidden 32, 2 epochs, logged to MLflow) and a weaker champion, trained for real."""
+    from tests.training_sets import train, write_training_set
+
+    root = tmp_path_factory.mktemp("evaluation")
+    training_set = write_training_set(root / "set")
+    tracking = f"sqlite:///{root / 'mlflow.db'}"
+    return {"training_set": training_set, "tracking": tracking,
+            "challenger": train(root / "challenger", training_set, hidden=32, epochs=2, tracking_uri=tracking),
+            "champion": train(root / "champion", training_set, hidden=4, epochs=1)}

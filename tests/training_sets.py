@@ -4,6 +4,8 @@ join written with merge_asof (benchmarks/features.py checks that Feast gives ide
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pandas as pd
 
 from airflow_mlops.data.flight_features import add_entity_keys, month_feature_tables, plane_features
 from airflow_mlops.data.flights import read_table
+from airflow_mlops.training.spec import TrainingSpec
 from tests.partitions import month_frame
 
 VIEWS = {"weather_hourly": (["origin"], timedelta(hours=3)), "carrier_stats": (["carrier"], timedelta(days=2)),
@@ -47,3 +50,18 @@ def write_training_set(folder: Path, months: int = 2) -> str:
         manifest["splits"][name] = {"uri": path.as_uri(), "rows": len(frame)}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return (folder / "manifest.json").as_uri()
+
+
+def train(folder: Path, training_set: str, hidden: int, epochs: int, tracking_uri: str = "") -> Path:
+    """Train the reference model with the runtime's driver (one process); returns the model folder."""
+    spec = TrainingSpec(model="airflow_mlops.training.flights:FlightDelayModel",
+                        data="airflow_mlops.training.flights:FlightDataModule", training_set=training_set,
+                        output_dir=str(folder / "model"), checkpoint_dir=str(folder / "ckpt"),
+                        hyperparameters={"hidden": hidden}, batch_size=512, trainer={"max_epochs": epochs},
+                        mlflow={"tracking_uri": tracking_uri, "experiment": "eval",
+                                "artifact_location": str(folder.parent / "artifacts")} if tracking_uri else {})
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text(spec.to_json())
+    subprocess.run([sys.executable, "-m", "airflow_mlops.training", str(folder / "spec.json")], check=True,
+                   capture_output=True, timeout=300)
+    return folder / "model"

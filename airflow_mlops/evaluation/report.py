@@ -19,6 +19,49 @@ import numpy as np
 from .metrics import binary_metrics, calibration_curve, fairness_gaps, permutation_importance, sliced_metrics
 
 ROC_POINTS = 200
+#: Keys whose values are numbers; an undefined one (no positive prediction: no precision) is NaN in
+#: memory and null in JSON (strict JSON: Airflow's API server refuses NaN in XCom, browsers too).
+NUMBER_KEYS = {"auc", "log_loss", "accuracy", "precision", "recall", "fpr", "calibration_error", "positive_rate",
+               "predicted_positive_rate", "rows", "tpr_gap", "fpr_gap", "observed", "bound", "mean_probability",
+               "observed_rate"}
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None (JSON null), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    if isinstance(value, np.generic):
+        return finite(value.item())
+    return value
+
+
+def _restore(value: Any, key: str = "") -> Any:
+    if value is None and key in NUMBER_KEYS:
+        return math.nan
+    if isinstance(value, dict):
+        return {k: _restore(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore(v, key) for v in value]
+    return value
+
+
+def dumps(report: Mapping[str, Any]) -> str:
+    """Strict JSON of a report (undefined metrics as null)."""
+    import json
+
+    return json.dumps(finite(report), indent=2, allow_nan=False)
+
+
+def loads(text: str) -> dict[str, Any]:
+    """A report read back, undefined metrics as NaN again."""
+    import json
+
+    restored: dict[str, Any] = _restore(json.loads(text))
+    return restored
 
 
 def roc_points(labels: Any, probabilities: Any) -> dict[str, list[float]]:

@@ -70,7 +70,7 @@ class EvaluateModelOperator(BaseOperator):
         import pandas as pd
 
         from airflow_mlops.artifacts import write_atomically
-        from airflow_mlops.evaluation.report import evaluate, importance, render_html
+        from airflow_mlops.evaluation.report import dumps, evaluate, finite, importance, render_html
         from airflow_mlops.evaluation.scoring import Scorer
         from airflow_mlops.training.spec import manifest_path
 
@@ -93,7 +93,7 @@ class EvaluateModelOperator(BaseOperator):
                                   **evaluate(Scorer(champion)(frame), frame, self.label_column, slices=self.slices,
                                              threshold=self.threshold, min_slice_rows=self.min_slice_rows)}
         folder = _local(self.report_dir)
-        write_atomically(folder / "evaluation.json", json.dumps(report, indent=2, default=float))
+        write_atomically(folder / "evaluation.json", dumps(report))
         write_atomically(folder / "evaluation.html", render_html(report, f"Evaluation of {self.model_uri}"))
         overall = report["overall"]
         self.log.info("Challenger on %d %s rows: AUC %.4f, log loss %.4f, ECE %.4f; champion: %s", overall["rows"],
@@ -101,10 +101,10 @@ class EvaluateModelOperator(BaseOperator):
                       f"AUC {report['champion']['overall']['auc']:.4f}" if report["champion"] else "none yet")
         if self.mlflow_tracking_uri and self.mlflow_run_id:
             self._log_to_mlflow(folder, overall)
-        return {"report_uri": (folder / "evaluation.json").resolve().as_uri(),
-                "report_html_uri": (folder / "evaluation.html").resolve().as_uri(), "overall": overall,
-                "champion_overall": report["champion"]["overall"] if report["champion"] else None,
-                "fairness": report["fairness"], "rows": int(overall["rows"])}
+        return finite({"report_uri": (folder / "evaluation.json").resolve().as_uri(),
+                       "report_html_uri": (folder / "evaluation.html").resolve().as_uri(), "overall": overall,
+                       "champion_overall": report["champion"]["overall"] if report["champion"] else None,
+                       "fairness": report["fairness"], "rows": int(overall["rows"])})
 
     def _champion(self) -> str | None:
         """The champion's local folder, or None when there is none yet."""
@@ -184,16 +184,16 @@ class EvaluationGateOperator(BaseOperator):
 
         from airflow_mlops.artifacts import write_atomically
         from airflow_mlops.evaluation.gate import as_records, evaluate_gate
-        from airflow_mlops.evaluation.report import render_html
+        from airflow_mlops.evaluation.report import dumps, finite, loads, render_html
 
         gate = self.load_gate()
         path = _local(self.report_uri)
-        report = json.loads(path.read_text())
+        report = loads(path.read_text())
         passed, results = evaluate_gate(gate, report, report.get("champion"))
         for result in results:
             self.log.info("%s %s: %s", "PASS" if result.passed else "FAIL", result.rule, result.detail)
         report["gate"] = {"passed": passed, "rules": as_records(results), "definition": dict(gate)}
-        write_atomically(path, json.dumps(report, indent=2, default=float))
+        write_atomically(path, dumps(report))
         write_atomically(path.with_suffix(".html"), render_html(report, f"Evaluation of {report.get('model_uri')}"))
         failed = [r for r in results if not r.passed]
         if self.mlflow_tracking_uri and self.mlflow_run_id:
@@ -207,4 +207,4 @@ class EvaluationGateOperator(BaseOperator):
             raise AirflowSkipException(f"evaluation gate failed {len(failed)} of {len(results)} rules: "
                                        + "; ".join(f"{r.rule} ({r.detail})" for r in failed))
         self.log.info("Gate passed: %d rules", len(results))
-        return {"passed": True, "rules": as_records(results)}
+        return finite({"passed": True, "rules": as_records(results)})

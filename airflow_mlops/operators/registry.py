@@ -53,6 +53,7 @@ class RegisterModelOperator(BaseOperator):
         import pandas as pd
 
         import airflow_mlops
+        from airflow_mlops.evaluation.report import finite, loads
         from airflow_mlops.registry.versions import register_version
         from airflow_mlops.training.spec import manifest_path
 
@@ -61,7 +62,7 @@ class RegisterModelOperator(BaseOperator):
             result = json.loads(result)
         if not result or not result.get("mlflow_run_id"):
             raise ValueError(f"training_result must name an MLflow run (mlflow_run_id), got {result!r}")
-        evaluation = json.loads(Path(self.report_uri.removeprefix("file://")).read_text())
+        evaluation = loads(Path(self.report_uri.removeprefix("file://")).read_text())
         manifest_uri = evaluation["training_set"]
         manifest = json.loads(manifest_path(manifest_uri).read_text())
         split = manifest["splits"][evaluation.get("split", "test")]
@@ -79,7 +80,7 @@ class RegisterModelOperator(BaseOperator):
             self.limitations or "Trained on New York City departures of 2013 only; not a causal model.")
         self.log.info("Registered %s version %s (challenger); model card %s", self.name, registered["version"],
                       registered["model_card"])
-        return registered
+        return dict(finite(registered))
 
 
 class ModelApprovalSensor(BaseSensorOperator):

@@ -8,7 +8,6 @@ versions installed here.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -142,4 +141,4 @@ def register_version(tracking_uri: str, name: str, run_id: str, model_dir: Path,
     return {"name": name, "version": version.version, "model_uri": f"models:/{name}/{version.version}",
             "source": model_uri, "model_card": str((card_dir / "model_card.md").resolve()),
             "model_card_html": str((card_dir / "model_card.html").resolve()), "tags": dict(tags),
-            "evaluation": json.loads(json.dumps(evaluation.get("overall", {}), default=float))}
+            "evaluation": dict(evaluation.get("overall", {}))}

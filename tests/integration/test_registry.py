@@ -8,20 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.integration.test_evaluation import train
-from tests.training_sets import write_training_set
-
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("registry")
-    training_set = write_training_set(root / "set")
-    tracking = f"sqlite:///{root / 'mlflow.db'}"
-    model = train(root / "model", training_set, hidden=16, epochs=1, tracking_uri=tracking)
-    return {"root": root, "training_set": training_set, "tracking": tracking, "model": model,
-            "result": json.loads((model / "result.json").read_text())}
+@pytest.fixture
+def trained(trained_models: dict, tmp_path: Path) -> dict:
+    model = trained_models["challenger"]
+    return {"root": tmp_path, "training_set": trained_models["training_set"], "tracking": trained_models["tracking"],
+            "model": model, "result": json.loads((model / "result.json").read_text())}
 
 
 def test_a_registered_version_carries_lineage_a_signature_and_a_model_card_with_its_numbers(trained: dict) -> None:
