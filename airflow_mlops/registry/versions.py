@@ -138,7 +138,7 @@ def register_version(tracking_uri: str, name: str, run_id: str, model_dir: Path,
     client.set_model_version_tag(name, version.version, "model_card", f"runs:/{run_id}/model_card/model_card.md")
     client.set_model_version_tag(name, version.version, "model_card_path", str((card_dir / "model_card.md").resolve()))
     client.set_registered_model_alias(name, "challenger", version.version)
-    return {"name": name, "version": version.version, "model_uri": f"models:/{name}/{version.version}",
+    return {"name": name, "version": str(version.version), "model_uri": f"models:/{name}/{version.version}",
             "source": model_uri, "model_card": str((card_dir / "model_card.md").resolve()),
             "model_card_html": str((card_dir / "model_card.html").resolve()), "tags": dict(tags),
             "evaluation": dict(evaluation.get("overall", {}))}

@@ -187,7 +187,7 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
             value = None
         else:
             value = json.loads(row.value) if isinstance(row.value, str | bytes) else row.value
-        return value["version"] if value else None
+        return str(value["version"]) if value else None
 
     version = wait_for("flights_training to register a model version", registered_version, log=stack["log"])
     tracking = stack["env"]["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
@@ -204,7 +204,7 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
     import mlflow
 
     champion = mlflow.MlflowClient(tracking).get_model_version_by_alias("flight_delay", "champion")
-    assert champion.version == version and champion.tags["state_by"].startswith("PromoteModelOperator")
+    assert str(champion.version) == version and champion.tags["state_by"].startswith("PromoteModelOperator")
 
     # Tuning on the same training set: four mapped trials, two at a time, under the LocalExecutor.
     subprocess.run(["airflow", "dags", "trigger", "flights_tuning"], env=stack["env"], check=True, capture_output=True)
