@@ -58,6 +58,23 @@ def alias_version(client: Any, name: str, alias: str) -> str | None:
         return None
 
 
+def set_alias(client: Any, name: str, alias: str, version: str, attempts: int = 5) -> None:
+    """Point ``alias`` at ``version``. MLflow's SQL store reads, then inserts, so two writers of the
+    same alias at once can hit its unique constraint; the loser retries (the last write wins)."""
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            client.set_registered_model_alias(name, alias, version)
+            return
+        except MlflowException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 def promote(client: Any, name: str, version: str, who: str, why: str) -> dict[str, Any]:
     """Make an approved version the champion; the one it replaces is archived and remembered.
 
@@ -73,10 +90,10 @@ def promote(client: Any, name: str, version: str, who: str, why: str) -> dict[st
     if current != "approved":
         raise GovernanceError(f"{name} v{version} is {current!r}; only an approved version can be promoted")
     client.set_model_version_tag(name, version, "previous_champion", previous or "")
-    client.set_registered_model_alias(name, "champion", version)
+    set_alias(client, name, "champion", version)
     record(client, name, version, "champion", who, why)
     if previous:
-        client.set_registered_model_alias(name, "previous_champion", previous)
+        set_alias(client, name, "previous_champion", previous)
         record(client, name, previous, "archived", who, f"replaced by v{version}: {why}")
     winner = alias_version(client, name, "champion")
     for other in client.search_model_versions(f"name = '{name}'"):
@@ -93,12 +110,12 @@ def rollback(client: Any, name: str, who: str, why: str) -> dict[str, Any]:
     previous = client.get_model_version(name, current).tags.get("previous_champion") or None
     if previous is None:
         raise GovernanceError(f"{name}: champion v{current} has no recorded predecessor to roll back to")
-    client.set_registered_model_alias(name, "champion", previous)
+    set_alias(client, name, "champion", previous)
     record(client, name, previous, "champion", who, f"rollback from v{current}: {why}")
     record(client, name, current, "archived", who, f"rolled back to v{previous}: {why}")
     before = client.get_model_version(name, previous).tags.get("previous_champion") or None
     if before:
-        client.set_registered_model_alias(name, "previous_champion", before)
+        set_alias(client, name, "previous_champion", before)
     else:
         client.delete_registered_model_alias(name, "previous_champion")
     return {"champion": previous, "rolled_back": current}

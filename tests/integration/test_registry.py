@@ -40,7 +40,7 @@ def test_a_registered_version_carries_lineage_a_signature_and_a_model_card_with_
     client = mlflow.MlflowClient(trained["tracking"])
     version = client.get_model_version("flight_delay", registered["version"])
     assert version.tags["state"] == "candidate" and version.tags["training_set_sha256"] == "abc123"
-    assert client.get_model_version_by_alias("flight_delay", "challenger").version == registered["version"]
+    assert str(client.get_model_version_by_alias("flight_delay", "challenger").version) == registered["version"]
     card = Path(registered["model_card"]).read_text()
     assert f"| auc | {evaluation['overall']['auc']:.4f} | none |" in card
     assert f"| JFK | {int((test['origin'] == 'JFK').sum())} |" in card and "Trained on 2013 NYC flights." in card
