@@ -2,7 +2,8 @@
 statistics + forward pass, chunked) vs a raw torch forward pass over the same, already built
 tensors, in the same run. The rows are every 2013 flight with its features (the training set of
 tests/training_sets.py, all splits), repeated to ``--rows``; the model is the reference network
-(hidden 64, saved and loaded like a trained one; its weights do not change the speed).
+(hidden 64, saved and loaded like a trained one; its weights do not change the speed). Our rows
+are read from one Parquet file with ``read_rows``, as ``EvaluateModelOperator`` reads a split.
 
     .venv/bin/python benchmarks/evaluate.py [--rows 1000000]
 """
@@ -37,7 +38,7 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from airflow_mlops.evaluation.scoring import Scorer
+    from airflow_mlops.evaluation.scoring import Scorer, read_rows
     from airflow_mlops.training.flights import FlightDelayModel, fit_preprocessing, transform
     from tests.training_sets import write_training_set
 
@@ -46,6 +47,8 @@ def main() -> None:
     manifest = json.loads(Path(manifest_uri.removeprefix("file://")).read_text())
     frame = pd.concat([pd.read_parquet(s["uri"].removeprefix("file://")) for s in manifest["splits"].values()])
     frame = pd.concat([frame] * (args.rows // len(frame) + 1), ignore_index=True).iloc[: args.rows]
+    frame.to_parquet(work / "rows.parquet")
+    frame = read_rows(work / "rows.parquet")  # as EvaluateModelOperator reads a split
     preprocessing = fit_preprocessing(frame)
     cardinalities = [len(preprocessing["categorical"][c]) + 1 for c in preprocessing["categorical"]]
     torch.manual_seed(0)

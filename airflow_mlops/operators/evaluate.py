@@ -67,18 +67,16 @@ class EvaluateModelOperator(BaseOperator):
         self.mlflow_run_id = mlflow_run_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        import pandas as pd
-
         from airflow_mlops.artifacts import write_atomically
         from airflow_mlops.evaluation.report import dumps, evaluate, finite, importance, render_html
-        from airflow_mlops.evaluation.scoring import Scorer
+        from airflow_mlops.evaluation.scoring import Scorer, read_rows
         from airflow_mlops.training.spec import manifest_path
 
         manifest = json.loads(manifest_path(self.training_set).read_text())
         if self.split not in manifest["splits"]:
             raise ValueError(f"training_set {self.training_set!r} has no split {self.split!r} "
                              f"(splits: {sorted(manifest['splits'])})")
-        frame = pd.read_parquet(manifest_path(manifest["splits"][self.split]["uri"], self.training_set))
+        frame = read_rows(manifest_path(manifest["splits"][self.split]["uri"], self.training_set))
         scorer = Scorer(self.model_uri)
         report = {"model_uri": self.model_uri, "training_set": self.training_set, "split": self.split,
                   **evaluate(scorer(frame), frame, self.label_column, slices=self.slices, threshold=self.threshold,

@@ -79,9 +79,9 @@ def promote(client: Any, name: str, version: str, who: str, why: str) -> dict[st
     """Make an approved version the champion; the one it replaces is archived and remembered.
 
     The alias moves in one registry call, so readers always see exactly one champion. Promotions
-    should be serialised (the reference DAG runs them in a one-slot pool); if two still overlap,
-    the last alias write wins and every other version left in state ``champion`` is archived
-    with the winner named, so no version is left without a state.
+    should be serialised (the reference DAG never overlaps its runs: ``max_active_runs=1``); if
+    two overlap, the last alias write wins and every other version left in state ``champion`` is
+    archived with the winner named, so no version is left without a state.
     """
     current = state(client, name, version)
     previous = alias_version(client, name, "champion")

@@ -49,23 +49,28 @@ def fit_preprocessing(frame: Any) -> dict[str, Any]:
 def transform(frame: Any, preprocessing: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw feature rows -> (standardised numeric tensor, category index tensor; 0 = unseen or missing).
 
-    Vectorised over columns (one float32 matrix; categories through pandas' hash-based
-    ``Categorical``), because in batch scoring this, not the network, is the cost.
+    Vectorised, because in batch scoring this, not the network, is the cost: numeric columns are
+    copied one by one into a float32 matrix (``DataFrame.to_numpy`` over mixed int/float blocks
+    is several times slower); categories go through pandas' ``Categorical``, which for a column
+    that already is categorical (a Parquet dictionary, see ``evaluation.scoring.read_rows``) only
+    recodes its few categories instead of hashing every row.
     """
     import numpy as np
     import pandas as pd
 
     stats = preprocessing["numeric"]
-    means = np.array([stats[c]["mean"] for c in NUMERIC], dtype="float32")
-    stds = np.array([stats[c]["std"] for c in NUMERIC], dtype="float32")
-    numeric = frame[list(NUMERIC)].to_numpy(dtype="float32", na_value=np.nan)
-    numeric -= means
-    numeric /= stds
+    numeric = np.empty((len(frame), len(NUMERIC)), dtype="float32")
+    for i, column in enumerate(NUMERIC):
+        numeric[:, i] = frame[column].to_numpy(dtype="float32", na_value=np.nan)
+    numeric -= np.array([stats[c]["mean"] for c in NUMERIC], dtype="float32")
+    numeric /= np.array([stats[c]["std"] for c in NUMERIC], dtype="float32")
     np.nan_to_num(numeric, copy=False, nan=0.0)  # missing -> the mean
     categorical = np.empty((len(frame), len(CATEGORICAL)), dtype="int64")
     for i, column in enumerate(CATEGORICAL):
         values = frame[column]
-        if not (pd.api.types.is_string_dtype(values) or values.dtype == object):
+        if isinstance(values.dtype, pd.CategoricalDtype):  # the vocabulary holds strings
+            values = values.cat.rename_categories(values.cat.categories.astype(str))
+        elif not (pd.api.types.is_string_dtype(values) or values.dtype == object):
             values = values.astype(str)
         codes = pd.Categorical(values, categories=preprocessing["categorical"][column]).codes
         categorical[:, i] = codes.astype("int64") + 1  # -1 (missing or unseen) -> 0

@@ -1,0 +1,74 @@
+"""The reference model's preprocessing: statistics from the training split, the same transform for
+rows read as plain strings or as Parquet dictionaries (``read_rows``), unseen and missing values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from airflow_mlops.evaluation.scoring import read_rows
+from airflow_mlops.training.flights import CATEGORICAL, NUMERIC, fit_preprocessing, transform
+
+
+def rows(carriers: list[str | None], origins: list[str], dests: list[str]) -> pd.DataFrame:
+    n = len(carriers)
+    frame = pd.DataFrame({column: np.arange(n, dtype="float64") * (i + 1) for i, column in enumerate(NUMERIC)})
+    frame["sched_dep_time"] = np.arange(n, dtype="int64") + 500  # an integer column, as in the data
+    frame["carrier"], frame["origin"], frame["dest"] = carriers, origins, dests
+    return frame
+
+
+@pytest.fixture
+def training() -> pd.DataFrame:
+    return rows(["UA", "AA", "UA", "DL"], ["EWR", "JFK", "LGA", "EWR"], ["ORD", "LAX", "ORD", "ATL"])
+
+
+def test_statistics_come_from_the_training_rows(training: pd.DataFrame) -> None:
+    stats = fit_preprocessing(training)
+    assert stats["categorical"] == {"carrier": ["AA", "DL", "UA"], "origin": ["EWR", "JFK", "LGA"],
+                                    "dest": ["ATL", "LAX", "ORD"]}
+    assert stats["numeric"]["distance"] == {"mean": 1.5, "std": pytest.approx(np.std([0, 1, 2, 3], ddof=1))}
+
+
+def test_transform_standardises_and_maps_unseen_and_missing_to_zero(training: pd.DataFrame) -> None:
+    stats = fit_preprocessing(training)
+    scoring = rows(["UA", None, "ZZ"], ["JFK", "EWR", "EWR"], ["ATL", "XXX", "ORD"])
+    scoring.loc[1, "distance"] = np.nan
+    numeric, categorical = transform(scoring, stats)
+    assert numeric.dtype == torch.float32 and categorical.dtype == torch.int64
+    distance = NUMERIC.index("distance")
+    expected = (np.array([0.0, 1.0, 2.0]) - 1.5) / stats["numeric"]["distance"]["std"]
+    assert numeric[0, distance].item() == pytest.approx(expected[0], rel=1e-6)
+    assert numeric[1, distance].item() == 0.0  # missing -> the training mean
+    assert categorical.tolist() == [[3, 2, 1], [0, 1, 0], [0, 1, 3]]  # vocabulary index + 1; 0 = unseen/missing
+
+
+def test_rows_read_as_parquet_dictionaries_transform_identically(training: pd.DataFrame, tmp_path: Path) -> None:
+    stats = fit_preprocessing(training)
+    scoring = rows(["UA", None, "ZZ", "AA"], ["JFK", "EWR", "EWR", "LGA"], ["ATL", "XXX", "ORD", "LAX"])
+    scoring.to_parquet(tmp_path / "rows.parquet")
+    as_dictionaries = read_rows((tmp_path / "rows.parquet").as_uri())
+    assert all(isinstance(as_dictionaries[c].dtype, pd.CategoricalDtype) for c in CATEGORICAL)
+    for plain, dictionary in zip(transform(scoring, stats), transform(as_dictionaries, stats), strict=True):
+        assert torch.equal(plain, dictionary)
+    # A chunk of a categorical column keeps every category: the codes still match.
+    for plain, dictionary in zip(transform(scoring.iloc[2:], stats), transform(as_dictionaries.iloc[2:], stats),
+                                 strict=True):
+        assert torch.equal(plain, dictionary)
+
+
+def test_non_string_categories_are_compared_as_strings(training: pd.DataFrame) -> None:
+    training["carrier"] = ["9", "10", "9", "11"]
+    stats = fit_preprocessing(training)
+    scoring = training.copy()
+    scoring["carrier"] = pd.Categorical([9, 10, 12, 11])
+    assert transform(scoring, stats)[1][:, 0].tolist() == [3, 1, 0, 2]  # "10" < "11" < "9"; 12 unseen
+
+
+def test_a_missing_feature_column_is_named(training: pd.DataFrame) -> None:
+    with pytest.raises(KeyError, match="wind_gust"):
+        transform(training.drop(columns=["wind_gust"]), fit_preprocessing(training))
