@@ -108,14 +108,12 @@ class EvaluateModelOperator(BaseOperator):
         """The champion's local folder, or None when there is none yet."""
         if not self.champion_uri:
             return None
-        if not self.champion_uri.startswith("models:/"):
-            return str(_local(self.champion_uri))
-        import mlflow
         from mlflow.exceptions import MlflowException
 
-        mlflow.set_tracking_uri(self.mlflow_tracking_uri)
+        from airflow_mlops.registry.versions import model_folder
+
         try:
-            return str(mlflow.artifacts.download_artifacts(artifact_uri=self.champion_uri))
+            return str(model_folder(self.champion_uri, self.mlflow_tracking_uri))
         except MlflowException as err:
             if "RESOURCE_DOES_NOT_EXIST" in str(err.error_code) or "not found" in str(err).lower():
                 self.log.info("No champion at %s yet: %s", self.champion_uri, err.message)

@@ -52,6 +52,34 @@ def log_pyfunc_model(tracking_uri: str, run_id: str, model_dir: Path, example: A
     return str(info.model_uri)
 
 
+def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | None = None) -> Path:
+    """The local folder holding ``model.pt`` and ``config.json`` for a model URI.
+
+    ``models:/name@alias``, ``models:/name/3`` and ``runs:/...`` are downloaded from MLflow (into
+    ``dst`` or a temporary folder); a registered version's source is the pyfunc model, whose
+    ``MLmodel`` names the folder logged as its artifact ``model``. A plain path or ``file://`` URI
+    is used as it is. Raises ``FileNotFoundError`` naming the URI when no model folder is there.
+    """
+    import yaml
+
+    if model_uri.startswith(("models:/", "runs:/")):
+        import mlflow
+
+        folder = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri, dst_path=str(dst) if dst else None, tracking_uri=tracking_uri,
+            registry_uri=tracking_uri))
+    else:
+        folder = Path(model_uri.removeprefix("file://"))
+    if (folder / "MLmodel").is_file() and not (folder / "config.json").is_file():
+        flavor = yaml.safe_load((folder / "MLmodel").read_text()).get("flavors", {}).get("python_function", {})
+        logged = (flavor.get("artifacts") or {}).get("model", {}).get("path")
+        if logged:
+            folder = folder / logged
+    if not (folder / "config.json").is_file() or not (folder / "model.pt").is_file():
+        raise FileNotFoundError(f"model {model_uri!r}: expected model.pt and config.json in {folder}")
+    return folder
+
+
 def model_card(name: str, version: str, evaluation: Mapping[str, Any], lineage: Mapping[str, str],
                intended_use: str, limitations: str) -> str:
     """The model card as Markdown, with the evaluation's real numbers."""

@@ -52,3 +52,27 @@ def test_a_registered_version_carries_lineage_a_signature_and_a_model_card_with_
     assert loaded.metadata.get_input_schema().input_names() == features
     predicted = loaded.predict(test[features].head(100))
     assert predicted == pytest.approx(scorer(test.head(100)), abs=1e-6)
+
+    # The registered version, once champion, is evaluated through its alias: the registry's pyfunc
+    # model resolves to the model folder logged inside it.
+    from airflow_mlops.operators.evaluate import EvaluateModelOperator
+    from airflow_mlops.registry.versions import model_folder
+
+    client.set_registered_model_alias("flight_delay", "champion", registered["version"])
+    try:  # the registry is shared by the session's tests: others expect no champion
+        assert (model_folder("models:/flight_delay@champion", trained["tracking"]) / "config.json").is_file()
+        summary = EvaluateModelOperator(
+            task_id="evaluate", model_uri=str(trained["model"]), training_set=trained["training_set"],
+            report_dir=str(trained["root"] / "report"), champion_uri="models:/flight_delay@champion",
+            importance_rows=0, mlflow_tracking_uri=trained["tracking"],
+        ).execute({})  # type: ignore[arg-type]
+    finally:
+        client.delete_registered_model_alias("flight_delay", "champion")
+    assert summary["champion_overall"]["auc"] == pytest.approx(summary["overall"]["auc"], abs=1e-9)
+
+
+def test_a_model_uri_without_a_model_folder_is_named(tmp_path: Path) -> None:
+    from airflow_mlops.registry.versions import model_folder
+
+    with pytest.raises(FileNotFoundError, match=r"model '.*nowhere': expected model.pt and config.json"):
+        model_folder(str(tmp_path / "nowhere"))
