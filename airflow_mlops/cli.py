@@ -40,6 +40,7 @@ def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
             "mlflow_tracking_uri": f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
             "optuna_storage": f"sqlite:///{data_dir / 'optuna' / 'optuna.db'}",
             "auto_approve": "True",  # a development home: the demo approves its own models
+            "serving_dir": str(data_dir / "serving"),
         },
     }
     for section, options in ours.items():
@@ -319,6 +320,15 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--by", default=os.environ.get("USER", ""), help="who decides (default: $USER)")
         p.add_argument("--why", required=True, help="the reason, kept in the version's history")
         p.add_argument("--tracking-uri", help="MLflow tracking URI (default: [mlops] mlflow_tracking_uri)")
+    p = commands.add_parser("serve", help="run the model server (deployments survive restarts)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--state-dir", type=Path, help="deployments, model cache and request log "
+                   "(default: [mlops] serving_dir)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: [mlops] mlflow_tracking_uri)")
+    p.add_argument("--token-env", default="MLOPS_SERVER_TOKEN",
+                   help="environment variable holding the admin token (never a flag: it would show in ps)")
+    p.add_argument("--no-request-log", action="store_true", help="do not log requests (benchmarks only)")
     p = commands.add_parser("rollback", help="restore the champion's predecessor")
     p.add_argument("--model", required=True)
     p.add_argument("--by", default=os.environ.get("USER", ""))
@@ -342,6 +352,12 @@ def main(argv: list[str] | None = None) -> None:
         infer_suite(args.partition, args.name, args.out, args.key, args.profile_out)
     elif args.command == "demo":
         demo(args.home.resolve())
+    elif args.command == "serve":
+        from airflow_mlops import settings
+        from airflow_mlops.serving.app import serve
+
+        serve(str(args.state_dir or settings.serving_dir()), args.tracking_uri or settings.mlflow_tracking_uri(),
+              args.host, args.port, os.environ.get(args.token_env) or None, request_log=not args.no_request_log)
 
 
 if __name__ == "__main__":

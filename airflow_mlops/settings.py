@@ -78,3 +78,8 @@ def auto_approve() -> bool:
 def mlflow_tracking_uri() -> str:
     """MLflow tracking URI; the embedded default is a SQLite store under the data folder."""
     return _get("mlflow_tracking_uri", f"sqlite:///{airflow_home() / 'data' / 'mlflow' / 'mlflow.db'}")
+
+
+def serving_dir() -> str:
+    """The model server's folder: ``deployments.json``, the model cache and the request log."""
+    return _get("serving_dir", str(airflow_home() / "data" / "serving"))

@@ -36,6 +36,15 @@ os.environ.update(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_default_mlflow_store() -> Iterator[None]:
+    """Every MLflow call names its store: MLflow's default (``./mlflow.db``) must never appear."""
+    stray = Path.cwd() / "mlflow.db"
+    existed = stray.exists()
+    yield
+    assert existed or not stray.exists(), "something used MLflow's default store and wrote ./mlflow.db"
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """Migrate the session's metadata DB once (in a subprocess, like `make demo` does)."""

@@ -56,6 +56,9 @@ class Scorer:
 
         import torch
 
+        if len(frame) <= self.chunk_rows:  # one chunk (an online request): no thread to overlap with
+            with torch.inference_mode():
+                return torch.sigmoid(self.model(*self.inputs(frame))).numpy().astype("float32", copy=False)
         out = np.empty(len(frame), dtype="float32")
         starts = range(0, len(frame), self.chunk_rows)
         with ThreadPoolExecutor(1) as pool, torch.inference_mode():

@@ -57,7 +57,7 @@ class LoadLandingFileOperator(BaseOperator):
     ``dag_run.conf["uri"]`` (or ``["uris"]``), else every file named by the events that triggered the run: a
     ``LandingFileTrigger`` payload (``{"uri": ...}``) or an SQS message batch carrying S3 event
     notifications (``SqsSensorTrigger``). A file is checked (required columns, exactly one month of
-    2013, unique ``flight_id``) before anything is written; a bad file fails the task with the rule
+    2013, unique ``flight_id``) before anything is written; a bad file fails the task at once (no retry) with the rule
     it broke and stays where it is. A loaded local file is moved to ``_loaded/`` beside it; a retry
     whose file was already moved reads it from there (loading replaces the month, so that is safe).
 
@@ -84,6 +84,14 @@ class LoadLandingFileOperator(BaseOperator):
         self.storage_conn_id = storage_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            return self._load(context)
+        except LandingFileError as err:  # the file is what it is: a retry would refuse it again
+            raise AirflowFailException(str(err)) from err
+
+    def _load(self, context: Context) -> list[dict[str, Any]]:
         import pandas as pd
         from airflow.sdk import ObjectStoragePath
 

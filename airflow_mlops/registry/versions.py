@@ -8,6 +8,7 @@ versions installed here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -62,11 +63,18 @@ def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | No
     """
     import yaml
 
-    if model_uri.startswith(("models:/", "runs:/")):
+    registered = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@([\w-]+))", model_uri)
+    if registered or model_uri.startswith(("models:/", "runs:/")):
         import mlflow
 
+        location = model_uri
+        if registered:  # resolved here: MLflow's models:/ download consults the global registry URI
+            client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+            name, version, alias = registered.groups()
+            version = version or str(client.get_model_version_by_alias(name, alias).version)
+            location = client.get_model_version_download_uri(name, version)
         folder = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, dst_path=str(dst) if dst else None, tracking_uri=tracking_uri,
+            artifact_uri=location, dst_path=str(dst) if dst else None, tracking_uri=tracking_uri,
             registry_uri=tracking_uri))
     else:
         folder = Path(model_uri.removeprefix("file://"))

@@ -142,7 +142,7 @@ def test_ingest_rejects_a_file_spanning_two_months(airflow_db, source_conn, lake
         logical_date=datetime(2013, 3, 3, tzinfo=UTC), run_conf={"uri": bad.as_uri()}
     )
     assert str(run.state) == "failed"
-    assert task_states(run)["load_landing_file"] == "failed"
+    assert task_states(run)["load_landing_file"] == "failed"  # at once: a bad file is not retried
     assert bad.exists(), "a rejected landing file must stay where it is"
 
 

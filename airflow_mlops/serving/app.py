@@ -1,0 +1,182 @@
+"""The model server's HTTP face: FastAPI routes over a ``ModelServer`` (no Airflow import).
+
+Public routes:
+    POST /v1/models/{endpoint}/predict   {"rows": [{feature: value, ...}, ...], "key": "optional sticky key"}
+    POST /v1/models/{endpoint}/explain   {"row": {...}, "steps": 32} -> integrated-gradients attributions
+    POST /v1/feedback                    {"prediction_id": "...", "reward": 0..1}
+    GET  /healthz  (the process is up)   GET /readyz (deployments loaded)   GET /metrics (Prometheus)
+Admin routes (``Authorization: Bearer <token>``):
+    GET  /v1/admin/deployments                      PUT /v1/admin/deployments/{endpoint}
+    POST /v1/admin/deployments/{endpoint}/rollback  GET /v1/admin/deployments/{endpoint}/stats
+
+A malformed row gets 422 with the field's location and the reason, an unknown endpoint 404, a
+request to an admin route without the right token 401/403 (and every admin route answers 403
+when the server was started without a token).
+"""
+
+from __future__ import annotations
+
+import hmac
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from .models import RowError
+from .policies import PolicyError
+from .server import DeploymentError, ModelServer, UnknownEndpoint
+
+
+class PredictRequest(BaseModel):
+    rows: list[Any] = Field(min_length=1, description="rows of raw features, one object per row")
+    key: str | None = Field(default=None, description="sticky routing key (A/B): the same key, the same variant")
+
+
+class ExplainRequest(BaseModel):
+    row: dict[str, Any]
+    steps: int = Field(default=32, ge=2, le=512)
+
+
+class FeedbackRequest(BaseModel):
+    prediction_id: str
+    reward: float
+
+
+class DeployRequest(BaseModel):
+    variants: dict[str, dict[str, str]] = Field(
+        description='variant -> {"name": model, "version": "3"} or {"name": model, "alias": "champion"}')
+    policy: dict[str, Any] = Field(default_factory=lambda: {"kind": "single"})
+    who: str = ""
+    why: str = ""
+
+
+class RollbackRequest(BaseModel):
+    who: str = ""
+    why: str = ""
+
+
+class Metrics:
+    """Prometheus metrics of one server (its own registry, so tests can run several servers)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        labels = ("endpoint", "variant", "role")
+        self.latency = Histogram("mlops_request_latency_seconds", "Scoring latency of a request", labels,
+                                 registry=self.registry,
+                                 buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.requests = Counter("mlops_requests", "Requests scored", labels, registry=self.registry)
+        self.rows = Counter("mlops_predictions", "Rows scored", labels, registry=self.registry)
+        self.errors = Counter("mlops_errors", "Requests that failed in the model", labels, registry=self.registry)
+
+    def observe(self, endpoint: str, variant: str, role: str, rows: int, seconds: float, error: bool) -> None:
+        self.requests.labels(endpoint, variant, role).inc()
+        if error:
+            self.errors.labels(endpoint, variant, role).inc()
+            return
+        self.rows.labels(endpoint, variant, role).inc(rows)
+        self.latency.labels(endpoint, variant, role).observe(seconds)
+
+
+def create_app(server: ModelServer, token: str | None) -> FastAPI:
+    """The ASGI app; deployments are restored from the server's store at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        server.restore()
+        yield
+        server.close()
+
+    app = FastAPI(title="airflow-mlops model server", lifespan=lifespan)
+
+    def admin(authorization: str | None = Header(default=None)) -> None:
+        if not token:
+            raise HTTPException(403, "the admin API is disabled: the server was started without a token")
+        if not authorization or not authorization.startswith("Bearer "):
+            raise HTTPException(401, "admin routes need 'Authorization: Bearer <token>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), token.encode()):
+            raise HTTPException(403, "the admin token is wrong")
+
+    @app.exception_handler(RowError)
+    async def row_error(request: Request, err: RowError) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": err.loc, "msg": err.msg, "input": err.value}]}, status_code=422)
+
+    @app.exception_handler(UnknownEndpoint)
+    async def unknown(request: Request, err: UnknownEndpoint) -> JSONResponse:
+        return JSONResponse({"detail": str(err.args[0])}, status_code=404)
+
+    @app.exception_handler(DeploymentError)
+    @app.exception_handler(PolicyError)
+    async def refused(request: Request, err: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=422)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        body = {"ready": server.ready, "endpoints": sorted(server.live)}
+        return JSONResponse(body, status_code=200 if server.ready else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        if server.metrics is None:
+            return Response("", media_type=CONTENT_TYPE_LATEST)
+        dropped = server.request_log.dropped if server.request_log is not None else 0
+        text = generate_latest(server.metrics.registry).decode()
+        text += ("# HELP mlops_request_log_dropped Records the request log could not keep\n"
+                 f"# TYPE mlops_request_log_dropped gauge\nmlops_request_log_dropped {dropped}\n")
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/models/{endpoint}/predict")
+    def predict(endpoint: str, body: PredictRequest) -> dict[str, Any]:
+        return server.predict(endpoint, body.rows, body.key)
+
+    @app.post("/v1/models/{endpoint}/explain")
+    def explain(endpoint: str, body: ExplainRequest) -> dict[str, Any]:
+        from .explain import explain_row
+
+        return explain_row(server, endpoint, body.row, body.steps)
+
+    @app.post("/v1/feedback")
+    def feedback(body: FeedbackRequest) -> dict[str, Any]:
+        try:
+            return server.feedback(body.prediction_id, body.reward)
+        except (UnknownEndpoint, PolicyError):
+            raise
+        except LookupError as err:
+            raise HTTPException(404, str(err.args[0])) from err
+
+    @app.get("/v1/admin/deployments", dependencies=[Depends(admin)])
+    def deployments() -> dict[str, Any]:
+        return server.deployments()
+
+    @app.put("/v1/admin/deployments/{endpoint}", dependencies=[Depends(admin)])
+    def deploy(endpoint: str, body: DeployRequest) -> dict[str, Any]:
+        return server.deploy(endpoint, body.variants, body.policy, body.who, body.why)
+
+    @app.post("/v1/admin/deployments/{endpoint}/rollback", dependencies=[Depends(admin)])
+    def rollback(endpoint: str, body: RollbackRequest) -> dict[str, Any]:
+        return server.rollback(endpoint, body.who, body.why)
+
+    @app.get("/v1/admin/deployments/{endpoint}/stats", dependencies=[Depends(admin)])
+    def stats(endpoint: str) -> dict[str, Any]:
+        return server.stats(endpoint)
+
+    return app
+
+
+def serve(state_dir: str, tracking_uri: str | None, host: str, port: int, token: str | None,
+          request_log: bool = True) -> None:
+    """Run the server in this process (``airflow-mlops serve``)."""
+    import uvicorn
+
+    server = ModelServer(state_dir, tracking_uri, request_log=request_log, metrics=Metrics())
+    uvicorn.run(create_app(server, token), host=host, port=port, log_level="info", access_log=False)

@@ -1,0 +1,111 @@
+"""The request log: every prediction and every feedback, written to Parquet off the request path.
+
+No Airflow import. Requests append records to a queue; a writer thread turns them into Parquet
+files ``<root>/<kind>/date=YYYY-MM-DD/part-<time>-<n>.parquet``, written under a temporary name
+and renamed, so a reader never sees half a file. It flushes every ``flush_rows`` records or
+``flush_seconds``, and on ``close()``. Each prediction has an id (``prediction_id``) that ground
+truth or feedback can later be joined to.
+
+If the queue is full (the disk is slower than the traffic for long), the request is not slowed:
+the records are counted in ``dropped`` and the ``/metrics`` page shows it; nothing is dropped
+silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = ("prediction_id", "at", "endpoint", "variant", "model", "version", "role", "request_key",
+                      "features", "probability", "latency_ms")
+FEEDBACK_COLUMNS = ("prediction_id", "at", "endpoint", "variant", "reward")
+
+
+class RequestLog:
+    """A background Parquet writer for prediction and feedback records."""
+
+    def __init__(self, root: str | Path, *, flush_rows: int = 5000, flush_seconds: float = 2.0,
+                 max_queued: int = 1_000_000) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self.queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(maxsize=max_queued)
+        self.dropped = 0
+        self.written = 0
+        self._sequence = 0
+        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
+        self._thread.start()
+
+    def append(self, kind: str, record: Mapping[str, Any]) -> None:
+        """Queue one record (``kind``: ``predictions`` or ``feedback``); never blocks the caller."""
+        try:
+            self.queue.put_nowait((kind, dict(record)))
+        except queue.Full:
+            self.dropped += 1
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything queued so far and stop the writer."""
+        self.queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        pending: dict[str, list[dict[str, Any]]] = {}
+        deadline = time.monotonic() + self.flush_seconds
+        while True:
+            try:
+                item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                due = True  # the flush interval passed
+            else:
+                if item is None:
+                    self._flush(pending)
+                    return
+                kind, record = item
+                pending.setdefault(kind, []).append(record)
+                due = sum(len(v) for v in pending.values()) >= self.flush_rows
+            if due:
+                self._flush(pending)
+                pending = {}
+                deadline = time.monotonic() + self.flush_seconds
+
+    def _flush(self, pending: Mapping[str, list[dict[str, Any]]]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for kind, records in pending.items():
+            if not records:
+                continue
+            now = datetime.now(UTC)
+            folder = self.root / kind / f"date={now:%Y-%m-%d}"
+            self._sequence += 1
+            target = folder / f"part-{now:%H%M%S%f}-{os.getpid()}-{self._sequence:06d}.parquet"
+            temporary = target.with_name(f".{target.name}.tmp")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                pq.write_table(pa.Table.from_pylist(records), temporary)
+                os.replace(temporary, target)
+                self.written += len(records)
+            except Exception:  # a failed write must not end the writer; the records are counted
+                log.exception("request log: could not write %d %s records to %s", len(records), kind, target)
+                self.dropped += len(records)
+                if folder.is_dir():
+                    temporary.unlink(missing_ok=True)
+
+
+def read_log(root: str | Path, kind: str = "predictions") -> Any:
+    """Every record of one kind as a DataFrame (empty if there is none yet)."""
+    import pandas as pd
+
+    files = sorted((Path(root) / kind).glob("date=*/part-*.parquet"))
+    if not files:
+        return pd.DataFrame(columns=list(PREDICTION_COLUMNS if kind == "predictions" else FEEDBACK_COLUMNS))
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)

@@ -1,0 +1,330 @@
+"""The model server's state: deployments, their loaded models, routing, statistics (no Airflow import).
+
+An endpoint's live routing is one immutable ``Live`` object (policy + loaded models). A request
+takes the reference once and finishes on it; a deployment builds the new ``Live`` completely
+(models downloaded and loaded) before it replaces the reference, so a switch is atomic and a
+deployment that fails leaves the old routing serving. Deployments are kept in
+``<state_dir>/deployments.json`` (written atomically, with each endpoint's history for rollback),
+so a restarted server serves what it served before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifacts import write_atomically  # noqa: TID252
+from .models import RowError, ServedModel
+from .policies import Policy, PolicyError, Route
+from .requestlog import RequestLog
+
+log = logging.getLogger(__name__)
+HISTORY = 20  # earlier deployments kept per endpoint for rollback
+
+
+class DeploymentError(ValueError):
+    """A deployment request that cannot be carried out; the old routing keeps serving."""
+
+
+class UnknownEndpoint(LookupError):
+    """No deployment under this name."""
+
+
+@dataclass(frozen=True)
+class Live:
+    """What one endpoint serves right now."""
+
+    endpoint: str
+    policy: Policy
+    models: Mapping[str, ServedModel]
+    record: Mapping[str, Any]
+
+
+@dataclass
+class VariantStats:
+    """Counts and recent latencies of one variant since its deployment (for canary checks)."""
+
+    requests: int = 0
+    rows: int = 0
+    errors: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+
+    def summary(self) -> dict[str, float | int | None]:
+        latencies = np.asarray(self.latencies_ms)
+        return {"requests": self.requests, "rows": self.rows, "errors": self.errors,
+                "error_rate": self.errors / self.requests if self.requests else None,
+                "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else None,
+                "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None}
+
+
+class ModelServer:
+    """Deployments, routing and logging of one server process."""
+
+    def __init__(self, state_dir: str | Path, tracking_uri: str | None, *, request_log: bool = True,
+                 metrics: Any = None, max_rows: int = 10_000) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.tracking_uri, self.max_rows, self.metrics = tracking_uri, max_rows, metrics
+        self.request_log = RequestLog(self.state_dir / "requests") if request_log else None
+        self.live: dict[str, Live] = {}
+        self.ready = False
+        self._models: dict[tuple[str, str], ServedModel] = {}
+        self._stats: dict[tuple[str, str], VariantStats] = {}
+        self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # prediction id -> (endpoint, variant)
+        self._deploy_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self._shadows = ThreadPoolExecutor(2, thread_name_prefix="shadow")
+
+    # -- deployments -------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Path:
+        return self.state_dir / "deployments.json"
+
+    def _read_store(self) -> dict[str, Any]:
+        return json.loads(self.store.read_text()) if self.store.is_file() else {}
+
+    def restore(self) -> None:
+        """Load every endpoint's current deployment from the store (after a restart)."""
+        for endpoint, entry in self._read_store().items():
+            record = entry["current"]
+            self.live[endpoint] = self._build(endpoint, record)
+            log.info("restored endpoint %s: %s", endpoint, _describe(record))
+        self.ready = True
+
+    def deploy(self, endpoint: str, variants: Mapping[str, Mapping[str, str]], policy: Mapping[str, Any],
+               who: str = "", why: str = "") -> dict[str, Any]:
+        """Serve ``variants`` (variant -> ``{"name", "version" or "alias"}``) under ``policy``."""
+        if not endpoint or not endpoint.replace("_", "").replace("-", "").isalnum():
+            raise DeploymentError(f"endpoint name must be letters, digits, '-' or '_', got {endpoint!r}")
+        if not variants:
+            raise DeploymentError(f"deployment of {endpoint!r} names no variants")
+        pinned = {variant: self._pin(variant, spec) for variant, spec in variants.items()}
+        record = {"variants": pinned, "policy": dict(policy), "deployed_at": datetime.now(UTC).isoformat(),
+                  "deployed_by": who, "reason": why}
+        return self._switch(endpoint, record, keep_history=True)
+
+    def rollback(self, endpoint: str, who: str = "", why: str = "") -> dict[str, Any]:
+        """Serve the endpoint's previous deployment again."""
+        entry = self._read_store().get(endpoint)
+        if entry is None:
+            raise UnknownEndpoint(self._unknown(endpoint))
+        if not entry["history"]:
+            raise DeploymentError(f"endpoint {endpoint!r} has no earlier deployment to roll back to")
+        previous = dict(entry["history"][-1])
+        previous.update(deployed_at=datetime.now(UTC).isoformat(), deployed_by=who,
+                        reason=f"rollback: {why}" if why else "rollback")
+        return self._switch(endpoint, previous, keep_history=False)
+
+    def deployments(self) -> dict[str, Any]:
+        return {endpoint: {**entry["current"], "history": len(entry["history"])}
+                for endpoint, entry in self._read_store().items()}
+
+    def _pin(self, variant: str, spec: Mapping[str, str]) -> dict[str, str]:
+        """A variant's model as name and version (an alias is resolved now, so the record is fixed)."""
+        if not isinstance(spec, Mapping) or not spec.get("name") or bool(spec.get("version")) == bool(spec.get("alias")):
+            raise DeploymentError(f"variant {variant!r} must give a model name and either a version or an alias, "
+                                  f"got {spec!r}")
+        if spec.get("version"):
+            return {"name": str(spec["name"]), "version": str(spec["version"])}
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = MlflowClient(self.tracking_uri).get_model_version_by_alias(spec["name"], spec["alias"]).version
+        except MlflowException as err:
+            raise DeploymentError(f"variant {variant!r}: model {spec['name']!r} has no alias {spec['alias']!r} "
+                                  f"({err.message})") from err
+        return {"name": str(spec["name"]), "version": str(version), "alias": str(spec["alias"])}
+
+    def _build(self, endpoint: str, record: Mapping[str, Any]) -> Live:
+        try:
+            policy = Policy.from_dict(record["policy"], list(record["variants"]))
+        except PolicyError as err:
+            raise DeploymentError(f"endpoint {endpoint!r}: {err}") from err
+        models = {}
+        for variant, spec in record["variants"].items():
+            key = (spec["name"], spec["version"])
+            if key not in self._models:
+                try:
+                    self._models[key] = ServedModel.load(spec["name"], spec["version"], self.tracking_uri,
+                                                         self.state_dir / "models")
+                except Exception as err:
+                    raise DeploymentError(f"variant {variant!r}: cannot load {spec['name']} version "
+                                          f"{spec['version']}: {err}") from err
+            models[variant] = self._models[key]
+        return Live(endpoint, policy, models, dict(record))
+
+    def _switch(self, endpoint: str, record: dict[str, Any], *, keep_history: bool) -> dict[str, Any]:
+        with self._deploy_lock:
+            live = self._build(endpoint, record)  # fails before anything changes
+            store = self._read_store()
+            entry = store.get(endpoint, {"current": None, "history": []})
+            if keep_history and entry["current"] is not None:
+                entry["history"] = [*entry["history"], entry["current"]][-HISTORY:]
+            elif not keep_history:
+                entry["history"] = entry["history"][:-1]
+            entry["current"] = record
+            store[endpoint] = entry
+            write_atomically(self.store, json.dumps(store, indent=2, sort_keys=True))
+            with self._stats_lock:
+                for key in [key for key in self._stats if key[0] == endpoint]:
+                    del self._stats[key]
+            self.live[endpoint] = live  # the switch: one reference assignment
+        log.info("endpoint %s now serves %s", endpoint, _describe(record))
+        return record
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _unknown(self, endpoint: str) -> str:
+        return f"no model is deployed under {endpoint!r}; deployed: {sorted(self.live)}"
+
+    def predict(self, endpoint: str, rows: Sequence[Mapping[str, Any]], key: str | None = None) -> dict[str, Any]:
+        """Route, score and log one request; raises ``UnknownEndpoint`` or ``RowError``."""
+        live = self.live.get(endpoint)
+        if live is None:
+            raise UnknownEndpoint(self._unknown(endpoint))
+        if not 1 <= len(rows) <= self.max_rows:
+            raise RowError(["body", "rows"], f"must hold 1 to {self.max_rows} rows, got {len(rows)}")
+        route = live.policy.route(key)
+        started = time.perf_counter()
+        try:
+            probabilities, steps = self._score(live, route, rows)
+        except RowError:
+            raise
+        except Exception:
+            self._observe(endpoint, route.serve[0], "primary", len(rows), time.perf_counter() - started, error=True)
+            raise
+        latency = time.perf_counter() - started
+        variant = route.serve[0] if route.combine == "first" else route.combine
+        ids = [uuid.uuid4().hex for _ in rows]
+        self._observe(endpoint, variant, "primary", len(rows), latency)
+        self._remember(ids, endpoint, variant)
+        model = live.models[route.serve[-1]]
+        self._log(live, variant, "primary", model, rows, ids, probabilities, latency, key)
+        for shadow in route.shadows:
+            self._shadows.submit(self._shadow, live, shadow, rows, ids, key)
+        answer: dict[str, Any] = {
+            "endpoint": endpoint, "variant": variant, "model": model.name, "version": model.version,
+            "predictions": [{"prediction_id": i, "probability": float(p)} for i, p in zip(ids, probabilities, strict=True)]}
+        if steps:
+            answer["steps"] = steps
+        return answer
+
+    def _score(self, live: Live, route: Route, rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, dict[str, Any]]:
+        if route.combine == "first":
+            model = live.models[route.serve[0]]
+            return model.predict(model.frame(rows)), {}
+        steps: dict[str, Any] = {}
+        if route.combine == "chain":
+            current = [dict(row) for row in rows]
+            for variant in route.serve:
+                model = live.models[variant]
+                probabilities = model.predict(model.frame(current))
+                steps[variant] = [float(p) for p in probabilities]
+                for row, p in zip(current, probabilities, strict=True):
+                    row[live.policy.output_column] = float(p)
+            return probabilities, steps
+        total = np.zeros(len(rows), dtype="float64")
+        for variant in route.serve:
+            model = live.models[variant]
+            probabilities = model.predict(model.frame(rows))
+            steps[variant] = [float(p) for p in probabilities]
+            total += live.policy.weights[variant] * probabilities
+        return total, steps
+
+    def _shadow(self, live: Live, variant: str, rows: Sequence[Mapping[str, Any]], ids: Sequence[str],
+                key: str | None) -> None:
+        model = live.models[variant]
+        started = time.perf_counter()
+        try:
+            probabilities = model.predict(model.frame(rows))
+        except Exception:
+            log.exception("shadow variant %s of %s failed", variant, live.endpoint)
+            self._observe(live.endpoint, variant, "shadow", len(rows), time.perf_counter() - started, error=True)
+            return
+        latency = time.perf_counter() - started
+        self._observe(live.endpoint, variant, "shadow", len(rows), latency)
+        self._log(live, variant, "shadow", model, rows, ids, probabilities, latency, key)
+
+    def feedback(self, prediction_id: str, reward: float) -> dict[str, Any]:
+        """A reward for an earlier prediction: the bandit learns from it, and it is logged."""
+        if prediction_id not in self._recent:
+            raise LookupError(f"prediction {prediction_id!r} is unknown (or older than the last "
+                              f"{self._recent_limit} predictions)")
+        endpoint, variant = self._recent[prediction_id]
+        live = self.live.get(endpoint)
+        if live is None:
+            raise UnknownEndpoint(self._unknown(endpoint))
+        if live.policy.kind == "bandit":
+            live.policy.reward(variant, reward)
+        elif not 0.0 <= reward <= 1.0:
+            raise PolicyError(f"reward must be within [0, 1], got {reward!r}")
+        if self.request_log is not None:
+            self.request_log.append("feedback", {"prediction_id": prediction_id, "at": datetime.now(UTC),
+                                                 "endpoint": endpoint, "variant": variant, "reward": float(reward)})
+        return {"prediction_id": prediction_id, "endpoint": endpoint, "variant": variant,
+                "arms": live.policy.arms() if live.policy.kind == "bandit" else None}
+
+    _recent_limit = 200_000
+
+    def _remember(self, ids: Sequence[str], endpoint: str, variant: str) -> None:
+        for prediction_id in ids:
+            self._recent[prediction_id] = (endpoint, variant)
+        while len(self._recent) > self._recent_limit:
+            self._recent.popitem(last=False)
+
+    def _observe(self, endpoint: str, variant: str, role: str, rows: int, seconds: float, *, error: bool = False) -> None:
+        with self._stats_lock:
+            stats = self._stats.setdefault((endpoint, f"{variant}:shadow" if role == "shadow" else variant),
+                                           VariantStats())
+            stats.requests += 1
+            stats.rows += rows
+            stats.errors += int(error)
+            stats.latencies_ms.append(seconds * 1000.0)
+        if self.metrics is not None:
+            self.metrics.observe(endpoint, variant, role, rows, seconds, error)
+
+    def _log(self, live: Live, variant: str, role: str, model: ServedModel, rows: Sequence[Mapping[str, Any]],
+             ids: Sequence[str], probabilities: np.ndarray, seconds: float, key: str | None) -> None:
+        if self.request_log is None:
+            return
+        at = datetime.now(UTC)
+        for prediction_id, row, p in zip(ids, rows, probabilities, strict=True):
+            self.request_log.append("predictions", {
+                "prediction_id": prediction_id, "at": at, "endpoint": live.endpoint, "variant": variant,
+                "model": model.name, "version": model.version, "role": role, "request_key": key,
+                "features": json.dumps(row, default=str), "probability": float(p), "latency_ms": seconds * 1000.0})
+
+    def stats(self, endpoint: str) -> dict[str, Any]:
+        """Requests, errors and latency percentiles per variant since the endpoint's last deployment."""
+        live = self.live.get(endpoint)
+        if live is None:
+            raise UnknownEndpoint(self._unknown(endpoint))
+        with self._stats_lock:
+            variants = {variant: stats.summary() for (name, variant), stats in self._stats.items() if name == endpoint}
+        return {"endpoint": endpoint, "policy": live.policy.to_dict(), "variants": variants,
+                "deployed_at": live.record.get("deployed_at"),
+                "arms": live.policy.arms() if live.policy.kind == "bandit" else None}
+
+    def close(self) -> None:
+        self._shadows.shutdown(wait=True)
+        if self.request_log is not None:
+            self.request_log.close()
+
+
+def _describe(record: Mapping[str, Any]) -> str:
+    variants = ", ".join(f"{v}={s['name']} v{s['version']}" for v, s in record["variants"].items())
+    return f"{record['policy'].get('kind')} over {variants}"

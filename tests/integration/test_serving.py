@@ -1,0 +1,326 @@
+"""The model server for real: `airflow-mlops serve` as its own process on loopback, models from a real
+MLflow registry, real flights through HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+NAME = "flights_served"
+TOKEN = "s3cret-admin-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def registry(trained_models: dict, tmp_path_factory) -> dict:
+    """Version 1: the weak model (hidden 4); version 2: the challenger (hidden 32)."""
+    from mlflow import MlflowClient
+
+    from airflow_mlops.training.spec import manifest_path
+
+    client = MlflowClient(trained_models["tracking"])
+    experiment = client.create_experiment(NAME, artifact_location=str(tmp_path_factory.mktemp("served") / "artifacts"))
+    client.create_registered_model(NAME)
+    for folder in (trained_models["champion"], trained_models["challenger"]):
+        run = client.create_run(experiment)
+        client.log_artifacts(run.info.run_id, str(folder), "model")
+        client.create_model_version(NAME, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias(NAME, "champion", "1")
+    manifest = json.loads(manifest_path(trained_models["training_set"]).read_text())
+    test = pd.read_parquet(manifest_path(manifest["splits"]["test"]["uri"], trained_models["training_set"]))
+    return {"tracking": trained_models["tracking"], "test": test, "champion": trained_models["champion"],
+            "challenger": trained_models["challenger"]}
+
+
+class Server:
+    def __init__(self, state_dir: Path, tracking: str, token: str | None = TOKEN) -> None:
+        self.state_dir, self.tracking, self.token = state_dir, tracking, token
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Server:
+        env = {**os.environ, "MLOPS_SERVER_TOKEN": self.token or ""}
+        log = (self.state_dir.parent / f"server-{self.port}.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("airflow-mlops")), "serve", "--port", str(self.port),
+             "--state-dir", str(self.state_dir), "--tracking-uri", self.tracking],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"server exited: {(self.state_dir.parent / f'server-{self.port}.log').read_text()}"
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("the server did not become ready in 90 s")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def server(registry: dict, tmp_path_factory) -> Iterator[Server]:
+    running = Server(tmp_path_factory.mktemp("server") / "state", registry["tracking"]).start()
+    yield running
+    running.stop()
+
+
+def rows(registry: dict, n: int, start: int = 0) -> list[dict]:
+    from airflow_mlops.serving.models import json_rows
+
+    return json_rows(registry["test"].iloc[start:start + n])
+
+
+def deploy(server: Server, endpoint: str, variants: dict, policy: dict | None = None) -> httpx.Response:
+    return httpx.put(f"{server.url}/v1/admin/deployments/{endpoint}", headers=ADMIN, timeout=60,
+                     json={"variants": variants, "policy": policy or {"kind": "single"}, "who": "test", "why": "test"})
+
+
+V1, V2 = {"name": NAME, "version": "1"}, {"name": NAME, "version": "2"}
+
+
+def predict(server: Server, endpoint: str, body: dict) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/models/{endpoint}/predict", json=body, timeout=30)
+
+
+def test_admin_routes_refuse_requests_without_the_token(server: Server) -> None:
+    assert httpx.get(f"{server.url}/v1/admin/deployments").status_code == 401
+    wrong = httpx.get(f"{server.url}/v1/admin/deployments", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and wrong.json()["detail"] == "the admin token is wrong"
+    refused = httpx.put(f"{server.url}/v1/admin/deployments/x", json={"variants": {"a": V1}})
+    assert refused.status_code == 401
+    assert TOKEN not in (server.state_dir.parent / f"server-{server.port}.log").read_text()
+
+
+def test_the_champion_alias_serves_real_flights_with_its_own_preprocessing_and_logs_them(
+        server: Server, registry: dict) -> None:
+    from airflow_mlops.evaluation.scoring import Scorer
+    from airflow_mlops.serving.requestlog import read_log
+
+    deployed = deploy(server, "delay", {"main": {"name": NAME, "alias": "champion"}})
+    assert deployed.status_code == 200, deployed.text
+    assert deployed.json()["variants"]["main"] == {"name": NAME, "version": "1", "alias": "champion"}
+    batch = rows(registry, 50)
+    answer = predict(server, "delay", {"rows": batch}).json()
+    expected = Scorer(registry["champion"])(registry["test"].iloc[:50])
+    assert [p["probability"] for p in answer["predictions"]] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert answer["version"] == "1" and len({p["prediction_id"] for p in answer["predictions"]}) == 50
+    single = predict(server, "delay", {"rows": batch[:1]}).json()
+    assert single["predictions"][0]["probability"] == pytest.approx(float(expected[0]), abs=1e-6)
+
+    ids = {p["prediction_id"] for p in answer["predictions"]}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # the writer flushes every 2 s, off the request path
+        logged = read_log(server.state_dir / "requests")
+        if ids <= set(logged["prediction_id"]):
+            break
+        time.sleep(0.2)
+    logged = logged.set_index("prediction_id").loc[[p["prediction_id"] for p in answer["predictions"]]]
+    assert logged["probability"].tolist() == pytest.approx(expected.tolist(), abs=1e-6)
+    assert set(logged["version"]) == {"1"} and set(logged["role"]) == {"primary"}
+    assert json.loads(logged["features"].iloc[0])["carrier"] == registry["test"]["carrier"].iloc[0]
+
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'mlops_predictions_total{endpoint="delay",role="primary",variant="main"}' in metrics
+    assert "mlops_request_latency_seconds_bucket" in metrics
+
+
+def test_malformed_rows_get_422_with_the_field_and_an_unknown_model_404(server: Server, registry: dict) -> None:
+    deploy(server, "delay", {"main": V1})
+    good = rows(registry, 2)
+    missing = [good[0], {k: v for k, v in good[1].items() if k != "distance"}]
+    answer = predict(server, "delay", {"rows": missing})
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == [{"loc": ["body", "rows", 1, "distance"], "msg": "field required", "input": None}]
+    wrong_type = predict(server, "delay", {"rows": [{**good[0], "carrier": 7}]}).json()["detail"][0]
+    assert wrong_type["loc"] == ["body", "rows", 0, "carrier"] and wrong_type["msg"] == "must be a string or null"
+    text = predict(server, "delay", {"rows": [{**good[0], "temp": "warm"}]}).json()["detail"][0]
+    assert text == {"loc": ["body", "rows", 0, "temp"], "msg": "must be a finite number or null", "input": "warm"}
+    assert predict(server, "delay", {"rows": []}).status_code == 422
+    assert predict(server, "delay", {"rows": ["not an object"]}).status_code == 422
+    unknown = predict(server, "nonesuch", {"rows": good})
+    assert unknown.status_code == 404 and "no model is deployed under 'nonesuch'" in unknown.json()["detail"]
+    bad_policy = deploy(server, "delay", {"main": V1, "new": V2}, {"kind": "canary", "primary": "main",
+                                                                     "candidate": "new", "weight": 1.5})
+    assert bad_policy.status_code == 422 and "canary weight must be within [0, 1], got 1.5" in bad_policy.json()["detail"]
+    no_version = deploy(server, "delay", {"main": {"name": NAME, "version": "99"}})
+    assert no_version.status_code == 422 and "cannot load flights_served version 99" in no_version.json()["detail"]
+    assert predict(server, "delay", {"rows": good}).json()["version"] == "1"  # the old routing still serves
+
+
+def test_canary_share_is_within_tolerance_and_ab_is_sticky(server: Server, registry: dict) -> None:
+    deploy(server, "delay", {"main": V1, "new": V2}, {"kind": "canary", "primary": "main", "candidate": "new",
+                                                       "weight": 0.2})
+    batch = rows(registry, 1)
+    n = 400
+    variants = Counter(predict(server, "delay", {"rows": batch}).json()["variant"] for _ in range(n))
+    share = variants["new"] / n
+    assert abs(share - 0.2) < 4 * (0.2 * 0.8 / n) ** 0.5, variants  # 4 standard deviations
+    stats = httpx.get(f"{server.url}/v1/admin/deployments/delay/stats", headers=ADMIN).json()
+    assert stats["variants"]["new"]["requests"] == variants["new"] and stats["variants"]["main"]["errors"] == 0
+
+    deploy(server, "delay", {"a": V1, "b": V2}, {"kind": "ab", "weights": {"a": 1, "b": 1}})
+    seen = {}
+    for user in range(40):
+        answers = {predict(server, "delay", {"rows": batch, "key": f"user-{user}"}).json()["variant"] for _ in range(3)}
+        assert len(answers) == 1, f"user-{user} saw {answers}"
+        seen[user] = answers.pop()
+    assert set(seen.values()) == {"a", "b"}
+
+
+def test_shadow_returns_the_primary_answer_and_logs_both(server: Server, registry: dict) -> None:
+    from airflow_mlops.evaluation.scoring import Scorer
+    from airflow_mlops.serving.requestlog import read_log
+
+    deploy(server, "shadowed", {"main": V1, "candidate": V2}, {"kind": "shadow", "primary": "main",
+                                                               "shadow": "candidate"})
+    answer = predict(server, "shadowed", {"rows": rows(registry, 5)}).json()
+    frame = registry["test"].iloc[:5]
+    assert answer["variant"] == "main"
+    assert [p["probability"] for p in answer["predictions"]] == pytest.approx(
+        Scorer(registry["champion"])(frame).tolist(), abs=1e-6)
+    ids = [p["prediction_id"] for p in answer["predictions"]]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        logged = read_log(server.state_dir / "requests")
+        logged = logged[logged["prediction_id"].isin(ids)]
+        if len(logged) == 10:
+            break
+        time.sleep(0.2)
+    shadow = logged[logged["role"] == "shadow"].set_index("prediction_id").loc[ids]
+    assert shadow["version"].unique().tolist() == ["2"]
+    assert shadow["probability"].tolist() == pytest.approx(Scorer(registry["challenger"])(frame).tolist(), abs=1e-6)
+
+
+def test_the_bandit_shifts_traffic_to_the_better_arm(server: Server, registry: dict) -> None:
+    import random
+
+    deploy(server, "bandit", {"a": V1, "b": V2}, {"kind": "bandit"})
+    batch = rows(registry, 1)
+    success = {"a": 0.2, "b": 0.8}  # a simulated world where b's predictions are more useful
+    world = random.Random(7)
+    chosen = []
+    for _ in range(200):
+        answer = predict(server, "bandit", {"rows": batch}).json()
+        chosen.append(answer["variant"])
+        reward = float(world.random() < success[answer["variant"]])
+        feedback = httpx.post(f"{server.url}/v1/feedback",
+                              json={"prediction_id": answer["predictions"][0]["prediction_id"], "reward": reward})
+        assert feedback.status_code == 200, feedback.text
+    assert chosen[-100:].count("b") > 75, Counter(chosen[-100:])
+    arms = httpx.get(f"{server.url}/v1/admin/deployments/bandit/stats", headers=ADMIN).json()["arms"]
+    assert arms["b"]["mean"] > arms["a"]["mean"]
+    assert httpx.post(f"{server.url}/v1/feedback", json={"prediction_id": "nope", "reward": 1}).status_code == 404
+
+
+def test_composite_routines_chain_and_ensemble(server: Server, registry: dict) -> None:
+    deploy(server, "ensemble", {"a": V1, "b": V2}, {"kind": "ensemble", "weights": {"a": 1, "b": 3}})
+    answer = predict(server, "ensemble", {"rows": rows(registry, 3)}).json()
+    for i, prediction in enumerate(answer["predictions"]):
+        assert prediction["probability"] == pytest.approx(0.25 * answer["steps"]["a"][i] + 0.75 * answer["steps"]["b"][i])
+    deploy(server, "chain", {"first": V1, "second": V2}, {"kind": "chain"})
+    chained = predict(server, "chain", {"rows": rows(registry, 3)}).json()
+    assert [p["probability"] for p in chained["predictions"]] == pytest.approx(chained["steps"]["second"])
+    assert chained["variant"] == "chain" and chained["version"] == "2"
+
+
+def test_explanations_add_up_to_the_change_in_the_logit(server: Server, registry: dict) -> None:
+    deploy(server, "delay", {"main": V2})
+    row = rows(registry, 1)[0]
+    answer = httpx.post(f"{server.url}/v1/models/delay/explain", json={"row": row, "steps": 64}, timeout=30).json()
+    attributions = answer["attributions"]
+    assert set(attributions) >= {"carrier", "origin", "dest", "distance", "temp"}
+    assert sum(attributions.values()) == pytest.approx(answer["logit"] - answer["baseline_logit"], abs=0.02)
+    predicted = predict(server, "delay", {"rows": [row]}).json()["predictions"][0]["probability"]
+    assert answer["probability"] == pytest.approx(predicted, abs=1e-5)
+    bad = httpx.post(f"{server.url}/v1/models/delay/explain", json={"row": {"carrier": "UA"}})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["msg"] == "field required"
+
+
+def test_a_model_swap_under_concurrent_load_fails_no_request_and_rollback_restores(
+        server: Server, registry: dict) -> None:
+    deploy(server, "swap", {"main": V1})
+    batch = rows(registry, 20)
+    failures, versions = [], Counter()
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                response = client.post(f"{server.url}/v1/models/swap/predict", json={"rows": batch})
+                if response.status_code != 200:
+                    failures.append(response.text)
+                else:
+                    versions[response.json()["version"]] += 1
+
+    workers = [threading.Thread(target=load) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    try:
+        for version in (V2, V1, V2):
+            assert deploy(server, "swap", {"main": version}).status_code == 200
+            time.sleep(0.3)  # let traffic run on this version for a moment
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert failures == [] and set(versions) == {"1", "2"} and sum(versions.values()) > 20
+    rolled = httpx.post(f"{server.url}/v1/admin/deployments/swap/rollback", headers=ADMIN,
+                        json={"who": "ops", "why": "drill"})
+    assert rolled.status_code == 200 and rolled.json()["variants"]["main"]["version"] == "1"
+    assert predict(server, "swap", {"rows": batch[:1]}).json()["version"] == "1"
+
+
+def test_a_killed_server_restarts_with_its_deployments_intact(registry: dict, tmp_path: Path) -> None:
+    first = Server(tmp_path / "state", registry["tracking"]).start()
+    try:
+        deploy(first, "delay", {"main": V1, "new": V2}, {"kind": "canary", "primary": "main", "candidate": "new",
+                                                          "weight": 0.5})
+        deploy(first, "other", {"only": V2})
+    finally:
+        first.kill()
+    second = Server(tmp_path / "state", registry["tracking"])
+    second.port, second.url = first.port, first.url
+    second.start()
+    try:
+        listed = httpx.get(f"{second.url}/v1/admin/deployments", headers=ADMIN).json()
+        assert listed["delay"]["policy"] == {"kind": "canary", "primary": "main", "candidate": "new", "weight": 0.5}
+        assert listed["delay"]["history"] == 0 and listed["other"]["variants"]["only"]["version"] == "2"
+        assert predict(second, "other", {"rows": rows(registry, 1)}).json()["version"] == "2"
+        assert httpx.get(f"{second.url}/readyz").json() == {"ready": True, "endpoints": ["delay", "other"]}
+    finally:
+        second.stop()
+
+
+def test_without_a_token_the_admin_api_is_disabled(registry: dict, tmp_path: Path) -> None:
+    server = Server(tmp_path / "state", registry["tracking"], token=None).start()
+    try:
+        refused = httpx.get(f"{server.url}/v1/admin/deployments", headers=ADMIN)
+        assert refused.status_code == 403 and "started without a token" in refused.json()["detail"]
+    finally:
+        server.stop()

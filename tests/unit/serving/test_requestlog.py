@@ -1,0 +1,48 @@
+"""The request log writes whole Parquet files off the caller's thread and loses nothing silently."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from airflow_mlops.serving.requestlog import RequestLog, read_log
+
+
+def record(i: int) -> dict:
+    return {"prediction_id": f"p{i}", "at": datetime.now(UTC), "endpoint": "e", "variant": "v", "model": "m",
+            "version": "1", "role": "primary", "request_key": None, "features": "{}", "probability": i / 10,
+            "latency_ms": 1.0}
+
+
+def test_records_are_flushed_by_count_and_on_close(tmp_path: Path) -> None:
+    log = RequestLog(tmp_path, flush_rows=3, flush_seconds=3600)
+    for i in range(7):
+        log.append("predictions", record(i))
+    log.append("feedback", {"prediction_id": "p1", "at": datetime.now(UTC), "endpoint": "e", "variant": "v",
+                            "reward": 1.0})
+    log.close()
+    predictions = read_log(tmp_path)
+    assert sorted(predictions["prediction_id"]) == [f"p{i}" for i in range(7)] and log.written == 8
+    assert read_log(tmp_path, "feedback")["reward"].tolist() == [1.0]
+    assert not list(tmp_path.rglob(".*.tmp")), "no temporary file is left behind"
+
+
+def test_an_empty_log_reads_as_an_empty_frame(tmp_path: Path) -> None:
+    frame = read_log(tmp_path / "nothing")
+    assert frame.empty and "prediction_id" in frame.columns
+
+
+def test_a_full_queue_or_a_failed_write_is_counted_not_hidden(tmp_path: Path) -> None:
+    log = RequestLog(tmp_path, flush_rows=10_000, flush_seconds=3600, max_queued=1)
+    log.queue.put(("predictions", record(0)))  # occupy the only slot before the writer can drain it
+    for i in range(1, 50):
+        log.append("predictions", record(i))
+    log.close()
+    assert log.dropped + log.written == 50 and log.dropped > 0
+
+    blocked = tmp_path / "blocked"
+    log = RequestLog(blocked, flush_rows=1, flush_seconds=3600)
+    (blocked / "predictions").write_text("a file where the folder should be")
+    log.append("predictions", record(1))
+    log.close()
+    assert log.dropped == 1 and log.written == 0
