@@ -41,6 +41,8 @@ bench: home
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/evaluate.py
+	$(BIN)/python benchmarks/serve.py
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml and requirements/pins.txt
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra postgres -c requirements/pins.txt \

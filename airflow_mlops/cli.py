@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
@@ -89,7 +93,14 @@ def init_home(home: Path, data_dir: Path, dags_folder: Path) -> None:
             "--conn-host",
             str(source_db),
         )
-    print(f"AIRFLOW_HOME={home} ready: metadata DB migrated, connection flights_source -> {source_db}")
+    existing = _airflow(home, "connections", "get", "mlops_model_server", "-o", "json", check=False)
+    if existing.returncode != 0:  # a fresh admin token for this home's model server; kept on later runs
+        import secrets
+
+        _airflow(home, "connections", "add", "mlops_model_server", "--conn-type", "mlops_model_server",
+                 "--conn-host", "127.0.0.1", "--conn-port", "8765", "--conn-password", secrets.token_urlsafe(24))
+    print(f"AIRFLOW_HOME={home} ready: metadata DB migrated, connection flights_source -> {source_db}, "
+          "connection mlops_model_server -> 127.0.0.1:8765")
 
 
 def seed(url: str, months: list[int] | None) -> None:
@@ -165,15 +176,109 @@ def demo(home: Path) -> None:
     step("build features, apply the Feast repository, materialize, build the training set (flights_features)",
          "flights_features", "2013-03-01", {"manifest_uri": dataset.as_uri()})
     (training_set,) = Path(lake.removeprefix("file://"), "training_sets", "flight_delay_v1").glob("*/manifest.json")
-    step("train the model with 2 DDP processes, tracked in MLflow (flights_training)",
-         "flights_training", "2013-03-01", {"manifest_uri": training_set.as_uri()})
+    with model_server(home, logs / "model-server.log") as server:
+        step("train with 2 DDP processes, evaluate, gate, register, approve, deploy to the model server "
+             "(flights_training)", "flights_training", "2013-03-01", {"manifest_uri": training_set.as_uri()})
+        print("==> send the held-out flights through the model server", flush=True)
+        replay = replay_flights(server, training_set)
 
     print(f"\nDone in {time.monotonic() - started:.0f}s.")
     print_lake(Path(lake.removeprefix("file://")))
     print_models(Path(lake.removeprefix("file://")), settings.mlflow_tracking_uri())
+    print_serving(replay)
     venv_bin = Path(sys.executable).parent
     print(f"Task logs: {logs}")
     print(f"Open the UI with: PATH={venv_bin}:$PATH AIRFLOW_HOME={home} airflow standalone")
+
+
+@contextlib.contextmanager
+def model_server(home: Path, log: Path) -> Iterator[dict[str, Any]]:
+    """``airflow-mlops serve`` in the background, at the address and with the token of this home's
+    ``mlops_model_server`` connection; stopped on exit."""
+    import httpx
+
+    from airflow_mlops import settings
+
+    conn = json.loads(_airflow(home, "connections", "get", "mlops_model_server", "-o", "json").stdout)[0]
+    url = f"http://{conn['host']}:{conn['port']}"
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "MLOPS_SERVER_TOKEN": conn["password"]}
+    with log.open("w") as out:
+        process = subprocess.Popen([str(Path(sys.executable).with_name("airflow-mlops")), "serve", "--host", conn["host"],
+                                    "--port", str(conn["port"])], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"the model server exited (port {conn['port']} in use?); its log: {log}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the model server did not become ready in 120 s; its log: {log}")
+            time.sleep(0.5)
+        yield {"url": url, "token": conn["password"], "state_dir": Path(settings.serving_dir()), "log": log}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def replay_flights(server: dict[str, Any], training_set: Path, endpoint: str = "flight_delay",
+                   singles: int = 500, batch: int = 1000) -> dict[str, Any]:
+    """Real held-out flights through the server: one at a time (online latency) and one batch."""
+    import httpx
+    import numpy as np
+    import pandas as pd
+
+    from airflow_mlops.serving.models import json_rows
+    from airflow_mlops.serving.requestlog import read_log
+    from airflow_mlops.training.spec import manifest_path
+
+    manifest = json.loads(training_set.read_text())
+    flights = pd.read_parquet(manifest_path(manifest["splits"]["test"]["uri"], str(training_set)))
+    rows = json_rows(flights.head(singles + batch).drop(columns=["is_delayed"]))
+    latencies, ids = [], []
+    with httpx.Client(base_url=server["url"], timeout=30) as client:
+        for row in rows[:singles]:
+            started = time.perf_counter()
+            answer = client.post(f"/v1/models/{endpoint}/predict", json={"rows": [row]})
+            latencies.append((time.perf_counter() - started) * 1000)
+            answer.raise_for_status()
+            ids.append(answer.json()["predictions"][0]["prediction_id"])
+        started = time.perf_counter()
+        answer = client.post(f"/v1/models/{endpoint}/predict", json={"rows": rows[singles:]})
+        batch_ms = (time.perf_counter() - started) * 1000
+        answer.raise_for_status()
+        served = answer.json()
+        deployments = client.get("/v1/admin/deployments", headers={"Authorization": f"Bearer {server['token']}"}).json()
+    logged = read_log(server["state_dir"] / "requests")
+    deadline = time.monotonic() + 15  # the request log flushes every 2 s, off the request path
+    while not set(ids) <= set(logged["prediction_id"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        logged = read_log(server["state_dir"] / "requests")
+    return {"url": server["url"], "endpoint": endpoint, "deployment": deployments.get(endpoint),
+            "singles": singles, "p50": float(np.percentile(latencies, 50)), "p90": float(np.percentile(latencies, 90)),
+            "p99": float(np.percentile(latencies, 99)), "batch_rows": len(rows) - singles, "batch_ms": batch_ms,
+            "version": served["version"], "logged": int(logged["prediction_id"].isin(ids).sum()),
+            "request_log": server["state_dir"] / "requests" / "predictions", "server_log": server["log"]}
+
+
+def print_serving(replay: dict[str, Any]) -> None:
+    deployment = replay["deployment"] or {}
+    variants = ", ".join(f"{v}={s['name']} v{s['version']}" for v, s in deployment.get("variants", {}).items())
+    print(f"\nModel server {replay['url']}: endpoint {replay['endpoint']} serves {variants} "
+          f"({deployment.get('policy', {}).get('kind')}, deployed by {deployment.get('deployed_by')})")
+    print(f"  {replay['singles']} held-out flights one request each: latency p50 {replay['p50']:.1f} ms, "
+          f"p90 {replay['p90']:.1f} ms, p99 {replay['p99']:.1f} ms")
+    print(f"  one batch of {replay['batch_rows']} flights: {replay['batch_ms']:.0f} ms")
+    print(f"  request log: {replay['request_log']} ({replay['logged']} of the {replay['singles']} single "
+          f"predictions written so far, each with its prediction_id)")
+    print(f"  server log: {replay['server_log']}")
 
 
 def print_models(lake: Path, tracking_uri: str) -> None:

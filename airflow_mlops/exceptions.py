@@ -57,3 +57,7 @@ class FeatureStoreError(MLOpsError):
 
 class TrainingError(MLOpsError):
     """The training processes failed; the message ends with their last output lines."""
+
+
+class ModelServerError(MLOpsError):
+    """The model server refused a request or could not be reached (status and detail in the message)."""

@@ -10,9 +10,11 @@ from airflow.sdk import DAG, Asset, task
 
 from airflow_mlops import settings
 from airflow_mlops.events import conf_or_latest_event, latest_event_value
+from airflow_mlops.operators.deploy import DeployModelOperator
 from airflow_mlops.operators.evaluate import EvaluateModelOperator, EvaluationGateOperator
 from airflow_mlops.operators.registry import ModelApprovalSensor, PromoteModelOperator, RegisterModelOperator
 from airflow_mlops.operators.train import LightningTrainOperator
+from airflow_mlops.sensors.canary import CanaryAnalysisSensor
 
 LAKE = settings.lake_uri()
 DATA = LAKE.removeprefix("file://")
@@ -61,6 +63,14 @@ tags, a signature and a model card (alias `challenger`). `approve` waits in the 
 `[mlops] auto_approve` (the demo's home) the policy approves at once. `promote` moves the
 `champion` alias and archives the previous champion. Runs of this DAG never overlap
 (`max_active_runs=1`), so neither do promotions.
+
+Progressive rollout on the model server (connection `mlops_model_server`, started with
+`airflow-mlops serve`): `canary` sends 10 % of the `flight_delay` endpoint's traffic to the new
+version while the current model keeps the rest (the very first model is deployed alone).
+`canary_analysis` waits in the triggerer for 200 requests to the candidate and compares its
+error rate and p99 latency with the primary's; if the candidate is worse, the endpoint is rolled
+back, the version is recorded as rejected, and `promote` and `rollout` are skipped. Otherwise
+`promote` makes it the registry's champion and `rollout` gives it all the traffic.
 """,
 ):
 
@@ -120,10 +130,35 @@ tags, a signature and a model card (alias `challenger`). `approve` waits in the 
         auto_approve=settings.auto_approve(),
         timeout=7 * 24 * 3600,
     )
+    canary = DeployModelOperator(
+        task_id="canary",
+        endpoint=MODEL,
+        model_name=MODEL,
+        version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
+        canary_weight=0.1,
+        reason="canary of the approved challenger",
+    )
+    canary_analysis = CanaryAnalysisSensor(
+        task_id="canary_analysis",
+        endpoint=MODEL,
+        criteria={"min_requests": 200, "max_error_rate_increase": 0.01, "max_latency_ratio": 1.5},
+        model_name=MODEL,
+        version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
+        tracking_uri=TRACKING,
+        timeout=6 * 3600,
+        poke_interval=15,
+    )
     promote = PromoteModelOperator(
         task_id="promote",
         name=MODEL,
         version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
         tracking_uri=TRACKING,
     )
-    train >> evaluate >> gate >> register >> approve >> promote
+    rollout = DeployModelOperator(
+        task_id="rollout",
+        endpoint=MODEL,
+        model_name=MODEL,
+        version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
+        reason="the champion takes all the traffic",
+    )
+    train >> evaluate >> gate >> register >> approve >> canary >> canary_analysis >> promote >> rollout

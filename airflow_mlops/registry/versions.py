@@ -53,6 +53,20 @@ def log_pyfunc_model(tracking_uri: str, run_id: str, model_dir: Path, example: A
     return str(info.model_uri)
 
 
+def registered_version(model_uri: str, tracking_uri: str | None = None) -> tuple[str, str] | None:
+    """``(name, version)`` of ``models:/name/3`` or ``models:/name@alias`` (the alias resolved now);
+    None for any other URI."""
+    registered = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@([\w-]+))", model_uri)
+    if registered is None:
+        return None
+    from mlflow import MlflowClient
+
+    name, version, alias = registered.groups()
+    if version is None:
+        version = str(MlflowClient(tracking_uri, registry_uri=tracking_uri).get_model_version_by_alias(name, alias).version)
+    return name, version
+
+
 def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | None = None) -> Path:
     """The local folder holding ``model.pt`` and ``config.json`` for a model URI.
 
@@ -63,16 +77,13 @@ def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | No
     """
     import yaml
 
-    registered = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@([\w-]+))", model_uri)
-    if registered or model_uri.startswith(("models:/", "runs:/")):
+    if model_uri.startswith(("models:/", "runs:/")):
         import mlflow
 
-        location = model_uri
+        location, registered = model_uri, registered_version(model_uri, tracking_uri)
         if registered:  # resolved here: MLflow's models:/ download consults the global registry URI
             client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
-            name, version, alias = registered.groups()
-            version = version or str(client.get_model_version_by_alias(name, alias).version)
-            location = client.get_model_version_download_uri(name, version)
+            location = client.get_model_version_download_uri(*registered)
         folder = Path(mlflow.artifacts.download_artifacts(
             artifact_uri=location, dst_path=str(dst) if dst else None, tracking_uri=tracking_uri,
             registry_uri=tracking_uri))

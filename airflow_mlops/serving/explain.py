@@ -1,9 +1,9 @@
 """Feature attributions for one row: Captum's integrated gradients (no Airflow import).
 
-The reference network embeds its categorical features and feeds the embeddings with the
-standardised numeric features to an MLP. Integrated gradients run on that continuous input: the
-baseline is the training mean for every numeric feature (0 after standardisation) and the
-"unseen" embedding (index 0) for every categorical one, so an attribution says how much a
+The reference network standardises its numeric features, embeds its categorical ones and feeds
+both to an MLP. Integrated gradients run on the raw numeric features and the embeddings: the
+baseline is the training mean for every numeric feature (a missing value counts as the mean, as
+in the model) and the "unseen" embedding (index 0) for every categorical one, so an attribution says how much a
 feature's value moved the logit away from an average flight with unknown carrier and airports.
 A categorical feature's attribution is the sum over its embedding dimensions. The attributions
 add up to ``logit - baseline_logit`` up to the integration error, which is reported.
@@ -29,19 +29,21 @@ def explain_row(server: ModelServer, endpoint: str, row: Mapping[str, Any], step
     variant = live.policy.primary or next(iter(live.models))
     model = live.models[variant]
     network = model.scorer.model
-    if not hasattr(network, "embeddings") or not hasattr(network, "mlp"):
+    if not all(hasattr(network, part) for part in ("embeddings", "mlp", "standardise", "numeric_mean")):
         raise RowError(["path", "endpoint"], f"model {model.name} v{model.version} does not support explanations "
-                                             "(it needs embeddings and an mlp, like FlightDelayModel)")
+                                             "(it needs standardise, embeddings and an mlp, like FlightDelayModel)")
     numeric, categorical = model.scorer.inputs(model.frame([row]))
+    mean = network.numeric_mean.expand_as(numeric)
+    numeric = torch.where(torch.isnan(numeric), mean, numeric)
 
     def logit(numeric: torch.Tensor, *embedded: torch.Tensor) -> torch.Tensor:
-        return network.mlp(torch.cat([numeric, *embedded], dim=1)).squeeze(1)
+        return network.mlp(torch.cat([network.standardise(numeric), *embedded], dim=1)).squeeze(1)
 
     with torch.no_grad():
         embedded = tuple(e(categorical[:, i]) for i, e in enumerate(network.embeddings))
         unseen = tuple(e(torch.zeros_like(categorical[:, i])) for i, e in enumerate(network.embeddings))
     inputs = (numeric, *embedded)
-    baselines = (torch.zeros_like(numeric), *unseen)
+    baselines = (mean.clone(), *unseen)
     attributions, delta = IntegratedGradients(logit).attribute(
         inputs, baselines=baselines, n_steps=steps, return_convergence_delta=True)
     values = dict(zip(model.numeric, attributions[0][0].tolist(), strict=True))

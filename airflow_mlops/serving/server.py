@@ -169,9 +169,13 @@ class ModelServer:
 
     def _switch(self, endpoint: str, record: dict[str, Any], *, keep_history: bool) -> dict[str, Any]:
         with self._deploy_lock:
-            live = self._build(endpoint, record)  # fails before anything changes
             store = self._read_store()
             entry = store.get(endpoint, {"current": None, "history": []})
+            current = entry["current"]
+            if keep_history and current is not None and (current["variants"], current["policy"]) == \
+                    (record["variants"], record["policy"]):
+                return dict(current)  # already served as asked: a retried deployment changes nothing
+            live = self._build(endpoint, record)  # fails before anything changes
             if keep_history and entry["current"] is not None:
                 entry["history"] = [*entry["history"], entry["current"]][-HISTORY:]
             elif not keep_history:

@@ -20,11 +20,13 @@ from pathlib import Path
 from urllib.parse import unquote_plus
 
 import boto3
+import httpx
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import create_engine, text
 
 from airflow_mlops.data.flights import write_landing_file
+from tests.model_server import TOKEN, Server
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -67,6 +69,8 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
             "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
         },
     )
+    (data / "mlflow").mkdir(parents=True, exist_ok=True)
+    model_server = Server(data / "serving", f"sqlite:///{data / 'mlflow' / 'mlflow.db'}").start()
     api_port = free_port()
     env = {
         **os.environ,
@@ -86,6 +90,8 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
         "AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
         "AIRFLOW__MLOPS__INGEST_QUEUE_URL": queue_url,
         "AIRFLOW_CONN_FLIGHTS_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(source_db)}),
+        "AIRFLOW_CONN_MLOPS_MODEL_SERVER": json.dumps(
+            {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": model_server.port, "password": TOKEN}),
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
             {
                 "conn_type": "aws",
@@ -116,8 +122,10 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
             return {"flights_ingest", "flights_ingest_s3"} <= names and watchers >= 2
 
         wait_for("the ingest DAGs to be parsed, unpaused and watched", dags_registered, log=log)
-        yield {"engine": engine, "data": data, "s3": s3, "log": log, "home": home, "env": env}
+        yield {"engine": engine, "data": data, "s3": s3, "log": log, "home": home, "env": env,
+               "model_server": model_server}
     finally:
+        model_server.stop()
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
@@ -205,6 +213,11 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
 
     champion = mlflow.MlflowClient(tracking).get_model_version_by_alias("flight_delay", "champion")
     assert str(champion.version) == version and champion.tags["state_by"].startswith("PromoteModelOperator")
+    # The first model has no primary to be a canary beside: it was deployed alone, then rolled out.
+    server = stack["model_server"]
+    served = httpx.get(f"{server.url}/v1/admin/deployments", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert served["flight_delay"]["variants"]["main"] == {"name": "flight_delay", "version": version}
+    assert served["flight_delay"]["deployed_by"].startswith("DeployModelOperator (flights_training/")
 
     # Tuning on the same training set: four mapped trials, two at a time, under the LocalExecutor.
     subprocess.run(["airflow", "dags", "trigger", "flights_tuning"], env=stack["env"], check=True, capture_output=True)

@@ -4,10 +4,6 @@ MLflow registry, real flights through HTTP."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -19,10 +15,10 @@ import pandas as pd
 import pytest
 
 from tests.conftest import free_port
+from tests.model_server import TOKEN, Server
 
 pytestmark = pytest.mark.integration
 NAME = "flights_served"
-TOKEN = "s3cret-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -45,42 +41,6 @@ def registry(trained_models: dict, tmp_path_factory) -> dict:
     test = pd.read_parquet(manifest_path(manifest["splits"]["test"]["uri"], trained_models["training_set"]))
     return {"tracking": trained_models["tracking"], "test": test, "champion": trained_models["champion"],
             "challenger": trained_models["challenger"]}
-
-
-class Server:
-    def __init__(self, state_dir: Path, tracking: str, token: str | None = TOKEN) -> None:
-        self.state_dir, self.tracking, self.token = state_dir, tracking, token
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Server:
-        env = {**os.environ, "MLOPS_SERVER_TOKEN": self.token or ""}
-        log = (self.state_dir.parent / f"server-{self.port}.log").open("ab")
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("airflow-mlops")), "serve", "--port", str(self.port),
-             "--state-dir", str(self.state_dir), "--tracking-uri", self.tracking],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"server exited: {(self.state_dir.parent / f'server-{self.port}.log').read_text()}"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the server did not become ready in 90 s")
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -324,3 +284,116 @@ def test_without_a_token_the_admin_api_is_disabled(registry: dict, tmp_path: Pat
         assert refused.status_code == 403 and "started without a token" in refused.json()["detail"]
     finally:
         server.stop()
+
+
+@pytest.fixture
+def server_connection(server: Server, monkeypatch) -> str:
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_MODEL_SERVER", json.dumps(
+        {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": server.port, "password": TOKEN}))
+    return "mlops_model_server"
+
+
+def context() -> dict:
+    from types import SimpleNamespace
+
+    return {"dag_run": SimpleNamespace(dag_id="flights_training", run_id="manual__test")}
+
+
+def test_progressive_rollout_first_deploy_canary_healthy_verdict_and_full_rollout(
+        server: Server, registry: dict, server_connection: str) -> None:
+    from airflow_mlops.operators.deploy import DeployModelOperator
+    from airflow_mlops.sensors.canary import CanaryAnalysisSensor
+
+    first = DeployModelOperator(task_id="canary", endpoint="rollout", model_name=NAME, version="1",
+                                canary_weight=0.5).execute(context())  # type: ignore[arg-type]
+    assert first["mode"] == "first" and first["deployment"]["policy"] == {"kind": "single"}
+    assert CanaryAnalysisSensor(task_id="analysis", endpoint="rollout", deferrable=False).execute(context())[
+        "healthy"] is True  # type: ignore[arg-type]
+    canary = DeployModelOperator(task_id="canary", endpoint="rollout", model_name=NAME, version="2",
+                                 canary_weight=0.5).execute(context())  # type: ignore[arg-type]
+    assert canary["mode"] == "canary" and canary["deployment"]["variants"]["candidate"]["version"] == "2"
+    assert canary["deployment"]["deployed_by"] == "DeployModelOperator (flights_training/manual__test)"
+    batch = rows(registry, 5)
+    for _ in range(60):
+        predict(server, "rollout", {"rows": batch})
+    verdict = CanaryAnalysisSensor(task_id="analysis", endpoint="rollout", deferrable=False, poke_interval=0.2,
+                                   criteria={"min_requests": 10, "max_latency_ratio": 3.0, "latency_slack_ms": 50},
+                                   ).execute(context())  # type: ignore[arg-type]
+    assert verdict["healthy"] and any(r.startswith("pass error rate") for r in verdict["reasons"])
+    full = DeployModelOperator(task_id="rollout", endpoint="rollout", model_name=NAME, version="2").execute(context())  # type: ignore[arg-type]
+    assert full["mode"] == "replace" and full["deployment"]["variants"] == {"main": {"name": NAME, "version": "2"}}
+    again = DeployModelOperator(task_id="rollout", endpoint="rollout", model_name=NAME, version="2").execute(context())  # type: ignore[arg-type]
+    assert again["deployment"]["deployed_at"] == full["deployment"]["deployed_at"]  # a retry changes nothing
+
+
+def test_an_unhealthy_canary_is_rolled_back_rejected_and_skips_promotion(
+        server: Server, registry: dict, server_connection: str) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+    from mlflow import MlflowClient
+
+    from airflow_mlops.operators.deploy import DeployModelOperator
+    from airflow_mlops.sensors.canary import CanaryAnalysisSensor
+
+    DeployModelOperator(task_id="d", endpoint="strict", model_name=NAME, version="1").execute(context())  # type: ignore[arg-type]
+    DeployModelOperator(task_id="d", endpoint="strict", model_name=NAME, version="2",
+                        canary_weight=0.5).execute(context())  # type: ignore[arg-type]
+    for _ in range(40):
+        predict(server, "strict", {"rows": rows(registry, 5)})
+    sensor = CanaryAnalysisSensor(task_id="analysis", endpoint="strict", deferrable=False, poke_interval=0.2,
+                                  model_name=NAME, version="2", tracking_uri=registry["tracking"],
+                                  criteria={"min_requests": 5, "max_latency_ratio": 0.001, "latency_slack_ms": 0})
+    with pytest.raises(AirflowSkipException, match=r"canary on strict failed, rolled back: .*FAIL p99 latency"):
+        sensor.execute(context())  # type: ignore[arg-type]
+    assert httpx.get(f"{server.url}/v1/admin/deployments", headers=ADMIN).json()["strict"]["policy"] == {"kind": "single"}
+    tags = MlflowClient(registry["tracking"]).get_model_version(NAME, "2").tags
+    assert tags["state"] == "rejected" and "canary failed" in tags["state_reason"]
+
+    waiting = CanaryAnalysisSensor(task_id="analysis", endpoint="strict", deferrable=False, poke_interval=0.1,
+                                   timeout=0.5, criteria={"min_requests": 10_000})
+    DeployModelOperator(task_id="d", endpoint="strict", model_name=NAME, version="2",
+                        canary_weight=0.5).execute(context())  # type: ignore[arg-type]
+    with pytest.raises(AirflowSkipException, match=r"too little traffic in 0 s: candidate served 0 of the 10000"):
+        waiting.execute(context())  # type: ignore[arg-type]
+
+
+def test_the_canary_trigger_reads_the_token_from_the_connection_and_yields_the_verdict(
+        server: Server, registry: dict, server_connection: str) -> None:
+    import asyncio
+
+    from airflow_mlops.operators.deploy import DeployModelOperator
+    from airflow_mlops.triggers.canary import CanaryAnalysisTrigger
+
+    DeployModelOperator(task_id="d", endpoint="triggered", model_name=NAME, version="1").execute(context())  # type: ignore[arg-type]
+    DeployModelOperator(task_id="d", endpoint="triggered", model_name=NAME, version="2",
+                        canary_weight=0.9).execute(context())  # type: ignore[arg-type]
+    trigger = CanaryAnalysisTrigger(conn_id=server_connection, endpoint="triggered", criteria={"min_requests": 3},
+                                    deadline=time.time() + 60, poll_interval=0.1)
+    assert TOKEN not in json.dumps(trigger.serialize())
+
+    async def first_event() -> dict:
+        async def traffic() -> None:
+            async with httpx.AsyncClient() as client:
+                for _ in range(30):
+                    await client.post(f"{server.url}/v1/models/triggered/predict", json={"rows": rows(registry, 1)})
+        sender = asyncio.create_task(traffic())
+        event = await anext(trigger.run())
+        await sender
+        return event.payload
+
+    event = asyncio.run(first_event())
+    assert event["done"] and event["stats"]["variants"]["candidate"]["requests"] >= 3
+
+
+def test_the_hook_names_the_server_error_without_the_token(server: Server, monkeypatch) -> None:
+    from airflow_mlops.exceptions import ModelServerError
+    from airflow_mlops.hooks.model_server import ModelServerHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_WRONG_TOKEN", json.dumps(
+        {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": server.port, "password": "guess"}))
+    with pytest.raises(ModelServerError, match="HTTP 403: the admin token is wrong") as raised:
+        ModelServerHook("wrong_token").deployments()
+    assert "guess" not in str(raised.value)
+    monkeypatch.setenv("AIRFLOW_CONN_NO_SERVER", json.dumps(
+        {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": free_port()}))
+    with pytest.raises(ModelServerError, match=r"model server http://127.0.0.1:\d+ \(no_server\): ConnectError"):
+        ModelServerHook("no_server").deployments()

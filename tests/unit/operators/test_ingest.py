@@ -104,8 +104,11 @@ def test_a_missing_landing_file_is_a_clear_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv(
         "AIRFLOW_CONN_RETRY_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "s.db")})
     )
-    with pytest.raises(LandingFileError, match=r"landing file file:///.*/nope\.parquet: does not exist"):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match=r"landing file file:///.*/nope\.parquet: does not exist") as raised:
         run_loader((tmp_path / "nope.parquet").as_uri(), "retry_source")
+    assert isinstance(raised.value.__cause__, LandingFileError)  # failed without retry: the file will not appear
 
 
 def test_events_naming_no_file_skip_the_run_and_no_source_at_all_is_an_error() -> None:
@@ -121,5 +124,7 @@ def test_events_naming_no_file_skip_the_run_and_no_source_at_all_is_an_error() -
     with pytest.raises(AirflowSkipException, match="name no new file"):
         op.execute({"dag_run": SimpleNamespace(conf={}),  # type: ignore[arg-type]
                     "triggering_asset_events": {"flights_landing_s3": [test_event]}})
-    with pytest.raises(LandingFileError, match="no landing file to load"):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="no landing file to load"):
         op.execute({"dag_run": SimpleNamespace(conf={}), "triggering_asset_events": {}})  # type: ignore[arg-type]

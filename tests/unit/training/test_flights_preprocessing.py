@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from airflow_mlops.evaluation.scoring import read_rows
-from airflow_mlops.training.flights import CATEGORICAL, NUMERIC, fit_preprocessing, transform
+from airflow_mlops.training.flights import (
+    CATEGORICAL,
+    NUMERIC,
+    FlightDelayModel,
+    fit_preprocessing,
+    transform,
+)
 
 
 def rows(carriers: list[str | None], origins: list[str], dests: list[str]) -> pd.DataFrame:
@@ -34,17 +40,39 @@ def test_statistics_come_from_the_training_rows(training: pd.DataFrame) -> None:
     assert stats["numeric"]["distance"] == {"mean": 1.5, "std": pytest.approx(np.std([0, 1, 2, 3], ddof=1))}
 
 
-def test_transform_standardises_and_maps_unseen_and_missing_to_zero(training: pd.DataFrame) -> None:
+def test_transform_maps_unseen_and_missing_categories_to_zero_and_the_model_standardises(
+        training: pd.DataFrame) -> None:
     stats = fit_preprocessing(training)
     scoring = rows(["UA", None, "ZZ"], ["JFK", "EWR", "EWR"], ["ATL", "XXX", "ORD"])
     scoring.loc[1, "distance"] = np.nan
     numeric, categorical = transform(scoring, stats)
     assert numeric.dtype == torch.float32 and categorical.dtype == torch.int64
     distance = NUMERIC.index("distance")
-    expected = (np.array([0.0, 1.0, 2.0]) - 1.5) / stats["numeric"]["distance"]["std"]
-    assert numeric[0, distance].item() == pytest.approx(expected[0], rel=1e-6)
-    assert numeric[1, distance].item() == 0.0  # missing -> the training mean
+    assert numeric[0, distance].item() == 0.0 and torch.isnan(numeric[1, distance])  # raw values, NaN kept
+    assert numeric[:, NUMERIC.index("sched_dep_time")].tolist() == [500.0, 501.0, 502.0]
     assert categorical.tolist() == [[3, 2, 1], [0, 1, 0], [0, 1, 3]]  # vocabulary index + 1; 0 = unseen/missing
+
+    model = FlightDelayModel(**module_inputs(stats))
+    standardised = model.standardise(numeric)
+    std = stats["numeric"]["distance"]["std"]
+    assert standardised[:, distance].tolist() == pytest.approx([(0 - 1.5) / std, 0.0, (2 - 1.5) / std], rel=1e-6)
+    assert not torch.isnan(standardised).any()  # missing -> the training mean
+
+
+def module_inputs(stats: dict) -> dict:
+    numeric = stats["numeric"]
+    return {"num_numeric": len(NUMERIC), "cardinalities": [len(v) + 1 for v in stats["categorical"].values()],
+            "numeric_mean": [numeric[c]["mean"] for c in NUMERIC], "numeric_std": [numeric[c]["std"] for c in NUMERIC]}
+
+
+def test_the_model_refuses_statistics_that_do_not_fit(training: pd.DataFrame) -> None:
+    from airflow_mlops.training.spec import SpecError
+
+    inputs = module_inputs(fit_preprocessing(training))
+    with pytest.raises(SpecError, match=r"numeric_mean and numeric_std need 26 values each \(std > 0\), got 25 and 26"):
+        FlightDelayModel(**{**inputs, "numeric_mean": inputs["numeric_mean"][1:]})
+    with pytest.raises(SpecError, match="std > 0"):
+        FlightDelayModel(**{**inputs, "numeric_std": [0.0] * len(NUMERIC)})
 
 
 def test_rows_read_as_parquet_dictionaries_transform_identically(training: pd.DataFrame, tmp_path: Path) -> None:
@@ -54,11 +82,11 @@ def test_rows_read_as_parquet_dictionaries_transform_identically(training: pd.Da
     as_dictionaries = read_rows((tmp_path / "rows.parquet").as_uri())
     assert all(isinstance(as_dictionaries[c].dtype, pd.CategoricalDtype) for c in CATEGORICAL)
     for plain, dictionary in zip(transform(scoring, stats), transform(as_dictionaries, stats), strict=True):
-        assert torch.equal(plain, dictionary)
+        assert torch.equal(plain.nan_to_num(-1), dictionary.nan_to_num(-1))
     # A chunk of a categorical column keeps every category: the codes still match.
     for plain, dictionary in zip(transform(scoring.iloc[2:], stats), transform(as_dictionaries.iloc[2:], stats),
                                  strict=True):
-        assert torch.equal(plain, dictionary)
+        assert torch.equal(plain.nan_to_num(-1), dictionary.nan_to_num(-1))
 
 
 def test_non_string_categories_are_compared_as_strings(training: pd.DataFrame) -> None:

@@ -1,0 +1,120 @@
+"""Deploy registry model versions to the model server: replace, canary, or any routing policy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def _who(context: Context, operator: str) -> str:
+    dag_run = context.get("dag_run")
+    return f"{operator} ({getattr(dag_run, 'dag_id', '?')}/{getattr(dag_run, 'run_id', '?')})"
+
+
+class DeployModelOperator(BaseOperator):
+    """Deploy to an endpoint of the model server (``airflow-mlops serve``) through ``ModelServerHook``.
+
+    Three ways to say what to serve:
+
+    - ``model_name`` and ``version`` alone: the version replaces whatever the endpoint served
+      (policy ``single``; the previous deployment is kept for rollback).
+    - ``model_name``, ``version`` and ``canary_weight``: progressive rollout. If the endpoint
+      already serves a model, the new version becomes the ``candidate`` of a canary that sends it
+      ``canary_weight`` of the traffic while the current primary keeps the rest; on a new endpoint
+      there is nothing to compare with, so the version is deployed alone (mode ``first``).
+    - ``variants`` and ``policy``: any routing policy (``ab``, ``shadow``, ``bandit``, ``chain``,
+      ``ensemble``; see ``airflow_mlops.serving.policies``).
+
+    The server downloads and loads the models before it switches, atomically: a deployment that
+    fails leaves the old routing serving, and this task fails with the server's reason.
+
+    :param endpoint: the endpoint name, e.g. ``flight_delay`` (templated).
+    :param model_name: registered model name (templated).
+    :param version: model version, e.g. ``"3"`` (templated).
+    :param canary_weight: share of traffic for the candidate, in (0, 1).
+    :param variants: variant name -> ``{"name", "version"}`` or ``{"name", "alias"}`` (templated).
+    :param policy: routing policy for ``variants`` (templated).
+    :param model_server_conn_id: connection of the server (type ``mlops_model_server``).
+    :param reason: why, recorded with the deployment (templated).
+
+    XCom: ``{"endpoint", "mode" ("replace", "canary", "first" or "policy"), "deployment"}`` where
+    ``deployment`` is the server's record (variants pinned to versions, policy, who, when, why).
+    """
+
+    template_fields: Sequence[str] = ("endpoint", "model_name", "version", "variants", "policy", "reason")
+    ui_color = "#fff3e0"
+
+    def __init__(self, *, endpoint: str, model_name: str = "", version: str = "", canary_weight: float | None = None,
+                 variants: Mapping[str, Mapping[str, str]] | None = None, policy: Mapping[str, Any] | None = None,
+                 model_server_conn_id: str = "mlops_model_server", reason: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if variants is None and not model_name:
+            raise ValueError(f"{kwargs.get('task_id')}: give model_name and version, or variants and policy")
+        if canary_weight is not None and not 0 < canary_weight < 1:
+            raise ValueError(f"{kwargs.get('task_id')}: canary_weight must be within (0, 1), got {canary_weight!r}")
+        self.endpoint, self.model_name, self.version = endpoint, model_name, version
+        self.canary_weight, self.variants, self.policy = canary_weight, variants, policy
+        self.model_server_conn_id, self.reason = model_server_conn_id, reason
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.hooks.model_server import ModelServerHook
+
+        hook = ModelServerHook(self.model_server_conn_id)
+        who = _who(context, type(self).__name__)
+        if self.variants is not None:
+            mode, variants, policy = "policy", dict(self.variants), dict(self.policy or {"kind": "single"})
+        else:
+            if not str(self.version):
+                raise ValueError(f"version of {self.model_name!r} is empty (it is templated: did the upstream task "
+                                 "push one?)")
+            model = {"name": self.model_name, "version": str(self.version)}
+            current = hook.deployments().get(self.endpoint) if self.canary_weight is not None else None
+            if self.canary_weight is None:
+                mode, variants, policy = "replace", {"main": model}, {"kind": "single"}
+            elif current is None:
+                mode, variants, policy = "first", {"main": model}, {"kind": "single"}
+            else:
+                primary_name = current["policy"].get("primary") or next(iter(current["variants"]))
+                primary = {k: current["variants"][primary_name][k] for k in ("name", "version")}
+                if primary == model:
+                    mode, variants, policy = "replace", {"main": model}, {"kind": "single"}
+                else:
+                    mode, variants = "canary", {"main": primary, "candidate": model}
+                    policy = {"kind": "canary", "primary": "main", "candidate": "candidate",
+                              "weight": self.canary_weight}
+        record = hook.deploy(self.endpoint, variants, policy, who, self.reason or mode)
+        self.log.info("Endpoint %s (%s): %s over %s", self.endpoint, mode, policy.get("kind"),
+                      ", ".join(f"{v}={s['name']} v{s['version']}" for v, s in record["variants"].items()))
+        return {"endpoint": self.endpoint, "mode": mode, "deployment": record}
+
+
+class RollbackDeploymentOperator(BaseOperator):
+    """Serve an endpoint's previous deployment again (the server keeps each endpoint's history).
+
+    :param endpoint: the endpoint (templated).
+    :param reason: why (templated), recorded with the deployment.
+    :param model_server_conn_id: connection of the server.
+
+    XCom: the deployment record now served.
+    """
+
+    template_fields: Sequence[str] = ("endpoint", "reason")
+    ui_color = "#fde0dc"
+
+    def __init__(self, *, endpoint: str, reason: str, model_server_conn_id: str = "mlops_model_server",
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.endpoint, self.reason, self.model_server_conn_id = endpoint, reason, model_server_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.hooks.model_server import ModelServerHook
+
+        record = ModelServerHook(self.model_server_conn_id).rollback(self.endpoint, _who(context, type(self).__name__),
+                                                                   self.reason)
+        self.log.info("Endpoint %s rolled back: %s", self.endpoint, record["variants"])
+        return record

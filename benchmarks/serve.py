@@ -1,0 +1,203 @@
+"""Benchmark: online serving latency and throughput of our model server vs a bare FastAPI endpoint
+calling the same model, in the same run.
+
+Both servers are uvicorn processes on loopback with one worker and no access log, serving the
+reference network (hidden 64, saved like a trained one) with its preprocessing (``Scorer``). The
+bare endpoint parses ``{"rows": [...]}``, builds the DataFrame, scores it and returns the
+probabilities: nothing else. Ours is ``airflow-mlops serve`` with the model deployed from an
+MLflow registry: row checks, routing, prediction ids, Prometheus metrics, per-variant statistics
+and the request log. Each request carries one real 2013 flight. Overheads are reported
+separately: request logging (our server with and without ``--no-request-log``) and routing (a
+canary over two variants of the same model vs a single variant).
+
+    .venv/bin/python benchmarks/serve.py [--requests 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TOKEN = "benchmark-token"
+
+
+def bare_server(port: int, model_dir: str) -> None:
+    """The baseline: FastAPI + the same Scorer, nothing else."""
+    import pandas as pd
+    import uvicorn
+    from fastapi import Body, FastAPI
+
+    from airflow_mlops.evaluation.scoring import Scorer
+
+    scorer = Scorer(model_dir)
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008 (FastAPI's idiom)
+        probabilities = scorer(pd.DataFrame.from_records(body["rows"]))
+        return {"predictions": [float(p) for p in probabilities]}
+
+    @app.get("/readyz")
+    def ready() -> dict[str, bool]:
+        return {"ready": True}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def start(command: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    import httpx
+
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit(f"server {command} did not start")
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(30)
+
+
+async def load(url: str, rows: list[dict], concurrency: int, requests: int) -> dict[str, float]:
+    """``requests`` one-row requests from ``concurrency`` clients; latency percentiles and requests/s."""
+    import httpx
+    import numpy as np
+
+    latencies: list[float] = []
+    counter = iter(range(50))  # the warm-up
+
+    async def client(session: httpx.AsyncClient) -> None:
+        for i in counter:
+            started = time.perf_counter()
+            response = await session.post(url, json={"rows": [rows[i % len(rows)]]})
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise SystemExit(f"{url}: HTTP {response.status_code}: {response.text[:300]}")
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as session:
+        await asyncio.gather(*(client(session) for _ in range(min(concurrency, 8))))  # warm-up connections
+        latencies.clear()
+        counter = iter(range(requests))
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    ms = np.asarray(latencies) * 1000
+    return {"rps": requests / elapsed, "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--bare-server", nargs=2, metavar=("PORT", "MODEL_DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_server:
+        bare_server(int(args.bare_server[0]), args.bare_server[1])
+        return
+    import httpx
+    import pandas as pd
+    import torch
+    from mlflow import MlflowClient
+
+    from airflow_mlops.serving.models import json_rows
+    from airflow_mlops.training.flights import FlightDelayModel, fit_preprocessing
+    from tests.conftest import free_port
+    from tests.training_sets import write_training_set
+
+    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    manifest = json.loads(Path(write_training_set(work / "set").removeprefix("file://")).read_text())
+    train = pd.read_parquet(manifest["splits"]["train"]["uri"].removeprefix("file://"))
+    test = pd.read_parquet(manifest["splits"]["test"]["uri"].removeprefix("file://"))
+    preprocessing = fit_preprocessing(train)
+    stats = preprocessing["numeric"]
+    torch.manual_seed(0)
+    model = FlightDelayModel(num_numeric=len(stats), cardinalities=[len(v) + 1 for v in preprocessing["categorical"].values()],
+                             numeric_mean=[s["mean"] for s in stats.values()], numeric_std=[s["std"] for s in stats.values()],
+                             hidden=64)
+    folder = work / "model"
+    folder.mkdir()
+    torch.save(model.state_dict(), folder / "model.pt")
+    (folder / "config.json").write_text(json.dumps({"model": "airflow_mlops.training.flights:FlightDelayModel",
+                                                    "init": dict(model.hparams), "preprocessing": preprocessing}))
+    tracking = f"sqlite:///{work / 'mlflow.db'}"
+    client = MlflowClient(tracking)
+    experiment = client.create_experiment("serve", artifact_location=str(work / "artifacts"))
+    client.create_registered_model("flight_delay")
+    for _ in range(2):  # two versions of the same weights: a canary over them measures routing alone
+        run = client.create_run(experiment)
+        client.log_artifacts(run.info.run_id, str(folder), "model")
+        client.create_model_version("flight_delay", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    rows = json_rows(test.drop(columns=["is_delayed"]).head(2000))
+    v1, v2 = {"name": "flight_delay", "version": "1"}, {"name": "flight_delay", "version": "2"}
+
+    def ours(log: bool, policy: dict, variants: dict) -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        command = [str(Path(sys.executable).with_name("airflow-mlops")), "serve", "--port", str(port),
+                   "--state-dir", str(work / f"state-{port}"), "--tracking-uri", tracking]
+        process = start(command + ([] if log else ["--no-request-log"]), port, {"MLOPS_SERVER_TOKEN": TOKEN})
+        httpx.put(f"http://127.0.0.1:{port}/v1/admin/deployments/flight_delay", timeout=120,
+                  headers={"Authorization": f"Bearer {TOKEN}"},
+                  json={"variants": variants, "policy": policy}).raise_for_status()
+        return process, f"http://127.0.0.1:{port}/v1/models/flight_delay/predict"
+
+    def bare() -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        return (start([sys.executable, __file__, "--bare-server", str(port), str(folder)], port),
+                f"http://127.0.0.1:{port}/predict")
+
+    servers = {
+        "bare": bare,
+        "ours": lambda: ours(True, {"kind": "single"}, {"main": v1}),
+        "ours_no_log": lambda: ours(False, {"kind": "single"}, {"main": v1}),
+        "ours_canary": lambda: ours(True, {"kind": "canary", "primary": "a", "candidate": "b", "weight": 0.1},
+                                    {"a": v1, "b": v2}),
+    }
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    running = {name: factory() for name, factory in servers.items()}
+    try:
+        for _ in range(args.rounds):  # rounds in turn: a noisy neighbour slows every server alike
+            for concurrency in (1, 16, 64):
+                for name, (_, url) in running.items():
+                    requests = args.requests if concurrency > 1 else args.requests // 3
+                    measured = asyncio.run(load(url, rows, concurrency, requests))
+                    best = results.get((name, concurrency))
+                    if best is None or measured["rps"] > best["rps"]:
+                        results[(name, concurrency)] = measured
+    finally:
+        for process, _ in running.values():
+            stop(process)
+
+    print(f"{'server':<12} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for (name, concurrency), r in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
+        print(f"{name:<12} {concurrency:>4} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
+    for concurrency in (1, 16, 64):
+        bare_rps, ours_rps = results[("bare", concurrency)]["rps"], results[("ours", concurrency)]["rps"]
+        logging = 1 - ours_rps / results[("ours_no_log", concurrency)]["rps"]
+        routing = 1 - results[("ours_canary", concurrency)]["rps"] / ours_rps
+        print(f"RESULT serve_rps_ratio_c{concurrency}={ours_rps / bare_rps:.3f}")
+        print(f"RESULT logging_overhead_c{concurrency}={logging:.3f}")
+        print(f"RESULT routing_overhead_c{concurrency}={routing:.3f}")
+        print(f"RESULT ours_p99_ms_c{concurrency}={results[('ours', concurrency)]['p99']:.2f}")
+        print(f"RESULT bare_p99_ms_c{concurrency}={results[('bare', concurrency)]['p99']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
