@@ -397,3 +397,72 @@ def test_the_hook_names_the_server_error_without_the_token(server: Server, monke
         {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": free_port()}))
     with pytest.raises(ModelServerError, match=r"model server http://127.0.0.1:\d+ \(no_server\): ConnectError"):
         ModelServerHook("no_server").deployments()
+
+
+def test_batch_prediction_scores_a_partition_with_the_champion_version(registry: dict, tmp_path: Path) -> None:
+    from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact
+    from airflow_mlops.evaluation.scoring import Scorer
+    from airflow_mlops.operators.predict import BatchPredictionOperator
+
+    partition = tmp_path / "flights.parquet"
+    registry["test"].to_parquet(partition)
+    result = BatchPredictionOperator(
+        task_id="score", input_uri=partition.as_uri(), model_uri=f"models:/{NAME}@champion",
+        output_uri=str(tmp_path / "out" / "predictions.parquet"), key_columns=["flight_id"],
+        tracking_uri=registry["tracking"], chunk_rows=1000,
+    ).execute({"outlet_events": {}})  # type: ignore[arg-type]
+    predictions = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
+    assert result["rows"] == len(registry["test"]) == len(predictions) and result["version"] == "1"
+    assert predictions["flight_id"].tolist() == registry["test"]["flight_id"].tolist()
+    assert predictions["probability"].to_numpy() == pytest.approx(Scorer(registry["champion"])(registry["test"]), abs=1e-6)
+    assert predictions["prediction_id"].is_unique and set(predictions["version"]) == {"1"}
+    manifest = Artifact.from_json((tmp_path / "out" / f"predictions{MANIFEST_SUFFIX}").read_text())
+    assert manifest.parents == (partition.resolve().as_uri(), f"models:/{NAME}/1") and manifest.sha256 == result["sha256"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"input_uri": "/nowhere/flights.parquet"}, "input '/nowhere/flights.parquet' does not exist"),
+    ({"key_columns": ["tail"]}, r"key_columns \['tail'\] are not columns of"),
+    ({"drop": ["distance", "temp"]}, r"lacks the model's feature columns \['distance', 'temp'\]"),
+    ({"garbage": True}, "is not a readable Parquet file"),
+])
+def test_batch_prediction_refuses_bad_input_and_writes_nothing(registry: dict, tmp_path: Path, change: dict,
+                                                               message: str) -> None:
+    from airflow_mlops.serving.batch import BatchPredictionError, predict_partition
+
+    partition = tmp_path / "flights.parquet"
+    if change.get("garbage"):
+        partition.write_text("not parquet")
+    else:
+        registry["test"].head(50).drop(columns=change.get("drop", [])).to_parquet(partition)
+    with pytest.raises(BatchPredictionError, match=message):
+        predict_partition(change.get("input_uri", str(partition)), f"models:/{NAME}/1", str(tmp_path / "out.parquet"),
+                          tracking_uri=registry["tracking"], key_columns=change.get("key_columns", ["flight_id"]))
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_flights_batch_scoring_scores_the_held_out_split_with_the_champion(
+        airflow_db, lake: Path, registry: dict, trained_models: dict, tmp_path: Path, monkeypatch) -> None:
+    from datetime import UTC, datetime
+
+    from mlflow import MlflowClient
+
+    from tests.integration.test_flights_ingest import asset_events, load_dag, task_states
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"  # its own registry: flight_delay@champion
+    client = MlflowClient(tracking)
+    run = client.create_run(client.create_experiment("batch", artifact_location=str(tmp_path / "artifacts")))
+    client.log_artifacts(run.info.run_id, str(registry["challenger"]), "model")
+    client.create_registered_model("flight_delay")
+    client.create_model_version("flight_delay", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias("flight_delay", "champion", "1")
+    monkeypatch.setenv("AIRFLOW__MLOPS__MLFLOW_TRACKING_URI", tracking)
+
+    dag_run = load_dag("flights_batch_scoring", "flights_batch_scoring.py").test(
+        logical_date=datetime(2013, 3, 2, tzinfo=UTC), run_conf={"manifest_uri": trained_models["training_set"]})
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    event = asset_events("flight_delay_predictions")[-1]
+    predictions = pd.read_parquet(event["uri"].removeprefix("file://"))
+    assert event["rows"] == len(registry["test"]) == len(predictions) and event["version"] == "1"
+    assert event["uri"].startswith((lake / "predictions" / "flight_delay").as_uri())
+    assert predictions["flight_id"].tolist() == registry["test"]["flight_id"].tolist()
