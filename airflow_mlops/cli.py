@@ -434,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--token-env", default="MLOPS_SERVER_TOKEN",
                    help="environment variable holding the admin token (never a flag: it would show in ps)")
     p.add_argument("--no-request-log", action="store_true", help="do not log requests (benchmarks only)")
+    p.add_argument("--torch-threads", type=int, default=1, help="intra-op threads per request (default 1)")
     p = commands.add_parser("rollback", help="restore the champion's predecessor")
     p.add_argument("--model", required=True)
     p.add_argument("--by", default=os.environ.get("USER", ""))
@@ -462,7 +463,8 @@ def main(argv: list[str] | None = None) -> None:
         from airflow_mlops.serving.app import serve
 
         serve(str(args.state_dir or settings.serving_dir()), args.tracking_uri or settings.mlflow_tracking_uri(),
-              args.host, args.port, os.environ.get(args.token_env) or None, request_log=not args.no_request_log)
+              args.host, args.port, os.environ.get(args.token_env) or None, request_log=not args.no_request_log,
+              torch_threads=args.torch_threads)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,13 @@ TOKEN = "benchmark-token"
 def bare_server(port: int, model_dir: str) -> None:
     """The baseline: FastAPI + the same Scorer, nothing else."""
     import pandas as pd
+    import torch
     import uvicorn
     from fastapi import Body, FastAPI
 
     from airflow_mlops.evaluation.scoring import Scorer
 
+    torch.set_num_threads(1)  # as our server does by default: the same model, configured alike
     scorer = Scorer(model_dir)
     app = FastAPI()
 
@@ -86,7 +88,10 @@ async def load(url: str, rows: list[dict], concurrency: int, requests: int) -> d
     async def client(session: httpx.AsyncClient) -> None:
         for i in counter:
             started = time.perf_counter()
-            response = await session.post(url, json={"rows": [rows[i % len(rows)]]})
+            try:
+                response = await session.post(url, json={"rows": [rows[i % len(rows)]]})
+            except httpx.TransportError as err:
+                raise SystemExit(f"{url}: request {i} at concurrency {concurrency}: {type(err).__name__} {err}") from err
             latencies.append(time.perf_counter() - started)
             if response.status_code != 200:
                 raise SystemExit(f"{url}: HTTP {response.status_code}: {response.text[:300]}")

@@ -174,9 +174,17 @@ def create_app(server: ModelServer, token: str | None) -> FastAPI:
 
 
 def serve(state_dir: str, tracking_uri: str | None, host: str, port: int, token: str | None,
-          request_log: bool = True) -> None:
-    """Run the server in this process (``airflow-mlops serve``)."""
+          request_log: bool = True, torch_threads: int = 1) -> None:
+    """Run the server in this process (``airflow-mlops serve``).
+
+    Requests are scored in FastAPI's thread pool, each on ``torch_threads`` intra-op threads:
+    online requests are small, so parallelism comes from serving several at once, and more torch
+    threads per request only oversubscribe the cores (p99 latency suffers first).
+    """
+    import torch
     import uvicorn
+
+    torch.set_num_threads(torch_threads)
 
     server = ModelServer(state_dir, tracking_uri, request_log=request_log, metrics=Metrics())
     uvicorn.run(create_app(server, token), host=host, port=port, log_level="info", access_log=False)
