@@ -4,6 +4,7 @@ under overlap, rollback twice, approval and rejection."""
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,6 +73,34 @@ def test_overlapping_promotions_leave_exactly_one_champion_and_every_version_a_s
     states = {v: state(client, NAME, v) for v in ("1", "2", "3")}
     assert champion in {"2", "3"} and list(states.values()).count("champion") == 1 and states[champion] == "champion"
     assert set(states.values()) == {"champion", "archived"}
+
+
+def test_two_dag_runs_promoting_at_once_through_the_operator(client, tmp_path: Path) -> None:
+    """Two runs' promote tasks (the operator, each with its own run's context) started together."""
+    from types import SimpleNamespace
+
+    from airflow_mlops.operators.registry import PromoteModelOperator
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    approve_and_promote(client, "1")
+    for version in ("2", "3"):
+        decide(client, NAME, version, True, "alice", "ok")
+    barrier = threading.Barrier(2)
+
+    def run(version: str) -> dict:
+        operator = PromoteModelOperator(task_id="promote", name=NAME, version=version, tracking_uri=tracking)
+        barrier.wait()  # both tasks start at the same moment
+        return operator.execute({"dag_run": SimpleNamespace(dag_id="flights_training", run_id=f"run_{version}")})  # type: ignore[arg-type]
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(run, ["2", "3"]))
+    champion = alias_version(client, NAME, "champion")
+    assert {o["champion"] for o in outcomes} <= {"2", "3"} and champion in {"2", "3"}
+    states = {v: state(client, NAME, v) for v in ("1", "2", "3")}
+    assert list(states.values()).count("champion") == 1 and states[champion] == "champion"
+    assert states["1"] == "archived" and len(client.search_model_versions(f"name = '{NAME}'")) == 3  # none lost
+    history = json.loads(client.get_model_version(NAME, champion).tags["history"])
+    assert history[-1]["by"] == f"PromoteModelOperator (flights_training/run_{champion})"
 
 
 def test_rejection_and_refused_transitions(client) -> None:
