@@ -435,6 +435,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="environment variable holding the admin token (never a flag: it would show in ps)")
     p.add_argument("--no-request-log", action="store_true", help="do not log requests (benchmarks only)")
     p.add_argument("--torch-threads", type=int, default=1, help="intra-op threads per request (default 1)")
+    p.add_argument("--feature-repo", help="a Feast repository: endpoints deployed with a feature service then "
+                   "take entity keys and get their features from its online store")
+    p.add_argument("--feature-config", default="feature_store.yaml", help="the repository's configuration file")
     p = commands.add_parser("rollback", help="restore the champion's predecessor")
     p.add_argument("--model", required=True)
     p.add_argument("--by", default=os.environ.get("USER", ""))
@@ -462,9 +465,12 @@ def main(argv: list[str] | None = None) -> None:
         from airflow_mlops import settings
         from airflow_mlops.serving.app import serve
 
+        if args.feature_repo:  # what the repository's feature_store.yaml and definitions read
+            os.environ.setdefault("MLOPS_FEAST_DIR", settings.feast_dir())
+            os.environ.setdefault("MLOPS_FEATURES_URI", settings.features_uri())
         serve(str(args.state_dir or settings.serving_dir()), args.tracking_uri or settings.mlflow_tracking_uri(),
               args.host, args.port, os.environ.get(args.token_env) or None, request_log=not args.no_request_log,
-              torch_threads=args.torch_threads)
+              torch_threads=args.torch_threads, feature_repo=args.feature_repo, feature_config=args.feature_config)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ TOKEN = "s3cret-admin-token"
 
 
 class Server:
-    def __init__(self, state_dir: Path, tracking: str, token: str | None = TOKEN) -> None:
-        self.state_dir, self.tracking, self.token = state_dir, tracking, token
+    def __init__(self, state_dir: Path, tracking: str, token: str | None = TOKEN, args: tuple[str, ...] = ()) -> None:
+        self.state_dir, self.tracking, self.token, self.args = state_dir, tracking, token, args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -28,7 +28,7 @@ class Server:
         log = (self.state_dir.parent / f"server-{self.port}.log").open("ab")
         self.process = subprocess.Popen(
             [str(Path(sys.executable).with_name("airflow-mlops")), "serve", "--port", str(self.port),
-             "--state-dir", str(self.state_dir), "--tracking-uri", self.tracking],
+             "--state-dir", str(self.state_dir), "--tracking-uri", self.tracking, *self.args],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

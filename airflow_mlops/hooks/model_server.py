@@ -79,9 +79,10 @@ class ModelServerHook(BaseHook):
         return self._answer(method, path, response)
 
     def deploy(self, endpoint: str, variants: Mapping[str, Mapping[str, str]], policy: Mapping[str, Any],
-               who: str = "", why: str = "") -> dict[str, Any]:
+               who: str = "", why: str = "", feature_service: str | None = None) -> dict[str, Any]:
         return self._request("PUT", f"/v1/admin/deployments/{endpoint}", admin=True,
-                             json={"variants": variants, "policy": policy, "who": who, "why": why})
+                             json={"variants": variants, "policy": policy, "who": who, "why": why,
+                                   "feature_service": feature_service})
 
     def rollback(self, endpoint: str, who: str = "", why: str = "") -> dict[str, Any]:
         return self._request("POST", f"/v1/admin/deployments/{endpoint}/rollback", admin=True,

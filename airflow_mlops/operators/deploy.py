@@ -39,6 +39,8 @@ class DeployModelOperator(BaseOperator):
     :param canary_weight: share of traffic for the candidate, in (0, 1).
     :param variants: variant name -> ``{"name", "version"}`` or ``{"name", "alias"}`` (templated).
     :param policy: routing policy for ``variants`` (templated).
+    :param feature_service: a Feast feature service: requests then give entity keys and request-time
+        fields, and the server completes them from the online store (it needs ``--feature-repo``).
     :param model_server_conn_id: connection of the server (type ``mlops_model_server``).
     :param reason: why, recorded with the deployment (templated).
 
@@ -51,7 +53,8 @@ class DeployModelOperator(BaseOperator):
 
     def __init__(self, *, endpoint: str, model_name: str = "", version: str = "", canary_weight: float | None = None,
                  variants: Mapping[str, Mapping[str, str]] | None = None, policy: Mapping[str, Any] | None = None,
-                 model_server_conn_id: str = "mlops_model_server", reason: str = "", **kwargs: Any) -> None:
+                 feature_service: str | None = None, model_server_conn_id: str = "mlops_model_server",
+                 reason: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if variants is None and not model_name:
             raise ValueError(f"{kwargs.get('task_id')}: give model_name and version, or variants and policy")
@@ -59,7 +62,7 @@ class DeployModelOperator(BaseOperator):
             raise ValueError(f"{kwargs.get('task_id')}: canary_weight must be within (0, 1), got {canary_weight!r}")
         self.endpoint, self.model_name, self.version = endpoint, model_name, version
         self.canary_weight, self.variants, self.policy = canary_weight, variants, policy
-        self.model_server_conn_id, self.reason = model_server_conn_id, reason
+        self.model_server_conn_id, self.reason, self.feature_service = model_server_conn_id, reason, feature_service
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.hooks.model_server import ModelServerHook
@@ -87,7 +90,7 @@ class DeployModelOperator(BaseOperator):
                     mode, variants = "canary", {"main": primary, "candidate": model}
                     policy = {"kind": "canary", "primary": "main", "candidate": "candidate",
                               "weight": self.canary_weight}
-        record = hook.deploy(self.endpoint, variants, policy, who, self.reason or mode)
+        record = hook.deploy(self.endpoint, variants, policy, who, self.reason or mode, self.feature_service)
         self.log.info("Endpoint %s (%s): %s over %s", self.endpoint, mode, policy.get("kind"),
                       ", ".join(f"{v}={s['name']} v{s['version']}" for v, s in record["variants"].items()))
         return {"endpoint": self.endpoint, "mode": mode, "deployment": record}

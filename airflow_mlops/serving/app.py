@@ -48,6 +48,7 @@ class DeployRequest(BaseModel):
     variants: dict[str, dict[str, str]] = Field(
         description='variant -> {"name": model, "version": "3"} or {"name": model, "alias": "champion"}')
     policy: dict[str, Any] = Field(default_factory=lambda: {"kind": "single"})
+    feature_service: str | None = Field(default=None, description="rows give entity keys; Feast completes them")
     who: str = ""
     why: str = ""
 
@@ -160,7 +161,7 @@ def create_app(server: ModelServer, token: str | None) -> FastAPI:
 
     @app.put("/v1/admin/deployments/{endpoint}", dependencies=[Depends(admin)])
     def deploy(endpoint: str, body: DeployRequest) -> dict[str, Any]:
-        return server.deploy(endpoint, body.variants, body.policy, body.who, body.why)
+        return server.deploy(endpoint, body.variants, body.policy, body.who, body.why, body.feature_service)
 
     @app.post("/v1/admin/deployments/{endpoint}/rollback", dependencies=[Depends(admin)])
     def rollback(endpoint: str, body: RollbackRequest) -> dict[str, Any]:
@@ -174,7 +175,8 @@ def create_app(server: ModelServer, token: str | None) -> FastAPI:
 
 
 def serve(state_dir: str, tracking_uri: str | None, host: str, port: int, token: str | None,
-          request_log: bool = True, torch_threads: int = 1) -> None:
+          request_log: bool = True, torch_threads: int = 1, feature_repo: str | None = None,
+          feature_config: str = "feature_store.yaml") -> None:
     """Run the server in this process (``airflow-mlops serve``).
 
     Requests are scored in FastAPI's thread pool, each on ``torch_threads`` intra-op threads:
@@ -186,5 +188,10 @@ def serve(state_dir: str, tracking_uri: str | None, host: str, port: int, token:
 
     torch.set_num_threads(torch_threads)
 
-    server = ModelServer(state_dir, tracking_uri, request_log=request_log, metrics=Metrics())
+    online = None
+    if feature_repo:
+        from .features import OnlineFeatures
+
+        online = OnlineFeatures(feature_repo, feature_config)
+    server = ModelServer(state_dir, tracking_uri, request_log=request_log, metrics=Metrics(), online_features=online)
     uvicorn.run(create_app(server, token), host=host, port=port, log_level="info", access_log=False)

@@ -73,10 +73,11 @@ class ModelServer:
     """Deployments, routing and logging of one server process."""
 
     def __init__(self, state_dir: str | Path, tracking_uri: str | None, *, request_log: bool = True,
-                 metrics: Any = None, max_rows: int = 10_000) -> None:
+                 metrics: Any = None, max_rows: int = 10_000, online_features: Any = None) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.tracking_uri, self.max_rows, self.metrics = tracking_uri, max_rows, metrics
+        self.online_features = online_features  # serving.features.OnlineFeatures, for entity-key rows
         self.request_log = RequestLog(self.state_dir / "requests") if request_log else None
         self.live: dict[str, Live] = {}
         self.ready = False
@@ -105,8 +106,9 @@ class ModelServer:
         self.ready = True
 
     def deploy(self, endpoint: str, variants: Mapping[str, Mapping[str, str]], policy: Mapping[str, Any],
-               who: str = "", why: str = "") -> dict[str, Any]:
-        """Serve ``variants`` (variant -> ``{"name", "version" or "alias"}``) under ``policy``."""
+               who: str = "", why: str = "", feature_service: str | None = None) -> dict[str, Any]:
+        """Serve ``variants`` (variant -> ``{"name", "version" or "alias"}``) under ``policy``; with a
+        ``feature_service``, rows give entity keys and the online store completes them."""
         if not endpoint or not endpoint.replace("_", "").replace("-", "").isalnum():
             raise DeploymentError(f"endpoint name must be letters, digits, '-' or '_', got {endpoint!r}")
         if not variants:
@@ -114,6 +116,8 @@ class ModelServer:
         pinned = {variant: self._pin(variant, spec) for variant, spec in variants.items()}
         record = {"variants": pinned, "policy": dict(policy), "deployed_at": datetime.now(UTC).isoformat(),
                   "deployed_by": who, "reason": why}
+        if feature_service:
+            record["feature_service"] = feature_service
         return self._switch(endpoint, record, keep_history=True)
 
     def rollback(self, endpoint: str, who: str = "", why: str = "") -> dict[str, Any]:
@@ -154,6 +158,14 @@ class ModelServer:
             policy = Policy.from_dict(record["policy"], list(record["variants"]))
         except PolicyError as err:
             raise DeploymentError(f"endpoint {endpoint!r}: {err}") from err
+        if record.get("feature_service"):
+            if self.online_features is None:
+                raise DeploymentError(f"endpoint {endpoint!r} names feature service {record['feature_service']!r}, "
+                                      "but the server was started without a feature repository (--feature-repo)")
+            try:
+                self.online_features.service(record["feature_service"])
+            except ValueError as err:
+                raise DeploymentError(f"endpoint {endpoint!r}: {err}") from err
         models = {}
         for variant, spec in record["variants"].items():
             key = (spec["name"], spec["version"])
@@ -172,8 +184,9 @@ class ModelServer:
             store = self._read_store()
             entry = store.get(endpoint, {"current": None, "history": []})
             current = entry["current"]
-            if keep_history and current is not None and (current["variants"], current["policy"]) == \
-                    (record["variants"], record["policy"]):
+            if keep_history and current is not None and \
+                    [current.get(k) for k in ("variants", "policy", "feature_service")] == \
+                    [record.get(k) for k in ("variants", "policy", "feature_service")]:
                 return dict(current)  # already served as asked: a retried deployment changes nothing
             live = self._build(endpoint, record)  # fails before anything changes
             if keep_history and entry["current"] is not None:
@@ -202,6 +215,8 @@ class ModelServer:
             raise UnknownEndpoint(self._unknown(endpoint))
         if not 1 <= len(rows) <= self.max_rows:
             raise RowError(["body", "rows"], f"must hold 1 to {self.max_rows} rows, got {len(rows)}")
+        if live.record.get("feature_service"):
+            rows = self.online_features.complete(live.record["feature_service"], rows)
         route = live.policy.route(key)
         started = time.perf_counter()
         try:

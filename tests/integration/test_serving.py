@@ -466,3 +466,55 @@ def test_flights_batch_scoring_scores_the_held_out_split_with_the_champion(
     assert event["rows"] == len(registry["test"]) == len(predictions) and event["version"] == "1"
     assert event["uri"].startswith((lake / "predictions" / "flight_delay").as_uri())
     assert predictions["flight_id"].tolist() == registry["test"]["flight_id"].tolist()
+
+
+def test_rows_with_entity_keys_are_completed_from_the_feast_online_store(
+        registry: dict, server: Server, lake: Path, tmp_path: Path, monkeypatch) -> None:
+    from datetime import UTC, datetime
+
+    from airflow_mlops.data.flight_features import month_feature_tables, plane_features
+    from airflow_mlops.data.flights import read_table
+    from airflow_mlops.evaluation.scoring import Scorer
+    from airflow_mlops.hooks.feast import FeastHook
+    from airflow_mlops.serving.models import json_rows
+    from tests.conftest import ROOT
+    from tests.integration.test_feast import write_tables
+    from tests.partitions import month_frame
+
+    january, february = month_frame("flights", 1), month_frame("flights", 2)
+    features = lake / "features"
+    write_tables(features, month_feature_tables("2013-01", [january], month_frame("weather", 1)), "2013-01")
+    write_tables(features, month_feature_tables("2013-02", [january, february], month_frame("weather", 2)), "2013-02")
+    write_tables(features, {"plane_attributes": plane_features(read_table("planes"))}, "planes")
+    hook = FeastHook()
+    hook.apply()
+    hook.materialize(datetime(2012, 12, 1, tzinfo=UTC), datetime(2013, 3, 1, tzinfo=UTC))
+
+    refused = httpx.put(f"{server.url}/v1/admin/deployments/keys", headers=ADMIN, timeout=60,
+                        json={"variants": {"main": V2}, "feature_service": "flight_delay_v1"})
+    assert refused.status_code == 422 and "started without a feature repository" in refused.json()["detail"]
+
+    variables = hook._settings()[2]  # the server process reads the repository with the same variables
+    monkeypatch.setenv("MLOPS_FEAST_DIR", variables["MLOPS_FEAST_DIR"])
+    monkeypatch.setenv("MLOPS_FEATURES_URI", variables["MLOPS_FEATURES_URI"])
+    keyed = Server(tmp_path / "state", registry["tracking"], args=("--feature-repo", str(ROOT / "feature_repo"))).start()
+    try:
+        deployed = httpx.put(f"{keyed.url}/v1/admin/deployments/keys", headers=ADMIN, timeout=60,
+                             json={"variants": {"main": V2}, "feature_service": "flight_delay_v1"})
+        assert deployed.status_code == 200, deployed.text
+        request_fields = ["origin", "carrier", "tailnum", "route", "dest", "distance", "sched_dep_time",
+                          "sched_arr_time", "hour", "month", "day"]
+        entity_rows = json_rows(registry["test"].head(20), request_fields)
+        answer = httpx.post(f"{keyed.url}/v1/models/keys/predict", json={"rows": entity_rows}, timeout=30).json()
+        keys = [{k: r[k] for k in ("origin", "carrier", "tailnum", "route")} for r in entity_rows]
+        online = hook.get_online_features("flight_delay_v1", keys)
+        completed = pd.DataFrame([{**{c: online[c][i] for c in online}, **row} for i, row in enumerate(entity_rows)])
+        assert completed["temp"].notna().all()  # the online store answered
+        expected = Scorer(registry["challenger"])(completed)
+        assert [p["probability"] for p in answer["predictions"]] == pytest.approx(expected.tolist(), abs=1e-6)
+        missing = httpx.post(f"{keyed.url}/v1/models/keys/predict",
+                             json={"rows": [{k: v for k, v in entity_rows[0].items() if k != "tailnum"}]}).json()
+        assert missing["detail"][0]["loc"] == ["body", "rows", 0, "tailnum"]
+        assert "join key of feature service 'flight_delay_v1'" in missing["detail"][0]["msg"]
+    finally:
+        keyed.stop()
