@@ -438,6 +438,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--feature-repo", help="a Feast repository: endpoints deployed with a feature service then "
                    "take entity keys and get their features from its online store")
     p.add_argument("--feature-config", default="feature_store.yaml", help="the repository's configuration file")
+    p = commands.add_parser("serve-sagemaker", help="inference in a SageMaker endpoint container (/ping, /invocations)")
+    p.add_argument("--model-dir", default="/opt/ml/model")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("ignored", nargs="*", help="SageMaker passes 'serve'")
     p = commands.add_parser("rollback", help="restore the champion's predecessor")
     p.add_argument("--model", required=True)
     p.add_argument("--by", default=os.environ.get("USER", ""))
@@ -461,6 +466,10 @@ def main(argv: list[str] | None = None) -> None:
         infer_suite(args.partition, args.name, args.out, args.key, args.profile_out)
     elif args.command == "demo":
         demo(args.home.resolve())
+    elif args.command == "serve-sagemaker":
+        from airflow_mlops.serving.sagemaker import serve as serve_sagemaker
+
+        serve_sagemaker(args.model_dir, args.host, args.port)
     elif args.command == "serve":
         from airflow_mlops import settings
         from airflow_mlops.serving.app import serve

@@ -68,32 +68,32 @@ class DeployModelOperator(BaseOperator):
         from airflow_mlops.hooks.model_server import ModelServerHook
 
         hook = ModelServerHook(self.model_server_conn_id)
-        who = _who(context, type(self).__name__)
-        if self.variants is not None:
-            mode, variants, policy = "policy", dict(self.variants), dict(self.policy or {"kind": "single"})
-        else:
-            if not str(self.version):
-                raise ValueError(f"version of {self.model_name!r} is empty (it is templated: did the upstream task "
-                                 "push one?)")
-            model = {"name": self.model_name, "version": str(self.version)}
-            current = hook.deployments().get(self.endpoint) if self.canary_weight is not None else None
-            if self.canary_weight is None:
-                mode, variants, policy = "replace", {"main": model}, {"kind": "single"}
-            elif current is None:
-                mode, variants, policy = "first", {"main": model}, {"kind": "single"}
-            else:
-                primary_name = current["policy"].get("primary") or next(iter(current["variants"]))
-                primary = {k: current["variants"][primary_name][k] for k in ("name", "version")}
-                if primary == model:
-                    mode, variants, policy = "replace", {"main": model}, {"kind": "single"}
-                else:
-                    mode, variants = "canary", {"main": primary, "candidate": model}
-                    policy = {"kind": "canary", "primary": "main", "candidate": "candidate",
-                              "weight": self.canary_weight}
-        record = hook.deploy(self.endpoint, variants, policy, who, self.reason or mode, self.feature_service)
+        current = hook.deployments().get(self.endpoint) if self.canary_weight is not None else None
+        mode, variants, policy = self.plan(current)
+        record = hook.deploy(self.endpoint, variants, policy, _who(context, type(self).__name__), self.reason or mode,
+                             self.feature_service)
         self.log.info("Endpoint %s (%s): %s over %s", self.endpoint, mode, policy.get("kind"),
                       ", ".join(f"{v}={s['name']} v{s['version']}" for v, s in record["variants"].items()))
         return {"endpoint": self.endpoint, "mode": mode, "deployment": record}
+
+    def plan(self, current: Mapping[str, Any] | None) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """``(mode, variants, policy)`` to deploy, given the endpoint's current deployment (or None)."""
+        if self.variants is not None:
+            return "policy", dict(self.variants), dict(self.policy or {"kind": "single"})
+        if not str(self.version):
+            raise ValueError(f"version of {self.model_name!r} is empty (it is templated: did the upstream task "
+                             "push one?)")
+        model = {"name": self.model_name, "version": str(self.version)}
+        if self.canary_weight is None:
+            return "replace", {"main": model}, {"kind": "single"}
+        if current is None:
+            return "first", {"main": model}, {"kind": "single"}
+        primary_name = current["policy"].get("primary") or next(iter(current["variants"]))
+        primary = {k: current["variants"][primary_name][k] for k in ("name", "version")}
+        if primary == model:
+            return "replace", {"main": model}, {"kind": "single"}
+        return "canary", {"main": primary, "candidate": model}, {
+            "kind": "canary", "primary": "main", "candidate": "candidate", "weight": self.canary_weight}
 
 
 class RollbackDeploymentOperator(BaseOperator):

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
 
+from airflow_mlops.operators.deploy import DeployModelOperator
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -218,3 +220,150 @@ class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
         self.log.info("SageMaker job %s: AUC %.4f, model %s", description["TrainingJobName"],
                       result["metrics"]["test_auc"], artifact)
         return result
+
+
+class SageMakerDeployModelOperator(DeployModelOperator):
+    """``DeployModelOperator`` with an Amazon SageMaker endpoint as the target, through the amazon
+    provider's ``SageMakerHook``: the path past one server.
+
+    Each model version becomes a SageMaker model (its folder packed as ``model.tar.gz`` under
+    ``s3_prefix/<name>/<version>/``, the container ``image_uri`` running ``airflow-mlops
+    serve-sagemaker``). Each deployment is a new endpoint configuration: ``single`` and ``replace``
+    are one production variant; ``canary`` and ``ab`` are production variants with weights (SageMaker
+    splits the traffic); ``shadow`` adds a shadow variant that gets a copy of every request. Bandits
+    and composites need our own server and are refused before anything is created. The endpoint is
+    created, or updated to the new configuration (SageMaker switches without downtime; a failed
+    update leaves the old configuration serving).
+
+    :param s3_prefix: ``s3://bucket/prefix`` for the model archives.
+    :param image_uri: the inference image (this package installed; entry point ``airflow-mlops serve-sagemaker``).
+    :param role_arn: the execution role SageMaker assumes.
+    :param instance_type, instance_count: per production variant.
+    :param tracking_uri: MLflow tracking URI of the registry (templated).
+    :param aws_conn_id: the AWS connection.
+    :param check_interval: seconds between endpoint status checks while it updates.
+
+    Other arguments as ``DeployModelOperator``. XCom: ``{"endpoint", "mode", "deployment"}`` where
+    ``deployment`` holds the variants, the policy, the endpoint configuration name and its
+    ``ProductionVariants`` / ``ShadowProductionVariants``.
+    """
+
+    template_fields: Sequence[str] = (*DeployModelOperator.template_fields, "tracking_uri", "s3_prefix")
+
+    def __init__(self, *, s3_prefix: str, image_uri: str, role_arn: str, tracking_uri: str = "",
+                 instance_type: str = "ml.m5.large", instance_count: int = 1, aws_conn_id: str | None = "aws_default",
+                 check_interval: int = 30, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if instance_count < 1:
+            raise ValueError(f"instance_count must be a positive integer, got {instance_count!r}")
+        self.s3_prefix, self.image_uri, self.role_arn, self.tracking_uri = s3_prefix, image_uri, role_arn, tracking_uri
+        self.instance_type, self.instance_count = instance_type, instance_count
+        self.aws_conn_id, self.check_interval = aws_conn_id, check_interval
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+        from airflow_mlops.serving.policies import Policy
+
+        hook = SageMakerHook(aws_conn_id=self.aws_conn_id)
+        current = self._current(hook)
+        mode, variants, policy = self.plan(current)
+        kind = policy.get("kind")
+        Policy.from_dict(policy, list(variants))  # a policy that cannot work fails before anything is created
+        if kind not in ("single", "canary", "ab", "shadow"):
+            raise ValueError(f"policy {kind!r} needs the airflow-mlops model server; a SageMaker endpoint "
+                             "takes single, canary, ab or shadow")
+        if not self.s3_prefix.startswith("s3://"):
+            raise ValueError(f"s3_prefix must be an s3:// URI, got {self.s3_prefix!r}")
+        pinned = {variant: self._pin(spec) for variant, spec in variants.items()}
+        models = {variant: self._ensure_model(hook, spec) for variant, spec in pinned.items()}
+        weights = self._weights(policy, list(pinned))
+        production = [self._variant(v, models[v], weights[v]) for v in pinned if v != policy.get("shadow")]
+        config_name = f"{self.endpoint}-{hashlib.sha256(json.dumps([pinned, policy], sort_keys=True).encode()).hexdigest()[:12]}"
+        config: dict[str, Any] = {"EndpointConfigName": config_name, "ProductionVariants": production,
+                                  "Tags": [{"Key": "mlops:policy", "Value": json.dumps(policy)}]}
+        if kind == "shadow":
+            config["ShadowProductionVariants"] = [self._variant(policy["shadow"], models[policy["shadow"]], 1.0)]
+        try:
+            hook.describe_endpoint_config(config_name)  # the same deployment again: reuse its configuration
+        except hook.get_conn().exceptions.ClientError:
+            hook.create_endpoint_config(config)
+        request = {"EndpointName": self.endpoint, "EndpointConfigName": config_name}
+        if current is None:
+            hook.create_endpoint(request, wait_for_completion=True, check_interval=self.check_interval)
+        elif current["config"] != config_name:
+            hook.update_endpoint(request, wait_for_completion=True, check_interval=self.check_interval)
+        self.log.info("SageMaker endpoint %s (%s): %s over %s", self.endpoint, mode, kind,
+                      ", ".join(f"{v}={s['name']} v{s['version']} ({models[v]})" for v, s in pinned.items()))
+        return {"endpoint": self.endpoint, "mode": mode,
+                "deployment": {"variants": pinned, "policy": policy, "config": config_name,
+                               "ProductionVariants": production,
+                               "ShadowProductionVariants": config.get("ShadowProductionVariants", [])}}
+
+    def _current(self, hook: Any) -> dict[str, Any] | None:
+        """The endpoint's deployment in our terms (variants -> name and version), or None."""
+        client = hook.get_conn()
+        try:
+            endpoint = client.describe_endpoint(EndpointName=self.endpoint)
+        except client.exceptions.ClientError:
+            return None
+        config = client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        variants = {}
+        for variant in config["ProductionVariants"]:
+            environment = client.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["Environment"]
+            variants[variant["VariantName"]] = {"name": environment["MLOPS_MODEL_NAME"],
+                                                "version": environment["MLOPS_MODEL_VERSION"]}
+        tags = {t["Key"]: t["Value"] for t in client.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]}
+        return {"variants": variants, "policy": json.loads(tags.get("mlops:policy", '{"kind": "single"}')),
+                "config": endpoint["EndpointConfigName"]}
+
+    def _pin(self, spec: Mapping[str, str]) -> dict[str, str]:
+        from airflow_mlops.registry.versions import registered_version
+
+        if spec.get("version"):
+            return {"name": spec["name"], "version": str(spec["version"])}
+        pinned = registered_version(f"models:/{spec['name']}@{spec['alias']}", self.tracking_uri or None)
+        assert pinned is not None
+        return {"name": pinned[0], "version": pinned[1]}
+
+    def _ensure_model(self, hook: Any, spec: Mapping[str, str]) -> str:
+        """The SageMaker model of a registry version, created once (archive in S3, then the model)."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from airflow_mlops.registry.versions import model_folder
+
+        name = f"{spec['name']}-v{spec['version']}".replace("_", "-")[-63:].lstrip("-")
+        client = hook.get_conn()
+        try:
+            client.describe_model(ModelName=name)
+            return name
+        except client.exceptions.ClientError:
+            pass
+        bucket, _, prefix = self.s3_prefix.removeprefix("s3://").partition("/")
+        key = "/".join(p for p in (prefix.rstrip("/"), spec["name"], spec["version"], "model.tar.gz") if p)
+        with tempfile.TemporaryDirectory(prefix="sagemaker-model-") as download:
+            folder = model_folder(f"models:/{spec['name']}/{spec['version']}", self.tracking_uri or None,
+                                  dst=Path(download))
+            archive = io.BytesIO()
+            with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+                for file in ("config.json", "model.pt"):
+                    tar.add(folder / file, arcname=file)
+        S3Hook(aws_conn_id=self.aws_conn_id).load_bytes(archive.getvalue(), key, bucket, replace=True)
+        hook.create_model({"ModelName": name, "ExecutionRoleArn": self.role_arn,
+                           "PrimaryContainer": {"Image": self.image_uri, "ModelDataUrl": f"s3://{bucket}/{key}",
+                                                "Environment": {"MLOPS_MODEL_NAME": spec["name"],
+                                                                "MLOPS_MODEL_VERSION": spec["version"]}}})
+        return name
+
+    @staticmethod
+    def _weights(policy: Mapping[str, Any], variants: list[str]) -> dict[str, float]:
+        if policy["kind"] == "canary":
+            return {policy["primary"]: 1.0 - float(policy["weight"]), policy["candidate"]: float(policy["weight"])}
+        if policy["kind"] == "ab":
+            weights = policy.get("weights") or {v: 1.0 for v in variants}
+            return {v: float(weights[v]) for v in variants}
+        return dict.fromkeys(variants, 1.0)
+
+    def _variant(self, name: str, model: str, weight: float) -> dict[str, Any]:
+        return {"VariantName": name, "ModelName": model, "InitialVariantWeight": weight,
+                "InstanceType": self.instance_type, "InitialInstanceCount": self.instance_count}
