@@ -131,6 +131,20 @@ def test_malformed_rows_get_422_with_the_field_and_an_unknown_model_404(server: 
     no_version = deploy(server, "delay", {"main": {"name": NAME, "version": "99"}})
     assert no_version.status_code == 422 and "cannot load flights_served version 99" in no_version.json()["detail"]
     assert predict(server, "delay", {"rows": good}).json()["version"] == "1"  # the old routing still serves
+    for endpoint, variants, detail in [
+        ("bad name", {"main": V1}, "endpoint name must be letters, digits, '-' or '_', got 'bad name'"),
+        ("delay", {"main": {"name": NAME}}, "variant 'main' must give a model name and either a version or an alias"),
+        ("delay", {"main": {"name": NAME, "alias": "nobody"}}, f"model '{NAME}' has no alias 'nobody'"),
+    ]:
+        refused = deploy(server, endpoint, variants)
+        assert refused.status_code == 422 and detail in refused.json()["detail"], refused.text
+    deploy(server, "fresh", {"main": V1})
+    no_history = httpx.post(f"{server.url}/v1/admin/deployments/fresh/rollback", headers=ADMIN, json={})
+    assert no_history.status_code == 422 and "no earlier deployment to roll back to" in no_history.json()["detail"]
+    assert httpx.post(f"{server.url}/v1/admin/deployments/nonesuch/rollback", headers=ADMIN, json={}).status_code == 404
+    prediction = predict(server, "fresh", {"rows": good[:1]}).json()["predictions"][0]["prediction_id"]
+    reward = httpx.post(f"{server.url}/v1/feedback", json={"prediction_id": prediction, "reward": 5})
+    assert reward.status_code == 422 and "reward must be within [0, 1], got 5" in reward.json()["detail"]
 
 
 def test_canary_share_is_within_tolerance_and_ab_is_sticky(server: Server, registry: dict) -> None:
