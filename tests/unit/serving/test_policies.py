@@ -79,3 +79,15 @@ def test_composites_route_to_every_variant_in_order() -> None:
     assert chain.serve == ("first", "second") and chain.combine == "chain"
     ensemble = Policy.from_dict({"kind": "ensemble", "weights": {"x": 1, "y": 3}}, ["x", "y"])
     assert ensemble.weights == {"x": 0.25, "y": 0.75}
+
+
+def test_the_serving_package_imports_and_builds_its_app_without_airflow(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    probe = ("import sys; from airflow_mlops.serving import app, batch, canary, explain, features, sagemaker; "
+             "from airflow_mlops.serving.server import ModelServer; "
+             "server = ModelServer(sys.argv[1], None, request_log=True); app.create_app(server, 'token'); server.close(); "
+             "loaded = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')); "
+             "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", probe, str(tmp_path)], check=True, capture_output=True, timeout=120)
