@@ -25,11 +25,12 @@ ROLE = "arn:aws:iam::123456789012:role/sagemaker-inference"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-mlops:0.1.0"
 
 
-@pytest.fixture
-def registry(trained_models: dict, tmp_path: Path) -> str:
-    """flight_delay versions 1 (weak) and 2 (challenger) in a registry of their own."""
+@pytest.fixture(scope="module")
+def registry(trained_models: dict, tmp_path_factory) -> str:
+    """flight_delay versions 1 (weak) and 2 (challenger) in a registry of their own (read only here)."""
     from mlflow import MlflowClient
 
+    tmp_path = tmp_path_factory.mktemp("sagemaker-registry")
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking)
     experiment = client.create_experiment("deploy", artifact_location=str(tmp_path / "artifacts"))
