@@ -40,7 +40,8 @@ class SqlExtractOperator(BaseOperator):
     :param chunk_size: rows fetched and written per chunk.
     :param column_types: Arrow type names forcing a column's type, e.g. ``{"time_hour":
         "timestamp[us, tz=UTC]"}``; needed for columns that may be NULL in the first chunks.
-    :param allow_empty: write an empty partition instead of failing when the query returns no rows.
+    :param allow_empty: write an empty partition instead of failing when the query returns no rows
+        (no rows, like a changed schema, fails without a retry: asking again gives the same answer).
     :param enforce_schema: compare with, or record, the dataset's ``_schema.json``.
     :param parents: lineage parents recorded in the manifest (templated); defaults to the
         connection's table reference ``conn://<conn_id>``.
@@ -82,11 +83,24 @@ class SqlExtractOperator(BaseOperator):
         self.enforce_schema = enforce_schema
         self.parents = parents
 
+    def _extract(self, conn: Any, target: Any, recorded: Any) -> Any:
+        """Run the query into the target. No rows or a changed schema fail the task without a retry:
+        the source answers the same when asked again (wait for late data with a sensor instead)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_mlops.data.extract import stream_query_to_parquet
+        from airflow_mlops.exceptions import EmptyResultError, SchemaError
+
+        try:
+            return stream_query_to_parquet(conn, self.sql, target, parameters=self.parameters, chunk_size=self.chunk_size,
+                          column_types=self.column_types, expected_schema=recorded, allow_empty=self.allow_empty)
+        except (EmptyResultError, SchemaError) as err:
+            raise AirflowFailException(str(err)) from err
+
     def execute(self, context: Context) -> str:
         from airflow.sdk import ObjectStoragePath
 
         from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact, write_atomically
-        from airflow_mlops.data.extract import stream_query_to_parquet
         from airflow_mlops.exceptions import TargetError
         from airflow_mlops.hooks.sql import get_sqlalchemy_engine
 
@@ -101,16 +115,7 @@ class SqlExtractOperator(BaseOperator):
         engine = get_sqlalchemy_engine(self.conn_id)
         try:
             with engine.connect() as conn:
-                result = stream_query_to_parquet(
-                    conn,
-                    self.sql,
-                    target,
-                    parameters=self.parameters,
-                    chunk_size=self.chunk_size,
-                    column_types=self.column_types,
-                    expected_schema=recorded,
-                    allow_empty=self.allow_empty,
-                )
+                result = self._extract(conn, target, recorded)
         finally:
             engine.dispose()
         # str(ObjectStoragePath) carries the storage conn_id; artifacts record the plain URI.

@@ -1,0 +1,125 @@
+"""What the monitors compute, on rows (no Airflow import): feature drift, training/serving skew,
+prediction drift, and model performance once labels arrive.
+
+Drift and skew reuse the profiles of ``statistics.py``: both samples are profiled (percentiles,
+frequencies), then compared per column (PSI and Kolmogorov-Smirnov for numeric columns,
+Jensen-Shannon for categorical ones, new categories, missing columns). A stored reference profile
+(the training set's, or a validated month's) can stand in for the reference rows.
+
+Serving rows come from the model server's request log (``serving.requestlog``): each prediction
+with its ``prediction_id``, the features the model saw (JSON) and the probability. Labels arrive
+later as ``prediction_id, label`` rows; performance is measured on the predictions they match.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .statistics import (
+    DEFAULT_JS_THRESHOLD,
+    DEFAULT_PSI_THRESHOLD,
+    compare_profiles,
+    ks_distance,
+    profile_frame,
+    psi,
+)
+
+
+class MonitoringError(ValueError):
+    """Inputs a monitor cannot compare: the message names the input, the rule and the value."""
+
+
+def drift_report(reference: Any, current: Any, *, columns: Sequence[str] | None = None,
+                 psi_threshold: float = DEFAULT_PSI_THRESHOLD, js_threshold: float = DEFAULT_JS_THRESHOLD,
+                 thresholds: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Per-column drift of ``current`` (a DataFrame) from ``reference`` (a DataFrame or a stored profile).
+
+    Returns ``{"reference_rows", "current_rows", "columns": [divergence...], "drifted": [column...],
+    "score": the largest PSI or JS value}``; a column the current rows lack is reported as drifted
+    (metric ``missing``), and categories the reference never saw are listed per column.
+    """
+    if len(current) == 0:
+        raise MonitoringError("drift: the current sample has no rows (rule: compare at least one row)")
+    reference_profile = reference if isinstance(reference, Mapping) else profile_frame(
+        reference if columns is None else reference[[c for c in columns if c in reference.columns]])
+    if reference_profile["rows"] == 0:
+        raise MonitoringError("drift: the reference has no rows (rule: compare against a non-empty reference)")
+    selected = current if columns is None else current[[c for c in columns if c in current.columns]]
+    divergences = compare_profiles(reference_profile, profile_frame(selected), columns=columns,
+                                   psi_threshold=psi_threshold, js_threshold=js_threshold, thresholds=thresholds)
+    finite = [d.value for d in divergences if np.isfinite(d.value)]
+    return {"reference_rows": int(reference_profile["rows"]), "current_rows": len(current),
+            "columns": [d.to_dict() for d in divergences], "drifted": [d.column for d in divergences if d.drifted],
+            "score": max(finite, default=0.0)}
+
+
+def serving_rows(log: Any) -> Any:
+    """The request log's predictions as rows: the features the model saw as columns, plus
+    ``prediction_id``, ``probability``, ``variant``, ``version`` and ``at``."""
+    import pandas as pd
+
+    if len(log) == 0:
+        return pd.DataFrame(columns=["prediction_id", "probability"])
+    try:
+        features = pd.DataFrame.from_records([json.loads(text) for text in log["features"]])
+    except (TypeError, ValueError) as err:
+        raise MonitoringError(f"request log: a features value is not a JSON object ({err})") from err
+    keep = [c for c in ("prediction_id", "probability", "variant", "version", "at") if c in log.columns]
+    return pd.concat([features.drop(columns=[c for c in keep if c in features.columns]),
+                      log[keep].reset_index(drop=True)], axis=1)
+
+
+def prediction_drift(reference: Sequence[float], current: Sequence[float]) -> dict[str, float]:
+    """How far the distribution of predicted probabilities moved: PSI and KS over their percentiles."""
+    ref, cur = np.asarray(reference, dtype="float64"), np.asarray(current, dtype="float64")
+    if ref.size == 0 or cur.size == 0:
+        raise MonitoringError(f"prediction drift needs predictions on both sides, got {ref.size} and {cur.size}")
+    grid = np.linspace(0.0, 1.0, 101)
+    ref_q, cur_q = np.quantile(ref, grid), np.quantile(cur, grid)
+    return {"psi": psi(ref_q, cur_q), "ks": ks_distance(ref_q, cur_q), "reference_mean": float(ref.mean()),
+            "current_mean": float(cur.mean())}
+
+
+def join_labels(predictions: Any, labels: Any, *, label_column: str = "label") -> Any:
+    """Predictions (``prediction_id``, ``probability``, ...) with their labels, joined by id.
+
+    A label id that appears twice is an error (which label counts?); a label for an unknown
+    prediction and a prediction without a label are counted in ``attrs["unmatched_labels"]`` and
+    ``attrs["unlabeled_predictions"]``, not dropped silently.
+    """
+    for name, frame, needed in (("predictions", predictions, ("prediction_id", "probability")),
+                                ("labels", labels, ("prediction_id", label_column))):
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise MonitoringError(f"{name}: columns {missing} are missing (rule: {name} need {list(needed)})")
+    duplicated = labels["prediction_id"][labels["prediction_id"].duplicated()].unique().tolist()
+    if duplicated:
+        raise MonitoringError(f"labels: prediction ids {duplicated[:5]} have more than one label "
+                              f"({len(duplicated)} in all; rule: one label per prediction)")
+    nulls = int(labels[label_column].isna().sum())
+    if nulls:
+        raise MonitoringError(f"labels: {label_column} is null for {nulls} prediction(s) (rule: a label is 0 or 1; "
+                              "send a label once the outcome is known)")
+    values = set(labels[label_column].unique().tolist())
+    if not values <= {0, 1}:  # 0.0, 1.0, False and True compare equal to these
+        raise MonitoringError(f"labels: {label_column} must be 0 or 1, got {sorted(map(str, values - {0, 1}))[:5]}")
+    joined = predictions.merge(labels[["prediction_id", label_column]], on="prediction_id", how="inner")
+    joined.attrs["unmatched_labels"] = int((~labels["prediction_id"].isin(predictions["prediction_id"])).sum())
+    joined.attrs["unlabeled_predictions"] = int((~predictions["prediction_id"].isin(labels["prediction_id"])).sum())
+    return joined
+
+
+def performance_report(joined: Any, *, label_column: str = "label", threshold: float = 0.5) -> dict[str, Any]:
+    """AUC, log loss, accuracy, precision, recall and calibration error of the labelled predictions."""
+    from ..evaluation.metrics import binary_metrics  # noqa: TID252
+
+    if len(joined) == 0:
+        raise MonitoringError("performance: no prediction has a label yet (rule: at least one labelled prediction)")
+    metrics = binary_metrics(joined[label_column].to_numpy(dtype="float64"),
+                             joined["probability"].to_numpy(dtype="float64"), threshold=threshold)
+    return {**metrics, "labelled": len(joined), "unmatched_labels": joined.attrs.get("unmatched_labels", 0),
+            "unlabeled_predictions": joined.attrs.get("unlabeled_predictions", 0)}

@@ -1,0 +1,101 @@
+"""The monitors on real 2013 data: winter against summer weather drifts, a month against its own
+bootstrap samples does not; schema anomalies; serving rows from the request log; performance
+from labels joined by prediction id."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_mlops.monitoring.monitors import (
+    MonitoringError,
+    drift_report,
+    join_labels,
+    performance_report,
+    prediction_drift,
+    serving_rows,
+)
+from airflow_mlops.monitoring.statistics import profile_frame
+from tests.partitions import month_frame
+
+WEATHER = ["temp", "dewp", "humid", "wind_speed", "pressure", "visib", "origin"]
+
+
+def test_winter_against_summer_weather_is_drift() -> None:
+    january, july = month_frame("weather", 1)[WEATHER], month_frame("weather", 7)[WEATHER]
+    report = drift_report(january, july)
+    by_column = {c["column"]: c for c in report["columns"]}
+    assert {"temp", "dewp"} <= set(report["drifted"]) and by_column["temp"]["value"] > 1.0
+    assert by_column["temp"]["ks"] > 0.8 and "origin" not in report["drifted"]  # the same three airports
+    assert report["reference_rows"] == len(january) and report["score"] == by_column["temp"]["value"]
+
+
+def test_bootstrap_samples_of_one_month_are_not_drift() -> None:
+    january = month_frame("weather", 1)[WEATHER]
+    reference = profile_frame(january)  # a stored profile stands in for the reference rows
+    for seed in range(3):
+        sample = january.sample(n=len(january), replace=True, random_state=seed)
+        report = drift_report(reference, sample)
+        assert report["drifted"] == [] and report["score"] < 0.05, report
+
+
+def test_schema_anomalies_are_reported_new_category_and_missing_column() -> None:
+    flights = month_frame("flights", 1)[["carrier", "distance", "dep_delay"]]
+    current = flights.drop(columns=["dep_delay"]).copy()
+    current.loc[current.index[:500], "carrier"] = "ZZ"
+    report = drift_report(flights, current, columns=["carrier", "distance", "dep_delay"])
+    by_column = {c["column"]: c for c in report["columns"]}
+    assert by_column["dep_delay"]["metric"] == "missing" and by_column["dep_delay"]["drifted"]
+    assert by_column["carrier"]["new_categories"] == ["ZZ"]
+    with pytest.raises(KeyError, match=r"columns \['tail'\] are not in the reference profile"):
+        drift_report(flights, current, columns=["tail"])
+    with pytest.raises(MonitoringError, match="the current sample has no rows"):
+        drift_report(flights, current.iloc[0:0])
+
+
+def test_serving_rows_unpack_the_features_the_model_saw() -> None:
+    log = pd.DataFrame({"prediction_id": ["a", "b"], "probability": [0.2, 0.7], "variant": ["main", "main"],
+                        "features": [json.dumps({"carrier": "UA", "distance": 1400}),
+                                     json.dumps({"carrier": "AA", "distance": None})]})
+    rows = serving_rows(log)
+    assert list(rows.columns) == ["carrier", "distance", "prediction_id", "probability", "variant"]
+    assert rows["carrier"].tolist() == ["UA", "AA"] and rows["prediction_id"].tolist() == ["a", "b"]
+    assert rows["distance"][0] == 1400 and np.isnan(rows["distance"][1])  # null in the request, NaN here
+    with pytest.raises(MonitoringError, match="a features value is not a JSON object"):
+        serving_rows(log.assign(features=["{not json", "{}"]))
+
+
+def test_prediction_drift_separates_shifted_scores() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.beta(2, 8, 20_000)
+    assert prediction_drift(base, rng.beta(2, 8, 20_000))["psi"] < 0.02
+    shifted = prediction_drift(base, rng.beta(4, 6, 20_000))
+    assert shifted["psi"] > 0.5 and shifted["current_mean"] > shifted["reference_mean"]
+    with pytest.raises(MonitoringError, match="needs predictions on both sides, got 20000 and 0"):
+        prediction_drift(base, [])
+
+
+def test_performance_joins_labels_by_prediction_id_and_counts_what_did_not_match() -> None:
+    rng = np.random.default_rng(1)
+    labels_true = rng.integers(0, 2, 2000)
+    probabilities = np.clip(labels_true * 0.6 + rng.random(2000) * 0.4, 0, 1)
+    predictions = pd.DataFrame({"prediction_id": [f"p{i}" for i in range(2000)], "probability": probabilities})
+    labels = pd.DataFrame({"prediction_id": [f"p{i}" for i in range(100, 2000)] + ["stranger"],
+                           "label": [*labels_true[100:], 1]})
+    joined = join_labels(predictions, labels)
+    assert len(joined) == 1900 and joined.attrs == {"unmatched_labels": 1, "unlabeled_predictions": 100}
+    report = performance_report(joined)
+    assert report["labelled"] == 1900 and report["auc"] > 0.95 and report["unlabeled_predictions"] == 100
+    with pytest.raises(MonitoringError, match=r"prediction ids \['p5'\] have more than one label"):
+        join_labels(predictions, pd.DataFrame({"prediction_id": ["p5", "p5"], "label": [0, 1]}))
+    with pytest.raises(MonitoringError, match=r"labels: columns \['label'\] are missing"):
+        join_labels(predictions, pd.DataFrame({"prediction_id": ["p5"], "outcome": [1]}))
+    with pytest.raises(MonitoringError, match="label is null for 1 prediction"):
+        join_labels(predictions, pd.DataFrame({"prediction_id": ["p5"], "label": [None]}))
+    with pytest.raises(MonitoringError, match="label must be 0 or 1"):
+        join_labels(predictions, pd.DataFrame({"prediction_id": ["p5"], "label": [3]}))
+    with pytest.raises(MonitoringError, match="no prediction has a label yet"):
+        performance_report(join_labels(predictions, pd.DataFrame({"prediction_id": ["x"], "label": [1]})))
