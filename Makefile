@@ -43,6 +43,7 @@ bench: home
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/evaluate.py
 	$(BIN)/python benchmarks/serve.py
+	$(BIN)/python benchmarks/drift.py
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml and requirements/pins.txt
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra postgres -c requirements/pins.txt \
