@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from .models import RowError
 from .policies import PolicyError
-from .server import DeploymentError, ModelServer, UnknownEndpoint
+from .server import DeploymentError, ModelServer, UnknownEndpoint, UnknownPrediction
 
 
 class PredictRequest(BaseModel):
@@ -107,7 +107,8 @@ def create_app(server: ModelServer, token: str | None) -> FastAPI:
         return JSONResponse({"detail": [{"loc": err.loc, "msg": err.msg, "input": err.value}]}, status_code=422)
 
     @app.exception_handler(UnknownEndpoint)
-    async def unknown(request: Request, err: UnknownEndpoint) -> JSONResponse:
+    @app.exception_handler(UnknownPrediction)
+    async def unknown(request: Request, err: LookupError) -> JSONResponse:
         return JSONResponse({"detail": str(err.args[0])}, status_code=404)
 
     @app.exception_handler(DeploymentError)
@@ -148,12 +149,7 @@ def create_app(server: ModelServer, token: str | None) -> FastAPI:
 
     @app.post("/v1/feedback")
     def feedback(body: FeedbackRequest) -> dict[str, Any]:
-        try:
-            return server.feedback(body.prediction_id, body.reward)
-        except (UnknownEndpoint, PolicyError):
-            raise
-        except LookupError as err:
-            raise HTTPException(404, str(err.args[0])) from err
+        return server.feedback(body.prediction_id, body.reward)
 
     @app.get("/v1/admin/deployments", dependencies=[Depends(admin)])
     def deployments() -> dict[str, Any]:

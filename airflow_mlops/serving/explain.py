@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .models import RowError
-from .server import ModelServer, UnknownEndpoint
+from .server import ModelServer
 
 
 def explain_row(server: ModelServer, endpoint: str, row: Mapping[str, Any], steps: int = 32) -> dict[str, Any]:
@@ -23,9 +23,7 @@ def explain_row(server: ModelServer, endpoint: str, row: Mapping[str, Any], step
     import torch
     from captum.attr import IntegratedGradients
 
-    live = server.live.get(endpoint)
-    if live is None:
-        raise UnknownEndpoint(server._unknown(endpoint))
+    live = server.serving(endpoint)
     variant = live.policy.primary or next(iter(live.models))
     model = live.models[variant]
     network = model.scorer.model

@@ -42,6 +42,10 @@ class UnknownEndpoint(LookupError):
     """No deployment under this name."""
 
 
+class UnknownPrediction(LookupError):
+    """Feedback for a prediction id the server does not remember."""
+
+
 @dataclass(frozen=True)
 class Live:
     """What one endpoint serves right now."""
@@ -124,7 +128,7 @@ class ModelServer:
         """Serve the endpoint's previous deployment again."""
         entry = self._read_store().get(endpoint)
         if entry is None:
-            raise UnknownEndpoint(self._unknown(endpoint))
+            raise UnknownEndpoint(f"no model is deployed under {endpoint!r}; deployed: {sorted(self.live)}")
         if not entry["history"]:
             raise DeploymentError(f"endpoint {endpoint!r} has no earlier deployment to roll back to")
         previous = dict(entry["history"][-1])
@@ -205,14 +209,16 @@ class ModelServer:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _unknown(self, endpoint: str) -> str:
-        return f"no model is deployed under {endpoint!r}; deployed: {sorted(self.live)}"
+    def serving(self, endpoint: str) -> Live:
+        """What ``endpoint`` serves now; ``UnknownEndpoint`` names the deployed ones otherwise."""
+        live = self.live.get(endpoint)
+        if live is None:
+            raise UnknownEndpoint(f"no model is deployed under {endpoint!r}; deployed: {sorted(self.live)}")
+        return live
 
     def predict(self, endpoint: str, rows: Sequence[Mapping[str, Any]], key: str | None = None) -> dict[str, Any]:
         """Route, score and log one request; raises ``UnknownEndpoint`` or ``RowError``."""
-        live = self.live.get(endpoint)
-        if live is None:
-            raise UnknownEndpoint(self._unknown(endpoint))
+        live = self.serving(endpoint)
         if not 1 <= len(rows) <= self.max_rows:
             raise RowError(["body", "rows"], f"must hold 1 to {self.max_rows} rows, got {len(rows)}")
         if live.record.get("feature_service"):
@@ -281,12 +287,10 @@ class ModelServer:
     def feedback(self, prediction_id: str, reward: float) -> dict[str, Any]:
         """A reward for an earlier prediction: the bandit learns from it, and it is logged."""
         if prediction_id not in self._recent:
-            raise LookupError(f"prediction {prediction_id!r} is unknown (or older than the last "
+            raise UnknownPrediction(f"prediction {prediction_id!r} is unknown (or older than the last "
                               f"{self._recent_limit} predictions)")
         endpoint, variant = self._recent[prediction_id]
-        live = self.live.get(endpoint)
-        if live is None:
-            raise UnknownEndpoint(self._unknown(endpoint))
+        live = self.serving(endpoint)
         if live.policy.kind == "bandit":
             live.policy.reward(variant, reward)
         elif not 0.0 <= reward <= 1.0:
@@ -329,9 +333,7 @@ class ModelServer:
 
     def stats(self, endpoint: str) -> dict[str, Any]:
         """Requests, errors and latency percentiles per variant since the endpoint's last deployment."""
-        live = self.live.get(endpoint)
-        if live is None:
-            raise UnknownEndpoint(self._unknown(endpoint))
+        live = self.serving(endpoint)
         with self._stats_lock:
             variants = {variant: stats.summary() for (name, variant), stats in self._stats.items() if name == endpoint}
         return {"endpoint": endpoint, "policy": live.policy.to_dict(), "variants": variants,
