@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ DATA = LAKE.removeprefix("file://")
 FLIGHT_FEATURES = Asset(name="flight_features", group="flights")
 # Emitted by flights_tuning.py: extra["best_params"] of the newest event override the defaults below.
 FLIGHT_DELAY_HYPERPARAMETERS = Asset(name="flight_delay_hyperparameters", group="flights")
+# Emitted by flights_monitoring.py when the served model drifts or its performance drops.
+MODEL_DRIFT = Asset(name="model_drift", group="flights")
 DEFAULT_HYPERPARAMETERS = {"hidden": 64, "layers": 2, "lr": 0.002}
 MODEL = "flight_delay"
 RUN_FOLDER = "{{ run_id | replace(':', '_') | replace('+', '_') }}"
@@ -31,7 +34,7 @@ GATE = str(Path(__file__).parent / "gates" / "flight_delay.yaml")
 
 with DAG(
     dag_id="flights_training",
-    schedule=[FLIGHT_FEATURES],
+    schedule=(FLIGHT_FEATURES | MODEL_DRIFT),
     start_date=datetime(2013, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -39,8 +42,11 @@ with DAG(
     tags=["mlops", "flights", "training", "lightning", "event-driven"],
     doc_md="""
 ### Train the flights delay model
-Runs when a new training set exists (`flight_features`). `training_set` names it (the event, or
-conf `{"manifest_uri": ...}`); `train` checks the spec (class paths, the data) and starts the
+Runs when a new training set exists (`flight_features`) OR when the served model drifted
+(`model_drift`, from `flights_monitoring`): the run's triggering Asset events show which, and
+`training_set` logs them (drifted features and scores). `training_set` names the training set: conf
+`{"manifest_uri": ...}`, the triggering `flight_features` event, or (a drift-triggered run) the
+newest `flight_features` event. `train` checks the spec (class paths, the data) and starts the
 training driver `python -m airflow_mlops.training`, which checks the classes and hyperparameters
 (a bad spec fails the task without a retry, nothing started) and then starts 2 DDP processes
 through torchrun (gloo on CPU). `hyperparameters` are the defaults, or those of the newest
@@ -74,10 +80,17 @@ back, the version is recorded as rejected, and `promote` and `rollout` are skipp
 """,
 ):
 
-    @task
+    @task(inlets=[FLIGHT_FEATURES])
     def training_set(**context: Any) -> str:
-        """The training set manifest: from the triggering event, or the run's conf."""
-        return str(conf_or_latest_event(context, FLIGHT_FEATURES, "manifest_uri"))
+        """The training set manifest: the run's conf, the triggering features event, or the newest one."""
+        for asset, events in (context.get("triggering_asset_events") or {}).items():
+            for event in events:
+                logging.getLogger("airflow.task").info("triggered by %s at %s: %s", getattr(asset, "name", asset),
+                                                       event.timestamp, event.extra)
+        try:
+            return str(conf_or_latest_event(context, FLIGHT_FEATURES, "manifest_uri"))
+        except ValueError:  # started by model_drift: retrain on the newest training set
+            return str(latest_event_value(context, FLIGHT_FEATURES, "manifest_uri"))
 
     @task(inlets=[FLIGHT_DELAY_HYPERPARAMETERS])
     def hyperparameters(**context: Any) -> dict[str, Any]:

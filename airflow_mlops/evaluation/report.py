@@ -93,7 +93,8 @@ def importance(score: Callable[[Any], np.ndarray], frame: Any, label: str, featu
     return permutation_importance(score, sample, features, sample[label].to_numpy(), seed=seed)
 
 
-def _png(figure: Any) -> str:
+def png_uri(figure: Any) -> str:
+    """A matplotlib figure as an embeddable PNG data URI (the figure is closed)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -119,7 +120,7 @@ def _plots(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     axis.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axis.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     axis.legend(loc="lower right")
-    plots.append(("ROC curve", _png(figure)))
+    plots.append(("ROC curve", png_uri(figure)))
     figure, axis = plt.subplots(figsize=(4.5, 4))
     for name, evaluation in models.items():
         curve = evaluation["calibration"]
@@ -128,7 +129,7 @@ def _plots(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     axis.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axis.set(xlabel="mean predicted probability", ylabel="observed delay rate", title="Calibration")
     axis.legend(loc="upper left")
-    plots.append(("Calibration", _png(figure)))
+    plots.append(("Calibration", png_uri(figure)))
     for column, by_value in report["slices"].items():
         values = sorted(by_value)
         figure, axis = plt.subplots(figsize=(max(4.5, 0.45 * len(values)), 3.5))
@@ -140,11 +141,13 @@ def _plots(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         axis.set_xticks(np.arange(len(values)) + width * (len(models) - 1) / 2, values, rotation=60, fontsize=8)
         axis.set(ylabel="ROC AUC", title=f"AUC per {column}", ylim=(0.4, 1.0))
         axis.legend(fontsize=8)
-        plots.append((f"AUC per {column}", _png(figure)))
+        plots.append((f"AUC per {column}", png_uri(figure)))
     return plots
 
 
-def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+def html_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    """An HTML table; floats with four decimals, everything escaped."""
+
     def cell(value: Any) -> str:
         return f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
 
@@ -161,24 +164,29 @@ def render_html(report: Mapping[str, Any], title: str) -> str:
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>{html.escape(str(report.get('model_uri', '')))} on {int(report['overall']['rows'])} held-out rows; "
              f"threshold {report['threshold']}</p>",
-             "<h2>Overall</h2>", _table(overall, ["metric", "challenger", "champion"])]
+             "<h2>Overall</h2>", html_table(overall, ["metric", "challenger", "champion"])]
     if report.get("gate"):
         gate = report["gate"]
         parts += [f"<h2>Gate: {'PASSED' if gate['passed'] else 'FAILED'}</h2>",
-                  _table([[r["rule"], "pass" if r["passed"] else "FAIL", r["detail"]] for r in gate["rules"]],
+                  html_table([[r["rule"], "pass" if r["passed"] else "FAIL", r["detail"]] for r in gate["rules"]],
                          ["rule", "result", "numbers"])]
     parts.append("<h2>Fairness gaps (largest difference between slices)</h2>")
-    parts.append(_table([[c, g.get("tpr_gap"), " / ".join(g.get("tpr_slices", [])), g.get("fpr_gap"),
+    parts.append(html_table([[c, g.get("tpr_gap"), " / ".join(g.get("tpr_slices", [])), g.get("fpr_gap"),
                           " / ".join(g.get("fpr_slices", []))] for c, g in report["fairness"].items()],
                         ["slice", "TPR gap", "lowest / highest", "FPR gap", "lowest / highest"]))
     if report.get("importance"):
         parts += ["<h2>Permutation importance (drop in AUC)</h2>",
-                  _table(list(report["importance"].items()), ["feature", "AUC drop"])]
+                  html_table(list(report["importance"].items()), ["feature", "AUC drop"])]
     for name, image in _plots(report):
         parts.append(f"<h2>{html.escape(name)}</h2><img alt='{html.escape(name)}' src='{image}'>")
     for column, by_value in report["slices"].items():
         rows = [[v, m["rows"], m["auc"], m["recall"], m["fpr"], m["calibration_error"]] for v, m in by_value.items()]
-        parts += [f"<h2>Per {html.escape(column)}</h2>", _table(rows, [column, "rows", "AUC", "TPR", "FPR", "ECE"])]
+        parts += [f"<h2>Per {html.escape(column)}</h2>", html_table(rows, [column, "rows", "AUC", "TPR", "FPR", "ECE"])]
+    return html_page(title, parts)
+
+
+def html_page(title: str, parts: Sequence[str]) -> str:
+    """One self-contained HTML page from already-escaped parts."""
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}")
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>" \

@@ -35,12 +35,13 @@ class MonitoringError(ValueError):
 
 def drift_report(reference: Any, current: Any, *, columns: Sequence[str] | None = None,
                  psi_threshold: float = DEFAULT_PSI_THRESHOLD, js_threshold: float = DEFAULT_JS_THRESHOLD,
-                 thresholds: Mapping[str, float] | None = None) -> dict[str, Any]:
+                 thresholds: Mapping[str, float] | None = None, keep_profiles: bool = False) -> dict[str, Any]:
     """Per-column drift of ``current`` (a DataFrame) from ``reference`` (a DataFrame or a stored profile).
 
     Returns ``{"reference_rows", "current_rows", "columns": [divergence...], "drifted": [column...],
     "score": the largest PSI or JS value}``; a column the current rows lack is reported as drifted
-    (metric ``missing``), and categories the reference never saw are listed per column.
+    (metric ``missing``), and categories the reference never saw are listed per column. With
+    ``keep_profiles`` the compared columns' profiles are kept under ``"profiles"`` (for plots).
     """
     if len(current) == 0:
         raise MonitoringError("drift: the current sample has no rows (rule: compare at least one row)")
@@ -49,12 +50,36 @@ def drift_report(reference: Any, current: Any, *, columns: Sequence[str] | None 
     if reference_profile["rows"] == 0:
         raise MonitoringError("drift: the reference has no rows (rule: compare against a non-empty reference)")
     selected = current if columns is None else current[[c for c in columns if c in current.columns]]
-    divergences = compare_profiles(reference_profile, profile_frame(selected), columns=columns,
+    current_profile = profile_frame(selected)
+    divergences = compare_profiles(reference_profile, current_profile, columns=columns,
                                    psi_threshold=psi_threshold, js_threshold=js_threshold, thresholds=thresholds)
     finite = [d.value for d in divergences if np.isfinite(d.value)]
-    return {"reference_rows": int(reference_profile["rows"]), "current_rows": len(current),
-            "columns": [d.to_dict() for d in divergences], "drifted": [d.column for d in divergences if d.drifted],
-            "score": max(finite, default=0.0)}
+    report = {"reference_rows": int(reference_profile["rows"]), "current_rows": len(current),
+              "columns": [d.to_dict() for d in divergences], "drifted": [d.column for d in divergences if d.drifted],
+              "score": max(finite, default=0.0)}
+    if keep_profiles:
+        compared = [d.column for d in divergences]
+        report["profiles"] = {side: {c: profile["columns"][c] for c in compared if c in profile["columns"]}
+                              for side, profile in (("reference", reference_profile), ("current", current_profile))}
+    return report
+
+
+def window(log: Any, *, endpoint: str, start: Any, end: Any) -> Any:
+    """The request log's predictions of ``endpoint`` made in ``[start, end)`` (timezone-aware times)."""
+    import pandas as pd
+
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    for name, value in (("start", start), ("end", end)):
+        if value.tzinfo is None:
+            raise MonitoringError(f"window: {name} {value.isoformat()} has no time zone (rule: give UTC times, "
+                                  "e.g. 2013-03-01T00:00:00+00:00)")
+    if end <= start:
+        raise MonitoringError(f"window: end {end.isoformat()} is not after start {start.isoformat()} "
+                              "(rule: start < end)")
+    if len(log) == 0:
+        return log
+    at = pd.to_datetime(log["at"], utc=True)
+    return log[(log["endpoint"] == endpoint) & (at >= start) & (at < end)].reset_index(drop=True)
 
 
 def serving_rows(log: Any) -> Any:
@@ -73,7 +98,7 @@ def serving_rows(log: Any) -> Any:
                       log[keep].reset_index(drop=True)], axis=1)
 
 
-def prediction_drift(reference: Sequence[float], current: Sequence[float]) -> dict[str, float]:
+def prediction_drift(reference: Any, current: Any) -> dict[str, Any]:
     """How far the distribution of predicted probabilities moved: PSI and KS over their percentiles."""
     ref, cur = np.asarray(reference, dtype="float64"), np.asarray(current, dtype="float64")
     if ref.size == 0 or cur.size == 0:

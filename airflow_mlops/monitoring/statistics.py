@@ -7,8 +7,11 @@ compared with any later partition, training set or serving log without its rows:
 
 - numeric: population stability index (PSI) over the reference's deciles, and the
   Kolmogorov-Smirnov distance between the two percentile functions;
-- categorical: Jensen-Shannon distance (base 2, in [0, 1]) between the frequencies, and the
-  categories the reference never saw.
+- categorical: Jensen-Shannon distance (base 2, in [0, 1]) between the frequencies, the
+  chi-square test of the two frequency tables, and the categories the reference never saw. A
+  categorical column drifts when the distance is over its threshold AND the test says the
+  difference is not sampling noise (p < ``alpha``): with many categories and a few thousand rows,
+  the distance of two samples of one distribution alone reaches 0.1 to 0.2.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ PSI_EPSILON = 1e-4
 #: Rule-of-thumb bounds: PSI above 0.2 is a significant shift; JS distance above 0.1 likewise.
 DEFAULT_PSI_THRESHOLD = 0.2
 DEFAULT_JS_THRESHOLD = 0.1
+DEFAULT_ALPHA = 0.01
 
 
 def profile_frame(frame: pd.DataFrame, *, top_k: int = 50) -> dict[str, Any]:
@@ -104,11 +108,14 @@ class Divergence:
     drifted: bool
     ks: float | None = None
     new_categories: tuple[str, ...] = ()
+    p_value: float | None = None
 
     def describe(self) -> str:
         text = f"{self.column}: {self.metric}={self.value:.3f} (threshold {self.threshold})"
         if self.ks is not None:
             text += f", ks={self.ks:.3f}"
+        if self.p_value is not None:
+            text += f", chi-square p={self.p_value:.3g}"
         if self.new_categories:
             text += f", new categories {list(self.new_categories[:5])}"
         return text
@@ -127,6 +134,7 @@ def compare_profiles(
     psi_threshold: float = DEFAULT_PSI_THRESHOLD,
     js_threshold: float = DEFAULT_JS_THRESHOLD,
     thresholds: Mapping[str, float] | None = None,
+    alpha: float = DEFAULT_ALPHA,
 ) -> list[Divergence]:
     """Compare each shared numeric and categorical column of two profiles.
 
@@ -134,6 +142,7 @@ def compare_profiles(
         profiles have). A named column the reference lacks is an error; one the current profile
         lacks is reported as a ``missing`` divergence.
     :param thresholds: per-column overrides of the column's primary metric's threshold.
+    :param alpha: a categorical difference must also be significant at this level (chi-square).
     """
     ref_columns, cur_columns = reference["columns"], current["columns"]
     if columns is None:
@@ -162,9 +171,12 @@ def compare_profiles(
             divergences.append(Divergence(name, "numeric", "psi", value, limit, value > limit, ks=ks))
         elif ref["kind"] == "categorical":
             limit = overrides.get(name, js_threshold)
-            value = jensen_shannon_distance(ref["frequencies"], cur["frequencies"])
-            new = tuple(sorted(set(cur["frequencies"]) - set(ref["frequencies"]) - {OTHER}))
-            divergences.append(Divergence(name, "categorical", "js", value, limit, value > limit, new_categories=new))
+            ref_counts, cur_counts = aligned_frequencies(ref["frequencies"], cur["frequencies"])
+            value = jensen_shannon_distance(ref_counts, cur_counts)
+            p_value = chi_square_p_value(ref_counts, cur_counts)
+            new = tuple(sorted(set(cur_counts) - set(ref_counts) - {OTHER}))
+            divergences.append(Divergence(name, "categorical", "js", value, limit, value > limit and p_value < alpha,
+                                          new_categories=new, p_value=p_value))
     return divergences
 
 
@@ -215,3 +227,26 @@ def jensen_shannon_distance(reference: Mapping[str, int], current: Mapping[str, 
         return float(np.sum(a[mask] * np.log2(a[mask] / b[mask])))
 
     return math.sqrt(max(0.0, (kl(p, m) + kl(q, m)) / 2))
+
+
+def aligned_frequencies(reference: Mapping[str, int], current: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """Both frequency tables over comparable categories: a category one side kept and the other
+    side pooled into ``__other__`` (beyond its ``top_k``) is pooled on both sides, so it neither
+    counts as new nor as vanished."""
+    ref, cur = dict(reference), dict(current)
+    for mine, theirs in ((cur, ref), (ref, cur)):
+        if OTHER in theirs:
+            for key in [k for k in mine if k not in theirs and k != OTHER]:
+                mine[OTHER] = mine.get(OTHER, 0) + mine.pop(key)
+    return ref, cur
+
+
+def chi_square_p_value(reference: Mapping[str, int], current: Mapping[str, int]) -> float:
+    """p-value of the chi-square test that two frequency tables come from one distribution."""
+    from scipy.stats import chi2_contingency
+
+    keys = sorted(set(reference) | set(current))
+    table = np.array([[reference.get(k, 0) for k in keys], [current.get(k, 0) for k in keys]], dtype="float64")
+    if len(keys) < 2 or table.sum(axis=1).min() == 0:
+        return 1.0 if len(keys) < 2 else 0.0
+    return float(chi2_contingency(table, correction=False).pvalue)

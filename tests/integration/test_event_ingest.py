@@ -89,6 +89,7 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
         "AIRFLOW__MLOPS__FEAST_DIR": str(data / "feast"),
         "AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
         "AIRFLOW__MLOPS__INGEST_QUEUE_URL": queue_url,
+        "AIRFLOW__MLOPS__SERVING_DIR": str(data / "serving"),
         "AIRFLOW_CONN_FLIGHTS_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(source_db)}),
         "AIRFLOW_CONN_MLOPS_MODEL_SERVER": json.dumps(
             {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": model_server.port, "password": TOKEN}),
@@ -229,6 +230,49 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
                                    "WHERE dag_id = 'flights_tuning' AND task_id = 'trial' ORDER BY start_date")).all()
     assert [t.state for t in trials] == ["success"] * 4
     assert any(a.end_date > b.start_date for a, b in itertools.pairwise(trials)), "no two trials ran at the same time"
+
+    # Drift: the served model sees a heat wave; flights_monitoring (triggered like the daily run)
+    # raises model_drift, and that event alone starts flights_training on the newest training set.
+    import pandas as pd
+
+    from airflow_mlops.demo import serve_rows
+    from airflow_mlops.training.spec import manifest_path
+
+    splits = json.loads(training_set.read_text())["splits"]
+    hot = pd.read_parquet(manifest_path(splits["test"]["uri"], str(training_set))).head(1000)
+    window = serve_rows({"url": server.url, "state_dir": server.state_dir, "log": server.state_dir},
+                        hot.assign(temp=hot["temp"] + 45.0).drop(columns=["is_delayed"]), per_request=50)
+    subprocess.run(["airflow", "dags", "trigger", "flights_monitoring", "--run-id", "drift_check", "--conf",
+                    json.dumps(window)], env=stack["env"], check=True, capture_output=True)
+
+    def monitored() -> str | None:
+        with stack["engine"].connect() as conn:
+            return conn.execute(text("SELECT state FROM dag_run WHERE dag_id = 'flights_monitoring' AND "
+                                     "run_id = 'drift_check' AND state IN ('success', 'failed')")).scalar()
+
+    assert wait_for("flights_monitoring to finish", monitored, log=stack["log"]) == "success"
+
+    def drift_triggered_training() -> tuple | None:
+        with stack["engine"].connect() as conn:
+            return conn.execute(text(
+                "SELECT r.run_id, r.run_type, e.extra FROM dag_run r "
+                "JOIN dagrun_asset_event de ON de.dag_run_id = r.id JOIN asset_event e ON e.id = de.event_id "
+                "JOIN asset a ON a.id = e.asset_id WHERE r.dag_id = 'flights_training' AND a.name = 'model_drift'"
+            )).first()
+
+    run_id, run_type, extra = wait_for("model_drift to start flights_training", drift_triggered_training,
+                                       log=stack["log"])
+    event = json.loads(extra) if isinstance(extra, str) else extra
+    assert run_type == "asset_triggered" and "temp" in event["features"] and event["window"] == window
+
+    def resolved_training_set() -> str | None:
+        with stack["engine"].connect() as conn:
+            row = conn.execute(text("SELECT value FROM xcom WHERE dag_id = 'flights_training' AND run_id = :r AND "
+                                    "task_id = 'training_set' AND key = 'return_value'"), {"r": run_id}).first()
+        return None if row is None else (json.loads(row.value) if isinstance(row.value, str | bytes) else row.value)
+
+    assert wait_for("the drift-triggered run to pick its training set", resolved_training_set,
+                    log=stack["log"]) == training_set.as_uri()
 
 
 def test_object_put_in_s3_runs_flights_ingest_s3_through_sqs(stack) -> None:

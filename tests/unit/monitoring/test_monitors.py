@@ -42,6 +42,21 @@ def test_bootstrap_samples_of_one_month_are_not_drift() -> None:
         assert report["drifted"] == [] and report["score"] < 0.05, report
 
 
+def test_small_samples_of_a_many_valued_column_are_not_drift_but_a_moved_share_is() -> None:
+    # ~100 destinations, top 50 kept per profile: a 1,500-row sample has a different top 50 and a
+    # Jensen-Shannon distance over 0.1 from sampling alone; aligned tables and the chi-square test
+    # keep that from counting as drift.
+    flights = month_frame("flights", 1)[["dest"]]
+    for seed in range(3):
+        report = drift_report(flights, flights.sample(1500, random_state=seed))
+        (dest,) = report["columns"]
+        assert not dest["drifted"] and dest["p_value"] > 0.01 and dest["new_categories"] == [], dest
+    moved = flights.sample(1500, random_state=0)
+    moved.loc[moved.index[:600], "dest"] = "ORD"
+    (dest,) = drift_report(flights, moved)["columns"]
+    assert dest["drifted"] and dest["value"] > 0.1 and dest["p_value"] < 1e-6
+
+
 def test_schema_anomalies_are_reported_new_category_and_missing_column() -> None:
     flights = month_frame("flights", 1)[["carrier", "distance", "dep_delay"]]
     current = flights.drop(columns=["dep_delay"]).copy()

@@ -1,0 +1,367 @@
+"""Monitor a served model from the model server's request log: drift and skew, performance, alerts."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def _local(uri: str) -> Path:
+    return Path(uri.removeprefix("file://"))
+
+
+class _RequestLogMonitor(BaseOperator):
+    """What both monitors share: the window of the request log, the report files, the MLflow run."""
+
+    ui_color = "#fce8e6"
+
+    def __init__(self, *, endpoint: str, request_log: str, report_dir: str, start: str = "", end: str = "",
+                 mlflow_tracking_uri: str = "", mlflow_experiment: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.endpoint, self.request_log, self.report_dir = endpoint, request_log, report_dir
+        self.start, self.end = start, end
+        self.mlflow_tracking_uri = mlflow_tracking_uri
+        self.mlflow_experiment = mlflow_experiment or f"{endpoint}-monitoring"
+
+    def served(self, context: Context) -> tuple[Any, dict[str, str]]:
+        """The endpoint's predictions in the window, as rows with their features; skips when none."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airflow_mlops.monitoring.monitors import serving_rows, window
+        from airflow_mlops.serving.requestlog import read_log
+
+        start = self.start or context.get("data_interval_start")
+        end = self.end or context.get("data_interval_end")
+        if not start or not end:
+            raise ValueError(f"{self.task_id}: no window: give start and end (templated) or run on a schedule "
+                             f"(data interval); got start={start!r}, end={end!r}")
+        logged = window(read_log(_local(self.request_log)), endpoint=self.endpoint, start=start, end=end)
+        span = {"start": str(start), "end": str(end)}
+        if len(logged) == 0:
+            raise AirflowSkipException(f"no predictions of endpoint {self.endpoint!r} in [{start}, {end}) in the "
+                                       f"request log {self.request_log}: nothing to monitor")
+        self.log.info("%d predictions of %s in [%s, %s)", len(logged), self.endpoint, start, end)
+        return serving_rows(logged), span
+
+    def write(self, report: Mapping[str, Any], page: str, name: str) -> tuple[str, str]:
+        from airflow_mlops.artifacts import write_atomically
+        from airflow_mlops.evaluation.report import dumps
+
+        folder = _local(self.report_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(folder / f"{name}.json", dumps(report).encode())
+        write_atomically(folder / f"{name}.html", page.encode())
+        return (folder / f"{name}.json").as_uri(), (folder / f"{name}.html").as_uri()
+
+    def log_to_mlflow(self, run_name: str, metrics: Mapping[str, float], params: Mapping[str, Any],
+                      files: Sequence[str]) -> str:
+        """One MLflow run per report in the endpoint's monitoring experiment; "" without a tracking URI."""
+        if not self.mlflow_tracking_uri:
+            return ""
+        import math
+
+        from mlflow import MlflowClient
+
+        client = MlflowClient(self.mlflow_tracking_uri)
+        experiment = client.get_experiment_by_name(self.mlflow_experiment)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(self.mlflow_experiment)
+        run = client.create_run(experiment_id, run_name=run_name, tags={"endpoint": self.endpoint,
+                                                                         "monitor": self.task_id})
+        for key, value in params.items():
+            client.log_param(run.info.run_id, key, str(value)[:500])
+        for key, value in metrics.items():
+            if value is not None and math.isfinite(value):
+                client.log_metric(run.info.run_id, key[:250], float(value))
+        for uri in files:
+            client.log_artifact(run.info.run_id, str(_local(uri)))
+        client.set_terminated(run.info.run_id)
+        return run.info.run_id
+
+
+class DriftMonitorOperator(_RequestLogMonitor):
+    """Training/serving skew and drift of the features an endpoint was served, from its request log.
+
+    The window's predictions are unpacked into the features the model saw. The reference is the
+    training set of the model version that served most of them (the registry's ``training_set``
+    lineage tag of ``models:/<model_name>/<version>``), or ``reference``. Each feature is compared
+    (PSI and Kolmogorov-Smirnov for numeric features, Jensen-Shannon for categorical ones, with
+    categories the reference never saw and columns the requests lack reported as schema
+    anomalies), and the served probabilities are compared with the model's on the reference rows
+    (prediction drift). The threshold is breached when at least ``min_drifted`` features drift or
+    the prediction PSI exceeds ``prediction_psi_threshold``.
+
+    Writes ``drift.json`` and ``drift.html`` (plots) to ``report_dir``; logs ``drift_score``,
+    ``drifted_features``, ``prediction_psi`` and one ``drift_<feature>`` per feature to a run of the
+    MLflow experiment ``<endpoint>-monitoring``, with both files. Skipped (not failed) when the
+    window holds no prediction. Emits no Asset itself: ``ModelDriftAlertOperator`` does, on a breach.
+
+    :param endpoint: the model server endpoint; ``request_log``: its request log folder
+        (``<serving_dir>/requests``); ``start``/``end``: the window (templated, ISO times with a
+        zone; default the run's data interval).
+    :param model_name: the registered model served there; ``mlflow_tracking_uri``: its registry.
+    :param reference: a training set manifest, a Parquet file or a stored profile (``.json``)
+        instead of the served version's training set (templated); ``reference_split``: which split.
+    :param columns: the features to compare (default: the served model's features, from its
+        ``config.json``); ``ignore``: features left out (calendar columns that move by design).
+    :param psi_threshold, js_threshold, thresholds: per-metric and per-feature thresholds.
+    :param reference_sample: reference rows scored for prediction drift (0: no prediction drift).
+
+    XCom: ``{"report_uri", "report_html_uri", "score", "drifted", "features", "breached",
+    "reasons", "rows", "version", "prediction_psi", "window", "mlflow_run_id"}``.
+    """
+
+    template_fields: Sequence[str] = ("request_log", "report_dir", "start", "end", "reference",
+                                      "mlflow_tracking_uri")
+
+    def __init__(self, *, endpoint: str, request_log: str, report_dir: str, model_name: str = "",
+                 reference: str = "", reference_split: str = "train", columns: Sequence[str] | None = None,
+                 ignore: Sequence[str] = (), psi_threshold: float = 0.2, js_threshold: float = 0.1,
+                 thresholds: Mapping[str, float] | None = None, min_drifted: int = 1,
+                 prediction_psi_threshold: float = 0.2, reference_sample: int = 20_000, **kwargs: Any) -> None:
+        super().__init__(endpoint=endpoint, request_log=request_log, report_dir=report_dir, **kwargs)
+        if not model_name and not reference:
+            raise ValueError(f"{self.task_id}: give model_name (the reference is the served version's training "
+                             "set) or reference (a training set manifest, Parquet file or profile)")
+        if min_drifted < 1:
+            raise ValueError(f"{self.task_id}: min_drifted must be at least 1, got {min_drifted!r}")
+        self.model_name, self.reference, self.reference_split = model_name, reference, reference_split
+        self.columns, self.ignore = list(columns) if columns else None, list(ignore)
+        self.psi_threshold, self.js_threshold = psi_threshold, js_threshold
+        self.thresholds = dict(thresholds or {})
+        self.min_drifted, self.prediction_psi_threshold = min_drifted, prediction_psi_threshold
+        self.reference_sample = reference_sample
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import numpy as np
+
+        from airflow_mlops.evaluation.report import finite
+        from airflow_mlops.monitoring.monitors import drift_report, prediction_drift
+        from airflow_mlops.monitoring.report import render_drift_html
+
+        served, span = self.served(context)
+        version = str(served["version"].value_counts().idxmax()) if "version" in served else ""
+        with tempfile.TemporaryDirectory() as scratch:
+            model_dir = self._model_dir(version, Path(scratch))
+            reference, reference_name = self._reference(version)
+            columns = self.columns or self._model_features(model_dir)
+            columns = [c for c in columns if c not in self.ignore]
+            report = drift_report(reference, served, columns=columns, psi_threshold=self.psi_threshold,
+                                  js_threshold=self.js_threshold, thresholds=self.thresholds, keep_profiles=True)
+            predictions: dict[str, Any] | None = None
+            if model_dir is not None and self.reference_sample and not isinstance(reference, Mapping):
+                from airflow_mlops.evaluation.scoring import Scorer
+
+                sample = reference.sample(min(len(reference), self.reference_sample), random_state=0)
+                expected = Scorer(model_dir)(sample)
+                predictions = prediction_drift(expected, served["probability"].to_numpy())
+                grid = np.linspace(0, 1, 51)
+                predictions["quantiles"] = {"reference": np.quantile(expected, grid).tolist(),
+                                            "served": np.quantile(served["probability"], grid).tolist()}
+        reasons = []
+        if len(report["drifted"]) >= self.min_drifted:
+            details = "; ".join(f"{c['column']} {c['metric']}={c['value']:.3f} > {c['threshold']}"
+                                for c in report["columns"] if c["drifted"])
+            reasons.append(f"{len(report['drifted'])} feature(s) drifted (at least {self.min_drifted} "
+                           f"breach): {details}")
+        if predictions and predictions["psi"] > self.prediction_psi_threshold:
+            reasons.append(f"predictions drifted: PSI {predictions['psi']:.3f} > {self.prediction_psi_threshold}")
+        report.update(endpoint=self.endpoint, window=span, version=version, reference=reference_name,
+                      prediction_drift=predictions, breached=bool(reasons), reasons=reasons,
+                      versions_served={str(k): int(v) for k, v in served["version"].value_counts().items()})
+        report_uri, html_uri = self.write(report, render_drift_html(report, f"Drift of {self.endpoint}"), "drift")
+        features = {c["column"]: round(c["value"], 4) for c in report["columns"] if c["drifted"]}
+        metrics = {"drift_score": report["score"], "drifted_features": float(len(report["drifted"])),
+                   "served_rows": float(len(served)), **{f"drift_{c['column']}": c["value"] for c in report["columns"]}}
+        if predictions:
+            metrics["prediction_psi"] = predictions["psi"]
+        run_id = self.log_to_mlflow(f"drift {span['start']}..{span['end']}", metrics,
+                                    {"reference": reference_name, "version": version, **span}, [report_uri, html_uri])
+        for reason in reasons or ["no drift"]:
+            self.log.info("%s: %s", self.endpoint, reason)
+        return dict(finite({"report_uri": report_uri, "report_html_uri": html_uri, "score": report["score"],
+                            "drifted": report["drifted"], "features": features, "breached": bool(reasons),
+                            "reasons": reasons, "rows": len(served), "version": version,
+                            "prediction_psi": predictions["psi"] if predictions else None, "window": span,
+                            "mlflow_run_id": run_id}))
+
+    def _model_dir(self, version: str, scratch: Path) -> Path | None:
+        if not (self.model_name and version and self.mlflow_tracking_uri):
+            return None
+        from airflow_mlops.registry.versions import model_folder
+
+        return model_folder(f"models:/{self.model_name}/{version}", self.mlflow_tracking_uri, scratch)
+
+    def _model_features(self, model_dir: Path | None) -> list[str]:
+        if model_dir is None:
+            raise ValueError(f"{self.task_id}: give columns: without a registered model (model_name and "
+                             "mlflow_tracking_uri) the model's features are unknown")
+        preprocessing = json.loads((model_dir / "config.json").read_text()).get("preprocessing", {})
+        return [*preprocessing.get("numeric", {}), *preprocessing.get("categorical", [])]
+
+    def _reference(self, version: str) -> tuple[Any, str]:
+        """The reference rows (or profile) and where they come from."""
+        from airflow_mlops.evaluation.scoring import read_rows
+        from airflow_mlops.training.spec import manifest_path
+
+        uri = self.reference
+        if not uri:
+            from mlflow import MlflowClient
+
+            tags = MlflowClient(self.mlflow_tracking_uri).get_model_version(self.model_name, version).tags
+            uri = tags.get("training_set", "")
+            if not uri:
+                raise ValueError(f"{self.task_id}: {self.model_name} version {version} has no training_set tag "
+                                 "(rule: a registered version names its training set); give reference")
+        path = manifest_path(uri)
+        if path.suffix == ".parquet":
+            return read_rows(path), uri
+        document = json.loads(path.read_text())
+        if "columns" in document and "rows" in document:  # a stored profile
+            return document, uri
+        splits = document.get("splits", {})
+        if self.reference_split not in splits:
+            raise ValueError(f"{self.task_id}: reference {uri!r} has no split {self.reference_split!r} "
+                             f"(splits: {sorted(splits)})")
+        return read_rows(manifest_path(splits[self.reference_split]["uri"], uri)), f"{uri} ({self.reference_split})"
+
+
+class PerformanceMonitorOperator(_RequestLogMonitor):
+    """The served model's performance once the ground truth arrives, from its request log.
+
+    Labels are a Parquet file (or folder) with ``label_key`` and ``label_column``. ``label_key``
+    is ``prediction_id`` (labels sent back per prediction) or a feature the requests carried (the
+    flight's ``flight_id``): each prediction gets the label of its key, then predictions and labels
+    are joined by prediction id (``monitoring.monitors.join_labels``: a key labelled twice is an
+    error; predictions without a label and labels without a prediction are counted). The threshold
+    is breached when AUC falls under ``min_auc`` or calibration error exceeds
+    ``max_calibration_error``.
+
+    Writes ``performance.json`` and ``.html`` to ``report_dir``; logs ``auc``, ``log_loss``,
+    ``calibration_error``, ``labelled`` and ``auc_v<version>`` per served version to MLflow.
+    Skipped when the window holds no prediction or no prediction has a label yet.
+
+    XCom: ``{"report_uri", "report_html_uri", "overall", "versions", "labelled", "breached",
+    "reasons", "window", "mlflow_run_id"}``.
+    """
+
+    template_fields: Sequence[str] = ("request_log", "report_dir", "start", "end", "labels", "mlflow_tracking_uri")
+
+    def __init__(self, *, endpoint: str, request_log: str, report_dir: str, labels: str,
+                 label_key: str = "prediction_id", label_column: str = "label", min_auc: float | None = None,
+                 max_calibration_error: float | None = None, threshold: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(endpoint=endpoint, request_log=request_log, report_dir=report_dir, **kwargs)
+        if not 0 < threshold < 1:
+            raise ValueError(f"{self.task_id}: threshold must lie in (0, 1), got {threshold!r}")
+        self.labels, self.label_key, self.label_column = labels, label_key, label_column
+        self.min_auc, self.max_calibration_error, self.threshold = min_auc, max_calibration_error, threshold
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import pandas as pd
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airflow_mlops.evaluation.metrics import calibration_curve
+        from airflow_mlops.evaluation.report import finite
+        from airflow_mlops.monitoring.monitors import MonitoringError, join_labels, performance_report
+        from airflow_mlops.monitoring.report import render_performance_html
+
+        served, span = self.served(context)
+        labels = pd.read_parquet(_local(self.labels))
+        for column in (self.label_key, self.label_column):
+            if column not in labels.columns:
+                raise MonitoringError(f"labels {self.labels}: no column {column!r} (rule: labels have "
+                                      f"{[self.label_key, self.label_column]}; columns: {list(labels.columns)})")
+        if self.label_key not in served.columns:
+            raise MonitoringError(f"{self.task_id}: the requests of {self.endpoint!r} carry no {self.label_key!r} "
+                                  f"(rule: label_key is prediction_id or a feature the requests send)")
+        if self.label_key != "prediction_id":
+            duplicated = labels[self.label_key][labels[self.label_key].duplicated()].unique().tolist()
+            if duplicated:
+                raise MonitoringError(f"labels {self.labels}: {self.label_key} values {duplicated[:5]} are labelled "
+                                      f"more than once ({len(duplicated)} in all; rule: one label per key)")
+            keyed = served[["prediction_id", self.label_key]].merge(
+                labels[[self.label_key, self.label_column]], on=self.label_key, how="inner")
+            labels = keyed[["prediction_id", self.label_column]]
+        joined = join_labels(served, labels, label_column=self.label_column)
+        if len(joined) == 0:
+            raise AirflowSkipException(f"none of the {len(served)} predictions of {self.endpoint!r} in the window "
+                                       f"has a label in {self.labels} yet")
+        overall = performance_report(joined, label_column=self.label_column, threshold=self.threshold)
+        versions = {str(v): performance_report(rows, label_column=self.label_column, threshold=self.threshold)
+                    for v, rows in joined.groupby("version")} if "version" in joined else {}
+        reasons = []
+        if self.min_auc is not None and not overall["auc"] >= self.min_auc:
+            reasons.append(f"AUC {overall['auc']:.4f} < {self.min_auc} on {overall['labelled']} labelled predictions")
+        if self.max_calibration_error is not None and not overall["calibration_error"] <= self.max_calibration_error:
+            reasons.append(f"calibration error {overall['calibration_error']:.4f} > {self.max_calibration_error}")
+        report = {"endpoint": self.endpoint, "window": span, "labels": self.labels, "overall": overall,
+                  "versions": versions, "labelled": overall["labelled"],
+                  "unlabeled_predictions": overall["unlabeled_predictions"],
+                  "unmatched_labels": overall["unmatched_labels"], "breached": bool(reasons), "reasons": reasons,
+                  "calibration": calibration_curve(joined[self.label_column].to_numpy(dtype="float64"),
+                                                   joined["probability"].to_numpy(dtype="float64"))}
+        report_uri, html_uri = self.write(report, render_performance_html(report, f"Performance of {self.endpoint}"),
+                                          "performance")
+        metrics = {k: overall[k] for k in ("auc", "log_loss", "accuracy", "calibration_error", "labelled")}
+        metrics.update({f"auc_v{v}": m["auc"] for v, m in versions.items()})
+        run_id = self.log_to_mlflow(f"performance {span['start']}..{span['end']}", metrics,
+                                    {"labels": self.labels, **span}, [report_uri, html_uri])
+        self.log.info("%s: AUC %.4f on %d labelled predictions (%d without a label yet)%s", self.endpoint,
+                      overall["auc"], overall["labelled"], overall["unlabeled_predictions"],
+                      "; " + "; ".join(reasons) if reasons else "")
+        return dict(finite({"report_uri": report_uri, "report_html_uri": html_uri, "overall": overall,
+                            "versions": versions, "labelled": overall["labelled"], "breached": bool(reasons),
+                            "reasons": reasons, "window": span, "mlflow_run_id": run_id}))
+
+
+class ModelDriftAlertOperator(BaseOperator):
+    """Emit the ``model_drift`` Asset event when a monitor breached its threshold; skip otherwise.
+
+    Reads the XCom of the monitor tasks ``monitor_task_ids`` (a monitor that was skipped, for
+    want of predictions or labels, counts as not breached). Airflow emits a task's outlet events
+    whenever it succeeds, so this task is skipped when nothing was breached, and no event is
+    emitted; give it ``outlets=[Asset("model_drift")]`` and ``trigger_rule="none_failed"``.
+
+    Event ``extra``: ``{"endpoint", "window", "features": {feature: score}, "score",
+    "prediction_psi", "auc", "reasons", "reports": [report URIs], "version"}``; a training DAG
+    scheduled on the Asset sees it as its triggering event. XCom: the same dict.
+    """
+
+    ui_color = "#f28b82"
+
+    def __init__(self, *, endpoint: str, monitor_task_ids: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not monitor_task_ids:
+            raise ValueError(f"{self.task_id}: monitor_task_ids is empty (rule: name at least one monitor task)")
+        self.endpoint, self.monitor_task_ids = endpoint, list(monitor_task_ids)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        results = {t: context["ti"].xcom_pull(task_ids=t) for t in self.monitor_task_ids}
+        breached = {t: r for t, r in results.items() if r and r.get("breached")}
+        if not breached:
+            ran = [t for t, r in results.items() if r]
+            raise AirflowSkipException(f"{self.endpoint}: no monitor breached its threshold (ran: {ran or 'none'}); "
+                                       "no model_drift event")
+        extra: dict[str, Any] = {"endpoint": self.endpoint, "reasons": [], "reports": [], "features": {}}
+        for result in breached.values():
+            extra["reasons"] += result.get("reasons", [])
+            extra["reports"].append(result.get("report_uri"))
+            extra["features"].update(result.get("features") or {})
+            for key in ("window", "version", "score", "prediction_psi"):
+                if result.get(key) is not None:
+                    extra.setdefault(key, result[key])
+            if result.get("overall"):
+                extra["auc"] = result["overall"].get("auc")
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = extra
+        self.log.warning("%s: %s", self.endpoint, "; ".join(extra["reasons"]))
+        return extra
