@@ -176,8 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
     )
-    p.add_argument("--months", type=int, nargs="*", default=[3, 4, 5, 6],
-                   help="the months of 2013 the continuous-training loop walks (default: 3 4 5 6)")
+    p.add_argument("--months", type=int, nargs="*", default=[3, 4, 5, 6, 7],
+                   help="the months of 2013 the continuous-training loop walks (default: 3 4 5 6 7)")
     for verb in ("approve", "reject"):
         p = commands.add_parser(verb, help=f"{verb} a candidate model version (recorded with who and why)")
         p.add_argument("--model", required=True, help="registered model name, e.g. flight_delay")

@@ -101,7 +101,7 @@ def _redirected(log: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def run(home: Path, months: Sequence[int] = (3, 4, 5, 6)) -> None:
+def run(home: Path, months: Sequence[int] = (3, 4, 5, 6, 7)) -> None:
     """The whole demo: the pipeline once, then the continuous-training loop over ``months``."""
     os.environ["AIRFLOW_HOME"] = str(home)
     from airflow_mlops import settings
@@ -226,7 +226,11 @@ def walk_month(steps: Steps, server: dict[str, Any], month: int, landing: Path) 
         steps.run("    retrain: train, evaluate, gate, register, approve, canary, promote (flights_training)",
                   "flights_training", date, {"manifest_uri": training_set.as_uri()})
     after = champion_version(tracking)
-    outcome = f"yes: v{after}" if after != champion else f"no: {release_outcome(lake, tracking)}"
+    if after != champion:
+        outcome = f"yes: v{after}" + (f" after a canary ({traffic['sent']} requests, 10 % to v{after})"
+                                      if traffic["sent"] else " (the first deployment: no canary)")
+    else:
+        outcome = f"no: {release_outcome(lake, tracking)}"
     return {"month": period, "rows": int(validated["metadata"]["rows"]), "validation": validation,
             "drift": drift.get("score"), "drifted": len(drift.get("drifted", [])), "alarm": bool(alarm),
             "champion": champion, "auc": (performance.get("overall") or {}).get("auc"),
