@@ -6,8 +6,8 @@ each repeated to ``--rows`` rows. Twenty features: 18 numeric (weather, carrier 
 statistics, schedule) and 2 categorical (carrier, origin).
 
 - ours: ``monitoring.monitors.drift_report`` on both frames (each profiled once: percentiles and
-  frequencies; then PSI and Kolmogorov-Smirnov per numeric column, Jensen-Shannon and new
-  categories per categorical column);
+  frequencies; then PSI and Kolmogorov-Smirnov per numeric column, Jensen-Shannon, the chi-square test and
+  new categories per categorical column);
 - scipy: ``scipy.stats.ks_2samp`` per numeric column and ``scipy.spatial.distance.jensenshannon``
   over ``value_counts`` per categorical column (no PSI, no report).
 

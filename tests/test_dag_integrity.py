@@ -39,7 +39,18 @@ def test_dag_files_exist() -> None:
 def test_every_dag_file_imports_without_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
     assert {"flights_seed", "flights_monthly", "flights_ingest", "flights_ingest_s3", "flights_validate",
-            "flights_dataset", "flights_features", "flights_training", "flights_tuning"} <= set(dagbag.dag_ids)
+            "flights_dataset", "flights_features", "flights_training", "flights_tuning", "flights_batch_scoring",
+            "flights_monitoring"} <= set(dagbag.dag_ids)
+
+
+def test_training_starts_on_new_features_or_on_drift(dagbag) -> None:
+    condition = dagbag.get_dag("flights_training").timetable.asset_condition
+    assert type(condition).__name__ == "AssetAny"
+    assert {asset.name for asset in condition.objects} == {"flight_features", "model_drift"}
+    monitoring = dagbag.get_dag("flights_monitoring")
+    (alert,) = [t for t in monitoring.tasks if t.outlets]
+    assert alert.task_id == "model_drift" and [a.name for a in alert.outlets] == ["model_drift"]
+    assert alert.trigger_rule == "none_failed" and set(alert.upstream_task_ids) == {"drift", "performance"}
 
 
 def test_every_dag_has_docs_owner_retries_and_tags(dagbag) -> None:
