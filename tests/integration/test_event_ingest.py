@@ -230,6 +230,7 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
                                    "WHERE dag_id = 'flights_tuning' AND task_id = 'trial' ORDER BY start_date")).all()
     assert [t.state for t in trials] == ["success"] * 4
     assert any(a.end_date > b.start_date for a, b in itertools.pairwise(trials)), "no two trials ran at the same time"
+    check_published_study(stack, tracking)
 
     # Drift: the served model sees a heat wave; flights_monitoring (triggered like the daily run)
     # raises model_drift, and that event alone starts flights_training on the newest training set.
@@ -273,6 +274,35 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
 
     assert wait_for("the drift-triggered run to pick its training set", resolved_training_set,
                     log=stack["log"]) == training_set.as_uri()
+
+
+def check_published_study(stack: dict, tracking: str) -> None:
+    """flights_tuning's best trial: the Asset event, the Optuna study and the MLflow runs agree."""
+    import mlflow
+    import optuna
+    import pytest
+
+    with stack["engine"].connect() as conn:
+        extra = conn.execute(text("SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+                                  "WHERE a.name = 'flight_delay_hyperparameters' ORDER BY e.id DESC")).scalar()
+    best = json.loads(extra) if isinstance(extra, str) else extra
+    storage = f"sqlite:///{stack['home'] / 'data' / 'optuna' / 'optuna.db'}"
+    study = optuna.load_study(study_name=best["study"], storage=storage)
+    assert len(study.trials) == 4 and {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
+    assert best["best_params"] == study.best_params and best["best_value"] == pytest.approx(study.best_value)
+    assert set(best["best_params"]) == {"hidden", "layers", "lr", "dropout"}
+    client = mlflow.MlflowClient(tracking)
+    parent = client.get_run(best["mlflow_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["best_hidden"] == str(best["best_params"]["hidden"])
+    assert parent.data.metrics["best_val_loss"] == pytest.approx(study.best_value)
+    trials_csv = Path(client.download_artifacts(parent.info.run_id, "trials.csv", str(stack["home"])))
+    assert len(trials_csv.read_text().strip().splitlines()) == 1 + 4
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    by_trial = {int(r.data.tags["optuna_trial"]): r for r in children}
+    assert len(children) == 4 and by_trial[best["best_trial"]].data.metrics["val_loss"] == pytest.approx(
+        study.best_value, rel=1e-5)
 
 
 def test_object_put_in_s3_runs_flights_ingest_s3_through_sqs(stack) -> None:

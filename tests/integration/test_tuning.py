@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from tests.integration.test_flights_ingest import asset_events, load_dag, task_states
+from tests.integration.test_flights_ingest import load_dag
 from tests.training_sets import write_training_set
 
 pytestmark = pytest.mark.integration
@@ -21,41 +20,11 @@ def training_set(tmp_path_factory) -> str:
     return write_training_set(tmp_path_factory.mktemp("training-set"))
 
 
-def test_flights_tuning_runs_mapped_trials_and_publishes_the_best(
-        airflow_db, lake: Path, training_set: str, tmp_path: Path, monkeypatch) -> None:
-    import mlflow
-    import optuna
+# flights_tuning itself runs under the real scheduler in test_event_ingest.py (four mapped trials, two
+# at a time; the best trial's event, study and MLflow runs are checked there).
 
-    storage, tracking = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
-    monkeypatch.setenv("AIRFLOW__MLOPS__OPTUNA_STORAGE", storage)
-    monkeypatch.setenv("AIRFLOW__MLOPS__MLFLOW_TRACKING_URI", tracking)
-    dag = load_dag("flights_tuning", "flights_tuning.py")
 
-    run = dag.test(logical_date=datetime(2013, 3, 1, tzinfo=UTC), run_conf={"manifest_uri": training_set})
-
-    assert str(run.state) == "success", task_states(run)
-    best = asset_events("flight_delay_hyperparameters")[-1]
-    study = optuna.load_study(study_name=best["study"], storage=storage)
-    assert len(study.trials) == 4 and {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
-    assert best["best_params"] == study.best_params and best["best_value"] == pytest.approx(study.best_value)
-    assert set(best["best_params"]) == {"hidden", "layers", "lr", "dropout"}
-
-    client = mlflow.MlflowClient(tracking)
-    parent = client.get_run(best["mlflow_run_id"])
-    assert parent.info.status == "FINISHED" and parent.info.artifact_uri.startswith(str(tmp_path / "mlflow"))
-    assert parent.data.params["best_hidden"] == str(best["best_params"]["hidden"])
-    assert parent.data.metrics["best_val_loss"] == pytest.approx(study.best_value)
-    trials_csv = Path(client.download_artifacts(parent.info.run_id, "trials.csv", str(tmp_path)))
-    assert len(trials_csv.read_text().strip().splitlines()) == 1 + 4
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert len(children) == 4
-    by_trial = {int(r.data.tags["optuna_trial"]): r for r in children}
-    best_child = by_trial[best["best_trial"]]
-    assert best_child.data.params["hidden"] == str(best["best_params"]["hidden"])
-    assert best_child.data.metrics["val_loss"] == pytest.approx(study.best_value, rel=1e-5)
-
-    # flights_training's hyperparameters task takes the newest study's best parameters.
+def test_training_reads_the_newest_best_parameters_through_its_inlets(airflow_db) -> None:
     training = load_dag("flights_training", "flights_training.py")
     task = training.get_task("hyperparameters")
     assert task.inlets and task.inlets[0].name == "flight_delay_hyperparameters"
