@@ -20,7 +20,7 @@ from .statistics import PERCENTILES
 PLOTTED_FEATURES = 6
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,7 +30,7 @@ def _pyplot() -> Any:
 
 
 def _score_plot(columns: list[Mapping[str, Any]]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     ordered = sorted(columns, key=lambda c: c["value"], reverse=True)
     figure, axis = plt.subplots(figsize=(max(5.0, 0.35 * len(ordered)), 3.5))
     positions = np.arange(len(ordered))
@@ -43,7 +43,7 @@ def _score_plot(columns: list[Mapping[str, Any]]) -> str:
 
 
 def _cdf_plot(column: str, reference: Mapping[str, Any], current: Mapping[str, Any]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(4.2, 3.2))
     for name, entry in (("reference", reference), ("current", current)):
         if entry.get("percentiles"):
@@ -54,7 +54,7 @@ def _cdf_plot(column: str, reference: Mapping[str, Any], current: Mapping[str, A
 
 
 def _frequency_plot(column: str, reference: Mapping[str, Any], current: Mapping[str, Any]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     ref, cur = reference.get("frequencies", {}), current.get("frequencies", {})
     ref_total, cur_total = max(sum(ref.values()), 1), max(sum(cur.values()), 1)
     values = sorted(set(ref) | set(cur), key=lambda v: -(ref.get(v, 0) / ref_total + cur.get(v, 0) / cur_total))[:15]
@@ -69,7 +69,7 @@ def _frequency_plot(column: str, reference: Mapping[str, Any], current: Mapping[
 
 
 def _quantile_plot(title: str, curves: Mapping[str, list[float]]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(4.2, 3.2))
     for name, quantiles in curves.items():
         axis.plot(quantiles, np.linspace(0, 1, len(quantiles)), label=name)
@@ -131,7 +131,7 @@ def render_performance_html(report: Mapping[str, Any], title: str) -> str:
                             ["metric", "all", *[f"version {v}" for v in versions]]))
     curve = report.get("calibration") or []
     if curve:
-        plt = _pyplot()
+        plt = pyplot()
         figure, axis = plt.subplots(figsize=(4.2, 3.6))
         axis.plot([b["mean_probability"] for b in curve], [b["observed_rate"] for b in curve], marker="o")
         axis.plot([0, 1], [0, 1], linestyle=":", color="grey")

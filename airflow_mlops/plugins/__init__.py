@@ -24,7 +24,10 @@ class _FastAPIApps:
 
 
 class MLOpsPlugin(AirflowPlugin):
-    """Registers airflow-mlops with Airflow's plugin manager."""
+    """Registers airflow-mlops with Airflow's plugin manager: the API and pages at ``/mlops`` and an
+    "MLOps" entry in the UI's navigation that opens the Models page."""
 
     name = "airflow_mlops"
-    fastapi_apps = _FastAPIApps()  # type: ignore[assignment]
+    fastapi_apps = _FastAPIApps()
+    external_views = [{"name": "MLOps", "href": "/mlops/models", "destination": "nav", "url_route": "mlops",
+                       "category": "browse"}]

@@ -9,13 +9,16 @@ imported inside the handlers: the plugin is loaded by every Airflow process.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep, get_user
 from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 
 ACTIONS = ("approve", "reject", "promote")
+REPORT_SUFFIXES = (".html", ".md", ".json")
 
 
 class Decision(BaseModel):
@@ -53,7 +56,8 @@ def create_app() -> FastAPI:
         return {"version": str(version.version), "state": tags.get("state", ""), "by": tags.get("state_by", ""),
                 "why": tags.get("state_reason", ""), "aliases": aliases.get(str(version.version), []),
                 "run_id": version.run_id, "created": version.creation_timestamp,
-                "training_set": tags.get("training_set", ""), "evaluation_report": tags.get("evaluation_report", "")}
+                "training_set": tags.get("training_set", ""), "evaluation_report": tags.get("evaluation_report", ""),
+                "model_card": tags.get("model_card_path") or tags.get("model_card", "")}
 
     @app.get("/api/models", dependencies=authenticated)
     def list_models() -> list[dict[str, Any]]:
@@ -111,4 +115,69 @@ def create_app() -> FastAPI:
             raise HTTPException(409, str(err)) from err
         return {"name": name, "by": who, "why": decision.why, **outcome}
 
+    def evaluations(model: dict[str, Any]) -> dict[str, Any]:
+        from airflow_mlops.evaluation.report import loads
+
+        found = {}
+        for version in model["versions"]:
+            path = _local(version["evaluation_report"])
+            if path and path.is_file():
+                found[version["version"]] = loads(path.read_text())
+        return found
+
+    @app.get("/models", response_class=HTMLResponse, dependencies=authenticated)
+    def models_view() -> str:
+        """The Models page: metrics per version, states, actions, champion vs challenger per slice."""
+        from airflow_mlops.plugins.pages import models_page
+
+        models = list_models()
+        merged = {}
+        for model in models:
+            merged.update(evaluations(model))
+        return models_page(models, merged)
+
+    @app.get("/deployments", response_class=HTMLResponse, dependencies=authenticated)
+    def deployments_view() -> str:
+        """The Deployments page, from the model server's admin API (connection mlops_model_server)."""
+        from airflow_mlops.hooks.model_server import ModelServerHook
+        from airflow_mlops.plugins.pages import deployments_page
+
+        try:
+            hook = ModelServerHook()
+            deployments = hook.deployments()
+            stats = {endpoint: hook.stats(endpoint) for endpoint in deployments}
+        except Exception as err:  # the page says why instead of failing: the server may be down
+            return deployments_page({}, {}, error=f"{type(err).__name__}: {err}")
+        return deployments_page(deployments, stats)
+
+    @app.get("/data", response_class=HTMLResponse, dependencies=authenticated)
+    def data_view() -> str:
+        """The Data page: validation reports, quarantined partitions, drift and performance reports."""
+        from airflow_mlops import settings
+        from airflow_mlops.plugins.pages import data_page
+
+        return data_page(_local(settings.lake_uri()) or Path("."))
+
+    @app.get("/files", dependencies=authenticated)
+    def report_file(uri: str) -> FileResponse:
+        """A report from the lake (HTML, Markdown or JSON); nothing outside the lake is served."""
+        from airflow_mlops import settings
+
+        lake, path = _local(settings.lake_uri()), _local(uri)
+        if lake is None or path is None:
+            raise HTTPException(404, f"{uri!r} is not a local file of the lake")
+        path = path.resolve()
+        if not path.is_relative_to(lake.resolve()) or path.suffix not in REPORT_SUFFIXES:
+            raise HTTPException(403, f"{uri!r}: only reports ({', '.join(REPORT_SUFFIXES)}) inside the lake are served")
+        if not path.is_file():
+            raise HTTPException(404, f"no report at {uri!r}")
+        return FileResponse(path, media_type="text/html" if path.suffix == ".html" else "text/plain")
+
     return app
+
+
+def _local(uri: str) -> Path | None:
+    """A local path for a ``file://`` URI or a plain path; None for object storage."""
+    if not uri or "://" in uri.removeprefix("file://"):
+        return None
+    return Path(uri.removeprefix("file://"))

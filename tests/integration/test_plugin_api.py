@@ -19,6 +19,8 @@ from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 MODEL = "flight_delay"
+# The first page of a fresh API server imports MLflow and matplotlib: allow for a slow machine.
+http = httpx.Client(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +32,25 @@ def api(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     tracking = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking, registry_uri=tracking)
     client.create_registered_model(MODEL)
-    for _ in range(2):
-        client.create_model_version(MODEL, str(root / "model"), tags={"state": "candidate"})
+    lake = root / "lake"
+    for version, auc in ((1, 0.7052), (2, 0.7141)):
+        report = lake / "evaluations" / MODEL / f"run{version}" / "evaluation.json"
+        report.parent.mkdir(parents=True)
+        slices = {"carrier": {"UA": {"rows": 420, "auc": auc}, "B6": {"rows": 380, "auc": auc - 0.02}}}
+        report.write_text(json.dumps({"overall": {"auc": auc, "calibration_error": 0.014}, "slices": slices,
+                                      "champion": {"overall": {"auc": 0.7052}, "slices": slices} if version == 2 else None}))
+        report.with_suffix(".html").write_text(f"<html><body>evaluation of version {version}</body></html>")
+        client.create_model_version(MODEL, str(root / "model"), tags={"state": "candidate",
+                                                                       "evaluation_report": report.as_uri()})
+    monitoring = lake / "monitoring" / MODEL / "manual__1"
+    monitoring.mkdir(parents=True)
+    (monitoring / "drift.json").write_text(json.dumps({"score": 1.989, "drifted": ["temp", "dewp"],
+                                                       "window": {"start": "2013-03-01T00:00:00+00:00"}}))
+    (monitoring / "drift.html").write_text("<html><body>drift report</body></html>")
     passwords = root / "passwords.json"
     port = free_port()
     env = {**os.environ, "AIRFLOW__API__PORT": str(port), "AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": tracking,
+           "AIRFLOW__MLOPS__LAKE_URI": lake.as_uri(),
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords)}
     log = root / "api-server.log"
@@ -55,7 +71,8 @@ def api(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             time.sleep(0.5)
         password = json.loads(passwords.read_text())["admin"]
         token = httpx.post(f"{url}/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
-        yield {"url": url, "headers": {"Authorization": f"Bearer {token}"}, "client": client, "log": log}
+        yield {"url": url, "headers": {"Authorization": f"Bearer {token}"}, "client": client, "log": log,
+               "lake": lake, "token": token}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -66,45 +83,78 @@ def api(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def test_actions_and_reads_are_refused_without_authentication(api: dict) -> None:
     for method, path, body in (("GET", "/mlops/api/models", None), ("GET", f"/mlops/api/models/{MODEL}", None),
+                               ("GET", "/mlops/models", None), ("GET", "/mlops/data", None),
+                               ("GET", "/mlops/deployments", None), ("GET", "/mlops/files?uri=/etc/hostname", None),
                                ("POST", f"/mlops/api/models/{MODEL}/versions/1/approve", {"why": "looks good"}),
                                ("POST", f"/mlops/api/models/{MODEL}/rollback", {"why": "bad model"})):
-        answer = httpx.request(method, f"{api['url']}{path}", json=body)
+        answer = http.request(method, f"{api['url']}{path}", json=body)
         assert answer.status_code == 401, (path, answer.text)
-        forged = httpx.request(method, f"{api['url']}{path}", json=body, headers={"Authorization": "Bearer forged"})
+        forged = http.request(method, f"{api['url']}{path}", json=body, headers={"Authorization": "Bearer forged"})
         assert forged.status_code in (401, 403), (path, forged.text)
     assert api["client"].get_model_version(MODEL, "1").tags["state"] == "candidate"
 
 
 def test_approve_then_promote_records_the_signed_in_user_in_the_registry(api: dict) -> None:
     url, headers = api["url"], api["headers"]
-    listed = httpx.get(f"{url}/mlops/api/models", headers=headers).json()
+    listed = http.get(f"{url}/mlops/api/models", headers=headers).json()
     assert [m["name"] for m in listed] == [MODEL] and [v["state"] for v in listed[0]["versions"]] == ["candidate"] * 2
 
-    approved = httpx.post(f"{url}/mlops/api/models/{MODEL}/versions/1/approve", headers=headers,
+    approved = http.post(f"{url}/mlops/api/models/{MODEL}/versions/1/approve", headers=headers,
                           json={"why": "reviewed the model card"})
     assert approved.status_code == 200, approved.text
     tags = api["client"].get_model_version(MODEL, "1").tags
     assert tags["state"] == "approved" and tags["state_by"] == "admin (Airflow UI)"
     assert tags["state_reason"] == "reviewed the model card"
 
-    promoted = httpx.post(f"{url}/mlops/api/models/{MODEL}/versions/1/promote", headers=headers,
+    promoted = http.post(f"{url}/mlops/api/models/{MODEL}/versions/1/promote", headers=headers,
                           json={"why": "better than nothing"})
     assert promoted.status_code == 200, promoted.text
-    detail = httpx.get(f"{url}/mlops/api/models/{MODEL}", headers=headers).json()
+    detail = http.get(f"{url}/mlops/api/models/{MODEL}", headers=headers).json()
     assert detail["versions"][0]["aliases"] == ["champion"] and detail["versions"][0]["state"] == "champion"
 
 
 def test_bad_requests_get_clear_errors(api: dict) -> None:
     url, headers = api["url"], api["headers"]
-    unknown = httpx.get(f"{url}/mlops/api/models/no_such_model", headers=headers)
+    unknown = http.get(f"{url}/mlops/api/models/no_such_model", headers=headers)
     assert unknown.status_code == 404 and "no registered model 'no_such_model'" in unknown.json()["detail"]
-    no_version = httpx.post(f"{url}/mlops/api/models/{MODEL}/versions/9/approve", headers=headers, json={"why": "ok!"})
+    no_version = http.post(f"{url}/mlops/api/models/{MODEL}/versions/9/approve", headers=headers, json={"why": "ok!"})
     assert no_version.status_code == 404 and "has no version '9'" in no_version.json()["detail"]
-    verb = httpx.post(f"{url}/mlops/api/models/{MODEL}/versions/2/bless", headers=headers, json={"why": "ok!"})
+    verb = http.post(f"{url}/mlops/api/models/{MODEL}/versions/2/bless", headers=headers, json={"why": "ok!"})
     assert verb.status_code == 404 and "unknown action 'bless'" in verb.json()["detail"]
-    no_reason = httpx.post(f"{url}/mlops/api/models/{MODEL}/versions/2/reject", headers=headers, json={"why": ""})
+    no_reason = http.post(f"{url}/mlops/api/models/{MODEL}/versions/2/reject", headers=headers, json={"why": ""})
     assert no_reason.status_code == 422
-    not_approved = httpx.post(f"{url}/mlops/api/models/{MODEL}/versions/2/promote", headers=headers,
+    not_approved = http.post(f"{url}/mlops/api/models/{MODEL}/versions/2/promote", headers=headers,
                               json={"why": "skip the review"})
     assert not_approved.status_code == 409 and "only an approved version can be promoted" in not_approved.json()["detail"]
     assert api["client"].get_model_version(MODEL, "2").tags["state"] == "candidate"
+
+
+def test_the_pages_show_versions_charts_reports_and_act_through_the_session_cookie(api: dict) -> None:
+    cookies = {"_token": api["token"]}  # what the Airflow UI's login leaves in the browser
+    models = http.get(f"{api['url']}/mlops/models", cookies=cookies)
+    assert models.status_code == 200, models.text
+    page = models.text
+    assert f"<img alt='{MODEL} metrics per version' src='data:image/png;base64," in page  # the chart
+    assert "0.7141" in page and "AUC (champion)" in page
+    assert f"/mlops/api/models/{MODEL}/versions/2/reject" in page and "evaluation</a>" in page
+    (link,) = [part.split("'")[0] for part in page.split("href='")[1:] if "run2/evaluation.html" in part]
+    report = http.get(f"{api['url']}{link.replace('&amp;', '&')}", cookies=cookies)
+    assert report.status_code == 200 and "evaluation of version 2" in report.text
+    # The button's call: the same JSON API, authenticated by the cookie alone.
+    rejected = http.post(f"{api['url']}/mlops/api/models/{MODEL}/versions/2/reject", cookies=cookies,
+                          json={"why": "worse on B6"})
+    assert rejected.status_code == 200 and api["client"].get_model_version(MODEL, "2").tags["state"] == "rejected"
+    data = http.get(f"{api['url']}/mlops/data", cookies=cookies)
+    assert data.status_code == 200 and "1.9890" in data.text and "temp, dewp" in data.text
+    deployments = http.get(f"{api['url']}/mlops/deployments", cookies=cookies)
+    assert deployments.status_code == 200 and "The model server did not answer" in deployments.text
+
+
+def test_only_reports_inside_the_lake_are_served(api: dict) -> None:
+    url, headers = api["url"], api["headers"]
+    outside = http.get(f"{url}/mlops/files", params={"uri": "/etc/hostname"}, headers=headers)
+    assert outside.status_code == 403 and "inside the lake" in outside.json()["detail"]
+    escape = http.get(f"{url}/mlops/files", params={"uri": f"{api['lake']}/../mlflow.db"}, headers=headers)
+    assert escape.status_code == 403
+    missing = http.get(f"{url}/mlops/files", params={"uri": f"{api['lake']}/nothing.html"}, headers=headers)
+    assert missing.status_code == 404 and "no report at" in missing.json()["detail"]

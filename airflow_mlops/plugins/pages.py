@@ -1,0 +1,159 @@
+"""The MLOps pages of the plugin: Models, Deployments and Data, rendered on the server as plain
+HTML (a PNG chart, tables, links to the reports, action buttons that call the plugin's API with
+the UI's session cookie). No Airflow import at module level beyond what ``api.py`` needs."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+NAV = (("models", "Models"), ("deployments", "Deployments"), ("data", "Data"))
+SCRIPT = """
+async function act(path, verb) {
+  const why = prompt(verb + ": why? (kept in the version's history)");
+  if (!why) return;
+  const answer = await fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
+                                    credentials: "same-origin", body: JSON.stringify({why: why})});
+  const body = await answer.json();
+  document.getElementById("outcome").textContent = answer.ok ? verb + " done by " + body.by : body.detail;
+  if (answer.ok) setTimeout(() => location.reload(), 800);
+}
+"""
+
+
+def cell(value: Any) -> str:
+    """Escaped text; floats with four decimals."""
+    return f"{value:.4f}" if isinstance(value, float) else html.escape("" if value is None else str(value))
+
+
+def table(rows: Iterable[Sequence[str]], header: Sequence[str]) -> str:
+    """A table of cells that are already HTML (escape with ``cell``)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def file_link(uri: str, label: str) -> str:
+    """A link to a report in the lake, served by the plugin's ``/mlops/files`` route."""
+    if not uri:
+        return ""
+    return f"<a href='/mlops/files?uri={html.escape(uri, quote=True)}'>{html.escape(label)}</a>"
+
+
+def page(title: str, current: str, parts: Sequence[str]) -> str:
+    nav = " | ".join(f"<b>{label}</b>" if key == current else f"<a href='/mlops/{key}'>{label}</a>"
+                     for key, label in NAV)
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:1.5em auto}table{border-collapse:collapse;"
+             "margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+             "button{margin-right:4px}#outcome{color:#b06000;font-weight:bold}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style><script>{SCRIPT}</script></head><body><p>{nav}</p>"
+            f"<h1>{html.escape(title)}</h1><p id='outcome'></p>{''.join(parts)}</body></html>")
+
+
+def metric_chart(name: str, points: Sequence[tuple[str, Mapping[str, float]]]) -> str:
+    """Held-out AUC (and calibration error) per version, as an embedded PNG."""
+    from airflow_mlops.evaluation.report import png_uri
+    from airflow_mlops.monitoring.report import pyplot
+
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    versions = [v for v, _ in points]
+    for metric in ("auc", "calibration_error"):
+        values = [m.get(metric) for _, m in points]
+        if any(v is not None for v in values):
+            axis.plot(versions, [float("nan") if v is None else v for v in values], marker="o", label=metric)
+    axis.set(xlabel="version", title=f"{name}: held-out metrics per version")
+    axis.legend(fontsize=8)
+    return f"<img alt='{html.escape(name)} metrics per version' src='{png_uri(figure)}'>"
+
+
+def actions(name: str, version: Mapping[str, Any]) -> str:
+    buttons = {"candidate": ("approve", "reject"), "approved": ("promote",)}.get(version["state"], ())
+    base = f"/mlops/api/models/{html.escape(name)}/versions/{html.escape(version['version'])}"
+    return "".join(f"<button data-action='{verb}' onclick=\"act('{base}/{verb}', '{verb}')\">{verb}</button>"
+                   for verb in buttons)
+
+
+def models_page(models: Sequence[Mapping[str, Any]], evaluations: Mapping[str, Mapping[str, Any]]) -> str:
+    """Per model: the metric chart, the versions with states and actions, champion vs challenger per slice."""
+    parts = []
+    for model in models:
+        name = model["name"]
+        parts.append(f"<h2>{html.escape(name)}</h2>")
+        points = [(v["version"], (evaluations.get(v["version"]) or {}).get("overall", {})) for v in model["versions"]]
+        if any(metrics for _, metrics in points):
+            parts.append(metric_chart(name, points))
+        rows = []
+        for version in reversed(model["versions"]):
+            overall = (evaluations.get(version["version"]) or {}).get("overall", {})
+            rows.append([cell(version["version"]), cell(version["state"]), cell(", ".join(version["aliases"])),
+                         cell(overall.get("auc")), cell(version["by"]), cell(version["why"]),
+                         file_link(version["evaluation_report"].replace(".json", ".html"), "evaluation")
+                         + " " + file_link(version.get("model_card", ""), "model card"),
+                         actions(name, version)])
+        parts.append(table(rows, ["version", "state", "aliases", "AUC", "by", "why", "reports", "actions"]))
+        champion = next((v for v in model["versions"] if "champion" in v["aliases"]), None)
+        newest = model["versions"][-1] if model["versions"] else None
+        report: Mapping[str, Any] = evaluations.get(newest["version"], {}) if newest else {}
+        if newest and report.get("champion") and newest is not champion:
+            parts.append(f"<h3>Version {html.escape(newest['version'])} against the champion, per slice</h3>")
+            for column, by_value in report["slices"].items():
+                theirs = report["champion"]["slices"].get(column, {})
+                parts.append(table([[cell(value), cell(metrics.get("rows")), cell(metrics.get("auc")),
+                                     cell(theirs.get(value, {}).get("auc"))]
+                                    for value, metrics in sorted(by_value.items())],
+                                   [column, "rows", "AUC (this version)", "AUC (champion)"]))
+        parts.append(f"<p><button onclick=\"act('/mlops/api/models/{html.escape(name)}/rollback', 'roll back')\">"
+                     "roll back the champion</button></p>")
+    return page("Models", "models", parts or ["<p>No registered model yet.</p>"])
+
+
+def deployments_page(deployments: Mapping[str, Any], stats: Mapping[str, Mapping[str, Any]], error: str = "") -> str:
+    """Each endpoint's policy and variants, with request volume, error rate and latency per variant."""
+    parts = [f"<p>The model server did not answer: {cell(error)}</p>"] if error else []
+    for endpoint, deployment in deployments.items():
+        policy = deployment.get("policy", {})
+        parts.append(f"<h2>{html.escape(endpoint)}: {cell(policy.get('kind'))}</h2>"
+                     f"<p>{cell(json.dumps(policy))}; deployed by {cell(deployment.get('deployed_by'))}</p>")
+        variants = (stats.get(endpoint) or {}).get("variants", {})
+        parts.append(table([[cell(v), cell(f"{s.get('name')} v{s.get('version')}"),
+                             cell(variants.get(v, {}).get("requests")), cell(variants.get(v, {}).get("error_rate")),
+                             cell(variants.get(v, {}).get("p99_ms"))]
+                            for v, s in deployment.get("variants", {}).items()],
+                           ["variant", "model", "requests", "error rate", "p99 ms"]))
+    return page("Deployments", "deployments", parts or ["<p>Nothing deployed.</p>"])
+
+
+def data_page(lake: Path) -> str:
+    """Validation reports (passed and quarantined partitions) and the monitors' reports, newest first."""
+    validated = sorted(lake.glob("validated/*/*.report.html"))
+    quarantined = sorted(lake.glob("quarantine/*/*/*/report.html"))
+    monitoring = sorted(lake.glob("monitoring/*/*/"), key=lambda p: p.stat().st_mtime, reverse=True)
+    parts = ["<h2>Validated partitions</h2>",
+             table([[cell(p.parent.name), cell(p.name.removesuffix(".report.html")), file_link(p.as_uri(), "report")]
+                    for p in validated], ["table", "partition", ""]),
+             "<h2>Quarantined partitions</h2>",
+             table([[cell(p.parts[-4]), cell(p.parts[-3]), file_link(p.as_uri(), "report")] for p in quarantined],
+                   ["table", "partition", ""]),
+             "<h2>Drift and performance</h2>"]
+    rows = []
+    for folder in monitoring:
+        drift = _read(folder / "drift.json")
+        performance = _read(folder / "performance.json")
+        rows.append([cell(folder.parent.name), cell((drift or performance or {}).get("window", {}).get("start")),
+                     cell(drift.get("score") if drift else None), cell(", ".join(drift.get("drifted", [])) if drift else ""),
+                     cell((performance or {}).get("overall", {}).get("auc")),
+                     file_link((folder / "drift.html").as_uri(), "drift") if drift else "",
+                     file_link((folder / "performance.html").as_uri(), "performance") if performance else ""])
+    parts.append(table(rows, ["endpoint", "window start", "drift score", "drifted", "AUC", "", ""]))
+    return page("Data", "data", parts)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    from airflow_mlops.evaluation.report import loads
+
+    return loads(path.read_text()) if path.is_file() else None
