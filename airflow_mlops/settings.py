@@ -80,6 +80,11 @@ def mlflow_tracking_uri() -> str:
     return _get("mlflow_tracking_uri", f"sqlite:///{airflow_home() / 'data' / 'mlflow' / 'mlflow.db'}")
 
 
+def mlflow_ui_url() -> str:
+    """MLflow's web UI (``mlflow server``), for the MLflow run links on task instances; "" for none."""
+    return _get("mlflow_ui_url", "")
+
+
 def serving_dir() -> str:
     """The model server's folder: ``deployments.json``, the model cache and the request log."""
     return _get("serving_dir", str(airflow_home() / "data" / "serving"))

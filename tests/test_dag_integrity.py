@@ -72,3 +72,14 @@ def test_dag_file_imports_nothing_heavy_at_parse_time(dag_file: Path) -> None:
         [sys.executable, "-c", probe, str(dag_file)], capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_task_instances_link_to_their_runs_versions_and_reports(dagbag) -> None:
+    def links(dag_id: str, task_id: str) -> list[str]:
+        return [link.name for link in dagbag.get_dag(dag_id).get_task(task_id).operator_extra_links]
+
+    assert links("flights_training", "train") == ["MLflow run"]
+    assert links("flights_training", "evaluate") == ["Evaluation report", "MLflow run"]
+    assert links("flights_training", "register") == ["Model version", "MLflow run"]
+    assert links("flights_validate", "validate_flights") == ["Validation report"]
+    assert links("flights_monitoring", "drift") == links("flights_monitoring", "performance") == ["Monitoring report"]

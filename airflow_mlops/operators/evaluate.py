@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.links import EvaluationReportLink, MLflowRunLink, mlflow_run_url, report_url
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -40,11 +42,13 @@ class EvaluateModelOperator(BaseOperator):
     :param mlflow_tracking_uri, mlflow_run_id: where to log (templated; empty: no MLflow).
 
     XCom: ``{"report_uri", "report_html_uri", "overall", "champion_overall", "fairness", "rows"}``.
+    Extra links: "Evaluation report" (the HTML page) and "MLflow run" (with ``[mlops] mlflow_ui_url``).
     """
 
     template_fields: Sequence[str] = ("model_uri", "training_set", "report_dir", "champion_uri",
                                       "mlflow_tracking_uri", "mlflow_run_id")
     ui_color = "#e8f0fe"
+    operator_extra_links = (EvaluationReportLink(), MLflowRunLink())
 
     def __init__(self, *, model_uri: str, training_set: str, report_dir: str, champion_uri: str = "",
                  split: str = "test", label_column: str = "is_delayed", slices: Sequence[str] = DEFAULT_SLICES,
@@ -99,6 +103,8 @@ class EvaluateModelOperator(BaseOperator):
                       f"AUC {report['champion']['overall']['auc']:.4f}" if report["champion"] else "none yet")
         if self.mlflow_tracking_uri and self.mlflow_run_id:
             self._log_to_mlflow(folder, overall)
+            MLflowRunLink.persist(context, mlflow_run_url(self.mlflow_run_id))
+        EvaluationReportLink.persist(context, report_url((folder / "evaluation.html").resolve().as_uri()))
         return finite({"report_uri": (folder / "evaluation.json").resolve().as_uri(),
                        "report_html_uri": (folder / "evaluation.html").resolve().as_uri(), "overall": overall,
                        "champion_overall": report["champion"]["overall"] if report["champion"] else None,

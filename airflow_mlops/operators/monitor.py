@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.links import MonitoringReportLink, report_url
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -22,6 +24,7 @@ class _RequestLogMonitor(BaseOperator):
     """What both monitors share: the window of the request log, the report files, the MLflow run."""
 
     ui_color = "#fce8e6"
+    operator_extra_links = (MonitoringReportLink(),)
 
     def __init__(self, *, endpoint: str, request_log: str, report_dir: str, start: str = "", end: str = "",
                  mlflow_tracking_uri: str = "", mlflow_experiment: str = "", **kwargs: Any) -> None:
@@ -51,7 +54,8 @@ class _RequestLogMonitor(BaseOperator):
         self.log.info("%d predictions of %s in [%s, %s)", len(logged), self.endpoint, start, end)
         return serving_rows(logged), span
 
-    def write(self, report: Mapping[str, Any], page: str, name: str) -> tuple[str, str]:
+    def write(self, context: Context, report: Mapping[str, Any], page: str, name: str) -> tuple[str, str]:
+        """The report as JSON and HTML in ``report_dir``; the HTML is the task's "Monitoring report" link."""
         from airflow_mlops.artifacts import write_atomically
         from airflow_mlops.evaluation.report import dumps
 
@@ -59,6 +63,7 @@ class _RequestLogMonitor(BaseOperator):
         folder.mkdir(parents=True, exist_ok=True)
         write_atomically(folder / f"{name}.json", dumps(report).encode())
         write_atomically(folder / f"{name}.html", page.encode())
+        MonitoringReportLink.persist(context, report_url((folder / f"{name}.html").as_uri()))
         return (folder / f"{name}.json").as_uri(), (folder / f"{name}.html").as_uri()
 
     def log_to_mlflow(self, run_name: str, metrics: Mapping[str, float], params: Mapping[str, Any],
@@ -176,7 +181,7 @@ class DriftMonitorOperator(_RequestLogMonitor):
         report.update(endpoint=self.endpoint, window=span, version=version, reference=reference_name,
                       prediction_drift=predictions, breached=bool(reasons), reasons=reasons,
                       versions_served={str(k): int(v) for k, v in served["version"].value_counts().items()})
-        report_uri, html_uri = self.write(report, render_drift_html(report, f"Drift of {self.endpoint}"), "drift")
+        report_uri, html_uri = self.write(context, report, render_drift_html(report, f"Drift of {self.endpoint}"), "drift")
         features = {c["column"]: round(c["value"], 4) for c in report["columns"] if c["drifted"]}
         metrics = {"drift_score": report["score"], "drifted_features": float(len(report["drifted"])),
                    "served_rows": float(len(served)), **{f"drift_{c['column']}": c["value"] for c in report["columns"]}}
@@ -307,7 +312,7 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
                   "unmatched_labels": overall["unmatched_labels"], "breached": bool(reasons), "reasons": reasons,
                   "calibration": calibration_curve(joined[self.label_column].to_numpy(dtype="float64"),
                                                    joined["probability"].to_numpy(dtype="float64"))}
-        report_uri, html_uri = self.write(report, render_performance_html(report, f"Performance of {self.endpoint}"),
+        report_uri, html_uri = self.write(context, report, render_performance_html(report, f"Performance of {self.endpoint}"),
                                           "performance")
         metrics = {k: overall[k] for k in ("auc", "log_loss", "accuracy", "calibration_error", "labelled")}
         metrics.update({f"auc_v{v}": m["auc"] for v, m in versions.items()})

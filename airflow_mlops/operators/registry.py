@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseSensorOperator
 
+from airflow_mlops.links import MLflowRunLink, ModelVersionLink, mlflow_run_url, model_version_url
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -41,6 +43,7 @@ class RegisterModelOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("training_result", "report_uri", "card_dir", "tracking_uri")
     ui_color = "#e6f4ea"
+    operator_extra_links = (ModelVersionLink(), MLflowRunLink())
 
     def __init__(self, *, name: str, training_result: Any, report_uri: str, card_dir: str, tracking_uri: str,
                  intended_use: str = "", limitations: str = "", **kwargs: Any) -> None:
@@ -80,6 +83,8 @@ class RegisterModelOperator(BaseOperator):
             self.limitations or "Trained on New York City departures of 2013 only; not a causal model.")
         self.log.info("Registered %s version %s (challenger); model card %s", self.name, registered["version"],
                       registered["model_card"])
+        ModelVersionLink.persist(context, model_version_url(self.name, registered["version"]))
+        MLflowRunLink.persist(context, mlflow_run_url(result["mlflow_run_id"]))
         return dict(finite(registered))
 
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.links import MLflowRunLink, mlflow_run_url
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -64,6 +66,7 @@ class LightningTrainOperator(BaseOperator):
                                       "mlflow_tracking_uri")
     template_fields_renderers = {"hyperparameters": "json"}
     ui_color = "#fde8e8"
+    operator_extra_links = (MLflowRunLink(),)
 
     def __init__(
         self,
@@ -145,7 +148,10 @@ class LightningTrainOperator(BaseOperator):
         return command
 
     def execute(self, context: Context) -> dict[str, Any]:
-        return self.train(self.build_spec(context))
+        result = self.train(self.build_spec(context))
+        if isinstance(result, dict) and result.get("mlflow_run_id"):
+            MLflowRunLink.persist(context, mlflow_run_url(result["mlflow_run_id"]))
+        return result
 
     def train(self, spec: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Check ``spec``, run the driver (with ``env`` added to its environment), return ``result.json``."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.data.suites import SuiteSpec
+from airflow_mlops.links import ValidationReportLink, report_url
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -30,7 +31,8 @@ class DataValidationOperator(BaseOperator):
 
     - **Pass**: the partition is copied to ``validated_target`` (or left in place when that is not
       given) with a manifest, and the report is written beside it as ``<stem>.report.json`` and
-      ``<stem>.report.html``.
+      ``<stem>.report.html``. Either way the task instance's "Validation report" link opens the HTML
+      report.
     - **Fail**: the report goes to ``<quarantine_dir>/<sha256[:12]>/`` and the partition (with
       its manifest) is moved there: kept, never deleted, one folder per distinct content. The task
       fails without retries (the result would not change) with a message listing every failing
@@ -66,6 +68,7 @@ class DataValidationOperator(BaseOperator):
     )
     template_fields_renderers = {"suite_parameters": "json"}
     ui_color = "#fdf3e8"
+    operator_extra_links = (ValidationReportLink(),)
 
     def __init__(
         self,
@@ -136,6 +139,7 @@ class DataValidationOperator(BaseOperator):
         location = f"{quarantine_dir}/{report.partition_sha256[:12]}"
         if not report.success:
             self._quarantine(report, location, stem)
+            ValidationReportLink.persist(context, report_url(f"{location}/{REPORT_HTML}"))
             error = DataValidationFailed(report.failure_message(location), report_uri=f"{location}/{REPORT_JSON}")
             self.log.error("%s", error)
             raise AirflowFailException(str(error)) from error
@@ -212,6 +216,7 @@ class DataValidationOperator(BaseOperator):
                 write_atomically(self._path(target), data)
                 self._write_manifest(target, sha256, report, "validated_partition", report_uri, rows)
         self._write_report(report, report_uri, f"{stem_uri}.report.html", None)
+        ValidationReportLink.persist(context, report_url(f"{stem_uri}.report.html"))
 
         self.log.info("Validated %s (%d rows) against suite %s: report %s", self.partition, rows, report.suite, report_uri)
         context["ti"].xcom_push(key="validated_uri", value=target)

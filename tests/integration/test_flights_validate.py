@@ -10,6 +10,7 @@ import pytest
 
 from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact
 from airflow_mlops.data.validation import ValidationReport
+from airflow_mlops.links import report_url
 from tests.integration.test_flights_ingest import asset_events, task_states
 from tests.integration.test_flights_ingest import load_dag as load_reference_dag
 from tests.partitions import CORRUPTIONS, month_frame, parquet_bytes
@@ -62,6 +63,9 @@ def test_good_months_are_validated_reported_and_announced(airflow_db, lake) -> N
 
     assert sorted(xcoms(run, "validate_flights", "return_value")) == [
         (lake / "validated" / "flights" / f"2013-0{m}.report.json").as_uri() for m in (1, 2)]
+    # The task instances' "Validation report" links open the HTML reports through the plugin.
+    assert sorted(xcoms(run, "validate_flights", "_link_ValidationReportLink")) == [
+        report_url((lake / "validated" / "flights" / f"2013-0{m}.report.html").as_uri()) for m in (1, 2)]
     assert sorted(xcoms(run, "validate_flights", "validated_uri")) == [
         (lake / "validated" / "flights" / f"2013-0{m}.parquet").as_uri() for m in (1, 2)]
     events = sorted(asset_events("flights_validated")[before:], key=lambda e: e["uri"])
@@ -114,6 +118,8 @@ def test_each_corruption_is_quarantined_with_its_report_and_nothing_downstream(a
     message = report.failure_message()
     assert not report.success and all(f in message for f in fragments), message
     assert "FAILED: flights_raw" in (folder / "report.html").read_text()
+    assert xcoms(run, "validate_flights", "_link_ValidationReportLink") == [report_url(f"{lake.as_uri()}/quarantine/"
+                                                                                       f"flights/2013-01/{folder.name}/report.html")]
     assert not (lake / "validated" / "flights" / "2013-01.parquet").exists()
     assert len(asset_events("flights_validated")) == before
 

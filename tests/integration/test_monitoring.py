@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pandas as pd
@@ -96,6 +97,10 @@ def test_served_training_rows_show_no_drift_and_their_performance_joins_labels_b
     assert performance["labelled"] == 1500 and performance["unlabeled_predictions"] == 0
     assert performance["versions"]["1"]["rows"] == 1500 and 0.6 < performance["overall"]["auc"] < 0.95
     assert "<img" in (found["folder"] / "drift.html").read_text()
+    from tests.integration.test_flights_validate import xcoms
+
+    assert xcoms(dag_run, "drift", "_link_MonitoringReportLink") == [
+        f"/mlops/files?uri={quote((found['folder'] / 'drift.html').as_uri(), safe='')}"]
     assert "Calibration" in (found["folder"] / "performance.html").read_text()
     assert not [e for e in asset_events("model_drift") if e.get("window") == window]
     from mlflow import MlflowClient
