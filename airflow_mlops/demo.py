@@ -271,11 +271,17 @@ def model_server(home: Path, log: Path) -> Iterator[dict[str, Any]]:
             time.sleep(0.5)
         yield {"url": url, "token": conn["password"], "state_dir": Path(settings.serving_dir()), "log": log}
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Stop a process started with ``start_new_session=True`` and its children: TERM, then KILL."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout)
 
 
 def replay_flights(server: dict[str, Any], training_set: Path, endpoint: str = "flight_delay",

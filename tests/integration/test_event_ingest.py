@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from airflow_mlops.data.flights import write_landing_file
+from airflow_mlops.demo import stop_group
 from tests.model_server import TOKEN, Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,11 +127,7 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
                "model_server": model_server}
     finally:
         model_server.stop()
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process)
         engine.dispose()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from airflow_mlops.demo import stop_group
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -74,11 +74,7 @@ def api(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield {"url": url, "headers": {"Authorization": f"Bearer {token}"}, "client": client, "log": log,
                "lake": lake, "token": token}
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process)
 
 
 def test_actions_and_reads_are_refused_without_authentication(api: dict) -> None:
