@@ -46,7 +46,11 @@ class _RequestLogMonitor(BaseOperator):
         if not start or not end:
             raise ValueError(f"{self.task_id}: no window: give start and end (templated) or run on a schedule "
                              f"(data interval); got start={start!r}, end={end!r}")
-        logged = window(read_log(_local(self.request_log)), endpoint=self.endpoint, start=start, end=end)
+        import pandas as pd
+
+        since, until = pd.Timestamp(start), pd.Timestamp(end)
+        logged = window(read_log(_local(self.request_log), since=since, until=until), endpoint=self.endpoint,
+                        start=start, end=end)
         span = {"start": str(start), "end": str(end)}
         if len(logged) == 0:
             raise AirflowSkipException(f"no predictions of endpoint {self.endpoint!r} in [{start}, {end}) in the "

@@ -40,14 +40,14 @@ def create_app() -> FastAPI:
         uri = settings.mlflow_tracking_uri()
         return MlflowClient(uri, registry_uri=uri)
 
-    def versions(name: str) -> list[Any]:
+    def versions(name: str, *, required: bool = True) -> list[Any]:
         from mlflow.exceptions import MlflowException
 
         try:
             found = client().search_model_versions(f"name = '{name}'")
         except MlflowException as err:
             raise HTTPException(502, f"the registry did not answer: {err}") from err
-        if not found:
+        if not found and required:
             raise HTTPException(404, f"no registered model {name!r} (rule: a model has at least one version)")
         return sorted(found, key=lambda v: int(v.version))
 
@@ -67,8 +67,8 @@ def create_app() -> FastAPI:
             aliases: dict[str, list[str]] = {}
             for alias, version in (model.aliases or {}).items():
                 aliases.setdefault(str(version), []).append(alias)
-            models.append({"name": model.name,
-                           "versions": [describe(v, aliases) for v in versions(model.name)]})
+            models.append({"name": model.name,  # a model registered without versions yet is listed empty
+                           "versions": [describe(v, aliases) for v in versions(model.name, required=False)]})
         return models
 
     @app.get("/api/models/{name}", dependencies=authenticated)

@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +101,18 @@ class RequestLog:
                     temporary.unlink(missing_ok=True)
 
 
-def read_log(root: str | Path, kind: str = "predictions") -> Any:
-    """Every record of one kind as a DataFrame (empty if there is none yet)."""
+def read_log(root: str | Path, kind: str = "predictions", *, since: Any = None, until: Any = None) -> Any:
+    """The records of one kind as a DataFrame (empty if there is none yet).
+
+    ``since``/``until`` (datetimes) read only the daily partitions that can hold records made
+    between them: a partition is named by its flush time, a few seconds after the records, so the
+    day after ``until`` is read too (callers filter on ``at``)."""
     import pandas as pd
 
-    files = sorted((Path(root) / kind).glob("date=*/part-*.parquet"))
+    first = since.date().isoformat() if since is not None else ""
+    last = (until + timedelta(days=1)).date().isoformat() if until is not None else "9999-12-31"
+    files = sorted(f for f in (Path(root) / kind).glob("date=*/part-*.parquet")
+                   if first <= f.parent.name.removeprefix("date=") <= last)
     if not files:
         return pd.DataFrame(columns=list(PREDICTION_COLUMNS if kind == "predictions" else FEEDBACK_COLUMNS))
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)

@@ -92,8 +92,10 @@ def test_actions_and_reads_are_refused_without_authentication(api: dict) -> None
 
 def test_approve_then_promote_records_the_signed_in_user_in_the_registry(api: dict) -> None:
     url, headers = api["url"], api["headers"]
-    listed = http.get(f"{url}/mlops/api/models", headers=headers).json()
-    assert [m["name"] for m in listed] == [MODEL] and [v["state"] for v in listed[0]["versions"]] == ["candidate"] * 2
+    api["client"].create_registered_model("no_versions_yet")
+    listed = {m["name"]: m for m in http.get(f"{url}/mlops/api/models", headers=headers).json()}
+    assert listed["no_versions_yet"]["versions"] == []
+    assert [v["state"] for v in listed[MODEL]["versions"]] == ["candidate"] * 2
 
     approved = http.post(f"{url}/mlops/api/models/{MODEL}/versions/1/approve", headers=headers,
                           json={"why": "reviewed the model card"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from airflow_mlops.serving.requestlog import RequestLog, read_log
@@ -25,6 +25,21 @@ def test_records_are_flushed_by_count_and_on_close(tmp_path: Path) -> None:
     assert sorted(predictions["prediction_id"]) == [f"p{i}" for i in range(7)] and log.written == 8
     assert read_log(tmp_path, "feedback")["reward"].tolist() == [1.0]
     assert not list(tmp_path.rglob(".*.tmp")), "no temporary file is left behind"
+
+
+def test_a_time_range_reads_only_the_days_that_can_hold_it(tmp_path: Path) -> None:
+    log = RequestLog(tmp_path, flush_rows=1, flush_seconds=3600)
+    log.append("predictions", record(0))
+    log.close()
+    (today,) = (tmp_path / "predictions").iterdir()
+    old = tmp_path / "predictions" / "date=2013-03-01"
+    old.mkdir()
+    (old / "part-0.parquet").write_bytes(next(today.iterdir()).read_bytes())
+    now = datetime.now(UTC)
+    assert read_log(tmp_path, since=now - timedelta(hours=1), until=now)["prediction_id"].tolist() == ["p0"]
+    march = read_log(tmp_path, since=datetime(2013, 2, 28, 23, tzinfo=UTC), until=datetime(2013, 3, 1, 1, tzinfo=UTC))
+    assert len(march) == 1  # the partition of 2013-03-01 only
+    assert len(read_log(tmp_path)) == 2
 
 
 def test_an_empty_log_reads_as_an_empty_frame(tmp_path: Path) -> None:
