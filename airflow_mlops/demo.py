@@ -41,12 +41,12 @@ CANARY_TIMEOUT_S = 300
 class Steps:
     """Runs reference DAGs in this process with ``dag.test()``, each run's output in its own log file."""
 
-    def __init__(self, home: Path, logs: Path) -> None:
+    def __init__(self, logs: Path) -> None:
         from airflow.dag_processing.dagbag import DagBag
 
         from airflow_mlops import settings
 
-        self.home, self.logs = home, logs
+        self.logs = logs
         self.lake = settings.lake_uri()
         folder = Path(_airflow_option("core", "dags_folder"))
         with _redirected(logs / "dag-parse.log"):
@@ -121,7 +121,7 @@ def run(home: Path, months: Sequence[int] = (3, 4, 5, 6, 7)) -> None:
     logs = home / "demo-logs"
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir()
-    steps = Steps(home, logs)
+    steps = Steps(logs)
     landing = Path(settings.landing_dir())
 
     steps.run("seed the source database (flights_seed)", "flights_seed", "2013-01-01")

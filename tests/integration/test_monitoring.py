@@ -181,3 +181,20 @@ def test_monitors_refuse_bad_windows_and_incomplete_configuration(served: dict, 
     operator.start = operator.end = ""
     with pytest.raises(ValueError, match="no window: give start and end"):
         operator.execute(monitor_context())  # type: ignore[arg-type]
+
+
+def test_drift_refuses_a_reference_it_cannot_compare_with(served: dict, tmp_path: Path) -> None:
+    from airflow_mlops.operators.monitor import DriftMonitorOperator
+
+    window = serve(served, served["splits"]["test"].head(20))
+    log = str(served["server"].state_dir / "requests")
+    no_split = DriftMonitorOperator(task_id="drift", endpoint=MODEL, request_log=log, report_dir=str(tmp_path / "r"),
+                                    reference=served["training_set"], reference_split="holdout", columns=["temp"],
+                                    **window)
+    with pytest.raises(ValueError, match=r"has no split 'holdout' \(splits: \['test', 'train', 'validation'\]\)"):
+        no_split.execute(monitor_context())  # type: ignore[arg-type]
+    no_columns = DriftMonitorOperator(task_id="drift", endpoint=MODEL, request_log=log, report_dir=str(tmp_path / "r"),
+                                      reference=served["training_set"], **window)
+    with pytest.raises(ValueError, match="give columns: without a registered model"):
+        no_columns.execute(monitor_context())  # type: ignore[arg-type]
+    assert not (tmp_path / "r").exists()  # nothing half-written
