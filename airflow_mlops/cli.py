@@ -41,6 +41,14 @@ def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
             "auto_approve": "True",  # a development home: the demo approves its own models
             "serving_dir": str(data_dir / "serving"),
         },
+        # Airflow's OpenLineage provider: every task's inputs and outputs, one JSON event per line
+        # (`airflow-mlops lineage` walks them). Emitted from a thread, not a fork of the task.
+        "openlineage": {
+            "transport": json.dumps({"type": "file", "log_file_path": str(data_dir / "lineage" / "events.jsonl"),
+                                     "append": True}),
+            "namespace": "airflow-mlops",
+            "execute_in_thread": "True",
+        },
     }
     for section, options in ours.items():
         if not config.has_section(section):
@@ -149,6 +157,23 @@ def governance(args: argparse.Namespace) -> None:
         raise SystemExit(f"airflow-mlops {args.command}: {err}") from None
 
 
+def lineage(args: argparse.Namespace) -> None:
+    from airflow_mlops import settings
+    from airflow_mlops.lineage import print_walk, read_events, server_namespace, walk_back
+
+    if args.endpoint:
+        host, _, port = args.server.rpartition(":")
+        dataset = (server_namespace(host, port), args.endpoint)
+    elif args.namespace and args.name:
+        dataset = (args.namespace, args.name)
+    else:
+        raise SystemExit("airflow-mlops lineage: give --endpoint (and --server), or --namespace and --name")
+    events = args.events or Path(settings.lake_uri().removeprefix("file://")).parent / "lineage" / "events.jsonl"
+    if not events.exists():
+        raise SystemExit(f"airflow-mlops lineage: no events at {events} (is [openlineage] transport set?)")
+    print_walk(walk_back(read_events(events), *dataset))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -203,6 +228,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("ignored", nargs="*", help="SageMaker passes 'serve'")
+    p = commands.add_parser("lineage", help="walk a dataset back to its sources through OpenLineage events")
+    p.add_argument("--events", type=Path, help="the file transport's events (default: <data>/lineage/events.jsonl)")
+    p.add_argument("--endpoint", help="a served endpoint, e.g. flight_delay (with --server)")
+    p.add_argument("--server", default="127.0.0.1:8765", help="the model server's host:port (default 127.0.0.1:8765)")
+    p.add_argument("--namespace", help="or any dataset: its OpenLineage namespace (e.g. file) ...")
+    p.add_argument("--name", help="... and name (e.g. /abs/path/lake/datasets/flights_delay/<version>/manifest.json)")
     p = commands.add_parser("rollback", help="restore the champion's predecessor")
     p.add_argument("--model", required=True)
     p.add_argument("--by", default=os.environ.get("USER", ""))
@@ -222,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
 
             args.dir = Path(settings.landing_dir())
         land(args.month, args.dir, args.corrupt)
+    elif args.command == "lineage":
+        lineage(args)
     elif args.command == "infer-suite":
         infer_suite(args.partition, args.name, args.out, args.key, args.profile_out)
     elif args.command == "demo":

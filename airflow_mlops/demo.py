@@ -33,7 +33,7 @@ from airflow_mlops.cli import _airflow
 
 MODEL = "flight_delay"
 #: The demo's own outputs under the data folder, removed when it starts so every run tells the same story.
-DEMO_OUTPUTS = ("lake", "landing", "mlflow", "serving", "feast", "optuna")
+DEMO_OUTPUTS = ("lake", "landing", "mlflow", "serving", "feast", "optuna", "lineage")
 REPLAY_ROWS = 3000
 CANARY_TIMEOUT_S = 300
 
@@ -154,11 +154,35 @@ def run(home: Path, months: Sequence[int] = (3, 4, 5, 6, 7)) -> None:
         table = [walk_month(steps, server, month, landing) for month in months]
     print_release(lake, settings.mlflow_tracking_uri(), brief=True)
     print_walk(table)
+    print_lineage(data / "lineage" / "events.jsonl", server["url"])
     print(f"\nDone in {time.monotonic() - started:.0f}s (first model {first:.0f}s, "
           f"{len(months)} months {time.monotonic() - started - first:.0f}s).")
     venv_bin = Path(sys.executable).parent
     print(f"Task logs: {logs}")
     print(f"Open the UI with: PATH={venv_bin}:$PATH AIRFLOW_HOME={home} airflow standalone")
+
+
+def print_lineage(events: Path, server_url: str) -> None:
+    """The served model's lineage from the OpenLineage events alone, in brief."""
+    from urllib.parse import urlsplit
+
+    from airflow_mlops.lineage import read_events, server_namespace, walk_back
+
+    if not events.is_file():
+        print(f"\nNo OpenLineage events at {events} ([openlineage] transport is not the demo's file transport).")
+        return
+    address = urlsplit(server_url)
+    steps = walk_back(read_events(events), server_namespace(address.hostname or "127.0.0.1", address.port), "flight_delay")
+    chain = [s for s in steps if s["depth"] <= 3 and s["job"]]
+    print(f"\nLineage of the served model, from the OpenLineage events in {events}:")
+    for step in chain:
+        print(f"  {'  ' * step['depth']}{step['dataset'][1]}  <- {step['job']}")
+    validated = sorted(s["dataset"][1].rsplit("/lake/", 1)[-1] for s in steps
+                       if "/validated/" in s["dataset"][1] and s["job"])
+    sources = sorted({s["dataset"][1] for s in steps if s["job"] is None})
+    print(f"  ... trained on {len(validated)} validated partitions ({', '.join(validated)}), "
+          f"extracted from {', '.join(sources)}")
+    print(f"  The whole walk: .venv/bin/airflow-mlops lineage --endpoint flight_delay --server {address.netloc}")
 
 
 def materialize(steps: Steps, date: str, months: Sequence[int]) -> Path:

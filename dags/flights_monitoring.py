@@ -63,7 +63,9 @@ request log in `[mlops] serving_dir`/requests), or over conf `{"start": ..., "en
 
 Both monitors write a JSON and an HTML report (plots) to `data/lake/monitoring/flight_delay/<run>/`
 and log their metrics to the MLflow experiment `flight_delay-monitoring`. A window without
-predictions (or labels) skips its monitor, not fails it.
+predictions (or labels) skips its monitor, not fails it. In the UI each monitor's **Monitoring
+report** link opens its report; **MLOps → Data** charts the drift score and the served AUC per
+window and lists every report.
 """,
 ):
 

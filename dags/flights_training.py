@@ -64,7 +64,9 @@ origin and month, fairness gaps, and permutation importance. It writes `evaluati
 (plots) and `.json`, and logs them to the run. `gate` applies `dags/gates/flight_delay.yaml`.
 If a rule fails, the run is tagged rejected with the reasons, and `gate` and everything after
 it are skipped (the run itself does not fail). `register` creates a model version with lineage
-tags, a signature and a model card (alias `challenger`). `approve` waits in the triggerer for
+tags, a signature and a model card (alias `challenger`). `approve` waits in the triggerer for a person: the
+approve or reject button on the **MLOps → Models** page (which shows the version's metrics, its
+slices against the champion and its model card), or
 `airflow-mlops approve|reject --model flight_delay --version N --why ...`; with
 `[mlops] auto_approve` (the demo's home) the policy approves at once. `promote` moves the
 `champion` alias and archives the previous champion. Runs of this DAG never overlap
@@ -77,6 +79,11 @@ version while the current model keeps the rest (the very first model is deployed
 error rate and p99 latency with the primary's; if the candidate is worse, the endpoint is rolled
 back, the version is recorded as rejected, and `promote` and `rollout` are skipped. Otherwise
 `promote` makes it the registry's champion and `rollout` gives it all the traffic.
+
+In the UI: `train`, `evaluate` and `register` link to the **MLflow run** (with `[mlops]
+mlflow_ui_url`), `evaluate` to its **Evaluation report**, `register` to the **Model version**;
+**MLOps → Deployments** shows the canary's traffic split, requests, errors and p99 live. Every
+task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint flight_delay`).
 """,
 ):
 

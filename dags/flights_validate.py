@@ -71,6 +71,10 @@ reported, not failed).
 - Weather is validated row by row: when under 1 % of the rows fail, they go to quarantine as
   `YYYY-MM.invalid.parquet` and the rest passes.
 
+In the UI each `validate_*` task's **Validation report** link opens its report (passed or
+quarantined); **MLOps → Data** lists every validated and quarantined partition. The OpenLineage
+event of each validation carries the suite's results as data-quality facets.
+
 Trigger by hand with conf `{"flights": ["<uri>", ...], "weather": ["<uri>", ...]}`.
 """,
 ):

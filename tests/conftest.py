@@ -133,14 +133,14 @@ def _postgres_bin() -> Path | None:
     return Path(versions[-1]).parent if versions else None
 
 
-def _apt_install(package: str) -> None:
-    """Install a Debian package when running as root with apt (CI machines); otherwise do nothing."""
+def _apt_install(*packages: str) -> None:
+    """Install Debian packages when running as root with apt (CI machines); otherwise do nothing."""
     import shutil
 
     if os.geteuid() == 0 and shutil.which("apt-get"):
         subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
         subprocess.run(
-            ["apt-get", "install", "-y", "-qq", package],
+            ["apt-get", "install", "-y", "-qq", *packages],
             check=False,
             capture_output=True,
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.data.datasets import DatasetDefinition
+from airflow_mlops.lineage import LineageMixin, split_lineage
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class MaterializeDatasetOperator(BaseOperator):
+class MaterializeDatasetOperator(LineageMixin, BaseOperator):
     """Build a dataset's splits from its validated source partitions and write its manifest.
 
     The definition (a YAML file or a ``DatasetDefinition``) names the source partitions, filters,
@@ -33,6 +34,7 @@ class MaterializeDatasetOperator(BaseOperator):
     :param storage_conn_id: Airflow connection for the object storage.
 
     XCom: the manifest's URI (``return_value``).
+    OpenLineage: the source partitions as inputs; the manifest and each split (with its schema) as outputs.
     Assets: every Asset in ``outlets`` gets an event whose ``extra`` holds ``name``, ``version``,
     ``manifest_uri``, ``profile_uri``, ``splits`` (split -> rows), ``rows_read`` and ``rows_filtered``.
     """
@@ -84,4 +86,6 @@ class MaterializeDatasetOperator(BaseOperator):
                  "rows_filtered": manifest.rows_filtered}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
+        sources = [source["uri"] for source in manifest.sources]
+        self.record_lineage(lambda: split_lineage(sources, manifest.uri, manifest.splits, self.storage_conn_id))
         return manifest.uri

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.lineage import LineageMixin, endpoint_lineage
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -16,7 +18,7 @@ def _who(context: Context, operator: str) -> str:
     return f"{operator} ({getattr(dag_run, 'dag_id', '?')}/{getattr(dag_run, 'run_id', '?')})"
 
 
-class DeployModelOperator(BaseOperator):
+class DeployModelOperator(LineageMixin, BaseOperator):
     """Deploy to an endpoint of the model server (``airflow-mlops serve``) through ``ModelServerHook``.
 
     Three ways to say what to serve:
@@ -46,6 +48,8 @@ class DeployModelOperator(BaseOperator):
 
     XCom: ``{"endpoint", "mode" ("replace", "canary", "first" or "policy"), "deployment"}`` where
     ``deployment`` is the server's record (variants pinned to versions, policy, who, when, why).
+    OpenLineage: each variant's model version (namespace ``mlflow:<the server's registry>``) as input;
+    the endpoint (namespace ``mlops-model-server://<host>:<port>``) as output.
     """
 
     template_fields: Sequence[str] = ("endpoint", "model_name", "version", "variants", "policy", "reason")
@@ -74,6 +78,7 @@ class DeployModelOperator(BaseOperator):
                              self.feature_service)
         self.log.info("Endpoint %s (%s): %s over %s", self.endpoint, mode, policy.get("kind"),
                       ", ".join(f"{v}={s['name']} v{s['version']}" for v, s in record["variants"].items()))
+        self.record_lineage(lambda: endpoint_lineage(hook, self.endpoint, record))
         return {"endpoint": self.endpoint, "mode": mode, "deployment": record}
 
     def plan(self, current: Mapping[str, Any] | None) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -96,7 +101,7 @@ class DeployModelOperator(BaseOperator):
             "kind": "canary", "primary": "main", "candidate": "candidate", "weight": self.canary_weight}
 
 
-class RollbackDeploymentOperator(BaseOperator):
+class RollbackDeploymentOperator(LineageMixin, BaseOperator):
     """Serve an endpoint's previous deployment again (the server keeps each endpoint's history).
 
     :param endpoint: the endpoint (templated).
@@ -104,6 +109,7 @@ class RollbackDeploymentOperator(BaseOperator):
     :param model_server_conn_id: connection of the server.
 
     XCom: the deployment record now served.
+    OpenLineage: as :class:`DeployModelOperator` (the versions served again in, the endpoint out).
     """
 
     template_fields: Sequence[str] = ("endpoint", "reason")
@@ -117,7 +123,8 @@ class RollbackDeploymentOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.hooks.model_server import ModelServerHook
 
-        record = ModelServerHook(self.model_server_conn_id).rollback(self.endpoint, _who(context, type(self).__name__),
-                                                                   self.reason)
+        hook = ModelServerHook(self.model_server_conn_id)
+        record = hook.rollback(self.endpoint, _who(context, type(self).__name__), self.reason)
+        self.record_lineage(lambda: endpoint_lineage(hook, self.endpoint, record))
         self.log.info("Endpoint %s rolled back: %s", self.endpoint, record["variants"])
         return record

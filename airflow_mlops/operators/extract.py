@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.lineage import LineageMixin
+
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
 SCHEMA_FILE = "_schema.json"
 
 
-class SqlExtractOperator(BaseOperator):
+class SqlExtractOperator(LineageMixin, BaseOperator):
     """Run a query over an Airflow connection and stream its rows into one Parquet partition.
 
     Values reach the database as bind parameters, never formatted into the SQL. Rows are fetched
@@ -47,6 +49,8 @@ class SqlExtractOperator(BaseOperator):
         connection's table reference ``conn://<conn_id>``.
 
     XCom: the partition URI (``return_value``).
+    OpenLineage: the tables the query reads (found by OpenLineage's SQL parser) as inputs, the
+    partition with its schema as output.
     Assets: every Asset in ``outlets`` gets an event whose ``extra`` holds ``uri``, ``rows``,
     ``sha256``, ``bytes``, ``schema``, ``manifest_uri`` and ``logical_date``.
     """
@@ -142,8 +146,18 @@ class SqlExtractOperator(BaseOperator):
             write_atomically(schema_path, json.dumps(result.schema, indent=2))
 
         self.log.info("Extracted %s rows to %s (sha256 %s)", result.rows, result.uri, result.sha256[:12])
+        self.record_lineage(lambda: self._lineage(result))
         self._emit(context, result, str(manifest))
         return result.uri
+
+    def _lineage(self, result: ExtractResult) -> tuple[list[Any], list[Any]]:
+        from airflow.sdk import BaseHook
+
+        from airflow_mlops.lineage import schema_facet, storage_name, table_names
+
+        tables = table_names(BaseHook.get_connection(self.conn_id), self.sql)
+        columns = {c["name"]: c["type"] for c in result.schema}
+        return list(tables), [(*storage_name(result.uri), {"schema": schema_facet(columns)})]
 
     def _emit(self, context: Context, result: ExtractResult, manifest_uri: str) -> None:
         logical_date = context.get("logical_date")

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.lineage import LineageMixin, split_lineage, storage_name
+
 if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context, ObjectStoragePath
@@ -111,7 +113,7 @@ def _timestamp(value: str | datetime, name: str) -> datetime:
     return (stamp if stamp.tzinfo else stamp.tz_localize("UTC")).to_pydatetime()
 
 
-class FeastTrainingDatasetOperator(_FeastOperator):
+class FeastTrainingDatasetOperator(LineageMixin, _FeastOperator):
     """Join a dataset's entity rows with a feature service, point in time, into a training set.
 
     Reads every split of a dataset manifest (``MaterializeDatasetOperator``), turns each into entity
@@ -129,6 +131,8 @@ class FeastTrainingDatasetOperator(_FeastOperator):
     :param feast_conn_id, repo_path, config_file: as for :class:`FeastApplyOperator`.
 
     XCom: the training set manifest's URI.
+    OpenLineage: the dataset manifest and the feature views' source folders as inputs; the training set manifest and its splits (with their
+    schemas) as outputs.
     Assets: every Asset in ``outlets`` gets an event whose ``extra`` holds ``manifest_uri``,
     ``feature_service``, ``feature_views``, ``splits`` (split -> rows), ``dataset_manifest``,
     ``dataset_version`` and ``sha256`` (of the manifest).
@@ -197,7 +201,20 @@ class FeastTrainingDatasetOperator(_FeastOperator):
                  "dataset_version": dataset.version, "sha256": sha256}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
+        sources = [self.dataset_manifest, *_source_folders(hook, service)]
+        self.record_lineage(lambda: split_lineage(sources, manifest_uri, splits, self.storage_conn_id))
         return manifest_uri
+
+
+def _source_folders(hook: FeastHook, service: Any) -> list[str]:
+    """The folder of each file-backed feature view in ``service`` (a source ``<folder>/*.parquet``)."""
+    store, folders = hook.get_conn(), []
+    for projection in service.feature_view_projections:
+        source = getattr(store.get_feature_view(projection.name), "batch_source", None)
+        path = getattr(source, "path", None)
+        if path:
+            folders.append(path.split("*", 1)[0].rstrip("/"))
+    return folders
 
 
 def _historical_in_order(hook: FeastHook, entities: pd.DataFrame, service: str) -> pd.DataFrame:
@@ -221,7 +238,7 @@ def _import(path: str) -> Any:
         raise FeatureStoreError(f"prepare_entities {path!r}: cannot be imported as 'module:function' ({err})") from None
 
 
-class FlightFeaturesOperator(BaseOperator):
+class FlightFeaturesOperator(LineageMixin, BaseOperator):
     """Build the flights feature tables for the given months from validated partitions.
 
     For each month ``YYYY-MM`` it reads the validated flights of that month and the one before (the
@@ -238,6 +255,8 @@ class FlightFeaturesOperator(BaseOperator):
     :param storage_conn_id: Airflow connection for the object storage.
 
     XCom: ``{"built": [months], "skipped": [months], "tables": {table: rows}}``.
+    OpenLineage: the validated partitions read as inputs; each feature
+    table's folder (the Feast source) as output.
     """
 
     template_fields: Sequence[str] = ("periods", "validated_uri", "features_uri")
@@ -291,6 +310,7 @@ class FlightFeaturesOperator(BaseOperator):
 
         root, validated = self.features_uri.rstrip("/"), self.validated_uri.rstrip("/")
         built, skipped, rows = [], [], {}
+        read: set[str] = set()
         for period in sorted(set(self.periods)):
             start, _ = month_bounds(period)
             previous = (start - pd.Timedelta(days=1)).strftime("%Y-%m")
@@ -312,7 +332,10 @@ class FlightFeaturesOperator(BaseOperator):
                                                 sort_keys=True))
             rows.update(month_rows)
             built.append(period)
+            read.update(frames)
         rows["plane_attributes"] = self._write_planes(root)
+        written = sorted({key.split("/")[0] for key in rows})
+        self.record_lineage(lambda: ([storage_name(uri) for uri in sorted(read)], [storage_name(f"{root}/{t}") for t in written]))
         self.log.info("Feature tables: built %s, unchanged %s, rows %s", built, skipped, rows)
         return {"built": built, "skipped": skipped, "tables": rows}
 

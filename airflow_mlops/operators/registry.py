@@ -10,6 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseSensorOperator
 
+from airflow_mlops.lineage import (
+    MODEL_FACET,
+    LineageMixin,
+    model_facet,
+    model_version_name,
+    registry_namespace,
+    storage_name,
+)
 from airflow_mlops.links import MLflowRunLink, ModelVersionLink, mlflow_run_url, model_version_url
 
 if TYPE_CHECKING:
@@ -21,7 +29,7 @@ def _who(context: Context, fallback: str) -> str:
     return f"{fallback} ({getattr(dag_run, 'dag_id', '?')}/{getattr(dag_run, 'run_id', '?')})"
 
 
-class RegisterModelOperator(BaseOperator):
+class RegisterModelOperator(LineageMixin, BaseOperator):
     """Register a trained, evaluated model as a new MLflow model version with its model card.
 
     The version's source is a pyfunc model logged "from code" in the training run (nothing
@@ -39,6 +47,9 @@ class RegisterModelOperator(BaseOperator):
     :param intended_use, limitations: the model card's prose.
 
     XCom: ``{"name", "version", "model_uri", "source", "model_card", "model_card_html", "tags"}``.
+    OpenLineage: the trained model's folder and the evaluation report as inputs; the model version
+    (namespace ``mlflow:<registry>``, name ``<model>/<version>``) as output, with a model facet
+    (state, held-out metrics, MLflow run, training set).
     """
 
     template_fields: Sequence[str] = ("training_result", "report_uri", "card_dir", "tracking_uri")
@@ -85,7 +96,18 @@ class RegisterModelOperator(BaseOperator):
                       registered["model_card"])
         ModelVersionLink.persist(context, model_version_url(self.name, registered["version"]))
         MLflowRunLink.persist(context, mlflow_run_url(result["mlflow_run_id"]))
+        self.record_lineage(lambda: self._lineage(result, registered["version"], evaluation, manifest_uri))
         return dict(finite(registered))
+
+    def _lineage(self, result: dict[str, Any], version: str, evaluation: dict[str, Any],
+                 training_set: str) -> tuple[list[Any], list[Any]]:
+        from airflow_mlops.evaluation.report import finite
+
+        facet = model_facet(self.name, version, state="candidate", metrics=finite(evaluation.get("overall", {})),
+                            mlflow_run_id=result["mlflow_run_id"], training_set=training_set,
+                            model_uri=result["model_uri"])
+        model = (registry_namespace(self.tracking_uri), model_version_name(self.name, version), {MODEL_FACET: facet})
+        return [storage_name(result["model_uri"]), storage_name(self.report_uri)], [model]
 
 
 class ModelApprovalSensor(BaseSensorOperator):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.lineage import LineageMixin, storage_name
 from airflow_mlops.links import MLflowRunLink, mlflow_run_url
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
-class LightningTrainOperator(BaseOperator):
+class LightningTrainOperator(LineageMixin, BaseOperator):
     """Check a training spec, then run it with ``python -m airflow_mlops.training`` (DDP through torchrun).
 
     The task checks what needs no import (trainer options, class paths, the training set) and starts
@@ -60,6 +61,7 @@ class LightningTrainOperator(BaseOperator):
     :param mlflow_experiment: MLflow experiment name.
 
     XCom: the result JSON (``mlflow_run_id``, ``model_uri``, ``metrics``, ``samples_per_s``, ...).
+    OpenLineage: the training set manifest as input, the model folder as output.
     """
 
     template_fields: Sequence[str] = ("training_set", "output_dir", "checkpoint_root", "hyperparameters",
@@ -151,6 +153,8 @@ class LightningTrainOperator(BaseOperator):
         result = self.train(self.build_spec(context))
         if isinstance(result, dict) and result.get("mlflow_run_id"):
             MLflowRunLink.persist(context, mlflow_run_url(result["mlflow_run_id"]))
+        if isinstance(result, dict) and result.get("model_uri"):
+            self.record_lineage(lambda: ([storage_name(self.training_set)], [storage_name(result["model_uri"])]))
         return result
 
     def train(self, spec: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:

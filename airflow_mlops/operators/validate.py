@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.data.suites import SuiteSpec
+from airflow_mlops.lineage import LineageMixin
 from airflow_mlops.links import ValidationReportLink, report_url
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 
 
-class DataValidationOperator(BaseOperator):
+class DataValidationOperator(LineageMixin, BaseOperator):
     """Check one Parquet partition against an expectation suite before anything downstream reads it.
 
     The partition's bytes are read once; the report records their SHA-256, so it says exactly
@@ -57,6 +58,9 @@ class DataValidationOperator(BaseOperator):
     :param max_invalid_fraction: enables row-level mode with this bound on the invalid fraction.
 
     XCom: the report's URI (``return_value``) and ``validated_uri``.
+    OpenLineage: the partition as input with data-quality facets (column metrics of its profile, one
+    assertion per expectation); as output the validated partition with its schema, or the
+    quarantined copy (also when the task fails).
     Assets: on success, every Asset in ``outlets`` gets an event whose ``extra`` holds ``uri`` (the
     validated partition), ``source_uri``, ``rows``, ``sha256``, ``suite``, ``report_uri``,
     ``statistics`` (per-column nulls, min, max, mean or distinct count), ``drifted_columns`` and,
@@ -183,6 +187,7 @@ class DataValidationOperator(BaseOperator):
         if manifest.exists():
             manifest.rename(self._path(f"{location}/{name}{MANIFEST_SUFFIX}"))
         self.log.error("Quarantined %s at %s", self.partition, location)
+        self.record_lineage(lambda: self._lineage(report, [f"{location}/{name}"]))
         if self.validated_target and self._path(self.validated_target).exists():
             self.log.warning("An earlier validated version of this partition stays at %s (downstream keeps "
                              "reading it until a new version passes)", self.validated_target)
@@ -216,6 +221,7 @@ class DataValidationOperator(BaseOperator):
                 write_atomically(self._path(target), data)
                 self._write_manifest(target, sha256, report, "validated_partition", report_uri, rows)
         self._write_report(report, report_uri, f"{stem_uri}.report.html", None)
+        self.record_lineage(lambda: self._lineage(report, [target, *([extra["invalid_uri"]] if split else [])]))
         ValidationReportLink.persist(context, report_url(f"{stem_uri}.report.html"))
 
         self.log.info("Validated %s (%d rows) against suite %s: report %s", self.partition, rows, report.suite, report_uri)
@@ -228,6 +234,13 @@ class DataValidationOperator(BaseOperator):
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
         return report_uri
+
+    def _lineage(self, report: ValidationReport, outputs: list[str]) -> tuple[list[Any], list[Any]]:
+        from airflow_mlops.lineage import data_quality_facets, parquet_columns, schema_facet, storage_name
+
+        source = (*storage_name(self.partition), data_quality_facets(json.loads(report.to_json())))
+        return [source], [(*storage_name(uri), {"schema": schema_facet(parquet_columns(self._path(uri)))})
+                          for uri in outputs]
 
     def _write_frame(self, frame: Any, uri: str, report: ValidationReport, kind: str, report_uri: str) -> str:
         from airflow_mlops.artifacts import write_parquet_atomically

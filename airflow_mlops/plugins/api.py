@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep, get_user
-from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 ACTIONS = ("approve", "reject", "promote")
@@ -31,6 +32,16 @@ def create_app() -> FastAPI:
     """The app the plugin mounts at ``/mlops``."""
     app = FastAPI(title="airflow-mlops", description=__doc__, version="1")
     authenticated = [Depends(get_user)]
+
+    @app.exception_handler(HTTPException)
+    async def sign_in_first(request: Request, err: HTTPException) -> Response:
+        """A browser that is not signed in goes to Airflow's login page and comes back; API calls get 401."""
+        if err.status_code == 401 and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            from airflow.api_fastapi.app import get_auth_manager
+
+            here = f"{request.url.path}?{request.url.query}" if request.url.query else request.url.path
+            return RedirectResponse(get_auth_manager().get_url_login(next_url=here), status_code=303)
+        return await http_exception_handler(request, err)
 
     def client() -> Any:
         from mlflow import MlflowClient

@@ -43,32 +43,38 @@ def file_link(uri: str, label: str) -> str:
     return f"<a href='/mlops/files?uri={html.escape(uri, quote=True)}'>{html.escape(label)}</a>"
 
 
-def page(title: str, current: str, parts: Sequence[str]) -> str:
+def page(title: str, current: str, parts: Sequence[str], refresh_s: int | None = None) -> str:
     nav = " | ".join(f"<b>{label}</b>" if key == current else f"<a href='/mlops/{key}'>{label}</a>"
                      for key, label in NAV)
     style = ("body{font-family:sans-serif;max-width:1200px;margin:1.5em auto}table{border-collapse:collapse;"
              "margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
              "button{margin-right:4px}#outcome{color:#b06000;font-weight:bold}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    refresh = f"<meta http-equiv='refresh' content='{refresh_s}'>" if refresh_s else ""
+    return (f"<!doctype html><html><head><meta charset='utf-8'>{refresh}<title>{html.escape(title)}</title>"
             f"<style>{style}</style><script>{SCRIPT}</script></head><body><p>{nav}</p>"
             f"<h1>{html.escape(title)}</h1><p id='outcome'></p>{''.join(parts)}</body></html>")
 
 
-def metric_chart(name: str, points: Sequence[tuple[str, Mapping[str, float]]]) -> str:
-    """Held-out AUC (and calibration error) per version, as an embedded PNG."""
+def line_chart(alt: str, title: str, xlabel: str, xs: Sequence[str], series: Mapping[str, Sequence[Any]]) -> str:
+    """Lines over ``xs`` (one per series; None is a gap), as an embedded PNG."""
     from airflow_mlops.evaluation.report import png_uri
     from airflow_mlops.monitoring.report import pyplot
 
     plt = pyplot()
-    figure, axis = plt.subplots(figsize=(6, 3.2))
-    versions = [v for v, _ in points]
-    for metric in ("auc", "calibration_error"):
-        values = [m.get(metric) for _, m in points]
+    figure, axis = plt.subplots(figsize=(5.5, 3))
+    for label, values in series.items():
         if any(v is not None for v in values):
-            axis.plot(versions, [float("nan") if v is None else v for v in values], marker="o", label=metric)
-    axis.set(xlabel="version", title=f"{name}: held-out metrics per version")
+            axis.plot(list(xs), [float("nan") if v is None else v for v in values], marker="o", label=label)
+    axis.set(xlabel=xlabel, title=title)
+    axis.tick_params(axis="x", labelsize=8)
     axis.legend(fontsize=8)
-    return f"<img alt='{html.escape(name)} metrics per version' src='{png_uri(figure)}'>"
+    return f"<img alt='{html.escape(alt)}' src='{png_uri(figure)}'>"
+
+
+def metric_chart(name: str, points: Sequence[tuple[str, Mapping[str, float]]]) -> str:
+    """Held-out AUC (and calibration error) per version: the continuous-training runs at a glance."""
+    return line_chart(f"{name} metrics per version", f"{name}: held-out metrics per version", "version",
+                      [v for v, _ in points], {m: [p.get(m) for _, p in points] for m in ("auc", "calibration_error")})
 
 
 def actions(name: str, version: Mapping[str, Any]) -> str:
@@ -103,7 +109,7 @@ def models_page(models: Sequence[Mapping[str, Any]], evaluations: Mapping[str, M
             parts.append(f"<h3>Version {html.escape(newest['version'])} against the champion, per slice</h3>")
             for column, by_value in report["slices"].items():
                 theirs = report["champion"]["slices"].get(column, {})
-                parts.append(table([[cell(value), cell(metrics.get("rows")), cell(metrics.get("auc")),
+                parts.append(table([[cell(value), cell(_count(metrics.get("rows"))), cell(metrics.get("auc")),
                                      cell(theirs.get(value, {}).get("auc"))]
                                     for value, metrics in sorted(by_value.items())],
                                    [column, "rows", "AUC (this version)", "AUC (champion)"]))
@@ -125,7 +131,8 @@ def deployments_page(deployments: Mapping[str, Any], stats: Mapping[str, Mapping
                              cell(variants.get(v, {}).get("p99_ms"))]
                             for v, s in deployment.get("variants", {}).items()],
                            ["variant", "model", "requests", "error rate", "p99 ms"]))
-    return page("Deployments", "deployments", parts or ["<p>Nothing deployed.</p>"])
+    parts.append("<p><small>Live from the model server's admin API; this page reloads every 15 s.</small></p>")
+    return page("Deployments", "deployments", parts or ["<p>Nothing deployed.</p>"], refresh_s=15)
 
 
 def data_page(lake: Path) -> str:
@@ -149,8 +156,30 @@ def data_page(lake: Path) -> str:
                      cell((performance or {}).get("overall", {}).get("auc")),
                      file_link((folder / "drift.html").as_uri(), "drift") if drift else "",
                      file_link((folder / "performance.html").as_uri(), "performance") if performance else ""])
+    by_window = sorted((row for row in rows if row[1]), key=lambda row: row[1])
+    if by_window:
+        starts = [html.unescape(row[1]) for row in by_window]
+        # Windows within one day (a replayed month, a demo) are told apart by their time.
+        windows = [s[:10] for s in starts] if len({s[:10] for s in starts}) == len(starts) else \
+            [s[5:16].replace("T", " ") for s in starts]
+        parts.append(line_chart("drift score per window", "Drift score per monitoring window", "window start",
+                                windows, {"drift score": [_number(row[2]) for row in by_window]}))
+        parts.append(line_chart("served AUC per window", "AUC of the served model per window", "window start",
+                                windows, {"AUC": [_number(row[4]) for row in by_window]}))
     parts.append(table(rows, ["endpoint", "window start", "drift score", "drifted", "AUC", "", ""]))
     return page("Data", "data", parts)
+
+
+def _count(value: Any) -> Any:
+    """Row counts come back from JSON as floats; show them as whole numbers."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _read(path: Path) -> dict[str, Any] | None:

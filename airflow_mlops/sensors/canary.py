@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 
+from airflow_mlops.lineage import LineageMixin, endpoint_lineage
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class CanaryAnalysisSensor(BaseSensorOperator):
+class CanaryAnalysisSensor(LineageMixin, BaseSensorOperator):
     """Wait until a canary's candidate has served enough requests, then compare it with the primary.
 
     The verdict uses the server's statistics since the canary was deployed: the candidate's error
@@ -34,6 +36,7 @@ class CanaryAnalysisSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer (default) instead of holding a worker slot.
 
     XCom: ``{"healthy": true, "reasons": [...], "stats": {...}}``.
+    OpenLineage: after a rollback, the versions served again as inputs and the endpoint as output.
     """
 
     template_fields: Sequence[str] = ("endpoint", "model_name", "version", "tracking_uri")
@@ -86,7 +89,9 @@ class CanaryAnalysisSensor(BaseSensorOperator):
             f"too little traffic in {self.timeout:.0f} s: {'; '.join(event['reasons'])}"
         dag_run = context.get("dag_run")
         who = f"{type(self).__name__} ({getattr(dag_run, 'dag_id', '?')}/{getattr(dag_run, 'run_id', '?')})"
-        ModelServerHook(self.model_server_conn_id).rollback(self.endpoint, who, f"canary failed: {why}")
+        hook = ModelServerHook(self.model_server_conn_id)
+        rolled_back = hook.rollback(self.endpoint, who, f"canary failed: {why}")
+        self.record_lineage(lambda: endpoint_lineage(hook, self.endpoint, rolled_back))
         if self.model_name and self.version and self.tracking_uri:
             from mlflow import MlflowClient
 

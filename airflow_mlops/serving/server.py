@@ -119,7 +119,7 @@ class ModelServer:
             raise DeploymentError(f"deployment of {endpoint!r} names no variants")
         pinned = {variant: self._pin(variant, spec) for variant, spec in variants.items()}
         record = {"variants": pinned, "policy": dict(policy), "deployed_at": datetime.now(UTC).isoformat(),
-                  "deployed_by": who, "reason": why}
+                  "deployed_by": who, "reason": why, "registry": self.registry()}
         if feature_service:
             record["feature_service"] = feature_service
         return self._switch(endpoint, record, keep_history=True)
@@ -139,6 +139,16 @@ class ModelServer:
     def deployments(self) -> dict[str, Any]:
         return {endpoint: {**entry["current"], "history": len(entry["history"])}
                 for endpoint, entry in self._read_store().items()}
+
+    def registry(self) -> str:
+        """The registry the models come from, credentials removed (deployment records name it)."""
+        from airflow_mlops.lineage import public_uri
+
+        if self.tracking_uri:
+            return public_uri(self.tracking_uri)
+        import mlflow
+
+        return public_uri(mlflow.get_tracking_uri())
 
     def _pin(self, variant: str, spec: Mapping[str, str]) -> dict[str, str]:
         """A variant's model as name and version (an alias is resolved now, so the record is fixed)."""

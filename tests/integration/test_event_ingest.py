@@ -90,6 +90,11 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
         "AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
         "AIRFLOW__MLOPS__INGEST_QUEUE_URL": queue_url,
         "AIRFLOW__MLOPS__SERVING_DIR": str(data / "serving"),
+        # OpenLineage events of every task, from Airflow's provider, into one file (a thread per emit).
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(home / "lineage.jsonl"), "append": True}),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "airflow-mlops-test",
+        "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True",
         "AIRFLOW_CONN_FLIGHTS_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(source_db)}),
         "AIRFLOW_CONN_MLOPS_MODEL_SERVER": json.dumps(
             {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": model_server.port, "password": TOKEN}),
@@ -270,6 +275,92 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
 
     assert wait_for("the drift-triggered run to pick its training set", resolved_training_set,
                     log=stack["log"]) == training_set.as_uri()
+
+
+def test_lineage_of_the_served_model_walks_back_to_its_partitions_from_openlineage_events(stack) -> None:
+    """From the OpenLineage events alone: endpoint <- model version <- model <- training set <- dataset
+    <- validated partitions <- raw partitions <- source tables. Runs before the browser test approves
+    the drift-triggered candidate, so the endpoint's latest deployment is still version 1's."""
+    from airflow_mlops.lineage import read_events, server_namespace, storage_name, walk_back
+
+    events = read_events(stack["home"] / "lineage.jsonl")
+    steps = walk_back(events, server_namespace("127.0.0.1", stack["model_server"].port), "flight_delay")
+    names = [(s["dataset"][1], s["job"]) for s in steps]
+    lake = stack["data"] / "lake"
+    by_name = {s["dataset"][1]: s for s in steps}
+    assert steps[0]["job"].startswith("flights_training.") and steps[0]["inputs"][0][1] == "flight_delay/1", names
+    model_version = by_name["flight_delay/1"]
+    assert model_version["job"] == "flights_training.register"
+    facet = next(o for o in model_version["event"]["outputs"] if o["name"] == "flight_delay/1")["facets"]
+    assert facet["mlopsModelVersion"]["state"] == "candidate" and facet["mlopsModelVersion"]["metrics"]["auc"] > 0.55
+    (training_set,) = lake.glob("training_sets/flight_delay_v1/*/manifest.json")
+    (dataset,) = lake.glob("datasets/flights_delay/*/manifest.json")
+    assert by_name[storage_name(str(training_set))[1]]["job"] == "flights_features.training_set"
+    assert by_name[storage_name(str(dataset))[1]]["job"] == "flights_dataset.materialize"
+    # The partitions the model was trained on, by the dataset's own manifest, each reached by the walk
+    # with the task that validated it and the one that extracted it.
+    for source in json.loads(dataset.read_text())["sources"]:
+        validated = by_name[storage_name(source["uri"])[1]]
+        assert validated["job"].startswith("flights_validate.validate"), validated
+        (raw,) = validated["inputs"]
+        assert raw[1].endswith(f"raw/{source['uri'].split('/validated/')[1]}")
+        assert by_name[raw[1]]["job"].startswith("flights_ingest.extract"), by_name[raw[1]]
+    validation_event = validated["event"]
+    (checked,) = validation_event["inputs"]
+    assert checked["inputFacets"]["dataQualityMetrics"]["rowCount"] == 24951
+    assert all(a["success"] for a in checked["facets"]["dataQualityAssertions"]["assertions"])
+    assert {"flights", "weather"} <= {name for name, job in names if job is None}  # the source tables
+    schema = next(o for o in validation_event["outputs"])["facets"]["schema"]["fields"]
+    assert {"name": "carrier", "type": "string"} in [{"name": f["name"], "type": f["type"]} for f in schema]
+
+
+def test_the_mlops_pages_in_a_browser_sign_in_see_the_chart_and_approve(stack) -> None:
+    """Headless Chromium against the stack's API server: Airflow's login, the Models page with its
+    chart, approve the drift-triggered candidate, the registry records the user; Deployments and
+    Data. Screenshots of each page go to test-artifacts/screenshots/ (the README's come from here)."""
+    from mlflow import MlflowClient
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.browser import chromium, full_page_screenshot, image_loaded, sign_in
+
+    tracking = stack["env"]["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking, registry_uri=tracking)
+
+    def candidate():  # the drift-triggered run trains, evaluates, registers, then waits for a person
+        return next((v for v in client.search_model_versions("name = 'flight_delay'")
+                     if v.tags.get("state") == "candidate"), None)
+
+    version = str(wait_for("the drift-triggered run to register a candidate", candidate, timeout=420,
+                       log=stack["log"]).version)
+    url = f"http://127.0.0.1:{stack['env']['AIRFLOW__API__PORT']}"
+    password = json.loads((stack["home"] / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    with chromium() as driver:
+        sign_in(driver, url, "/mlops/models", "admin", password)
+        assert image_loaded(driver, "flight_delay metrics per version")
+        versions_table = "//table[.//th[text()='state']]//tr[td]"  # not the per-slice tables
+        rows = {r.find_element(By.TAG_NAME, "td").text: r for r in driver.find_elements(By.XPATH, versions_table)}
+        assert "champion" in rows["1"].text and "candidate" in rows[version].text
+        full_page_screenshot(driver, "models")
+        rows[version].find_element(By.CSS_SELECTOR, "button[data-action=approve]").click()
+        prompt = driver.switch_to.alert
+        prompt.send_keys("slices checked in the browser test")
+        prompt.accept()
+        WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "outcome").text)
+        assert driver.find_element(By.ID, "outcome").text == "approve done by admin (Airflow UI)"
+        tags = client.get_model_version("flight_delay", version).tags
+        assert (tags["state"], tags["state_by"], tags["state_reason"]) == (
+            "approved", "admin (Airflow UI)", "slices checked in the browser test")
+
+        driver.get(f"{url}/mlops/deployments")
+        page = driver.find_element(By.TAG_NAME, "body").text
+        assert "flight_delay: " in page and "flight_delay v1" in page and "did not answer" not in page, page
+        full_page_screenshot(driver, "deployments")
+        driver.get(f"{url}/mlops/data")
+        page = driver.find_element(By.TAG_NAME, "body").text
+        assert "flights 2013-02 report" in page and "temp" in page, page
+        assert image_loaded(driver, "drift score per window")
+        full_page_screenshot(driver, "data")
 
 
 def check_published_study(stack: dict, tracking: str) -> None:

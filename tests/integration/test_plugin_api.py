@@ -88,6 +88,12 @@ def test_actions_and_reads_are_refused_without_authentication(api: dict) -> None
         forged = http.request(method, f"{api['url']}{path}", json=body, headers={"Authorization": "Bearer forged"})
         assert forged.status_code in (401, 403), (path, forged.text)
     assert api["client"].get_model_version(MODEL, "1").tags["state"] == "candidate"
+    # A browser that is not signed in is sent to Airflow's login page, which brings it back.
+    page = http.get(f"{api['url']}/mlops/data?x=1", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.status_code == 303 and page.headers["location"] == "/auth/login?next=%2Fmlops%2Fdata%3Fx%3D1"
+    posted = http.post(f"{api['url']}/mlops/api/models/{MODEL}/rollback", json={"why": "bad model"},
+                       headers={"Accept": "text/html"})
+    assert posted.status_code == 401  # only page views are redirected
 
 
 def test_approve_then_promote_records_the_signed_in_user_in_the_registry(api: dict) -> None:
