@@ -15,8 +15,10 @@ TORCH_SOURCE := $(if $(wildcard $(TORCH_WHEELS)/torch-2.13.0+cpu-*.whl),--find-l
 demo: home ## run the reference pipeline end to end on the embedded default
 	$(BIN)/airflow-mlops demo
 
+# Two workers (pytest-xdist), one module at a time each: most slow tests wait on servers and the scheduler.
+TEST_WORKERS ?= 2
 test: venv ## run the whole test suite (unit + integration)
-	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): nothing matched PYTEST_ARGS"; exit 0; fi; exit $$rc
 
 venv: $(VENV)/.installed

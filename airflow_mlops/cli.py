@@ -81,6 +81,7 @@ def init_home(home: Path, data_dir: Path, dags_folder: Path) -> None:
     write_airflow_cfg(home, data_dir, dags_folder)
     (data_dir / "source").mkdir(parents=True, exist_ok=True)
     (data_dir / "landing").mkdir(parents=True, exist_ok=True)
+    (data_dir / "lineage").mkdir(parents=True, exist_ok=True)  # OpenLineage's file transport makes no folders
     _airflow(home, "db", "migrate")
     source_db = data_dir / "source" / "flights.db"
     existing = _airflow(home, "connections", "get", "flights_source", "-o", "json", check=False)

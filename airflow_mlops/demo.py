@@ -116,6 +116,7 @@ def run(home: Path, months: Sequence[int] = (3, 4, 5, 6, 7)) -> None:
     removed = [name for name in DEMO_OUTPUTS if (data / name).exists()]
     for name in removed:
         shutil.rmtree(data / name)
+    (data / "lineage").mkdir(parents=True, exist_ok=True)  # OpenLineage's file transport makes no folders
     if removed:
         print(f"demo: removed the previous demo's outputs under {data}: {', '.join(removed)}")
     logs = home / "demo-logs"
@@ -177,11 +178,14 @@ def print_lineage(events: Path, server_url: str) -> None:
     print(f"\nLineage of the served model, from the OpenLineage events in {events}:")
     for step in chain:
         print(f"  {'  ' * step['depth']}{step['dataset'][1]}  <- {step['job']}")
-    validated = sorted(s["dataset"][1].rsplit("/lake/", 1)[-1] for s in steps
-                       if "/validated/" in s["dataset"][1] and s["job"])
+    validated: dict[str, list[str]] = {}
+    for step in steps:
+        table, _, partition = step["dataset"][1].partition("/validated/")[2].partition("/")
+        if step["job"] and partition.endswith(".parquet"):
+            validated.setdefault(table, []).append(partition.removesuffix(".parquet"))
+    months = "; ".join(f"{table} {min(p)} to {max(p)} ({len(p)} partitions)" for table, p in sorted(validated.items()))
     sources = sorted({s["dataset"][1] for s in steps if s["job"] is None})
-    print(f"  ... trained on {len(validated)} validated partitions ({', '.join(validated)}), "
-          f"extracted from {', '.join(sources)}")
+    print(f"  ... built from the validated partitions {months}, extracted from the source tables {', '.join(sources)}")
     print(f"  The whole walk: .venv/bin/airflow-mlops lineage --endpoint flight_delay --server {address.netloc}")
 
 

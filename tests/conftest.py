@@ -36,6 +36,18 @@ os.environ.update(
 )
 
 
+# `make test` runs two pytest-xdist workers, one module at a time each (--dist loadfile). The
+# longest modules go first, so that the other worker runs the rest meanwhile instead of one of
+# them starting last and running alone.
+LONGEST_FIRST = ("tests/integration/test_event_ingest.py", "tests/integration/test_sagemaker.py",
+                 "tests/integration/test_training.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: modules keep their order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_default_mlflow_store() -> Iterator[None]:
     """Every MLflow call names its store: MLflow's default (``./mlflow.db``) must never appear."""

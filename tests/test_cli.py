@@ -35,3 +35,21 @@ def test_land_corrupt_writes_a_month_that_passes_the_landing_check_but_not_valid
     assert check_landing_frame("landed", frame) == 3
     for column, value, every in CORRUPTIONS:
         assert (frame[column] == value).sum() == len(range(0, len(frame), every))
+
+
+def test_the_home_config_turns_openlineage_on_with_a_file_transport_and_keeps_other_options(tmp_path: Path) -> None:
+    import configparser
+    import json
+
+    from airflow_mlops.cli import write_airflow_cfg
+
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "airflow.cfg").write_text("[webserver]\nexpose_config = True\n")
+    cfg = write_airflow_cfg(tmp_path / "home", tmp_path / "data", tmp_path / "dags")
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(cfg)
+    transport = json.loads(config.get("openlineage", "transport"))
+    assert transport == {"type": "file", "log_file_path": str(tmp_path / "data" / "lineage" / "events.jsonl"),
+                         "append": True}
+    assert config.getboolean("openlineage", "execute_in_thread")
+    assert config.get("webserver", "expose_config") == "True"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.lineage import LineageMixin, storage_name
 from airflow_mlops.links import EvaluationReportLink, MLflowRunLink, mlflow_run_url, report_url
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def _local(uri: str) -> Path:
     return Path(uri.removeprefix("file://"))
 
 
-class EvaluateModelOperator(BaseOperator):
+class EvaluateModelOperator(LineageMixin, BaseOperator):
     """Batch-score the training set's held-out split with the model and with the champion.
 
     Metrics overall and per slice (ROC AUC, log loss, accuracy, precision and recall at
@@ -43,6 +44,8 @@ class EvaluateModelOperator(BaseOperator):
 
     XCom: ``{"report_uri", "report_html_uri", "overall", "champion_overall", "fairness", "rows"}``.
     Extra links: "Evaluation report" (the HTML page) and "MLflow run" (with ``[mlops] mlflow_ui_url``).
+    OpenLineage: the model folder, the training set manifest (and the champion's folder) as inputs;
+    ``evaluation.json`` and ``evaluation.html`` as outputs.
     """
 
     template_fields: Sequence[str] = ("model_uri", "training_set", "report_dir", "champion_uri",
@@ -105,6 +108,9 @@ class EvaluateModelOperator(BaseOperator):
             self._log_to_mlflow(folder, overall)
             MLflowRunLink.persist(context, mlflow_run_url(self.mlflow_run_id))
         EvaluationReportLink.persist(context, report_url((folder / "evaluation.html").resolve().as_uri()))
+        self.record_lineage(lambda: (
+            [storage_name(uri) for uri in (self.model_uri, self.training_set, champion) if uri],
+            [storage_name(str((folder / name).resolve())) for name in ("evaluation.json", "evaluation.html")]))
         return finite({"report_uri": (folder / "evaluation.json").resolve().as_uri(),
                        "report_html_uri": (folder / "evaluation.html").resolve().as_uri(), "overall": overall,
                        "champion_overall": report["champion"]["overall"] if report["champion"] else None,

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from airflow_mlops.hooks.feast import FeastHook
 
 FEATURES_MANIFEST = "manifest.json"
+PLANES_SQL = "SELECT tailnum, year, seats, engines FROM planes"
 
 
 class _FeastOperator(BaseOperator):
@@ -131,7 +132,7 @@ class FeastTrainingDatasetOperator(LineageMixin, _FeastOperator):
     :param feast_conn_id, repo_path, config_file: as for :class:`FeastApplyOperator`.
 
     XCom: the training set manifest's URI.
-    OpenLineage: the dataset manifest and the feature views' source folders as inputs; the training set manifest and its splits (with their
+    OpenLineage: the dataset manifest and the files the feature views read as inputs; the training set manifest and its splits (with their
     schemas) as outputs.
     Assets: every Asset in ``outlets`` gets an event whose ``extra`` holds ``manifest_uri``,
     ``feature_service``, ``feature_views``, ``splits`` (split -> rows), ``dataset_manifest``,
@@ -162,6 +163,16 @@ class FeastTrainingDatasetOperator(LineageMixin, _FeastOperator):
         from airflow.sdk import ObjectStoragePath
 
         return ObjectStoragePath(uri, conn_id=self.storage_conn_id)
+
+    def _source_files(self, hook: FeastHook, service: Any) -> list[str]:
+        """The files each file-backed feature view of ``service`` reads now (its source is a glob)."""
+        store, files = hook.get_conn(), []
+        for projection in service.feature_view_projections:
+            path = getattr(getattr(store.get_feature_view(projection.name), "batch_source", None), "path", None)
+            if path:
+                folder, _, pattern = path.rpartition("/")
+                files += sorted(str(p) for p in self._path(folder).glob(pattern)) if "*" in pattern else [path]
+        return files
 
     def execute(self, context: Context) -> str:
         import json
@@ -201,20 +212,9 @@ class FeastTrainingDatasetOperator(LineageMixin, _FeastOperator):
                  "dataset_version": dataset.version, "sha256": sha256}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
-        sources = [self.dataset_manifest, *_source_folders(hook, service)]
+        sources = [self.dataset_manifest, *self._source_files(hook, service)]
         self.record_lineage(lambda: split_lineage(sources, manifest_uri, splits, self.storage_conn_id))
         return manifest_uri
-
-
-def _source_folders(hook: FeastHook, service: Any) -> list[str]:
-    """The folder of each file-backed feature view in ``service`` (a source ``<folder>/*.parquet``)."""
-    store, folders = hook.get_conn(), []
-    for projection in service.feature_view_projections:
-        source = getattr(store.get_feature_view(projection.name), "batch_source", None)
-        path = getattr(source, "path", None)
-        if path:
-            folders.append(path.split("*", 1)[0].rstrip("/"))
-    return folders
 
 
 def _historical_in_order(hook: FeastHook, entities: pd.DataFrame, service: str) -> pd.DataFrame:
@@ -255,8 +255,8 @@ class FlightFeaturesOperator(LineageMixin, BaseOperator):
     :param storage_conn_id: Airflow connection for the object storage.
 
     XCom: ``{"built": [months], "skipped": [months], "tables": {table: rows}}``.
-    OpenLineage: the validated partitions read as inputs; each feature
-    table's folder (the Feast source) as output.
+    OpenLineage: the validated partitions read and the ``planes`` table as inputs; the feature files
+    written as outputs.
     """
 
     template_fields: Sequence[str] = ("periods", "validated_uri", "features_uri")
@@ -334,10 +334,19 @@ class FlightFeaturesOperator(LineageMixin, BaseOperator):
             built.append(period)
             read.update(frames)
         rows["plane_attributes"] = self._write_planes(root)
-        written = sorted({key.split("/")[0] for key in rows})
-        self.record_lineage(lambda: ([storage_name(uri) for uri in sorted(read)], [storage_name(f"{root}/{t}") for t in written]))
+        written = [f"{root}/{key}.parquet" for key in rows if key != "plane_attributes"]
+        written.append(f"{root}/plane_attributes/planes.parquet")
+        self.record_lineage(lambda: self._lineage(sorted(read), written))
         self.log.info("Feature tables: built %s, unchanged %s, rows %s", built, skipped, rows)
         return {"built": built, "skipped": skipped, "tables": rows}
+
+    def _lineage(self, read: list[str], written: list[str]) -> tuple[list[Any], list[Any]]:
+        from airflow.sdk import BaseHook
+
+        from airflow_mlops.lineage import table_names
+
+        planes = table_names(BaseHook.get_connection(self.source_conn_id), PLANES_SQL)
+        return [*(storage_name(uri) for uri in read), *planes], [storage_name(uri) for uri in written]
 
     def _write_planes(self, root: str) -> int:
         import pandas as pd
@@ -349,7 +358,7 @@ class FlightFeaturesOperator(LineageMixin, BaseOperator):
         engine = get_sqlalchemy_engine(self.source_conn_id)
         try:
             with engine.connect() as conn:
-                planes = pd.read_sql("SELECT tailnum, year, seats, engines FROM planes", conn)
+                planes = pd.read_sql(PLANES_SQL, conn)
         finally:
             engine.dispose()
         frame = plane_features(planes)
