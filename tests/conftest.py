@@ -146,17 +146,25 @@ def _postgres_bin() -> Path | None:
 
 
 def _apt_install(*packages: str) -> None:
-    """Install Debian packages when running as root with apt (CI machines); otherwise do nothing."""
+    """Install Debian packages when running as root with apt (CI machines); otherwise do nothing.
+
+    The two test workers may both need a package at once: a file lock takes them one at a time
+    (apt allows one installer), and a failed install fails the test with apt's words instead of
+    skipping it."""
+    import fcntl
     import shutil
 
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", *packages],
-            check=False,
-            capture_output=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    with open(Path(tempfile.gettempdir()) / "airflow-mlops-apt.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, env=env)
+        done = subprocess.run(["apt-get", "install", "-y", "-qq", "-o", "DPkg::Lock::Timeout=600", *packages],
+                              check=False, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"apt-get install {' '.join(packages)} failed (exit {done.returncode}): "
+                           f"{(done.stderr or done.stdout)[-2000:]}")
 
 
 @pytest.fixture(scope="session")
