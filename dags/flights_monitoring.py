@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, ObjectStoragePath, task
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, ObjectStoragePath, task
 
 from airflow_mlops import settings
 from airflow_mlops.events import latest_event_value
@@ -36,7 +36,8 @@ MODEL_DRIFT = Asset(name="model_drift", group="flights")
 
 with DAG(
     dag_id="flights_monitoring",
-    schedule="@daily",
+    # A data interval per run (the day before the run): Airflow 3's "@daily" gives zero-length intervals.
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=datetime(2013, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -83,3 +83,19 @@ def test_task_instances_link_to_their_runs_versions_and_reports(dagbag) -> None:
     assert links("flights_training", "register") == ["Model version", "MLflow run"]
     assert links("flights_validate", "validate_flights") == ["Validation report"]
     assert links("flights_monitoring", "drift") == links("flights_monitoring", "performance") == ["Monitoring report"]
+
+
+def test_the_daily_monitoring_run_covers_the_day_before(dagbag) -> None:
+    """A scheduled run's data interval is its window: a whole day, not Airflow 3's zero-length "@daily"."""
+    from datetime import UTC, datetime
+
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    timetable = decode_timetable(encode_timetable(dagbag.get_dag("flights_monitoring").timetable))  # the scheduler's
+    run = timetable.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=datetime(2013, 3, 1, tzinfo=UTC), latest=None, catchup=True))
+    assert (run.data_interval.start, run.data_interval.end) == (datetime(2013, 3, 1, tzinfo=UTC),
+                                                                datetime(2013, 3, 2, tzinfo=UTC))

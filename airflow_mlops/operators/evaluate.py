@@ -44,7 +44,7 @@ class EvaluateModelOperator(LineageMixin, BaseOperator):
 
     XCom: ``{"report_uri", "report_html_uri", "overall", "champion_overall", "fairness", "rows"}``.
     Extra links: "Evaluation report" (the HTML page) and "MLflow run" (with ``[mlops] mlflow_ui_url``).
-    OpenLineage: the model folder, the training set manifest (and the champion's folder) as inputs;
+    OpenLineage: the model folder, the training set manifest (and the champion's model version) as inputs;
     ``evaluation.json`` and ``evaluation.html`` as outputs.
     """
 
@@ -109,12 +109,29 @@ class EvaluateModelOperator(LineageMixin, BaseOperator):
             MLflowRunLink.persist(context, mlflow_run_url(self.mlflow_run_id))
         EvaluationReportLink.persist(context, report_url((folder / "evaluation.html").resolve().as_uri()))
         self.record_lineage(lambda: (
-            [storage_name(uri) for uri in (self.model_uri, self.training_set, champion) if uri],
+            [storage_name(self.model_uri), storage_name(self.training_set),
+             *([self._champion_dataset(champion)] if champion else [])],
             [storage_name(str((folder / name).resolve())) for name in ("evaluation.json", "evaluation.html")]))
         return finite({"report_uri": (folder / "evaluation.json").resolve().as_uri(),
                        "report_html_uri": (folder / "evaluation.html").resolve().as_uri(), "overall": overall,
                        "champion_overall": report["champion"]["overall"] if report["champion"] else None,
                        "fairness": report["fairness"], "rows": int(overall["rows"])})
+
+    def _champion_dataset(self, folder: str) -> tuple[str, str]:
+        """The champion as lineage: its registered version (as the registration named it), else its folder."""
+        from airflow_mlops.lineage import model_version_name, registry_namespace
+        from airflow_mlops.registry.versions import registered_version
+
+        registered = registered_version(self.champion_uri, self.mlflow_tracking_uri or None)
+        if registered is None:
+            return storage_name(folder)
+        if self.mlflow_tracking_uri:
+            tracking = self.mlflow_tracking_uri
+        else:
+            import mlflow
+
+            tracking = mlflow.get_tracking_uri()
+        return registry_namespace(tracking), model_version_name(*registered)
 
     def _champion(self) -> str | None:
         """The champion's local folder, or None when there is none yet."""

@@ -128,8 +128,11 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
             return {"flights_ingest", "flights_ingest_s3"} <= names and watchers >= 2
 
         wait_for("the ingest DAGs to be parsed, unpaused and watched", dags_registered, log=log)
+        passwords = home / "simple_auth_manager_passwords.json.generated"  # the API server writes it
+        wait_for("the admin password", passwords.is_file, log=log)
+        password = json.loads(passwords.read_text())["admin"]
         yield {"engine": engine, "data": data, "s3": s3, "log": log, "home": home, "env": env,
-               "model_server": model_server}
+               "model_server": model_server, "url": f"http://127.0.0.1:{api_port}", "password": password}
     finally:
         model_server.stop()
         stop_group(process)
@@ -201,9 +204,7 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
 
     version = wait_for("flights_training to register a model version", registered_version, log=stack["log"])
     tracking = stack["env"]["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
-    subprocess.run(["airflow-mlops", "approve", "--model", "flight_delay", "--version", version, "--by", "reviewer",
-                    "--why", "standalone test", "--tracking-uri", tracking], env=stack["env"], check=True,
-                   capture_output=True)
+    approve_in_the_browser(stack, version)  # a person, on the Models page; the deferred `approve` task sees it
     run = wait_for("flights_training to finish", lambda: finished_run(stack["engine"], "flights_training"),
                    log=stack["log"])
     assert run.state == "success", stack["log"].read_text()[-3000:]
@@ -275,12 +276,13 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
 
     assert wait_for("the drift-triggered run to pick its training set", resolved_training_set,
                     log=stack["log"]) == training_set.as_uri()
+    the_other_pages_in_the_browser(stack)
 
 
 def test_lineage_of_the_served_model_walks_back_to_its_partitions_from_openlineage_events(stack) -> None:
     """From the OpenLineage events alone: endpoint <- model version <- model <- training set <- dataset
-    <- validated partitions <- raw partitions <- source tables. Runs before the browser test approves
-    the drift-triggered candidate, so the endpoint's latest deployment is still version 1's."""
+    <- validated partitions <- raw partitions <- source tables. Nobody approves the drift-triggered
+    run's candidate, so the endpoint's latest deployment is still version 1's."""
     from airflow_mlops.lineage import read_events, server_namespace, storage_name, walk_back
 
     events = read_events(stack["home"] / "lineage.jsonl")
@@ -314,10 +316,10 @@ def test_lineage_of_the_served_model_walks_back_to_its_partitions_from_openlinea
     assert {"name": "carrier", "type": "string"} in [{"name": f["name"], "type": f["type"]} for f in schema]
 
 
-def test_the_mlops_pages_in_a_browser_sign_in_see_the_chart_and_approve(stack) -> None:
-    """Headless Chromium against the stack's API server: Airflow's login, the Models page with its
-    chart, approve the drift-triggered candidate, the registry records the user; Deployments and
-    Data. Screenshots of each page go to test-artifacts/screenshots/ (the README's come from here)."""
+def approve_in_the_browser(stack: dict, version: str) -> None:
+    """Headless Chromium against the stack's API server: Airflow's login form, the Models page with
+    its chart, the approve button (its prompt answered), the registry records the signed-in user.
+    Screenshots go to test-artifacts/screenshots/ (the README's come from there)."""
     from mlflow import MlflowClient
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -325,41 +327,39 @@ def test_the_mlops_pages_in_a_browser_sign_in_see_the_chart_and_approve(stack) -
     from tests.browser import chromium, full_page_screenshot, image_loaded, sign_in
 
     tracking = stack["env"]["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
-    client = MlflowClient(tracking, registry_uri=tracking)
-
-    def candidate():  # the drift-triggered run trains, evaluates, registers, then waits for a person
-        return next((v for v in client.search_model_versions("name = 'flight_delay'")
-                     if v.tags.get("state") == "candidate"), None)
-
-    version = str(wait_for("the drift-triggered run to register a candidate", candidate, timeout=420,
-                       log=stack["log"]).version)
-    url = f"http://127.0.0.1:{stack['env']['AIRFLOW__API__PORT']}"
-    password = json.loads((stack["home"] / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
     with chromium() as driver:
-        sign_in(driver, url, "/mlops/models", "admin", password)
+        sign_in(driver, stack["url"], "/mlops/models", "admin", stack["password"])
         assert image_loaded(driver, "flight_delay metrics per version")
         versions_table = "//table[.//th[text()='state']]//tr[td]"  # not the per-slice tables
         rows = {r.find_element(By.TAG_NAME, "td").text: r for r in driver.find_elements(By.XPATH, versions_table)}
-        assert "champion" in rows["1"].text and "candidate" in rows[version].text
+        assert list(rows) == [version] and "candidate" in rows[version].text
         full_page_screenshot(driver, "models")
         rows[version].find_element(By.CSS_SELECTOR, "button[data-action=approve]").click()
         prompt = driver.switch_to.alert
-        prompt.send_keys("slices checked in the browser test")
+        prompt.send_keys("evaluation and model card reviewed")
         prompt.accept()
         WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "outcome").text)
         assert driver.find_element(By.ID, "outcome").text == "approve done by admin (Airflow UI)"
-        tags = client.get_model_version("flight_delay", version).tags
-        assert (tags["state"], tags["state_by"], tags["state_reason"]) == (
-            "approved", "admin (Airflow UI)", "slices checked in the browser test")
+    tags = MlflowClient(tracking, registry_uri=tracking).get_model_version("flight_delay", version).tags
+    assert (tags["state"], tags["state_by"], tags["state_reason"]) == (
+        "approved", "admin (Airflow UI)", "evaluation and model card reviewed")
 
-        driver.get(f"{url}/mlops/deployments")
+
+def the_other_pages_in_the_browser(stack: dict) -> None:
+    """Deployments (the live server's endpoint) and Data (partitions, the drift chart), with screenshots."""
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import chromium, full_page_screenshot, image_loaded, sign_in
+
+    with chromium() as driver:
+        sign_in(driver, stack["url"], "/mlops/deployments", "admin", stack["password"])
         page = driver.find_element(By.TAG_NAME, "body").text
-        assert "flight_delay: " in page and "flight_delay v1" in page and "did not answer" not in page, page
+        assert "flight_delay: single" in page and "flight_delay v1" in page and "did not answer" not in page, page
         full_page_screenshot(driver, "deployments")
-        driver.get(f"{url}/mlops/data")
+        driver.get(f"{stack['url']}/mlops/data")
         page = driver.find_element(By.TAG_NAME, "body").text
         assert "flights 2013-02 report" in page and "temp" in page, page
-        assert image_loaded(driver, "drift score per window")
+        assert image_loaded(driver, "drift score per window") and image_loaded(driver, "served AUC per window")
         full_page_screenshot(driver, "data")
 
 
