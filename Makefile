@@ -48,7 +48,7 @@ bench: home
 	$(BIN)/python benchmarks/drift.py
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml and requirements/pins.txt
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra postgres -c requirements/pins.txt \
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra postgres --extra celery -c requirements/pins.txt \
 	  --python-version 3.11 --index-strategy unsafe-best-match $(TORCH_SOURCE) --no-header -o requirements/lock.txt
 
 clean:

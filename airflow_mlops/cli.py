@@ -158,6 +158,22 @@ def governance(args: argparse.Namespace) -> None:
         raise SystemExit(f"airflow-mlops {args.command}: {err}") from None
 
 
+def stack(args: argparse.Namespace) -> None:
+    from airflow_mlops.stack import StackError, down, up
+
+    try:
+        if args.action == "down":
+            print(f"stopped: {', '.join(down(args.dir))}")
+            return
+        record = up(args.dir, offset=args.port_offset)
+    except StackError as err:
+        raise SystemExit(f"airflow-mlops stack {args.action}: {err}") from None
+    print(f"stack up in {record['root']}: " + ", ".join(f"{k} {v}" for k, v in record["ports"].items()))
+    print(f"  Airflow UI http://127.0.0.1:{record['ports']['api']} (admin; password in "
+          f"{record['root']}/airflow/simple_auth_manager_passwords.json.generated)")
+    print(f"  environment: set -a; . {record['root']}/stack.env; set +a    logs: {record['root']}/logs/")
+
+
 def lineage(args: argparse.Namespace) -> None:
     from airflow_mlops import settings
     from airflow_mlops.lineage import print_walk, read_events, server_namespace, walk_back
@@ -235,6 +251,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--server", default="127.0.0.1:8765", help="the model server's host:port (default 127.0.0.1:8765)")
     p.add_argument("--namespace", help="or any dataset: its OpenLineage namespace (e.g. file) ...")
     p.add_argument("--name", help="... and name (e.g. /abs/path/lake/datasets/flights_delay/<version>/manifest.json)")
+    p = commands.add_parser("stack", help="start or stop the scale-out stack on this machine: Postgres, Redis, "
+                            "an MLflow server, Airflow with the CeleryExecutor and two workers")
+    p.add_argument("action", choices=["up", "down"])
+    p.add_argument("--dir", type=Path, default=Path(".stack"), help="its data, logs and record (default .stack)")
+    p.add_argument("--port-offset", type=int, default=0, help="added to every default port")
     p = commands.add_parser("rollback", help="restore the champion's predecessor")
     p.add_argument("--model", required=True)
     p.add_argument("--by", default=os.environ.get("USER", ""))
@@ -254,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
 
             args.dir = Path(settings.landing_dir())
         land(args.month, args.dir, args.corrupt)
+    elif args.command == "stack":
+        stack(args)
     elif args.command == "lineage":
         lineage(args)
     elif args.command == "infer-suite":

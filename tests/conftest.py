@@ -40,7 +40,7 @@ os.environ.update(
 # longest modules go first, so that the other worker runs the rest meanwhile instead of one of
 # them starting last and running alone.
 LONGEST_FIRST = ("tests/integration/test_event_ingest.py", "tests/integration/test_sagemaker.py",
-                 "tests/integration/test_training.py")
+                 "tests/integration/test_training.py", "tests/integration/test_stack.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
