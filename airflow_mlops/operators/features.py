@@ -132,8 +132,8 @@ class FeastTrainingDatasetOperator(LineageMixin, _FeastOperator):
     :param feast_conn_id, repo_path, config_file: as for :class:`FeastApplyOperator`.
 
     XCom: the training set manifest's URI.
-    OpenLineage: the dataset manifest and the files the feature views read as inputs; the training set manifest and its splits (with their
-    schemas) as outputs.
+    OpenLineage: the dataset manifest and the files the feature views read as inputs; the training
+    set manifest and its splits (with their schemas) as outputs.
     Assets: every Asset in ``outlets`` gets an event whose ``extra`` holds ``manifest_uri``,
     ``feature_service``, ``feature_views``, ``splits`` (split -> rows), ``dataset_manifest``,
     ``dataset_version`` and ``sha256`` (of the manifest).
@@ -212,8 +212,8 @@ class FeastTrainingDatasetOperator(LineageMixin, _FeastOperator):
                  "dataset_version": dataset.version, "sha256": sha256}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
-        sources = [self.dataset_manifest, *self._source_files(hook, service)]
-        self.record_lineage(lambda: split_lineage(sources, manifest_uri, splits, self.storage_conn_id))
+        self.record_lineage(lambda: split_lineage([self.dataset_manifest, *self._source_files(hook, service)],
+                                                  manifest_uri, splits, self.storage_conn_id))
         return manifest_uri
 
 
