@@ -104,15 +104,14 @@ def parquet_columns(path: Any) -> dict[str, str]:
 
 def split_lineage(inputs: Sequence[str], manifest_uri: str, splits: Mapping[str, Mapping[str, Any]],
                   conn_id: str | None = None) -> Datasets:
-    """Inputs by URI; outputs: a manifest and its splits (``{split: {"uri": ...}}``), each split with its schema."""
+    """Inputs by URI; outputs: a manifest and its splits (``{split: {"uri": ...}}``, as the operators
+    write them: absolute URIs), each split with its schema."""
     from airflow.sdk import ObjectStoragePath
 
     outputs: list[tuple[Any, ...]] = [storage_name(manifest_uri)]
     for split in splits.values():
-        uri = split["uri"] if "://" in split["uri"] or split["uri"].startswith("/") else (
-            f"{manifest_uri.rsplit('/', 1)[0]}/{split['uri']}")
-        columns = parquet_columns(ObjectStoragePath(uri, conn_id=conn_id))
-        outputs.append((*storage_name(uri), {"schema": schema_facet(columns)}))
+        columns = parquet_columns(ObjectStoragePath(split["uri"], conn_id=conn_id))
+        outputs.append((*storage_name(split["uri"]), {"schema": schema_facet(columns)}))
     return [storage_name(uri) for uri in inputs], outputs
 
 
