@@ -159,11 +159,21 @@ def governance(args: argparse.Namespace) -> None:
 
 
 def stack(args: argparse.Namespace) -> None:
-    from airflow_mlops.stack import StackError, down, up
+    from airflow_mlops.stack import StackError, down, start_service, stop_service, up
 
     try:
+        if args.action in ("stop", "start") and not args.service:
+            raise StackError("give --service NAME (e.g. worker1, replica2, redis, postgres)")
         if args.action == "down":
             print(f"stopped: {', '.join(down(args.dir))}")
+            return
+        if args.action == "stop":
+            stop_service(args.dir, args.service, kill=args.kill)
+            print(f"stopped {args.service}")
+            return
+        if args.action == "start":
+            start_service(args.dir, args.service)
+            print(f"started {args.service}")
             return
         record = up(args.dir, offset=args.port_offset)
     except StackError as err:
@@ -236,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--token-env", default="MLOPS_SERVER_TOKEN",
                    help="environment variable holding the admin token (never a flag: it would show in ps)")
     p.add_argument("--no-request-log", action="store_true", help="do not log requests (benchmarks only)")
+    p.add_argument("--request-log-dir", type=Path, help="the request log's folder (default: <state-dir>/requests); "
+                   "replicas of one server share it, so monitoring reads every replica's requests")
     p.add_argument("--torch-threads", type=int, default=1, help="intra-op threads per request (default 1)")
     p.add_argument("--feature-repo", help="a Feast repository: endpoints deployed with a feature service then "
                    "take entity keys and get their features from its online store")
@@ -252,8 +264,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--namespace", help="or any dataset: its OpenLineage namespace (e.g. file) ...")
     p.add_argument("--name", help="... and name (e.g. /abs/path/lake/datasets/flights_delay/<version>/manifest.json)")
     p = commands.add_parser("stack", help="start or stop the scale-out stack on this machine: Postgres, Redis, "
-                            "an MLflow server, Airflow with the CeleryExecutor and two workers")
-    p.add_argument("action", choices=["up", "down"])
+                            "an MLflow server, Airflow with the CeleryExecutor and two workers, two model-server "
+                            "replicas behind nginx (stop/start: one service of it)")
+    p.add_argument("action", choices=["up", "down", "stop", "start"])
+    p.add_argument("--service", help="stop/start: the service (worker1, replica2, redis, postgres, ...)")
+    p.add_argument("--kill", action="store_true", help="stop: SIGKILL, as if its machine were lost")
     p.add_argument("--dir", type=Path, default=Path(".stack"), help="its data, logs and record (default .stack)")
     p.add_argument("--port-offset", type=int, default=0, help="added to every default port")
     p = commands.add_parser("rollback", help="restore the champion's predecessor")
@@ -298,7 +313,8 @@ def main(argv: list[str] | None = None) -> None:
             os.environ.setdefault("MLOPS_FEATURES_URI", settings.features_uri())
         serve(str(args.state_dir or settings.serving_dir()), args.tracking_uri or settings.mlflow_tracking_uri(),
               args.host, args.port, os.environ.get(args.token_env) or None, request_log=not args.no_request_log,
-              torch_threads=args.torch_threads, feature_repo=args.feature_repo, feature_config=args.feature_config)
+              torch_threads=args.torch_threads, feature_repo=args.feature_repo, feature_config=args.feature_config,
+              request_log_dir=str(args.request_log_dir) if args.request_log_dir else None)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,12 @@ def feature_repo() -> str:
     return _get("feature_repo", str(airflow_home().parent / "feature_repo"))
 
 
+def feast_conn_id() -> str | None:
+    """The ``feast`` connection the Feast operators use when a DAG names none (``[mlops] feast_conn_id``;
+    unset: the repository's own ``feature_store.yaml``)."""
+    return _get("feast_conn_id", "") or None
+
+
 def feast_dir() -> str:
     """Folder of the Feast registry and the embedded SQLite online store."""
     return _get("feast_dir", str(airflow_home() / "data" / "feast"))

@@ -4,21 +4,30 @@
 PostgreSQL (databases ``airflow``, ``mlflow``, ``optuna``, ``flights``), Redis (the Celery broker
 on db 0; db 1 is left for Feast's online store), an MLflow tracking server on Postgres with its
 artifacts in ``D/mlflow-artifacts``, and Airflow with the CeleryExecutor: api-server, scheduler,
-dag-processor, triggerer and two Celery workers. ``stack down --dir D`` stops them in reverse
-order. Run as root, PostgreSQL runs as the ``postgres`` user with its data in a folder of its own
+dag-processor, triggerer and two Celery workers; two model-server replicas (``airflow-mlops
+serve``, each with its own deployments and model cache, one shared request log) behind nginx, the
+address of the ``mlops_model_server`` connection (whose extra lists the replicas, so deployments
+reach both). The Feast operators use the ``feast_default`` connection: the repository's
+``feature_store.redis.yaml``, online store in Redis db 1. ``stack down --dir D`` stops them in
+reverse order. Run as root, PostgreSQL runs as the ``postgres`` user with its data in a folder of its own
 under the system's temporary folder (named in ``D/stack.json``). ``D/stack.env`` holds the environment a shell needs to talk to the stack
 (``set -a; . D/stack.env``), ``D/stack.json`` the processes and ports.
 
-Issue 10 builds on this (model-server replicas, the continuous-training month on the stack, fault
-and load tests, the compose file); this module starts what exists so far and nothing more.
+``stop_service``/``start_service`` stop and start one recorded service again (the fault tests
+use them: a worker killed during training, a replica killed under load, Redis and Postgres
+restarted). ``docker/compose.yaml`` declares the same services, ports and variables
+(``tests/unit/test_compose.py`` compares them with ``PORTS``, ``SERVICES`` and ``environment``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,11 +37,15 @@ from typing import Any
 
 #: Default ports; ``offset`` moves all of them (a second stack, or the tests beside a running one).
 PORTS = {"postgres": 25432, "redis": 26379, "mlflow": 25000, "api": 28080, "triggerer_logs": 28794,
-         "worker1_logs": 28795, "worker2_logs": 28796}
+         "worker1_logs": 28795, "worker2_logs": 28796, "model_server": 28765, "replica1": 28766, "replica2": 28767}
 AIRFLOW_PROCESSES = (("api-server", ["api-server"]), ("scheduler", ["scheduler"]),
                      ("dag-processor", ["dag-processor"]), ("triggerer", ["triggerer"]))
 WORKERS = ("worker1", "worker2")
+REPLICAS = ("replica1", "replica2")
 DATABASES = ("airflow", "mlflow", "optuna", "flights")
+#: Every service of the stack, in start order (the compose file declares the same).
+SERVICES = ("postgres", "redis", "mlflow", *(name for name, _ in AIRFLOW_PROCESSES), *WORKERS, *REPLICAS,
+            "model-server")
 
 
 class StackError(RuntimeError):
@@ -43,9 +56,15 @@ def ports(offset: int = 0) -> dict[str, int]:
     return {name: port + offset for name, port in PORTS.items()}
 
 
-def environment(root: Path, port: dict[str, int], dags_folder: Path) -> dict[str, str]:
-    """What every Airflow process of the stack (and a shell talking to it) needs."""
+def environment(root: Path, port: dict[str, int], dags_folder: Path, token: str) -> dict[str, str]:
+    """What every Airflow process of the stack (and a shell talking to it) needs. ``token`` is the
+    model servers' admin token (the connection's password)."""
     pg = f"mlops@127.0.0.1:{port['postgres']}"
+    model_server = {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": port["model_server"],
+                    "password": token,
+                    "extra": {"replicas": [f"127.0.0.1:{port[name]}" for name in REPLICAS]}}
+    feast = {"conn_type": "feast", "extra": {"config_file": "feature_store.redis.yaml",
+                                             "variables": {"MLOPS_REDIS": f"127.0.0.1:{port['redis']},db=1"}}}
     return {
         "AIRFLOW_HOME": str(root / "airflow"),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
@@ -59,14 +78,59 @@ def environment(root: Path, port: dict[str, int], dags_folder: Path) -> dict[str
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port['api']}/execution/",
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(port["triggerer_logs"]),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        # A worker that dies is noticed after a minute (default 5) and its task retried elsewhere.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "10",
         "AIRFLOW__MLOPS__LAKE_URI": (root / "data" / "lake").as_uri(),
         "AIRFLOW__MLOPS__LANDING_DIR": str(root / "data" / "landing"),
         "AIRFLOW__MLOPS__FEAST_DIR": str(root / "data" / "feast"),
+        "AIRFLOW__MLOPS__FEATURE_REPO": str(dags_folder.parent / "feature_repo"),
         "AIRFLOW__MLOPS__SERVING_DIR": str(root / "data" / "serving"),
         "AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port['mlflow']}",
         "AIRFLOW__MLOPS__OPTUNA_STORAGE": f"postgresql+psycopg2://{pg}/optuna",
+        "AIRFLOW__MLOPS__FEAST_CONN_ID": "feast_default",
         "AIRFLOW_CONN_FLIGHTS_SOURCE": f"postgresql://{pg}/flights",
+        "AIRFLOW_CONN_MLOPS_MODEL_SERVER": json.dumps(model_server),
+        "AIRFLOW_CONN_FEAST_DEFAULT": json.dumps(feast),
+        "MLOPS_SERVER_TOKEN": token,
     }
+
+
+def nginx_conf(root: Path, port: dict[str, int]) -> str:
+    """The load balancer in front of the replicas: a request that fails to reach one (refused, reset,
+    timed out, 502/503) is sent to the other, predictions included (``non_idempotent``: a
+    prediction has no side effect but its log record)."""
+    upstreams = "".join(f"    server 127.0.0.1:{port[name]} max_fails=1 fail_timeout=5s;\n" for name in REPLICAS)
+    return f"""daemon off;
+worker_processes 2;
+pid {root}/nginx/nginx.pid;
+error_log {root}/logs/model-server.log warn;
+events {{ worker_connections 2048; }}
+http {{
+  access_log off;
+  client_body_temp_path {root}/nginx/body;
+  proxy_temp_path {root}/nginx/proxy;
+  upstream replicas {{
+{upstreams}    keepalive 128;
+  }}
+  server {{
+    listen 127.0.0.1:{port['model_server']};
+    client_max_body_size 64m;
+    client_body_buffer_size 1m;
+    location / {{
+      proxy_pass http://replicas;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+      proxy_next_upstream_tries 2;
+      proxy_connect_timeout 2s;
+      proxy_read_timeout 300s;
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
 
 
 def _bin(name: str) -> str:
@@ -126,9 +190,21 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
     port = ports(offset)
     dags = (dags_folder or Path(__file__).resolve().parents[1] / "dags").resolve()
     (root / "logs").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **environment(root, port, dags)}
+    token_file = root / "model-server.token"
+    if not token_file.exists():  # kept across ups: the served deployments' admin token
+        token_file.write_text(secrets.token_urlsafe(24))
+        token_file.chmod(0o600)
+    stack_env = environment(root, port, dags, token_file.read_text())
+    env = {**os.environ, **stack_env}
     pids: dict[str, int] = {}
-    record: dict[str, Any] = {"root": str(root), "ports": port, "pids": pids}
+    commands: dict[str, list[str]] = {}
+    record: dict[str, Any] = {"root": str(root), "ports": port, "pids": pids, "commands": commands}
+
+    def start(name: str, command: list[str], extra: dict[str, str] | None = None) -> None:
+        commands[name] = command
+        record.setdefault("extra_env", {})[name] = extra or {}
+        pids[name] = _start(root, name, command, {**env, **(extra or {})})
+
     try:
         pg = _postgres_bin()
         run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -150,23 +226,22 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
         redis_server = shutil.which("redis-server")
         if not redis_server:
             raise StackError("redis-server not found: install Debian's redis-server")
-        pids["redis"] = _start(root, "redis", [redis_server, "--port", str(port["redis"]), "--bind", "127.0.0.1",
-                                               "--save", "", "--appendonly", "no"], env)
+        start("redis", [redis_server, "--port", str(port["redis"]), "--bind", "127.0.0.1", "--save", "",
+                        "--appendonly", "no"])
         _wait("redis", lambda: redis.Redis(port=port["redis"], socket_timeout=1).ping(), root / "logs" / "redis.log")
-        pids["mlflow"] = _start(root, "mlflow", [
-            _bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port["mlflow"]),
-            "--backend-store-uri", f"postgresql+psycopg2://mlops@127.0.0.1:{port['postgres']}/mlflow",
-            "--artifacts-destination", str(root / "mlflow-artifacts")], env)
+        start("mlflow", [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port["mlflow"]),
+                         "--backend-store-uri", f"postgresql+psycopg2://mlops@127.0.0.1:{port['postgres']}/mlflow",
+                         "--artifacts-destination", str(root / "mlflow-artifacts")])
         migrate = subprocess.run([_bin("airflow"), "db", "migrate"], env=env, capture_output=True, text=True)
         if migrate.returncode != 0:
             raise StackError(f"airflow db migrate failed: {migrate.stderr[-2000:]}")
         for name, args in AIRFLOW_PROCESSES:
-            pids[name] = _start(root, name, [_bin("airflow"), *args], env)
+            start(name, [_bin("airflow"), *args])
         for name in WORKERS:
-            worker_env = {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port[f"{name}_logs"])}
-            pids[name] = _start(root, name, [_bin("airflow"), "celery", "worker", "--celery-hostname",
-                                             f"{name}@%h", "--concurrency", "2"], worker_env)
+            start(name, [_bin("airflow"), "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "2"],
+                  {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port[f"{name}_logs"])})
         _wait("the MLflow server", lambda: _http_ok(f"http://127.0.0.1:{port['mlflow']}/health"), root / "logs" / "mlflow.log")
+        _start_serving(root, port, start)
         _wait("the Airflow API server", lambda: _http_ok(f"http://127.0.0.1:{port['api']}/api/v2/monitor/health"),
               root / "logs" / "api-server.log")
         for name in WORKERS:
@@ -177,7 +252,54 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
         down(root)
         raise
     _write(root, record)
-    (root / "stack.env").write_text("".join(f"{k}={json.dumps(v)}\n" for k, v in environment(root, port, dags).items()))
+    (root / "stack.env").write_text("".join(f"{k}={json.dumps(v)}\n" for k, v in stack_env.items()))
+    (root / "stack.env").chmod(0o600)  # it holds the model servers' admin token
+    return record
+
+
+def _start_serving(root: Path, port: dict[str, int], start: Any) -> None:
+    """The model-server replicas and nginx in front of them; waits until both answer through it."""
+    serving = root / "data" / "serving"
+    for name in REPLICAS:  # own deployments and model cache each; one request log for monitoring
+        start(name, [_bin("airflow-mlops"), "serve", "--host", "127.0.0.1", "--port", str(port[name]),
+                     "--state-dir", str(serving / name), "--request-log-dir", str(serving / "requests")])
+    nginx = shutil.which("nginx") or next(iter(glob.glob("/usr/sbin/nginx")), None)
+    if not nginx:
+        raise StackError("nginx not found (the replicas' load balancer): install Debian's nginx-light")
+    for folder in ("body", "proxy"):
+        (root / "nginx" / folder).mkdir(parents=True, exist_ok=True)
+    (root / "nginx" / "nginx.conf").write_text(nginx_conf(root, port))
+    start("model-server", [nginx, "-p", str(root / "nginx"), "-c", str(root / "nginx" / "nginx.conf")])
+    for name in (*REPLICAS, "model-server"):
+        _wait(name, lambda n=name: _http_ok(f"http://127.0.0.1:{port[n.replace('-', '_')]}/readyz"),
+              root / "logs" / f"{name}.log")
+
+
+def serving_up(root: Path, tracking_uri: str, token: str, *, offset: int = 0) -> dict[str, Any]:
+    """Only the model-server replicas and their load balancer, on models from ``tracking_uri`` (the
+    load benchmark's stack); ``down`` stops it. Returns its record, as ``up`` does."""
+    root = root.resolve()
+    if (root / "stack.json").exists():
+        raise StackError(f"a stack is recorded in {root / 'stack.json'}: `airflow-mlops stack down --dir {root}` first")
+    port = ports(offset)
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    saved = {"AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": tracking_uri, "MLOPS_SERVER_TOKEN": token}
+    env = {**os.environ, **saved}
+    record: dict[str, Any] = {"root": str(root), "ports": port, "pids": {}, "commands": {}, "extra_env": {}}
+
+    def start(name: str, command: list[str]) -> None:
+        record["commands"][name], record["extra_env"][name] = command, {}
+        record["pids"][name] = _start(root, name, command, env)
+
+    try:
+        _start_serving(root, port, start)
+    except BaseException:
+        _write(root, record)
+        down(root)
+        raise
+    _write(root, record)
+    (root / "stack.env").write_text("".join(f"{k}={json.dumps(v)}\n" for k, v in saved.items()))
+    (root / "stack.env").chmod(0o600)
     return record
 
 
@@ -185,14 +307,91 @@ def _write(root: Path, record: dict[str, Any]) -> None:
     (root / "stack.json").write_text(json.dumps(record, indent=2))
 
 
+def _record(root: Path) -> dict[str, Any]:
+    path = root.resolve() / "stack.json"
+    if not path.exists():
+        raise StackError(f"no stack recorded in {root} (nothing to stop)")
+    return json.loads(path.read_text())
+
+
+def stop_service(root: Path, name: str, *, kill: bool = False, timeout: float = 30.0) -> None:
+    """Stop one service of a running stack: ``kill`` is SIGKILL to its whole process group (a machine
+    lost), otherwise TERM and a wait. PostgreSQL stops with ``pg_ctl -m fast`` (connections cut)."""
+    record = _record(root)
+    if name == "postgres":
+        postgres = record["postgres"]
+        _run([*postgres["run_as"], str(Path(postgres["bin"]) / "pg_ctl"), "-D", postgres["data"], "-m",
+              "immediate" if kill else "fast", "-w", "stop"])
+        return
+    if name not in record["pids"]:
+        raise StackError(f"stack service {name!r} is not recorded; services: {sorted(record['pids'])} and postgres")
+    from airflow_mlops.demo import stop_process_group
+
+    if kill:  # the whole tree: task runners and training processes start groups of their own
+        for pid in process_tree(record["pids"][name]):
+            with contextlib.suppress(ProcessLookupError):  # already gone
+                os.kill(pid, signal.SIGKILL)
+    stop_process_group(record["pids"][name], timeout)
+
+
+def process_tree(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` and every descendant of them, in whatever group (from /proc)."""
+    parents: dict[int, int] = {}
+    groups: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rpartition(")")[2].split()
+        except OSError:  # exited meanwhile
+            continue
+        parents[int(proc.name)], groups[int(proc.name)] = int(fields[1]), int(fields[2])
+    tree = {pid for pid, group in groups.items() if group == pgid}
+    for pid in parents:
+        ancestor = parents[pid]
+        while ancestor > 1 and ancestor not in tree:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor in tree:
+            tree.add(pid)
+    return sorted(tree)
+
+
+def start_service(root: Path, name: str, timeout: float = 120) -> None:
+    """Start a stopped service of a running stack again, as ``up`` started it (and wait for it)."""
+    root = root.resolve()
+    record = _record(root)
+    port = record["ports"]
+    if name == "postgres":
+        postgres = record["postgres"]
+        _run([*postgres["run_as"], str(Path(postgres["bin"]) / "pg_ctl"), "-D", postgres["data"], "-l",
+              postgres["log"], "-w", "-o", f"-p {port['postgres']} -k {Path(postgres['data']).parent} "
+              "-c listen_addresses=127.0.0.1 -c max_connections=300", "start"])
+        return
+    if name not in record["commands"]:
+        raise StackError(f"stack service {name!r} is not recorded; services: {sorted(record['commands'])} and postgres")
+    from airflow_mlops.demo import group_alive
+
+    if group_alive(record["pids"][name]):
+        raise StackError(f"stack service {name!r} is running (pid {record['pids'][name]}): stop it first")
+    saved = (line.split("=", 1) for line in (root / "stack.env").read_text().splitlines())
+    env = {**os.environ, **{key: json.loads(value) for key, value in saved}}
+    record["pids"][name] = _start(root, name, record["commands"][name], {**env, **record["extra_env"].get(name, {})})
+    _write(root, record)
+    log = root / "logs" / f"{name}.log"
+    if name == "redis":
+        import redis
+
+        _wait("redis", lambda: redis.Redis(port=port["redis"], socket_timeout=1).ping(), log, timeout)
+    elif name in (*REPLICAS, "model-server"):
+        _wait(name, lambda: _http_ok(f"http://127.0.0.1:{port[name.replace('-', '_')]}/readyz"), log, timeout)
+
+
 def down(root: Path, timeout: float = 30.0) -> list[str]:
     """Stop every process the stack record names, newest first (TERM, then KILL); then PostgreSQL.
     Returns what was stopped; the record is removed, the data kept."""
     root = root.resolve()
     path = root / "stack.json"
-    if not path.exists():
-        raise StackError(f"no stack recorded in {root} (nothing to stop)")
-    record = json.loads(path.read_text())
+    record = _record(root)
     from airflow_mlops.demo import stop_process_group
 
     stopped = [name for name, pid in reversed(list(record["pids"].items())) if stop_process_group(pid, timeout)]

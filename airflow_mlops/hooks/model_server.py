@@ -18,6 +18,14 @@ class ModelServerHook(BaseHook):
     Methods are named after the server's verbs: ``deploy``, ``rollback``, ``deployments``,
     ``stats``, ``predict``.
 
+    Replicas behind a load balancer: the connection's host and port are the balancer's (predictions
+    and reads go there), and its extra ``{"replicas": ["host:port", ...]}`` lists every replica.
+    ``deploy`` and ``rollback`` then go to each replica in turn (each switches atomically); if one
+    fails, the replicas already switched are rolled back and the error names them, so the replicas
+    never stay on different deployments. ``stats`` adds up the replicas' counts (requests, rows,
+    errors) and takes the highest p50/p99 of any replica (percentiles do not add up; the highest is
+    the bound a canary check may rely on).
+
     :param model_server_conn_id: the connection (default ``mlops_model_server``).
     :param timeout: seconds per request (a deployment downloads and loads models: give it time).
     """
@@ -43,6 +51,18 @@ class ModelServerHook(BaseHook):
         headers = {"Authorization": f"Bearer {conn.password}"} if admin and conn.password else {}
         return f"{conn.schema or 'http'}://{conn.host}{port}", headers
 
+    def _replicas(self, conn: Any) -> list[str]:
+        """The base URLs of every replica (extra ``replicas``), or the connection's one address."""
+        base = self._target(conn, admin=False)[0]
+        replicas = (conn.extra_dejson or {}).get("replicas")
+        if replicas is None:
+            return [base]
+        if not isinstance(replicas, list) or not replicas or not all(isinstance(r, str) and r for r in replicas):
+            raise ModelServerError(f"connection {self.model_server_conn_id!r}: extra 'replicas' must be a non-empty "
+                                   f"list of 'host:port' strings, got {replicas!r}")
+        scheme = conn.schema or "http"
+        return [r.rstrip("/") if "://" in r else f"{scheme}://{r}" for r in replicas]
+
     def base_url(self) -> str:
         return self._target(self.get_connection(self.model_server_conn_id), admin=False)[0]
 
@@ -56,10 +76,11 @@ class ModelServerHook(BaseHook):
         self.log.debug("%s %s -> %s", method, path, response.status_code)
         return response.json()
 
-    def _request(self, method: str, path: str, *, admin: bool = False, json: Any = None) -> Any:
+    def _request(self, method: str, path: str, *, admin: bool = False, json: Any = None, base: str | None = None) -> Any:
         import httpx
 
-        base, headers = self._target(self.get_connection(self.model_server_conn_id), admin)
+        address, headers = self._target(self.get_connection(self.model_server_conn_id), admin)
+        base = base or address
         self.log.debug("%s %s%s", method, base, path)
         try:
             response = httpx.request(method, f"{base}{path}", json=json, headers=headers, timeout=self.timeout)
@@ -67,10 +88,11 @@ class ModelServerHook(BaseHook):
             raise ModelServerError(f"model server {base} ({self.model_server_conn_id}): {type(err).__name__}: {err}") from err
         return self._answer(method, path, response)
 
-    async def _arequest(self, method: str, path: str, *, admin: bool = False) -> Any:
+    async def _arequest(self, method: str, path: str, *, admin: bool = False, base: str | None = None) -> Any:
         import httpx
 
-        base, headers = self._target(await self.aget_connection(self.model_server_conn_id), admin)
+        address, headers = self._target(await self.aget_connection(self.model_server_conn_id), admin)
+        base = base or address
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.request(method, f"{base}{path}", headers=headers)
@@ -78,25 +100,84 @@ class ModelServerHook(BaseHook):
             raise ModelServerError(f"model server {base} ({self.model_server_conn_id}): {type(err).__name__}: {err}") from err
         return self._answer(method, path, response)
 
+    def _switch_all(self, method: str, path: str, body: dict[str, Any], endpoint: str, who: str) -> dict[str, Any]:
+        """A deploy or rollback on every replica; if one fails, the ones switched before it roll back."""
+        replicas = self._replicas(self.get_connection(self.model_server_conn_id))
+        switched: list[str] = []
+        answer: dict[str, Any] = {}
+        for base in replicas:
+            try:
+                answer = self._request(method, path, admin=True, json=body, base=base)
+            except ModelServerError as err:
+                if not switched:
+                    raise
+                undone = []
+                for done in switched:
+                    try:
+                        self.rollback_replica(done, endpoint, who, f"undo: replica {base} failed")
+                        undone.append(f"{done} rolled back")
+                    except ModelServerError as undo_err:
+                        undone.append(f"{done} NOT rolled back ({undo_err})")
+                raise ModelServerError(f"{err}; the replicas switched before it: {'; '.join(undone)}") from err
+            switched.append(base)
+        return {**answer, "replicas": len(replicas)} if len(replicas) > 1 else answer
+
+    def rollback_replica(self, base: str, endpoint: str, who: str = "", why: str = "") -> dict[str, Any]:
+        """Roll back one replica only (``rollback`` rolls back all of them)."""
+        return self._request("POST", f"/v1/admin/deployments/{endpoint}/rollback", admin=True,
+                             json={"who": who, "why": why}, base=base)
+
     def deploy(self, endpoint: str, variants: Mapping[str, Mapping[str, str]], policy: Mapping[str, Any],
                who: str = "", why: str = "", feature_service: str | None = None) -> dict[str, Any]:
-        return self._request("PUT", f"/v1/admin/deployments/{endpoint}", admin=True,
-                             json={"variants": variants, "policy": policy, "who": who, "why": why,
-                                   "feature_service": feature_service})
+        body = {"variants": variants, "policy": policy, "who": who, "why": why, "feature_service": feature_service}
+        return self._switch_all("PUT", f"/v1/admin/deployments/{endpoint}", body, endpoint, who)
 
     def rollback(self, endpoint: str, who: str = "", why: str = "") -> dict[str, Any]:
-        return self._request("POST", f"/v1/admin/deployments/{endpoint}/rollback", admin=True,
-                             json={"who": who, "why": why})
+        return self._switch_all("POST", f"/v1/admin/deployments/{endpoint}/rollback", {"who": who, "why": why},
+                                endpoint, who)
 
     def deployments(self) -> dict[str, Any]:
         return self._request("GET", "/v1/admin/deployments", admin=True)
 
     def stats(self, endpoint: str) -> dict[str, Any]:
-        return self._request("GET", f"/v1/admin/deployments/{endpoint}/stats", admin=True)
+        replicas = self._replicas(self.get_connection(self.model_server_conn_id))
+        path = f"/v1/admin/deployments/{endpoint}/stats"
+        return combine_stats([self._request("GET", path, admin=True, base=base) for base in replicas])
 
     async def astats(self, endpoint: str) -> dict[str, Any]:
         """``stats`` for triggers: the connection is read asynchronously in the triggerer."""
-        return await self._arequest("GET", f"/v1/admin/deployments/{endpoint}/stats", admin=True)
+        import asyncio
+
+        replicas = self._replicas(await self.aget_connection(self.model_server_conn_id))
+        path = f"/v1/admin/deployments/{endpoint}/stats"
+        return combine_stats(await asyncio.gather(*(self._arequest("GET", path, admin=True, base=base)
+                                                    for base in replicas)))
 
     def predict(self, endpoint: str, rows: Sequence[Mapping[str, Any]], key: str | None = None) -> dict[str, Any]:
         return self._request("POST", f"/v1/models/{endpoint}/predict", json={"rows": list(rows), "key": key})
+
+
+def combine_stats(answers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One endpoint's statistics over its replicas: counts added, the highest percentiles kept.
+
+    The replicas must serve the same policy; if they do not (a deployment between two reads), the
+    caller gets an error rather than a mixture."""
+    first = dict(answers[0])
+    if len(answers) == 1:
+        return first
+    policies = {repr(a.get("policy")) for a in answers}
+    if len(policies) > 1:
+        raise ModelServerError(f"endpoint {first.get('endpoint')!r}: the replicas serve different policies "
+                               f"{sorted(policies)} (a deployment in progress?); ask again")
+    variants: dict[str, dict[str, Any]] = {}
+    for answer in answers:
+        for name, s in answer.get("variants", {}).items():
+            total = variants.setdefault(name, {"requests": 0, "rows": 0, "errors": 0, "p50_ms": None, "p99_ms": None})
+            for count in ("requests", "rows", "errors"):
+                total[count] += s.get(count) or 0
+            for percentile in ("p50_ms", "p99_ms"):
+                if s.get(percentile) is not None:
+                    total[percentile] = max(total[percentile] or 0.0, s[percentile])
+    for total in variants.values():
+        total["error_rate"] = total["errors"] / total["requests"] if total["requests"] else None
+    return {**first, "variants": variants, "replicas": len(answers)}

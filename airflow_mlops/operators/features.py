@@ -39,9 +39,11 @@ class _FeastOperator(BaseOperator):
 
     @property
     def hook(self) -> FeastHook:
+        from airflow_mlops import settings
         from airflow_mlops.hooks.feast import FeastHook
 
-        return FeastHook(self.feast_conn_id, repo_path=self.repo_path, config_file=self.config_file)
+        return FeastHook(self.feast_conn_id or settings.feast_conn_id(), repo_path=self.repo_path,
+                         config_file=self.config_file)
 
 
 class FeastApplyOperator(_FeastOperator):
@@ -49,7 +51,8 @@ class FeastApplyOperator(_FeastOperator):
 
     Idempotent: applying an unchanged repository changes nothing (the logged diff says so).
 
-    :param feast_conn_id: a ``feast`` connection (extra: ``repo_path``, ``config_file``, ``variables``).
+    :param feast_conn_id: a ``feast`` connection (extra: ``repo_path``, ``config_file``, ``variables``;
+        default ``[mlops] feast_conn_id``, else none: the repository's ``feature_store.yaml``).
     :param repo_path: the feature repository (default: the connection's, else ``[mlops] feature_repo``).
     :param config_file: its configuration file (default ``feature_store.yaml``).
 

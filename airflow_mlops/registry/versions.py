@@ -28,8 +28,8 @@ def pinned_requirements() -> list[str]:
     return pins
 
 
-def log_pyfunc_model(tracking_uri: str, run_id: str, model_dir: Path, example: Any) -> str:
-    """Log the model folder as a pyfunc model in ``run_id``; returns the logged model's URI.
+def log_pyfunc_model(tracking_uri: str, run_id: str, model_dir: Path, example: Any) -> tuple[str, str]:
+    """Log the model folder as a pyfunc model in ``run_id``; returns the logged model's URI and id.
 
     The signature is inferred from ``example`` restricted to the model's input columns, so integer
     columns stay integers: MLflow refuses int64 data for a double column (not exactly convertible).
@@ -50,7 +50,7 @@ def log_pyfunc_model(tracking_uri: str, run_id: str, model_dir: Path, example: A
             name="pyfunc", python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={"model": str(model_dir)}, code_paths=[str(Path(airflow_mlops.__file__).parent)],
             signature=signature, input_example=example, pip_requirements=pinned_requirements())
-    return str(info.model_uri)
+    return str(info.model_uri), str(info.model_id)
 
 
 def registered_version(model_uri: str, tracking_uri: str | None = None) -> tuple[str, str] | None:
@@ -170,13 +170,14 @@ def register_version(tracking_uri: str, name: str, run_id: str, model_dir: Path,
     from airflow_mlops.artifacts import write_atomically
 
     client = MlflowClient(tracking_uri)
-    model_uri = log_pyfunc_model(tracking_uri, run_id, model_dir, example)
+    model_uri, model_id = log_pyfunc_model(tracking_uri, run_id, model_dir, example)
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="Registered by airflow-mlops")
     tags = {**lineage, "state": "candidate"}
-    version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    # An MLflow server checks that a logged model's source names its model (a local store does not).
+    version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
     card = model_card(name, version.version, evaluation, lineage, intended_use, limitations)
     write_atomically(card_dir / "model_card.md", card)
     write_atomically(card_dir / "model_card.html", markdown_to_html(card, f"{name} v{version.version}"))

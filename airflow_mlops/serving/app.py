@@ -172,7 +172,7 @@ def create_app(server: ModelServer, token: str | None) -> FastAPI:
 
 def serve(state_dir: str, tracking_uri: str | None, host: str, port: int, token: str | None,
           request_log: bool = True, torch_threads: int = 1, feature_repo: str | None = None,
-          feature_config: str = "feature_store.yaml") -> None:
+          feature_config: str = "feature_store.yaml", request_log_dir: str | None = None) -> None:
     """Run the server in this process (``airflow-mlops serve``).
 
     Requests are scored in FastAPI's thread pool, each on ``torch_threads`` intra-op threads:
@@ -189,5 +189,6 @@ def serve(state_dir: str, tracking_uri: str | None, host: str, port: int, token:
         from .features import OnlineFeatures
 
         online = OnlineFeatures(feature_repo, feature_config)
-    server = ModelServer(state_dir, tracking_uri, request_log=request_log, metrics=Metrics(), online_features=online)
+    server = ModelServer(state_dir, tracking_uri, request_log=request_log, metrics=Metrics(), online_features=online,
+                         request_log_dir=request_log_dir)
     uvicorn.run(create_app(server, token), host=host, port=port, log_level="info", access_log=False)

@@ -1,8 +1,9 @@
 """The request log: every prediction and every feedback, written to Parquet off the request path.
 
 No Airflow import. Requests append records to a queue; a writer thread turns them into Parquet
-files ``<root>/<kind>/date=YYYY-MM-DD/part-<time>-<n>.parquet``, written under a temporary name
-and renamed, so a reader never sees half a file. It flushes every ``flush_rows`` records or
+files ``<root>/<kind>/date=YYYY-MM-DD/part-<time>-<host>-<pid>-<random>-<n>.parquet``, written under a temporary name
+and renamed, so a reader never sees half a file; host and pid in the name let several replicas share
+one log folder (the scale-out stack's do). It flushes every ``flush_rows`` records or
 ``flush_seconds``, and on ``close()``. Each prediction has an id (``prediction_id``) that ground
 truth or feedback can later be joined to.
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -42,6 +45,8 @@ class RequestLog:
         self.dropped = 0
         self.written = 0
         self._sequence = 0
+        # Unique among the writers of one folder: replicas on several hosts, or several in one process.
+        self._writer = f"{socket.gethostname().replace('-', '_')}-{os.getpid()}-{secrets.token_hex(3)}"
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
@@ -87,7 +92,7 @@ class RequestLog:
             now = datetime.now(UTC)
             folder = self.root / kind / f"date={now:%Y-%m-%d}"
             self._sequence += 1
-            target = folder / f"part-{now:%H%M%S%f}-{os.getpid()}-{self._sequence:06d}.parquet"
+            target = folder / f"part-{now:%H%M%S%f}-{self._writer}-{self._sequence:06d}.parquet"
             temporary = target.with_name(f".{target.name}.tmp")
             try:
                 folder.mkdir(parents=True, exist_ok=True)

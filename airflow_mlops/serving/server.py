@@ -77,12 +77,14 @@ class ModelServer:
     """Deployments, routing and logging of one server process."""
 
     def __init__(self, state_dir: str | Path, tracking_uri: str | None, *, request_log: bool = True,
-                 metrics: Any = None, max_rows: int = 10_000, online_features: Any = None) -> None:
+                 metrics: Any = None, max_rows: int = 10_000, online_features: Any = None,
+                 request_log_dir: str | Path | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.tracking_uri, self.max_rows, self.metrics = tracking_uri, max_rows, metrics
         self.online_features = online_features  # serving.features.OnlineFeatures, for entity-key rows
-        self.request_log = RequestLog(self.state_dir / "requests") if request_log else None
+        # Replicas of one endpoint share a request-log folder (``request_log_dir``), so monitoring sees all traffic.
+        self.request_log = RequestLog(request_log_dir or self.state_dir / "requests") if request_log else None
         self.live: dict[str, Live] = {}
         self.ready = False
         self._models: dict[tuple[str, str], ServedModel] = {}

@@ -4,6 +4,7 @@ MLflow registry, real flights through HTTP."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -411,6 +412,65 @@ def test_the_hook_names_the_server_error_without_the_token(server: Server, monke
         {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": free_port()}))
     with pytest.raises(ModelServerError, match=r"model server http://127.0.0.1:\d+ \(no_server\): ConnectError"):
         ModelServerHook("no_server").deployments()
+
+
+def test_the_hook_deploys_to_every_replica_and_adds_their_stats_up(registry: dict, server: Server, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """Two replicas in the connection's extra: a deployment reaches both, stats add up; when one
+    replica fails, the one already switched is rolled back and the error names both."""
+    from airflow_mlops.exceptions import ModelServerError
+    from airflow_mlops.hooks.model_server import ModelServerHook
+
+    other = Server(tmp_path / "replica2", registry["tracking"]).start()
+    try:
+        replicas = [f"127.0.0.1:{server.port}", f"127.0.0.1:{other.port}"]
+        monkeypatch.setenv("AIRFLOW_CONN_REPLICAS", json.dumps(
+            {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": server.port, "password": TOKEN,
+             "extra": {"replicas": replicas}}))
+        hook = ModelServerHook("replicas")
+        answer = hook.deploy("replicated", {"main": V1}, {"kind": "single"}, who="test", why="both")
+        assert answer["replicas"] == 2
+        canary = {"kind": "canary", "primary": "a", "candidate": "b", "weight": 0.5}
+        hook.deploy("replicated", {"a": V1, "b": V2}, canary, who="test", why="canary")
+        for replica in (server, other):
+            served = httpx.get(f"{replica.url}/v1/admin/deployments", headers=ADMIN).json()["replicated"]
+            assert served["variants"] == {"a": V1, "b": V2} and served["history"] == 1
+            for i in range(10):
+                assert predict(replica, "replicated", {"rows": rows(registry, 1, i)}).status_code == 200
+        stats = hook.stats("replicated")
+        each = [httpx.get(f"{r.url}/v1/admin/deployments/replicated/stats", headers=ADMIN).json() for r in (server, other)]
+        assert stats["replicas"] == 2
+        for variant in ("a", "b"):
+            assert stats["variants"][variant]["requests"] == sum(e["variants"][variant]["requests"] for e in each)
+            assert stats["variants"][variant]["p99_ms"] == max(e["variants"][variant]["p99_ms"] for e in each)
+        assert sum(v["requests"] for v in stats["variants"].values()) == 20
+        # The second replica is down: the first, already switched, goes back to the canary.
+        other.stop()
+        with pytest.raises(ModelServerError, match=rf"{other.port} \(replicas\): ConnectError.*replicas switched "
+                                                   rf"before it: http://127.0.0.1:{server.port} rolled back"):
+            hook.deploy("replicated", {"main": V2}, {"kind": "single"})
+        other.start()  # restores what it served
+        for replica in (server, other):
+            served = httpx.get(f"{replica.url}/v1/admin/deployments", headers=ADMIN).json()["replicated"]
+            assert served["variants"] == {"a": V1, "b": V2}, replica.url
+        assert hook.rollback("replicated", who="test", why="back")["replicas"] == 2
+        for replica in (server, other):
+            assert httpx.get(f"{replica.url}/v1/admin/deployments", headers=ADMIN).json()["replicated"]["variants"] \
+                == {"main": V1}
+    finally:
+        other.stop()
+
+
+def test_the_hook_refuses_a_replicas_extra_that_is_not_a_list_of_addresses(monkeypatch) -> None:
+    from airflow_mlops.exceptions import ModelServerError
+    from airflow_mlops.hooks.model_server import ModelServerHook
+
+    for bad in ("127.0.0.1:1", [], [""], [8765]):
+        monkeypatch.setenv("AIRFLOW_CONN_BAD_REPLICAS", json.dumps(
+            {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": 1, "extra": {"replicas": bad}}))
+        with pytest.raises(ModelServerError, match=r"'bad_replicas': extra 'replicas' must be a non-empty list of "
+                                                   r"'host:port' strings, got " + re.escape(repr(bad))):
+            ModelServerHook("bad_replicas").deploy("x", {"main": V1}, {"kind": "single"})
 
 
 def test_batch_prediction_scores_a_partition_with_the_champion_version(registry: dict, tmp_path: Path) -> None:

@@ -1,81 +1,435 @@
-"""The native scale-out stack (issue 10, first part): Postgres, Redis, an MLflow server on Postgres,
-and Airflow with the CeleryExecutor and two workers, started and stopped by `airflow-mlops stack`."""
+"""The native scale-out stack (issue 10), started by `airflow-mlops stack up` for this module: Postgres,
+Redis, an MLflow server on Postgres, Airflow with the CeleryExecutor and two workers, two model-server
+replicas behind nginx. On it: one month of the continuous-training loop (the first model from a landed month; its
+served traffic drifts; the retraining loses its Celery worker, resumes on the other and is
+released through a canary), then the other fault tests (a replica killed under load and a canary
+switch during it, Redis restarted, Postgres restarted during a DAG run), then `stack down`.
+
+The tests run in file order and build on each other (the month's model is the one served under load);
+everything talks to the stack as a user would: the REST API, the model server through nginx, the CLI.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from airflow_mlops.demo import group_alive
-from airflow_mlops.stack import StackError, down, up
+from airflow_mlops.stack import REPLICAS, StackError, down, process_tree, start_service, stop_service, up
+from benchmarks.load import run_load
 from tests.conftest import _apt_install, _postgres_bin
 
 pytestmark = pytest.mark.integration
 OFFSET = 1000  # beside a stack a developer may run on the default ports
+MONTH_LANDED = 2  # the month the loop walks: landed as a file, as in the standalone (LocalExecutor) test
+AIRFLOW_MLOPS = str(Path(sys.executable).with_name("airflow-mlops"))
 
 
-def test_the_stack_runs_a_dag_on_celery_workers_with_mlflow_on_postgres_and_stops_clean(tmp_path: Path) -> None:
-    from mlflow import MlflowClient
+class Api:
+    """The stack's Airflow REST API as the admin user."""
 
-    if _postgres_bin() is None or not shutil.which("redis-server"):
-        _apt_install("postgresql", "redis-server")
-    root = tmp_path / "stack"
+    def __init__(self, root: Path, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        password = json.loads((root / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        token = httpx.post(f"{self.url}/auth/token", json={"username": "admin", "password": password}).json()
+        self.headers = {"Authorization": f"Bearer {token['access_token']}"}
+
+    def get(self, path: str, **params: Any) -> Any:
+        answer = httpx.get(f"{self.url}/api/v2{path}", headers=self.headers, params=params, timeout=30)
+        assert answer.status_code == 200, f"GET {path}: {answer.status_code} {answer.text}"
+        return answer.json()
+
+    def post(self, path: str, body: Any) -> Any:
+        answer = httpx.post(f"{self.url}/api/v2{path}", headers=self.headers, json=body, timeout=30)
+        assert answer.status_code in (200, 201), f"POST {path}: {answer.status_code} {answer.text}"
+        return answer.json()
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self.get(f"/dags/{dag_id}/dagRuns", order_by="run_after")["dag_runs"]
+
+    def task(self, dag_id: str, run_id: str, task_id: str) -> dict:
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")["value"]
+
+    def trigger(self, dag_id: str, run_id: str, conf: dict | None = None) -> None:
+        self.post(f"/dags/{dag_id}/dagRuns", {"logical_date": None, "dag_run_id": run_id, "conf": conf or {}})
+
+    def finished(self, dag_id: str, run_id: str | None = None, timeout: float = 300) -> dict:
+        """The run (or the first run of the DAG) once it succeeded or failed."""
+        def done() -> dict | None:
+            runs = [r for r in self.runs(dag_id) if run_id is None or r["dag_run_id"] == run_id]
+            return runs[0] if runs and runs[0]["state"] in ("success", "failed") else None
+
+        return wait_for(f"{dag_id} {run_id or ''} to finish", done, timeout)
+
+
+def wait_for(what: str, check: Any, timeout: float = 300, every: float = 2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def workers_ran(root: Path) -> dict[str, int]:
+    """How many task workloads each Celery worker received (from its own log)."""
+    return {w: (root / "logs" / f"{w}.log").read_text().count("Task execute_workload[") for w in ("worker1", "worker2")}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    if _postgres_bin() is None or not shutil.which("redis-server") or not (shutil.which("nginx") or
+                                                                          Path("/usr/sbin/nginx").exists()):
+        _apt_install("postgresql", "redis-server", "nginx-light")
+    root = tmp_path_factory.mktemp("scale-out") / "stack"
     started = time.monotonic()
     record = up(root, offset=OFFSET)
+    took = time.monotonic() - started
+    saved = (line.split("=", 1) for line in (root / "stack.env").read_text().splitlines())
+    env = {key: json.loads(value) for key, value in saved}
     try:
-        took = time.monotonic() - started
-        port = record["ports"]
-        assert port["api"] == 28080 + OFFSET and all(group_alive(pid) for pid in record["pids"].values())
-        with pytest.raises(StackError, match="a stack is recorded in"):
-            up(root, offset=OFFSET)
-
-        # The MLflow server keeps its runs in Postgres.
-        tracking = f"http://127.0.0.1:{port['mlflow']}"
-        experiment = MlflowClient(tracking).create_experiment("stack-check")
-        psql = [*record["postgres"]["run_as"], str(Path(record["postgres"]["bin"]) / "psql"), "-h", "127.0.0.1",
-                "-p", str(port["postgres"]), "-U", "mlops", "-tAc"]
-        names = subprocess.run([*psql, f"SELECT name FROM experiments WHERE experiment_id = {experiment}", "mlflow"],
-                               check=True, capture_output=True, text=True).stdout.split()
-        assert names == ["stack-check"]
-
-        # A DAG run through the API: the scheduler queues its tasks in Redis, Celery workers run them.
-        url = f"http://127.0.0.1:{port['api']}"
-        password = json.loads((root / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-        token = httpx.post(f"{url}/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        deadline = time.monotonic() + 120
-        while httpx.get(f"{url}/api/v2/dags/flights_seed", headers=headers).status_code != 200:
-            assert time.monotonic() < deadline, "the dag-processor did not parse flights_seed"
-            time.sleep(2)
-        answer = httpx.post(f"{url}/api/v2/dags/flights_seed/dagRuns", headers=headers,
-                            json={"logical_date": None, "dag_run_id": "on_celery"})
-        assert answer.status_code == 200, answer.text
-        state = ""
-        while state not in ("success", "failed"):
-            assert time.monotonic() < deadline + 120, f"flights_seed still {state}: {(root / 'logs').iterdir()}"
-            time.sleep(2)
-            state = httpx.get(f"{url}/api/v2/dags/flights_seed/dagRuns/on_celery", headers=headers).json()["state"]
-        tasks = httpx.get(f"{url}/api/v2/dags/flights_seed/dagRuns/on_celery/taskInstances", headers=headers).json()
-        assert state == "success", tasks
-        ran = sum((root / "logs" / f"{worker}.log").read_text().count("Task execute_workload[")
-                  for worker in ("worker1", "worker2"))
-        assert ran >= tasks["total_entries"] >= 1 and all(t["executor"] in (None, "CeleryExecutor")
-                                                           for t in tasks["task_instances"])
-        flights = subprocess.run([*psql, "SELECT count(*) FROM flights", "flights"], check=True, capture_output=True,
-                                 text=True).stdout.strip()
-        assert flights == "336776"  # seeded into the stack's Postgres through the connection
+        yield {"root": root, "record": record, "ports": record["ports"], "env": env, "up_s": took,
+               "api": Api(root, record["ports"]["api"]), "lb": f"http://127.0.0.1:{record['ports']['model_server']}"}
     finally:
-        stopped = down(root)
+        if (root / "stack.json").exists():  # the last test stops it; this is for a failure before it
+            down(root)
+
+
+@pytest.fixture
+def stack_env(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process configured like the stack's own (its connections, lake, MLflow server)."""
+    for key, value in stack["env"].items():
+        if key != "AIRFLOW_HOME":
+            monkeypatch.setenv(key, value)
+    return stack["env"]
+
+
+def psql(stack: dict[str, Any], sql: str, database: str) -> str:
+    postgres = stack["record"]["postgres"]
+    command = [*postgres["run_as"], str(Path(postgres["bin"]) / "psql"), "-h", "127.0.0.1", "-p",
+               str(stack["ports"]["postgres"]), "-U", "mlops", "-tAc", sql, database]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_stack_up_runs_a_dag_on_celery_workers_with_mlflow_on_postgres(stack: dict[str, Any]) -> None:
+    from mlflow import MlflowClient
+
+    root, port, api = stack["root"], stack["ports"], stack["api"]
+    assert port["api"] == 28080 + OFFSET and all(group_alive(pid) for pid in stack["record"]["pids"].values())
+    with pytest.raises(StackError, match="a stack is recorded in"):
+        up(root, offset=OFFSET)
+    # The MLflow server keeps its runs in Postgres.
+    experiment = MlflowClient(f"http://127.0.0.1:{port['mlflow']}").create_experiment("stack-check")
+    assert psql(stack, f"SELECT name FROM experiments WHERE experiment_id = {experiment}", "mlflow") == "stack-check"
+    # Both replicas answer through nginx.
+    assert httpx.get(f"{stack['lb']}/readyz").json() == {"ready": True, "endpoints": []}
+
+    # A DAG run through the API: the scheduler queues its tasks in Redis, Celery workers run them.
+    wait_for("the dag-processor to parse flights_seed",
+             lambda: httpx.get(f"{api.url}/api/v2/dags/flights_seed", headers=api.headers).status_code == 200, 120)
+    api.trigger("flights_seed", "on_celery")
+    run = api.finished("flights_seed", "on_celery", timeout=240)
+    tasks = api.get("/dags/flights_seed/dagRuns/on_celery/taskInstances")
+    assert run["state"] == "success", tasks
+    assert sum(workers_ran(root).values()) >= tasks["total_entries"] >= 1
+    assert psql(stack, "SELECT count(*) FROM flights", "flights") == "336776"  # seeded through the connection
+    print(f"stack up in {stack['up_s']:.0f} s")
+
+
+@pytest.mark.timeout(1200)
+def test_one_month_of_continuous_training_on_the_stack(stack: dict[str, Any], stack_env: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    """A month lands as a file; ingestion, validation, the dataset, Feast and training follow on the
+    Celery workers by Asset events alone; a person approves with the CLI; the model is rolled out to
+    both replicas, and equals an embedded training of the same training set; served traffic
+    (through nginx, to both replicas) is monitored, its drift starts the retraining."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from airflow_mlops.data.flights import write_landing_file
+    from airflow_mlops.demo import serve_rows
+    from airflow_mlops.training.spec import manifest_path
+
+    root, api = stack["root"], stack["api"]
+    lake = root / "data" / "lake"
+    started = time.monotonic()
+    write_landing_file(MONTH_LANDED, root / "data" / "landing")
+    for dag_id in ("flights_ingest", "flights_validate", "flights_dataset", "flights_features"):
+        run = api.finished(dag_id, timeout=300)
+        assert run["state"] == "success", (dag_id, api.get(f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances"))
+    period = f"2013-{MONTH_LANDED:02d}"
+    # The embedded run's figures for this landed month (test_event_ingest, test_flights_ingest).
+    assert pq.read_metadata(lake / "raw" / "flights" / f"{period}.parquet").num_rows == 24951
+    assert (lake / "validated" / "flights" / f"{period}.parquet").read_bytes() == \
+        (lake / "raw" / "flights" / f"{period}.parquet").read_bytes()
+    (training_set,) = (lake / "training_sets" / "flight_delay_v1").glob("*/manifest.json")
+
+    def registered() -> str | None:
+        runs = api.runs("flights_training")
+        if not runs:
+            return None
+        register = api.task("flights_training", runs[0]["dag_run_id"], "register")
+        assert register["state"] not in ("failed", "upstream_failed", "skipped"), register
+        return runs[0]["dag_run_id"] if register["state"] == "success" else None
+
+    run_id = wait_for("flights_training to register a model version", registered, 420)
+    version = str(api.xcom("flights_training", run_id, "register")["version"])
+    tracking = stack_env["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
+    subprocess.run([AIRFLOW_MLOPS, "approve", "--model", "flight_delay", "--version", version, "--by", "stack-test",
+                    "--why", "scale-out month", "--tracking-uri", tracking], check=True, capture_output=True)
+    run = api.finished("flights_training", run_id, timeout=300)
+    assert run["state"] == "success", api.get(f"/dags/flights_training/dagRuns/{run_id}/taskInstances")
+    month_s = time.monotonic() - started
+    trained = api.xcom("flights_training", run_id, "train")
+    assert trained["world_size"] == 2  # two DDP processes (gloo) started by the task on a Celery worker
+    train = api.task("flights_training", run_id, "train")
+    assert train["queue"] == "default" and train["state"] == "success"
+
+    # Deployed to both replicas (the hook writes to each); served through nginx.
+    token = {"Authorization": f"Bearer {stack_env['MLOPS_SERVER_TOKEN']}"}
+    for name in REPLICAS:
+        served = httpx.get(f"http://127.0.0.1:{stack['ports'][name]}/v1/admin/deployments", headers=token).json()
+        assert served["flight_delay"]["variants"]["main"] == {"name": "flight_delay", "version": version}, name
+    # The embedded run: the same training task, in this process, on the same training set.
+    from types import SimpleNamespace
+
+    from airflow_mlops.operators.train import LightningTrainOperator
+
+    embedded = LightningTrainOperator(task_id="train", training_set=training_set.as_uri(),
+                                      output_dir=str(tmp_path / "model"), checkpoint_root=str(tmp_path / "checkpoints"),
+                                      hyperparameters={"hidden": 64, "layers": 2, "lr": 0.002}, batch_size=512,
+                                      devices=2, max_epochs=3)
+    spec = embedded.build_spec({"dag": SimpleNamespace(dag_id="embedded"), "run_id": "embedded"})
+    result = embedded.train(spec)
+    assert result["metrics"]["test_auc"] == pytest.approx(trained["metrics"]["test_auc"], abs=1e-6)
+    assert result["metrics"]["test_log_loss"] == pytest.approx(trained["metrics"]["test_log_loss"], abs=1e-6)
+    print(f"the month's first model on the stack: {month_s:.0f} s from landing to rollout; "
+          f"AUC {trained['metrics']['test_auc']:.4f} (embedded {result['metrics']['test_auc']:.4f})")
+
+    splits = json.loads(training_set.read_text())["splits"]
+    test = pd.read_parquet(manifest_path(splits["test"]["uri"], str(training_set)))
+    window = serve_rows({"url": stack["lb"], "state_dir": root / "data" / "serving", "log": root / "logs"},
+                        test.head(400).drop(columns=["is_delayed"]), per_request=4)
+    answered = {name: httpx.get(f"http://127.0.0.1:{stack['ports'][name]}/v1/admin/deployments/flight_delay/stats",
+                                headers=token).json()["variants"]["main"]["rows"] for name in REPLICAS}
+    assert sum(answered.values()) == 400 and min(answered.values()) > 0, answered  # both replicas served
+    api.trigger("flights_monitoring", "month_check", window)
+    run = api.finished("flights_monitoring", "month_check", timeout=300)
+    assert run["state"] == "success", api.get("/dags/flights_monitoring/dagRuns/month_check/taskInstances")
+    drift = api.xcom("flights_monitoring", "month_check", "drift")
+    assert drift["rows"] == 400, drift  # the shared request log holds both replicas' predictions
+
+    # The served flights drifted from the training data: model_drift alone starts flights_training
+    # again (the next test kills its worker during `train`, then releases it through a canary).
+    assert drift["breached"], drift
+
+    def retraining() -> dict | None:
+        return next((r for r in api.runs("flights_training") if r["dag_run_id"] != run_id), None)
+
+    retrain = wait_for("model_drift to start flights_training", retraining, 120)
+    assert retrain["run_type"] == "asset_triggered"
+    stack["retrain"] = {"run_id": retrain["dag_run_id"], "started": started, "first_version": version}
+
+
+@pytest.mark.timeout(1200)
+def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_release_completes(
+        stack: dict[str, Any], stack_env: dict[str, str]) -> None:
+    """The drift-triggered run's `train`: its worker dies with its DDP processes, as with a lost
+    machine; the scheduler notices the missing heartbeat, the retry runs on the other worker and
+    resumes from last.ckpt. Then the candidate is approved, canaried on both replicas under traffic
+    and promoted: the month's loop is closed."""
+    from mlflow import MlflowClient
+
+    from airflow_mlops.demo import canary_traffic
+
+    root, api = stack["root"], stack["api"]
+    run_id = stack["retrain"]["run_id"]
+    lake = root / "data" / "lake"
+    checkpoint = lake / "checkpoints" / "flights_training" / run_id.replace(":", "_").replace("+", "_") / "train"
+    wait_for("the first epoch's checkpoint", (checkpoint / "last.ckpt").exists, 300, every=0.5)
+    trainers = _training_processes()
+    worker = next((name for name in ("worker1", "worker2")
+                   if set(trainers) & set(process_tree(stack["record"]["pids"][name]))), None)
+    assert worker is not None, f"no worker runs the training processes {trainers}"
+    survivor = "worker2" if worker == "worker1" else "worker1"
+    before = workers_ran(root)[survivor]
+    stop_service(root, worker, kill=True)  # the worker, its task runner and the DDP processes: a lost machine
+    assert not [pid for pid in trainers if Path(f"/proc/{pid}").exists() and
+                Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"]
+
+    def trained() -> dict | None:
+        train = api.task("flights_training", run_id, "train")
+        assert train["state"] not in ("failed", "upstream_failed"), train
+        return train if train["state"] == "success" else None
+
+    train = wait_for("the retried train task", trained, 420)
+    assert train["try_number"] == 2 and workers_ran(root)[survivor] > before
+    result = api.xcom("flights_training", run_id, "train")
+    assert result["resumed_from"] == str(checkpoint / "last.ckpt") and result["world_size"] == 2
+    start_service(root, worker)
+
+    def registered() -> str | None:
+        register = api.task("flights_training", run_id, "register")
+        assert register["state"] not in ("failed", "upstream_failed", "skipped"), register
+        return str(api.xcom("flights_training", run_id, "register")["version"]) if register["state"] == "success" \
+            else None
+
+    version = wait_for("the retrained model's registration", registered, 300)
+    tracking = stack_env["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
+    subprocess.run([AIRFLOW_MLOPS, "approve", "--model", "flight_delay", "--version", version, "--by", "stack-test",
+                    "--why", "retrained after drift", "--tracking-uri", tracking], check=True, capture_output=True)
+    (training_set,) = (lake / "training_sets" / "flight_delay_v1").glob("*/manifest.json")
+    test_split = json.loads(training_set.read_text())["splits"]["test"]["uri"].removeprefix("file://")
+    import pandas as pd
+
+    flights = pd.read_parquet(test_split).head(500).drop(columns=["is_delayed"])
+    with canary_traffic({"url": stack["lb"], "token": stack_env["MLOPS_SERVER_TOKEN"]}, flights) as traffic:
+        run = api.finished("flights_training", run_id, timeout=420)
+    assert run["state"] == "success", api.get(f"/dags/flights_training/dagRuns/{run_id}/taskInstances")
+    verdict = api.xcom("flights_training", run_id, "canary_analysis")
+    assert verdict["healthy"] and verdict["stats"]["replicas"] == 2 and traffic["sent"] >= 200, (verdict, traffic)
+    champion = MlflowClient(tracking).get_model_version_by_alias("flight_delay", "champion")
+    assert str(champion.version) == version != stack["retrain"]["first_version"]
+    token = {"Authorization": f"Bearer {stack_env['MLOPS_SERVER_TOKEN']}"}
+    for name in REPLICAS:
+        served = httpx.get(f"http://127.0.0.1:{stack['ports'][name]}/v1/admin/deployments", headers=token).json()
+        assert served["flight_delay"]["variants"]["main"] == {"name": "flight_delay", "version": version}, name
+    month_s = time.monotonic() - stack["retrain"]["started"]
+    print(f"one month on the stack: {month_s:.0f} s from landing to the retrained model's rollout; {worker} lost "
+          f"during retraining, retried on {survivor} from {checkpoint.name}/last.ckpt; canary on "
+          f"{verdict['stats']['replicas']} replicas with {traffic['sent']} requests")
+
+
+def test_a_replica_killed_under_load_and_a_canary_switch_fail_no_request(stack: dict[str, Any],
+                                                                        stack_env: dict[str, str]) -> None:
+    import pandas as pd
+
+    from airflow_mlops.hooks.model_server import ModelServerHook
+    from airflow_mlops.serving.models import json_rows
+
+    root = stack["root"]
+    (training_set,) = (root / "data" / "lake" / "training_sets" / "flight_delay_v1").glob("*/manifest.json")
+    test_split = json.loads(training_set.read_text())["splits"]["test"]["uri"].removeprefix("file://")
+    rows = json_rows(pd.read_parquet(test_split).head(200).drop(columns=["is_delayed"]))
+    hook = ModelServerHook()
+    version = hook.deployments()["flight_delay"]["variants"]["main"]["version"]
+    model = {"name": "flight_delay", "version": version}
+    switched: dict[str, Any] = {}
+
+    def canary() -> None:
+        switched["canary"] = hook.deploy("flight_delay", {"primary": model, "candidate": model},
+                                         {"kind": "canary", "primary": "primary", "candidate": "candidate",
+                                          "weight": 0.5}, who="stack-test", why="canary under load")
+
+    def rollout() -> None:
+        switched["stats"] = hook.stats("flight_delay")
+        switched["rollout"] = hook.deploy("flight_delay", {"main": model}, {"kind": "single"}, who="stack-test",
+                                          why="rollout under load")
+
+    events = [(3, lambda: stop_service(root, "replica1", kill=True)),  # a replica lost under load
+              (3, lambda: start_service(root, "replica1")),  # it comes back serving its stored deployment
+              (3, canary), (5, rollout)]  # seconds after the previous event finished
+    load = run_load(f"{stack['lb']}/v1/models/flight_delay/predict", rows, 16, 22, events)
+    assert load["failures"] == [] and load["requests"] > 200, load["failures"][:5]
+    assert switched["canary"]["replicas"] == 2 and switched["rollout"]["replicas"] == 2
+    variants = switched["stats"]["variants"]
+    assert switched["stats"]["replicas"] == 2 and variants["candidate"]["requests"] > 0
+    assert variants["primary"]["errors"] == variants["candidate"]["errors"] == 0
+    print(f"under load with a replica killed and a canary switch: {load['requests']} requests, 0 failed, "
+          f"p99 {load['p99_ms']:.0f} ms")
+
+
+def _training_processes() -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "airflow_mlops.training" in command:
+                pids.append(int(proc.name))
+    assert pids, "no training process"
+    return sorted(pids)
+
+
+def test_online_features_come_back_after_redis_restarts_and_rematerialization(
+        stack: dict[str, Any], stack_env: dict[str, str]) -> None:
+    """Redis (Celery's broker and Feast's online store, no persistence) restarts empty; clearing the
+    features run's `materialize` task fills the online store again, run by a Celery worker through
+    the restarted broker."""
+    from airflow_mlops.hooks.feast import FeastHook
+
+    root, api = stack["root"], stack["api"]
+    features_run = next(r for r in api.runs("flights_features") if r["state"] == "success")["dag_run_id"]
+    features = [f"carrier_stats:carrier_{stat}_30d" for stat in ("flights", "delay_rate", "mean_arr_delay")]
+    entities = [{"carrier": carrier} for carrier in ("UA", "AA", "DL", "B6")]
+
+    def read() -> dict[str, list]:
+        store = FeastHook("feast_default").get_conn()
+        return store.get_online_features(features=features, entity_rows=entities).to_dict()
+
+    before = read()
+    assert all(value is not None for value in before["carrier_flights_30d"]), before
+    stop_service(root, "redis", kill=True)
+    start_service(root, "redis")  # no persistence: the online store (and the broker's queues) are empty now
+    assert all(value is None for value in read()["carrier_flights_30d"])
+    tries = api.task("flights_features", features_run, "materialize")["try_number"]
+    api.post("/dags/flights_features/clearTaskInstances",
+             {"dry_run": False, "task_ids": ["materialize"], "dag_run_id": features_run, "only_failed": False,
+              "include_downstream": False, "include_upstream": False, "reset_dag_runs": True})
+
+    def materialized() -> bool:
+        task = api.task("flights_features", features_run, "materialize")
+        return task["state"] == "success" and task["try_number"] > tries
+
+    wait_for("materialize to run again", materialized, 240)
+    assert read() == before
+
+
+def test_postgres_restarted_during_a_dag_run_duplicates_nothing(stack: dict[str, Any]) -> None:
+    root, api = stack["root"], stack["api"]
+    api.trigger("flights_seed", "postgres_restart")
+    wait_for("flights_seed's task to run", lambda: any(
+        t["state"] == "running" for t in api.get("/dags/flights_seed/dagRuns/postgres_restart/taskInstances")[
+            "task_instances"]), 120, every=0.5)
+    stop_service(root, "postgres")
+    time.sleep(3)
+    start_service(root, "postgres")
+    run = wait_for("flights_seed to finish after the restart", lambda: _finished_after_restart(api), 420, every=3)
+    tasks = api.get("/dags/flights_seed/dagRuns/postgres_restart/taskInstances")["task_instances"]
+    assert run["state"] == "success", tasks
+    assert psql(stack, "SELECT count(*) FROM flights", "flights") == "336776"  # nothing duplicated
+    print(f"postgres restarted during flights_seed: {[(t['task_id'], t['try_number']) for t in tasks]}")
+
+
+def _finished_after_restart(api: Api) -> dict | None:
+    try:
+        run = api.get("/dags/flights_seed/dagRuns/postgres_restart")
+    except (AssertionError, httpx.TransportError):  # the API server reconnects to the database
+        return None
+    return run if run["state"] in ("success", "failed") else None
+
+
+def test_stack_down_stops_everything(stack: dict[str, Any]) -> None:
+    root, record = stack["root"], json.loads((stack["root"] / "stack.json").read_text())
+    stopped = down(root)
     assert stopped[-1] == "postgres" and set(stopped) >= {"redis", "mlflow", "api-server", "scheduler", "worker1",
-                                                          "worker2"}
+                                                          "worker2", "replica1", "replica2", "model-server"}
     assert not any(group_alive(pid) for pid in record["pids"].values())
     assert not (root / "stack.json").exists()
     with pytest.raises(StackError, match="no stack recorded"):
         down(root)
-    print(f"stack up in {took:.0f} s")

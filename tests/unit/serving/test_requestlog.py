@@ -61,3 +61,16 @@ def test_a_full_queue_or_a_failed_write_is_counted_not_hidden(tmp_path: Path) ->
     log.append("predictions", record(1))
     log.close()
     assert log.dropped == 1 and log.written == 0
+
+
+def test_writers_sharing_one_folder_keep_every_record(tmp_path: Path) -> None:
+    """Replicas share the request-log folder: each writer's files have names of their own, so no
+    file replaces another's even when they flush in the same instant."""
+    logs = [RequestLog(tmp_path, flush_rows=1, flush_seconds=3600) for _ in range(2)]
+    for i in range(40):
+        logs[i % 2].append("predictions", record(i))
+    for log in logs:
+        log.close()
+    assert sorted(read_log(tmp_path)["prediction_id"]) == sorted(f"p{i}" for i in range(40))
+    names = [f.name for f in (tmp_path / "predictions").rglob("part-*.parquet")]
+    assert len(names) == len(set(names)) == 40
