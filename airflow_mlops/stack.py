@@ -151,8 +151,16 @@ def _run(command: list[str]) -> None:
         raise StackError(f"{' '.join(command)} failed (exit {done.returncode}): {(done.stderr or done.stdout)[-2000:]}")
 
 
+#: Restarted when they exit, as compose's ``restart: unless-stopped`` does: the scheduler and the
+#: dag-processor exit when the metadata database goes away (a Postgres restart), by design.
+SUPERVISED = ("mlflow", *(name for name, _ in AIRFLOW_PROCESSES), *WORKERS)
+RESTART = 'while :; do "$@"; echo "[stack] $1 exited with $?; starting it again in 5 s"; sleep 5; done'
+
+
 def _start(root: Path, name: str, command: list[str], env: dict[str, str]) -> int:
     log = root / "logs" / f"{name}.log"
+    if name in SUPERVISED:  # a shell loop in the service's process group: `down` and `stop` end both
+        command = ["/bin/sh", "-c", RESTART, "sh", *command]
     with log.open("a") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     return process.pid
@@ -248,12 +256,9 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
             _wait(f"Celery {name}", lambda n=name: " ready." in (root / "logs" / f"{n}.log").read_text(),
                   root / "logs" / f"{name}.log")
     except BaseException:
-        _write(root, record)
-        down(root)
+        _abandon(root, record)
         raise
-    _write(root, record)
-    (root / "stack.env").write_text("".join(f"{k}={json.dumps(v)}\n" for k, v in stack_env.items()))
-    (root / "stack.env").chmod(0o600)  # it holds the model servers' admin token
+    _record_stack(root, record, stack_env)
     return record
 
 
@@ -294,17 +299,28 @@ def serving_up(root: Path, tracking_uri: str, token: str, *, offset: int = 0) ->
     try:
         _start_serving(root, port, start)
     except BaseException:
-        _write(root, record)
-        down(root)
+        _abandon(root, record)
         raise
-    _write(root, record)
-    (root / "stack.env").write_text("".join(f"{k}={json.dumps(v)}\n" for k, v in saved.items()))
-    (root / "stack.env").chmod(0o600)
+    _record_stack(root, record, saved)
     return record
 
 
 def _write(root: Path, record: dict[str, Any]) -> None:
     (root / "stack.json").write_text(json.dumps(record, indent=2))
+
+
+def _abandon(root: Path, record: dict[str, Any]) -> None:
+    """A start that failed: stop what it started (``down`` reads the record)."""
+    _write(root, record)
+    down(root)
+
+
+def _record_stack(root: Path, record: dict[str, Any], env: dict[str, str]) -> None:
+    """The started stack's record (``stack.json``) and environment (``stack.env``, owner-only: it holds
+    the model servers' admin token)."""
+    _write(root, record)
+    (root / "stack.env").write_text("".join(f"{k}={json.dumps(v)}\n" for k, v in env.items()))
+    (root / "stack.env").chmod(0o600)
 
 
 def _record(root: Path) -> dict[str, Any]:

@@ -94,39 +94,12 @@ def main() -> None:
     parser.add_argument("--port-offset", type=int, default=3000, help="added to the stack's default ports")
     args = parser.parse_args()
 
-    import pandas as pd
-    import torch
-    from mlflow import MlflowClient
-
     from airflow_mlops.serving.models import json_rows
     from airflow_mlops.stack import down, serving_up, start_service, stop_service
-    from airflow_mlops.training.flights import FlightDelayModel, fit_preprocessing
-    from tests.training_sets import write_training_set
+    from benchmarks.serve import reference_models
 
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    manifest = json.loads(Path(write_training_set(work / "set").removeprefix("file://")).read_text())
-    train = pd.read_parquet(manifest["splits"]["train"]["uri"].removeprefix("file://"))
-    test = pd.read_parquet(manifest["splits"]["test"]["uri"].removeprefix("file://"))
-    preprocessing = fit_preprocessing(train)
-    stats = preprocessing["numeric"]
-    tracking = f"sqlite:///{work / 'mlflow.db'}"
-    client = MlflowClient(tracking)
-    experiment = client.create_experiment("load", artifact_location=str(work / "artifacts"))
-    client.create_registered_model("flight_delay")
-    for seed in (0, 1):  # two versions (different weights) for the canary switch
-        torch.manual_seed(seed)
-        model = FlightDelayModel(num_numeric=len(stats),
-                                 cardinalities=[len(v) + 1 for v in preprocessing["categorical"].values()],
-                                 numeric_mean=[s["mean"] for s in stats.values()],
-                                 numeric_std=[s["std"] for s in stats.values()], hidden=64)
-        folder = work / f"model{seed}"
-        folder.mkdir()
-        torch.save(model.state_dict(), folder / "model.pt")
-        (folder / "config.json").write_text(json.dumps({"model": "airflow_mlops.training.flights:FlightDelayModel",
-                                                        "init": dict(model.hparams), "preprocessing": preprocessing}))
-        run = client.create_run(experiment)
-        client.log_artifacts(run.info.run_id, str(folder), "model")
-        client.create_model_version("flight_delay", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    tracking, _, test = reference_models(work, seeds=(0, 1))  # two versions (different weights) for the canary
     rows = json_rows(test.drop(columns=["is_delayed"]).head(2000))
 
     root = work / "stack"

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,46 @@ def bare_server(port: int, model_dir: str) -> None:
         return {"ready": True}
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def reference_models(work: Path, seeds: Sequence[int]) -> tuple[str, list[Path], Any]:
+    """The reference network (hidden 64, its preprocessing fitted on a small real training set),
+    saved like a trained one with ``torch.manual_seed(seed)`` for each seed and registered as
+    versions 1, 2, ... of ``flight_delay`` in a SQLite MLflow registry under ``work``. Returns the
+    tracking URI, the model folders and the training set's test split."""
+    import pandas as pd
+    import torch
+    from mlflow import MlflowClient
+
+    from airflow_mlops.training.flights import FlightDelayModel, fit_preprocessing
+    from tests.training_sets import write_training_set
+
+    manifest = json.loads(Path(write_training_set(work / "set").removeprefix("file://")).read_text())
+    train = pd.read_parquet(manifest["splits"]["train"]["uri"].removeprefix("file://"))
+    test = pd.read_parquet(manifest["splits"]["test"]["uri"].removeprefix("file://"))
+    preprocessing = fit_preprocessing(train)
+    stats = preprocessing["numeric"]
+    tracking = f"sqlite:///{work / 'mlflow.db'}"
+    client = MlflowClient(tracking)
+    experiment = client.create_experiment("benchmark", artifact_location=str(work / "artifacts"))
+    client.create_registered_model("flight_delay")
+    folders = []
+    for i, seed in enumerate(seeds):
+        torch.manual_seed(seed)
+        model = FlightDelayModel(num_numeric=len(stats),
+                                 cardinalities=[len(v) + 1 for v in preprocessing["categorical"].values()],
+                                 numeric_mean=[s["mean"] for s in stats.values()],
+                                 numeric_std=[s["std"] for s in stats.values()], hidden=64)
+        folder = work / f"model{i}"
+        folder.mkdir()
+        torch.save(model.state_dict(), folder / "model.pt")
+        (folder / "config.json").write_text(json.dumps({"model": "airflow_mlops.training.flights:FlightDelayModel",
+                                                        "init": dict(model.hparams), "preprocessing": preprocessing}))
+        run = client.create_run(experiment)
+        client.log_artifacts(run.info.run_id, str(folder), "model")
+        client.create_model_version("flight_delay", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+        folders.append(folder)
+    return tracking, folders, test
 
 
 def start(command: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -118,38 +159,13 @@ def main() -> None:
         bare_server(int(args.bare_server[0]), args.bare_server[1])
         return
     import httpx
-    import pandas as pd
-    import torch
-    from mlflow import MlflowClient
 
     from airflow_mlops.serving.models import json_rows
-    from airflow_mlops.training.flights import FlightDelayModel, fit_preprocessing
     from tests.conftest import free_port
-    from tests.training_sets import write_training_set
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    manifest = json.loads(Path(write_training_set(work / "set").removeprefix("file://")).read_text())
-    train = pd.read_parquet(manifest["splits"]["train"]["uri"].removeprefix("file://"))
-    test = pd.read_parquet(manifest["splits"]["test"]["uri"].removeprefix("file://"))
-    preprocessing = fit_preprocessing(train)
-    stats = preprocessing["numeric"]
-    torch.manual_seed(0)
-    model = FlightDelayModel(num_numeric=len(stats), cardinalities=[len(v) + 1 for v in preprocessing["categorical"].values()],
-                             numeric_mean=[s["mean"] for s in stats.values()], numeric_std=[s["std"] for s in stats.values()],
-                             hidden=64)
-    folder = work / "model"
-    folder.mkdir()
-    torch.save(model.state_dict(), folder / "model.pt")
-    (folder / "config.json").write_text(json.dumps({"model": "airflow_mlops.training.flights:FlightDelayModel",
-                                                    "init": dict(model.hparams), "preprocessing": preprocessing}))
-    tracking = f"sqlite:///{work / 'mlflow.db'}"
-    client = MlflowClient(tracking)
-    experiment = client.create_experiment("serve", artifact_location=str(work / "artifacts"))
-    client.create_registered_model("flight_delay")
-    for _ in range(2):  # two versions of the same weights: a canary over them measures routing alone
-        run = client.create_run(experiment)
-        client.log_artifacts(run.info.run_id, str(folder), "model")
-        client.create_model_version("flight_delay", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    # Two versions of the same weights: a canary over them measures routing alone.
+    tracking, (folder, _), test = reference_models(work, seeds=(0, 0))
     rows = json_rows(test.drop(columns=["is_delayed"]).head(2000))
     v1, v2 = {"name": "flight_delay", "version": "1"}, {"name": "flight_delay", "version": "2"}
 

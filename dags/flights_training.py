@@ -78,7 +78,10 @@ version while the current model keeps the rest (the very first model is deployed
 `canary_analysis` waits in the triggerer for 200 requests to the candidate and compares its
 error rate and p99 latency with the primary's; if the candidate is worse, the endpoint is rolled
 back, the version is recorded as rejected, and `promote` and `rollout` are skipped. Otherwise
-`promote` makes it the registry's champion and `rollout` gives it all the traffic.
+`promote` makes it the registry's champion and `rollout` gives it all the traffic. Behind a load
+balancer (the scale-out stack: `airflow-mlops stack up`), the connection's extra `replicas` lists
+the replicas: every deployment and rollback reaches each of them, and the canary analysis adds up
+their traffic.
 
 In the UI: `train`, `evaluate` and `register` link to the **MLflow run** (with `[mlops]
 mlflow_ui_url`), `evaluate` to its **Evaluation report**, `register` to the **Model version**;

@@ -97,6 +97,10 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     start_epoch = _checkpoint_epoch(last) if resume else 0
     trainer.fit(model, datamodule=data, ckpt_path=resume)
     elapsed = time.perf_counter() - started
+    if "val_loss" not in trainer.callback_metrics:
+        # Resumed from the last epoch's checkpoint (the attempt before died after it): nothing was left
+        # to fit, the weights are the checkpoint's; validate once so the result has its val_loss.
+        trainer.validate(model, datamodule=data, verbose=False)
     if trainer.global_rank != 0:
         return None
 
@@ -105,7 +109,7 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     base_rate = float(data.splits["train"][2].mean())
     metrics = {f"test_{k}": v for k, v in evaluate(model, data.splits["test"], base_rate).items()}
     metrics.update({f"validation_{k}": v for k, v in evaluate(model, data.splits["validation"], base_rate).items()})
-    metrics["val_loss"] = float(trainer.callback_metrics.get("val_loss", float("nan")))
+    metrics["val_loss"] = float(trainer.callback_metrics["val_loss"])
     metrics["samples_per_s"] = samples / elapsed if elapsed > 0 else 0.0
 
     output = Path(spec.output_dir)

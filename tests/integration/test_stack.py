@@ -275,11 +275,13 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
         assert train["state"] not in ("failed", "upstream_failed"), train
         return train if train["state"] == "success" else None
 
-    train = wait_for("the retried train task", trained, 420)
+    try:
+        train = wait_for("the retried train task", trained, 420)
+    finally:
+        start_service(root, worker)  # the stack has two workers again, whatever happened
     assert train["try_number"] == 2 and workers_ran(root)[survivor] > before
     result = api.xcom("flights_training", run_id, "train")
     assert result["resumed_from"] == str(checkpoint / "last.ckpt") and result["world_size"] == 2
-    start_service(root, worker)
 
     def registered() -> str | None:
         register = api.task("flights_training", run_id, "register")
@@ -413,7 +415,11 @@ def test_postgres_restarted_during_a_dag_run_duplicates_nothing(stack: dict[str,
     tasks = api.get("/dags/flights_seed/dagRuns/postgres_restart/taskInstances")["task_instances"]
     assert run["state"] == "success", tasks
     assert psql(stack, "SELECT count(*) FROM flights", "flights") == "336776"  # nothing duplicated
-    print(f"postgres restarted during flights_seed: {[(t['task_id'], t['try_number']) for t in tasks]}")
+    assert [r["dag_run_id"] for r in api.runs("flights_seed")] == ["on_celery", "postgres_restart"]
+    restarted = [name for name in ("scheduler", "dag-processor", "triggerer", "api-server", "worker1", "worker2",
+                                   "mlflow") if "[stack] " in (root / "logs" / f"{name}.log").read_text()]
+    print(f"postgres restarted during flights_seed: tasks {[(t['task_id'], t['try_number']) for t in tasks]}; "
+          f"started again by the stack after they exited: {restarted}")
 
 
 def _finished_after_restart(api: Api) -> dict | None:

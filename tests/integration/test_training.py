@@ -104,6 +104,24 @@ def test_a_killed_training_resumes_from_its_checkpoint(tmp_path: Path, training_
     assert outcome["resumed_from"] == str(checkpoint) and outcome["epochs"] == 20
 
 
+def test_a_retry_after_the_last_epochs_checkpoint_validates_and_gives_the_same_model(
+        tmp_path: Path, training_set: str) -> None:
+    """The attempt before died after its last checkpoint (in the test evaluation, say): the retry
+    has no epoch left to fit; its result is the finished model's, with a finite val_loss (a NaN
+    would not go through XCom's JSON)."""
+    spec = make_spec(tmp_path / "done", training_set, epochs=2)
+    subprocess.run(torchrun(spec, 1), check=True, capture_output=True, timeout=300)
+    first = result(spec)
+    (spec.parent / "out" / "result.json").unlink()
+    subprocess.run(torchrun(spec, 1), check=True, capture_output=True, timeout=300)
+    retried = result(spec)
+    assert retried["resumed_from"] == str(spec.parent / "ckpt" / "last.ckpt") and retried["epochs"] == 2
+    json.dumps(retried, allow_nan=False)
+    for key in ("test_auc", "test_log_loss", "validation_auc"):
+        assert retried["metrics"][key] == pytest.approx(first["metrics"][key], abs=1e-9), key
+    assert retried["metrics"]["val_loss"] == pytest.approx(first["metrics"]["val_loss"], abs=1e-6)
+
+
 def context(dag_id: str = "dag", run_id: str = "run") -> dict:
     return {"dag": SimpleNamespace(dag_id=dag_id), "run_id": run_id}
 
