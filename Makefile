@@ -46,6 +46,7 @@ bench: home
 	$(BIN)/python benchmarks/evaluate.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/drift.py
+	$(BIN)/python benchmarks/load.py
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml and requirements/pins.txt
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra postgres --extra celery -c requirements/pins.txt \
