@@ -97,7 +97,7 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     start_epoch = _checkpoint_epoch(last) if resume else 0
     trainer.fit(model, datamodule=data, ckpt_path=resume)
     elapsed = time.perf_counter() - started
-    if "val_loss" not in trainer.callback_metrics:
+    if resume and "val_loss" not in trainer.callback_metrics:
         # Resumed from the last epoch's checkpoint (the attempt before died after it): nothing was left
         # to fit, the weights are the checkpoint's; validate once so the result has its val_loss.
         trainer.validate(model, datamodule=data, verbose=False)
@@ -109,7 +109,8 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     base_rate = float(data.splits["train"][2].mean())
     metrics = {f"test_{k}": v for k, v in evaluate(model, data.splits["test"], base_rate).items()}
     metrics.update({f"validation_{k}": v for k, v in evaluate(model, data.splits["validation"], base_rate).items()})
-    metrics["val_loss"] = float(trainer.callback_metrics["val_loss"])
+    if "val_loss" in trainer.callback_metrics:  # a model class that logs no val_loss has none (never a NaN)
+        metrics["val_loss"] = float(trainer.callback_metrics["val_loss"])
     metrics["samples_per_s"] = samples / elapsed if elapsed > 0 else 0.0
 
     output = Path(spec.output_dir)
