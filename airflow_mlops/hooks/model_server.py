@@ -20,9 +20,10 @@ class ModelServerHook(BaseHook):
 
     Replicas behind a load balancer: the connection's host and port are the balancer's (predictions
     and reads go there), and its extra ``{"replicas": ["host:port", ...]}`` lists every replica.
-    ``deploy`` and ``rollback`` then go to each replica in turn (each switches atomically); if one
-    fails, the replicas already switched are rolled back and the error names them, so the replicas
-    never stay on different deployments. ``stats`` adds up the replicas' counts (requests, rows,
+    ``deploy`` and ``rollback`` then go to each replica in turn (each switches atomically); if a
+    deployment fails on one, the replicas already switched are rolled back and the error names them,
+    so the replicas do not stay on different deployments (a failed rollback names the replicas that
+    rolled back and those that did not). ``stats`` adds up the replicas' counts (requests, rows,
     errors) and takes the highest p50/p99 of any replica (percentiles do not add up; the highest is
     the bound a canary check may rely on).
 
@@ -100,8 +101,12 @@ class ModelServerHook(BaseHook):
             raise ModelServerError(f"model server {base} ({self.model_server_conn_id}): {type(err).__name__}: {err}") from err
         return self._answer(method, path, response)
 
-    def _switch_all(self, method: str, path: str, body: dict[str, Any], endpoint: str, who: str) -> dict[str, Any]:
-        """A deploy or rollback on every replica; if one fails, the ones switched before it roll back."""
+    def _switch_all(self, method: str, path: str, body: dict[str, Any], endpoint: str, who: str, *,
+                    undo: bool) -> dict[str, Any]:
+        """A deploy or rollback on every replica in turn. If one fails after others switched: with
+        ``undo`` (a deployment) those roll back to what they served; a rollback cannot be undone
+        that way (a second rollback goes one further back), so the error names the replicas that
+        rolled back and the ones that did not, for a person to decide."""
         replicas = self._replicas(self.get_connection(self.model_server_conn_id))
         switched: list[str] = []
         answer: dict[str, Any] = {}
@@ -111,6 +116,9 @@ class ModelServerHook(BaseHook):
             except ModelServerError as err:
                 if not switched:
                     raise
+                if not undo:
+                    raise ModelServerError(f"{err}; rolled back already: {', '.join(switched)}; not rolled back: "
+                                           f"{', '.join(replicas[len(switched):])}") from err
                 undone = []
                 for done in switched:
                     try:
@@ -130,11 +138,11 @@ class ModelServerHook(BaseHook):
     def deploy(self, endpoint: str, variants: Mapping[str, Mapping[str, str]], policy: Mapping[str, Any],
                who: str = "", why: str = "", feature_service: str | None = None) -> dict[str, Any]:
         body = {"variants": variants, "policy": policy, "who": who, "why": why, "feature_service": feature_service}
-        return self._switch_all("PUT", f"/v1/admin/deployments/{endpoint}", body, endpoint, who)
+        return self._switch_all("PUT", f"/v1/admin/deployments/{endpoint}", body, endpoint, who, undo=True)
 
     def rollback(self, endpoint: str, who: str = "", why: str = "") -> dict[str, Any]:
         return self._switch_all("POST", f"/v1/admin/deployments/{endpoint}/rollback", {"who": who, "why": why},
-                                endpoint, who)
+                                endpoint, who, undo=False)
 
     def deployments(self) -> dict[str, Any]:
         return self._request("GET", "/v1/admin/deployments", admin=True)

@@ -453,6 +453,19 @@ def test_the_hook_deploys_to_every_replica_and_adds_their_stats_up(registry: dic
         for replica in (server, other):
             served = httpx.get(f"{replica.url}/v1/admin/deployments", headers=ADMIN).json()["replicated"]
             assert served["variants"] == {"a": V1, "b": V2}, replica.url
+        # A rollback that fails on the second replica is not undone by a second rollback: the error says where.
+        other.stop()
+        with pytest.raises(ModelServerError, match=rf"rolled back already: http://127.0.0.1:{server.port}; "
+                                                   rf"not rolled back: http://127.0.0.1:{other.port}"):
+            hook.rollback("replicated", who="test", why="back")
+        other.start()
+        served = {r.url: httpx.get(f"{r.url}/v1/admin/deployments", headers=ADMIN).json()["replicated"]["variants"]
+                  for r in (server, other)}
+        assert served == {server.url: {"main": V1}, other.url: {"a": V1, "b": V2}}
+        assert ModelServerHook("replicas").rollback_replica(other.url, "replicated", "test", "catch up")
+        assert httpx.get(f"{other.url}/v1/admin/deployments", headers=ADMIN).json()["replicated"]["variants"] \
+            == {"main": V1}
+        hook.deploy("replicated", {"a": V1, "b": V2}, canary, who="test", why="canary again")
         assert hook.rollback("replicated", who="test", why="back")["replicas"] == 2
         for replica in (server, other):
             assert httpx.get(f"{replica.url}/v1/admin/deployments", headers=ADMIN).json()["replicated"]["variants"] \
