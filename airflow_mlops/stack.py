@@ -2,16 +2,18 @@
 
 ``airflow-mlops stack up --dir D`` starts, each as its own process (group) with its log in ``D/logs``:
 PostgreSQL (databases ``airflow``, ``mlflow``, ``optuna``, ``flights``), Redis (the Celery broker
-on db 0; db 1 is left for Feast's online store), an MLflow tracking server on Postgres with its
+on db 0, Feast's online store on db 1), an MLflow tracking server on Postgres with its
 artifacts in ``D/mlflow-artifacts``, and Airflow with the CeleryExecutor: api-server, scheduler,
 dag-processor, triggerer and two Celery workers; two model-server replicas (``airflow-mlops
 serve``, each with its own deployments and model cache, one shared request log) behind nginx, the
 address of the ``mlops_model_server`` connection (whose extra lists the replicas, so deployments
 reach both). The Feast operators use the ``feast_default`` connection: the repository's
 ``feature_store.redis.yaml``, online store in Redis db 1. ``stack down --dir D`` stops them in
-reverse order. Run as root, PostgreSQL runs as the ``postgres`` user with its data in a folder of its own
-under the system's temporary folder (named in ``D/stack.json``). ``D/stack.env`` holds the environment a shell needs to talk to the stack
-(``set -a; . D/stack.env``), ``D/stack.json`` the processes and ports.
+reverse order. The Airflow components, the workers and MLflow are started again when they exit
+(``SUPERVISED``). Run as root, PostgreSQL runs as the ``postgres`` user with its data in a folder
+of its own under the system's temporary folder (named in ``D/stack.json``). ``D/stack.env`` holds
+the environment a shell needs to talk to the stack (``set -a; . D/stack.env``; owner-only: it
+holds the model servers' admin token), ``D/stack.json`` the processes and ports.
 
 ``stop_service``/``start_service`` stop and start one recorded service again (the fault tests
 use them: a worker killed during training, a replica killed under load, Redis and Postgres
