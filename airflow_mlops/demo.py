@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.cli import _airflow
+from airflow_mlops.processes import stop_group
 
 MODEL = "flight_delay"
 #: The demo's own outputs under the data folder, removed when it starts so every run tells the same story.
@@ -300,41 +300,6 @@ def model_server(home: Path, log: Path) -> Iterator[dict[str, Any]]:
         yield {"url": url, "token": conn["password"], "state_dir": Path(settings.serving_dir()), "log": log}
     finally:
         stop_group(process)
-
-
-def stop_group(process: subprocess.Popen, timeout: float = 30.0) -> None:
-    """Stop a process started with ``start_new_session=True`` and its children: TERM, then KILL."""
-    stop_process_group(process.pid, timeout)
-    process.wait(timeout=timeout)
-
-
-def stop_process_group(pgid: int, timeout: float = 30.0) -> bool:
-    """TERM the process group, then KILL whatever of it still runs after ``timeout``: the leader, or
-    a child it left behind (an ``airflow standalone`` that exits before its scheduler does). False
-    when the group was already gone."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and group_alive(pgid):
-        time.sleep(0.2)
-    if group_alive(pgid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-    return True
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether a process of the group runs (zombies, which only wait to be reaped, do not count)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp
-            return True
-    return False
 
 
 def replay_flights(server: dict[str, Any], training_set: Path, endpoint: str = "flight_delay",

@@ -29,13 +29,14 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from airflow_mlops.processes import group_alive, kill_tree, stop_process_group
 
 #: Default ports; ``offset`` moves all of them (a second stack, or the tests beside a running one).
 PORTS = {"postgres": 25432, "redis": 26379, "mlflow": 25000, "api": 28080, "triggerer_logs": 28794,
@@ -159,6 +160,11 @@ SUPERVISED = ("mlflow", *(name for name, _ in AIRFLOW_PROCESSES), *WORKERS)
 RESTART = 'while :; do "$@"; echo "[stack] $1 exited with $?; starting it again in 5 s"; sleep 5; done'
 
 
+def _pg_ctl(postgres: dict[str, Any], action: str, *options: str) -> None:
+    """``pg_ctl`` on the stack's cluster (as the ``postgres`` user when run as root), waiting for it."""
+    _run([*postgres["run_as"], str(Path(postgres["bin"]) / "pg_ctl"), "-D", postgres["data"], "-w", *options, action])
+
+
 def _start(root: Path, name: str, command: list[str], env: dict[str, str]) -> int:
     log = root / "logs" / f"{name}.log"
     if name in SUPERVISED:  # a shell loop in the service's process group: `down` and `stop` end both
@@ -225,11 +231,10 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
             data = root / "postgres"
             data.mkdir(exist_ok=True)
         _run([*run_as, str(pg / "initdb"), "-D", str(data / "data"), "-U", "mlops", "--auth=trust", "-E", "UTF8"])
-        _run([*run_as, str(pg / "pg_ctl"), "-D", str(data / "data"), "-l", str(data / "server.log"),
-                        "-w", "-o", f"-p {port['postgres']} -k {data} -c listen_addresses=127.0.0.1 "
-                        "-c max_connections=300", "start"])
         record["postgres"] = {"data": str(data / "data"), "log": str(data / "server.log"), "bin": str(pg),
-                              "run_as": run_as}
+                              "run_as": run_as, "options": f"-p {port['postgres']} -k {data} "
+                                                           "-c listen_addresses=127.0.0.1 -c max_connections=300"}
+        _pg_ctl(record["postgres"], "start", "-l", record["postgres"]["log"], "-o", record["postgres"]["options"])
         for database in DATABASES:
             _run([*run_as, str(pg / "psql"), "-h", "127.0.0.1", "-p", str(port["postgres"]), "-U", "mlops",
                   "-d", "postgres", "-qc", f"CREATE DATABASE {database}"])
@@ -333,45 +338,18 @@ def _record(root: Path) -> dict[str, Any]:
 
 
 def stop_service(root: Path, name: str, *, kill: bool = False, timeout: float = 30.0) -> None:
-    """Stop one service of a running stack: ``kill`` is SIGKILL to its whole process group (a machine
-    lost), otherwise TERM and a wait. PostgreSQL stops with ``pg_ctl -m fast`` (connections cut)."""
+    """Stop one service of a running stack: ``kill`` is SIGKILL to its process group and every
+    descendant in other groups (a machine lost), otherwise TERM and a wait. PostgreSQL stops with
+    ``pg_ctl -m fast`` (connections cut), or ``-m immediate`` with ``kill``."""
     record = _record(root)
     if name == "postgres":
-        postgres = record["postgres"]
-        _run([*postgres["run_as"], str(Path(postgres["bin"]) / "pg_ctl"), "-D", postgres["data"], "-m",
-              "immediate" if kill else "fast", "-w", "stop"])
+        _pg_ctl(record["postgres"], "stop", "-m", "immediate" if kill else "fast")
         return
     if name not in record["pids"]:
         raise StackError(f"stack service {name!r} is not recorded; services: {sorted(record['pids'])} and postgres")
-    from airflow_mlops.demo import stop_process_group
-
     if kill:  # the whole tree: task runners and training processes start groups of their own
-        for pid in process_tree(record["pids"][name]):
-            with contextlib.suppress(ProcessLookupError):  # already gone
-                os.kill(pid, signal.SIGKILL)
+        kill_tree(record["pids"][name])
     stop_process_group(record["pids"][name], timeout)
-
-
-def process_tree(pgid: int) -> list[int]:
-    """The processes of group ``pgid`` and every descendant of them, in whatever group (from /proc)."""
-    parents: dict[int, int] = {}
-    groups: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            fields = (proc / "stat").read_text().rpartition(")")[2].split()
-        except OSError:  # exited meanwhile
-            continue
-        parents[int(proc.name)], groups[int(proc.name)] = int(fields[1]), int(fields[2])
-    tree = {pid for pid, group in groups.items() if group == pgid}
-    for pid in parents:
-        ancestor = parents[pid]
-        while ancestor > 1 and ancestor not in tree:
-            ancestor = parents.get(ancestor, 0)
-        if ancestor in tree:
-            tree.add(pid)
-    return sorted(tree)
 
 
 def start_service(root: Path, name: str, timeout: float = 120) -> None:
@@ -379,16 +357,11 @@ def start_service(root: Path, name: str, timeout: float = 120) -> None:
     root = root.resolve()
     record = _record(root)
     port = record["ports"]
-    if name == "postgres":
-        postgres = record["postgres"]
-        _run([*postgres["run_as"], str(Path(postgres["bin"]) / "pg_ctl"), "-D", postgres["data"], "-l",
-              postgres["log"], "-w", "-o", f"-p {port['postgres']} -k {Path(postgres['data']).parent} "
-              "-c listen_addresses=127.0.0.1 -c max_connections=300", "start"])
+    if name == "postgres":  # as up started it: the same log, port, socket folder and settings
+        _pg_ctl(record["postgres"], "start", "-l", record["postgres"]["log"], "-o", record["postgres"]["options"])
         return
     if name not in record["commands"]:
         raise StackError(f"stack service {name!r} is not recorded; services: {sorted(record['commands'])} and postgres")
-    from airflow_mlops.demo import group_alive
-
     if group_alive(record["pids"][name]):
         raise StackError(f"stack service {name!r} is running (pid {record['pids'][name]}): stop it first")
     saved = (line.split("=", 1) for line in (root / "stack.env").read_text().splitlines())
@@ -410,13 +383,11 @@ def down(root: Path, timeout: float = 30.0) -> list[str]:
     root = root.resolve()
     path = root / "stack.json"
     record = _record(root)
-    from airflow_mlops.demo import stop_process_group
-
     stopped = [name for name, pid in reversed(list(record["pids"].items())) if stop_process_group(pid, timeout)]
     postgres = record.get("postgres")
     if postgres:
-        subprocess.run([*postgres["run_as"], str(Path(postgres["bin"]) / "pg_ctl"), "-D", postgres["data"], "-m",
-                        "fast", "stop"], check=False, capture_output=True)
+        with contextlib.suppress(StackError):  # already stopped
+            _pg_ctl(postgres, "stop", "-m", "fast")
         stopped.append("postgres")
     path.unlink()
     return stopped

@@ -135,14 +135,14 @@ def aws_conn(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _postgres_bin() -> Path | None:
-    import glob
-    import shutil
+    """The PostgreSQL server's tools (initdb, pg_ctl) as the stack finds them, or None."""
+    from airflow_mlops.stack import StackError
+    from airflow_mlops.stack import _postgres_bin as find
 
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).parent
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(versions[-1]).parent if versions else None
+    try:
+        return find()
+    except StackError:
+        return None
 
 
 def _apt_install(*packages: str) -> None:

@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from airflow_mlops.data.flights import write_landing_file
-from airflow_mlops.demo import stop_group
+from airflow_mlops.processes import stop_group
 from tests.model_server import TOKEN, Server
 
 ROOT = Path(__file__).resolve().parents[2]

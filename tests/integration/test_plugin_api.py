@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_mlops.demo import stop_group
+from airflow_mlops.processes import stop_group
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_mlops.demo import group_alive
-from airflow_mlops.stack import REPLICAS, StackError, down, process_tree, start_service, stop_service, up
+from airflow_mlops.processes import alive, group_alive, process_tree, processes
+from airflow_mlops.stack import REPLICAS, StackError, down, start_service, stop_service, up
 from benchmarks.load import run_load
 from tests.conftest import _apt_install, _postgres_bin
 
@@ -267,8 +267,7 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
     survivor = "worker2" if worker == "worker1" else "worker1"
     before = workers_ran(root)[survivor]
     stop_service(root, worker, kill=True)  # the worker, its task runner and the DDP processes: a lost machine
-    assert not [pid for pid in trainers if Path(f"/proc/{pid}").exists() and
-                Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"]
+    assert not [pid for pid in trainers if alive(pid)]
 
     def trained() -> dict | None:
         train = api.task("flights_training", run_id, "train")
@@ -356,14 +355,13 @@ def test_a_replica_killed_under_load_and_a_canary_switch_fail_no_request(stack: 
 
 def _training_processes() -> list[int]:
     pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "airflow_mlops.training" in command:
-                pids.append(int(proc.name))
+    for pid in processes():
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # exited meanwhile
+            continue
+        if "airflow_mlops.training" in command:
+            pids.append(pid)
     assert pids, "no training process"
     return sorted(pids)
 
