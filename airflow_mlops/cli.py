@@ -44,8 +44,9 @@ def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
         # Airflow's OpenLineage provider: every task's inputs and outputs, one JSON event per line
         # (`airflow-mlops lineage` walks them). Emitted from a thread, not a fork of the task.
         "openlineage": {
-            "transport": json.dumps({"type": "file", "log_file_path": str(data_dir / "lineage" / "events.jsonl"),
-                                     "append": True}),
+            "transport": json.dumps(
+                {"type": "file", "log_file_path": str(data_dir / "lineage" / "events.jsonl"), "append": True}
+            ),
             "namespace": "airflow-mlops",
             "execute_in_thread": "True",
         },
@@ -101,10 +102,24 @@ def init_home(home: Path, data_dir: Path, dags_folder: Path) -> None:
     if existing.returncode != 0:  # a fresh admin token for this home's model server; kept on later runs
         import secrets
 
-        _airflow(home, "connections", "add", "mlops_model_server", "--conn-type", "mlops_model_server",
-                 "--conn-host", "127.0.0.1", "--conn-port", "8765", "--conn-password", secrets.token_urlsafe(24))
-    print(f"AIRFLOW_HOME={home} ready: metadata DB migrated, connection flights_source -> {source_db}, "
-          "connection mlops_model_server -> 127.0.0.1:8765")
+        _airflow(
+            home,
+            "connections",
+            "add",
+            "mlops_model_server",
+            "--conn-type",
+            "mlops_model_server",
+            "--conn-host",
+            "127.0.0.1",
+            "--conn-port",
+            "8765",
+            "--conn-password",
+            secrets.token_urlsafe(24),
+        )
+    print(
+        f"AIRFLOW_HOME={home} ready: metadata DB migrated, connection flights_source -> {source_db}, "
+        "connection mlops_model_server -> 127.0.0.1:8765"
+    )
 
 
 def seed(url: str, months: list[int] | None) -> None:
@@ -123,7 +138,9 @@ def land(month: int, landing_dir: Path, corrupt: bool) -> None:
     print(write_landing_file(month, landing_dir, corrupt=corrupt))
 
 
-def infer_suite(partition: Path, name: str, out: Path, keys: list[str] | None, profile_out: Path | None) -> None:
+def infer_suite(
+    partition: Path, name: str, out: Path, keys: list[str] | None, profile_out: Path | None
+) -> None:
     """Profile a partition into a starting suite (and a reference profile) for a person to edit."""
     import pandas as pd
 
@@ -150,7 +167,9 @@ def governance(args: argparse.Namespace) -> None:
     try:
         if args.command == "rollback":
             outcome = rollback(client, args.model, args.by, args.why)
-            print(f"{args.model}: champion is v{outcome['champion']} again (v{outcome['rolled_back']} archived)")
+            print(
+                f"{args.model}: champion is v{outcome['champion']} again (v{outcome['rolled_back']} archived)"
+            )
         else:
             decide(client, args.model, args.version, args.command == "approve", args.by, args.why)
             print(f"{args.model} v{args.version} {args.command}d by {args.by}: {args.why}")
@@ -179,8 +198,10 @@ def stack(args: argparse.Namespace) -> None:
     except StackError as err:
         raise SystemExit(f"airflow-mlops stack {args.action}: {err}") from None
     print(f"stack up in {record['root']}: " + ", ".join(f"{k} {v}" for k, v in record["ports"].items()))
-    print(f"  Airflow UI http://127.0.0.1:{record['ports']['api']} (admin; password in "
-          f"{record['root']}/airflow/simple_auth_manager_passwords.json.generated)")
+    print(
+        f"  Airflow UI http://127.0.0.1:{record['ports']['api']} (admin; password in "
+        f"{record['root']}/airflow/simple_auth_manager_passwords.json.generated)"
+    )
     print(f"  environment: set -a; . {record['root']}/stack.env; set +a    logs: {record['root']}/logs/")
 
 
@@ -195,7 +216,9 @@ def lineage(args: argparse.Namespace) -> None:
         dataset = (args.namespace, args.name)
     else:
         raise SystemExit("airflow-mlops lineage: give --endpoint (and --server), or --namespace and --name")
-    events = args.events or Path(settings.lake_uri().removeprefix("file://")).parent / "lineage" / "events.jsonl"
+    events = (
+        args.events or Path(settings.lake_uri().removeprefix("file://")).parent / "lineage" / "events.jsonl"
+    )
     if not events.exists():
         raise SystemExit(f"airflow-mlops lineage: no events at {events} (is [openlineage] transport set?)")
     print_walk(walk_back(read_events(events), *dataset))
@@ -216,20 +239,32 @@ def main(argv: list[str] | None = None) -> None:
     p = commands.add_parser("land", help="drop one month of flights into the landing folder")
     p.add_argument("--month", type=int, required=True)
     p.add_argument("--dir", type=Path, help="landing folder (default: [mlops] landing_dir)")
-    p.add_argument("--corrupt", action="store_true", help="damage some rows (unknown carrier, negative distance)")
-    p = commands.add_parser("infer-suite", help="profile a Parquet partition into a starting expectation suite")
+    p.add_argument(
+        "--corrupt", action="store_true", help="damage some rows (unknown carrier, negative distance)"
+    )
+    p = commands.add_parser(
+        "infer-suite", help="profile a Parquet partition into a starting expectation suite"
+    )
     p.add_argument("--partition", type=Path, required=True)
     p.add_argument("--name", required=True, help="the suite's name")
     p.add_argument("--out", type=Path, required=True, help="suite file to write (.yaml, .yml or .json)")
     p.add_argument("--key", action="append", help="key column(s), checked for uniqueness (repeatable)")
     p.add_argument("--profile-out", type=Path, help="also write the partition's profile (a drift reference)")
-    p = commands.add_parser("demo", help="run the reference DAGs end to end, then the continuous-training loop "
-                            "month by month, and print what they produced")
+    p = commands.add_parser(
+        "demo",
+        help="run the reference DAGs end to end, then the continuous-training loop "
+        "month by month, and print what they produced",
+    )
     p.add_argument(
         "--home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
     )
-    p.add_argument("--months", type=int, nargs="*", default=[3, 4, 5, 6, 7],
-                   help="the months of 2013 the continuous-training loop walks (default: 3 4 5 6 7)")
+    p.add_argument(
+        "--months",
+        type=int,
+        nargs="*",
+        default=[3, 4, 5, 6, 7],
+        help="the months of 2013 the continuous-training loop walks (default: 3 4 5 6 7)",
+    )
     for verb in ("approve", "reject"):
         p = commands.add_parser(verb, help=f"{verb} a candidate model version (recorded with who and why)")
         p.add_argument("--model", required=True, help="registered model name, e.g. flight_delay")
@@ -240,36 +275,64 @@ def main(argv: list[str] | None = None) -> None:
     p = commands.add_parser("serve", help="run the model server (deployments survive restarts)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--state-dir", type=Path, help="deployments, model cache and request log "
-                   "(default: [mlops] serving_dir)")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="deployments, model cache and request log (default: [mlops] serving_dir)",
+    )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: [mlops] mlflow_tracking_uri)")
-    p.add_argument("--token-env", default="MLOPS_SERVER_TOKEN",
-                   help="environment variable holding the admin token (never a flag: it would show in ps)")
+    p.add_argument(
+        "--token-env",
+        default="MLOPS_SERVER_TOKEN",
+        help="environment variable holding the admin token (never a flag: it would show in ps)",
+    )
     p.add_argument("--no-request-log", action="store_true", help="do not log requests (benchmarks only)")
-    p.add_argument("--request-log-dir", type=Path, help="the request log's folder (default: <state-dir>/requests); "
-                   "replicas of one server share it, so monitoring reads every replica's requests")
+    p.add_argument(
+        "--request-log-dir",
+        type=Path,
+        help="the request log's folder (default: <state-dir>/requests); "
+        "replicas of one server share it, so monitoring reads every replica's requests",
+    )
     p.add_argument("--torch-threads", type=int, default=1, help="intra-op threads per request (default 1)")
-    p.add_argument("--feature-repo", help="a Feast repository: endpoints deployed with a feature service then "
-                   "take entity keys and get their features from its online store")
-    p.add_argument("--feature-config", default="feature_store.yaml", help="the repository's configuration file")
-    p = commands.add_parser("serve-sagemaker", help="inference in a SageMaker endpoint container (/ping, /invocations)")
+    p.add_argument(
+        "--feature-repo",
+        help="a Feast repository: endpoints deployed with a feature service then "
+        "take entity keys and get their features from its online store",
+    )
+    p.add_argument(
+        "--feature-config", default="feature_store.yaml", help="the repository's configuration file"
+    )
+    p = commands.add_parser(
+        "serve-sagemaker", help="inference in a SageMaker endpoint container (/ping, /invocations)"
+    )
     p.add_argument("--model-dir", default="/opt/ml/model")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("ignored", nargs="*", help="SageMaker passes 'serve'")
     p = commands.add_parser("lineage", help="walk a dataset back to its sources through OpenLineage events")
-    p.add_argument("--events", type=Path, help="the file transport's events (default: <data>/lineage/events.jsonl)")
+    p.add_argument(
+        "--events", type=Path, help="the file transport's events (default: <data>/lineage/events.jsonl)"
+    )
     p.add_argument("--endpoint", help="a served endpoint, e.g. flight_delay (with --server)")
-    p.add_argument("--server", default="127.0.0.1:8765", help="the model server's host:port (default 127.0.0.1:8765)")
+    p.add_argument(
+        "--server", default="127.0.0.1:8765", help="the model server's host:port (default 127.0.0.1:8765)"
+    )
     p.add_argument("--namespace", help="or any dataset: its OpenLineage namespace (e.g. file) ...")
-    p.add_argument("--name", help="... and name (e.g. /abs/path/lake/datasets/flights_delay/<version>/manifest.json)")
-    p = commands.add_parser("stack", help="start or stop the scale-out stack on this machine: Postgres, Redis, "
-                            "an MLflow server, Airflow with the CeleryExecutor and two workers, two model-server "
-                            "replicas behind nginx (stop/start: one service of it)")
+    p.add_argument(
+        "--name", help="... and name (e.g. /abs/path/lake/datasets/flights_delay/<version>/manifest.json)"
+    )
+    p = commands.add_parser(
+        "stack",
+        help="start or stop the scale-out stack on this machine: Postgres, Redis, "
+        "an MLflow server, Airflow with the CeleryExecutor and two workers, two model-server "
+        "replicas behind nginx (stop/start: one service of it)",
+    )
     p.add_argument("action", choices=["up", "down", "stop", "start"])
     p.add_argument("--service", help="stop/start: the service (worker1, replica2, redis, postgres, ...)")
     p.add_argument("--kill", action="store_true", help="stop: SIGKILL, as if its machine were lost")
-    p.add_argument("--dir", type=Path, default=Path(".stack"), help="its data, logs and record (default .stack)")
+    p.add_argument(
+        "--dir", type=Path, default=Path(".stack"), help="its data, logs and record (default .stack)"
+    )
     p.add_argument("--port-offset", type=int, default=0, help="added to every default port")
     p = commands.add_parser("rollback", help="restore the champion's predecessor")
     p.add_argument("--model", required=True)
@@ -311,10 +374,18 @@ def main(argv: list[str] | None = None) -> None:
         if args.feature_repo:  # what the repository's feature_store.yaml and definitions read
             os.environ.setdefault("MLOPS_FEAST_DIR", settings.feast_dir())
             os.environ.setdefault("MLOPS_FEATURES_URI", settings.features_uri())
-        serve(str(args.state_dir or settings.serving_dir()), args.tracking_uri or settings.mlflow_tracking_uri(),
-              args.host, args.port, os.environ.get(args.token_env) or None, request_log=not args.no_request_log,
-              torch_threads=args.torch_threads, feature_repo=args.feature_repo, feature_config=args.feature_config,
-              request_log_dir=str(args.request_log_dir) if args.request_log_dir else None)
+        serve(
+            str(args.state_dir or settings.serving_dir()),
+            args.tracking_uri or settings.mlflow_tracking_uri(),
+            args.host,
+            args.port,
+            os.environ.get(args.token_env) or None,
+            request_log=not args.no_request_log,
+            torch_threads=args.torch_threads,
+            feature_repo=args.feature_repo,
+            feature_config=args.feature_config,
+            request_log_dir=str(args.request_log_dir) if args.request_log_dir else None,
+        )
 
 
 if __name__ == "__main__":

@@ -54,19 +54,21 @@ class Steps:
         if self.bag.import_errors:
             raise SystemExit(f"the reference DAGs do not parse: {self.bag.import_errors}")
 
-    def run(self, title: str, dag_id: str, date: str, conf: dict | None = None, *,
-            expect_failure: bool = False) -> Any:
+    def run(
+        self, title: str, dag_id: str, date: str, conf: dict | None = None, *, expect_failure: bool = False
+    ) -> Any:
         from datetime import datetime
 
         print(f"==> {title}", flush=True)
         log = self.logs / f"{dag_id}-{date}.log"
         dag = self.bag.get_dag(dag_id)
         with _redirected(log):
-            dag_run = dag.test(logical_date=datetime.fromisoformat(date).replace(tzinfo=UTC),
-                               run_conf=conf)
+            dag_run = dag.test(logical_date=datetime.fromisoformat(date).replace(tzinfo=UTC), run_conf=conf)
         state = str(dag_run.state)
         if expect_failure and state != "failed":
-            raise SystemExit(f"{dag_id} was expected to fail (a quarantined partition) but ended {state}; log: {log}")
+            raise SystemExit(
+                f"{dag_id} was expected to fail (a quarantined partition) but ended {state}; log: {log}"
+            )
         if not expect_failure and state != "success":
             raise SystemExit(f"{dag_id} ended {state}; its log: {log}")
         return dag_run
@@ -109,7 +111,9 @@ def run(home: Path, months: Sequence[int] = (3, 4, 5, 6, 7)) -> None:
 
     months = sorted(set(months))
     if not months or months[0] < 3 or months[-1] > 12:
-        raise SystemExit(f"demo: --months must lie within 3..12 (1 and 2 train the first model), got {months}")
+        raise SystemExit(
+            f"demo: --months must lie within 3..12 (1 and 2 train the first model), got {months}"
+        )
     started = time.monotonic()
     lake = Path(settings.lake_uri().removeprefix("file://"))
     data = lake.parent
@@ -130,34 +134,53 @@ def run(home: Path, months: Sequence[int] = (3, 4, 5, 6, 7)) -> None:
     print("==> land 2013-02 as a file and ingest it (flights_ingest)", flush=True)
     landed = write_landing_file(2, landing)
     steps.run("    ingest", "flights_ingest", "2013-02-01", {"uri": landed.as_uri()})
-    steps.run("validate 2013-01 and 2013-02 (flights_validate)", "flights_validate", "2013-02-01",
-              {"flights": [steps.raw("flights", 1), steps.raw("flights", 2)],
-               "weather": [steps.raw("weather", 1), steps.raw("weather", 2)]})
+    steps.run(
+        "validate 2013-01 and 2013-02 (flights_validate)",
+        "flights_validate",
+        "2013-02-01",
+        {
+            "flights": [steps.raw("flights", 1), steps.raw("flights", 2)],
+            "weather": [steps.raw("weather", 1), steps.raw("weather", 2)],
+        },
+    )
     print(f"==> land a deliberately corrupted 2013-{months[0]:02d} and ingest it", flush=True)
     landed = write_landing_file(months[0], landing, corrupt=True)
     steps.run("    ingest", "flights_ingest", f"2013-{months[0]:02d}-01", {"uri": landed.as_uri()})
-    steps.run(f"validate 2013-{months[0]:02d} (flights_validate: expected to quarantine flights)",
-              "flights_validate", f"2013-{months[0]:02d}-01",
-              {"flights": [steps.raw("flights", months[0])], "weather": [steps.raw("weather", months[0])]},
-              expect_failure=True)
+    steps.run(
+        f"validate 2013-{months[0]:02d} (flights_validate: expected to quarantine flights)",
+        "flights_validate",
+        f"2013-{months[0]:02d}-01",
+        {"flights": [steps.raw("flights", months[0])], "weather": [steps.raw("weather", months[0])]},
+        expect_failure=True,
+    )
     dataset = materialize(steps, "2013-02-01", [1, 2])
     training_set = featurize(steps, "2013-02-01", dataset)
     with model_server(home, logs / "model-server.log") as server:
-        steps.run("train with 2 DDP processes, evaluate, gate, register, approve, deploy to the model server "
-                  "(flights_training)", "flights_training", "2013-02-01", {"manifest_uri": training_set.as_uri()})
+        steps.run(
+            "train with 2 DDP processes, evaluate, gate, register, approve, deploy to the model server "
+            "(flights_training)",
+            "flights_training",
+            "2013-02-01",
+            {"manifest_uri": training_set.as_uri()},
+        )
         print("==> send held-out flights through the model server", flush=True)
         replay = replay_flights(server, training_set)
         first = time.monotonic() - started
         print_lake(lake)
         print_models(lake, settings.mlflow_tracking_uri())
         print_serving(replay)
-        print(f"\n==> the continuous-training loop: months {', '.join(f'2013-{m:02d}' for m in months)}", flush=True)
+        print(
+            f"\n==> the continuous-training loop: months {', '.join(f'2013-{m:02d}' for m in months)}",
+            flush=True,
+        )
         table = [walk_month(steps, server, month, landing) for month in months]
     print_release(lake, settings.mlflow_tracking_uri(), brief=True)
     print_walk(table)
     print_lineage(data / "lineage" / "events.jsonl", server["url"])
-    print(f"\nDone in {time.monotonic() - started:.0f}s (first model {first:.0f}s, "
-          f"{len(months)} months {time.monotonic() - started - first:.0f}s).")
+    print(
+        f"\nDone in {time.monotonic() - started:.0f}s (first model {first:.0f}s, "
+        f"{len(months)} months {time.monotonic() - started - first:.0f}s)."
+    )
     venv_bin = Path(sys.executable).parent
     print(f"Task logs: {logs}")
     print(f"Open the UI with: PATH={venv_bin}:$PATH AIRFLOW_HOME={home} airflow standalone")
@@ -170,10 +193,14 @@ def print_lineage(events: Path, server_url: str) -> None:
     from airflow_mlops.lineage import read_events, server_namespace, walk_back
 
     if not events.is_file():
-        print(f"\nNo OpenLineage events at {events} ([openlineage] transport is not the demo's file transport).")
+        print(
+            f"\nNo OpenLineage events at {events} ([openlineage] transport is not the demo's file transport)."
+        )
         return
     address = urlsplit(server_url)
-    steps = walk_back(read_events(events), server_namespace(address.hostname or "127.0.0.1", address.port), "flight_delay")
+    steps = walk_back(
+        read_events(events), server_namespace(address.hostname or "127.0.0.1", address.port), "flight_delay"
+    )
     chain = [s for s in steps if s["depth"] <= 3 and s["job"]]
     print(f"\nLineage of the served model, from the OpenLineage events in {events}:")
     for step in chain:
@@ -183,18 +210,29 @@ def print_lineage(events: Path, server_url: str) -> None:
         table, _, partition = step["dataset"][1].partition("/validated/")[2].partition("/")
         if step["job"] and partition.endswith(".parquet"):
             validated.setdefault(table, []).append(partition.removesuffix(".parquet"))
-    months = "; ".join(f"{table} {min(p)} to {max(p)} ({len(p)} partitions)" for table, p in sorted(validated.items()))
+    months = "; ".join(
+        f"{table} {min(p)} to {max(p)} ({len(p)} partitions)" for table, p in sorted(validated.items())
+    )
     sources = sorted({s["dataset"][1] for s in steps if s["job"] is None})
-    print(f"  ... built from the validated partitions {months}, extracted from the source tables {', '.join(sources)}")
-    print(f"  The whole walk: .venv/bin/airflow-mlops lineage --endpoint flight_delay --server {address.netloc}")
+    print(
+        f"  ... built from the validated partitions {months}, extracted from the source tables {', '.join(sources)}"
+    )
+    print(
+        f"  The whole walk: .venv/bin/airflow-mlops lineage --endpoint flight_delay --server {address.netloc}"
+    )
 
 
 def materialize(steps: Steps, date: str, months: Sequence[int]) -> Path:
     """``flights_dataset`` over every validated month; the manifest of the version covering ``months``."""
-    steps.run("materialize the flights_delay dataset from the validated months (flights_dataset)",
-              "flights_dataset", date)
+    steps.run(
+        "materialize the flights_delay dataset from the validated months (flights_dataset)",
+        "flights_dataset",
+        date,
+    )
     wanted = {f"2013-{m:02d}" for m in months}
-    for manifest in Path(steps.lake.removeprefix("file://"), "datasets", "flights_delay").glob("*/manifest.json"):
+    for manifest in Path(steps.lake.removeprefix("file://"), "datasets", "flights_delay").glob(
+        "*/manifest.json"
+    ):
         if {s["period"] for s in json.loads(manifest.read_text())["sources"]} == wanted:
             return manifest
     raise SystemExit(f"flights_dataset wrote no version of exactly {sorted(wanted)}; see {steps.logs}")
@@ -202,10 +240,16 @@ def materialize(steps: Steps, date: str, months: Sequence[int]) -> Path:
 
 def featurize(steps: Steps, date: str, dataset: Path) -> Path:
     """``flights_features`` for a dataset version; the training set's manifest."""
-    steps.run("build features, apply the Feast repository, materialize, build the training set (flights_features)",
-              "flights_features", date, {"manifest_uri": dataset.as_uri()})
+    steps.run(
+        "build features, apply the Feast repository, materialize, build the training set (flights_features)",
+        "flights_features",
+        date,
+        {"manifest_uri": dataset.as_uri()},
+    )
     version = json.loads(dataset.read_text())["version"]
-    manifest = Path(steps.lake.removeprefix("file://"), "training_sets", "flight_delay_v1", version, "manifest.json")
+    manifest = Path(
+        steps.lake.removeprefix("file://"), "training_sets", "flight_delay_v1", version, "manifest.json"
+    )
     if not manifest.is_file():
         raise SystemExit(f"flights_features wrote no training set {manifest}; see {steps.logs}")
     return manifest
@@ -225,13 +269,23 @@ def walk_month(steps: Steps, server: dict[str, Any], month: int, landing: Path) 
     print(f"\n==> {period}: the month's flights land", flush=True)
     landed = write_landing_file(month, landing)
     steps.run(f"    ingest {period} (flights_ingest)", "flights_ingest", date, {"uri": landed.as_uri()})
-    steps.run(f"    validate {period} (flights_validate)", "flights_validate", date,
-              {"flights": [steps.raw("flights", month)], "weather": [steps.raw("weather", month)]})
-    report = ValidationReport.from_json((lake / "validated" / "flights" / f"{period}.report.json").read_text())
+    steps.run(
+        f"    validate {period} (flights_validate)",
+        "flights_validate",
+        date,
+        {"flights": [steps.raw("flights", month)], "weather": [steps.raw("weather", month)]},
+    )
+    report = ValidationReport.from_json(
+        (lake / "validated" / "flights" / f"{period}.report.json").read_text()
+    )
     split = report.row_split or {}
-    validation = "passed" + (f", {split['invalid_rows']} rows quarantined" if split.get("invalid_rows") else "")
+    validation = "passed" + (
+        f", {split['invalid_rows']} rows quarantined" if split.get("invalid_rows") else ""
+    )
     validated = json.loads((lake / "raw" / "flights" / f"{period}.parquet.manifest.json").read_text())
-    months_so_far = sorted({int(p.stem[-2:]) for p in (lake / "validated" / "flights").glob("2013-*.parquet")})
+    months_so_far = sorted(
+        {int(p.stem[-2:]) for p in (lake / "validated" / "flights").glob("2013-*.parquet")}
+    )
     dataset = materialize(steps, date, months_so_far)
     training_set = featurize(steps, date, dataset)
     champion = champion_version(tracking)
@@ -239,30 +293,54 @@ def walk_month(steps: Steps, server: dict[str, Any], month: int, landing: Path) 
     manifest = json.loads(training_set.read_text())
     from airflow_mlops.training.spec import manifest_path
 
-    flights = pd.concat([pd.read_parquet(manifest_path(s["uri"], str(training_set))) for s in manifest["splits"].values()])
+    flights = pd.concat(
+        [pd.read_parquet(manifest_path(s["uri"], str(training_set))) for s in manifest["splits"].values()]
+    )
     flights = flights[flights["month"] == month]
     sample = flights.sample(min(REPLAY_ROWS, len(flights)), random_state=month)
     print(f"    the champion (v{champion}) serves {len(sample)} of the month's flights", flush=True)
     window = serve_rows(server, sample.drop(columns=["is_delayed"]))
-    steps.run(f"    monitor drift and performance (flights_monitoring, window {window['start']} .. {window['end']})",
-              "flights_monitoring", date, {"start": window["start"], "end": window["end"]})
+    steps.run(
+        f"    monitor drift and performance (flights_monitoring, window {window['start']} .. {window['end']})",
+        "flights_monitoring",
+        date,
+        {"start": window["start"], "end": window["end"]},
+    )
     drift, performance = monitoring_reports(lake)
     alarm = drift.get("breached") or performance.get("breached")
     if alarm:
-        print("    model_drift raised: " + "; ".join(drift.get("reasons", []) + performance.get("reasons", [])))
+        print(
+            "    model_drift raised: " + "; ".join(drift.get("reasons", []) + performance.get("reasons", []))
+        )
     with canary_traffic(server, sample.drop(columns=["is_delayed"])) as traffic:
-        steps.run("    retrain: train, evaluate, gate, register, approve, canary, promote (flights_training)",
-                  "flights_training", date, {"manifest_uri": training_set.as_uri()})
+        steps.run(
+            "    retrain: train, evaluate, gate, register, approve, canary, promote (flights_training)",
+            "flights_training",
+            date,
+            {"manifest_uri": training_set.as_uri()},
+        )
     after = champion_version(tracking)
     if after != champion:
-        outcome = f"yes: v{after}" + (f" after a canary ({traffic['sent']} requests, 10 % to v{after})"
-                                      if traffic["sent"] else " (the first deployment: no canary)")
+        outcome = f"yes: v{after}" + (
+            f" after a canary ({traffic['sent']} requests, 10 % to v{after})"
+            if traffic["sent"]
+            else " (the first deployment: no canary)"
+        )
     else:
         outcome = f"no: {release_outcome(lake, tracking)}"
-    return {"month": period, "rows": int(validated["metadata"]["rows"]), "validation": validation,
-            "drift": drift.get("score"), "drifted": len(drift.get("drifted", [])), "alarm": bool(alarm),
-            "champion": champion, "auc": (performance.get("overall") or {}).get("auc"),
-            "labelled": performance.get("labelled", 0), "promoted": outcome, "canary_requests": traffic["sent"]}
+    return {
+        "month": period,
+        "rows": int(validated["metadata"]["rows"]),
+        "validation": validation,
+        "drift": drift.get("score"),
+        "drifted": len(drift.get("drifted", [])),
+        "alarm": bool(alarm),
+        "champion": champion,
+        "auc": (performance.get("overall") or {}).get("auc"),
+        "labelled": performance.get("labelled", 0),
+        "promoted": outcome,
+        "canary_requests": traffic["sent"],
+    }
 
 
 @contextlib.contextmanager
@@ -279,11 +357,28 @@ def model_server(home: Path, log: Path) -> Iterator[dict[str, Any]]:
     # dag.test() runs triggers in this process, where only environment connections resolve (the
     # triggerer of a deployment reads the metadata DB): the canary trigger needs this one.
     os.environ["AIRFLOW_CONN_MLOPS_MODEL_SERVER"] = json.dumps(
-        {"conn_type": "mlops_model_server", "host": conn["host"], "port": conn["port"], "password": conn["password"]})
+        {
+            "conn_type": "mlops_model_server",
+            "host": conn["host"],
+            "port": conn["port"],
+            "password": conn["password"],
+        }
+    )
     with log.open("w") as out:
-        process = subprocess.Popen([str(Path(sys.executable).with_name("airflow-mlops")), "serve", "--host", conn["host"],
-                                    "--port", str(conn["port"])], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("airflow-mlops")),
+                "serve",
+                "--host",
+                conn["host"],
+                "--port",
+                str(conn["port"]),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -302,8 +397,13 @@ def model_server(home: Path, log: Path) -> Iterator[dict[str, Any]]:
         stop_group(process)
 
 
-def replay_flights(server: dict[str, Any], training_set: Path, endpoint: str = "flight_delay",
-                   singles: int = 500, batch: int = 1000) -> dict[str, Any]:
+def replay_flights(
+    server: dict[str, Any],
+    training_set: Path,
+    endpoint: str = "flight_delay",
+    singles: int = 500,
+    batch: int = 1000,
+) -> dict[str, Any]:
     """Real held-out flights through the server: one at a time (online latency) and one batch."""
     import httpx
     import numpy as np
@@ -329,29 +429,49 @@ def replay_flights(server: dict[str, Any], training_set: Path, endpoint: str = "
         batch_ms = (time.perf_counter() - started) * 1000
         answer.raise_for_status()
         served = answer.json()
-        deployments = client.get("/v1/admin/deployments", headers={"Authorization": f"Bearer {server['token']}"}).json()
+        deployments = client.get(
+            "/v1/admin/deployments", headers={"Authorization": f"Bearer {server['token']}"}
+        ).json()
     logged = read_log(server["state_dir"] / "requests")
     deadline = time.monotonic() + 15  # the request log flushes every 2 s, off the request path
     while not set(ids) <= set(logged["prediction_id"]) and time.monotonic() < deadline:
         time.sleep(0.5)
         logged = read_log(server["state_dir"] / "requests")
-    return {"url": server["url"], "endpoint": endpoint, "deployment": deployments.get(endpoint),
-            "singles": singles, "p50": float(np.percentile(latencies, 50)), "p90": float(np.percentile(latencies, 90)),
-            "p99": float(np.percentile(latencies, 99)), "batch_rows": len(rows) - singles, "batch_ms": batch_ms,
-            "version": served["version"], "logged": int(logged["prediction_id"].isin(ids).sum()),
-            "request_log": server["state_dir"] / "requests" / "predictions", "server_log": server["log"]}
+    return {
+        "url": server["url"],
+        "endpoint": endpoint,
+        "deployment": deployments.get(endpoint),
+        "singles": singles,
+        "p50": float(np.percentile(latencies, 50)),
+        "p90": float(np.percentile(latencies, 90)),
+        "p99": float(np.percentile(latencies, 99)),
+        "batch_rows": len(rows) - singles,
+        "batch_ms": batch_ms,
+        "version": served["version"],
+        "logged": int(logged["prediction_id"].isin(ids).sum()),
+        "request_log": server["state_dir"] / "requests" / "predictions",
+        "server_log": server["log"],
+    }
 
 
 def print_serving(replay: dict[str, Any]) -> None:
     deployment = replay["deployment"] or {}
-    variants = ", ".join(f"{v}={s['name']} v{s['version']}" for v, s in deployment.get("variants", {}).items())
-    print(f"\nModel server {replay['url']}: endpoint {replay['endpoint']} serves {variants} "
-          f"({deployment.get('policy', {}).get('kind')}, deployed by {deployment.get('deployed_by')})")
-    print(f"  {replay['singles']} held-out flights one request each: latency p50 {replay['p50']:.1f} ms, "
-          f"p90 {replay['p90']:.1f} ms, p99 {replay['p99']:.1f} ms")
+    variants = ", ".join(
+        f"{v}={s['name']} v{s['version']}" for v, s in deployment.get("variants", {}).items()
+    )
+    print(
+        f"\nModel server {replay['url']}: endpoint {replay['endpoint']} serves {variants} "
+        f"({deployment.get('policy', {}).get('kind')}, deployed by {deployment.get('deployed_by')})"
+    )
+    print(
+        f"  {replay['singles']} held-out flights one request each: latency p50 {replay['p50']:.1f} ms, "
+        f"p90 {replay['p90']:.1f} ms, p99 {replay['p99']:.1f} ms"
+    )
     print(f"  one batch of {replay['batch_rows']} flights: {replay['batch_ms']:.0f} ms")
-    print(f"  request log: {replay['request_log']} ({replay['logged']} of the {replay['singles']} single "
-          f"predictions written so far, each with its prediction_id)")
+    print(
+        f"  request log: {replay['request_log']} ({replay['logged']} of the {replay['singles']} single "
+        f"predictions written so far, each with its prediction_id)"
+    )
     print(f"  server log: {replay['server_log']}")
 
 
@@ -360,11 +480,15 @@ def print_models(lake: Path, tracking_uri: str) -> None:
     for result_path in sorted((lake / "models").glob("*/*/result.json")):
         result = json.loads(result_path.read_text())
         metrics = result["metrics"]
-        print(f"\nModel trained by {result['world_size']} DDP processes in {result['seconds']:.1f}s "
-              f"({result['samples_per_s']:.0f} samples/s), {result['epochs']} epochs")
+        print(
+            f"\nModel trained by {result['world_size']} DDP processes in {result['seconds']:.1f}s "
+            f"({result['samples_per_s']:.0f} samples/s), {result['epochs']} epochs"
+        )
         print(f"  MLflow run {result['mlflow_run_id']} at {tracking_uri}")
-        print(f"  test AUC {metrics['test_auc']:.4f} (trivial baseline 0.5), log loss {metrics['test_log_loss']:.4f} "
-              f"(baseline {metrics['test_baseline_log_loss']:.4f}) on {metrics['test_rows']} flights")
+        print(
+            f"  test AUC {metrics['test_auc']:.4f} (trivial baseline 0.5), log loss {metrics['test_log_loss']:.4f} "
+            f"(baseline {metrics['test_baseline_log_loss']:.4f}) on {metrics['test_rows']} flights"
+        )
         print(f"  model: {result['model_uri']} (model.pt state dict + config.json)")
     print_release(lake, tracking_uri)
 
@@ -380,9 +504,11 @@ def print_release(lake: Path, tracking_uri: str, name: str = MODEL, *, brief: bo
     for report_path in [] if brief else sorted((lake / "evaluations" / name).glob("*/evaluation.json")):
         report = loads(report_path.read_text())
         champion = (report.get("champion") or {}).get("overall")
-        print(f"\nEvaluation on {int(report['overall']['rows'])} held-out flights: AUC {report['overall']['auc']:.4f}, "
-              f"calibration error {report['overall']['calibration_error']:.4f}; champion: "
-              + (f"AUC {champion['auc']:.4f}" if champion else "none yet"))
+        print(
+            f"\nEvaluation on {int(report['overall']['rows'])} held-out flights: AUC {report['overall']['auc']:.4f}, "
+            f"calibration error {report['overall']['calibration_error']:.4f}; champion: "
+            + (f"AUC {champion['auc']:.4f}" if champion else "none yet")
+        )
         gate = report.get("gate")
         if gate:
             print(f"  gate {'PASSED' if gate['passed'] else 'FAILED'}:")
@@ -397,8 +523,10 @@ def print_release(lake: Path, tracking_uri: str, name: str = MODEL, *, brief: bo
     for version in versions:
         tags = version.tags
         card = tags.get("model_card_path") or tags.get("model_card")
-        print(f"{'' if brief else chr(10)}Registered {name} version {version.version}: {tags.get('state')} "
-              f"(by {tags.get('state_by')}: {tags.get('state_reason')})")
+        print(
+            f"{'' if brief else chr(10)}Registered {name} version {version.version}: {tags.get('state')} "
+            f"(by {tags.get('state_by')}: {tags.get('state_reason')})"
+        )
         if not brief:
             print(f"  model card: {card}")
     try:
@@ -424,13 +552,17 @@ def print_lake(lake: Path) -> None:
             split = ValidationReport.from_json(report_path.read_text()).row_split
             if split and split["accepted"]:
                 verdict += f" ({split['invalid_rows']} invalid row(s) quarantined)"
-        print(f"  {os.path.relpath(path, lake):<36} {artifact.metadata['rows']:>8}  {artifact.sha256[:16]}  {verdict}")
+        print(
+            f"  {os.path.relpath(path, lake):<36} {artifact.metadata['rows']:>8}  {artifact.sha256[:16]}  {verdict}"
+        )
     for report_path in sorted((lake / "quarantine").glob("*/*/*/report.json")):
         report = ValidationReport.from_json(report_path.read_text())
         if report.success:
             continue
-        print(f"\nQUARANTINED {os.path.relpath(report.partition_uri.removeprefix('file://'), lake)}: "
-              f"{len(report.failures)} expectation(s) failed")
+        print(
+            f"\nQUARANTINED {os.path.relpath(report.partition_uri.removeprefix('file://'), lake)}: "
+            f"{len(report.failures)} expectation(s) failed"
+        )
         for failure in report.failures:
             print(f"  - {failure.describe()}")
         print(f"  partition and report: {report_path.parent}/ (report.html for people)")
@@ -443,11 +575,12 @@ def print_lake(lake: Path) -> None:
     for manifest in sorted((lake / "training_sets").glob("*/*/manifest.json")):
         record = json.loads(manifest.read_text())
         splits = ", ".join(f"{k} {v['rows']}" for k, v in record["splits"].items())
-        print(f"\nTraining set {record['feature_service']} for dataset version {record['dataset_version']}: {splits}")
+        print(
+            f"\nTraining set {record['feature_service']} for dataset version {record['dataset_version']}: {splits}"
+        )
         for view, features in sorted(record["feature_views"].items()):
             print(f"  {view}: {', '.join(features)}")
         print(f"  manifest: {manifest}")
-
 
 
 def champion_version(tracking_uri: str) -> str:
@@ -476,7 +609,7 @@ def serve_rows(server: dict[str, Any], rows: Any, per_request: int = 10) -> dict
     ids: list[str] = []
     with httpx.Client(base_url=server["url"], timeout=30) as client:
         for i in range(0, len(records), per_request):
-            answer = client.post(f"/v1/models/{MODEL}/predict", json={"rows": records[i:i + per_request]})
+            answer = client.post(f"/v1/models/{MODEL}/predict", json={"rows": records[i : i + per_request]})
             answer.raise_for_status()
             ids += [p["prediction_id"] for p in answer.json()["predictions"]]
     end = datetime.now(UTC)
@@ -487,7 +620,9 @@ def serve_rows(server: dict[str, Any], rows: Any, per_request: int = 10) -> dict
             break
         time.sleep(0.5)
     else:
-        raise SystemExit(f"the model server's request log lacks predictions after 30 s; its log: {server['log']}")
+        raise SystemExit(
+            f"the model server's request log lacks predictions after 30 s; its log: {server['log']}"
+        )
     return {"start": start.isoformat(), "end": end.isoformat()}
 
 
@@ -498,8 +633,10 @@ def monitoring_reports(lake: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     runs = sorted((lake / "monitoring" / MODEL).glob("*/"), key=lambda p: p.stat().st_mtime)
     if not runs:
         return {}, {}
-    return tuple(loads((runs[-1] / f"{name}.json").read_text()) if (runs[-1] / f"{name}.json").is_file() else {}
-                 for name in ("drift", "performance"))  # type: ignore[return-value]
+    return tuple(
+        loads((runs[-1] / f"{name}.json").read_text()) if (runs[-1] / f"{name}.json").is_file() else {}
+        for name in ("drift", "performance")
+    )  # type: ignore[return-value]
 
 
 @contextlib.contextmanager
@@ -517,11 +654,16 @@ def canary_traffic(server: dict[str, Any], rows: Any) -> Iterator[dict[str, int]
         with httpx.Client(base_url=server["url"], timeout=30) as client:
             i = 0
             while not stop.is_set():
-                policy = client.get("/v1/admin/deployments", headers=headers).json().get(MODEL, {}).get("policy", {})
+                policy = (
+                    client.get("/v1/admin/deployments", headers=headers)
+                    .json()
+                    .get(MODEL, {})
+                    .get("policy", {})
+                )
                 if policy.get("kind") != "canary":
                     stop.wait(1.0)
                     continue
-                for record in records[i % len(records):][:100]:
+                for record in records[i % len(records) :][:100]:
                     client.post(f"/v1/models/{MODEL}/predict", json={"rows": [record]})
                     counts["sent"] += 1
                 i += 100
@@ -541,7 +683,9 @@ def release_outcome(lake: Path, tracking_uri: str) -> str:
 
     from airflow_mlops.evaluation.report import loads
 
-    reports = sorted((lake / "evaluations" / MODEL).glob("*/evaluation.json"), key=lambda p: p.stat().st_mtime)
+    reports = sorted(
+        (lake / "evaluations" / MODEL).glob("*/evaluation.json"), key=lambda p: p.stat().st_mtime
+    )
     gate = loads(reports[-1].read_text()).get("gate") if reports else None
     if gate and not gate["passed"]:
         return "gate: " + "; ".join(r["detail"] for r in gate["rules"] if not r["passed"])
@@ -555,15 +699,21 @@ def release_outcome(lake: Path, tracking_uri: str) -> str:
 def print_walk(table: Sequence[dict[str, Any]]) -> None:
     """The continuous-training loop, one row per month."""
     print("\nThe continuous-training loop, month by month:")
-    header = (f"  {'month':<8} {'rows':>6}  {'validation':<12} {'drift score':>11} {'drifted':>7}  "
-              f"{'champion':>8} {'AUC on month':>12}  promoted")
+    header = (
+        f"  {'month':<8} {'rows':>6}  {'validation':<12} {'drift score':>11} {'drifted':>7}  "
+        f"{'champion':>8} {'AUC on month':>12}  promoted"
+    )
     print(header)
     for row in table:
         auc = "n/a" if row["auc"] is None else f"{row['auc']:.4f}"
         drift = "n/a" if row["drift"] is None else f"{row['drift']:.3f}"
-        print(f"  {row['month']:<8} {row['rows']:>6}  {row['validation']:<12} {drift:>11} "
-              f"{row['drifted']:>5}{' !' if row['alarm'] else '  '}  {'v' + row['champion']:>8} {auc:>12}  "
-              f"{row['promoted']}")
-    print("  drift score: the largest PSI (numeric) or Jensen-Shannon (categorical) value of the served features "
-          "against the champion's training set; '!' marks a month that raised model_drift. AUC: the champion's "
-          "predictions of the month joined with the flights' outcomes by prediction id.")
+        print(
+            f"  {row['month']:<8} {row['rows']:>6}  {row['validation']:<12} {drift:>11} "
+            f"{row['drifted']:>5}{' !' if row['alarm'] else '  '}  {'v' + row['champion']:>8} {auc:>12}  "
+            f"{row['promoted']}"
+        )
+    print(
+        "  drift score: the largest PSI (numeric) or Jensen-Shannon (categorical) value of the served features "
+        "against the champion's training set; '!' marks a month that raised model_drift. AUC: the champion's "
+        "predictions of the month joined with the flights' outcomes by prediction id."
+    )

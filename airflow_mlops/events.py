@@ -16,8 +16,10 @@ def conf_or_latest_event(context: Mapping[str, Any], asset: Any, key: str) -> An
     for event in reversed(events):
         if event.extra.get(key):
             return event.extra[key]
-    raise ValueError(f"no {key!r}: trigger the run with conf {{{key!r}: ...}} or from an event of Asset "
-                     f"{getattr(asset, 'name', asset)!r} whose extra has it")
+    raise ValueError(
+        f"no {key!r}: trigger the run with conf {{{key!r}: ...}} or from an event of Asset "
+        f"{getattr(asset, 'name', asset)!r} whose extra has it"
+    )
 
 
 _REQUIRED = object()
@@ -35,5 +37,7 @@ def latest_event_value(context: Mapping[str, Any], asset: Any, key: str, default
         return newest[0].extra[key]
     if default is not _REQUIRED:
         return default
-    raise ValueError(f"no {key!r}: trigger the run with conf {{{key!r}: ...}}, or let Asset "
-                     f"{getattr(asset, 'name', asset)!r} have an event whose extra has it")
+    raise ValueError(
+        f"no {key!r}: trigger the run with conf {{{key!r}: ...}}, or let Asset "
+        f"{getattr(asset, 'name', asset)!r} have an event whose extra has it"
+    )

@@ -76,13 +76,17 @@ def table_names(conn: Any, sql: str) -> list[tuple[str, str]]:
     from openlineage_sql import parse
 
     kind = conn.conn_type or "sql"
-    meta = parse([sql], dialect="postgres" if kind == "postgres" else "sqlite" if kind == "sqlite" else "generic")
+    meta = parse(
+        [sql], dialect="postgres" if kind == "postgres" else "sqlite" if kind == "sqlite" else "generic"
+    )
     if meta is None:
         return []
     if kind == "postgres":
         namespace = f"postgres://{conn.host}:{conn.port or 5432}"
-        return [(namespace, f"{t.database or conn.schema or 'postgres'}.{t.schema or 'public'}.{t.name}")
-                for t in meta.in_tables]
+        return [
+            (namespace, f"{t.database or conn.schema or 'postgres'}.{t.schema or 'public'}.{t.name}")
+            for t in meta.in_tables
+        ]
     return [(f"{kind}://{conn.host or ''}", t.name) for t in meta.in_tables]
 
 
@@ -90,7 +94,9 @@ def schema_facet(columns: Mapping[str, str]) -> Any:
     """A schema facet from ``{column: type}``."""
     from airflow.providers.common.compat.openlineage.facet import SchemaDatasetFacet, SchemaDatasetFacetFields
 
-    return SchemaDatasetFacet(fields=[SchemaDatasetFacetFields(name=n, type=str(t)) for n, t in columns.items()])
+    return SchemaDatasetFacet(
+        fields=[SchemaDatasetFacetFields(name=n, type=str(t)) for n, t in columns.items()]
+    )
 
 
 def parquet_columns(path: Any) -> dict[str, str]:
@@ -102,8 +108,12 @@ def parquet_columns(path: Any) -> dict[str, str]:
     return {field.name: str(field.type) for field in schema}
 
 
-def split_lineage(inputs: Sequence[str], manifest_uri: str, splits: Mapping[str, Mapping[str, Any]],
-                  conn_id: str | None = None) -> Datasets:
+def split_lineage(
+    inputs: Sequence[str],
+    manifest_uri: str,
+    splits: Mapping[str, Mapping[str, Any]],
+    conn_id: str | None = None,
+) -> Datasets:
     """Inputs by URI; outputs: a manifest and its splits (``{split: {"uri": ...}}``, as the operators
     write them: absolute URIs), each split with its schema."""
     from airflow.sdk import ObjectStoragePath
@@ -130,18 +140,37 @@ def data_quality_facets(report: Mapping[str, Any]) -> dict[str, Any]:
     metrics = {}
     for column, stats in ((report.get("profile") or {}).get("columns") or {}).items():
         percentiles = stats.get("percentiles") or []
-        quantiles = ({str(q): float(percentiles[round(q * (len(percentiles) - 1))]) for q in (0.25, 0.5, 0.75)}
-                     if percentiles else {})
-        metrics[column] = ColumnMetrics(nullCount=stats.get("nulls"), count=stats.get("count"),
-                                        distinctCount=stats.get("distinct"), min=stats.get("min"),
-                                        max=stats.get("max"), quantiles=quantiles)
-    assertions = [Assertion(assertion=o["expectation"], success=bool(o["success"]), column=o.get("column"),
-                            expected=o.get("rule"), actual=None if o.get("unexpected_count") is None
-                            else f"{o['unexpected_count']} unexpected")
-                  for o in report.get("outcomes", [])]
-    return {"input": {"dataQualityMetrics": DataQualityMetricsInputDatasetFacet(columnMetrics=metrics,
-                                                                                  rowCount=report.get("rows"))},
-            "dataset": {"dataQualityAssertions": DataQualityAssertionsDatasetFacet(assertions=assertions)}}
+        quantiles = (
+            {str(q): float(percentiles[round(q * (len(percentiles) - 1))]) for q in (0.25, 0.5, 0.75)}
+            if percentiles
+            else {}
+        )
+        metrics[column] = ColumnMetrics(
+            nullCount=stats.get("nulls"),
+            count=stats.get("count"),
+            distinctCount=stats.get("distinct"),
+            min=stats.get("min"),
+            max=stats.get("max"),
+            quantiles=quantiles,
+        )
+    assertions = [
+        Assertion(
+            assertion=o["expectation"],
+            success=bool(o["success"]),
+            column=o.get("column"),
+            expected=o.get("rule"),
+            actual=None if o.get("unexpected_count") is None else f"{o['unexpected_count']} unexpected",
+        )
+        for o in report.get("outcomes", [])
+    ]
+    return {
+        "input": {
+            "dataQualityMetrics": DataQualityMetricsInputDatasetFacet(
+                columnMetrics=metrics, rowCount=report.get("rows")
+            )
+        },
+        "dataset": {"dataQualityAssertions": DataQualityAssertionsDatasetFacet(assertions=assertions)},
+    }
 
 
 @functools.cache
@@ -168,11 +197,26 @@ def _model_facet_class() -> type:
     return MLOpsModelVersionDatasetFacet
 
 
-def model_facet(name: str, version: str, *, state: str, metrics: Mapping[str, Any], mlflow_run_id: str,
-                training_set: str, model_uri: str) -> Any:
+def model_facet(
+    name: str,
+    version: str,
+    *,
+    state: str,
+    metrics: Mapping[str, Any],
+    mlflow_run_id: str,
+    training_set: str,
+    model_uri: str,
+) -> Any:
     """A model version as a dataset facet (OpenLineage has no standard one for models)."""
-    return _model_facet_class()(name=name, version=str(version), state=state, metrics=dict(metrics),
-                                mlflowRunId=mlflow_run_id, trainingSet=training_set, modelUri=model_uri)
+    return _model_facet_class()(
+        name=name,
+        version=str(version),
+        state=state,
+        metrics=dict(metrics),
+        mlflowRunId=mlflow_run_id,
+        trainingSet=training_set,
+        modelUri=model_uri,
+    )
 
 
 class LineageMixin:
@@ -201,8 +245,15 @@ class LineageMixin:
             return dict(item[2]) if len(item) > 2 and item[2] else {}
 
         return OperatorLineage(
-            inputs=[InputDataset(namespace=i[0], name=i[1], facets=facets(i).get("dataset", {}),
-                                 inputFacets=facets(i).get("input", {})) for i in inputs],
+            inputs=[
+                InputDataset(
+                    namespace=i[0],
+                    name=i[1],
+                    facets=facets(i).get("dataset", {}),
+                    inputFacets=facets(i).get("input", {}),
+                )
+                for i in inputs
+            ],
             outputs=[OutputDataset(namespace=o[0], name=o[1], facets=facets(o)) for o in outputs],
         )
 
@@ -257,7 +308,14 @@ def walk_back(events: Sequence[Mapping[str, Any]], namespace: str, name: str) ->
             if any((o["namespace"], o["name"]) == dataset for o in event.get("outputs", [])):
                 producer = event
         inputs = [(i["namespace"], i["name"]) for i in producer.get("inputs", [])] if producer else []
-        steps.append({"dataset": dataset, "job": producer["job"]["name"] if producer else None,
-                      "inputs": inputs, "depth": depth, "event": producer})
+        steps.append(
+            {
+                "dataset": dataset,
+                "job": producer["job"]["name"] if producer else None,
+                "inputs": inputs,
+                "depth": depth,
+                "event": producer,
+            }
+        )
         frontier += [(i, producer["eventTime"], depth + 1) for i in reversed(inputs)] if producer else []
     return steps

@@ -39,16 +39,37 @@ from typing import Any
 from airflow_mlops.processes import group_alive, kill_tree, stop_process_group
 
 #: Default ports; ``offset`` moves all of them (a second stack, or the tests beside a running one).
-PORTS = {"postgres": 25432, "redis": 26379, "mlflow": 25000, "api": 28080, "triggerer_logs": 28794,
-         "worker1_logs": 28795, "worker2_logs": 28796, "model_server": 28765, "replica1": 28766, "replica2": 28767}
-AIRFLOW_PROCESSES = (("api-server", ["api-server"]), ("scheduler", ["scheduler"]),
-                     ("dag-processor", ["dag-processor"]), ("triggerer", ["triggerer"]))
+PORTS = {
+    "postgres": 25432,
+    "redis": 26379,
+    "mlflow": 25000,
+    "api": 28080,
+    "triggerer_logs": 28794,
+    "worker1_logs": 28795,
+    "worker2_logs": 28796,
+    "model_server": 28765,
+    "replica1": 28766,
+    "replica2": 28767,
+}
+AIRFLOW_PROCESSES = (
+    ("api-server", ["api-server"]),
+    ("scheduler", ["scheduler"]),
+    ("dag-processor", ["dag-processor"]),
+    ("triggerer", ["triggerer"]),
+)
 WORKERS = ("worker1", "worker2")
 REPLICAS = ("replica1", "replica2")
 DATABASES = ("airflow", "mlflow", "optuna", "flights")
 #: Every service of the stack, in start order (the compose file declares the same).
-SERVICES = ("postgres", "redis", "mlflow", *(name for name, _ in AIRFLOW_PROCESSES), *WORKERS, *REPLICAS,
-            "model-server")
+SERVICES = (
+    "postgres",
+    "redis",
+    "mlflow",
+    *(name for name, _ in AIRFLOW_PROCESSES),
+    *WORKERS,
+    *REPLICAS,
+    "model-server",
+)
 
 
 class StackError(RuntimeError):
@@ -63,11 +84,20 @@ def environment(root: Path, port: dict[str, int], dags_folder: Path, token: str)
     """What every Airflow process of the stack (and a shell talking to it) needs. ``token`` is the
     model servers' admin token (the connection's password)."""
     pg = f"mlops@127.0.0.1:{port['postgres']}"
-    model_server = {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": port["model_server"],
-                    "password": token,
-                    "extra": {"replicas": [f"127.0.0.1:{port[name]}" for name in REPLICAS]}}
-    feast = {"conn_type": "feast", "extra": {"config_file": "feature_store.redis.yaml",
-                                             "variables": {"MLOPS_REDIS": f"127.0.0.1:{port['redis']},db=1"}}}
+    model_server = {
+        "conn_type": "mlops_model_server",
+        "host": "127.0.0.1",
+        "port": port["model_server"],
+        "password": token,
+        "extra": {"replicas": [f"127.0.0.1:{port[name]}" for name in REPLICAS]},
+    }
+    feast = {
+        "conn_type": "feast",
+        "extra": {
+            "config_file": "feature_store.redis.yaml",
+            "variables": {"MLOPS_REDIS": f"127.0.0.1:{port['redis']},db=1"},
+        },
+    }
     return {
         "AIRFLOW_HOME": str(root / "airflow"),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
@@ -103,7 +133,9 @@ def nginx_conf(root: Path, port: dict[str, int]) -> str:
     """The load balancer in front of the replicas: a request that fails to reach one (refused, reset,
     timed out, 502/503) is sent to the other, predictions included (``non_idempotent``: a
     prediction has no side effect but its log record)."""
-    upstreams = "".join(f"    server 127.0.0.1:{port[name]} max_fails=1 fail_timeout=5s;\n" for name in REPLICAS)
+    upstreams = "".join(
+        f"    server 127.0.0.1:{port[name]} max_fails=1 fail_timeout=5s;\n" for name in REPLICAS
+    )
     return f"""daemon off;
 worker_processes 2;
 pid {root}/nginx/nginx.pid;
@@ -117,7 +149,7 @@ http {{
 {upstreams}    keepalive 128;
   }}
   server {{
-    listen 127.0.0.1:{port['model_server']};
+    listen 127.0.0.1:{port["model_server"]};
     client_max_body_size 64m;
     client_body_buffer_size 1m;
     location / {{
@@ -142,7 +174,9 @@ def _bin(name: str) -> str:
 
 def _postgres_bin() -> Path:
     # Debian keeps the server's tools together (initdb, pg_ctl, psql) under /usr/lib/postgresql/<version>/bin.
-    found = next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)), None) or shutil.which("initdb")
+    found = next(
+        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)), None
+    ) or shutil.which("initdb")
     if not found:
         raise StackError("PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's postgresql")
     return Path(found).parent
@@ -151,7 +185,9 @@ def _postgres_bin() -> Path:
 def _run(command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise StackError(f"{' '.join(command)} failed (exit {done.returncode}): {(done.stderr or done.stdout)[-2000:]}")
+        raise StackError(
+            f"{' '.join(command)} failed (exit {done.returncode}): {(done.stderr or done.stdout)[-2000:]}"
+        )
 
 
 #: Restarted when they exit, as compose's ``restart: unless-stopped`` does: the scheduler and the
@@ -162,7 +198,17 @@ RESTART = 'while :; do "$@"; echo "[stack] $1 exited with $?; starting it again 
 
 def _pg_ctl(postgres: dict[str, Any], action: str, *options: str) -> None:
     """``pg_ctl`` on the stack's cluster (as the ``postgres`` user when run as root), waiting for it."""
-    _run([*postgres["run_as"], str(Path(postgres["bin"]) / "pg_ctl"), "-D", postgres["data"], "-w", *options, action])
+    _run(
+        [
+            *postgres["run_as"],
+            str(Path(postgres["bin"]) / "pg_ctl"),
+            "-D",
+            postgres["data"],
+            "-w",
+            *options,
+            action,
+        ]
+    )
 
 
 def _start(root: Path, name: str, command: list[str], env: dict[str, str]) -> int:
@@ -170,7 +216,9 @@ def _start(root: Path, name: str, command: list[str], env: dict[str, str]) -> in
     if name in SUPERVISED:  # a shell loop in the service's process group: `down` and `stop` end both
         command = ["/bin/sh", "-c", RESTART, "sh", *command]
     with log.open("a") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return process.pid
 
 
@@ -202,7 +250,9 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
 
     root = root.resolve()
     if (root / "stack.json").exists():
-        raise StackError(f"a stack is recorded in {root / 'stack.json'}: `airflow-mlops stack down --dir {root}` first")
+        raise StackError(
+            f"a stack is recorded in {root / 'stack.json'}: `airflow-mlops stack down --dir {root}` first"
+        )
     port = ports(offset)
     dags = (dags_folder or Path(__file__).resolve().parents[1] / "dags").resolve()
     (root / "logs").mkdir(parents=True, exist_ok=True)
@@ -230,38 +280,120 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
         else:
             data = root / "postgres"
             data.mkdir(exist_ok=True)
-        _run([*run_as, str(pg / "initdb"), "-D", str(data / "data"), "-U", "mlops", "--auth=trust", "-E", "UTF8"])
-        record["postgres"] = {"data": str(data / "data"), "log": str(data / "server.log"), "bin": str(pg),
-                              "run_as": run_as, "options": f"-p {port['postgres']} -k {data} "
-                                                           "-c listen_addresses=127.0.0.1 -c max_connections=300"}
-        _pg_ctl(record["postgres"], "start", "-l", record["postgres"]["log"], "-o", record["postgres"]["options"])
+        _run(
+            [
+                *run_as,
+                str(pg / "initdb"),
+                "-D",
+                str(data / "data"),
+                "-U",
+                "mlops",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ]
+        )
+        record["postgres"] = {
+            "data": str(data / "data"),
+            "log": str(data / "server.log"),
+            "bin": str(pg),
+            "run_as": run_as,
+            "options": f"-p {port['postgres']} -k {data} "
+            "-c listen_addresses=127.0.0.1 -c max_connections=300",
+        }
+        _pg_ctl(
+            record["postgres"], "start", "-l", record["postgres"]["log"], "-o", record["postgres"]["options"]
+        )
         for database in DATABASES:
-            _run([*run_as, str(pg / "psql"), "-h", "127.0.0.1", "-p", str(port["postgres"]), "-U", "mlops",
-                  "-d", "postgres", "-qc", f"CREATE DATABASE {database}"])
+            _run(
+                [
+                    *run_as,
+                    str(pg / "psql"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port["postgres"]),
+                    "-U",
+                    "mlops",
+                    "-d",
+                    "postgres",
+                    "-qc",
+                    f"CREATE DATABASE {database}",
+                ]
+            )
         redis_server = shutil.which("redis-server")
         if not redis_server:
             raise StackError("redis-server not found: install Debian's redis-server")
-        start("redis", [redis_server, "--port", str(port["redis"]), "--bind", "127.0.0.1", "--save", "",
-                        "--appendonly", "no"])
-        _wait("redis", lambda: redis.Redis(port=port["redis"], socket_timeout=1).ping(), root / "logs" / "redis.log")
-        start("mlflow", [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port["mlflow"]),
-                         "--backend-store-uri", f"postgresql+psycopg2://mlops@127.0.0.1:{port['postgres']}/mlflow",
-                         "--artifacts-destination", str(root / "mlflow-artifacts")])
+        start(
+            "redis",
+            [
+                redis_server,
+                "--port",
+                str(port["redis"]),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+        )
+        _wait(
+            "redis",
+            lambda: redis.Redis(port=port["redis"], socket_timeout=1).ping(),
+            root / "logs" / "redis.log",
+        )
+        start(
+            "mlflow",
+            [
+                _bin("mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port["mlflow"]),
+                "--backend-store-uri",
+                f"postgresql+psycopg2://mlops@127.0.0.1:{port['postgres']}/mlflow",
+                "--artifacts-destination",
+                str(root / "mlflow-artifacts"),
+            ],
+        )
         migrate = subprocess.run([_bin("airflow"), "db", "migrate"], env=env, capture_output=True, text=True)
         if migrate.returncode != 0:
             raise StackError(f"airflow db migrate failed: {migrate.stderr[-2000:]}")
         for name, args in AIRFLOW_PROCESSES:
             start(name, [_bin("airflow"), *args])
         for name in WORKERS:
-            start(name, [_bin("airflow"), "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "2"],
-                  {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port[f"{name}_logs"])})
-        _wait("the MLflow server", lambda: _http_ok(f"http://127.0.0.1:{port['mlflow']}/health"), root / "logs" / "mlflow.log")
+            start(
+                name,
+                [
+                    _bin("airflow"),
+                    "celery",
+                    "worker",
+                    "--celery-hostname",
+                    f"{name}@%h",
+                    "--concurrency",
+                    "2",
+                ],
+                {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port[f"{name}_logs"])},
+            )
+        _wait(
+            "the MLflow server",
+            lambda: _http_ok(f"http://127.0.0.1:{port['mlflow']}/health"),
+            root / "logs" / "mlflow.log",
+        )
         _start_serving(root, port, start)
-        _wait("the Airflow API server", lambda: _http_ok(f"http://127.0.0.1:{port['api']}/api/v2/monitor/health"),
-              root / "logs" / "api-server.log")
+        _wait(
+            "the Airflow API server",
+            lambda: _http_ok(f"http://127.0.0.1:{port['api']}/api/v2/monitor/health"),
+            root / "logs" / "api-server.log",
+        )
         for name in WORKERS:
-            _wait(f"Celery {name}", lambda n=name: " ready." in (root / "logs" / f"{n}.log").read_text(),
-                  root / "logs" / f"{name}.log")
+            _wait(
+                f"Celery {name}",
+                lambda n=name: " ready." in (root / "logs" / f"{n}.log").read_text(),
+                root / "logs" / f"{name}.log",
+            )
     except BaseException:
         _abandon(root, record)
         raise
@@ -273,8 +405,21 @@ def _start_serving(root: Path, port: dict[str, int], start: Any) -> None:
     """The model-server replicas and nginx in front of them; waits until both answer through it."""
     serving = root / "data" / "serving"
     for name in REPLICAS:  # own deployments and model cache each; one request log for monitoring
-        start(name, [_bin("airflow-mlops"), "serve", "--host", "127.0.0.1", "--port", str(port[name]),
-                     "--state-dir", str(serving / name), "--request-log-dir", str(serving / "requests")])
+        start(
+            name,
+            [
+                _bin("airflow-mlops"),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port[name]),
+                "--state-dir",
+                str(serving / name),
+                "--request-log-dir",
+                str(serving / "requests"),
+            ],
+        )
     nginx = shutil.which("nginx") or next(iter(glob.glob("/usr/sbin/nginx")), None)
     if not nginx:
         raise StackError("nginx not found (the replicas' load balancer): install Debian's nginx-light")
@@ -283,8 +428,11 @@ def _start_serving(root: Path, port: dict[str, int], start: Any) -> None:
     (root / "nginx" / "nginx.conf").write_text(nginx_conf(root, port))
     start("model-server", [nginx, "-p", str(root / "nginx"), "-c", str(root / "nginx" / "nginx.conf")])
     for name in (*REPLICAS, "model-server"):
-        _wait(name, lambda n=name: _http_ok(f"http://127.0.0.1:{port[n.replace('-', '_')]}/readyz"),
-              root / "logs" / f"{name}.log")
+        _wait(
+            name,
+            lambda n=name: _http_ok(f"http://127.0.0.1:{port[n.replace('-', '_')]}/readyz"),
+            root / "logs" / f"{name}.log",
+        )
 
 
 def serving_up(root: Path, tracking_uri: str, token: str, *, offset: int = 0) -> dict[str, Any]:
@@ -292,7 +440,9 @@ def serving_up(root: Path, tracking_uri: str, token: str, *, offset: int = 0) ->
     load benchmark's stack); ``down`` stops it. Returns its record, as ``up`` does."""
     root = root.resolve()
     if (root / "stack.json").exists():
-        raise StackError(f"a stack is recorded in {root / 'stack.json'}: `airflow-mlops stack down --dir {root}` first")
+        raise StackError(
+            f"a stack is recorded in {root / 'stack.json'}: `airflow-mlops stack down --dir {root}` first"
+        )
     port = ports(offset)
     (root / "logs").mkdir(parents=True, exist_ok=True)
     saved = {"AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": tracking_uri, "MLOPS_SERVER_TOKEN": token}
@@ -346,7 +496,9 @@ def stop_service(root: Path, name: str, *, kill: bool = False, timeout: float = 
         _pg_ctl(record["postgres"], "stop", "-m", "immediate" if kill else "fast")
         return
     if name not in record["pids"]:
-        raise StackError(f"stack service {name!r} is not recorded; services: {sorted(record['pids'])} and postgres")
+        raise StackError(
+            f"stack service {name!r} is not recorded; services: {sorted(record['pids'])} and postgres"
+        )
     if kill:  # the whole tree: task runners and training processes start groups of their own
         kill_tree(record["pids"][name])
     stop_process_group(record["pids"][name], timeout)
@@ -358,15 +510,21 @@ def start_service(root: Path, name: str, timeout: float = 120) -> None:
     record = _record(root)
     port = record["ports"]
     if name == "postgres":  # as up started it: the same log, port, socket folder and settings
-        _pg_ctl(record["postgres"], "start", "-l", record["postgres"]["log"], "-o", record["postgres"]["options"])
+        _pg_ctl(
+            record["postgres"], "start", "-l", record["postgres"]["log"], "-o", record["postgres"]["options"]
+        )
         return
     if name not in record["commands"]:
-        raise StackError(f"stack service {name!r} is not recorded; services: {sorted(record['commands'])} and postgres")
+        raise StackError(
+            f"stack service {name!r} is not recorded; services: {sorted(record['commands'])} and postgres"
+        )
     if group_alive(record["pids"][name]):
         raise StackError(f"stack service {name!r} is running (pid {record['pids'][name]}): stop it first")
     saved = (line.split("=", 1) for line in (root / "stack.env").read_text().splitlines())
     env = {**os.environ, **{key: json.loads(value) for key, value in saved}}
-    record["pids"][name] = _start(root, name, record["commands"][name], {**env, **record["extra_env"].get(name, {})})
+    record["pids"][name] = _start(
+        root, name, record["commands"][name], {**env, **record["extra_env"].get(name, {})}
+    )
     _write(root, record)
     log = root / "logs" / f"{name}.log"
     if name == "redis":
@@ -383,7 +541,9 @@ def down(root: Path, timeout: float = 30.0) -> list[str]:
     root = root.resolve()
     path = root / "stack.json"
     record = _record(root)
-    stopped = [name for name, pid in reversed(list(record["pids"].items())) if stop_process_group(pid, timeout)]
+    stopped = [
+        name for name, pid in reversed(list(record["pids"].items())) if stop_process_group(pid, timeout)
+    ]
     postgres = record.get("postgres")
     if postgres:
         with contextlib.suppress(StackError):  # already stopped

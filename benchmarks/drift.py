@@ -26,9 +26,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-NUMERIC = ["distance", "sched_dep_time", "sched_arr_time", "hour", "temp", "dewp", "humid", "wind_speed",
-           "wind_gust", "precip", "pressure", "visib", "carrier_delay_rate_7d", "carrier_mean_arr_delay_7d",
-           "carrier_flights_30d", "route_delay_rate_30d", "route_mean_arr_delay_30d", "plane_year"]
+NUMERIC = [
+    "distance",
+    "sched_dep_time",
+    "sched_arr_time",
+    "hour",
+    "temp",
+    "dewp",
+    "humid",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+    "carrier_delay_rate_7d",
+    "carrier_mean_arr_delay_7d",
+    "carrier_flights_30d",
+    "route_delay_rate_30d",
+    "route_mean_arr_delay_30d",
+    "plane_year",
+]
 CATEGORICAL = ["carrier", "origin"]
 
 
@@ -46,8 +63,12 @@ def main() -> None:
     from tests.training_sets import write_training_set
 
     work = Path(tempfile.mkdtemp(prefix="bench-drift-"))
-    manifest = json.loads(Path(write_training_set(work / "set", months=12).removeprefix("file://")).read_text())
-    frame = pd.concat([pd.read_parquet(s["uri"].removeprefix("file://")) for s in manifest["splits"].values()])
+    manifest = json.loads(
+        Path(write_training_set(work / "set", months=12).removeprefix("file://")).read_text()
+    )
+    frame = pd.concat(
+        [pd.read_parquet(s["uri"].removeprefix("file://")) for s in manifest["splits"].values()]
+    )
     columns = NUMERIC + CATEGORICAL
 
     def repeat(part: pd.DataFrame) -> pd.DataFrame:
@@ -61,9 +82,13 @@ def main() -> None:
     def scipy_direct() -> dict:
         scores = {}
         for column in NUMERIC:
-            scores[column] = ks_2samp(reference[column].dropna().to_numpy(), current[column].dropna().to_numpy()).statistic
+            scores[column] = ks_2samp(
+                reference[column].dropna().to_numpy(), current[column].dropna().to_numpy()
+            ).statistic
         for column in CATEGORICAL:
-            counts = pd.concat([reference[column].value_counts(), current[column].value_counts()], axis=1).fillna(0)
+            counts = pd.concat(
+                [reference[column].value_counts(), current[column].value_counts()], axis=1
+            ).fillna(0)
             scores[column] = float(jensenshannon(counts.iloc[:, 0], counts.iloc[:, 1], base=2))
         return scores
 
@@ -79,10 +104,14 @@ def main() -> None:
                 direct = result
     by_column = {c["column"]: c for c in report["columns"]}
     gaps = [abs(by_column[c]["ks"] - direct[c]) for c in NUMERIC]
-    print(f"{args.rows:,} rows x {len(columns)} features: ours {best['ours']:.2f}s, scipy {best['scipy']:.2f}s; "
-          f"ratio {best['ours'] / best['scipy']:.2f}")
-    print(f"drifted: {report['drifted']}; largest |KS ours - KS scipy| {max(gaps):.4f} "
-          "(ours reads KS off 101 percentiles)")
+    print(
+        f"{args.rows:,} rows x {len(columns)} features: ours {best['ours']:.2f}s, scipy {best['scipy']:.2f}s; "
+        f"ratio {best['ours'] / best['scipy']:.2f}"
+    )
+    print(
+        f"drifted: {report['drifted']}; largest |KS ours - KS scipy| {max(gaps):.4f} "
+        "(ours reads KS off 101 percentiles)"
+    )
     print(f"RESULT drift_seconds={best['ours']:.3f}")
     print(f"RESULT scipy_seconds={best['scipy']:.3f}")
     print(f"RESULT drift_time_ratio={best['ours'] / best['scipy']:.3f}")

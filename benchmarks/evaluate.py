@@ -49,7 +49,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
     manifest_uri = write_training_set(work / "set", months=12)
     manifest = json.loads(Path(manifest_uri.removeprefix("file://")).read_text())
-    frame = pd.concat([pd.read_parquet(s["uri"].removeprefix("file://")) for s in manifest["splits"].values()])
+    frame = pd.concat(
+        [pd.read_parquet(s["uri"].removeprefix("file://")) for s in manifest["splits"].values()]
+    )
     frame = pd.concat([frame] * (args.rows // len(frame) + 1), ignore_index=True).iloc[: args.rows]
     frame.to_parquet(work / "rows.parquet")
     frame = read_rows(work / "rows.parquet")  # as EvaluateModelOperator reads a split
@@ -57,13 +59,25 @@ def main() -> None:
     cardinalities = [len(preprocessing["categorical"][c]) + 1 for c in preprocessing["categorical"]]
     torch.manual_seed(0)
     stats = preprocessing["numeric"]
-    model = FlightDelayModel(num_numeric=len(stats), cardinalities=cardinalities, hidden=64,
-                             numeric_mean=[s["mean"] for s in stats.values()], numeric_std=[s["std"] for s in stats.values()])
+    model = FlightDelayModel(
+        num_numeric=len(stats),
+        cardinalities=cardinalities,
+        hidden=64,
+        numeric_mean=[s["mean"] for s in stats.values()],
+        numeric_std=[s["std"] for s in stats.values()],
+    )
     folder = work / "model"
     folder.mkdir()
     torch.save(model.state_dict(), folder / "model.pt")
-    (folder / "config.json").write_text(json.dumps({"model": "airflow_mlops.training.flights:FlightDelayModel",
-                                                    "init": dict(model.hparams), "preprocessing": preprocessing}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model": "airflow_mlops.training.flights:FlightDelayModel",
+                "init": dict(model.hparams),
+                "preprocessing": preprocessing,
+            }
+        )
+    )
     scorer = Scorer(folder, chunk_rows=args.chunk_rows)
     numeric, categorical = transform(frame, preprocessing)  # the raw pass gets its tensors for free,
     numeric = numeric.contiguous()  # laid out row by row, its best case
@@ -72,14 +86,23 @@ def main() -> None:
     def raw() -> None:
         with torch.inference_mode():
             for start in range(0, len(frame), args.chunk_rows):
-                torch.sigmoid(raw_model(numeric[start:start + args.chunk_rows], categorical[start:start + args.chunk_rows]))
+                torch.sigmoid(
+                    raw_model(
+                        numeric[start : start + args.chunk_rows], categorical[start : start + args.chunk_rows]
+                    )
+                )
 
     ours_s, raw_s = best_of_interleaved(args.runs, lambda: scorer(frame), raw)
     ours_rate, raw_rate = len(frame) / ours_s, len(frame) / raw_s
-    print(f"{len(frame):,} rows: ours {ours_s:.2f}s ({ours_rate:,.0f} rows/s), raw forward {raw_s:.2f}s "
-          f"({raw_rate:,.0f} rows/s); ratio {ours_rate / raw_rate:.3f}")
-    for key, value in {"score_rows_per_s_ratio": ours_rate / raw_rate, "ours_rows_per_s": ours_rate,
-                       "raw_rows_per_s": raw_rate}.items():
+    print(
+        f"{len(frame):,} rows: ours {ours_s:.2f}s ({ours_rate:,.0f} rows/s), raw forward {raw_s:.2f}s "
+        f"({raw_rate:,.0f} rows/s); ratio {ours_rate / raw_rate:.3f}"
+    )
+    for key, value in {
+        "score_rows_per_s_ratio": ours_rate / raw_rate,
+        "ours_rows_per_s": ours_rate,
+        "raw_rows_per_s": raw_rate,
+    }.items():
         print(f"RESULT {key}={value:.3f}")
 
 

@@ -36,8 +36,12 @@ os.environ["AIRFLOW__MLOPS__FEAST_DIR"] = str(WORK / "feast")
 os.environ["AIRFLOW__MLOPS__FEATURE_REPO"] = str(ROOT / "feature_repo")
 SERVICE = "flight_delay_v1"
 #: view -> (join keys, TTL), as declared in feature_repo/features.py
-VIEWS = {"weather_hourly": (["origin"], timedelta(hours=3)), "carrier_stats": (["carrier"], timedelta(days=2)),
-         "route_stats": (["route"], timedelta(days=2)), "plane_attributes": (["tailnum"], timedelta(days=3650))}
+VIEWS = {
+    "weather_hourly": (["origin"], timedelta(hours=3)),
+    "carrier_stats": (["carrier"], timedelta(days=2)),
+    "route_stats": (["route"], timedelta(days=2)),
+    "plane_attributes": (["tailnum"], timedelta(days=3650)),
+}
 
 
 def build_tables() -> pd.DataFrame:
@@ -51,13 +55,16 @@ def build_tables() -> pd.DataFrame:
     features = WORK / "lake" / "features"
     for month in range(1, 13):
         period = f"2013-{month:02d}"
-        tables = month_feature_tables(period, [flights[flights["month"].isin([month - 1, month])]],
-                                      weather[weather["month"] == month])
+        tables = month_feature_tables(
+            period, [flights[flights["month"].isin([month - 1, month])]], weather[weather["month"] == month]
+        )
         for name, frame in tables.items():
             (features / name).mkdir(parents=True, exist_ok=True)
             frame.to_parquet(features / name / f"{period}.parquet", index=False)
     (features / "plane_attributes").mkdir(parents=True, exist_ok=True)
-    plane_features(read_table("planes")).to_parquet(features / "plane_attributes" / "planes.parquet", index=False)
+    plane_features(read_table("planes")).to_parquet(
+        features / "plane_attributes" / "planes.parquet", index=False
+    )
     landed = flights[flights["arr_delay"].notna()]
     return add_entity_keys(landed)[["flight_id", "event_timestamp", "origin", "carrier", "tailnum", "route"]]
 
@@ -69,8 +76,12 @@ def merge_asof_baseline(entities: pd.DataFrame) -> pd.DataFrame:
     result = result.sort_values("event_timestamp").reset_index(drop=True)
     for view, (keys, ttl) in VIEWS.items():
         table = pd.concat([pd.read_parquet(p) for p in sorted((features / view).glob("*.parquet"))])
-        table = table.assign(event_timestamp=table["event_timestamp"].dt.as_unit("ns")).sort_values("event_timestamp")
-        result = pd.merge_asof(result, table, on="event_timestamp", by=keys, direction="backward", tolerance=ttl)
+        table = table.assign(event_timestamp=table["event_timestamp"].dt.as_unit("ns")).sort_values(
+            "event_timestamp"
+        )
+        result = pd.merge_asof(
+            result, table, on="event_timestamp", by=keys, direction="backward", tolerance=ttl
+        )
     return result
 
 
@@ -94,11 +105,19 @@ def online(hook, rows: list[dict], label: str, results: dict[str, float]) -> Non
         theirs.append(time.perf_counter() - started)
         assert a == b
     (op50, op99), (fp50, fp99) = percentiles(ours), percentiles(theirs)
-    print(f"online {label}: hook p50 {op50:.2f} ms p99 {op99:.2f} ms; Feast p50 {fp50:.2f} ms p99 {fp99:.2f} ms; "
-          f"p50 ratio {op50 / fp50:.3f}")
-    results.update({f"online_{label}_hook_p50_ms": op50, f"online_{label}_hook_p99_ms": op99,
-                    f"online_{label}_feast_p50_ms": fp50, f"online_{label}_feast_p99_ms": fp99,
-                    f"online_{label}_p50_ratio": op50 / fp50})
+    print(
+        f"online {label}: hook p50 {op50:.2f} ms p99 {op99:.2f} ms; Feast p50 {fp50:.2f} ms p99 {fp99:.2f} ms; "
+        f"p50 ratio {op50 / fp50:.3f}"
+    )
+    results.update(
+        {
+            f"online_{label}_hook_p50_ms": op50,
+            f"online_{label}_hook_p99_ms": op99,
+            f"online_{label}_feast_p50_ms": fp50,
+            f"online_{label}_feast_p99_ms": fp99,
+            f"online_{label}_p50_ratio": op50 / fp50,
+        }
+    )
 
 
 def start_redis() -> tuple[subprocess.Popen | None, str | None]:
@@ -108,8 +127,11 @@ def start_redis() -> tuple[subprocess.Popen | None, str | None]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen([server, "--port", str(port), "--save", "", "--appendonly", "no"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -142,10 +164,16 @@ def main() -> None:
     a = ours.sort_values("flight_id").reset_index(drop=True)[["flight_id", *names]]
     b = baseline.sort_values("flight_id").reset_index(drop=True)[["flight_id", *names]]
     pd.testing.assert_frame_equal(a, b, check_dtype=False)
-    print(f"historical, {len(entities):,} flights x {len(names)} features: Feast (DuckDB) {ours_s:.2f}s, "
-          f"merge_asof {baseline_s:.2f}s, ratio {ours_s / baseline_s:.2f}; identical values")
-    results.update(historical_feast_s=ours_s, historical_merge_asof_s=baseline_s,
-                   historical_ratio=ours_s / baseline_s, historical_rows=len(entities))
+    print(
+        f"historical, {len(entities):,} flights x {len(names)} features: Feast (DuckDB) {ours_s:.2f}s, "
+        f"merge_asof {baseline_s:.2f}s, ratio {ours_s / baseline_s:.2f}; identical values"
+    )
+    results.update(
+        historical_feast_s=ours_s,
+        historical_merge_asof_s=baseline_s,
+        historical_ratio=ours_s / baseline_s,
+        historical_rows=len(entities),
+    )
 
     hook.materialize(datetime(2012, 12, 1, tzinfo=UTC), datetime(2014, 1, 1, tzinfo=UTC))
     rng = np.random.default_rng(5)

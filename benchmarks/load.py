@@ -34,8 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-async def _drive(url: str, rows: Sequence[dict], clients: int, seconds: float,
-                 events: Sequence[tuple[float, Callable[[], Any]]]) -> dict[str, Any]:
+async def _drive(
+    url: str,
+    rows: Sequence[dict],
+    clients: int,
+    seconds: float,
+    events: Sequence[tuple[float, Callable[[], Any]]],
+) -> dict[str, Any]:
     import httpx
     import numpy as np
 
@@ -54,7 +59,9 @@ async def _drive(url: str, rows: Sequence[dict], clients: int, seconds: float,
             try:
                 answer = await session.post(url, json={"rows": [rows[i % len(rows)]]})
                 if answer.status_code != 200:
-                    failures.append(f"{time.monotonic() - begun:.1f}s HTTP {answer.status_code}: {answer.text[:200]}")
+                    failures.append(
+                        f"{time.monotonic() - begun:.1f}s HTTP {answer.status_code}: {answer.text[:200]}"
+                    )
             except httpx.TransportError as err:
                 failures.append(f"{time.monotonic() - begun:.1f}s {type(err).__name__}: {err}")
             latencies.append(time.perf_counter() - started)
@@ -73,13 +80,24 @@ async def _drive(url: str, rows: Sequence[dict], clients: int, seconds: float,
         await asyncio.gather(scheduled(), *(client(session, n) for n in range(clients)))
     elapsed = time.monotonic() - begun
     ms = np.asarray(latencies) * 1000
-    return {"requests": len(latencies), "failures": failures, "rps": len(latencies) / elapsed,
-            "seconds": elapsed, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "max_ms": float(ms.max())}
+    return {
+        "requests": len(latencies),
+        "failures": failures,
+        "rps": len(latencies) / elapsed,
+        "seconds": elapsed,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+    }
 
 
-def run_load(url: str, rows: Sequence[dict], clients: int, seconds: float,
-             events: Sequence[tuple[float, Callable[[], Any]]] = ()) -> dict[str, Any]:
+def run_load(
+    url: str,
+    rows: Sequence[dict],
+    clients: int,
+    seconds: float,
+    events: Sequence[tuple[float, Callable[[], Any]]] = (),
+) -> dict[str, Any]:
     """``clients`` concurrent clients posting one row each to ``url`` for ``seconds``, and longer
     until ``events`` ran: each ``(delay, function)`` runs in a thread ``delay`` seconds after the
     previous one finished (a restart or a deployment takes its time). Returns requests, failures
@@ -88,7 +106,9 @@ def run_load(url: str, rows: Sequence[dict], clients: int, seconds: float,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--port-offset", type=int, default=3000, help="added to the stack's default ports")
@@ -99,7 +119,9 @@ def main() -> None:
     from benchmarks.serve import reference_models
 
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    tracking, _, test = reference_models(work, seeds=(0, 1))  # two versions (different weights) for the canary
+    tracking, _, test = reference_models(
+        work, seeds=(0, 1)
+    )  # two versions (different weights) for the canary
     rows = json_rows(test.drop(columns=["is_delayed"]).head(2000))
 
     root = work / "stack"
@@ -107,8 +129,14 @@ def main() -> None:
     record = serving_up(root, tracking, token, offset=args.port_offset)
     port = record["ports"]
     os.environ["AIRFLOW_CONN_MLOPS_MODEL_SERVER"] = json.dumps(
-        {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": port["model_server"], "password": token,
-         "extra": {"replicas": [f"127.0.0.1:{port['replica1']}", f"127.0.0.1:{port['replica2']}"]}})
+        {
+            "conn_type": "mlops_model_server",
+            "host": "127.0.0.1",
+            "port": port["model_server"],
+            "password": token,
+            "extra": {"replicas": [f"127.0.0.1:{port['replica1']}", f"127.0.0.1:{port['replica2']}"]},
+        }
+    )
     from airflow_mlops.hooks.model_server import ModelServerHook
 
     hook = ModelServerHook()
@@ -117,13 +145,19 @@ def main() -> None:
     canary: dict[str, Any] = {}
 
     def start_canary() -> None:
-        hook.deploy("flight_delay", {"primary": v1, "candidate": v2},
-                    {"kind": "canary", "primary": "primary", "candidate": "candidate", "weight": 0.1},
-                    who="benchmark", why="canary under load")
+        hook.deploy(
+            "flight_delay",
+            {"primary": v1, "candidate": v2},
+            {"kind": "canary", "primary": "primary", "candidate": "candidate", "weight": 0.1},
+            who="benchmark",
+            why="canary under load",
+        )
 
     def roll_out() -> None:
         canary.update(hook.stats("flight_delay"))
-        hook.deploy("flight_delay", {"main": v2}, {"kind": "single"}, who="benchmark", why="rollout under load")
+        hook.deploy(
+            "flight_delay", {"main": v2}, {"kind": "single"}, who="benchmark", why="rollout under load"
+        )
 
     lb = f"http://127.0.0.1:{port['model_server']}/v1/models/flight_delay/predict"
     direct = f"http://127.0.0.1:{port['replica1']}/v1/models/flight_delay/predict"
@@ -132,23 +166,39 @@ def main() -> None:
         third = args.seconds / 3
         ours = run_load(lb, rows, args.clients, args.seconds, [(third, start_canary), (third, roll_out)])
         baseline = run_load(direct, rows, args.clients, args.seconds / 2)
-        lost = run_load(lb, rows, args.clients, args.seconds / 2,
-                        [(args.seconds / 6, lambda: stop_service(root, "replica2", kill=True)),
-                         (args.seconds / 6, lambda: start_service(root, "replica2"))])
+        lost = run_load(
+            lb,
+            rows,
+            args.clients,
+            args.seconds / 2,
+            [
+                (args.seconds / 6, lambda: stop_service(root, "replica2", kill=True)),
+                (args.seconds / 6, lambda: start_service(root, "replica2")),
+            ],
+        )
     finally:
         down(root)
 
-    print(f"{'phase':<34} {'requests':>9} {'failed':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}")
-    for name, r in (("ours: nginx + 2 replicas, canary", ours), ("baseline: 1 replica direct", baseline),
-                    ("replica killed and restarted", lost)):
-        print(f"{name:<34} {r['requests']:>9} {len(r['failures']):>7} {r['rps']:>7.0f} {r['p50_ms']:>7.1f} "
-              f"{r['p99_ms']:>7.1f} {r['max_ms']:>7.0f}")
+    print(
+        f"{'phase':<34} {'requests':>9} {'failed':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}"
+    )
+    for name, r in (
+        ("ours: nginx + 2 replicas, canary", ours),
+        ("baseline: 1 replica direct", baseline),
+        ("replica killed and restarted", lost),
+    ):
+        print(
+            f"{name:<34} {r['requests']:>9} {len(r['failures']):>7} {r['rps']:>7.0f} {r['p50_ms']:>7.1f} "
+            f"{r['p99_ms']:>7.1f} {r['max_ms']:>7.0f}"
+        )
         for failure in r["failures"][:5]:
             print(f"    {failure}")
     candidate = canary.get("variants", {}).get("candidate", {})
-    print(f"canary before the rollout: {candidate.get('requests')} of "
-          f"{sum(v['requests'] for v in canary.get('variants', {}).values())} requests to version 2 "
-          f"on {canary.get('replicas')} replicas")
+    print(
+        f"canary before the rollout: {candidate.get('requests')} of "
+        f"{sum(v['requests'] for v in canary.get('variants', {}).values())} requests to version 2 "
+        f"on {canary.get('replicas')} replicas"
+    )
     print(f"RESULT load_errors={len(ours['failures'])}")
     print(f"RESULT load_p99_ms={ours['p99_ms']:.1f}")
     print(f"RESULT load_rps={ours['rps']:.0f}")

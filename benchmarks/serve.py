@@ -82,15 +82,25 @@ def reference_models(work: Path, seeds: Sequence[int]) -> tuple[str, list[Path],
     folders = []
     for i, seed in enumerate(seeds):
         torch.manual_seed(seed)
-        model = FlightDelayModel(num_numeric=len(stats),
-                                 cardinalities=[len(v) + 1 for v in preprocessing["categorical"].values()],
-                                 numeric_mean=[s["mean"] for s in stats.values()],
-                                 numeric_std=[s["std"] for s in stats.values()], hidden=64)
+        model = FlightDelayModel(
+            num_numeric=len(stats),
+            cardinalities=[len(v) + 1 for v in preprocessing["categorical"].values()],
+            numeric_mean=[s["mean"] for s in stats.values()],
+            numeric_std=[s["std"] for s in stats.values()],
+            hidden=64,
+        )
         folder = work / f"model{i}"
         folder.mkdir()
         torch.save(model.state_dict(), folder / "model.pt")
-        (folder / "config.json").write_text(json.dumps({"model": "airflow_mlops.training.flights:FlightDelayModel",
-                                                        "init": dict(model.hparams), "preprocessing": preprocessing}))
+        (folder / "config.json").write_text(
+            json.dumps(
+                {
+                    "model": "airflow_mlops.training.flights:FlightDelayModel",
+                    "init": dict(model.hparams),
+                    "preprocessing": preprocessing,
+                }
+            )
+        )
         run = client.create_run(experiment)
         client.log_artifacts(run.info.run_id, str(folder), "model")
         client.create_model_version("flight_delay", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
@@ -101,8 +111,13 @@ def reference_models(work: Path, seeds: Sequence[int]) -> tuple[str, list[Path],
 def start(command: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
     import httpx
 
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -132,7 +147,9 @@ async def load(url: str, rows: list[dict], concurrency: int, requests: int) -> d
             try:
                 response = await session.post(url, json={"rows": [rows[i % len(rows)]]})
             except httpx.TransportError as err:
-                raise SystemExit(f"{url}: request {i} at concurrency {concurrency}: {type(err).__name__} {err}") from err
+                raise SystemExit(
+                    f"{url}: request {i} at concurrency {concurrency}: {type(err).__name__} {err}"
+                ) from err
             latencies.append(time.perf_counter() - started)
             if response.status_code != 200:
                 raise SystemExit(f"{url}: HTTP {response.status_code}: {response.text[:300]}")
@@ -146,7 +163,11 @@ async def load(url: str, rows: list[dict], concurrency: int, requests: int) -> d
         await asyncio.gather(*(client(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     ms = np.asarray(latencies) * 1000
-    return {"rps": requests / elapsed, "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}
+    return {
+        "rps": requests / elapsed,
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+    }
 
 
 def main() -> None:
@@ -171,25 +192,39 @@ def main() -> None:
 
     def ours(log: bool, policy: dict, variants: dict) -> tuple[subprocess.Popen, str]:
         port = free_port()
-        command = [str(Path(sys.executable).with_name("airflow-mlops")), "serve", "--port", str(port),
-                   "--state-dir", str(work / f"state-{port}"), "--tracking-uri", tracking]
+        command = [
+            str(Path(sys.executable).with_name("airflow-mlops")),
+            "serve",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(work / f"state-{port}"),
+            "--tracking-uri",
+            tracking,
+        ]
         process = start(command + ([] if log else ["--no-request-log"]), port, {"MLOPS_SERVER_TOKEN": TOKEN})
-        httpx.put(f"http://127.0.0.1:{port}/v1/admin/deployments/flight_delay", timeout=120,
-                  headers={"Authorization": f"Bearer {TOKEN}"},
-                  json={"variants": variants, "policy": policy}).raise_for_status()
+        httpx.put(
+            f"http://127.0.0.1:{port}/v1/admin/deployments/flight_delay",
+            timeout=120,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            json={"variants": variants, "policy": policy},
+        ).raise_for_status()
         return process, f"http://127.0.0.1:{port}/v1/models/flight_delay/predict"
 
     def bare() -> tuple[subprocess.Popen, str]:
         port = free_port()
-        return (start([sys.executable, __file__, "--bare-server", str(port), str(folder)], port),
-                f"http://127.0.0.1:{port}/predict")
+        return (
+            start([sys.executable, __file__, "--bare-server", str(port), str(folder)], port),
+            f"http://127.0.0.1:{port}/predict",
+        )
 
     servers = {
         "bare": bare,
         "ours": lambda: ours(True, {"kind": "single"}, {"main": v1}),
         "ours_no_log": lambda: ours(False, {"kind": "single"}, {"main": v1}),
-        "ours_canary": lambda: ours(True, {"kind": "canary", "primary": "a", "candidate": "b", "weight": 0.1},
-                                    {"a": v1, "b": v2}),
+        "ours_canary": lambda: ours(
+            True, {"kind": "canary", "primary": "a", "candidate": "b", "weight": 0.1}, {"a": v1, "b": v2}
+        ),
     }
     results: dict[tuple[str, int], dict[str, float]] = {}
     running = {name: factory() for name, factory in servers.items()}

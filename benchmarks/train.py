@@ -52,9 +52,9 @@ def ours(manifest: str, work: Path, devices: int, epochs: int) -> tuple[float, d
 import json, sys, time
 from types import SimpleNamespace
 from airflow_mlops.operators.train import LightningTrainOperator
-op = LightningTrainOperator(task_id="train", training_set={manifest!r}, output_dir={str(work / f'out{devices}')!r},
-    checkpoint_root={str(work / f'ckpt{devices}')!r}, hyperparameters={{"hidden": 64}}, batch_size=1024,
-    devices={devices}, max_epochs={epochs}, mlflow_tracking_uri={('sqlite:///' + str(work / 'mlflow.db'))!r})
+op = LightningTrainOperator(task_id="train", training_set={manifest!r}, output_dir={str(work / f"out{devices}")!r},
+    checkpoint_root={str(work / f"ckpt{devices}")!r}, hyperparameters={{"hidden": 64}}, batch_size=1024,
+    devices={devices}, max_epochs={epochs}, mlflow_tracking_uri={("sqlite:///" + str(work / "mlflow.db"))!r})
 started = time.perf_counter()
 result = op.execute({{"dag": SimpleNamespace(dag_id="bench"), "run_id": "run{devices}"}})
 result["execute_s"] = time.perf_counter() - started
@@ -68,8 +68,9 @@ print("RESULT_JSON " + json.dumps(result))
 
 def plain(manifest: str, epochs: int) -> tuple[float, dict]:
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", PLAIN, manifest, str(epochs)], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PLAIN, manifest, str(epochs)], check=True, capture_output=True, text=True
+    ).stdout
     wall = time.perf_counter() - started
     return wall, json.loads(out.strip().splitlines()[-1])
 
@@ -77,7 +78,9 @@ def plain(manifest: str, epochs: int) -> tuple[float, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--months", type=int, default=12, help="months 1..N-1 train, month N is the test month")
+    parser.add_argument(
+        "--months", type=int, default=12, help="months 1..N-1 train, month N is the test month"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     from tests.training_sets import write_training_set
@@ -91,19 +94,28 @@ def main() -> None:
     plain_wall, plain_fit = plain(manifest, args.epochs)
     ours_wall, ours_result = ours(manifest, work, 1, args.epochs)
     plain_rate = plain_fit["samples"] / plain_fit["fit_s"]
-    print(f"{rows:,} training rows x {args.epochs} epochs: operator {ours_wall:.1f}s wall "
-          f"({ours_result['samples_per_s']:.0f} samples/s), plain Trainer.fit {plain_wall:.1f}s wall "
-          f"({plain_rate:.0f} samples/s); ratio {ours_wall / plain_wall:.3f}")
+    print(
+        f"{rows:,} training rows x {args.epochs} epochs: operator {ours_wall:.1f}s wall "
+        f"({ours_result['samples_per_s']:.0f} samples/s), plain Trainer.fit {plain_wall:.1f}s wall "
+        f"({plain_rate:.0f} samples/s); ratio {ours_wall / plain_wall:.3f}"
+    )
     two_wall, two_result = ours(manifest, work, 2, args.epochs)
-    print(f"2 DDP processes (gloo): {two_wall:.1f}s wall, {two_result['samples_per_s']:.0f} samples/s "
-          f"(1 process: {ours_result['samples_per_s']:.0f}); test AUC {two_result['metrics']['test_auc']:.4f} "
-          f"vs {ours_result['metrics']['test_auc']:.4f}")
+    print(
+        f"2 DDP processes (gloo): {two_wall:.1f}s wall, {two_result['samples_per_s']:.0f} samples/s "
+        f"(1 process: {ours_result['samples_per_s']:.0f}); test AUC {two_result['metrics']['test_auc']:.4f} "
+        f"vs {ours_result['metrics']['test_auc']:.4f}"
+    )
     print(f"fixed cost of the operator's path: {ours_wall - plain_wall:.1f}s")
-    for key, value in {"train_wall_ratio": ours_wall / plain_wall, "operator_extra_s": ours_wall - plain_wall,
-                       "operator_wall_s": ours_wall,
-                       "plain_wall_s": plain_wall, "operator_samples_per_s": ours_result["samples_per_s"],
-                       "plain_samples_per_s": plain_rate, "ddp2_samples_per_s": two_result["samples_per_s"],
-                       "ddp2_wall_s": two_wall}.items():
+    for key, value in {
+        "train_wall_ratio": ours_wall / plain_wall,
+        "operator_extra_s": ours_wall - plain_wall,
+        "operator_wall_s": ours_wall,
+        "plain_wall_s": plain_wall,
+        "operator_samples_per_s": ours_result["samples_per_s"],
+        "plain_samples_per_s": plain_rate,
+        "ddp2_samples_per_s": two_result["samples_per_s"],
+        "ddp2_wall_s": two_wall,
+    }.items():
         print(f"RESULT {key}={value:.3f}")
 
 

@@ -49,8 +49,13 @@ def pandas_checks(data: bytes, suite: Mapping[str, Any], parameters: Mapping[str
         elif kind == "expect_column_values_to_be_of_type":
             expected = kwargs["type_"]
             dtype = column.dtype
-            ok = (isinstance(dtype, pd.DatetimeTZDtype) if expected == "Timestamp"
-                  else column.dropna().map(type).eq(str).all() if expected == "str" else str(dtype) == expected)
+            ok = (
+                isinstance(dtype, pd.DatetimeTZDtype)
+                if expected == "Timestamp"
+                else column.dropna().map(type).eq(str).all()
+                if expected == "str"
+                else str(dtype) == expected
+            )
         elif kind == "expect_column_values_to_not_be_null":
             ok = column.notna().mean() >= kwargs.get("mostly", 1.0)
         elif kind == "expect_column_values_to_be_between":
@@ -114,8 +119,14 @@ def main() -> None:
         data = buffer.getvalue()
 
         def ours(data: bytes = data, parameters: dict = parameters) -> list[str]:
-            report = validate_partition(data, "bench.parquet", suite, parameters=parameters,
-                                        reference_profile=reference, drift_columns=DRIFT_COLUMNS).report
+            report = validate_partition(
+                data,
+                "bench.parquet",
+                suite,
+                parameters=parameters,
+                reference_profile=reference,
+                drift_columns=DRIFT_COLUMNS,
+            ).report
             return [f"{o.expectation}({o.column or ''})" for o in report.failures]
 
         def baseline(data: bytes = data, parameters: dict = parameters) -> list[str]:
@@ -131,8 +142,10 @@ def main() -> None:
             t, baseline_failed = best_of(1, baseline)
             baseline_s = t if not baseline_s else min(baseline_s, t)
         assert sorted(ours_failed or []) == sorted(baseline_failed or []), (ours_failed, baseline_failed)
-        print(f"{name}: {len(frame):,} rows, {len(suite.expectations)} expectations; GX path {ours_s:.3f}s, "
-              f"pandas {baseline_s:.3f}s, ratio {ours_s / baseline_s:.1f}; both found {ours_failed or 'nothing'}")
+        print(
+            f"{name}: {len(frame):,} rows, {len(suite.expectations)} expectations; GX path {ours_s:.3f}s, "
+            f"pandas {baseline_s:.3f}s, ratio {ours_s / baseline_s:.1f}; both found {ours_failed or 'nothing'}"
+        )
         results[f"validate_{name}_s"] = ours_s
         results[f"pandas_{name}_s"] = baseline_s
         results[f"validate_{name}_ratio"] = ours_s / baseline_s

@@ -47,14 +47,17 @@ probability.
         split = (context["dag_run"].conf or {}).get("split", "test")
         splits = json.loads(manifest_path(manifest_uri).read_text())["splits"]
         if split not in splits:
-            raise ValueError(f"split {split!r} is not in training set {manifest_uri} (splits: {sorted(splits)})")
+            raise ValueError(
+                f"split {split!r} is not in training set {manifest_uri} (splits: {sorted(splits)})"
+            )
         return str(manifest_path(splits[split]["uri"], manifest_uri))
 
     BatchPredictionOperator(
         task_id="score",
         input_uri=scoring_input(),
         model_uri="models:/flight_delay@champion",
-        output_uri=f"{DATA}/predictions/flight_delay/" + "{{ run_id | replace(':', '_') | replace('+', '_') }}.parquet",
+        output_uri=f"{DATA}/predictions/flight_delay/"
+        + "{{ run_id | replace(':', '_') | replace('+', '_') }}.parquet",
         key_columns=["flight_id"],
         tracking_uri=settings.mlflow_tracking_uri(),
         outlets=[FLIGHT_DELAY_PREDICTIONS],

@@ -60,8 +60,12 @@ Runs when a new version of the `flights_delay` dataset exists and weather has be
         periods = sorted(source["period"] for source in manifest["sources"])
         last_year, last_month = (int(part) for part in periods[-1].split("-"))
         end = datetime(last_year + last_month // 12, last_month % 12 + 1, 1)
-        return {"manifest_uri": uri, "periods": periods, "start": f"{periods[0]}-01T00:00:00+00:00",
-                "end": f"{end:%Y-%m-%d}T00:00:00+00:00"}
+        return {
+            "manifest_uri": uri,
+            "periods": periods,
+            "start": f"{periods[0]}-01T00:00:00+00:00",
+            "end": f"{end:%Y-%m-%d}T00:00:00+00:00",
+        }
 
     dataset = dataset_manifest()
     build = FlightFeaturesOperator(

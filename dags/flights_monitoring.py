@@ -78,8 +78,13 @@ window and lists every report.
 
         manifest_uri = latest_event_value(context, FLIGHTS_DELAY_DATASET, "manifest_uri")
         manifest = json.loads(ObjectStoragePath(manifest_uri, conn_id=settings.lake_conn_id()).read_text())
-        frames = [pd.read_parquet(ObjectStoragePath(split["uri"], conn_id=settings.lake_conn_id()).open("rb"),
-                                  columns=["flight_id", "is_delayed"]) for split in manifest["splits"].values()]
+        frames = [
+            pd.read_parquet(
+                ObjectStoragePath(split["uri"], conn_id=settings.lake_conn_id()).open("rb"),
+                columns=["flight_id", "is_delayed"],
+            )
+            for split in manifest["splits"].values()
+        ]
         version = manifest.get("version") or hashlib.sha256(manifest_uri.encode()).hexdigest()[:16]
         out = Path(DATA, "labels", MODEL, f"{version}.parquet")
         if not out.exists():

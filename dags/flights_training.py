@@ -95,8 +95,9 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         """The training set manifest: the run's conf, the triggering features event, or the newest one."""
         for asset, events in (context.get("triggering_asset_events") or {}).items():
             for event in events:
-                logging.getLogger("airflow.task").info("triggered by %s at %s: %s", getattr(asset, "name", asset),
-                                                       event.timestamp, event.extra)
+                logging.getLogger("airflow.task").info(
+                    "triggered by %s at %s: %s", getattr(asset, "name", asset), event.timestamp, event.extra
+                )
         try:
             return str(conf_or_latest_event(context, FLIGHT_FEATURES, "manifest_uri"))
         except ValueError:  # started by model_drift: retrain on the newest training set

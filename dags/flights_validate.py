@@ -24,12 +24,20 @@ WEATHER_VALIDATED = Asset(name="weather_validated", group="flights")
 
 #: table -> (raw Asset, validated Asset, row-level bound or None, columns compared with the reference)
 TABLES: dict[str, tuple[Asset, Asset, float | None, list[str]]] = {
-    "flights": (FLIGHTS_RAW, FLIGHTS_VALIDATED, None,
-                ["dep_delay", "arr_delay", "sched_dep_time", "distance", "carrier", "origin", "dest"]),
+    "flights": (
+        FLIGHTS_RAW,
+        FLIGHTS_VALIDATED,
+        None,
+        ["dep_delay", "arr_delay", "sched_dep_time", "distance", "carrier", "origin", "dest"],
+    ),
     # Weather has real sensor glitches (one hour of 1048 mph wind in February 2013): row-level mode
     # quarantines such rows and passes the month when they are under 1 %.
-    "weather": (WEATHER_RAW, WEATHER_VALIDATED, 0.01,
-                ["temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib"]),
+    "weather": (
+        WEATHER_RAW,
+        WEATHER_VALIDATED,
+        0.01,
+        ["temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib"],
+    ),
 }
 
 

@@ -23,9 +23,19 @@ from tests.conftest import _apt_install
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Without the networking flags Chromium keeps calling Google's hosts, which this network refuses.
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1280,900", "--hide-scrollbars")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,900",
+    "--hide-scrollbars",
+)
 
 
 def screenshots_dir() -> Path:
@@ -40,8 +50,10 @@ def chromium() -> Iterator[Any]:
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         _apt_install("chromium", "chromium-driver")
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip(f"{CHROMIUM} and {CHROMEDRIVER} (Debian's chromium, chromium-driver) are missing and cannot "
-                    "be installed here (not root or no apt-get)")
+        pytest.skip(
+            f"{CHROMIUM} and {CHROMEDRIVER} (Debian's chromium, chromium-driver) are missing and cannot "
+            "be installed here (not root or no apt-get)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -85,6 +97,9 @@ def sign_in(driver: Any, url: str, page: str, username: str, password: str) -> N
 
 def image_loaded(driver: Any, alt: str) -> bool:
     """Whether the page shows the image ``alt`` (decoded, with a width)."""
-    return bool(driver.execute_script(
-        "const i = [...document.images].find(i => i.alt === arguments[0]); return !!i && i.complete && i.naturalWidth > 0",
-        alt))
+    return bool(
+        driver.execute_script(
+            "const i = [...document.images].find(i => i.alt === arguments[0]); return !!i && i.complete && i.naturalWidth > 0",
+            alt,
+        )
+    )

@@ -39,13 +39,19 @@ os.environ.update(
 # `make test` runs two pytest-xdist workers, one module at a time each (--dist loadfile). The
 # longest modules go first, so that the other worker runs the rest meanwhile instead of one of
 # them starting last and running alone.
-LONGEST_FIRST = ("tests/integration/test_event_ingest.py", "tests/integration/test_sagemaker.py",
-                 "tests/integration/test_training.py", "tests/integration/test_stack.py")
+LONGEST_FIRST = (
+    "tests/integration/test_event_ingest.py",
+    "tests/integration/test_sagemaker.py",
+    "tests/integration/test_training.py",
+    "tests/integration/test_stack.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: modules keep their order
+    items.sort(
+        key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank))
+    )  # stable: modules keep their order
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -160,11 +166,18 @@ def _apt_install(*packages: str) -> None:
     with open(Path(tempfile.gettempdir()) / "airflow-mlops-apt.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, env=env)
-        done = subprocess.run(["apt-get", "install", "-y", "-qq", "-o", "DPkg::Lock::Timeout=600", *packages],
-                              check=False, capture_output=True, text=True, env=env)
+        done = subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "-o", "DPkg::Lock::Timeout=600", *packages],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
     if done.returncode != 0:
-        raise RuntimeError(f"apt-get install {' '.join(packages)} failed (exit {done.returncode}): "
-                           f"{(done.stderr or done.stdout)[-2000:]}")
+        raise RuntimeError(
+            f"apt-get install {' '.join(packages)} failed (exit {done.returncode}): "
+            f"{(done.stderr or done.stdout)[-2000:]}"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -234,7 +247,19 @@ def redis_url() -> Iterator[str]:
     port = free_port()
     root = Path(tempfile.mkdtemp(prefix="airflow-mlops-redis-"))
     process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(root)],
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(root),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -267,6 +292,9 @@ def trained_models(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("evaluation")
     training_set = write_training_set(root / "set")
     tracking = f"sqlite:///{root / 'mlflow.db'}"
-    return {"training_set": training_set, "tracking": tracking,
-            "challenger": train(root / "challenger", training_set, hidden=32, epochs=2, tracking_uri=tracking),
-            "champion": train(root / "champion", training_set, hidden=4, epochs=1)}
+    return {
+        "training_set": training_set,
+        "tracking": tracking,
+        "challenger": train(root / "challenger", training_set, hidden=32, epochs=2, tracking_uri=tracking),
+        "champion": train(root / "champion", training_set, hidden=4, epochs=1),
+    }

@@ -17,13 +17,30 @@ def test_infer_suite_writes_a_suite_and_a_reference_profile(tmp_path: Path, caps
     partition = tmp_path / "2013-01.parquet"
     month_frame("weather", 1).to_parquet(partition, index=False)
 
-    main(["infer-suite", "--partition", str(partition), "--name", "weather_raw", "--out", str(tmp_path / "w.yaml"),
-          "--key", "origin", "--key", "time_hour", "--profile-out", str(tmp_path / "w.profile.json")])
+    main(
+        [
+            "infer-suite",
+            "--partition",
+            str(partition),
+            "--name",
+            "weather_raw",
+            "--out",
+            str(tmp_path / "w.yaml"),
+            "--key",
+            "origin",
+            "--key",
+            "time_hour",
+            "--profile-out",
+            str(tmp_path / "w.profile.json"),
+        ]
+    )
 
     suite = load_suite(tmp_path / "w.yaml")
     assert suite.name == "weather_raw" and suite.meta["inferred_from"] == partition.as_uri()
-    assert {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["origin", "time_hour"]}} \
-        in suite.expectations
+    assert {
+        "type": "expect_compound_columns_to_be_unique",
+        "kwargs": {"column_list": ["origin", "time_hour"]},
+    } in suite.expectations
     assert json.loads((tmp_path / "w.profile.json").read_text())["rows"] == 2226
     assert "w.yaml: " in capsys.readouterr().out
 
@@ -37,7 +54,9 @@ def test_land_corrupt_writes_a_month_that_passes_the_landing_check_but_not_valid
         assert (frame[column] == value).sum() == len(range(0, len(frame), every))
 
 
-def test_the_home_config_turns_openlineage_on_with_a_file_transport_and_keeps_other_options(tmp_path: Path) -> None:
+def test_the_home_config_turns_openlineage_on_with_a_file_transport_and_keeps_other_options(
+    tmp_path: Path,
+) -> None:
     import configparser
     import json
 
@@ -49,7 +68,10 @@ def test_the_home_config_turns_openlineage_on_with_a_file_transport_and_keeps_ot
     config = configparser.ConfigParser(interpolation=None)
     config.read(cfg)
     transport = json.loads(config.get("openlineage", "transport"))
-    assert transport == {"type": "file", "log_file_path": str(tmp_path / "data" / "lineage" / "events.jsonl"),
-                         "append": True}
+    assert transport == {
+        "type": "file",
+        "log_file_path": str(tmp_path / "data" / "lineage" / "events.jsonl"),
+        "append": True,
+    }
     assert config.getboolean("openlineage", "execute_in_thread")
     assert config.get("webserver", "expose_config") == "True"

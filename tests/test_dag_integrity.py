@@ -38,9 +38,19 @@ def test_dag_files_exist() -> None:
 
 def test_every_dag_file_imports_without_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
-    assert {"flights_seed", "flights_monthly", "flights_ingest", "flights_ingest_s3", "flights_validate",
-            "flights_dataset", "flights_features", "flights_training", "flights_tuning", "flights_batch_scoring",
-            "flights_monitoring"} <= set(dagbag.dag_ids)
+    assert {
+        "flights_seed",
+        "flights_monthly",
+        "flights_ingest",
+        "flights_ingest_s3",
+        "flights_validate",
+        "flights_dataset",
+        "flights_features",
+        "flights_training",
+        "flights_tuning",
+        "flights_batch_scoring",
+        "flights_monitoring",
+    } <= set(dagbag.dag_ids)
 
 
 def test_training_starts_on_new_features_or_on_drift(dagbag) -> None:
@@ -82,7 +92,11 @@ def test_task_instances_link_to_their_runs_versions_and_reports(dagbag) -> None:
     assert links("flights_training", "evaluate") == ["Evaluation report", "MLflow run"]
     assert links("flights_training", "register") == ["Model version", "MLflow run"]
     assert links("flights_validate", "validate_flights") == ["Validation report"]
-    assert links("flights_monitoring", "drift") == links("flights_monitoring", "performance") == ["Monitoring report"]
+    assert (
+        links("flights_monitoring", "drift")
+        == links("flights_monitoring", "performance")
+        == ["Monitoring report"]
+    )
 
 
 def test_the_daily_monitoring_run_covers_the_day_before(dagbag) -> None:
@@ -93,9 +107,14 @@ def test_the_daily_monitoring_run_covers_the_day_before(dagbag) -> None:
     from airflow.serialization.encoders import encode_timetable
     from airflow.timetables.base import TimeRestriction
 
-    timetable = decode_timetable(encode_timetable(dagbag.get_dag("flights_monitoring").timetable))  # the scheduler's
+    timetable = decode_timetable(
+        encode_timetable(dagbag.get_dag("flights_monitoring").timetable)
+    )  # the scheduler's
     run = timetable.next_dagrun_info(
         last_automated_data_interval=None,
-        restriction=TimeRestriction(earliest=datetime(2013, 3, 1, tzinfo=UTC), latest=None, catchup=True))
-    assert (run.data_interval.start, run.data_interval.end) == (datetime(2013, 3, 1, tzinfo=UTC),
-                                                                datetime(2013, 3, 2, tzinfo=UTC))
+        restriction=TimeRestriction(earliest=datetime(2013, 3, 1, tzinfo=UTC), latest=None, catchup=True),
+    )
+    assert (run.data_interval.start, run.data_interval.end) == (
+        datetime(2013, 3, 1, tzinfo=UTC),
+        datetime(2013, 3, 2, tzinfo=UTC),
+    )

@@ -49,11 +49,17 @@ class RowFilter:
 
     def __post_init__(self) -> None:
         if self.op not in FILTER_OPERATORS:
-            raise DatasetDefinitionError(f"filter on {self.column!r}: unknown operator {self.op!r}; use one of {FILTER_OPERATORS}")
+            raise DatasetDefinitionError(
+                f"filter on {self.column!r}: unknown operator {self.op!r}; use one of {FILTER_OPERATORS}"
+            )
         if self.op in _UNARY and self.value is not None:
-            raise DatasetDefinitionError(f"filter on {self.column!r}: {self.op!r} takes no value, got {self.value!r}")
+            raise DatasetDefinitionError(
+                f"filter on {self.column!r}: {self.op!r} takes no value, got {self.value!r}"
+            )
         if self.op in ("in", "not_in") and not isinstance(self.value, list | tuple):
-            raise DatasetDefinitionError(f"filter on {self.column!r}: {self.op!r} needs a list, got {self.value!r}")
+            raise DatasetDefinitionError(
+                f"filter on {self.column!r}: {self.op!r} needs a list, got {self.value!r}"
+            )
         if self.op not in _UNARY and self.op not in ("in", "not_in") and self.value is None:
             raise DatasetDefinitionError(f"filter on {self.column!r}: {self.op!r} needs a value")
 
@@ -71,7 +77,14 @@ class RowFilter:
                 return values.isin(list(self.value))
             case "not_in":
                 return ~values.isin(list(self.value))
-        compare = {"==": values.eq, "!=": values.ne, "<": values.lt, "<=": values.le, ">": values.gt, ">=": values.ge}
+        compare = {
+            "==": values.eq,
+            "!=": values.ne,
+            "<": values.lt,
+            "<=": values.le,
+            ">": values.gt,
+            ">=": values.ge,
+        }
         return compare[self.op](_comparable(values, self.value)).fillna(False).astype(bool)
 
 
@@ -86,7 +99,9 @@ class Label:
 
     def __post_init__(self) -> None:
         if self.op not in ("==", "!=", "<", "<=", ">", ">=", "in", "not_in"):
-            raise DatasetDefinitionError(f"label {self.name!r}: operator {self.op!r} must compare with a value")
+            raise DatasetDefinitionError(
+                f"label {self.name!r}: operator {self.op!r} must compare with a value"
+            )
         RowFilter(self.column, self.op, self.value)  # same value rules as a filter
 
 
@@ -112,7 +127,9 @@ class SplitRule:
             if not self.column or not self.boundaries:
                 raise DatasetDefinitionError("split by time: needs 'column' and 'boundaries'")
             if self.boundaries[-1][1] is not None or any(b is None for _, b in self.boundaries[:-1]):
-                raise DatasetDefinitionError(f"split by time: only the last boundary is open-ended, got {list(self.boundaries)}")
+                raise DatasetDefinitionError(
+                    f"split by time: only the last boundary is open-ended, got {list(self.boundaries)}"
+                )
             befores = [str(b) for _, b in self.boundaries[:-1]]
             if befores != sorted(befores):
                 raise DatasetDefinitionError(f"split by time: boundaries must increase, got {befores}")
@@ -121,8 +138,10 @@ class SplitRule:
                 raise DatasetDefinitionError("split by hash: needs 'key' and 'fractions'")
             total = sum(f for _, f in self.fractions)
             if any(f <= 0 for _, f in self.fractions) or abs(total - 1.0) > 1e-9:
-                raise DatasetDefinitionError(f"split by hash: fractions must be positive and sum to 1, got "
-                                             f"{dict(self.fractions)} (sum {total})")
+                raise DatasetDefinitionError(
+                    f"split by hash: fractions must be positive and sum to 1, got "
+                    f"{dict(self.fractions)} (sum {total})"
+                )
         else:
             raise DatasetDefinitionError(f"split: 'by' must be 'time' or 'hash', got {self.by!r}")
         names = self.split_names
@@ -147,10 +166,13 @@ class SplitRule:
                 names[hit] = name
                 assigned |= hit
             if values.isna().any():
-                raise DatasetDefinitionError(f"split by time: column {self.column!r} has NULLs; filter them out first")
+                raise DatasetDefinitionError(
+                    f"split by time: column {self.column!r} has NULLs; filter them out first"
+                )
             return pd.Series(names, index=frame.index)
-        hashes = pd.util.hash_pandas_object(frame[self.key], index=False,
-                                            hash_key=hashlib.md5(self.salt.encode()).hexdigest()[:16])
+        hashes = pd.util.hash_pandas_object(
+            frame[self.key], index=False, hash_key=hashlib.md5(self.salt.encode()).hexdigest()[:16]
+        )
         buckets = (hashes.to_numpy() % HASH_BUCKETS).astype("int64")
         names = np.empty(len(frame), dtype=object)
         low = 0
@@ -190,7 +212,9 @@ class DatasetDefinition:
         if not self.name or "/" in self.name:
             raise DatasetDefinitionError(f"dataset name {self.name!r}: must be non-empty with no '/'")
         if "{period}" not in self.source_uri:
-            raise DatasetDefinitionError(f"dataset {self.name!r}: source_uri {self.source_uri!r} must contain '{{period}}'")
+            raise DatasetDefinitionError(
+                f"dataset {self.name!r}: source_uri {self.source_uri!r} must contain '{{period}}'"
+            )
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any], source: str = "<python>") -> DatasetDefinition:
@@ -231,15 +255,19 @@ class DatasetDefinition:
         except (OSError, yaml.YAMLError) as err:
             raise DatasetDefinitionError(f"dataset definition {path}: cannot be read: {err}") from None
         if not isinstance(record, Mapping):
-            raise DatasetDefinitionError(f"dataset definition {path}: must be a mapping, got {type(record).__name__}")
+            raise DatasetDefinitionError(
+                f"dataset definition {path}: must be a mapping, got {type(record).__name__}"
+            )
         return cls.from_dict(record, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """The definition in its file layout: ``from_dict(d.to_dict()) == d``."""
         split: dict[str, Any] = {"by": self.split.by, "salt": self.split.salt}
         if self.split.by == "time":
-            split.update(column=self.split.column,
-                         boundaries=[{"split": name, "before": before} for name, before in self.split.boundaries])
+            split.update(
+                column=self.split.column,
+                boundaries=[{"split": name, "before": before} for name, before in self.split.boundaries],
+            )
         else:
             split.update(key=self.split.key, fractions=dict(self.split.fractions))
         return {
@@ -307,13 +335,17 @@ def materialize_dataset(
 
     chosen = list(periods) if periods is not None else list(definition.periods)
     if not chosen:
-        raise DatasetDefinitionError(f"dataset {definition.name!r}: no periods to read (rule: name at least one partition)")
+        raise DatasetDefinitionError(
+            f"dataset {definition.name!r}: no periods to read (rule: name at least one partition)"
+        )
     frames, sources = [], []
     for period in sorted(set(chosen)):
         uri = _format(definition.source_uri, period, variables, definition.name)
         data = _read_verified_source(open_path(uri), uri)
         frame = pd.read_parquet(io.BytesIO(data))
-        sources.append({"uri": uri, "sha256": hashlib.sha256(data).hexdigest(), "rows": len(frame), "period": period})
+        sources.append(
+            {"uri": uri, "sha256": hashlib.sha256(data).hexdigest(), "rows": len(frame), "period": period}
+        )
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
     rows_read = len(frame)
@@ -322,7 +354,9 @@ def materialize_dataset(
     needed |= {definition.split.column or definition.split.key or ""} - {""}
     missing = sorted(needed - set(frame.columns))
     if missing:
-        raise DatasetDefinitionError(f"dataset {definition.name!r}: columns {missing} are not in the sources {[s['uri'] for s in sources]}")
+        raise DatasetDefinitionError(
+            f"dataset {definition.name!r}: columns {missing} are not in the sources {[s['uri'] for s in sources]}"
+        )
 
     filtered: dict[str, int] = {}
     for row_filter in definition.filters:
@@ -330,17 +364,24 @@ def materialize_dataset(
         filtered[row_filter.describe()] = int((~keep).sum())
         frame = frame[keep]
     if frame.empty:
-        raise DatasetDefinitionError(f"dataset {definition.name!r}: the filters removed every row ({filtered})")
+        raise DatasetDefinitionError(
+            f"dataset {definition.name!r}: the filters removed every row ({filtered})"
+        )
     label = definition.label
-    frame = frame.assign(**{label.name: RowFilter(label.column, label.op, label.value).mask(frame).astype("int64")})
+    frame = frame.assign(
+        **{label.name: RowFilter(label.column, label.op, label.value).mask(frame).astype("int64")}
+    )
     splits = definition.split.assign(frame)
     if definition.columns:
         frame = frame[[*definition.columns, label.name]]
     frame = frame.reset_index(drop=True)
     splits = splits.reset_index(drop=True)
 
-    fingerprint = hashlib.sha256(json.dumps(
-        {"definition": definition.sha256, "sources": [s["sha256"] for s in sources]}, sort_keys=True).encode())
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            {"definition": definition.sha256, "sources": [s["sha256"] for s in sources]}, sort_keys=True
+        ).encode()
+    )
     version = fingerprint.hexdigest()[:16]
     root = f"{output_uri.rstrip('/')}/{definition.name}/{version}"
     split_records: dict[str, dict[str, Any]] = {}
@@ -348,17 +389,32 @@ def materialize_dataset(
         part = frame[splits == name].reset_index(drop=True)
         uri = f"{root}/{name}.parquet"
         digest = write_parquet_atomically(open_path(uri), part)
-        split_records[name] = {"uri": uri, "sha256": digest, "rows": len(part), "content_sha256": content_hash(part),
-                               "label_positive": int(part[label.name].sum())}
+        split_records[name] = {
+            "uri": uri,
+            "sha256": digest,
+            "rows": len(part),
+            "content_sha256": content_hash(part),
+            "label_positive": int(part[label.name].sum()),
+        }
         log.info("dataset %s %s: split %s has %d rows", definition.name, version, name, len(part))
 
     profile_uri = f"{root}/{PROFILE_NAME}"
     train_split = definition.split.split_names[0]
-    write_atomically(open_path(profile_uri), json.dumps(profile_frame(frame[splits == train_split]), default=str))
+    write_atomically(
+        open_path(profile_uri), json.dumps(profile_frame(frame[splits == train_split]), default=str)
+    )
     manifest = DatasetManifest(
-        name=definition.name, version=version, uri=f"{root}/{MANIFEST_NAME}", definition=definition.to_dict(),
-        definition_sha256=definition.sha256, code_version=code_version, sources=tuple(sources),
-        splits=split_records, rows_read=rows_read, rows_filtered=filtered, profile_uri=profile_uri,
+        name=definition.name,
+        version=version,
+        uri=f"{root}/{MANIFEST_NAME}",
+        definition=definition.to_dict(),
+        definition_sha256=definition.sha256,
+        code_version=code_version,
+        sources=tuple(sources),
+        splits=split_records,
+        rows_read=rows_read,
+        rows_filtered=filtered,
+        profile_uri=profile_uri,
     )
     write_atomically(open_path(manifest.uri), manifest.to_json())
     return manifest
@@ -376,21 +432,29 @@ def load_split(manifest: DatasetManifest, split: str, open_path: PathFactory) ->
     import pandas as pd
 
     if split not in manifest.splits:
-        raise DatasetIntegrityError(f"dataset {manifest.name} {manifest.version}: no split {split!r}; "
-                                    f"splits are {sorted(manifest.splits)}")
+        raise DatasetIntegrityError(
+            f"dataset {manifest.name} {manifest.version}: no split {split!r}; "
+            f"splits are {sorted(manifest.splits)}"
+        )
     record = manifest.splits[split]
     path = open_path(record["uri"])
     if not path.exists():
-        raise DatasetIntegrityError(f"dataset {manifest.name} {manifest.version}: split file {record['uri']} is missing")
+        raise DatasetIntegrityError(
+            f"dataset {manifest.name} {manifest.version}: split file {record['uri']} is missing"
+        )
     with path.open("rb") as handle:
         data = handle.read()
     digest = hashlib.sha256(data).hexdigest()
     if digest != record["sha256"]:
-        raise DatasetIntegrityError(f"dataset {manifest.name} {manifest.version}: {record['uri']} has sha256 "
-                                    f"{digest[:16]}, the manifest records {record['sha256'][:16]} (rule: files never change)")
+        raise DatasetIntegrityError(
+            f"dataset {manifest.name} {manifest.version}: {record['uri']} has sha256 "
+            f"{digest[:16]}, the manifest records {record['sha256'][:16]} (rule: files never change)"
+        )
     frame = pd.read_parquet(io.BytesIO(data))
     if content_hash(frame) != record["content_sha256"]:
-        raise DatasetIntegrityError(f"dataset {manifest.name} {manifest.version}: rows of {record['uri']} differ from the manifest")
+        raise DatasetIntegrityError(
+            f"dataset {manifest.name} {manifest.version}: rows of {record['uri']} differ from the manifest"
+        )
     return frame
 
 
@@ -398,7 +462,9 @@ def content_hash(frame: pd.DataFrame) -> str:
     """A hash of the rows and columns, independent of how the Parquet file encodes them."""
     import pandas as pd
 
-    digest = hashlib.sha256(json.dumps([list(map(str, frame.columns)), list(map(str, frame.dtypes))]).encode())
+    digest = hashlib.sha256(
+        json.dumps([list(map(str, frame.columns)), list(map(str, frame.dtypes))]).encode()
+    )
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
 
@@ -409,15 +475,19 @@ def _read_verified_source(path: Any, uri: str) -> bytes:
     if not path.exists():
         raise DatasetIntegrityError(f"source partition {uri}: does not exist (has it been validated?)")
     if not manifest_path.exists():
-        raise DatasetIntegrityError(f"source partition {uri}: has no manifest {manifest_path.name} "
-                                    "(rule: only partitions written by the pipeline, with a manifest, are used)")
+        raise DatasetIntegrityError(
+            f"source partition {uri}: has no manifest {manifest_path.name} "
+            "(rule: only partitions written by the pipeline, with a manifest, are used)"
+        )
     artifact = Artifact.from_json(manifest_path.read_text())
     with path.open("rb") as handle:
         data = handle.read()
     digest = hashlib.sha256(data).hexdigest()
     if digest != artifact.sha256:
-        raise DatasetIntegrityError(f"source partition {uri}: sha256 {digest[:16]} differs from its manifest's "
-                                    f"{artifact.sha256[:16]} (the file changed after it was written)")
+        raise DatasetIntegrityError(
+            f"source partition {uri}: sha256 {digest[:16]} differs from its manifest's "
+            f"{artifact.sha256[:16]} (the file changed after it was written)"
+        )
     return data
 
 
@@ -425,8 +495,9 @@ def _format(template: str, period: str, variables: Mapping[str, str] | None, nam
     try:
         return template.format(period=period, **(variables or {}))
     except KeyError as err:
-        raise DatasetDefinitionError(f"dataset {name!r}: source_uri {template!r} needs variable {err}, "
-                                     f"given {sorted(variables or {})}") from None
+        raise DatasetDefinitionError(
+            f"dataset {name!r}: source_uri {template!r} needs variable {err}, given {sorted(variables or {})}"
+        ) from None
 
 
 def _comparable(values: pd.Series, value: Any) -> Any:

@@ -45,7 +45,9 @@ def month_bounds(period: str) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 def weather_features(weather: pd.DataFrame) -> pd.DataFrame:
     """Hourly weather per origin; ``event_timestamp`` is the observation hour."""
-    frame = weather[["origin", "time_hour", *WEATHER_COLUMNS]].rename(columns={"time_hour": "event_timestamp"})
+    frame = weather[["origin", "time_hour", *WEATHER_COLUMNS]].rename(
+        columns={"time_hour": "event_timestamp"}
+    )
     frame = frame.astype({c: "float64" for c in WEATHER_COLUMNS})
     return frame.sort_values(["origin", "event_timestamp"]).reset_index(drop=True)
 
@@ -54,15 +56,19 @@ def flight_outcomes(flights: pd.DataFrame) -> pd.DataFrame:
     """Flights that arrived, with when their outcome became known; cancelled and diverted ones have none."""
     import pandas as pd
 
-    landed = flights[flights["arr_delay"].notna() & flights["dep_delay"].notna() & flights["air_time"].notna()]
+    landed = flights[
+        flights["arr_delay"].notna() & flights["dep_delay"].notna() & flights["air_time"].notna()
+    ]
     minutes = landed["minute"] + landed["dep_delay"] + landed["air_time"] + TAXI_MARGIN_MINUTES
-    return pd.DataFrame({
-        "carrier": landed["carrier"].to_numpy(),
-        "route": route_key(landed["origin"], landed["dest"]).to_numpy(),
-        "known_at": (landed["time_hour"] + pd.to_timedelta(minutes, unit="min")).to_numpy(),
-        "arr_delay": landed["arr_delay"].astype("float64").to_numpy(),
-        "late": (landed["arr_delay"] > LATE_MINUTES).astype("float64").to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "carrier": landed["carrier"].to_numpy(),
+            "route": route_key(landed["origin"], landed["dest"]).to_numpy(),
+            "known_at": (landed["time_hour"] + pd.to_timedelta(minutes, unit="min")).to_numpy(),
+            "arr_delay": landed["arr_delay"].astype("float64").to_numpy(),
+            "late": (landed["arr_delay"] > LATE_MINUTES).astype("float64").to_numpy(),
+        }
+    )
 
 
 def route_key(origin: pd.Series, dest: pd.Series) -> pd.Series:
@@ -95,8 +101,12 @@ def trailing_statistics(
             count = hi - lo
             with np.errstate(invalid="ignore", divide="ignore"):
                 columns[f"{prefix}_flights_{name}"] = count.astype("int64")
-                columns[f"{prefix}_delay_rate_{name}"] = np.where(count > 0, (late[hi] - late[lo]) / count, np.nan)
-                columns[f"{prefix}_mean_arr_delay_{name}"] = np.where(count > 0, (delay[hi] - delay[lo]) / count, np.nan)
+                columns[f"{prefix}_delay_rate_{name}"] = np.where(
+                    count > 0, (late[hi] - late[lo]) / count, np.nan
+                )
+                columns[f"{prefix}_mean_arr_delay_{name}"] = np.where(
+                    count > 0, (delay[hi] - delay[lo]) / count, np.nan
+                )
         pieces.append(pd.DataFrame(columns))
     if not pieces:
         return pd.DataFrame(columns=[key, "event_timestamp"])
@@ -106,7 +116,8 @@ def trailing_statistics(
 def plane_features(planes: pd.DataFrame) -> pd.DataFrame:
     """Static plane attributes keyed by tail number."""
     frame = planes[["tailnum", "year", "seats", "engines"]].rename(
-        columns={"year": "plane_year", "seats": "plane_seats", "engines": "plane_engines"})
+        columns={"year": "plane_year", "seats": "plane_seats", "engines": "plane_engines"}
+    )
     frame = frame.astype({"plane_year": "float64", "plane_seats": "float64", "plane_engines": "float64"})
     return frame.assign(event_timestamp=PLANES_AS_OF).reset_index(drop=True)
 

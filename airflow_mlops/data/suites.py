@@ -59,15 +59,21 @@ class SuiteSpec:
             if not isinstance(kind, str) or not kind:
                 raise SuiteError(f"{where}: 'type' must name an expectation, got {kind!r}")
             if not isinstance(expectation.get("kwargs", {}), Mapping):
-                raise SuiteError(f"{where} ({kind}): 'kwargs' must be a mapping, got {expectation['kwargs']!r}")
+                raise SuiteError(
+                    f"{where} ({kind}): 'kwargs' must be a mapping, got {expectation['kwargs']!r}"
+                )
             unknown = set(expectation) - EXPECTATION_KEYS
             if unknown:
-                raise SuiteError(f"{where} ({kind}): unknown keys {sorted(unknown)}; allowed: {sorted(EXPECTATION_KEYS)}")
+                raise SuiteError(
+                    f"{where} ({kind}): unknown keys {sorted(unknown)}; allowed: {sorted(EXPECTATION_KEYS)}"
+                )
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any], source: str = "<python>") -> SuiteSpec:
         if not isinstance(record, Mapping):
-            raise SuiteError(f"suite {source}: must be a mapping with 'name' and 'expectations', got {type(record).__name__}")
+            raise SuiteError(
+                f"suite {source}: must be a mapping with 'name' and 'expectations', got {type(record).__name__}"
+            )
         expectations = record.get("expectations")
         if not isinstance(expectations, list):
             raise SuiteError(f"suite {source}: 'expectations' must be a list, got {expectations!r}")
@@ -113,12 +119,16 @@ class SuiteSpec:
             try:
                 impl = get_expectation_impl(kind)
             except ExpectationNotFoundError:
-                raise SuiteError(f"{where}: unknown expectation type {kind!r} (rule: a Great Expectations "
-                                 "1.x expectation name, e.g. 'expect_column_values_to_not_be_null')") from None
+                raise SuiteError(
+                    f"{where}: unknown expectation type {kind!r} (rule: a Great Expectations "
+                    "1.x expectation name, e.g. 'expect_column_values_to_not_be_null')"
+                ) from None
             try:
                 built.append(impl(**dict(expectation.get("kwargs", {})), meta=expectation.get("meta")))
             except (ValueError, TypeError) as err:  # pydantic's ValidationError is a ValueError
-                raise SuiteError(f"{where}: invalid arguments {dict(expectation.get('kwargs', {}))}: {err}") from None
+                raise SuiteError(
+                    f"{where}: invalid arguments {dict(expectation.get('kwargs', {}))}: {err}"
+                ) from None
         return gx.ExpectationSuite(name=self.name, expectations=built, meta=dict(self.meta))
 
 
@@ -204,41 +214,73 @@ def infer_suite(
     import pandas as pd
 
     if frame.empty:
-        raise SuiteError(f"infer_suite({name!r}): the reference partition has no rows (rule: profile real data)")
+        raise SuiteError(
+            f"infer_suite({name!r}): the reference partition has no rows (rule: profile real data)"
+        )
     missing = [c for c in key_columns or () if c not in frame.columns]
     if missing:
         raise SuiteError(f"infer_suite({name!r}): key_columns {missing} are not columns of the partition")
 
     expectations: list[dict[str, Any]] = [
-        {"type": "expect_table_columns_to_match_ordered_list", "kwargs": {"column_list": list(frame.columns)}},
+        {
+            "type": "expect_table_columns_to_match_ordered_list",
+            "kwargs": {"column_list": list(frame.columns)},
+        },
         {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
     ]
     for column in frame.columns:
         values = frame[column]
-        expectations.append({"type": "expect_column_values_to_be_of_type",
-                             "kwargs": {"column": column, "type_": gx_type_name(values.dtype)}})
+        expectations.append(
+            {
+                "type": "expect_column_values_to_be_of_type",
+                "kwargs": {"column": column, "type_": gx_type_name(values.dtype)},
+            }
+        )
         if not values.isna().any():
             expectations.append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": column}})
         present = values.dropna()
         if present.empty:
             continue
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            expectations.append({"type": "expect_column_values_to_be_between",
-                                 "kwargs": {"column": column, "min_value": _plain(present.min()),
-                                            "max_value": _plain(present.max())}})
+            expectations.append(
+                {
+                    "type": "expect_column_values_to_be_between",
+                    "kwargs": {
+                        "column": column,
+                        "min_value": _plain(present.min()),
+                        "max_value": _plain(present.max()),
+                    },
+                }
+            )
         elif gx_type_name(values.dtype) == "str" and present.nunique() <= max_categories:
-            expectations.append({"type": "expect_column_values_to_be_in_set",
-                                 "kwargs": {"column": column, "value_set": sorted(map(str, present.unique()))}})
+            expectations.append(
+                {
+                    "type": "expect_column_values_to_be_in_set",
+                    "kwargs": {"column": column, "value_set": sorted(map(str, present.unique()))},
+                }
+            )
     if key_columns and len(key_columns) > 1:
-        expectations.append({"type": "expect_compound_columns_to_be_unique",
-                             "kwargs": {"column_list": list(key_columns)}})
+        expectations.append(
+            {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": list(key_columns)}}
+        )
     else:
-        keys = key_columns or [c for c in frame.columns if len(frame) > 1 and frame[c].notna().all()
-                               and frame[c].is_unique and not str(frame[c].dtype).startswith(("float", "datetime"))]
-        expectations.extend({"type": "expect_column_values_to_be_unique", "kwargs": {"column": c}} for c in keys)
+        keys = key_columns or [
+            c
+            for c in frame.columns
+            if len(frame) > 1
+            and frame[c].notna().all()
+            and frame[c].is_unique
+            and not str(frame[c].dtype).startswith(("float", "datetime"))
+        ]
+        expectations.extend(
+            {"type": "expect_column_values_to_be_unique", "kwargs": {"column": c}} for c in keys
+        )
 
-    meta = {"inferred_from": source_uri, "rows": len(frame),
-            "notes": "Inferred starting suite: review the ranges and sets, then commit."}
+    meta = {
+        "inferred_from": source_uri,
+        "rows": len(frame),
+        "notes": "Inferred starting suite: review the ranges and sets, then commit.",
+    }
     return SuiteSpec(name=name, expectations=tuple(expectations), meta=meta)
 
 

@@ -106,11 +106,16 @@ class ValidationReport:
         if self.read_error:
             lines = [f"{head}: {self.read_error}"]
         else:
-            lines = [f"{head} ({len(self.failures)} of {len(self.outcomes)} expectations failed, {self.rows} rows):"]
+            lines = [
+                f"{head} ({len(self.failures)} of {len(self.outcomes)} expectations failed, {self.rows} rows):"
+            ]
             lines += [f"  - {o.describe()}" for o in self.failures]
             if self.fail_on_drift:
-                lines += [f"  - drift from the reference: {d['column']} {d['metric']}={d['value']:.3f} "
-                          f"(threshold {d['threshold']})" for d in self.drifted]
+                lines += [
+                    f"  - drift from the reference: {d['column']} {d['metric']}={d['value']:.3f} "
+                    f"(threshold {d['threshold']})"
+                    for d in self.drifted
+                ]
         if self.row_split and not self.row_split["accepted"]:
             lines.append(f"  row-level split refused: {self.row_split['reason']}")
         if location:
@@ -146,8 +151,10 @@ def check_suite(suite: SuiteSpec, parameters: Mapping[str, Any] | None) -> gx.Ex
     gx_suite = suite.to_gx()
     missing = suite.parameter_names() - set(parameters or {})
     if missing:
-        raise SuiteError(f"suite {suite.source}: needs parameters {sorted(missing)} that were not given "
-                         f"(given: {sorted(parameters or {})})")
+        raise SuiteError(
+            f"suite {suite.source}: needs parameters {sorted(missing)} that were not given "
+            f"(given: {sorted(parameters or {})})"
+        )
     return gx_suite
 
 
@@ -194,8 +201,14 @@ def validate_partition(
     gx_suite = check_suite(suite, parameters)
     params = dict(parameters or {})
     digest = hashlib.sha256(data).hexdigest()
-    base: dict[str, Any] = dict(partition_uri=uri, partition_sha256=digest, suite=suite.name, suite_sha256=suite.sha256,
-                parameters=params, fail_on_drift=fail_on_drift)
+    base: dict[str, Any] = dict(
+        partition_uri=uri,
+        partition_sha256=digest,
+        suite=suite.name,
+        suite_sha256=suite.sha256,
+        parameters=params,
+        fail_on_drift=fail_on_drift,
+    )
     try:
         frame = read_parquet_bytes(data)
     except ValueError as err:
@@ -206,21 +219,36 @@ def validate_partition(
     profile = profile_frame(frame)
     divergences: tuple[dict[str, Any], ...] = ()
     if reference_profile is not None:
-        divergences = tuple(d.to_dict() for d in compare_profiles(
-            reference_profile, profile, columns=drift_columns, thresholds=drift_thresholds))
-    failed = any(not o.success for o in outcomes) or (fail_on_drift and any(d["drifted"] for d in divergences))
+        divergences = tuple(
+            d.to_dict()
+            for d in compare_profiles(
+                reference_profile, profile, columns=drift_columns, thresholds=drift_thresholds
+            )
+        )
+    failed = any(not o.success for o in outcomes) or (
+        fail_on_drift and any(d["drifted"] for d in divergences)
+    )
 
     row_split = None
     valid = invalid = None
     if row_level and failed and max_invalid_fraction is not None:
-        row_split = _decide_split(outcomes, invalid_index, len(frame), max_invalid_fraction, fail_on_drift, divergences)
+        row_split = _decide_split(
+            outcomes, invalid_index, len(frame), max_invalid_fraction, fail_on_drift, divergences
+        )
         if row_split["accepted"]:
             mask = frame.index.isin(sorted(invalid_index or ()))
             valid, invalid = frame[~mask], frame[mask]
             failed = False
-    report = ValidationReport(**base, success=not failed, rows=len(frame), outcomes=tuple(outcomes),
-                              profile=profile, divergences=divergences,
-                              drift_checked=reference_profile is not None, row_split=row_split)
+    report = ValidationReport(
+        **base,
+        success=not failed,
+        rows=len(frame),
+        outcomes=tuple(outcomes),
+        profile=profile,
+        divergences=divergences,
+        drift_checked=reference_profile is not None,
+        row_split=row_split,
+    )
     return Validation(report, valid_rows=valid, invalid_rows=invalid, frame=frame)
 
 
@@ -235,11 +263,19 @@ def _decide_split(
     whole = [o for o in outcomes if not o.success and (o.unexpected_count is None or o.error)]
     invalid = len(invalid_index or ())
     fraction = invalid / rows if rows else 1.0
-    split = {"accepted": False, "bound": bound, "invalid_rows": invalid, "valid_rows": rows - invalid,
-             "invalid_fraction": round(fraction, 6), "reason": ""}
+    split = {
+        "accepted": False,
+        "bound": bound,
+        "invalid_rows": invalid,
+        "valid_rows": rows - invalid,
+        "invalid_fraction": round(fraction, 6),
+        "reason": "",
+    }
     if whole:
-        split["reason"] = f"{len(whole)} failing expectation(s) concern the whole table or a column's type, not rows: " \
-                          + ", ".join(o.expectation for o in whole)
+        split["reason"] = (
+            f"{len(whole)} failing expectation(s) concern the whole table or a column's type, not rows: "
+            + ", ".join(o.expectation for o in whole)
+        )
     elif fail_on_drift and any(d["drifted"] for d in divergences):
         split["reason"] = "distribution drift concerns the whole partition"
     elif fraction > bound:
@@ -259,14 +295,22 @@ def _run_gx(
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (context.data_sources.add_pandas("partition").add_dataframe_asset("frame")
-             .add_batch_definition_whole_dataframe("whole"))
+    batch = (
+        context.data_sources.add_pandas("partition")
+        .add_dataframe_asset("frame")
+        .add_batch_definition_whole_dataframe("whole")
+    )
     definition = gx.ValidationDefinition(name="validate", data=batch, suite=context.suites.add(suite))
     # COMPLETE lists every unexpected row index, which only row-level mode needs.
-    result_format = {"result_format": "COMPLETE" if row_level else "SUMMARY",
-                     "partial_unexpected_count": SAMPLE_SIZE}
-    result = definition.run(batch_parameters={"dataframe": frame}, expectation_parameters=dict(parameters),
-                            result_format=result_format)
+    result_format = {
+        "result_format": "COMPLETE" if row_level else "SUMMARY",
+        "partial_unexpected_count": SAMPLE_SIZE,
+    }
+    result = definition.run(
+        batch_parameters={"dataframe": frame},
+        expectation_parameters=dict(parameters),
+        result_format=result_format,
+    )
 
     outcomes = []
     invalid: set[Any] | None = set() if row_level else None
@@ -275,25 +319,42 @@ def _run_gx(
         assert config is not None  # GX sets it on every result of a suite run
         kwargs = dict(config.kwargs)
         details = item.result or {}
-        errors = [info.get("exception_message") for info in (item.exception_info or {}).values()
-                  if isinstance(info, Mapping) and info.get("raised_exception")]
+        errors = [
+            info.get("exception_message")
+            for info in (item.exception_info or {}).values()
+            if isinstance(info, Mapping) and info.get("raised_exception")
+        ]
         if item.exception_info and item.exception_info.get("raised_exception"):
             errors.append(item.exception_info.get("exception_message"))
         observed = details.get("observed_value")
-        if not item.success and isinstance(observed, list) and ("column_list" in kwargs or "column_set" in kwargs):
-            observed = _column_difference(kwargs.get("column_list") or kwargs.get("column_set") or [], observed)
-        outcomes.append(ExpectationOutcome(
-            expectation=config.type,
-            column=kwargs.get("column") or (",".join(kwargs["column_list"]) if "column_list" in kwargs
-                                            and config.type.startswith("expect_compound") else None),
-            rule=_rule(kwargs),
-            success=bool(item.success),
-            unexpected_count=details.get("unexpected_count"),
-            unexpected_percent=details.get("unexpected_percent"),
-            sample=tuple(_jsonable(v) for v in (details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]),
-            observed=_jsonable_deep(observed),
-            error="; ".join(dict.fromkeys(str(e) for e in errors if e)) or None,
-        ))
+        if (
+            not item.success
+            and isinstance(observed, list)
+            and ("column_list" in kwargs or "column_set" in kwargs)
+        ):
+            observed = _column_difference(
+                kwargs.get("column_list") or kwargs.get("column_set") or [], observed
+            )
+        outcomes.append(
+            ExpectationOutcome(
+                expectation=config.type,
+                column=kwargs.get("column")
+                or (
+                    ",".join(kwargs["column_list"])
+                    if "column_list" in kwargs and config.type.startswith("expect_compound")
+                    else None
+                ),
+                rule=_rule(kwargs),
+                success=bool(item.success),
+                unexpected_count=details.get("unexpected_count"),
+                unexpected_percent=details.get("unexpected_percent"),
+                sample=tuple(
+                    _jsonable(v) for v in (details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
+                ),
+                observed=_jsonable_deep(observed),
+                error="; ".join(dict.fromkeys(str(e) for e in errors if e)) or None,
+            )
+        )
         if invalid is not None and not item.success:
             invalid.update(details.get("unexpected_index_list") or ())
     return outcomes, invalid
@@ -305,8 +366,14 @@ def _column_difference(expected: Sequence[str], observed: Sequence[str]) -> str:
     unexpected = [c for c in observed if c not in expected]
     if not missing and not unexpected:
         return f"the same columns in another order: {list(observed)}"
-    return "; ".join(part for part in (f"missing columns {missing}" if missing else "",
-                                       f"unexpected columns {unexpected}" if unexpected else "") if part)
+    return "; ".join(
+        part
+        for part in (
+            f"missing columns {missing}" if missing else "",
+            f"unexpected columns {unexpected}" if unexpected else "",
+        )
+        if part
+    )
 
 
 def _rule(kwargs: Mapping[str, Any]) -> str:
@@ -354,8 +421,10 @@ def render_report_html(report: ValidationReport, *, location: str | None = None)
     for o in report.outcomes:
         mark = "&#10003;" if o.success else "&#10007;"
         detail = "" if o.success else esc(o.describe())
-        rows.append(f"<tr class={'ok' if o.success else 'bad'}><td>{mark}</td><td>{esc(o.column or '(table)')}</td>"
-                    f"<td>{esc(o.expectation)}</td><td><code>{esc(o.rule)}</code></td><td>{detail}</td></tr>")
+        rows.append(
+            f"<tr class={'ok' if o.success else 'bad'}><td>{mark}</td><td>{esc(o.column or '(table)')}</td>"
+            f"<td>{esc(o.expectation)}</td><td><code>{esc(o.rule)}</code></td><td>{detail}</td></tr>"
+        )
     drift_rows = [
         f"<tr class={'bad' if d['drifted'] else 'ok'}><td>{esc(d['column'])}</td><td>{esc(d['metric'])}</td>"
         f"<td>{d['value']:.4f}</td><td>{d['threshold']}</td><td>{_number(d.get('ks'))}</td>"
@@ -365,14 +434,25 @@ def render_report_html(report: ValidationReport, *, location: str | None = None)
     profile_rows = []
     for name, entry in (report.profile or {}).get("columns", {}).items():
         nulls = entry["nulls"] / entry["count"] if entry["count"] else 0.0
-        facts = (f"min {entry['min']}, max {entry['max']}, mean {entry.get('mean', '')}"
-                 if entry["kind"] in ("numeric", "datetime") else f"{entry['distinct']} distinct")
-        profile_rows.append(f"<tr><td>{esc(name)}</td><td>{entry['kind']}</td><td>{nulls:.2%}</td>"
-                            f"<td>{esc(str(facts))}</td></tr>")
+        facts = (
+            f"min {entry['min']}, max {entry['max']}, mean {entry.get('mean', '')}"
+            if entry["kind"] in ("numeric", "datetime")
+            else f"{entry['distinct']} distinct"
+        )
+        profile_rows.append(
+            f"<tr><td>{esc(name)}</td><td>{entry['kind']}</td><td>{nulls:.2%}</td>"
+            f"<td>{esc(str(facts))}</td></tr>"
+        )
     split = report.row_split
-    split_html = (f"<p>Row-level split: {split['valid_rows']} valid, {split['invalid_rows']} invalid "
-                  f"({split['invalid_fraction']:.4%}, bound {split['bound']}): "
-                  f"{'accepted' if split['accepted'] else 'refused: ' + esc(split['reason'])}</p>") if split else ""
+    split_html = (
+        (
+            f"<p>Row-level split: {split['valid_rows']} valid, {split['invalid_rows']} invalid "
+            f"({split['invalid_fraction']:.4%}, bound {split['bound']}): "
+            f"{'accepted' if split['accepted'] else 'refused: ' + esc(split['reason'])}</p>"
+        )
+        if split
+        else ""
+    )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Validation of {esc(report.partition_uri)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:80em}} td,th{{padding:.2em .6em;
@@ -380,18 +460,27 @@ text-align:left;vertical-align:top}} tr.bad{{background:#ffebe9}} table{{border-
 tr{{border-bottom:1px solid #ddd}} code{{font-size:.85em}}</style></head><body>
 <h1 style="color:{color}">{verdict}: {esc(report.suite)}</h1>
 <p>Partition <code>{esc(report.partition_uri)}</code> (sha256 <code>{report.partition_sha256[:16]}</code>),
-{report.rows if report.rows is not None else 'unreadable'} rows, suite sha256 <code>{report.suite_sha256[:16]}</code>,
+{report.rows if report.rows is not None else "unreadable"} rows, suite sha256 <code>{
+        report.suite_sha256[:16]
+    }</code>,
 parameters <code>{esc(json.dumps(report.parameters, default=str))}</code>.</p>
-{f'<p><b>Quarantined at</b> <code>{esc(location)}</code></p>' if location else ''}
-{f'<p class=bad><b>Unreadable:</b> {esc(report.read_error)}</p>' if report.read_error else ''}
+{f"<p><b>Quarantined at</b> <code>{esc(location)}</code></p>" if location else ""}
+{f"<p class=bad><b>Unreadable:</b> {esc(report.read_error)}</p>" if report.read_error else ""}
 {split_html}
 <h2>Expectations ({len(report.failures)} failed of {len(report.outcomes)})</h2>
-<table><tr><th></th><th>column</th><th>expectation</th><th>rule</th><th>finding</th></tr>{''.join(rows)}</table>
+<table><tr><th></th><th>column</th><th>expectation</th><th>rule</th><th>finding</th></tr>{
+        "".join(rows)
+    }</table>
 <h2>Distribution against the reference</h2>
-{'<table><tr><th>column</th><th>metric</th><th>value</th><th>threshold</th><th>KS</th><th></th></tr>'
- + ''.join(drift_rows) + '</table>' if drift_rows else '<p>No reference given.</p>'}
+{
+        "<table><tr><th>column</th><th>metric</th><th>value</th><th>threshold</th><th>KS</th><th></th></tr>"
+        + "".join(drift_rows)
+        + "</table>"
+        if drift_rows
+        else "<p>No reference given.</p>"
+    }
 <h2>Profile</h2>
-<table><tr><th>column</th><th>kind</th><th>nulls</th><th>summary</th></tr>{''.join(profile_rows)}</table>
+<table><tr><th>column</th><th>kind</th><th>nulls</th><th>summary</th></tr>{"".join(profile_rows)}</table>
 </body></html>
 """
 

@@ -45,7 +45,9 @@ class RuleResult:
 def check_gate(gate: Mapping[str, Any]) -> None:
     """Refuse a gate whose rules are not understood, before any model is evaluated."""
     if gate.get("no_champion", "absolute_only") not in NO_CHAMPION:
-        raise GateError(f"gate: no_champion must be one of {list(NO_CHAMPION)}, got {gate.get('no_champion')!r}")
+        raise GateError(
+            f"gate: no_champion must be one of {list(NO_CHAMPION)}, got {gate.get('no_champion')!r}"
+        )
     rules = gate.get("rules")
     if not isinstance(rules, list) or not rules:
         raise GateError(f"gate: 'rules' must be a non-empty list, got {rules!r}")
@@ -53,11 +55,15 @@ def check_gate(gate: Mapping[str, Any]) -> None:
         keys = set(rule) if isinstance(rule, Mapping) else set()
         metric = rule.get("metric", rule.get("slice_metric")) if isinstance(rule, Mapping) else None
         if metric not in METRICS:
-            raise GateError(f"gate rule {i} {rule!r}: metric must be one of {sorted(METRICS)}, got {metric!r}")
+            raise GateError(
+                f"gate rule {i} {rule!r}: metric must be one of {sorted(METRICS)}, got {metric!r}"
+            )
         shapes = [_ABSOLUTE, _MARGIN, _SLICE]
         if not any(keys <= shape and keys - {"metric", "slice_metric"} for shape in shapes):
-            raise GateError(f"gate rule {i} {rule!r}: not one of {{metric, min|max}}, {{metric, "
-                            "min_margin_over_champion}}, {slice_metric, slices, max_drop, min_rows}")
+            raise GateError(
+                f"gate rule {i} {rule!r}: not one of {{metric, min|max}}, {{metric, "
+                "min_margin_over_champion}}, {slice_metric, slices, max_drop, min_rows}"
+            )
         for key in keys - {"metric", "slice_metric", "slices"}:
             if not isinstance(rule[key], int | float) or isinstance(rule[key], bool):
                 raise GateError(f"gate rule {i}: {key} must be a number, got {rule[key]!r}")
@@ -65,8 +71,9 @@ def check_gate(gate: Mapping[str, Any]) -> None:
             raise GateError(f"gate rule {i} {rule!r}: a slice rule needs 'slices' (a list) and 'max_drop'")
 
 
-def evaluate_gate(gate: Mapping[str, Any], challenger: Mapping[str, Any],
-                  champion: Mapping[str, Any] | None) -> tuple[bool, list[RuleResult]]:
+def evaluate_gate(
+    gate: Mapping[str, Any], challenger: Mapping[str, Any], champion: Mapping[str, Any] | None
+) -> tuple[bool, list[RuleResult]]:
     """Judge a challenger's evaluation (``{"overall": metrics, "slices": {...}}``) against the rules.
 
     Returns the decision and one result per judged rule (each slice of a slice rule is its own result).
@@ -75,8 +82,15 @@ def evaluate_gate(gate: Mapping[str, Any], challenger: Mapping[str, Any],
     results: list[RuleResult] = []
     policy = gate.get("no_champion", "absolute_only")
     if champion is None and policy != "absolute_only":
-        results.append(RuleResult("no_champion", policy == "pass", None, None,
-                                  f"no champion yet: the gate's no_champion policy is {policy!r}"))
+        results.append(
+            RuleResult(
+                "no_champion",
+                policy == "pass",
+                None,
+                None,
+                f"no champion yet: the gate's no_champion policy is {policy!r}",
+            )
+        )
     for rule in gate["rules"]:
         if "min" in rule or "max" in rule:
             results.extend(_absolute(rule, challenger["overall"]))
@@ -96,29 +110,52 @@ def _absolute(rule: Mapping[str, Any], overall: Mapping[str, float]) -> list[Rul
         if bound_key in rule:
             passed = not math.isnan(value) and ok(value, rule[bound_key])
             sign = ">=" if bound_key == "min" else "<="
-            out.append(RuleResult(f"{metric} {sign} {rule[bound_key]}", passed, value, rule[bound_key],
-                                  f"{metric} = {value:.4f}, must be {sign} {rule[bound_key]}"))
+            out.append(
+                RuleResult(
+                    f"{metric} {sign} {rule[bound_key]}",
+                    passed,
+                    value,
+                    rule[bound_key],
+                    f"{metric} = {value:.4f}, must be {sign} {rule[bound_key]}",
+                )
+            )
     return out
 
 
-def _margin(rule: Mapping[str, Any], challenger: Mapping[str, float], champion: Mapping[str, float]) -> RuleResult:
+def _margin(
+    rule: Mapping[str, Any], challenger: Mapping[str, float], champion: Mapping[str, float]
+) -> RuleResult:
     metric, margin = rule["metric"], rule["min_margin_over_champion"]
     gain = challenger[metric] - champion[metric]
     if metric in LOWER_IS_BETTER:
         gain = -gain
     passed = not math.isnan(gain) and gain >= margin
-    return RuleResult(f"{metric} margin over champion >= {margin}", passed, gain, margin,
-                      f"{metric}: challenger {challenger[metric]:.4f}, champion {champion[metric]:.4f}, "
-                      f"improvement {gain:+.4f}, must be >= {margin}")
+    return RuleResult(
+        f"{metric} margin over champion >= {margin}",
+        passed,
+        gain,
+        margin,
+        f"{metric}: challenger {challenger[metric]:.4f}, champion {champion[metric]:.4f}, "
+        f"improvement {gain:+.4f}, must be >= {margin}",
+    )
 
 
-def _slices(rule: Mapping[str, Any], challenger: Mapping[str, Any], champion: Mapping[str, Any]) -> list[RuleResult]:
+def _slices(
+    rule: Mapping[str, Any], challenger: Mapping[str, Any], champion: Mapping[str, Any]
+) -> list[RuleResult]:
     metric, bound, min_rows = rule["slice_metric"], rule["max_drop"], rule.get("min_rows", 1)
     out = []
     for column in rule["slices"]:
         if column not in challenger or column not in champion:
-            out.append(RuleResult(f"{metric} per {column}", False, None, bound,
-                                  f"slice column {column!r} is missing from the evaluation"))
+            out.append(
+                RuleResult(
+                    f"{metric} per {column}",
+                    False,
+                    None,
+                    bound,
+                    f"slice column {column!r} is missing from the evaluation",
+                )
+            )
             continue
         for value, mine in sorted(challenger[column].items()):
             theirs = champion[column].get(value)
@@ -129,9 +166,16 @@ def _slices(rule: Mapping[str, Any], challenger: Mapping[str, Any], champion: Ma
                 drop = -drop
             if math.isnan(drop):
                 continue
-            out.append(RuleResult(f"{metric} on {column}={value} drops <= {bound}", drop <= bound, drop, bound,
-                                  f"{column}={value} ({int(mine['rows'])} rows): challenger {mine[metric]:.4f}, "
-                                  f"champion {theirs[metric]:.4f}, drop {drop:+.4f}, must be <= {bound}"))
+            out.append(
+                RuleResult(
+                    f"{metric} on {column}={value} drops <= {bound}",
+                    drop <= bound,
+                    drop,
+                    bound,
+                    f"{column}={value} ({int(mine['rows'])} rows): challenger {mine[metric]:.4f}, "
+                    f"champion {theirs[metric]:.4f}, drop {drop:+.4f}, must be <= {bound}",
+                )
+            )
     return out
 
 

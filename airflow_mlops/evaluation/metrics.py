@@ -19,7 +19,9 @@ def _check(labels: Any, probabilities: Any) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels, dtype="float64")
     p = np.asarray(probabilities, dtype="float64")
     if y.shape != p.shape or y.ndim != 1:
-        raise ValueError(f"labels and probabilities must be 1-D of the same length, got {y.shape} and {p.shape}")
+        raise ValueError(
+            f"labels and probabilities must be 1-D of the same length, got {y.shape} and {p.shape}"
+        )
     if not np.isin(y, (0.0, 1.0)).all():
         raise ValueError(f"labels must be 0 or 1, got values {sorted(set(np.unique(y)) - {0.0, 1.0})[:5]}")
     if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
@@ -70,16 +72,31 @@ def calibration_error(labels: Any, probabilities: Any, bins: int = CALIBRATION_B
     return float(error / len(y)) if len(y) else math.nan
 
 
-def calibration_curve(labels: Any, probabilities: Any, bins: int = CALIBRATION_BINS) -> list[dict[str, float]]:
+def calibration_curve(
+    labels: Any, probabilities: Any, bins: int = CALIBRATION_BINS
+) -> list[dict[str, float]]:
     """Per non-empty bin: mean probability, observed rate, rows (for the report's plot)."""
     y, p = _check(labels, probabilities)
     index = np.minimum((p * bins).astype(int), bins - 1)
-    return [{"bin": b, "mean_probability": float(p[index == b].mean()), "observed_rate": float(y[index == b].mean()),
-             "rows": int((index == b).sum())} for b in range(bins) if (index == b).any()]
+    return [
+        {
+            "bin": b,
+            "mean_probability": float(p[index == b].mean()),
+            "observed_rate": float(y[index == b].mean()),
+            "rows": int((index == b).sum()),
+        }
+        for b in range(bins)
+        if (index == b).any()
+    ]
 
 
-def sliced_metrics(slices: Mapping[str, Sequence[Any]], labels: Any, probabilities: Any, threshold: float = 0.5,
-                   min_rows: int = 1) -> dict[str, dict[str, dict[str, float]]]:
+def sliced_metrics(
+    slices: Mapping[str, Sequence[Any]],
+    labels: Any,
+    probabilities: Any,
+    threshold: float = 0.5,
+    min_rows: int = 1,
+) -> dict[str, dict[str, dict[str, float]]]:
     """``{slice column: {value: metrics}}`` for every value with at least ``min_rows`` rows."""
     y, p = _check(labels, probabilities)
     result: dict[str, dict[str, dict[str, float]]] = {}
@@ -112,8 +129,15 @@ def fairness_gaps(sliced: Mapping[str, Mapping[str, Mapping[str, float]]]) -> di
     return gaps
 
 
-def permutation_importance(score: Callable[[Any], np.ndarray], frame: Any, features: Sequence[str], labels: Any,
-                           *, repeats: int = 3, seed: int = 0) -> dict[str, float]:
+def permutation_importance(
+    score: Callable[[Any], np.ndarray],
+    frame: Any,
+    features: Sequence[str],
+    labels: Any,
+    *,
+    repeats: int = 3,
+    seed: int = 0,
+) -> dict[str, float]:
     """Mean drop in ROC AUC when one feature's column is shuffled (``score(frame) -> probabilities``)."""
     from sklearn.metrics import roc_auc_score
 

@@ -21,9 +21,24 @@ from .metrics import binary_metrics, calibration_curve, fairness_gaps, permutati
 ROC_POINTS = 200
 #: Keys whose values are numbers; an undefined one (no positive prediction: no precision) is NaN in
 #: memory and null in JSON (strict JSON: Airflow's API server refuses NaN in XCom, browsers too).
-NUMBER_KEYS = {"auc", "log_loss", "accuracy", "precision", "recall", "fpr", "calibration_error", "positive_rate",
-               "predicted_positive_rate", "rows", "tpr_gap", "fpr_gap", "observed", "bound", "mean_probability",
-               "observed_rate"}
+NUMBER_KEYS = {
+    "auc",
+    "log_loss",
+    "accuracy",
+    "precision",
+    "recall",
+    "fpr",
+    "calibration_error",
+    "positive_rate",
+    "predicted_positive_rate",
+    "rows",
+    "tpr_gap",
+    "fpr_gap",
+    "observed",
+    "bound",
+    "mean_probability",
+    "observed_rate",
+}
 
 
 def finite(value: Any) -> Any:
@@ -73,21 +88,44 @@ def roc_points(labels: Any, probabilities: Any) -> dict[str, list[float]]:
     return {"fpr": fpr[keep].round(5).tolist(), "tpr": tpr[keep].round(5).tolist()}
 
 
-def evaluate(probabilities: np.ndarray, frame: Any, label: str, *, slices: Sequence[str], threshold: float = 0.5,
-             min_slice_rows: int = 1) -> dict[str, Any]:
+def evaluate(
+    probabilities: np.ndarray,
+    frame: Any,
+    label: str,
+    *,
+    slices: Sequence[str],
+    threshold: float = 0.5,
+    min_slice_rows: int = 1,
+) -> dict[str, Any]:
     """Metrics overall and per slice, fairness gaps, the calibration and ROC curves of one model's scores."""
     missing = [c for c in (label, *slices) if c not in frame.columns]
     if missing:
-        raise ValueError(f"evaluation: columns {missing} are not in the evaluation data (columns: {list(frame.columns)})")
+        raise ValueError(
+            f"evaluation: columns {missing} are not in the evaluation data (columns: {list(frame.columns)})"
+        )
     y = frame[label].to_numpy()
-    sliced = sliced_metrics({c: frame[c].to_numpy() for c in slices}, y, probabilities, threshold, min_slice_rows)
-    return {"overall": binary_metrics(y, probabilities, threshold), "slices": sliced,
-            "fairness": fairness_gaps(sliced), "calibration": calibration_curve(y, probabilities),
-            "roc": roc_points(y, probabilities), "threshold": threshold}
+    sliced = sliced_metrics(
+        {c: frame[c].to_numpy() for c in slices}, y, probabilities, threshold, min_slice_rows
+    )
+    return {
+        "overall": binary_metrics(y, probabilities, threshold),
+        "slices": sliced,
+        "fairness": fairness_gaps(sliced),
+        "calibration": calibration_curve(y, probabilities),
+        "roc": roc_points(y, probabilities),
+        "threshold": threshold,
+    }
 
 
-def importance(score: Callable[[Any], np.ndarray], frame: Any, label: str, features: Sequence[str], *,
-               max_rows: int = 5000, seed: int = 0) -> dict[str, float]:
+def importance(
+    score: Callable[[Any], np.ndarray],
+    frame: Any,
+    label: str,
+    features: Sequence[str],
+    *,
+    max_rows: int = 5000,
+    seed: int = 0,
+) -> dict[str, float]:
     """Permutation importance (drop in AUC) on at most ``max_rows`` rows."""
     sample = frame.sample(n=min(max_rows, len(frame)), random_state=seed) if len(frame) > max_rows else frame
     return permutation_importance(score, sample, features, sample[label].to_numpy(), seed=seed)
@@ -115,8 +153,11 @@ def _plots(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     plots = []
     figure, axis = plt.subplots(figsize=(4.5, 4))
     for name, evaluation in models.items():
-        axis.plot(evaluation["roc"]["fpr"], evaluation["roc"]["tpr"],
-                  label=f"{name} (AUC {evaluation['overall']['auc']:.3f})")
+        axis.plot(
+            evaluation["roc"]["fpr"],
+            evaluation["roc"]["tpr"],
+            label=f"{name} (AUC {evaluation['overall']['auc']:.3f})",
+        )
     axis.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axis.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     axis.legend(loc="lower right")
@@ -124,8 +165,12 @@ def _plots(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     figure, axis = plt.subplots(figsize=(4.5, 4))
     for name, evaluation in models.items():
         curve = evaluation["calibration"]
-        axis.plot([b["mean_probability"] for b in curve], [b["observed_rate"] for b in curve], marker="o",
-                  label=f"{name} (ECE {evaluation['overall']['calibration_error']:.3f})")
+        axis.plot(
+            [b["mean_probability"] for b in curve],
+            [b["observed_rate"] for b in curve],
+            marker="o",
+            label=f"{name} (ECE {evaluation['overall']['calibration_error']:.3f})",
+        )
     axis.plot([0, 1], [0, 1], linestyle=":", color="grey")
     axis.set(xlabel="mean predicted probability", ylabel="observed delay rate", title="Calibration")
     axis.legend(loc="upper left")
@@ -136,9 +181,15 @@ def _plots(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         width = 0.8 / len(models)
         for k, (name, evaluation) in enumerate(models.items()):
             theirs = evaluation["slices"].get(column, {})
-            axis.bar(np.arange(len(values)) + k * width, [theirs.get(v, {}).get("auc", math.nan) for v in values],
-                     width=width, label=name)
-        axis.set_xticks(np.arange(len(values)) + width * (len(models) - 1) / 2, values, rotation=60, fontsize=8)
+            axis.bar(
+                np.arange(len(values)) + k * width,
+                [theirs.get(v, {}).get("auc", math.nan) for v in values],
+                width=width,
+                label=name,
+            )
+        axis.set_xticks(
+            np.arange(len(values)) + width * (len(models) - 1) / 2, values, rotation=60, fontsize=8
+        )
         axis.set(ylabel="ROC AUC", title=f"AUC per {column}", ylim=(0.4, 1.0))
         axis.legend(fontsize=8)
         plots.append((f"AUC per {column}", png_uri(figure)))
@@ -161,33 +212,64 @@ def render_html(report: Mapping[str, Any], title: str) -> str:
     champion = report.get("champion") or {}
     keys = ["auc", "log_loss", "accuracy", "precision", "recall", "fpr", "calibration_error", "rows"]
     overall = [[k, report["overall"][k], champion.get("overall", {}).get(k, "")] for k in keys]
-    parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p>{html.escape(str(report.get('model_uri', '')))} on {int(report['overall']['rows'])} held-out rows; "
-             f"threshold {report['threshold']}</p>",
-             "<h2>Overall</h2>", html_table(overall, ["metric", "challenger", "champion"])]
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{html.escape(str(report.get('model_uri', '')))} on {int(report['overall']['rows'])} held-out rows; "
+        f"threshold {report['threshold']}</p>",
+        "<h2>Overall</h2>",
+        html_table(overall, ["metric", "challenger", "champion"]),
+    ]
     if report.get("gate"):
         gate = report["gate"]
-        parts += [f"<h2>Gate: {'PASSED' if gate['passed'] else 'FAILED'}</h2>",
-                  html_table([[r["rule"], "pass" if r["passed"] else "FAIL", r["detail"]] for r in gate["rules"]],
-                         ["rule", "result", "numbers"])]
+        parts += [
+            f"<h2>Gate: {'PASSED' if gate['passed'] else 'FAILED'}</h2>",
+            html_table(
+                [[r["rule"], "pass" if r["passed"] else "FAIL", r["detail"]] for r in gate["rules"]],
+                ["rule", "result", "numbers"],
+            ),
+        ]
     parts.append("<h2>Fairness gaps (largest difference between slices)</h2>")
-    parts.append(html_table([[c, g.get("tpr_gap"), " / ".join(g.get("tpr_slices", [])), g.get("fpr_gap"),
-                          " / ".join(g.get("fpr_slices", []))] for c, g in report["fairness"].items()],
-                        ["slice", "TPR gap", "lowest / highest", "FPR gap", "lowest / highest"]))
+    parts.append(
+        html_table(
+            [
+                [
+                    c,
+                    g.get("tpr_gap"),
+                    " / ".join(g.get("tpr_slices", [])),
+                    g.get("fpr_gap"),
+                    " / ".join(g.get("fpr_slices", [])),
+                ]
+                for c, g in report["fairness"].items()
+            ],
+            ["slice", "TPR gap", "lowest / highest", "FPR gap", "lowest / highest"],
+        )
+    )
     if report.get("importance"):
-        parts += ["<h2>Permutation importance (drop in AUC)</h2>",
-                  html_table(list(report["importance"].items()), ["feature", "AUC drop"])]
+        parts += [
+            "<h2>Permutation importance (drop in AUC)</h2>",
+            html_table(list(report["importance"].items()), ["feature", "AUC drop"]),
+        ]
     for name, image in _plots(report):
         parts.append(f"<h2>{html.escape(name)}</h2><img alt='{html.escape(name)}' src='{image}'>")
     for column, by_value in report["slices"].items():
-        rows = [[v, m["rows"], m["auc"], m["recall"], m["fpr"], m["calibration_error"]] for v, m in by_value.items()]
-        parts += [f"<h2>Per {html.escape(column)}</h2>", html_table(rows, [column, "rows", "AUC", "TPR", "FPR", "ECE"])]
+        rows = [
+            [v, m["rows"], m["auc"], m["recall"], m["fpr"], m["calibration_error"]]
+            for v, m in by_value.items()
+        ]
+        parts += [
+            f"<h2>Per {html.escape(column)}</h2>",
+            html_table(rows, [column, "rows", "AUC", "TPR", "FPR", "ECE"]),
+        ]
     return html_page(title, parts)
 
 
 def html_page(title: str, parts: Sequence[str]) -> str:
     """One self-contained HTML page from already-escaped parts."""
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>" \
-           f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    )

@@ -24,8 +24,11 @@ def read_rows(path: str | Path) -> Any:
     import pyarrow.parquet as pq
 
     path = str(path).removeprefix("file://")
-    strings = [field.name for field in pq.read_schema(path)
-               if pa.types.is_string(field.type) or pa.types.is_large_string(field.type)]
+    strings = [
+        field.name
+        for field in pq.read_schema(path)
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
+    ]
     return pq.read_table(path, read_dictionary=strings).to_pandas()
 
 
@@ -38,7 +41,9 @@ class Scorer:
         if not config_path.is_file() or not (folder / "model.pt").is_file():
             raise ValueError(f"model {model_dir!r}: expected model.pt and config.json in the folder")
         if chunk_rows < 1 or block_rows < 1:
-            raise ValueError(f"chunk_rows and block_rows must be positive, got {chunk_rows!r} and {block_rows!r}")
+            raise ValueError(
+                f"chunk_rows and block_rows must be positive, got {chunk_rows!r} and {block_rows!r}"
+            )
         module_name = json.loads(config_path.read_text())["model"].partition(":")[0]
         module = importlib.import_module(module_name)
         self.model, self.config = module.load_model(folder)
@@ -60,8 +65,10 @@ class Scorer:
         out = np.empty(len(frame), dtype="float32")
         with torch.inference_mode():
             for block in range(0, len(frame), self.block_rows):
-                inputs = self.inputs(frame.iloc[block:block + self.block_rows])
+                inputs = self.inputs(frame.iloc[block : block + self.block_rows])
                 for start in range(0, len(inputs[0]), self.chunk_rows):
-                    chunk = [tensor[start:start + self.chunk_rows] for tensor in inputs]
-                    out[block + start:block + start + len(chunk[0])] = torch.sigmoid(self.model(*chunk)).numpy()
+                    chunk = [tensor[start : start + self.chunk_rows] for tensor in inputs]
+                    out[block + start : block + start + len(chunk[0])] = torch.sigmoid(
+                        self.model(*chunk)
+                    ).numpy()
         return out

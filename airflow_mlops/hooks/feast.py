@@ -57,8 +57,10 @@ class FeastHook(BaseHook):
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         return {
             "hidden_fields": ["host", "schema", "login", "password", "port"],
-            "placeholders": {"extra": '{"repo_path": "/srv/feature_repo", "config_file": "feature_store.yaml", '
-                                      '"variables": {"MLOPS_REDIS": "redis:6379"}}'},
+            "placeholders": {
+                "extra": '{"repo_path": "/srv/feature_repo", "config_file": "feature_store.yaml", '
+                '"variables": {"MLOPS_REDIS": "redis:6379"}}'
+            },
         }
 
     def _settings(self) -> tuple[Path, str, dict[str, str]]:
@@ -106,7 +108,9 @@ class FeastHook(BaseHook):
 
         store = self.get_conn()
         repo = Path(store.repo_path).resolve()
-        modules = [str(f.relative_to(repo).with_suffix("")).replace(os.sep, ".") for f in get_repo_files(repo)]
+        modules = [
+            str(f.relative_to(repo).with_suffix("")).replace(os.sep, ".") for f in get_repo_files(repo)
+        ]
         previous = os.getcwd()
         sys.path.insert(0, str(repo))
         try:
@@ -115,7 +119,9 @@ class FeastHook(BaseHook):
                 sys.modules.pop(name, None)
             contents = parse_repo(repo)
             if not contents.projects:  # as `feast apply` does: the project of feature_store.yaml
-                contents.projects.append(Project(name=store.project, description=store.config.project_description or ""))
+                contents.projects.append(
+                    Project(name=store.project, description=store.config.project_description or "")
+                )
             return contents
         finally:
             os.chdir(previous)
@@ -138,8 +144,10 @@ class FeastHook(BaseHook):
         for view in contents.feature_views:
             source = view.batch_source
             if isinstance(source, FileSource) and "://" not in source.path and not glob.glob(source.path):
-                raise FeatureStoreError(f"feature view {view.name!r}: its source {source.path} matches no file "
-                                        "(rule: build the feature tables before applying)")
+                raise FeatureStoreError(
+                    f"feature view {view.name!r}: its source {source.path} matches no file "
+                    "(rule: build the feature tables before applying)"
+                )
 
     def apply(self) -> str:
         """Register the repository's definitions (removed ones are deleted); returns the registry diff."""
@@ -164,35 +172,49 @@ class FeastHook(BaseHook):
             return service
         except FeatureServiceNotFoundException:
             known = [s.name for s in self.get_conn().list_feature_services()]
-            raise FeatureStoreError(f"feature service {name!r}: not in the registry (registered: {known}); "
-                                    "has the repository been applied?") from None
+            raise FeatureStoreError(
+                f"feature service {name!r}: not in the registry (registered: {known}); "
+                "has the repository been applied?"
+            ) from None
 
     def materialize(self, start: datetime, end: datetime, feature_views: Sequence[str] | None = None) -> None:
         """Load the feature values stamped in ``[start, end)`` into the online store."""
         if end <= start:
             raise FeatureStoreError(f"materialize: end {end} must be after start {start}")
         self.log.info("Materializing %s from %s to %s", list(feature_views or ["all views"]), start, end)
-        self.get_conn().materialize(start_date=start, end_date=end,
-                                    feature_views=list(feature_views) if feature_views else None)
+        self.get_conn().materialize(
+            start_date=start, end_date=end, feature_views=list(feature_views) if feature_views else None
+        )
 
     def get_historical_features(self, entity_df: pd.DataFrame, feature_service: str) -> pd.DataFrame:
         """Point-in-time join of ``entity_df`` (entity keys + ``event_timestamp``) with a feature service."""
         if "event_timestamp" not in entity_df.columns:
-            raise FeatureStoreError(f"entity rows: no 'event_timestamp' column (columns: {list(entity_df.columns)}); "
-                                    "a point-in-time join needs the time each row's prediction is made")
+            raise FeatureStoreError(
+                f"entity rows: no 'event_timestamp' column (columns: {list(entity_df.columns)}); "
+                "a point-in-time join needs the time each row's prediction is made"
+            )
         service = self.get_feature_service(feature_service)
         missing = sorted(set(self.entity_columns(service)) - set(entity_df.columns))
         if missing:
-            raise FeatureStoreError(f"entity rows: columns {missing} needed by feature service {feature_service!r} "
-                                    f"are missing (columns: {list(entity_df.columns)})")
+            raise FeatureStoreError(
+                f"entity rows: columns {missing} needed by feature service {feature_service!r} "
+                f"are missing (columns: {list(entity_df.columns)})"
+            )
         job = self.get_conn().get_historical_features(entity_df=entity_df, features=service)
         return job.to_df()
 
-    def get_online_features(self, feature_service: FeatureService | str,
-                            entity_rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    def get_online_features(
+        self, feature_service: FeatureService | str, entity_rows: Sequence[Mapping[str, Any]]
+    ) -> dict[str, list[Any]]:
         """Latest materialized values for each entity row; a key never materialized gives ``None`` values."""
-        service = self.get_feature_service(feature_service) if isinstance(feature_service, str) else feature_service
-        return self.get_conn().get_online_features(features=service, entity_rows=[dict(r) for r in entity_rows]).to_dict()
+        service = (
+            self.get_feature_service(feature_service) if isinstance(feature_service, str) else feature_service
+        )
+        return (
+            self.get_conn()
+            .get_online_features(features=service, entity_rows=[dict(r) for r in entity_rows])
+            .to_dict()
+        )
 
     def entity_columns(self, service: FeatureService) -> list[str]:
         """The join keys a feature service needs."""

@@ -42,12 +42,17 @@ class ModelServerHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {"hidden_fields": ["login", "extra"], "relabeling": {"password": "Admin token", "schema": "Scheme"},
-                "placeholders": {"host": "127.0.0.1", "port": "8765", "schema": "http"}}
+        return {
+            "hidden_fields": ["login", "extra"],
+            "relabeling": {"password": "Admin token", "schema": "Scheme"},
+            "placeholders": {"host": "127.0.0.1", "port": "8765", "schema": "http"},
+        }
 
     def _target(self, conn: Any, admin: bool) -> tuple[str, dict[str, str]]:
         if not conn.host:
-            raise ModelServerError(f"connection {self.model_server_conn_id!r}: host is empty (the model server's address)")
+            raise ModelServerError(
+                f"connection {self.model_server_conn_id!r}: host is empty (the model server's address)"
+            )
         port = f":{conn.port}" if conn.port else ""
         headers = {"Authorization": f"Bearer {conn.password}"} if admin and conn.password else {}
         return f"{conn.schema or 'http'}://{conn.host}{port}", headers
@@ -58,9 +63,15 @@ class ModelServerHook(BaseHook):
         replicas = (conn.extra_dejson or {}).get("replicas")
         if replicas is None:
             return [base]
-        if not isinstance(replicas, list) or not replicas or not all(isinstance(r, str) and r for r in replicas):
-            raise ModelServerError(f"connection {self.model_server_conn_id!r}: extra 'replicas' must be a non-empty "
-                                   f"list of 'host:port' strings, got {replicas!r}")
+        if (
+            not isinstance(replicas, list)
+            or not replicas
+            or not all(isinstance(r, str) and r for r in replicas)
+        ):
+            raise ModelServerError(
+                f"connection {self.model_server_conn_id!r}: extra 'replicas' must be a non-empty "
+                f"list of 'host:port' strings, got {replicas!r}"
+            )
         scheme = conn.schema or "http"
         return [r.rstrip("/") if "://" in r else f"{scheme}://{r}" for r in replicas]
 
@@ -77,16 +88,22 @@ class ModelServerHook(BaseHook):
         self.log.debug("%s %s -> %s", method, path, response.status_code)
         return response.json()
 
-    def _request(self, method: str, path: str, *, admin: bool = False, json: Any = None, base: str | None = None) -> Any:
+    def _request(
+        self, method: str, path: str, *, admin: bool = False, json: Any = None, base: str | None = None
+    ) -> Any:
         import httpx
 
         address, headers = self._target(self.get_connection(self.model_server_conn_id), admin)
         base = base or address
         self.log.debug("%s %s%s", method, base, path)
         try:
-            response = httpx.request(method, f"{base}{path}", json=json, headers=headers, timeout=self.timeout)
+            response = httpx.request(
+                method, f"{base}{path}", json=json, headers=headers, timeout=self.timeout
+            )
         except httpx.TransportError as err:
-            raise ModelServerError(f"model server {base} ({self.model_server_conn_id}): {type(err).__name__}: {err}") from err
+            raise ModelServerError(
+                f"model server {base} ({self.model_server_conn_id}): {type(err).__name__}: {err}"
+            ) from err
         return self._answer(method, path, response)
 
     async def _arequest(self, method: str, path: str, *, admin: bool = False, base: str | None = None) -> Any:
@@ -98,11 +115,14 @@ class ModelServerHook(BaseHook):
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.request(method, f"{base}{path}", headers=headers)
         except httpx.TransportError as err:
-            raise ModelServerError(f"model server {base} ({self.model_server_conn_id}): {type(err).__name__}: {err}") from err
+            raise ModelServerError(
+                f"model server {base} ({self.model_server_conn_id}): {type(err).__name__}: {err}"
+            ) from err
         return self._answer(method, path, response)
 
-    def _switch_all(self, method: str, path: str, body: dict[str, Any], endpoint: str, who: str, *,
-                    undo: bool) -> dict[str, Any]:
+    def _switch_all(
+        self, method: str, path: str, body: dict[str, Any], endpoint: str, who: str, *, undo: bool
+    ) -> dict[str, Any]:
         """A deploy or rollback on every replica in turn. If one fails after others switched: with
         ``undo`` (a deployment) those roll back to what they served; a rollback cannot be undone
         that way (a second rollback goes one further back), so the error names the replicas that
@@ -117,8 +137,10 @@ class ModelServerHook(BaseHook):
                 if not switched:
                     raise
                 if not undo:
-                    raise ModelServerError(f"{err}; rolled back already: {', '.join(switched)}; not rolled back: "
-                                           f"{', '.join(replicas[len(switched):])}") from err
+                    raise ModelServerError(
+                        f"{err}; rolled back already: {', '.join(switched)}; not rolled back: "
+                        f"{', '.join(replicas[len(switched) :])}"
+                    ) from err
                 undone = []
                 for done in switched:
                     try:
@@ -126,23 +148,49 @@ class ModelServerHook(BaseHook):
                         undone.append(f"{done} rolled back")
                     except ModelServerError as undo_err:
                         undone.append(f"{done} NOT rolled back ({undo_err})")
-                raise ModelServerError(f"{err}; the replicas switched before it: {'; '.join(undone)}") from err
+                raise ModelServerError(
+                    f"{err}; the replicas switched before it: {'; '.join(undone)}"
+                ) from err
             switched.append(base)
         return {**answer, "replicas": len(replicas)} if len(replicas) > 1 else answer
 
     def rollback_replica(self, base: str, endpoint: str, who: str = "", why: str = "") -> dict[str, Any]:
         """Roll back one replica only (``rollback`` rolls back all of them)."""
-        return self._request("POST", f"/v1/admin/deployments/{endpoint}/rollback", admin=True,
-                             json={"who": who, "why": why}, base=base)
+        return self._request(
+            "POST",
+            f"/v1/admin/deployments/{endpoint}/rollback",
+            admin=True,
+            json={"who": who, "why": why},
+            base=base,
+        )
 
-    def deploy(self, endpoint: str, variants: Mapping[str, Mapping[str, str]], policy: Mapping[str, Any],
-               who: str = "", why: str = "", feature_service: str | None = None) -> dict[str, Any]:
-        body = {"variants": variants, "policy": policy, "who": who, "why": why, "feature_service": feature_service}
+    def deploy(
+        self,
+        endpoint: str,
+        variants: Mapping[str, Mapping[str, str]],
+        policy: Mapping[str, Any],
+        who: str = "",
+        why: str = "",
+        feature_service: str | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "variants": variants,
+            "policy": policy,
+            "who": who,
+            "why": why,
+            "feature_service": feature_service,
+        }
         return self._switch_all("PUT", f"/v1/admin/deployments/{endpoint}", body, endpoint, who, undo=True)
 
     def rollback(self, endpoint: str, who: str = "", why: str = "") -> dict[str, Any]:
-        return self._switch_all("POST", f"/v1/admin/deployments/{endpoint}/rollback", {"who": who, "why": why},
-                                endpoint, who, undo=False)
+        return self._switch_all(
+            "POST",
+            f"/v1/admin/deployments/{endpoint}/rollback",
+            {"who": who, "why": why},
+            endpoint,
+            who,
+            undo=False,
+        )
 
     def deployments(self) -> dict[str, Any]:
         return self._request("GET", "/v1/admin/deployments", admin=True)
@@ -158,10 +206,13 @@ class ModelServerHook(BaseHook):
 
         replicas = self._replicas(await self.aget_connection(self.model_server_conn_id))
         path = f"/v1/admin/deployments/{endpoint}/stats"
-        return combine_stats(await asyncio.gather(*(self._arequest("GET", path, admin=True, base=base)
-                                                    for base in replicas)))
+        return combine_stats(
+            await asyncio.gather(*(self._arequest("GET", path, admin=True, base=base) for base in replicas))
+        )
 
-    def predict(self, endpoint: str, rows: Sequence[Mapping[str, Any]], key: str | None = None) -> dict[str, Any]:
+    def predict(
+        self, endpoint: str, rows: Sequence[Mapping[str, Any]], key: str | None = None
+    ) -> dict[str, Any]:
         return self._request("POST", f"/v1/models/{endpoint}/predict", json={"rows": list(rows), "key": key})
 
 
@@ -175,12 +226,16 @@ def combine_stats(answers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         return first
     policies = {repr(a.get("policy")) for a in answers}
     if len(policies) > 1:
-        raise ModelServerError(f"endpoint {first.get('endpoint')!r}: the replicas serve different policies "
-                               f"{sorted(policies)} (a deployment in progress?); ask again")
+        raise ModelServerError(
+            f"endpoint {first.get('endpoint')!r}: the replicas serve different policies "
+            f"{sorted(policies)} (a deployment in progress?); ask again"
+        )
     variants: dict[str, dict[str, Any]] = {}
     for answer in answers:
         for name, s in answer.get("variants", {}).items():
-            total = variants.setdefault(name, {"requests": 0, "rows": 0, "errors": 0, "p50_ms": None, "p99_ms": None})
+            total = variants.setdefault(
+                name, {"requests": 0, "rows": 0, "errors": 0, "p50_ms": None, "p99_ms": None}
+            )
             for count in ("requests", "rows", "errors"):
                 total[count] += s.get(count) or 0
             for percentile in ("p50_ms", "p99_ms"):

@@ -33,9 +33,16 @@ class MonitoringError(ValueError):
     """Inputs a monitor cannot compare: the message names the input, the rule and the value."""
 
 
-def drift_report(reference: Any, current: Any, *, columns: Sequence[str] | None = None,
-                 psi_threshold: float = DEFAULT_PSI_THRESHOLD, js_threshold: float = DEFAULT_JS_THRESHOLD,
-                 thresholds: Mapping[str, float] | None = None, keep_profiles: bool = False) -> dict[str, Any]:
+def drift_report(
+    reference: Any,
+    current: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    psi_threshold: float = DEFAULT_PSI_THRESHOLD,
+    js_threshold: float = DEFAULT_JS_THRESHOLD,
+    thresholds: Mapping[str, float] | None = None,
+    keep_profiles: bool = False,
+) -> dict[str, Any]:
     """Per-column drift of ``current`` (a DataFrame) from ``reference`` (a DataFrame or a stored profile).
 
     Returns ``{"reference_rows", "current_rows", "columns": [divergence...], "drifted": [column...],
@@ -45,22 +52,41 @@ def drift_report(reference: Any, current: Any, *, columns: Sequence[str] | None 
     """
     if len(current) == 0:
         raise MonitoringError("drift: the current sample has no rows (rule: compare at least one row)")
-    reference_profile = reference if isinstance(reference, Mapping) else profile_frame(
-        reference if columns is None else reference[[c for c in columns if c in reference.columns]])
+    reference_profile = (
+        reference
+        if isinstance(reference, Mapping)
+        else profile_frame(
+            reference if columns is None else reference[[c for c in columns if c in reference.columns]]
+        )
+    )
     if reference_profile["rows"] == 0:
-        raise MonitoringError("drift: the reference has no rows (rule: compare against a non-empty reference)")
+        raise MonitoringError(
+            "drift: the reference has no rows (rule: compare against a non-empty reference)"
+        )
     selected = current if columns is None else current[[c for c in columns if c in current.columns]]
     current_profile = profile_frame(selected)
-    divergences = compare_profiles(reference_profile, current_profile, columns=columns,
-                                   psi_threshold=psi_threshold, js_threshold=js_threshold, thresholds=thresholds)
+    divergences = compare_profiles(
+        reference_profile,
+        current_profile,
+        columns=columns,
+        psi_threshold=psi_threshold,
+        js_threshold=js_threshold,
+        thresholds=thresholds,
+    )
     finite = [d.value for d in divergences if np.isfinite(d.value)]
-    report = {"reference_rows": int(reference_profile["rows"]), "current_rows": len(current),
-              "columns": [d.to_dict() for d in divergences], "drifted": [d.column for d in divergences if d.drifted],
-              "score": max(finite, default=0.0)}
+    report = {
+        "reference_rows": int(reference_profile["rows"]),
+        "current_rows": len(current),
+        "columns": [d.to_dict() for d in divergences],
+        "drifted": [d.column for d in divergences if d.drifted],
+        "score": max(finite, default=0.0),
+    }
     if keep_profiles:
         compared = [d.column for d in divergences]
-        report["profiles"] = {side: {c: profile["columns"][c] for c in compared if c in profile["columns"]}
-                              for side, profile in (("reference", reference_profile), ("current", current_profile))}
+        report["profiles"] = {
+            side: {c: profile["columns"][c] for c in compared if c in profile["columns"]}
+            for side, profile in (("reference", reference_profile), ("current", current_profile))
+        }
     return report
 
 
@@ -71,11 +97,14 @@ def window(log: Any, *, endpoint: str, start: Any, end: Any) -> Any:
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     for name, value in (("start", start), ("end", end)):
         if value.tzinfo is None:
-            raise MonitoringError(f"window: {name} {value.isoformat()} has no time zone (rule: give UTC times, "
-                                  "e.g. 2013-03-01T00:00:00+00:00)")
+            raise MonitoringError(
+                f"window: {name} {value.isoformat()} has no time zone (rule: give UTC times, "
+                "e.g. 2013-03-01T00:00:00+00:00)"
+            )
     if end <= start:
-        raise MonitoringError(f"window: end {end.isoformat()} is not after start {start.isoformat()} "
-                              "(rule: start < end)")
+        raise MonitoringError(
+            f"window: end {end.isoformat()} is not after start {start.isoformat()} (rule: start < end)"
+        )
     if len(log) == 0:
         return log
     at = pd.to_datetime(log["at"], utc=True)
@@ -94,19 +123,27 @@ def serving_rows(log: Any) -> Any:
     except (TypeError, ValueError) as err:
         raise MonitoringError(f"request log: a features value is not a JSON object ({err})") from err
     keep = [c for c in ("prediction_id", "probability", "variant", "version", "at") if c in log.columns]
-    return pd.concat([features.drop(columns=[c for c in keep if c in features.columns]),
-                      log[keep].reset_index(drop=True)], axis=1)
+    return pd.concat(
+        [features.drop(columns=[c for c in keep if c in features.columns]), log[keep].reset_index(drop=True)],
+        axis=1,
+    )
 
 
 def prediction_drift(reference: Any, current: Any) -> dict[str, Any]:
     """How far the distribution of predicted probabilities moved: PSI and KS over their percentiles."""
     ref, cur = np.asarray(reference, dtype="float64"), np.asarray(current, dtype="float64")
     if ref.size == 0 or cur.size == 0:
-        raise MonitoringError(f"prediction drift needs predictions on both sides, got {ref.size} and {cur.size}")
+        raise MonitoringError(
+            f"prediction drift needs predictions on both sides, got {ref.size} and {cur.size}"
+        )
     grid = np.linspace(0.0, 1.0, 101)
     ref_q, cur_q = np.quantile(ref, grid), np.quantile(cur, grid)
-    return {"psi": psi(ref_q, cur_q), "ks": ks_distance(ref_q, cur_q), "reference_mean": float(ref.mean()),
-            "current_mean": float(cur.mean())}
+    return {
+        "psi": psi(ref_q, cur_q),
+        "ks": ks_distance(ref_q, cur_q),
+        "reference_mean": float(ref.mean()),
+        "current_mean": float(cur.mean()),
+    }
 
 
 def join_labels(predictions: Any, labels: Any, *, label_column: str = "label") -> Any:
@@ -116,25 +153,37 @@ def join_labels(predictions: Any, labels: Any, *, label_column: str = "label") -
     prediction and a prediction without a label are counted in ``attrs["unmatched_labels"]`` and
     ``attrs["unlabeled_predictions"]``, not dropped silently.
     """
-    for name, frame, needed in (("predictions", predictions, ("prediction_id", "probability")),
-                                ("labels", labels, ("prediction_id", label_column))):
+    for name, frame, needed in (
+        ("predictions", predictions, ("prediction_id", "probability")),
+        ("labels", labels, ("prediction_id", label_column)),
+    ):
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise MonitoringError(f"{name}: columns {missing} are missing (rule: {name} need {list(needed)})")
     duplicated = labels["prediction_id"][labels["prediction_id"].duplicated()].unique().tolist()
     if duplicated:
-        raise MonitoringError(f"labels: prediction ids {duplicated[:5]} have more than one label "
-                              f"({len(duplicated)} in all; rule: one label per prediction)")
+        raise MonitoringError(
+            f"labels: prediction ids {duplicated[:5]} have more than one label "
+            f"({len(duplicated)} in all; rule: one label per prediction)"
+        )
     nulls = int(labels[label_column].isna().sum())
     if nulls:
-        raise MonitoringError(f"labels: {label_column} is null for {nulls} prediction(s) (rule: a label is 0 or 1; "
-                              "send a label once the outcome is known)")
+        raise MonitoringError(
+            f"labels: {label_column} is null for {nulls} prediction(s) (rule: a label is 0 or 1; "
+            "send a label once the outcome is known)"
+        )
     values = set(labels[label_column].unique().tolist())
     if not values <= {0, 1}:  # 0.0, 1.0, False and True compare equal to these
-        raise MonitoringError(f"labels: {label_column} must be 0 or 1, got {sorted(map(str, values - {0, 1}))[:5]}")
+        raise MonitoringError(
+            f"labels: {label_column} must be 0 or 1, got {sorted(map(str, values - {0, 1}))[:5]}"
+        )
     joined = predictions.merge(labels[["prediction_id", label_column]], on="prediction_id", how="inner")
-    joined.attrs["unmatched_labels"] = int((~labels["prediction_id"].isin(predictions["prediction_id"])).sum())
-    joined.attrs["unlabeled_predictions"] = int((~predictions["prediction_id"].isin(labels["prediction_id"])).sum())
+    joined.attrs["unmatched_labels"] = int(
+        (~labels["prediction_id"].isin(predictions["prediction_id"])).sum()
+    )
+    joined.attrs["unlabeled_predictions"] = int(
+        (~predictions["prediction_id"].isin(labels["prediction_id"])).sum()
+    )
     return joined
 
 
@@ -143,8 +192,17 @@ def performance_report(joined: Any, *, label_column: str = "label", threshold: f
     from ..evaluation.metrics import binary_metrics  # noqa: TID252
 
     if len(joined) == 0:
-        raise MonitoringError("performance: no prediction has a label yet (rule: at least one labelled prediction)")
-    metrics = binary_metrics(joined[label_column].to_numpy(dtype="float64"),
-                             joined["probability"].to_numpy(dtype="float64"), threshold=threshold)
-    return {**metrics, "labelled": len(joined), "unmatched_labels": joined.attrs.get("unmatched_labels", 0),
-            "unlabeled_predictions": joined.attrs.get("unlabeled_predictions", 0)}
+        raise MonitoringError(
+            "performance: no prediction has a label yet (rule: at least one labelled prediction)"
+        )
+    metrics = binary_metrics(
+        joined[label_column].to_numpy(dtype="float64"),
+        joined["probability"].to_numpy(dtype="float64"),
+        threshold=threshold,
+    )
+    return {
+        **metrics,
+        "labelled": len(joined),
+        "unmatched_labels": joined.attrs.get("unmatched_labels", 0),
+        "unlabeled_predictions": joined.attrs.get("unlabeled_predictions", 0),
+    }

@@ -34,8 +34,14 @@ def _score_plot(columns: list[Mapping[str, Any]]) -> str:
     ordered = sorted(columns, key=lambda c: c["value"], reverse=True)
     figure, axis = plt.subplots(figsize=(max(5.0, 0.35 * len(ordered)), 3.5))
     positions = np.arange(len(ordered))
-    axis.bar(positions, [c["value"] for c in ordered], color=["#d93025" if c["drifted"] else "#1a73e8" for c in ordered])
-    axis.scatter(positions, [c["threshold"] for c in ordered], marker="_", s=200, color="black", label="threshold")
+    axis.bar(
+        positions,
+        [c["value"] for c in ordered],
+        color=["#d93025" if c["drifted"] else "#1a73e8" for c in ordered],
+    )
+    axis.scatter(
+        positions, [c["threshold"] for c in ordered], marker="_", s=200, color="black", label="threshold"
+    )
     axis.set_xticks(positions, [f"{c['column']} ({c['metric']})" for c in ordered], rotation=70, fontsize=7)
     axis.set(ylabel="PSI / Jensen-Shannon", title="Drift per feature (red: over its threshold)")
     axis.legend(fontsize=8)
@@ -57,7 +63,9 @@ def _frequency_plot(column: str, reference: Mapping[str, Any], current: Mapping[
     plt = pyplot()
     ref, cur = reference.get("frequencies", {}), current.get("frequencies", {})
     ref_total, cur_total = max(sum(ref.values()), 1), max(sum(cur.values()), 1)
-    values = sorted(set(ref) | set(cur), key=lambda v: -(ref.get(v, 0) / ref_total + cur.get(v, 0) / cur_total))[:15]
+    values = sorted(
+        set(ref) | set(cur), key=lambda v: -(ref.get(v, 0) / ref_total + cur.get(v, 0) / cur_total)
+    )[:15]
     figure, axis = plt.subplots(figsize=(max(4.2, 0.4 * len(values)), 3.2))
     positions = np.arange(len(values))
     axis.bar(positions - 0.2, [ref.get(v, 0) / ref_total for v in values], width=0.4, label="reference")
@@ -81,24 +89,41 @@ def _quantile_plot(title: str, curves: Mapping[str, list[float]]) -> str:
 def render_drift_html(report: Mapping[str, Any], title: str) -> str:
     """The drift report as a page: summary, per-feature table and plots."""
     window = report.get("window", {})
-    parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p>{report['current_rows']} served predictions of {html.escape(str(report.get('endpoint', '')))} "
-             f"from {html.escape(str(window.get('start', '')))} to {html.escape(str(window.get('end', '')))} against "
-             f"{report['reference_rows']} reference rows ({html.escape(str(report.get('reference', '')))}).</p>",
-             f"<h2>{'DRIFT' if report.get('breached') else 'No drift'}: score {report['score']:.4f}, "
-             f"{len(report['drifted'])} feature(s) over their threshold</h2>"]
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{report['current_rows']} served predictions of {html.escape(str(report.get('endpoint', '')))} "
+        f"from {html.escape(str(window.get('start', '')))} to {html.escape(str(window.get('end', '')))} against "
+        f"{report['reference_rows']} reference rows ({html.escape(str(report.get('reference', '')))}).</p>",
+        f"<h2>{'DRIFT' if report.get('breached') else 'No drift'}: score {report['score']:.4f}, "
+        f"{len(report['drifted'])} feature(s) over their threshold</h2>",
+    ]
     if report.get("reasons"):
         parts.append("<ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in report["reasons"]) + "</ul>")
-    rows = [[c["column"], c["kind"], c["metric"], c["value"], c["threshold"], "DRIFT" if c["drifted"] else "",
-             "" if c.get("ks") is None else c["ks"], ", ".join(c.get("new_categories", [])[:5])]
-            for c in sorted(report["columns"], key=lambda c: c["value"], reverse=True)]
-    parts.append(html_table(rows, ["feature", "kind", "metric", "value", "threshold", "", "KS", "new categories"]))
+    rows = [
+        [
+            c["column"],
+            c["kind"],
+            c["metric"],
+            c["value"],
+            c["threshold"],
+            "DRIFT" if c["drifted"] else "",
+            "" if c.get("ks") is None else c["ks"],
+            ", ".join(c.get("new_categories", [])[:5]),
+        ]
+        for c in sorted(report["columns"], key=lambda c: c["value"], reverse=True)
+    ]
+    parts.append(
+        html_table(rows, ["feature", "kind", "metric", "value", "threshold", "", "KS", "new categories"])
+    )
     if report["columns"]:
         parts.append(f"<h2>Scores</h2><img alt='scores' src='{_score_plot(report['columns'])}'>")
     profiles = report.get("profiles", {})
     reference, current = profiles.get("reference", {}), profiles.get("current", {})
-    moved = [c for c in sorted(report["columns"], key=lambda c: c["value"], reverse=True)
-             if c["column"] in reference and c["column"] in current][:PLOTTED_FEATURES]
+    moved = [
+        c
+        for c in sorted(report["columns"], key=lambda c: c["value"], reverse=True)
+        if c["column"] in reference and c["column"] in current
+    ][:PLOTTED_FEATURES]
     if moved:
         parts.append("<h2>Features that moved most</h2>")
     for entry in moved:
@@ -107,34 +132,53 @@ def render_drift_html(report: Mapping[str, Any], title: str) -> str:
         parts.append(f"<img alt='{html.escape(name)}' src='{plot(name, reference[name], current[name])}'>")
     predictions = report.get("prediction_drift")
     if predictions:
-        parts += [f"<h2>Predictions: PSI {predictions['psi']:.4f}, KS {predictions['ks']:.4f}</h2>",
-                  f"<p>mean predicted probability {predictions['reference_mean']:.4f} on the reference, "
-                  f"{predictions['current_mean']:.4f} served</p>",
-                  f"<img alt='predictions' src='{_quantile_plot('Predicted probabilities', predictions['quantiles'])}'>"]
+        parts += [
+            f"<h2>Predictions: PSI {predictions['psi']:.4f}, KS {predictions['ks']:.4f}</h2>",
+            f"<p>mean predicted probability {predictions['reference_mean']:.4f} on the reference, "
+            f"{predictions['current_mean']:.4f} served</p>",
+            f"<img alt='predictions' src='{_quantile_plot('Predicted probabilities', predictions['quantiles'])}'>",
+        ]
     return html_page(title, parts)
 
 
 def render_performance_html(report: Mapping[str, Any], title: str) -> str:
     """The performance report as a page: metrics overall and per served version, calibration."""
-    keys = ["auc", "log_loss", "accuracy", "precision", "recall", "calibration_error", "positive_rate", "rows"]
+    keys = [
+        "auc",
+        "log_loss",
+        "accuracy",
+        "precision",
+        "recall",
+        "calibration_error",
+        "positive_rate",
+        "rows",
+    ]
     window = report.get("window", {})
-    parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p>{report['labelled']} labelled predictions of {html.escape(str(report.get('endpoint', '')))} from "
-             f"{html.escape(str(window.get('start', '')))} to {html.escape(str(window.get('end', '')))}; "
-             f"{report['unlabeled_predictions']} predictions without a label yet, {report['unmatched_labels']} labels "
-             "without a prediction.</p>",
-             f"<h2>{'BREACHED' if report.get('breached') else 'Within thresholds'}</h2>"]
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{report['labelled']} labelled predictions of {html.escape(str(report.get('endpoint', '')))} from "
+        f"{html.escape(str(window.get('start', '')))} to {html.escape(str(window.get('end', '')))}; "
+        f"{report['unlabeled_predictions']} predictions without a label yet, {report['unmatched_labels']} labels "
+        "without a prediction.</p>",
+        f"<h2>{'BREACHED' if report.get('breached') else 'Within thresholds'}</h2>",
+    ]
     if report.get("reasons"):
         parts.append("<ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in report["reasons"]) + "</ul>")
     versions = report.get("versions", {})
-    parts.append(html_table([[k, report["overall"].get(k), *[versions[v].get(k) for v in versions]] for k in keys],
-                            ["metric", "all", *[f"version {v}" for v in versions]]))
+    parts.append(
+        html_table(
+            [[k, report["overall"].get(k), *[versions[v].get(k) for v in versions]] for k in keys],
+            ["metric", "all", *[f"version {v}" for v in versions]],
+        )
+    )
     curve = report.get("calibration") or []
     if curve:
         plt = pyplot()
         figure, axis = plt.subplots(figsize=(4.2, 3.6))
         axis.plot([b["mean_probability"] for b in curve], [b["observed_rate"] for b in curve], marker="o")
         axis.plot([0, 1], [0, 1], linestyle=":", color="grey")
-        axis.set(xlabel="mean predicted probability", ylabel="observed delay rate", title="Calibration (served)")
+        axis.set(
+            xlabel="mean predicted probability", ylabel="observed delay rate", title="Calibration (served)"
+        )
         parts.append(f"<h2>Calibration</h2><img alt='calibration' src='{png_uri(figure)}'>")
     return html_page(title, parts)

@@ -48,9 +48,11 @@ def profile_frame(frame: pd.DataFrame, *, top_k: int = 50) -> dict[str, Any]:
         present = values.dropna()
         entry: dict[str, Any] = {"count": len(values), "nulls": int(len(values) - len(present))}
         if isinstance(values.dtype, pd.DatetimeTZDtype) or str(values.dtype).startswith("datetime64"):
-            entry.update(kind="datetime",
-                         min=present.min().isoformat() if len(present) else None,
-                         max=present.max().isoformat() if len(present) else None)
+            entry.update(
+                kind="datetime",
+                min=present.min().isoformat() if len(present) else None,
+                max=present.max().isoformat() if len(present) else None,
+            )
         elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             numbers = present.to_numpy(dtype="float64")
             entry.update(kind="numeric", **_numeric_summary(numbers))
@@ -146,12 +148,16 @@ def compare_profiles(
     """
     ref_columns, cur_columns = reference["columns"], current["columns"]
     if columns is None:
-        names = [c for c, e in ref_columns.items() if c in cur_columns and e["kind"] in ("numeric", "categorical")]
+        names = [
+            c for c, e in ref_columns.items() if c in cur_columns and e["kind"] in ("numeric", "categorical")
+        ]
     else:
         unknown = [c for c in columns if c not in ref_columns]
         if unknown:
-            raise KeyError(f"compare_profiles: columns {unknown} are not in the reference profile (rule: compare "
-                           f"columns the reference has: {sorted(ref_columns)})")
+            raise KeyError(
+                f"compare_profiles: columns {unknown} are not in the reference profile (rule: compare "
+                f"columns the reference has: {sorted(ref_columns)})"
+            )
         names = list(columns)
     overrides = thresholds or {}
     divergences = []
@@ -175,8 +181,18 @@ def compare_profiles(
             value = jensen_shannon_distance(ref_counts, cur_counts)
             p_value = chi_square_p_value(ref_counts, cur_counts)
             new = tuple(sorted(set(cur_counts) - set(ref_counts) - {OTHER}))
-            divergences.append(Divergence(name, "categorical", "js", value, limit, value > limit and p_value < alpha,
-                                          new_categories=new, p_value=p_value))
+            divergences.append(
+                Divergence(
+                    name,
+                    "categorical",
+                    "js",
+                    value,
+                    limit,
+                    value > limit and p_value < alpha,
+                    new_categories=new,
+                    p_value=p_value,
+                )
+            )
     return divergences
 
 
@@ -229,7 +245,9 @@ def jensen_shannon_distance(reference: Mapping[str, int], current: Mapping[str, 
     return math.sqrt(max(0.0, (kl(p, m) + kl(q, m)) / 2))
 
 
-def aligned_frequencies(reference: Mapping[str, int], current: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+def aligned_frequencies(
+    reference: Mapping[str, int], current: Mapping[str, int]
+) -> tuple[dict[str, int], dict[str, int]]:
     """Both frequency tables over comparable categories: a category one side kept and the other
     side pooled into ``__other__`` (beyond its ``top_k``) is pooled on both sides, so it neither
     counts as new nor as vanished."""
@@ -246,7 +264,9 @@ def chi_square_p_value(reference: Mapping[str, int], current: Mapping[str, int])
     from scipy.stats import chi2_contingency
 
     keys = sorted(set(reference) | set(current))
-    table = np.array([[reference.get(k, 0) for k in keys], [current.get(k, 0) for k in keys]], dtype="float64")
+    table = np.array(
+        [[reference.get(k, 0) for k in keys], [current.get(k, 0) for k in keys]], dtype="float64"
+    )
     if len(keys) < 2 or table.sum(axis=1).min() == 0:
         return 1.0 if len(keys) < 2 else 0.0
     return float(chi2_contingency(table, correction=False).pvalue)

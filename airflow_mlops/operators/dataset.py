@@ -68,8 +68,11 @@ class MaterializeDatasetOperator(LineageMixin, BaseOperator):
         from airflow_mlops import __version__
         from airflow_mlops.data.datasets import materialize_dataset
 
-        definition = (self.definition if isinstance(self.definition, DatasetDefinition)
-                      else DatasetDefinition.from_yaml(self.definition))
+        definition = (
+            self.definition
+            if isinstance(self.definition, DatasetDefinition)
+            else DatasetDefinition.from_yaml(self.definition)
+        )
         manifest = materialize_dataset(
             definition,
             output_uri=self.output_uri,
@@ -79,13 +82,27 @@ class MaterializeDatasetOperator(LineageMixin, BaseOperator):
             code_version=" ".join(filter(None, (f"airflow-mlops=={__version__}", self.code_version))),
         )
         splits = {name: split["rows"] for name, split in manifest.splits.items()}
-        self.log.info("Dataset %s version %s: %s rows read, splits %s, filtered out %s",
-                      manifest.name, manifest.version, manifest.rows_read, splits, manifest.rows_filtered)
-        extra: dict[str, Any] = {"name": manifest.name, "version": manifest.version, "manifest_uri": manifest.uri,
-                 "profile_uri": manifest.profile_uri, "splits": splits, "rows_read": manifest.rows_read,
-                 "rows_filtered": manifest.rows_filtered}
+        self.log.info(
+            "Dataset %s version %s: %s rows read, splits %s, filtered out %s",
+            manifest.name,
+            manifest.version,
+            manifest.rows_read,
+            splits,
+            manifest.rows_filtered,
+        )
+        extra: dict[str, Any] = {
+            "name": manifest.name,
+            "version": manifest.version,
+            "manifest_uri": manifest.uri,
+            "profile_uri": manifest.profile_uri,
+            "splits": splits,
+            "rows_read": manifest.rows_read,
+            "rows_filtered": manifest.rows_filtered,
+        }
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
         sources = [source["uri"] for source in manifest.sources]
-        self.record_lineage(lambda: split_lineage(sources, manifest.uri, manifest.splits, self.storage_conn_id))
+        self.record_lineage(
+            lambda: split_lineage(sources, manifest.uri, manifest.splits, self.storage_conn_id)
+        )
         return manifest.uri

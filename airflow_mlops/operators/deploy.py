@@ -55,18 +55,34 @@ class DeployModelOperator(LineageMixin, BaseOperator):
     template_fields: Sequence[str] = ("endpoint", "model_name", "version", "variants", "policy", "reason")
     ui_color = "#fff3e0"
 
-    def __init__(self, *, endpoint: str, model_name: str = "", version: str = "", canary_weight: float | None = None,
-                 variants: Mapping[str, Mapping[str, str]] | None = None, policy: Mapping[str, Any] | None = None,
-                 feature_service: str | None = None, model_server_conn_id: str = "mlops_model_server",
-                 reason: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        model_name: str = "",
+        version: str = "",
+        canary_weight: float | None = None,
+        variants: Mapping[str, Mapping[str, str]] | None = None,
+        policy: Mapping[str, Any] | None = None,
+        feature_service: str | None = None,
+        model_server_conn_id: str = "mlops_model_server",
+        reason: str = "",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if variants is None and not model_name:
             raise ValueError(f"{kwargs.get('task_id')}: give model_name and version, or variants and policy")
         if canary_weight is not None and not 0 < canary_weight < 1:
-            raise ValueError(f"{kwargs.get('task_id')}: canary_weight must be within (0, 1), got {canary_weight!r}")
+            raise ValueError(
+                f"{kwargs.get('task_id')}: canary_weight must be within (0, 1), got {canary_weight!r}"
+            )
         self.endpoint, self.model_name, self.version = endpoint, model_name, version
         self.canary_weight, self.variants, self.policy = canary_weight, variants, policy
-        self.model_server_conn_id, self.reason, self.feature_service = model_server_conn_id, reason, feature_service
+        self.model_server_conn_id, self.reason, self.feature_service = (
+            model_server_conn_id,
+            reason,
+            feature_service,
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.hooks.model_server import ModelServerHook
@@ -74,10 +90,21 @@ class DeployModelOperator(LineageMixin, BaseOperator):
         hook = ModelServerHook(self.model_server_conn_id)
         current = hook.deployments().get(self.endpoint) if self.canary_weight is not None else None
         mode, variants, policy = self.plan(current)
-        record = hook.deploy(self.endpoint, variants, policy, _who(context, type(self).__name__), self.reason or mode,
-                             self.feature_service)
-        self.log.info("Endpoint %s (%s): %s over %s", self.endpoint, mode, policy.get("kind"),
-                      ", ".join(f"{v}={s['name']} v{s['version']}" for v, s in record["variants"].items()))
+        record = hook.deploy(
+            self.endpoint,
+            variants,
+            policy,
+            _who(context, type(self).__name__),
+            self.reason or mode,
+            self.feature_service,
+        )
+        self.log.info(
+            "Endpoint %s (%s): %s over %s",
+            self.endpoint,
+            mode,
+            policy.get("kind"),
+            ", ".join(f"{v}={s['name']} v{s['version']}" for v, s in record["variants"].items()),
+        )
         self.record_lineage(lambda: endpoint_lineage(hook, self.endpoint, record))
         return {"endpoint": self.endpoint, "mode": mode, "deployment": record}
 
@@ -86,8 +113,9 @@ class DeployModelOperator(LineageMixin, BaseOperator):
         if self.variants is not None:
             return "policy", dict(self.variants), dict(self.policy or {"kind": "single"})
         if not str(self.version):
-            raise ValueError(f"version of {self.model_name!r} is empty (it is templated: did the upstream task "
-                             "push one?)")
+            raise ValueError(
+                f"version of {self.model_name!r} is empty (it is templated: did the upstream task push one?)"
+            )
         model = {"name": self.model_name, "version": str(self.version)}
         if self.canary_weight is None:
             return "replace", {"main": model}, {"kind": "single"}
@@ -97,8 +125,11 @@ class DeployModelOperator(LineageMixin, BaseOperator):
         primary = {k: current["variants"][primary_name][k] for k in ("name", "version")}
         if primary == model:
             return "replace", {"main": model}, {"kind": "single"}
-        return "canary", {"main": primary, "candidate": model}, {
-            "kind": "canary", "primary": "main", "candidate": "candidate", "weight": self.canary_weight}
+        return (
+            "canary",
+            {"main": primary, "candidate": model},
+            {"kind": "canary", "primary": "main", "candidate": "candidate", "weight": self.canary_weight},
+        )
 
 
 class RollbackDeploymentOperator(LineageMixin, BaseOperator):
@@ -115,8 +146,9 @@ class RollbackDeploymentOperator(LineageMixin, BaseOperator):
     template_fields: Sequence[str] = ("endpoint", "reason")
     ui_color = "#fde0dc"
 
-    def __init__(self, *, endpoint: str, reason: str, model_server_conn_id: str = "mlops_model_server",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, endpoint: str, reason: str, model_server_conn_id: str = "mlops_model_server", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.endpoint, self.reason, self.model_server_conn_id = endpoint, reason, model_server_conn_id
 

@@ -48,15 +48,34 @@ class EvaluateModelOperator(LineageMixin, BaseOperator):
     ``evaluation.json`` and ``evaluation.html`` as outputs.
     """
 
-    template_fields: Sequence[str] = ("model_uri", "training_set", "report_dir", "champion_uri",
-                                      "mlflow_tracking_uri", "mlflow_run_id")
+    template_fields: Sequence[str] = (
+        "model_uri",
+        "training_set",
+        "report_dir",
+        "champion_uri",
+        "mlflow_tracking_uri",
+        "mlflow_run_id",
+    )
     ui_color = "#e8f0fe"
     operator_extra_links = (EvaluationReportLink(), MLflowRunLink())
 
-    def __init__(self, *, model_uri: str, training_set: str, report_dir: str, champion_uri: str = "",
-                 split: str = "test", label_column: str = "is_delayed", slices: Sequence[str] = DEFAULT_SLICES,
-                 min_slice_rows: int = 30, threshold: float = 0.5, importance_rows: int = 5000,
-                 mlflow_tracking_uri: str = "", mlflow_run_id: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        model_uri: str,
+        training_set: str,
+        report_dir: str,
+        champion_uri: str = "",
+        split: str = "test",
+        label_column: str = "is_delayed",
+        slices: Sequence[str] = DEFAULT_SLICES,
+        min_slice_rows: int = 30,
+        threshold: float = 0.5,
+        importance_rows: int = 5000,
+        mlflow_tracking_uri: str = "",
+        mlflow_run_id: str = "",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if not 0 < threshold < 1:
             raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
@@ -81,41 +100,87 @@ class EvaluateModelOperator(LineageMixin, BaseOperator):
 
         manifest = json.loads(manifest_path(self.training_set).read_text())
         if self.split not in manifest["splits"]:
-            raise ValueError(f"training_set {self.training_set!r} has no split {self.split!r} "
-                             f"(splits: {sorted(manifest['splits'])})")
+            raise ValueError(
+                f"training_set {self.training_set!r} has no split {self.split!r} "
+                f"(splits: {sorted(manifest['splits'])})"
+            )
         frame = read_rows(manifest_path(manifest["splits"][self.split]["uri"], self.training_set))
         scorer = Scorer(self.model_uri)
-        report = {"model_uri": self.model_uri, "training_set": self.training_set, "split": self.split,
-                  **evaluate(scorer(frame), frame, self.label_column, slices=self.slices, threshold=self.threshold,
-                             min_slice_rows=self.min_slice_rows)}
+        report = {
+            "model_uri": self.model_uri,
+            "training_set": self.training_set,
+            "split": self.split,
+            **evaluate(
+                scorer(frame),
+                frame,
+                self.label_column,
+                slices=self.slices,
+                threshold=self.threshold,
+                min_slice_rows=self.min_slice_rows,
+            ),
+        }
         if self.importance_rows:
-            features = [*scorer.config["preprocessing"]["numeric"], *scorer.config["preprocessing"]["categorical"]]
-            report["importance"] = importance(scorer, frame, self.label_column, features, max_rows=self.importance_rows)
+            features = [
+                *scorer.config["preprocessing"]["numeric"],
+                *scorer.config["preprocessing"]["categorical"],
+            ]
+            report["importance"] = importance(
+                scorer, frame, self.label_column, features, max_rows=self.importance_rows
+            )
         champion = self._champion()
         report["champion"] = None
         if champion is not None:
-            report["champion"] = {"model_uri": self.champion_uri,
-                                  **evaluate(Scorer(champion)(frame), frame, self.label_column, slices=self.slices,
-                                             threshold=self.threshold, min_slice_rows=self.min_slice_rows)}
+            report["champion"] = {
+                "model_uri": self.champion_uri,
+                **evaluate(
+                    Scorer(champion)(frame),
+                    frame,
+                    self.label_column,
+                    slices=self.slices,
+                    threshold=self.threshold,
+                    min_slice_rows=self.min_slice_rows,
+                ),
+            }
         folder = _local(self.report_dir)
         write_atomically(folder / "evaluation.json", dumps(report))
         write_atomically(folder / "evaluation.html", render_html(report, f"Evaluation of {self.model_uri}"))
         overall = report["overall"]
-        self.log.info("Challenger on %d %s rows: AUC %.4f, log loss %.4f, ECE %.4f; champion: %s", overall["rows"],
-                      self.split, overall["auc"], overall["log_loss"], overall["calibration_error"],
-                      f"AUC {report['champion']['overall']['auc']:.4f}" if report["champion"] else "none yet")
+        self.log.info(
+            "Challenger on %d %s rows: AUC %.4f, log loss %.4f, ECE %.4f; champion: %s",
+            overall["rows"],
+            self.split,
+            overall["auc"],
+            overall["log_loss"],
+            overall["calibration_error"],
+            f"AUC {report['champion']['overall']['auc']:.4f}" if report["champion"] else "none yet",
+        )
         if self.mlflow_tracking_uri and self.mlflow_run_id:
             self._log_to_mlflow(folder, overall)
             MLflowRunLink.persist(context, mlflow_run_url(self.mlflow_run_id))
         EvaluationReportLink.persist(context, report_url((folder / "evaluation.html").resolve().as_uri()))
-        self.record_lineage(lambda: (
-            [storage_name(self.model_uri), storage_name(self.training_set),
-             *([self._champion_dataset(champion)] if champion else [])],
-            [storage_name(str((folder / name).resolve())) for name in ("evaluation.json", "evaluation.html")]))
-        return finite({"report_uri": (folder / "evaluation.json").resolve().as_uri(),
-                       "report_html_uri": (folder / "evaluation.html").resolve().as_uri(), "overall": overall,
-                       "champion_overall": report["champion"]["overall"] if report["champion"] else None,
-                       "fairness": report["fairness"], "rows": int(overall["rows"])})
+        self.record_lineage(
+            lambda: (
+                [
+                    storage_name(self.model_uri),
+                    storage_name(self.training_set),
+                    *([self._champion_dataset(champion)] if champion else []),
+                ],
+                [
+                    storage_name(str((folder / name).resolve()))
+                    for name in ("evaluation.json", "evaluation.html")
+                ],
+            )
+        )
+        return finite(
+            {
+                "report_uri": (folder / "evaluation.json").resolve().as_uri(),
+                "report_html_uri": (folder / "evaluation.html").resolve().as_uri(),
+                "overall": overall,
+                "champion_overall": report["champion"]["overall"] if report["champion"] else None,
+                "fairness": report["fairness"],
+                "rows": int(overall["rows"]),
+            }
+        )
 
     def _champion_dataset(self, folder: str) -> tuple[str, str]:
         """The champion as lineage: its registered version (as the registration named it), else its folder."""
@@ -180,8 +245,15 @@ class EvaluationGateOperator(BaseOperator):
     template_fields: Sequence[str] = ("report_uri", "gate", "mlflow_tracking_uri", "mlflow_run_id")
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, report_uri: str, gate: Mapping[str, Any] | str, mlflow_tracking_uri: str = "",
-                 mlflow_run_id: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        report_uri: str,
+        gate: Mapping[str, Any] | str,
+        mlflow_tracking_uri: str = "",
+        mlflow_run_id: str = "",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.report_uri = report_uri
         self.gate = gate
@@ -200,7 +272,9 @@ class EvaluationGateOperator(BaseOperator):
                 raise GateError(f"gate: file {gate!r} does not exist")
             gate = yaml.safe_load(path.read_text())
             if not isinstance(gate, Mapping):
-                raise GateError(f"gate: {self.gate!r} must hold a mapping with 'rules', got {type(gate).__name__}")
+                raise GateError(
+                    f"gate: {self.gate!r} must hold a mapping with 'rules', got {type(gate).__name__}"
+                )
         check_gate(gate)
         return gate
 
@@ -219,7 +293,9 @@ class EvaluationGateOperator(BaseOperator):
             self.log.info("%s %s: %s", "PASS" if result.passed else "FAIL", result.rule, result.detail)
         report["gate"] = {"passed": passed, "rules": as_records(results), "definition": dict(gate)}
         write_atomically(path, dumps(report))
-        write_atomically(path.with_suffix(".html"), render_html(report, f"Evaluation of {report.get('model_uri')}"))
+        write_atomically(
+            path.with_suffix(".html"), render_html(report, f"Evaluation of {report.get('model_uri')}")
+        )
         failed = [r for r in results if not r.passed]
         if self.mlflow_tracking_uri and self.mlflow_run_id:
             from mlflow import MlflowClient
@@ -229,7 +305,9 @@ class EvaluationGateOperator(BaseOperator):
             if failed:
                 client.set_tag(self.mlflow_run_id, "gate_reasons", "; ".join(r.detail for r in failed)[:5000])
         if not passed:
-            raise AirflowSkipException(f"evaluation gate failed {len(failed)} of {len(results)} rules: "
-                                       + "; ".join(f"{r.rule} ({r.detail})" for r in failed))
+            raise AirflowSkipException(
+                f"evaluation gate failed {len(failed)} of {len(results)} rules: "
+                + "; ".join(f"{r.rule} ({r.detail})" for r in failed)
+            )
         self.log.info("Gate passed: %d rules", len(results))
         return finite({"passed": True, "rules": as_records(results)})

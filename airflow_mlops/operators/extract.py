@@ -96,8 +96,16 @@ class SqlExtractOperator(LineageMixin, BaseOperator):
         from airflow_mlops.exceptions import EmptyResultError, SchemaError
 
         try:
-            return stream_query_to_parquet(conn, self.sql, target, parameters=self.parameters, chunk_size=self.chunk_size,
-                          column_types=self.column_types, expected_schema=recorded, allow_empty=self.allow_empty)
+            return stream_query_to_parquet(
+                conn,
+                self.sql,
+                target,
+                parameters=self.parameters,
+                chunk_size=self.chunk_size,
+                column_types=self.column_types,
+                expected_schema=recorded,
+                allow_empty=self.allow_empty,
+            )
         except (EmptyResultError, SchemaError) as err:
             raise AirflowFailException(str(err)) from err
 
@@ -178,4 +186,3 @@ def _read_json(path: ObjectStoragePath) -> Any:
     if not path.exists():
         return None
     return json.loads(path.read_text())
-

@@ -42,8 +42,11 @@ class _FeastOperator(BaseOperator):
         from airflow_mlops import settings
         from airflow_mlops.hooks.feast import FeastHook
 
-        return FeastHook(self.feast_conn_id or settings.feast_conn_id(), repo_path=self.repo_path,
-                         config_file=self.config_file)
+        return FeastHook(
+            self.feast_conn_id or settings.feast_conn_id(),
+            repo_path=self.repo_path,
+            config_file=self.config_file,
+        )
 
 
 class FeastApplyOperator(_FeastOperator):
@@ -102,7 +105,11 @@ class FeastMaterializeOperator(_FeastOperator):
 
             raise FeatureStoreError("materialize: give start and end, or run with a data interval")
         self.hook.materialize(start, end, self.feature_views)
-        return {"start": start.isoformat(), "end": end.isoformat(), "feature_views": list(self.feature_views or [])}
+        return {
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "feature_views": list(self.feature_views or []),
+        }
 
 
 def _timestamp(value: str | datetime, name: str) -> datetime:
@@ -171,10 +178,14 @@ class FeastTrainingDatasetOperator(LineageMixin, _FeastOperator):
         """The files each file-backed feature view of ``service`` reads now (its source is a glob)."""
         store, files = hook.get_conn(), []
         for projection in service.feature_view_projections:
-            path = getattr(getattr(store.get_feature_view(projection.name), "batch_source", None), "path", None)
+            path = getattr(
+                getattr(store.get_feature_view(projection.name), "batch_source", None), "path", None
+            )
             if path:
                 folder, _, pattern = path.rpartition("/")
-                files += sorted(str(p) for p in self._path(folder).glob(pattern)) if "*" in pattern else [path]
+                files += (
+                    sorted(str(p) for p in self._path(folder).glob(pattern)) if "*" in pattern else [path]
+                )
         return files
 
     def execute(self, context: Context) -> str:
@@ -196,27 +207,59 @@ class FeastTrainingDatasetOperator(LineageMixin, _FeastOperator):
             joined = _historical_in_order(hook, entities, service.name)
             uri = f"{root}/{split}.parquet"
             sha256 = write_parquet_atomically(self._path(uri), joined)
-            splits[split] = {"uri": uri, "sha256": sha256, "rows": len(joined), "content_sha256": content_hash(joined),
-                             "null_fraction": {c: round(float(v), 6) for c, v in joined.isna().mean().items() if v > 0}}
-            self.log.info("Training set split %s: %d rows, %d columns -> %s", split, len(joined), joined.shape[1], uri)
+            splits[split] = {
+                "uri": uri,
+                "sha256": sha256,
+                "rows": len(joined),
+                "content_sha256": content_hash(joined),
+                "null_fraction": {c: round(float(v), 6) for c, v in joined.isna().mean().items() if v > 0},
+            }
+            self.log.info(
+                "Training set split %s: %d rows, %d columns -> %s", split, len(joined), joined.shape[1], uri
+            )
 
         views = {p.name: [f.name for f in p.features] for p in service.feature_view_projections}
-        record = {"feature_service": service.name, "feature_views": views, "splits": splits,
-                  "dataset_manifest": self.dataset_manifest, "dataset_version": dataset.version,
-                  "label": dataset.definition["label"]["name"], "entity_columns": hook.entity_columns(service)}
+        record = {
+            "feature_service": service.name,
+            "feature_views": views,
+            "splits": splits,
+            "dataset_manifest": self.dataset_manifest,
+            "dataset_version": dataset.version,
+            "label": dataset.definition["label"]["name"],
+            "entity_columns": hook.entity_columns(service),
+        }
         manifest_uri = f"{root}/{FEATURES_MANIFEST}"
         text = json.dumps(record, indent=2, sort_keys=True)
         sha256 = write_atomically(self._path(manifest_uri), text)
-        write_atomically(self._path(f"{manifest_uri}.artifact.json"), Artifact(
-            uri=manifest_uri, sha256=sha256, kind="training_set", parents=(self.dataset_manifest,),
-            metadata={"feature_service": service.name, "rows": {k: v["rows"] for k, v in splits.items()}}).to_json())
-        extra: dict[str, Any] = {"manifest_uri": manifest_uri, "feature_service": service.name, "feature_views": sorted(views),
-                 "splits": {k: v["rows"] for k, v in splits.items()}, "dataset_manifest": self.dataset_manifest,
-                 "dataset_version": dataset.version, "sha256": sha256}
+        write_atomically(
+            self._path(f"{manifest_uri}.artifact.json"),
+            Artifact(
+                uri=manifest_uri,
+                sha256=sha256,
+                kind="training_set",
+                parents=(self.dataset_manifest,),
+                metadata={"feature_service": service.name, "rows": {k: v["rows"] for k, v in splits.items()}},
+            ).to_json(),
+        )
+        extra: dict[str, Any] = {
+            "manifest_uri": manifest_uri,
+            "feature_service": service.name,
+            "feature_views": sorted(views),
+            "splits": {k: v["rows"] for k, v in splits.items()},
+            "dataset_manifest": self.dataset_manifest,
+            "dataset_version": dataset.version,
+            "sha256": sha256,
+        }
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
-        self.record_lineage(lambda: split_lineage([self.dataset_manifest, *self._source_files(hook, service)],
-                                                  manifest_uri, splits, self.storage_conn_id))
+        self.record_lineage(
+            lambda: split_lineage(
+                [self.dataset_manifest, *self._source_files(hook, service)],
+                manifest_uri,
+                splits,
+                self.storage_conn_id,
+            )
+        )
         return manifest_uri
 
 
@@ -227,7 +270,9 @@ def _historical_in_order(hook: FeastHook, entities: pd.DataFrame, service: str) 
     marker = "__entity_row__"
     joined = hook.get_historical_features(entities.assign(**{marker: range(len(entities))}), service)
     if len(joined) != len(entities) or not joined[marker].is_unique:
-        raise FeatureStoreError(f"historical features: {len(entities)} entity rows came back as {len(joined)} rows")
+        raise FeatureStoreError(
+            f"historical features: {len(entities)} entity rows came back as {len(joined)} rows"
+        )
     return joined.sort_values(marker).drop(columns=marker).reset_index(drop=True)
 
 
@@ -238,7 +283,9 @@ def _import(path: str) -> Any:
     except (ImportError, AttributeError) as err:
         from airflow_mlops.exceptions import FeatureStoreError
 
-        raise FeatureStoreError(f"prepare_entities {path!r}: cannot be imported as 'module:function' ({err})") from None
+        raise FeatureStoreError(
+            f"prepare_entities {path!r}: cannot be imported as 'module:function' ({err})"
+        ) from None
 
 
 class FlightFeaturesOperator(LineageMixin, BaseOperator):
@@ -331,8 +378,9 @@ class FlightFeaturesOperator(LineageMixin, BaseOperator):
             month_rows = {f"{table}/{period}": len(frame) for table, frame in tables.items()}
             for table, frame in tables.items():
                 write_parquet_atomically(self._path(f"{root}/{table}/{period}.parquet"), frame)
-            write_atomically(marker, json.dumps({"period": period, "sources": sources, "rows": month_rows},
-                                                sort_keys=True))
+            write_atomically(
+                marker, json.dumps({"period": period, "sources": sources, "rows": month_rows}, sort_keys=True)
+            )
             rows.update(month_rows)
             built.append(period)
             read.update(frames)

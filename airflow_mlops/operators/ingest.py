@@ -104,7 +104,9 @@ class LoadLandingFileOperator(BaseOperator):
 
             # S3 sends an s3:TestEvent when notifications are configured, and deletions notify too:
             # such a batch starts a run with nothing to load, which is not an error.
-            raise AirflowSkipException("the triggering events name no new file (e.g. an S3 test event): nothing to load")
+            raise AirflowSkipException(
+                "the triggering events name no new file (e.g. an S3 test event): nothing to load"
+            )
         if not uris:
             raise LandingFileError(
                 "no landing file to load (rule: give `source`, dag_run.conf['uri'], or trigger the run "

@@ -26,8 +26,18 @@ class _RequestLogMonitor(BaseOperator):
     ui_color = "#fce8e6"
     operator_extra_links = (MonitoringReportLink(),)
 
-    def __init__(self, *, endpoint: str, request_log: str, report_dir: str, start: str = "", end: str = "",
-                 mlflow_tracking_uri: str = "", mlflow_experiment: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        request_log: str,
+        report_dir: str,
+        start: str = "",
+        end: str = "",
+        mlflow_tracking_uri: str = "",
+        mlflow_experiment: str = "",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.endpoint, self.request_log, self.report_dir = endpoint, request_log, report_dir
         self.start, self.end = start, end
@@ -44,17 +54,25 @@ class _RequestLogMonitor(BaseOperator):
         start = self.start or context.get("data_interval_start")
         end = self.end or context.get("data_interval_end")
         if not start or not end:
-            raise ValueError(f"{self.task_id}: no window: give start and end (templated) or run on a schedule "
-                             f"(data interval); got start={start!r}, end={end!r}")
+            raise ValueError(
+                f"{self.task_id}: no window: give start and end (templated) or run on a schedule "
+                f"(data interval); got start={start!r}, end={end!r}"
+            )
         import pandas as pd
 
         since, until = pd.Timestamp(start), pd.Timestamp(end)
-        logged = window(read_log(_local(self.request_log), since=since, until=until), endpoint=self.endpoint,
-                        start=start, end=end)
+        logged = window(
+            read_log(_local(self.request_log), since=since, until=until),
+            endpoint=self.endpoint,
+            start=start,
+            end=end,
+        )
         span = {"start": str(start), "end": str(end)}
         if len(logged) == 0:
-            raise AirflowSkipException(f"no predictions of endpoint {self.endpoint!r} in [{start}, {end}) in the "
-                                       f"request log {self.request_log}: nothing to monitor")
+            raise AirflowSkipException(
+                f"no predictions of endpoint {self.endpoint!r} in [{start}, {end}) in the "
+                f"request log {self.request_log}: nothing to monitor"
+            )
         self.log.info("%d predictions of %s in [%s, %s)", len(logged), self.endpoint, start, end)
         return serving_rows(logged), span
 
@@ -70,8 +88,9 @@ class _RequestLogMonitor(BaseOperator):
         MonitoringReportLink.persist(context, report_url((folder / f"{name}.html").as_uri()))
         return (folder / f"{name}.json").as_uri(), (folder / f"{name}.html").as_uri()
 
-    def log_to_mlflow(self, run_name: str, metrics: Mapping[str, float], params: Mapping[str, Any],
-                      files: Sequence[str]) -> str:
+    def log_to_mlflow(
+        self, run_name: str, metrics: Mapping[str, float], params: Mapping[str, Any], files: Sequence[str]
+    ) -> str:
         """One MLflow run per report in the endpoint's monitoring experiment; "" without a tracking URI."""
         if not self.mlflow_tracking_uri:
             return ""
@@ -81,9 +100,12 @@ class _RequestLogMonitor(BaseOperator):
 
         client = MlflowClient(self.mlflow_tracking_uri)
         experiment = client.get_experiment_by_name(self.mlflow_experiment)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(self.mlflow_experiment)
-        run = client.create_run(experiment_id, run_name=run_name, tags={"endpoint": self.endpoint,
-                                                                         "monitor": self.task_id})
+        experiment_id = (
+            experiment.experiment_id if experiment else client.create_experiment(self.mlflow_experiment)
+        )
+        run = client.create_run(
+            experiment_id, run_name=run_name, tags={"endpoint": self.endpoint, "monitor": self.task_id}
+        )
         for key, value in params.items():
             client.log_param(run.info.run_id, key, str(value)[:500])
         for key, value in metrics.items():
@@ -127,18 +149,40 @@ class DriftMonitorOperator(_RequestLogMonitor):
     "reasons", "rows", "version", "prediction_psi", "window", "mlflow_run_id"}``.
     """
 
-    template_fields: Sequence[str] = ("request_log", "report_dir", "start", "end", "reference",
-                                      "mlflow_tracking_uri")
+    template_fields: Sequence[str] = (
+        "request_log",
+        "report_dir",
+        "start",
+        "end",
+        "reference",
+        "mlflow_tracking_uri",
+    )
 
-    def __init__(self, *, endpoint: str, request_log: str, report_dir: str, model_name: str = "",
-                 reference: str = "", reference_split: str = "train", columns: Sequence[str] | None = None,
-                 ignore: Sequence[str] = (), psi_threshold: float = 0.2, js_threshold: float = 0.1,
-                 thresholds: Mapping[str, float] | None = None, min_drifted: int = 1,
-                 prediction_psi_threshold: float = 0.2, reference_sample: int = 20_000, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        request_log: str,
+        report_dir: str,
+        model_name: str = "",
+        reference: str = "",
+        reference_split: str = "train",
+        columns: Sequence[str] | None = None,
+        ignore: Sequence[str] = (),
+        psi_threshold: float = 0.2,
+        js_threshold: float = 0.1,
+        thresholds: Mapping[str, float] | None = None,
+        min_drifted: int = 1,
+        prediction_psi_threshold: float = 0.2,
+        reference_sample: int = 20_000,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(endpoint=endpoint, request_log=request_log, report_dir=report_dir, **kwargs)
         if not model_name and not reference:
-            raise ValueError(f"{self.task_id}: give model_name (the reference is the served version's training "
-                             "set) or reference (a training set manifest, Parquet file or profile)")
+            raise ValueError(
+                f"{self.task_id}: give model_name (the reference is the served version's training "
+                "set) or reference (a training set manifest, Parquet file or profile)"
+            )
         if min_drifted < 1:
             raise ValueError(f"{self.task_id}: min_drifted must be at least 1, got {min_drifted!r}")
         self.model_name, self.reference, self.reference_split = model_name, reference, reference_split
@@ -162,8 +206,15 @@ class DriftMonitorOperator(_RequestLogMonitor):
             reference, reference_name = self._reference(version)
             columns = self.columns or self._model_features(model_dir)
             columns = [c for c in columns if c not in self.ignore]
-            report = drift_report(reference, served, columns=columns, psi_threshold=self.psi_threshold,
-                                  js_threshold=self.js_threshold, thresholds=self.thresholds, keep_profiles=True)
+            report = drift_report(
+                reference,
+                served,
+                columns=columns,
+                psi_threshold=self.psi_threshold,
+                js_threshold=self.js_threshold,
+                thresholds=self.thresholds,
+                keep_profiles=True,
+            )
             predictions: dict[str, Any] | None = None
             if model_dir is not None and self.reference_sample and not isinstance(reference, Mapping):
                 from airflow_mlops.evaluation.scoring import Scorer
@@ -172,34 +223,72 @@ class DriftMonitorOperator(_RequestLogMonitor):
                 expected = Scorer(model_dir)(sample)
                 predictions = prediction_drift(expected, served["probability"].to_numpy())
                 grid = np.linspace(0, 1, 51)
-                predictions["quantiles"] = {"reference": np.quantile(expected, grid).tolist(),
-                                            "served": np.quantile(served["probability"], grid).tolist()}
+                predictions["quantiles"] = {
+                    "reference": np.quantile(expected, grid).tolist(),
+                    "served": np.quantile(served["probability"], grid).tolist(),
+                }
         reasons = []
         if len(report["drifted"]) >= self.min_drifted:
-            details = "; ".join(f"{c['column']} {c['metric']}={c['value']:.3f} > {c['threshold']}"
-                                for c in report["columns"] if c["drifted"])
-            reasons.append(f"{len(report['drifted'])} feature(s) drifted (at least {self.min_drifted} "
-                           f"breach): {details}")
+            details = "; ".join(
+                f"{c['column']} {c['metric']}={c['value']:.3f} > {c['threshold']}"
+                for c in report["columns"]
+                if c["drifted"]
+            )
+            reasons.append(
+                f"{len(report['drifted'])} feature(s) drifted (at least {self.min_drifted} breach): {details}"
+            )
         if predictions and predictions["psi"] > self.prediction_psi_threshold:
-            reasons.append(f"predictions drifted: PSI {predictions['psi']:.3f} > {self.prediction_psi_threshold}")
-        report.update(endpoint=self.endpoint, window=span, version=version, reference=reference_name,
-                      prediction_drift=predictions, breached=bool(reasons), reasons=reasons,
-                      versions_served={str(k): int(v) for k, v in served["version"].value_counts().items()})
-        report_uri, html_uri = self.write(context, report, render_drift_html(report, f"Drift of {self.endpoint}"), "drift")
+            reasons.append(
+                f"predictions drifted: PSI {predictions['psi']:.3f} > {self.prediction_psi_threshold}"
+            )
+        report.update(
+            endpoint=self.endpoint,
+            window=span,
+            version=version,
+            reference=reference_name,
+            prediction_drift=predictions,
+            breached=bool(reasons),
+            reasons=reasons,
+            versions_served={str(k): int(v) for k, v in served["version"].value_counts().items()},
+        )
+        report_uri, html_uri = self.write(
+            context, report, render_drift_html(report, f"Drift of {self.endpoint}"), "drift"
+        )
         features = {c["column"]: round(c["value"], 4) for c in report["columns"] if c["drifted"]}
-        metrics = {"drift_score": report["score"], "drifted_features": float(len(report["drifted"])),
-                   "served_rows": float(len(served)), **{f"drift_{c['column']}": c["value"] for c in report["columns"]}}
+        metrics = {
+            "drift_score": report["score"],
+            "drifted_features": float(len(report["drifted"])),
+            "served_rows": float(len(served)),
+            **{f"drift_{c['column']}": c["value"] for c in report["columns"]},
+        }
         if predictions:
             metrics["prediction_psi"] = predictions["psi"]
-        run_id = self.log_to_mlflow(f"drift {span['start']}..{span['end']}", metrics,
-                                    {"reference": reference_name, "version": version, **span}, [report_uri, html_uri])
+        run_id = self.log_to_mlflow(
+            f"drift {span['start']}..{span['end']}",
+            metrics,
+            {"reference": reference_name, "version": version, **span},
+            [report_uri, html_uri],
+        )
         for reason in reasons or ["no drift"]:
             self.log.info("%s: %s", self.endpoint, reason)
-        return dict(finite({"report_uri": report_uri, "report_html_uri": html_uri, "score": report["score"],
-                            "drifted": report["drifted"], "features": features, "breached": bool(reasons),
-                            "reasons": reasons, "rows": len(served), "version": version,
-                            "prediction_psi": predictions["psi"] if predictions else None, "window": span,
-                            "mlflow_run_id": run_id}))
+        return dict(
+            finite(
+                {
+                    "report_uri": report_uri,
+                    "report_html_uri": html_uri,
+                    "score": report["score"],
+                    "drifted": report["drifted"],
+                    "features": features,
+                    "breached": bool(reasons),
+                    "reasons": reasons,
+                    "rows": len(served),
+                    "version": version,
+                    "prediction_psi": predictions["psi"] if predictions else None,
+                    "window": span,
+                    "mlflow_run_id": run_id,
+                }
+            )
+        )
 
     def _model_dir(self, version: str, scratch: Path) -> Path | None:
         if not (self.model_name and version and self.mlflow_tracking_uri):
@@ -210,8 +299,10 @@ class DriftMonitorOperator(_RequestLogMonitor):
 
     def _model_features(self, model_dir: Path | None) -> list[str]:
         if model_dir is None:
-            raise ValueError(f"{self.task_id}: give columns: without a registered model (model_name and "
-                             "mlflow_tracking_uri) the model's features are unknown")
+            raise ValueError(
+                f"{self.task_id}: give columns: without a registered model (model_name and "
+                "mlflow_tracking_uri) the model's features are unknown"
+            )
         preprocessing = json.loads((model_dir / "config.json").read_text()).get("preprocessing", {})
         return [*preprocessing.get("numeric", {}), *preprocessing.get("categorical", [])]
 
@@ -227,8 +318,10 @@ class DriftMonitorOperator(_RequestLogMonitor):
             tags = MlflowClient(self.mlflow_tracking_uri).get_model_version(self.model_name, version).tags
             uri = tags.get("training_set", "")
             if not uri:
-                raise ValueError(f"{self.task_id}: {self.model_name} version {version} has no training_set tag "
-                                 "(rule: a registered version names its training set); give reference")
+                raise ValueError(
+                    f"{self.task_id}: {self.model_name} version {version} has no training_set tag "
+                    "(rule: a registered version names its training set); give reference"
+                )
         path = manifest_path(uri)
         if path.suffix == ".parquet":
             return read_rows(path), uri
@@ -237,9 +330,13 @@ class DriftMonitorOperator(_RequestLogMonitor):
             return document, uri
         splits = document.get("splits", {})
         if self.reference_split not in splits:
-            raise ValueError(f"{self.task_id}: reference {uri!r} has no split {self.reference_split!r} "
-                             f"(splits: {sorted(splits)})")
-        return read_rows(manifest_path(splits[self.reference_split]["uri"], uri)), f"{uri} ({self.reference_split})"
+            raise ValueError(
+                f"{self.task_id}: reference {uri!r} has no split {self.reference_split!r} "
+                f"(splits: {sorted(splits)})"
+            )
+        return read_rows(
+            manifest_path(splits[self.reference_split]["uri"], uri)
+        ), f"{uri} ({self.reference_split})"
 
 
 class PerformanceMonitorOperator(_RequestLogMonitor):
@@ -261,11 +358,29 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
     "reasons", "window", "mlflow_run_id"}``.
     """
 
-    template_fields: Sequence[str] = ("request_log", "report_dir", "start", "end", "labels", "mlflow_tracking_uri")
+    template_fields: Sequence[str] = (
+        "request_log",
+        "report_dir",
+        "start",
+        "end",
+        "labels",
+        "mlflow_tracking_uri",
+    )
 
-    def __init__(self, *, endpoint: str, request_log: str, report_dir: str, labels: str,
-                 label_key: str = "prediction_id", label_column: str = "label", min_auc: float | None = None,
-                 max_calibration_error: float | None = None, threshold: float = 0.5, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        request_log: str,
+        report_dir: str,
+        labels: str,
+        label_key: str = "prediction_id",
+        label_column: str = "label",
+        min_auc: float | None = None,
+        max_calibration_error: float | None = None,
+        threshold: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(endpoint=endpoint, request_log=request_log, report_dir=report_dir, **kwargs)
         if not 0 < threshold < 1:
             raise ValueError(f"{self.task_id}: threshold must lie in (0, 1), got {threshold!r}")
@@ -285,49 +400,103 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
         labels = pd.read_parquet(_local(self.labels))
         for column in (self.label_key, self.label_column):
             if column not in labels.columns:
-                raise MonitoringError(f"labels {self.labels}: no column {column!r} (rule: labels have "
-                                      f"{[self.label_key, self.label_column]}; columns: {list(labels.columns)})")
+                raise MonitoringError(
+                    f"labels {self.labels}: no column {column!r} (rule: labels have "
+                    f"{[self.label_key, self.label_column]}; columns: {list(labels.columns)})"
+                )
         if self.label_key not in served.columns:
-            raise MonitoringError(f"{self.task_id}: the requests of {self.endpoint!r} carry no {self.label_key!r} "
-                                  f"(rule: label_key is prediction_id or a feature the requests send)")
+            raise MonitoringError(
+                f"{self.task_id}: the requests of {self.endpoint!r} carry no {self.label_key!r} "
+                f"(rule: label_key is prediction_id or a feature the requests send)"
+            )
         if self.label_key != "prediction_id":
             duplicated = labels[self.label_key][labels[self.label_key].duplicated()].unique().tolist()
             if duplicated:
-                raise MonitoringError(f"labels {self.labels}: {self.label_key} values {duplicated[:5]} are labelled "
-                                      f"more than once ({len(duplicated)} in all; rule: one label per key)")
+                raise MonitoringError(
+                    f"labels {self.labels}: {self.label_key} values {duplicated[:5]} are labelled "
+                    f"more than once ({len(duplicated)} in all; rule: one label per key)"
+                )
             keyed = served[["prediction_id", self.label_key]].merge(
-                labels[[self.label_key, self.label_column]], on=self.label_key, how="inner")
+                labels[[self.label_key, self.label_column]], on=self.label_key, how="inner"
+            )
             labels = keyed[["prediction_id", self.label_column]]
         joined = join_labels(served, labels, label_column=self.label_column)
         if len(joined) == 0:
-            raise AirflowSkipException(f"none of the {len(served)} predictions of {self.endpoint!r} in the window "
-                                       f"has a label in {self.labels} yet")
+            raise AirflowSkipException(
+                f"none of the {len(served)} predictions of {self.endpoint!r} in the window "
+                f"has a label in {self.labels} yet"
+            )
         overall = performance_report(joined, label_column=self.label_column, threshold=self.threshold)
-        versions = {str(v): performance_report(rows, label_column=self.label_column, threshold=self.threshold)
-                    for v, rows in joined.groupby("version")} if "version" in joined else {}
+        versions = (
+            {
+                str(v): performance_report(rows, label_column=self.label_column, threshold=self.threshold)
+                for v, rows in joined.groupby("version")
+            }
+            if "version" in joined
+            else {}
+        )
         reasons = []
         if self.min_auc is not None and not overall["auc"] >= self.min_auc:
-            reasons.append(f"AUC {overall['auc']:.4f} < {self.min_auc} on {overall['labelled']} labelled predictions")
-        if self.max_calibration_error is not None and not overall["calibration_error"] <= self.max_calibration_error:
-            reasons.append(f"calibration error {overall['calibration_error']:.4f} > {self.max_calibration_error}")
-        report = {"endpoint": self.endpoint, "window": span, "labels": self.labels, "overall": overall,
-                  "versions": versions, "labelled": overall["labelled"],
-                  "unlabeled_predictions": overall["unlabeled_predictions"],
-                  "unmatched_labels": overall["unmatched_labels"], "breached": bool(reasons), "reasons": reasons,
-                  "calibration": calibration_curve(joined[self.label_column].to_numpy(dtype="float64"),
-                                                   joined["probability"].to_numpy(dtype="float64"))}
-        report_uri, html_uri = self.write(context, report, render_performance_html(report, f"Performance of {self.endpoint}"),
-                                          "performance")
+            reasons.append(
+                f"AUC {overall['auc']:.4f} < {self.min_auc} on {overall['labelled']} labelled predictions"
+            )
+        if (
+            self.max_calibration_error is not None
+            and not overall["calibration_error"] <= self.max_calibration_error
+        ):
+            reasons.append(
+                f"calibration error {overall['calibration_error']:.4f} > {self.max_calibration_error}"
+            )
+        report = {
+            "endpoint": self.endpoint,
+            "window": span,
+            "labels": self.labels,
+            "overall": overall,
+            "versions": versions,
+            "labelled": overall["labelled"],
+            "unlabeled_predictions": overall["unlabeled_predictions"],
+            "unmatched_labels": overall["unmatched_labels"],
+            "breached": bool(reasons),
+            "reasons": reasons,
+            "calibration": calibration_curve(
+                joined[self.label_column].to_numpy(dtype="float64"),
+                joined["probability"].to_numpy(dtype="float64"),
+            ),
+        }
+        report_uri, html_uri = self.write(
+            context, report, render_performance_html(report, f"Performance of {self.endpoint}"), "performance"
+        )
         metrics = {k: overall[k] for k in ("auc", "log_loss", "accuracy", "calibration_error", "labelled")}
         metrics.update({f"auc_v{v}": m["auc"] for v, m in versions.items()})
-        run_id = self.log_to_mlflow(f"performance {span['start']}..{span['end']}", metrics,
-                                    {"labels": self.labels, **span}, [report_uri, html_uri])
-        self.log.info("%s: AUC %.4f on %d labelled predictions (%d without a label yet)%s", self.endpoint,
-                      overall["auc"], overall["labelled"], overall["unlabeled_predictions"],
-                      "; " + "; ".join(reasons) if reasons else "")
-        return dict(finite({"report_uri": report_uri, "report_html_uri": html_uri, "overall": overall,
-                            "versions": versions, "labelled": overall["labelled"], "breached": bool(reasons),
-                            "reasons": reasons, "window": span, "mlflow_run_id": run_id}))
+        run_id = self.log_to_mlflow(
+            f"performance {span['start']}..{span['end']}",
+            metrics,
+            {"labels": self.labels, **span},
+            [report_uri, html_uri],
+        )
+        self.log.info(
+            "%s: AUC %.4f on %d labelled predictions (%d without a label yet)%s",
+            self.endpoint,
+            overall["auc"],
+            overall["labelled"],
+            overall["unlabeled_predictions"],
+            "; " + "; ".join(reasons) if reasons else "",
+        )
+        return dict(
+            finite(
+                {
+                    "report_uri": report_uri,
+                    "report_html_uri": html_uri,
+                    "overall": overall,
+                    "versions": versions,
+                    "labelled": overall["labelled"],
+                    "breached": bool(reasons),
+                    "reasons": reasons,
+                    "window": span,
+                    "mlflow_run_id": run_id,
+                }
+            )
+        )
 
 
 class ModelDriftAlertOperator(BaseOperator):
@@ -348,7 +517,9 @@ class ModelDriftAlertOperator(BaseOperator):
     def __init__(self, *, endpoint: str, monitor_task_ids: Sequence[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not monitor_task_ids:
-            raise ValueError(f"{self.task_id}: monitor_task_ids is empty (rule: name at least one monitor task)")
+            raise ValueError(
+                f"{self.task_id}: monitor_task_ids is empty (rule: name at least one monitor task)"
+            )
         self.endpoint, self.monitor_task_ids = endpoint, list(monitor_task_ids)
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -358,8 +529,10 @@ class ModelDriftAlertOperator(BaseOperator):
         breached = {t: r for t, r in results.items() if r and r.get("breached")}
         if not breached:
             ran = [t for t, r in results.items() if r]
-            raise AirflowSkipException(f"{self.endpoint}: no monitor breached its threshold (ran: {ran or 'none'}); "
-                                       "no model_drift event")
+            raise AirflowSkipException(
+                f"{self.endpoint}: no monitor breached its threshold (ran: {ran or 'none'}); "
+                "no model_drift event"
+            )
         extra: dict[str, Any] = {"endpoint": self.endpoint, "reasons": [], "reports": [], "features": {}}
         for result in breached.values():
             extra["reasons"] += result.get("reasons", [])

@@ -33,8 +33,17 @@ class BatchPredictionOperator(BaseOperator):
     template_fields: Sequence[str] = ("input_uri", "model_uri", "output_uri", "tracking_uri")
     ui_color = "#e8eaf6"
 
-    def __init__(self, *, input_uri: str, model_uri: str, output_uri: str, key_columns: Sequence[str] = (),
-                 tracking_uri: str = "", chunk_rows: int = 65536, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        input_uri: str,
+        model_uri: str,
+        output_uri: str,
+        key_columns: Sequence[str] = (),
+        tracking_uri: str = "",
+        chunk_rows: int = 65536,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.input_uri, self.model_uri, self.output_uri = input_uri, model_uri, output_uri
         self.key_columns, self.tracking_uri, self.chunk_rows = list(key_columns), tracking_uri, chunk_rows
@@ -42,11 +51,22 @@ class BatchPredictionOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.serving.batch import predict_partition
 
-        result = predict_partition(self.input_uri, self.model_uri, self.output_uri,
-                                   tracking_uri=self.tracking_uri or None, key_columns=self.key_columns,
-                                   chunk_rows=self.chunk_rows)
-        self.log.info("Scored %d rows of %s with %s v%s -> %s", result["rows"], self.input_uri, result["model"],
-                      result["version"], result["uri"])
+        result = predict_partition(
+            self.input_uri,
+            self.model_uri,
+            self.output_uri,
+            tracking_uri=self.tracking_uri or None,
+            key_columns=self.key_columns,
+            chunk_rows=self.chunk_rows,
+        )
+        self.log.info(
+            "Scored %d rows of %s with %s v%s -> %s",
+            result["rows"],
+            self.input_uri,
+            result["model"],
+            result["version"],
+            result["uri"],
+        )
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = result
         return result

@@ -56,8 +56,18 @@ class RegisterModelOperator(LineageMixin, BaseOperator):
     ui_color = "#e6f4ea"
     operator_extra_links = (ModelVersionLink(), MLflowRunLink())
 
-    def __init__(self, *, name: str, training_result: Any, report_uri: str, card_dir: str, tracking_uri: str,
-                 intended_use: str = "", limitations: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        training_result: Any,
+        report_uri: str,
+        card_dir: str,
+        tracking_uri: str,
+        intended_use: str = "",
+        limitations: str = "",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.name, self.training_result, self.report_uri = name, training_result, report_uri
         self.card_dir, self.tracking_uri = card_dir, tracking_uri
@@ -82,31 +92,58 @@ class RegisterModelOperator(LineageMixin, BaseOperator):
         split = manifest["splits"][evaluation.get("split", "test")]
         example = pd.read_parquet(manifest_path(split["uri"], manifest_uri)).head(5)
         dag_run = context.get("dag_run")
-        lineage = {"training_set": manifest_uri, "training_set_sha256": split.get("sha256", ""),
-                   "training_set_content_sha256": split.get("content_sha256", ""),
-                   "code_version": airflow_mlops.__version__, "dag_id": str(getattr(dag_run, "dag_id", "")),
-                   "dag_run_id": str(getattr(dag_run, "run_id", "")), "evaluation_report": self.report_uri,
-                   "mlflow_run_id": result["mlflow_run_id"]}
+        lineage = {
+            "training_set": manifest_uri,
+            "training_set_sha256": split.get("sha256", ""),
+            "training_set_content_sha256": split.get("content_sha256", ""),
+            "code_version": airflow_mlops.__version__,
+            "dag_id": str(getattr(dag_run, "dag_id", "")),
+            "dag_run_id": str(getattr(dag_run, "run_id", "")),
+            "evaluation_report": self.report_uri,
+            "mlflow_run_id": result["mlflow_run_id"],
+        }
         registered = register_version(
-            self.tracking_uri, self.name, result["mlflow_run_id"], Path(result["model_uri"].removeprefix("file://")),
-            example, evaluation, lineage, Path(self.card_dir.removeprefix("file://")),
+            self.tracking_uri,
+            self.name,
+            result["mlflow_run_id"],
+            Path(result["model_uri"].removeprefix("file://")),
+            example,
+            evaluation,
+            lineage,
+            Path(self.card_dir.removeprefix("file://")),
             self.intended_use or "Rank scheduled flights by the risk of arriving more than 15 minutes late.",
-            self.limitations or "Trained on New York City departures of 2013 only; not a causal model.")
-        self.log.info("Registered %s version %s (challenger); model card %s", self.name, registered["version"],
-                      registered["model_card"])
+            self.limitations or "Trained on New York City departures of 2013 only; not a causal model.",
+        )
+        self.log.info(
+            "Registered %s version %s (challenger); model card %s",
+            self.name,
+            registered["version"],
+            registered["model_card"],
+        )
         ModelVersionLink.persist(context, model_version_url(self.name, registered["version"]))
         MLflowRunLink.persist(context, mlflow_run_url(result["mlflow_run_id"]))
         self.record_lineage(lambda: self._lineage(result, registered["version"], evaluation, manifest_uri))
         return dict(finite(registered))
 
-    def _lineage(self, result: dict[str, Any], version: str, evaluation: dict[str, Any],
-                 training_set: str) -> tuple[list[Any], list[Any]]:
+    def _lineage(
+        self, result: dict[str, Any], version: str, evaluation: dict[str, Any], training_set: str
+    ) -> tuple[list[Any], list[Any]]:
         from airflow_mlops.evaluation.report import finite
 
-        facet = model_facet(self.name, version, state="candidate", metrics=finite(evaluation.get("overall", {})),
-                            mlflow_run_id=result["mlflow_run_id"], training_set=training_set,
-                            model_uri=result["model_uri"])
-        model = (registry_namespace(self.tracking_uri), model_version_name(self.name, version), {MODEL_FACET: facet})
+        facet = model_facet(
+            self.name,
+            version,
+            state="candidate",
+            metrics=finite(evaluation.get("overall", {})),
+            mlflow_run_id=result["mlflow_run_id"],
+            training_set=training_set,
+            model_uri=result["model_uri"],
+        )
+        model = (
+            registry_namespace(self.tracking_uri),
+            model_version_name(self.name, version),
+            {MODEL_FACET: facet},
+        )
         return [storage_name(result["model_uri"]), storage_name(self.report_uri)], [model]
 
 
@@ -129,9 +166,18 @@ class ModelApprovalSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("version", "tracking_uri")
     ui_color = "#fef7e0"
 
-    def __init__(self, *, name: str, version: str, tracking_uri: str, auto_approve: bool = False,
-                 deferrable: bool = True, poke_interval: float = 10.0, timeout: float = 24 * 3600,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: str,
+        tracking_uri: str,
+        auto_approve: bool = False,
+        deferrable: bool = True,
+        poke_interval: float = 10.0,
+        timeout: float = 24 * 3600,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         self.name, self.version, self.tracking_uri = name, version, tracking_uri
         self.auto_approve, self.deferrable = auto_approve, deferrable
@@ -142,15 +188,28 @@ class ModelApprovalSensor(BaseSensorOperator):
 
             from airflow_mlops.registry.governance import decide
 
-            decide(MlflowClient(self.tracking_uri), self.name, str(self.version), True,
-                   _who(context, "auto-approve policy"), "auto_approve=True in the DAG (demo policy)")
+            decide(
+                MlflowClient(self.tracking_uri),
+                self.name,
+                str(self.version),
+                True,
+                _who(context, "auto-approve policy"),
+                "auto_approve=True in the DAG (demo policy)",
+            )
         if not self.deferrable or self.auto_approve:
             return super().execute(context)
         from airflow_mlops.triggers.approval import ModelApprovalTrigger
 
-        self.defer(trigger=ModelApprovalTrigger(tracking_uri=self.tracking_uri, name=self.name,
-                                                version=str(self.version), poke_interval=self.poke_interval),
-                   method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
+        self.defer(
+            trigger=ModelApprovalTrigger(
+                tracking_uri=self.tracking_uri,
+                name=self.name,
+                version=str(self.version),
+                poke_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
 
     def poke(self, context: Context) -> Any:
         from airflow.sdk import PokeReturnValue
@@ -170,10 +229,17 @@ class ModelApprovalSensor(BaseSensorOperator):
         from mlflow import MlflowClient
 
         tags = MlflowClient(self.tracking_uri).get_model_version(self.name, str(self.version)).tags
-        outcome = {"decision": decision, "name": self.name, "version": str(self.version),
-                   "by": tags.get("state_by"), "why": tags.get("state_reason")}
+        outcome = {
+            "decision": decision,
+            "name": self.name,
+            "version": str(self.version),
+            "by": tags.get("state_by"),
+            "why": tags.get("state_reason"),
+        }
         if decision == "rejected":
-            raise AirflowSkipException(f"{self.name} v{self.version} was rejected by {outcome['by']}: {outcome['why']}")
+            raise AirflowSkipException(
+                f"{self.name} v{self.version} was rejected by {outcome['by']}: {outcome['why']}"
+            )
         self.log.info("%s v%s approved by %s: %s", self.name, self.version, outcome["by"], outcome["why"])
         return outcome
 
@@ -192,8 +258,15 @@ class PromoteModelOperator(BaseOperator):
     template_fields: Sequence[str] = ("version", "tracking_uri", "reason")
     ui_color = "#e6f4ea"
 
-    def __init__(self, *, name: str, version: str, tracking_uri: str, reason: str = "passed the gate and was approved",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: str,
+        tracking_uri: str,
+        reason: str = "passed the gate and was approved",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.name, self.version, self.tracking_uri, self.reason = name, version, tracking_uri, reason
 
@@ -202,8 +275,13 @@ class PromoteModelOperator(BaseOperator):
 
         from airflow_mlops.registry.governance import promote
 
-        outcome = promote(MlflowClient(self.tracking_uri), self.name, str(self.version),
-                          _who(context, "PromoteModelOperator"), self.reason)
+        outcome = promote(
+            MlflowClient(self.tracking_uri),
+            self.name,
+            str(self.version),
+            _who(context, "PromoteModelOperator"),
+            self.reason,
+        )
         self.log.info("%s champion: v%s (previous: %s)", self.name, outcome["champion"], outcome["previous"])
         return outcome
 
@@ -227,8 +305,13 @@ class RollbackModelOperator(BaseOperator):
 
         from airflow_mlops.registry.governance import rollback
 
-        outcome = rollback(MlflowClient(self.tracking_uri), self.name, _who(context, "RollbackModelOperator"),
-                           self.reason)
-        self.log.info("%s rolled back: champion v%s, v%s archived", self.name, outcome["champion"],
-                      outcome["rolled_back"])
+        outcome = rollback(
+            MlflowClient(self.tracking_uri), self.name, _who(context, "RollbackModelOperator"), self.reason
+        )
+        self.log.info(
+            "%s rolled back: champion v%s, v%s archived",
+            self.name,
+            outcome["champion"],
+            outcome["rolled_back"],
+        )
         return outcome

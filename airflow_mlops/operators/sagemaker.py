@@ -120,24 +120,43 @@ class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
         if not self.s3_prefix.startswith("s3://"):
             raise AirflowFailException(f"s3_prefix must be an s3:// URI, got {self.s3_prefix!r}")
         if self.mlflow_tracking_uri.startswith(("sqlite:", "file:", "/")):
-            raise AirflowFailException(f"mlflow_tracking_uri {self.mlflow_tracking_uri!r} is local to this machine; "
-                                       "a SageMaker job needs a tracking server (http(s):// or an MLflow ARN)")
+            raise AirflowFailException(
+                f"mlflow_tracking_uri {self.mlflow_tracking_uri!r} is local to this machine; "
+                "a SageMaker job needs a tracking server (http(s):// or an MLflow ARN)"
+            )
         ti = context.get("ti")
         where = f"{context['dag'].dag_id}/{context['run_id']}/{self.task_id}/{getattr(ti, 'map_index', -1)}"
         key = hashlib.sha256(where.encode()).hexdigest()[:12]
-        job_name = f"{context['dag'].dag_id}-{key}-{getattr(ti, 'try_number', 1)}".replace("_", "-")[-63:].lstrip("-")
+        job_name = f"{context['dag'].dag_id}-{key}-{getattr(ti, 'try_number', 1)}".replace("_", "-")[
+            -63:
+        ].lstrip("-")
         prefix = self.s3_prefix.rstrip("/")
         spec = TrainingSpec(
-            model=self.model, data=self.data, training_set="/opt/ml/input/data/training/manifest.json",
-            output_dir="/opt/ml/model", checkpoint_dir="/opt/ml/checkpoints",
-            hyperparameters=dict(self.hyperparameters or {}), batch_size=self.batch_size,
-            trainer={"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.instance_count,
-                     "strategy": "ddp" if self.devices * self.instance_count > 1 else "auto",
-                     "precision": self.precision, "max_epochs": self.max_epochs, "seed": self.seed},
+            model=self.model,
+            data=self.data,
+            training_set="/opt/ml/input/data/training/manifest.json",
+            output_dir="/opt/ml/model",
+            checkpoint_dir="/opt/ml/checkpoints",
+            hyperparameters=dict(self.hyperparameters or {}),
+            batch_size=self.batch_size,
+            trainer={
+                "accelerator": self.accelerator,
+                "devices": self.devices,
+                "num_nodes": self.instance_count,
+                "strategy": "ddp" if self.devices * self.instance_count > 1 else "auto",
+                "precision": self.precision,
+                "max_epochs": self.max_epochs,
+                "seed": self.seed,
+            },
             mlflow={"tracking_uri": self.mlflow_tracking_uri, "experiment": self.mlflow_experiment}
-            if self.mlflow_tracking_uri else {},
-            tags={"dag_id": context["dag"].dag_id, "run_id": context["run_id"], "task_id": self.task_id,
-                  "sagemaker_job": job_name},
+            if self.mlflow_tracking_uri
+            else {},
+            tags={
+                "dag_id": context["dag"].dag_id,
+                "run_id": context["run_id"],
+                "task_id": self.task_id,
+                "sagemaker_job": job_name,
+            },
         )
         s3 = S3Hook(aws_conn_id=self.aws_conn_id)
         with tempfile.TemporaryDirectory(prefix="sagemaker-training-set-") as folder:
@@ -154,25 +173,40 @@ class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
         self.log.info("Staged the spec and %d training-set files under %s/%s", len(files), prefix, job_name)
 
         def channel(name: str) -> dict[str, Any]:
-            return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix", "S3Uri": f"{prefix}/{job_name}/{name}/",
-                "S3DataDistributionType": "FullyReplicated"}}}
+            return {
+                "ChannelName": name,
+                "InputMode": "File",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": f"{prefix}/{job_name}/{name}/",
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
 
         checkpoint_key = hashlib.sha256(where.encode()).hexdigest()[:16]
         return {
             "TrainingJobName": job_name,
             "AlgorithmSpecification": {
-                "TrainingImage": self.image_uri, "TrainingInputMode": "File",
+                "TrainingImage": self.image_uri,
+                "TrainingInputMode": "File",
                 "ContainerEntrypoint": ["python", "-m", "airflow_mlops.training"],
                 "ContainerArguments": [SPEC_IN_CONTAINER, "--sagemaker"],
             },
             "RoleArn": self.role_arn,
             "InputDataConfig": [channel("spec"), channel("training")],
             "OutputDataConfig": {"S3OutputPath": f"{prefix}/output"},
-            "ResourceConfig": {"InstanceType": self.instance_type, "InstanceCount": self.instance_count,
-                               "VolumeSizeInGB": self.volume_size_gb},
+            "ResourceConfig": {
+                "InstanceType": self.instance_type,
+                "InstanceCount": self.instance_count,
+                "VolumeSizeInGB": self.volume_size_gb,
+            },
             "StoppingCondition": {"MaxRuntimeInSeconds": self.max_runtime_s},
-            "CheckpointConfig": {"S3Uri": f"{prefix}/checkpoints/{checkpoint_key}", "LocalPath": "/opt/ml/checkpoints"},
+            "CheckpointConfig": {
+                "S3Uri": f"{prefix}/checkpoints/{checkpoint_key}",
+                "LocalPath": "/opt/ml/checkpoints",
+            },
             "Environment": {"PYTHONUNBUFFERED": "1"},
             "Tags": [{"Key": k, "Value": v[:256]} for k, v in spec.tags.items()],
         }
@@ -211,14 +245,23 @@ class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as archive:
             member = next((m for m in archive.getmembers() if m.name.lstrip("./") == "result.json"), None)
             if member is None or (handle := archive.extractfile(member)) is None:
-                raise AirflowFailException(f"SageMaker job {description['TrainingJobName']}: {artifact} has no "
-                                           "result.json (did the runtime finish?)")
+                raise AirflowFailException(
+                    f"SageMaker job {description['TrainingJobName']}: {artifact} has no "
+                    "result.json (did the runtime finish?)"
+                )
             result: dict[str, Any] = json.loads(handle.read())
         result["model_uri"] = artifact
-        result["sagemaker"] = {"job_name": description["TrainingJobName"], "status": description["TrainingJobStatus"],
-                               "billable_seconds": description.get("BillableTimeInSeconds")}
-        self.log.info("SageMaker job %s: AUC %.4f, model %s", description["TrainingJobName"],
-                      result["metrics"]["test_auc"], artifact)
+        result["sagemaker"] = {
+            "job_name": description["TrainingJobName"],
+            "status": description["TrainingJobStatus"],
+            "billable_seconds": description.get("BillableTimeInSeconds"),
+        }
+        self.log.info(
+            "SageMaker job %s: AUC %.4f, model %s",
+            description["TrainingJobName"],
+            result["metrics"]["test_auc"],
+            artifact,
+        )
         return result
 
 
@@ -250,13 +293,28 @@ class SageMakerDeployModelOperator(DeployModelOperator):
 
     template_fields: Sequence[str] = (*DeployModelOperator.template_fields, "tracking_uri", "s3_prefix")
 
-    def __init__(self, *, s3_prefix: str, image_uri: str, role_arn: str, tracking_uri: str = "",
-                 instance_type: str = "ml.m5.large", instance_count: int = 1, aws_conn_id: str | None = "aws_default",
-                 check_interval: int = 30, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        s3_prefix: str,
+        image_uri: str,
+        role_arn: str,
+        tracking_uri: str = "",
+        instance_type: str = "ml.m5.large",
+        instance_count: int = 1,
+        aws_conn_id: str | None = "aws_default",
+        check_interval: int = 30,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if instance_count < 1:
             raise ValueError(f"instance_count must be a positive integer, got {instance_count!r}")
-        self.s3_prefix, self.image_uri, self.role_arn, self.tracking_uri = s3_prefix, image_uri, role_arn, tracking_uri
+        self.s3_prefix, self.image_uri, self.role_arn, self.tracking_uri = (
+            s3_prefix,
+            image_uri,
+            role_arn,
+            tracking_uri,
+        )
         self.instance_type, self.instance_count = instance_type, instance_count
         self.aws_conn_id, self.check_interval = aws_conn_id, check_interval
 
@@ -271,8 +329,10 @@ class SageMakerDeployModelOperator(DeployModelOperator):
         kind = policy.get("kind")
         Policy.from_dict(policy, list(variants))  # a policy that cannot work fails before anything is created
         if kind not in ("single", "canary", "ab", "shadow"):
-            raise ValueError(f"policy {kind!r} needs the airflow-mlops model server; a SageMaker endpoint "
-                             "takes single, canary, ab or shadow")
+            raise ValueError(
+                f"policy {kind!r} needs the airflow-mlops model server; a SageMaker endpoint "
+                "takes single, canary, ab or shadow"
+            )
         if not self.s3_prefix.startswith("s3://"):
             raise ValueError(f"s3_prefix must be an s3:// URI, got {self.s3_prefix!r}")
         pinned = {variant: self._pin(spec) for variant, spec in variants.items()}
@@ -280,10 +340,15 @@ class SageMakerDeployModelOperator(DeployModelOperator):
         weights = self._weights(policy, list(pinned))
         production = [self._variant(v, models[v], weights[v]) for v in pinned if v != policy.get("shadow")]
         config_name = f"{self.endpoint}-{hashlib.sha256(json.dumps([pinned, policy], sort_keys=True).encode()).hexdigest()[:12]}"
-        config: dict[str, Any] = {"EndpointConfigName": config_name, "ProductionVariants": production,
-                                  "Tags": [{"Key": "mlops:policy", "Value": json.dumps(policy)}]}
+        config: dict[str, Any] = {
+            "EndpointConfigName": config_name,
+            "ProductionVariants": production,
+            "Tags": [{"Key": "mlops:policy", "Value": json.dumps(policy)}],
+        }
         if kind == "shadow":
-            config["ShadowProductionVariants"] = [self._variant(policy["shadow"], models[policy["shadow"]], 1.0)]
+            config["ShadowProductionVariants"] = [
+                self._variant(policy["shadow"], models[policy["shadow"]], 1.0)
+            ]
         try:
             hook.describe_endpoint_config(config_name)  # the same deployment again: reuse its configuration
         except hook.get_conn().exceptions.ClientError:
@@ -293,12 +358,24 @@ class SageMakerDeployModelOperator(DeployModelOperator):
             hook.create_endpoint(request, wait_for_completion=True, check_interval=self.check_interval)
         elif current["config"] != config_name:
             hook.update_endpoint(request, wait_for_completion=True, check_interval=self.check_interval)
-        self.log.info("SageMaker endpoint %s (%s): %s over %s", self.endpoint, mode, kind,
-                      ", ".join(f"{v}={s['name']} v{s['version']} ({models[v]})" for v, s in pinned.items()))
-        return {"endpoint": self.endpoint, "mode": mode,
-                "deployment": {"variants": pinned, "policy": policy, "config": config_name,
-                               "ProductionVariants": production,
-                               "ShadowProductionVariants": config.get("ShadowProductionVariants", [])}}
+        self.log.info(
+            "SageMaker endpoint %s (%s): %s over %s",
+            self.endpoint,
+            mode,
+            kind,
+            ", ".join(f"{v}={s['name']} v{s['version']} ({models[v]})" for v, s in pinned.items()),
+        )
+        return {
+            "endpoint": self.endpoint,
+            "mode": mode,
+            "deployment": {
+                "variants": pinned,
+                "policy": policy,
+                "config": config_name,
+                "ProductionVariants": production,
+                "ShadowProductionVariants": config.get("ShadowProductionVariants", []),
+            },
+        }
 
     def _current(self, hook: Any) -> dict[str, Any] | None:
         """The endpoint's deployment in our terms (variants -> name and version), or None."""
@@ -310,12 +387,21 @@ class SageMakerDeployModelOperator(DeployModelOperator):
         config = client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
         variants = {}
         for variant in config["ProductionVariants"]:
-            environment = client.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["Environment"]
-            variants[variant["VariantName"]] = {"name": environment["MLOPS_MODEL_NAME"],
-                                                "version": environment["MLOPS_MODEL_VERSION"]}
-        tags = {t["Key"]: t["Value"] for t in client.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]}
-        return {"variants": variants, "policy": json.loads(tags.get("mlops:policy", '{"kind": "single"}')),
-                "config": endpoint["EndpointConfigName"]}
+            environment = client.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"][
+                "Environment"
+            ]
+            variants[variant["VariantName"]] = {
+                "name": environment["MLOPS_MODEL_NAME"],
+                "version": environment["MLOPS_MODEL_VERSION"],
+            }
+        tags = {
+            t["Key"]: t["Value"] for t in client.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"]
+        }
+        return {
+            "variants": variants,
+            "policy": json.loads(tags.get("mlops:policy", '{"kind": "single"}')),
+            "config": endpoint["EndpointConfigName"],
+        }
 
     def _pin(self, spec: Mapping[str, str]) -> dict[str, str]:
         from airflow_mlops.registry.versions import registered_version
@@ -342,28 +428,44 @@ class SageMakerDeployModelOperator(DeployModelOperator):
         bucket, _, prefix = self.s3_prefix.removeprefix("s3://").partition("/")
         key = "/".join(p for p in (prefix.rstrip("/"), spec["name"], spec["version"], "model.tar.gz") if p)
         with tempfile.TemporaryDirectory(prefix="sagemaker-model-") as download:
-            folder = model_folder(f"models:/{spec['name']}/{spec['version']}", self.tracking_uri or None,
-                                  dst=Path(download))
+            folder = model_folder(
+                f"models:/{spec['name']}/{spec['version']}", self.tracking_uri or None, dst=Path(download)
+            )
             archive = io.BytesIO()
             with tarfile.open(fileobj=archive, mode="w:gz") as tar:
                 for file in ("config.json", "model.pt"):
                     tar.add(folder / file, arcname=file)
         S3Hook(aws_conn_id=self.aws_conn_id).load_bytes(archive.getvalue(), key, bucket, replace=True)
-        hook.create_model({"ModelName": name, "ExecutionRoleArn": self.role_arn,
-                           "PrimaryContainer": {"Image": self.image_uri, "ModelDataUrl": f"s3://{bucket}/{key}",
-                                                "Environment": {"MLOPS_MODEL_NAME": spec["name"],
-                                                                "MLOPS_MODEL_VERSION": spec["version"]}}})
+        hook.create_model(
+            {
+                "ModelName": name,
+                "ExecutionRoleArn": self.role_arn,
+                "PrimaryContainer": {
+                    "Image": self.image_uri,
+                    "ModelDataUrl": f"s3://{bucket}/{key}",
+                    "Environment": {"MLOPS_MODEL_NAME": spec["name"], "MLOPS_MODEL_VERSION": spec["version"]},
+                },
+            }
+        )
         return name
 
     @staticmethod
     def _weights(policy: Mapping[str, Any], variants: list[str]) -> dict[str, float]:
         if policy["kind"] == "canary":
-            return {policy["primary"]: 1.0 - float(policy["weight"]), policy["candidate"]: float(policy["weight"])}
+            return {
+                policy["primary"]: 1.0 - float(policy["weight"]),
+                policy["candidate"]: float(policy["weight"]),
+            }
         if policy["kind"] == "ab":
             weights = policy.get("weights") or {v: 1.0 for v in variants}
             return {v: float(weights[v]) for v in variants}
         return dict.fromkeys(variants, 1.0)
 
     def _variant(self, name: str, model: str, weight: float) -> dict[str, Any]:
-        return {"VariantName": name, "ModelName": model, "InitialVariantWeight": weight,
-                "InstanceType": self.instance_type, "InitialInstanceCount": self.instance_count}
+        return {
+            "VariantName": name,
+            "ModelName": model,
+            "InitialVariantWeight": weight,
+            "InstanceType": self.instance_type,
+            "InitialInstanceCount": self.instance_count,
+        }

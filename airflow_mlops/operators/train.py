@@ -64,8 +64,13 @@ class LightningTrainOperator(LineageMixin, BaseOperator):
     OpenLineage: the training set manifest as input, the model folder as output.
     """
 
-    template_fields: Sequence[str] = ("training_set", "output_dir", "checkpoint_root", "hyperparameters",
-                                      "mlflow_tracking_uri")
+    template_fields: Sequence[str] = (
+        "training_set",
+        "output_dir",
+        "checkpoint_root",
+        "hyperparameters",
+        "mlflow_tracking_uri",
+    )
     template_fields_renderers = {"hyperparameters": "json"}
     ui_color = "#fde8e8"
     operator_extra_links = (MLflowRunLink(),)
@@ -130,23 +135,47 @@ class LightningTrainOperator(LineageMixin, BaseOperator):
             if location:
                 mlflow["artifact_location"] = location
         return TrainingSpec(
-            model=self.model, data=self.data, training_set=self.training_set,
-            output_dir=self.output_dir, checkpoint_dir=f"{self.checkpoint_root.rstrip('/')}/{where}",
-            hyperparameters=dict(self.hyperparameters or {}), batch_size=self.batch_size,
-            trainer={"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes,
-                     "strategy": strategy, "precision": self.precision, "max_epochs": self.max_epochs,
-                     "seed": self.seed},
+            model=self.model,
+            data=self.data,
+            training_set=self.training_set,
+            output_dir=self.output_dir,
+            checkpoint_dir=f"{self.checkpoint_root.rstrip('/')}/{where}",
+            hyperparameters=dict(self.hyperparameters or {}),
+            batch_size=self.batch_size,
+            trainer={
+                "accelerator": self.accelerator,
+                "devices": self.devices,
+                "num_nodes": self.num_nodes,
+                "strategy": strategy,
+                "precision": self.precision,
+                "max_epochs": self.max_epochs,
+                "seed": self.seed,
+            },
             mlflow=mlflow,
             tags={"dag_id": context["dag"].dag_id, "run_id": context["run_id"], "task_id": self.task_id},
         )
 
     def command(self, spec_path: Path, rdzv_id: str) -> list[str]:
         """The driver's command line (``airflow_mlops.training.launch``): it checks, then trains or starts torchrun."""
-        command = [sys.executable, "-m", "airflow_mlops.training", str(spec_path), "--nproc-per-node", str(self.devices)]
+        command = [
+            sys.executable,
+            "-m",
+            "airflow_mlops.training",
+            str(spec_path),
+            "--nproc-per-node",
+            str(self.devices),
+        ]
         if self.num_nodes > 1:
-            command += ["--nnodes", str(self.num_nodes), "--node-rank", str(self.node_rank),
-                        "--rdzv-endpoint", f"{self.master_addr}:{self.master_port}",
-                        "--rdzv-id", rdzv_id]
+            command += [
+                "--nnodes",
+                str(self.num_nodes),
+                "--node-rank",
+                str(self.node_rank),
+                "--rdzv-endpoint",
+                f"{self.master_addr}:{self.master_port}",
+                "--rdzv-id",
+                rdzv_id,
+            ]
         return command
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -154,7 +183,9 @@ class LightningTrainOperator(LineageMixin, BaseOperator):
         if isinstance(result, dict) and result.get("mlflow_run_id"):
             MLflowRunLink.persist(context, mlflow_run_url(result["mlflow_run_id"]))
         if isinstance(result, dict) and result.get("model_uri"):
-            self.record_lineage(lambda: ([storage_name(self.training_set)], [storage_name(result["model_uri"])]))
+            self.record_lineage(
+                lambda: ([storage_name(self.training_set)], [storage_name(result["model_uri"])])
+            )
         return result
 
     def train(self, spec: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -177,9 +208,13 @@ class LightningTrainOperator(LineageMixin, BaseOperator):
         if self.node_rank != 0:
             return {"node_rank": self.node_rank}
         result: dict[str, Any] = json.loads((Path(spec.output_dir) / "result.json").read_text())
-        self.log.info("Trained: AUC %.4f (baseline %.2f) at %.0f samples/s; MLflow run %s",
-                      result["metrics"]["test_auc"], result["metrics"]["test_baseline_auc"],
-                      result["samples_per_s"], result["mlflow_run_id"])
+        self.log.info(
+            "Trained: AUC %.4f (baseline %.2f) at %.0f samples/s; MLflow run %s",
+            result["metrics"]["test_auc"],
+            result["metrics"]["test_baseline_auc"],
+            result["samples_per_s"],
+            result["mlflow_run_id"],
+        )
         return result
 
     def _run(self, command: list[str], extra_env: Mapping[str, str]) -> None:
@@ -188,18 +223,39 @@ class LightningTrainOperator(LineageMixin, BaseOperator):
         from airflow_mlops.training.spec import SpecError
 
         if self.mlflow_tracking_uri.startswith("sqlite:///"):
-            Path(self.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.log.info("Launching %d x %d training processes: %s", self.num_nodes, self.devices, " ".join(command))
+            Path(self.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        self.log.info(
+            "Launching %d x %d training processes: %s", self.num_nodes, self.devices, " ".join(command)
+        )
         # torchrun's variables would make the driver act as a worker: the driver sets them for its workers.
-        ranks = {"LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT"}
-        env = {k: v for k, v in os.environ.items()
-               if k not in ranks and not k.startswith(("AIRFLOW_CTX_", "_AIRFLOW", "TORCHELASTIC_"))}
+        ranks = {
+            "LOCAL_RANK",
+            "RANK",
+            "WORLD_SIZE",
+            "LOCAL_WORLD_SIZE",
+            "GROUP_RANK",
+            "MASTER_ADDR",
+            "MASTER_PORT",
+        }
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ranks and not k.startswith(("AIRFLOW_CTX_", "_AIRFLOW", "TORCHELASTIC_"))
+        }
         env.update(extra_env, PYTHONUNBUFFERED="1")
         tail: deque[str] = deque(maxlen=20)
         traceback = _FirstTraceback()
         refused = ""
-        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                         env=env, start_new_session=True)
+        self._process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
         assert self._process.stdout is not None
         for raw in self._process.stdout:
             line = raw.rstrip()
@@ -211,8 +267,10 @@ class LightningTrainOperator(LineageMixin, BaseOperator):
         if code == SPEC_ERROR_EXIT and refused:
             raise SpecError(refused)
         if code != 0:
-            raise TrainingError(f"training processes exited with code {code}; the first worker traceback:\n"
-                                f"{traceback.text or '(none printed)'}\nthe last lines:\n" + "\n".join(tail))
+            raise TrainingError(
+                f"training processes exited with code {code}; the first worker traceback:\n"
+                f"{traceback.text or '(none printed)'}\nthe last lines:\n" + "\n".join(tail)
+            )
 
     def on_kill(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -239,7 +297,11 @@ class _FirstTraceback:
             return
         self.lines.append(line)
         text = line.split("] ", 1)[-1] if line.startswith("[rank") else line
-        if text and not text[0].isspace() and not text.startswith(("Traceback", "The above", "During handling")):
+        if (
+            text
+            and not text[0].isspace()
+            and not text.startswith(("Traceback", "The above", "During handling"))
+        ):
             self.done = True  # the exception line ends the traceback
 
     @property

@@ -44,8 +44,9 @@ def _load_study(name: str, url: str) -> Any:
     try:
         return optuna.load_study(study_name=name, storage=url)
     except KeyError:
-        raise AirflowFailException(f"study_name {name!r}: no such Optuna study in the storage "
-                                   "(CreateStudyOperator creates it)") from None
+        raise AirflowFailException(
+            f"study_name {name!r}: no such Optuna study in the storage (CreateStudyOperator creates it)"
+        ) from None
 
 
 class CreateStudyOperator(BaseOperator):
@@ -72,10 +73,21 @@ class CreateStudyOperator(BaseOperator):
     template_fields: Sequence[str] = ("study_name", "storage", "mlflow_tracking_uri")
     ui_color = "#fff4d6"
 
-    def __init__(self, *, study_name: str, search_space: Mapping[str, Any], n_trials: int, metric: str = "val_loss",
-                 direction: Literal["minimize", "maximize"] = "minimize", storage: str = "", storage_conn_id: str | None = None,
-                 sampler_seed: int = 42, mlflow_tracking_uri: str = "", mlflow_experiment: str = "flights-tuning",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        study_name: str,
+        search_space: Mapping[str, Any],
+        n_trials: int,
+        metric: str = "val_loss",
+        direction: Literal["minimize", "maximize"] = "minimize",
+        storage: str = "",
+        storage_conn_id: str | None = None,
+        sampler_seed: int = 42,
+        mlflow_tracking_uri: str = "",
+        mlflow_experiment: str = "flights-tuning",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if not isinstance(n_trials, int) or n_trials < 1:
             raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
@@ -104,32 +116,59 @@ class CreateStudyOperator(BaseOperator):
         except SpecError as err:
             raise AirflowFailException(str(err)) from err
         url = storage_url(self.storage, self.storage_conn_id)
-        study = optuna.create_study(study_name=self.study_name, storage=url, direction=self.direction,
-                                    sampler=optuna.samplers.TPESampler(seed=self.sampler_seed), load_if_exists=True)
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=url,
+            direction=self.direction,
+            sampler=optuna.samplers.TPESampler(seed=self.sampler_seed),
+            load_if_exists=True,
+        )
         known = study.user_attrs.get("search_space")
         if known is not None and (known, study.user_attrs.get("metric")) != (self.search_space, self.metric):
-            raise AirflowFailException(f"study_name {self.study_name!r} exists with another search space or metric: "
-                                       f"{known} / {study.user_attrs.get('metric')}")
+            raise AirflowFailException(
+                f"study_name {self.study_name!r} exists with another search space or metric: "
+                f"{known} / {study.user_attrs.get('metric')}"
+            )
         study.set_user_attr("search_space", self.search_space)
         study.set_user_attr("metric", self.metric)
         if self.mlflow_tracking_uri and "mlflow_parent_run_id" not in study.user_attrs:
             study.set_user_attr("mlflow_parent_run_id", self._parent_run(context))
-        self.log.info("Study %s (%s %s) in %s: %d trials over %s", self.study_name, self.direction, self.metric,
-                      url.split("@")[-1], self.n_trials, sorted(self.search_space))
+        self.log.info(
+            "Study %s (%s %s) in %s: %d trials over %s",
+            self.study_name,
+            self.direction,
+            self.metric,
+            url.split("@")[-1],
+            self.n_trials,
+            sorted(self.search_space),
+        )
         return list(range(self.n_trials))
 
     def _parent_run(self, context: Context) -> str:
         from mlflow import MlflowClient
 
         if self.mlflow_tracking_uri.startswith("sqlite:///"):
-            Path(self.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
         client = MlflowClient(self.mlflow_tracking_uri)
         experiment = client.get_experiment_by_name(self.mlflow_experiment)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-            self.mlflow_experiment, artifact_location=artifact_location(self.mlflow_tracking_uri))
-        run = client.create_run(experiment_id, run_name=f"study {self.study_name}",
-                                tags={"optuna_study": self.study_name, "dag_id": context["dag"].dag_id,
-                                      "run_id": context["run_id"]})
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else client.create_experiment(
+                self.mlflow_experiment, artifact_location=artifact_location(self.mlflow_tracking_uri)
+            )
+        )
+        run = client.create_run(
+            experiment_id,
+            run_name=f"study {self.study_name}",
+            tags={
+                "optuna_study": self.study_name,
+                "dag_id": context["dag"].dag_id,
+                "run_id": context["run_id"],
+            },
+        )
         client.log_dict(run.info.run_id, self.search_space, "search_space.json")
         return str(run.info.run_id)
 
@@ -155,8 +194,16 @@ class TuneTrialOperator(LightningTrainOperator):
 
     template_fields: Sequence[str] = (*LightningTrainOperator.template_fields, "study_name", "storage")
 
-    def __init__(self, *, study_name: str, slot: int = 0, storage: str = "", storage_conn_id: str | None = None,
-                 pruner: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        study_name: str,
+        slot: int = 0,
+        storage: str = "",
+        storage_conn_id: str | None = None,
+        pruner: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.study_name = study_name
         self.slot = slot
@@ -173,24 +220,33 @@ class TuneTrialOperator(LightningTrainOperator):
         study = _load_study(self.study_name, url)
         metric = study.user_attrs["metric"]
         base = self.build_spec(context)
-        number, trial_id = self._trial(study, Path(base.checkpoint_dir) / "trial.json",
-                                       distributions(study.user_attrs["search_space"]))
+        number, trial_id = self._trial(
+            study, Path(base.checkpoint_dir) / "trial.json", distributions(study.user_attrs["search_space"])
+        )
         frozen = study.trials[number]
         if frozen.state.is_finished():  # a retry after the study was told: report it again
             return self._summary(frozen, metric)
         parent = study.user_attrs.get("mlflow_parent_run_id")
         spec = dataclasses.replace(
-            base, hyperparameters={**base.hyperparameters, **frozen.params},
+            base,
+            hyperparameters={**base.hyperparameters, **frozen.params},
             output_dir=f"{self.output_dir.rstrip('/')}/trial-{number}",
-            tags={**base.tags, "optuna_study": self.study_name, "optuna_trial": str(number),
-                  **({"mlflow.parentRunId": parent} if parent else {})},
-            tuning={"study": self.study_name, "trial_id": trial_id, "metric": metric, "pruner": self.pruner})
+            tags={
+                **base.tags,
+                "optuna_study": self.study_name,
+                "optuna_trial": str(number),
+                **({"mlflow.parentRunId": parent} if parent else {}),
+            },
+            tuning={"study": self.study_name, "trial_id": trial_id, "metric": metric, "pruner": self.pruner},
+        )
         self.log.info("Trial %d of study %s: %s", number, self.study_name, frozen.params)
         try:
             result = self.train(spec, env={STORAGE_ENV: url})
         except Exception:
             ti = context.get("ti")
-            if ti is None or getattr(ti, "try_number", 1) > (self.retries or 0):  # no retry left: the trial failed
+            if ti is None or getattr(ti, "try_number", 1) > (
+                self.retries or 0
+            ):  # no retry left: the trial failed
                 study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
             raise
         import optuna
@@ -219,11 +275,20 @@ class TuneTrialOperator(LightningTrainOperator):
     @staticmethod
     def _summary(frozen: Any, metric: str) -> dict[str, Any]:
         reported = frozen.intermediate_values
-        return {"trial": frozen.number, "state": frozen.state.name, "params": frozen.params, "metric": metric,
-                "value": frozen.value if frozen.value is not None else reported.get(max(reported), None)
-                if reported else None,
-                "pruned_at_epoch": max(reported) if frozen.state.name == "PRUNED" and reported else None,
-                "mlflow_run_id": frozen.user_attrs.get("mlflow_run_id"), "metrics": frozen.user_attrs.get("metrics")}
+        return {
+            "trial": frozen.number,
+            "state": frozen.state.name,
+            "params": frozen.params,
+            "metric": metric,
+            "value": frozen.value
+            if frozen.value is not None
+            else reported.get(max(reported), None)
+            if reported
+            else None,
+            "pruned_at_epoch": max(reported) if frozen.state.name == "PRUNED" and reported else None,
+            "mlflow_run_id": frozen.user_attrs.get("mlflow_run_id"),
+            "metrics": frozen.user_attrs.get("metrics"),
+        }
 
 
 class BestTrialOperator(BaseOperator):
@@ -243,8 +308,15 @@ class BestTrialOperator(BaseOperator):
     template_fields: Sequence[str] = ("study_name", "storage", "mlflow_tracking_uri")
     ui_color = "#fff4d6"
 
-    def __init__(self, *, study_name: str, storage: str = "", storage_conn_id: str | None = None,
-                 mlflow_tracking_uri: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        study_name: str,
+        storage: str = "",
+        storage_conn_id: str | None = None,
+        mlflow_tracking_uri: str = "",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.study_name = study_name
         self.storage = storage
@@ -259,16 +331,31 @@ class BestTrialOperator(BaseOperator):
         study = _load_study(self.study_name, storage_url(self.storage, self.storage_conn_id))
         states = dict(Counter(t.state.name for t in study.trials))
         if not states.get("COMPLETE"):
-            raise AirflowFailException(f"study {self.study_name}: no trial completed, nothing to choose "
-                                       f"(trials by state: {states})")
+            raise AirflowFailException(
+                f"study {self.study_name}: no trial completed, nothing to choose (trials by state: {states})"
+            )
         best = study.best_trial
         metric = study.user_attrs["metric"]
         parent = study.user_attrs.get("mlflow_parent_run_id")
-        summary = {"study": self.study_name, "best_trial": best.number, "best_value": best.value,
-                   "best_params": best.params, "metric": metric, "states": states, "mlflow_run_id": parent,
-                   "best_mlflow_run_id": best.user_attrs.get("mlflow_run_id")}
-        self.log.info("Study %s: best trial %d, %s=%.5f, params %s; trials by state %s", self.study_name,
-                      best.number, metric, best.value, best.params, states)
+        summary = {
+            "study": self.study_name,
+            "best_trial": best.number,
+            "best_value": best.value,
+            "best_params": best.params,
+            "metric": metric,
+            "states": states,
+            "mlflow_run_id": parent,
+            "best_mlflow_run_id": best.user_attrs.get("mlflow_run_id"),
+        }
+        self.log.info(
+            "Study %s: best trial %d, %s=%.5f, params %s; trials by state %s",
+            self.study_name,
+            best.number,
+            metric,
+            best.value,
+            best.params,
+            states,
+        )
         if self.mlflow_tracking_uri and parent:
             self._log_to_mlflow(study, summary)
         for outlet in self.outlets:
@@ -284,7 +371,9 @@ class BestTrialOperator(BaseOperator):
         params = [Param(f"best_{k}", str(v)) for k, v in summary["best_params"].items()]
         params.append(Param("best_trial", str(summary["best_trial"])))
         metrics = [Metric(f"best_{summary['metric']}", summary["best_value"], 0, 0)]
-        metrics += [Metric(f"trials_{state.lower()}", count, 0, 0) for state, count in summary["states"].items()]
+        metrics += [
+            Metric(f"trials_{state.lower()}", count, 0, 0) for state, count in summary["states"].items()
+        ]
         client.log_batch(run_id, metrics=metrics, params=params)
         client.log_text(run_id, study.trials_dataframe().to_csv(index=False), "trials.csv")
         client.set_terminated(run_id, "FINISHED")

@@ -68,7 +68,12 @@ class DataValidationOperator(LineageMixin, BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "partition", "suite", "suite_parameters", "validated_target", "quarantine_dir", "reference_profile",
+        "partition",
+        "suite",
+        "suite_parameters",
+        "validated_target",
+        "quarantine_dir",
+        "reference_profile",
     )
     template_fields_renderers = {"suite_parameters": "json"}
     ui_color = "#fdf3e8"
@@ -125,13 +130,17 @@ class DataValidationOperator(LineageMixin, BaseOperator):
             # A retry after a failure: the partition is already in quarantine with its report.
             reports = sorted(str(p) for p in self._path(quarantine_dir).glob(f"*/{REPORT_JSON}"))
             if reports:
-                raise AirflowFailException(f"partition {self.partition} was already quarantined; reports: {reports}")
+                raise AirflowFailException(
+                    f"partition {self.partition} was already quarantined; reports: {reports}"
+                )
             raise TargetError(f"partition {self.partition!r}: does not exist")
 
         with partition.open("rb") as handle:
             data = handle.read()
         validation = validate_partition(
-            data, self.partition, suite,
+            data,
+            self.partition,
+            suite,
             parameters=self.suite_parameters,
             reference_profile=self._reference(),
             drift_columns=self.drift_columns,
@@ -144,12 +153,19 @@ class DataValidationOperator(LineageMixin, BaseOperator):
         if not report.success:
             self._quarantine(report, location, stem)
             ValidationReportLink.persist(context, report_url(f"{location}/{REPORT_HTML}"))
-            error = DataValidationFailed(report.failure_message(location), report_uri=f"{location}/{REPORT_JSON}")
+            error = DataValidationFailed(
+                report.failure_message(location), report_uri=f"{location}/{REPORT_JSON}"
+            )
             self.log.error("%s", error)
             raise AirflowFailException(str(error)) from error
         for divergence in report.drifted:
-            self.log.warning("Drift from the reference: %s %s=%.3f (threshold %s)", divergence["column"],
-                             divergence["metric"], divergence["value"], divergence["threshold"])
+            self.log.warning(
+                "Drift from the reference: %s %s=%.3f (threshold %s)",
+                divergence["column"],
+                divergence["metric"],
+                divergence["value"],
+                divergence["threshold"],
+            )
         return self._accept(context, validation, data, location, folder, name)
 
     def _path(self, uri: str) -> ObjectStoragePath:
@@ -169,7 +185,9 @@ class DataValidationOperator(LineageMixin, BaseOperator):
         # A dataset's profile.json, or a validation report that carries one.
         return record if "columns" in record else record["profile"]
 
-    def _write_report(self, report: ValidationReport, json_uri: str, html_uri: str, location: str | None) -> None:
+    def _write_report(
+        self, report: ValidationReport, json_uri: str, html_uri: str, location: str | None
+    ) -> None:
         from airflow_mlops.artifacts import write_atomically
         from airflow_mlops.data.validation import render_report_html
 
@@ -189,8 +207,11 @@ class DataValidationOperator(LineageMixin, BaseOperator):
         self.log.error("Quarantined %s at %s", self.partition, location)
         self.record_lineage(lambda: self._lineage(report, [f"{location}/{name}"]))
         if self.validated_target and self._path(self.validated_target).exists():
-            self.log.warning("An earlier validated version of this partition stays at %s (downstream keeps "
-                             "reading it until a new version passes)", self.validated_target)
+            self.log.warning(
+                "An earlier validated version of this partition stays at %s (downstream keeps "
+                "reading it until a new version passes)",
+                self.validated_target,
+            )
 
     def _accept(
         self, context: Context, validation: Validation, data: bytes, location: str, folder: str, name: str
@@ -209,11 +230,18 @@ class DataValidationOperator(LineageMixin, BaseOperator):
             invalid_uri = f"{location}/{name.removesuffix('.parquet')}.invalid.parquet"
             self._write_frame(validation.invalid_rows, invalid_uri, report, "quarantined_rows", report_uri)
             self._write_report(report, f"{location}/{REPORT_JSON}", f"{location}/{REPORT_HTML}", location)
-            sha256 = self._write_frame(validation.valid_rows, target, report, "validated_partition", report_uri)
+            sha256 = self._write_frame(
+                validation.valid_rows, target, report, "validated_partition", report_uri
+            )
             rows = len(validation.valid_rows)
             extra.update(invalid_rows=len(validation.invalid_rows), invalid_uri=invalid_uri)
-            self.log.warning("Row-level split: %d valid rows to %s, %d invalid rows to %s",
-                             rows, target, len(validation.invalid_rows), invalid_uri)
+            self.log.warning(
+                "Row-level split: %d valid rows to %s, %d invalid rows to %s",
+                rows,
+                target,
+                len(validation.invalid_rows),
+                invalid_uri,
+            )
         else:
             rows = report.rows or 0
             sha256 = report.partition_sha256
@@ -221,14 +249,27 @@ class DataValidationOperator(LineageMixin, BaseOperator):
                 write_atomically(self._path(target), data)
                 self._write_manifest(target, sha256, report, "validated_partition", report_uri, rows)
         self._write_report(report, report_uri, f"{stem_uri}.report.html", None)
-        self.record_lineage(lambda: self._lineage(report, [target, *([extra["invalid_uri"]] if split else [])]))
+        self.record_lineage(
+            lambda: self._lineage(report, [target, *([extra["invalid_uri"]] if split else [])])
+        )
         ValidationReportLink.persist(context, report_url(f"{stem_uri}.report.html"))
 
-        self.log.info("Validated %s (%d rows) against suite %s: report %s", self.partition, rows, report.suite, report_uri)
+        self.log.info(
+            "Validated %s (%d rows) against suite %s: report %s",
+            self.partition,
+            rows,
+            report.suite,
+            report_uri,
+        )
         context["ti"].xcom_push(key="validated_uri", value=target)
         extra.update(
-            uri=target, source_uri=self.partition, rows=rows, sha256=sha256, suite=report.suite,
-            report_uri=report_uri, statistics=summarize_profile(report.profile or {"columns": {}}),
+            uri=target,
+            source_uri=self.partition,
+            rows=rows,
+            sha256=sha256,
+            suite=report.suite,
+            report_uri=report_uri,
+            statistics=summarize_profile(report.profile or {"columns": {}}),
             drifted_columns=[d["column"] for d in report.drifted],
         )
         for outlet in self.outlets:
@@ -239,8 +280,10 @@ class DataValidationOperator(LineageMixin, BaseOperator):
         from airflow_mlops.lineage import data_quality_facets, parquet_columns, schema_facet, storage_name
 
         source = (*storage_name(self.partition), data_quality_facets(json.loads(report.to_json())))
-        return [source], [(*storage_name(uri), {"schema": schema_facet(parquet_columns(self._path(uri)))})
-                          for uri in outputs]
+        return [source], [
+            (*storage_name(uri), {"schema": schema_facet(parquet_columns(self._path(uri)))})
+            for uri in outputs
+        ]
 
     def _write_frame(self, frame: Any, uri: str, report: ValidationReport, kind: str, report_uri: str) -> str:
         from airflow_mlops.artifacts import write_parquet_atomically
@@ -249,11 +292,22 @@ class DataValidationOperator(LineageMixin, BaseOperator):
         self._write_manifest(uri, sha256, report, kind, report_uri, len(frame))
         return sha256
 
-    def _write_manifest(self, uri: str, sha256: str, report: ValidationReport, kind: str, report_uri: str,
-                        rows: int) -> None:
+    def _write_manifest(
+        self, uri: str, sha256: str, report: ValidationReport, kind: str, report_uri: str, rows: int
+    ) -> None:
         from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact, write_atomically
 
-        artifact = Artifact(uri=uri, sha256=sha256, kind=kind, parents=(report.partition_uri,),
-                            metadata={"rows": rows, "suite": report.suite, "suite_sha256": report.suite_sha256,
-                                      "report_uri": report_uri, "source_sha256": report.partition_sha256})
+        artifact = Artifact(
+            uri=uri,
+            sha256=sha256,
+            kind=kind,
+            parents=(report.partition_uri,),
+            metadata={
+                "rows": rows,
+                "suite": report.suite,
+                "suite_sha256": report.suite_sha256,
+                "report_uri": report_uri,
+                "source_sha256": report.partition_sha256,
+            },
+        )
         write_atomically(self._path(uri + MANIFEST_SUFFIX), artifact.to_json())

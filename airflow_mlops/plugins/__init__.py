@@ -29,5 +29,12 @@ class MLOpsPlugin(AirflowPlugin):
 
     name = "airflow_mlops"
     fastapi_apps = _FastAPIApps()
-    external_views = [{"name": "MLOps", "href": "/mlops/models", "destination": "nav", "url_route": "mlops",
-                       "category": "browse"}]
+    external_views = [
+        {
+            "name": "MLOps",
+            "href": "/mlops/models",
+            "destination": "nav",
+            "url_route": "mlops",
+            "category": "browse",
+        }
+    ]

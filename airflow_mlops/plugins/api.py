@@ -36,7 +36,11 @@ def create_app() -> FastAPI:
     @app.exception_handler(HTTPException)
     async def sign_in_first(request: Request, err: HTTPException) -> Response:
         """A browser that is not signed in goes to Airflow's login page and comes back; API calls get 401."""
-        if err.status_code == 401 and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+        if (
+            err.status_code == 401
+            and request.method == "GET"
+            and "text/html" in request.headers.get("accept", "")
+        ):
             from airflow.api_fastapi.app import get_auth_manager
 
             here = f"{request.url.path}?{request.url.query}" if request.url.query else request.url.path
@@ -64,11 +68,18 @@ def create_app() -> FastAPI:
 
     def describe(version: Any, aliases: dict[str, list[str]]) -> dict[str, Any]:
         tags = dict(version.tags)
-        return {"version": str(version.version), "state": tags.get("state", ""), "by": tags.get("state_by", ""),
-                "why": tags.get("state_reason", ""), "aliases": aliases.get(str(version.version), []),
-                "run_id": version.run_id, "created": version.creation_timestamp,
-                "training_set": tags.get("training_set", ""), "evaluation_report": tags.get("evaluation_report", ""),
-                "model_card": tags.get("model_card_path") or tags.get("model_card", "")}
+        return {
+            "version": str(version.version),
+            "state": tags.get("state", ""),
+            "by": tags.get("state_by", ""),
+            "why": tags.get("state_reason", ""),
+            "aliases": aliases.get(str(version.version), []),
+            "run_id": version.run_id,
+            "created": version.creation_timestamp,
+            "training_set": tags.get("training_set", ""),
+            "evaluation_report": tags.get("evaluation_report", ""),
+            "model_card": tags.get("model_card_path") or tags.get("model_card", ""),
+        }
 
     @app.get("/api/models", dependencies=authenticated)
     def list_models() -> list[dict[str, Any]]:
@@ -78,8 +89,12 @@ def create_app() -> FastAPI:
             aliases: dict[str, list[str]] = {}
             for alias, version in (model.aliases or {}).items():
                 aliases.setdefault(str(version), []).append(alias)
-            models.append({"name": model.name,  # a model registered without versions yet is listed empty
-                           "versions": [describe(v, aliases) for v in versions(model.name, required=False)]})
+            models.append(
+                {
+                    "name": model.name,  # a model registered without versions yet is listed empty
+                    "versions": [describe(v, aliases) for v in versions(model.name, required=False)],
+                }
+            )
         return models
 
     @app.get("/api/models/{name}", dependencies=authenticated)
@@ -179,7 +194,9 @@ def create_app() -> FastAPI:
             raise HTTPException(404, f"{uri!r} is not a local file of the lake")
         path = path.resolve()
         if not path.is_relative_to(lake.resolve()) or path.suffix not in REPORT_SUFFIXES:
-            raise HTTPException(403, f"{uri!r}: only reports ({', '.join(REPORT_SUFFIXES)}) inside the lake are served")
+            raise HTTPException(
+                403, f"{uri!r}: only reports ({', '.join(REPORT_SUFFIXES)}) inside the lake are served"
+            )
         if not path.is_file():
             raise HTTPException(404, f"no report at {uri!r}")
         return FileResponse(path, media_type="text/html" if path.suffix == ".html" else "text/plain")

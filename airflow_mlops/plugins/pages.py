@@ -44,18 +44,25 @@ def file_link(uri: str, label: str) -> str:
 
 
 def page(title: str, current: str, parts: Sequence[str], refresh_s: int | None = None) -> str:
-    nav = " | ".join(f"<b>{label}</b>" if key == current else f"<a href='/mlops/{key}'>{label}</a>"
-                     for key, label in NAV)
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:1.5em auto}table{border-collapse:collapse;"
-             "margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
-             "button{margin-right:4px}#outcome{color:#b06000;font-weight:bold}")
+    nav = " | ".join(
+        f"<b>{label}</b>" if key == current else f"<a href='/mlops/{key}'>{label}</a>" for key, label in NAV
+    )
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:1.5em auto}table{border-collapse:collapse;"
+        "margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+        "button{margin-right:4px}#outcome{color:#b06000;font-weight:bold}"
+    )
     refresh = f"<meta http-equiv='refresh' content='{refresh_s}'>" if refresh_s else ""
-    return (f"<!doctype html><html><head><meta charset='utf-8'>{refresh}<title>{html.escape(title)}</title>"
-            f"<style>{style}</style><script>{SCRIPT}</script></head><body><p>{nav}</p>"
-            f"<h1>{html.escape(title)}</h1><p id='outcome'></p>{''.join(parts)}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'>{refresh}<title>{html.escape(title)}</title>"
+        f"<style>{style}</style><script>{SCRIPT}</script></head><body><p>{nav}</p>"
+        f"<h1>{html.escape(title)}</h1><p id='outcome'></p>{''.join(parts)}</body></html>"
+    )
 
 
-def line_chart(alt: str, title: str, xlabel: str, xs: Sequence[str], series: Mapping[str, Sequence[Any]]) -> str:
+def line_chart(
+    alt: str, title: str, xlabel: str, xs: Sequence[str], series: Mapping[str, Sequence[Any]]
+) -> str:
     """Lines over ``xs`` (one per series; None is a gap), as an embedded PNG."""
     from airflow_mlops.evaluation.report import png_uri
     from airflow_mlops.monitoring.report import pyplot
@@ -73,15 +80,22 @@ def line_chart(alt: str, title: str, xlabel: str, xs: Sequence[str], series: Map
 
 def metric_chart(name: str, points: Sequence[tuple[str, Mapping[str, float]]]) -> str:
     """Held-out AUC (and calibration error) per version: the continuous-training runs at a glance."""
-    return line_chart(f"{name} metrics per version", f"{name}: held-out metrics per version", "version",
-                      [v for v, _ in points], {m: [p.get(m) for _, p in points] for m in ("auc", "calibration_error")})
+    return line_chart(
+        f"{name} metrics per version",
+        f"{name}: held-out metrics per version",
+        "version",
+        [v for v, _ in points],
+        {m: [p.get(m) for _, p in points] for m in ("auc", "calibration_error")},
+    )
 
 
 def actions(name: str, version: Mapping[str, Any]) -> str:
     buttons = {"candidate": ("approve", "reject"), "approved": ("promote",)}.get(version["state"], ())
     base = f"/mlops/api/models/{html.escape(name)}/versions/{html.escape(version['version'])}"
-    return "".join(f"<button data-action='{verb}' onclick=\"act('{base}/{verb}', '{verb}')\">{verb}</button>"
-                   for verb in buttons)
+    return "".join(
+        f"<button data-action='{verb}' onclick=\"act('{base}/{verb}', '{verb}')\">{verb}</button>"
+        for verb in buttons
+    )
 
 
 def models_page(models: Sequence[Mapping[str, Any]], evaluations: Mapping[str, Mapping[str, Any]]) -> str:
@@ -90,17 +104,29 @@ def models_page(models: Sequence[Mapping[str, Any]], evaluations: Mapping[str, M
     for model in models:
         name = model["name"]
         parts.append(f"<h2>{html.escape(name)}</h2>")
-        points = [(v["version"], (evaluations.get(v["version"]) or {}).get("overall", {})) for v in model["versions"]]
+        points = [
+            (v["version"], (evaluations.get(v["version"]) or {}).get("overall", {}))
+            for v in model["versions"]
+        ]
         if any(metrics for _, metrics in points):
             parts.append(metric_chart(name, points))
         rows = []
         for version in reversed(model["versions"]):
             overall = (evaluations.get(version["version"]) or {}).get("overall", {})
-            rows.append([cell(version["version"]), cell(version["state"]), cell(", ".join(version["aliases"])),
-                         cell(overall.get("auc")), cell(version["by"]), cell(version["why"]),
-                         file_link(version["evaluation_report"].replace(".json", ".html"), "evaluation")
-                         + " " + file_link(version.get("model_card", ""), "model card"),
-                         actions(name, version)])
+            rows.append(
+                [
+                    cell(version["version"]),
+                    cell(version["state"]),
+                    cell(", ".join(version["aliases"])),
+                    cell(overall.get("auc")),
+                    cell(version["by"]),
+                    cell(version["why"]),
+                    file_link(version["evaluation_report"].replace(".json", ".html"), "evaluation")
+                    + " "
+                    + file_link(version.get("model_card", ""), "model card"),
+                    actions(name, version),
+                ]
+            )
         parts.append(table(rows, ["version", "state", "aliases", "AUC", "by", "why", "reports", "actions"]))
         champion = next((v for v in model["versions"] if "champion" in v["aliases"]), None)
         newest = model["versions"][-1] if model["versions"] else None
@@ -109,29 +135,57 @@ def models_page(models: Sequence[Mapping[str, Any]], evaluations: Mapping[str, M
             parts.append(f"<h3>Version {html.escape(newest['version'])} against the champion, per slice</h3>")
             for column, by_value in report["slices"].items():
                 theirs = report["champion"]["slices"].get(column, {})
-                parts.append(table([[cell(value), cell(_count(metrics.get("rows"))), cell(metrics.get("auc")),
-                                     cell(theirs.get(value, {}).get("auc"))]
-                                    for value, metrics in sorted(by_value.items())],
-                                   [column, "rows", "AUC (this version)", "AUC (champion)"]))
-        parts.append(f"<p><button onclick=\"act('/mlops/api/models/{html.escape(name)}/rollback', 'roll back')\">"
-                     "roll back the champion</button></p>")
+                parts.append(
+                    table(
+                        [
+                            [
+                                cell(value),
+                                cell(_count(metrics.get("rows"))),
+                                cell(metrics.get("auc")),
+                                cell(theirs.get(value, {}).get("auc")),
+                            ]
+                            for value, metrics in sorted(by_value.items())
+                        ],
+                        [column, "rows", "AUC (this version)", "AUC (champion)"],
+                    )
+                )
+        parts.append(
+            f"<p><button onclick=\"act('/mlops/api/models/{html.escape(name)}/rollback', 'roll back')\">"
+            "roll back the champion</button></p>"
+        )
     return page("Models", "models", parts or ["<p>No registered model yet.</p>"])
 
 
-def deployments_page(deployments: Mapping[str, Any], stats: Mapping[str, Mapping[str, Any]], error: str = "") -> str:
+def deployments_page(
+    deployments: Mapping[str, Any], stats: Mapping[str, Mapping[str, Any]], error: str = ""
+) -> str:
     """Each endpoint's policy and variants, with request volume, error rate and latency per variant."""
     parts = [f"<p>The model server did not answer: {cell(error)}</p>"] if error else []
     for endpoint, deployment in deployments.items():
         policy = deployment.get("policy", {})
-        parts.append(f"<h2>{html.escape(endpoint)}: {cell(policy.get('kind'))}</h2>"
-                     f"<p>{cell(json.dumps(policy))}; deployed by {cell(deployment.get('deployed_by'))}</p>")
+        parts.append(
+            f"<h2>{html.escape(endpoint)}: {cell(policy.get('kind'))}</h2>"
+            f"<p>{cell(json.dumps(policy))}; deployed by {cell(deployment.get('deployed_by'))}</p>"
+        )
         variants = (stats.get(endpoint) or {}).get("variants", {})
-        parts.append(table([[cell(v), cell(f"{s.get('name')} v{s.get('version')}"),
-                             cell(variants.get(v, {}).get("requests")), cell(variants.get(v, {}).get("error_rate")),
-                             cell(variants.get(v, {}).get("p99_ms"))]
-                            for v, s in deployment.get("variants", {}).items()],
-                           ["variant", "model", "requests", "error rate", "p99 ms"]))
-    parts.append("<p><small>Live from the model server's admin API; this page reloads every 15 s.</small></p>")
+        parts.append(
+            table(
+                [
+                    [
+                        cell(v),
+                        cell(f"{s.get('name')} v{s.get('version')}"),
+                        cell(variants.get(v, {}).get("requests")),
+                        cell(variants.get(v, {}).get("error_rate")),
+                        cell(variants.get(v, {}).get("p99_ms")),
+                    ]
+                    for v, s in deployment.get("variants", {}).items()
+                ],
+                ["variant", "model", "requests", "error rate", "p99 ms"],
+            )
+        )
+    parts.append(
+        "<p><small>Live from the model server's admin API; this page reloads every 15 s.</small></p>"
+    )
     return page("Deployments", "deployments", parts or ["<p>Nothing deployed.</p>"], refresh_s=15)
 
 
@@ -140,32 +194,68 @@ def data_page(lake: Path) -> str:
     validated = sorted(lake.glob("validated/*/*.report.html"))
     quarantined = sorted(lake.glob("quarantine/*/*/*/report.html"))
     monitoring = sorted(lake.glob("monitoring/*/*/"), key=lambda p: p.stat().st_mtime, reverse=True)
-    parts = ["<h2>Validated partitions</h2>",
-             table([[cell(p.parent.name), cell(p.name.removesuffix(".report.html")), file_link(p.as_uri(), "report")]
-                    for p in validated], ["table", "partition", ""]),
-             "<h2>Quarantined partitions</h2>",
-             table([[cell(p.parts[-4]), cell(p.parts[-3]), file_link(p.as_uri(), "report")] for p in quarantined],
-                   ["table", "partition", ""]),
-             "<h2>Drift and performance</h2>"]
+    parts = [
+        "<h2>Validated partitions</h2>",
+        table(
+            [
+                [
+                    cell(p.parent.name),
+                    cell(p.name.removesuffix(".report.html")),
+                    file_link(p.as_uri(), "report"),
+                ]
+                for p in validated
+            ],
+            ["table", "partition", ""],
+        ),
+        "<h2>Quarantined partitions</h2>",
+        table(
+            [[cell(p.parts[-4]), cell(p.parts[-3]), file_link(p.as_uri(), "report")] for p in quarantined],
+            ["table", "partition", ""],
+        ),
+        "<h2>Drift and performance</h2>",
+    ]
     rows = []
     for folder in monitoring:
         drift = _read(folder / "drift.json")
         performance = _read(folder / "performance.json")
-        rows.append([cell(folder.parent.name), cell((drift or performance or {}).get("window", {}).get("start")),
-                     cell(drift.get("score") if drift else None), cell(", ".join(drift.get("drifted", [])) if drift else ""),
-                     cell((performance or {}).get("overall", {}).get("auc")),
-                     file_link((folder / "drift.html").as_uri(), "drift") if drift else "",
-                     file_link((folder / "performance.html").as_uri(), "performance") if performance else ""])
+        rows.append(
+            [
+                cell(folder.parent.name),
+                cell((drift or performance or {}).get("window", {}).get("start")),
+                cell(drift.get("score") if drift else None),
+                cell(", ".join(drift.get("drifted", [])) if drift else ""),
+                cell((performance or {}).get("overall", {}).get("auc")),
+                file_link((folder / "drift.html").as_uri(), "drift") if drift else "",
+                file_link((folder / "performance.html").as_uri(), "performance") if performance else "",
+            ]
+        )
     by_window = sorted((row for row in rows if row[1]), key=lambda row: row[1])
     if by_window:
         starts = [html.unescape(row[1]) for row in by_window]
         # Windows within one day (a replayed month, a demo) are told apart by their time.
-        windows = [s[:10] for s in starts] if len({s[:10] for s in starts}) == len(starts) else \
-            [s[5:16].replace("T", " ") for s in starts]
-        parts.append(line_chart("drift score per window", "Drift score per monitoring window", "window start",
-                                windows, {"drift score": [_number(row[2]) for row in by_window]}))
-        parts.append(line_chart("served AUC per window", "AUC of the served model per window", "window start",
-                                windows, {"AUC": [_number(row[4]) for row in by_window]}))
+        windows = (
+            [s[:10] for s in starts]
+            if len({s[:10] for s in starts}) == len(starts)
+            else [s[5:16].replace("T", " ") for s in starts]
+        )
+        parts.append(
+            line_chart(
+                "drift score per window",
+                "Drift score per monitoring window",
+                "window start",
+                windows,
+                {"drift score": [_number(row[2]) for row in by_window]},
+            )
+        )
+        parts.append(
+            line_chart(
+                "served AUC per window",
+                "AUC of the served model per window",
+                "window start",
+                windows,
+                {"AUC": [_number(row[4]) for row in by_window]},
+            )
+        )
     parts.append(table(rows, ["endpoint", "window start", "drift score", "drifted", "AUC", "", ""]))
     return page("Data", "data", parts)
 

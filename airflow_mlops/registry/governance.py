@@ -28,15 +28,22 @@ def record(client: Any, name: str, version: str, new_state: str, who: str, why: 
     if new_state not in STATES:
         raise GovernanceError(f"state must be one of {STATES}, got {new_state!r}")
     if not who or not why:
-        raise GovernanceError(f"{name} v{version} -> {new_state}: who ({who!r}) and why ({why!r}) are required")
+        raise GovernanceError(
+            f"{name} v{version} -> {new_state}: who ({who!r}) and why ({why!r}) are required"
+        )
     now = datetime.now(UTC).isoformat(timespec="seconds")
     tags = client.get_model_version(name, version).tags
     history = json.loads(tags.get("history", "[]"))
     history.append({"state": new_state, "by": who, "at": now, "why": why})
     while len(json.dumps(history)) > HISTORY_LIMIT and len(history) > 1:
         history.pop(0)
-    for key, value in {"state": new_state, "state_by": who, "state_at": now, "state_reason": why[:1000],
-                       "history": json.dumps(history)}.items():
+    for key, value in {
+        "state": new_state,
+        "state_by": who,
+        "state_at": now,
+        "state_reason": why[:1000],
+        "history": json.dumps(history),
+    }.items():
         client.set_model_version_tag(name, version, key, value)
 
 
@@ -44,8 +51,10 @@ def decide(client: Any, name: str, version: str, approved: bool, who: str, why: 
     """Approve or reject a candidate (a decision on another state is refused)."""
     current = state(client, name, version)
     if current != "candidate":
-        raise GovernanceError(f"{name} v{version} is {current!r}; only a candidate can be "
-                              f"{'approved' if approved else 'rejected'}")
+        raise GovernanceError(
+            f"{name} v{version} is {current!r}; only a candidate can be "
+            f"{'approved' if approved else 'rejected'}"
+        )
     record(client, name, version, "approved" if approved else "rejected", who, why)
 
 
@@ -98,7 +107,14 @@ def promote(client: Any, name: str, version: str, who: str, why: str) -> dict[st
     winner = alias_version(client, name, "champion")
     for other in client.search_model_versions(f"name = '{name}'"):
         if str(other.version) != winner and other.tags.get("state") == "champion":
-            record(client, name, str(other.version), "archived", who, f"superseded by v{winner} (promotions overlapped)")
+            record(
+                client,
+                name,
+                str(other.version),
+                "archived",
+                who,
+                f"superseded by v{winner} (promotions overlapped)",
+            )
     return {"champion": winner, "previous": previous, "changed": winner == version}
 
 

@@ -47,9 +47,14 @@ def log_pyfunc_model(tracking_uri: str, run_id: str, model_dir: Path, example: A
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
-            name="pyfunc", python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-            artifacts={"model": str(model_dir)}, code_paths=[str(Path(airflow_mlops.__file__).parent)],
-            signature=signature, input_example=example, pip_requirements=pinned_requirements())
+            name="pyfunc",
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={"model": str(model_dir)},
+            code_paths=[str(Path(airflow_mlops.__file__).parent)],
+            signature=signature,
+            input_example=example,
+            pip_requirements=pinned_requirements(),
+        )
     return str(info.model_uri), str(info.model_id)
 
 
@@ -63,7 +68,11 @@ def registered_version(model_uri: str, tracking_uri: str | None = None) -> tuple
 
     name, version, alias = registered.groups()
     if version is None:
-        version = str(MlflowClient(tracking_uri, registry_uri=tracking_uri).get_model_version_by_alias(name, alias).version)
+        version = str(
+            MlflowClient(tracking_uri, registry_uri=tracking_uri)
+            .get_model_version_by_alias(name, alias)
+            .version
+        )
     return name, version
 
 
@@ -84,13 +93,20 @@ def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | No
         if registered:  # resolved here: MLflow's models:/ download consults the global registry URI
             client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
             location = client.get_model_version_download_uri(*registered)
-        folder = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=location, dst_path=str(dst) if dst else None, tracking_uri=tracking_uri,
-            registry_uri=tracking_uri))
+        folder = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=location,
+                dst_path=str(dst) if dst else None,
+                tracking_uri=tracking_uri,
+                registry_uri=tracking_uri,
+            )
+        )
     else:
         folder = Path(model_uri.removeprefix("file://"))
     if (folder / "MLmodel").is_file() and not (folder / "config.json").is_file():
-        flavor = yaml.safe_load((folder / "MLmodel").read_text()).get("flavors", {}).get("python_function", {})
+        flavor = (
+            yaml.safe_load((folder / "MLmodel").read_text()).get("flavors", {}).get("python_function", {})
+        )
         logged = (flavor.get("artifacts") or {}).get("model", {}).get("path")
         if logged:
             folder = folder / logged
@@ -99,25 +115,58 @@ def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | No
     return folder
 
 
-def model_card(name: str, version: str, evaluation: Mapping[str, Any], lineage: Mapping[str, str],
-               intended_use: str, limitations: str) -> str:
+def model_card(
+    name: str,
+    version: str,
+    evaluation: Mapping[str, Any],
+    lineage: Mapping[str, str],
+    intended_use: str,
+    limitations: str,
+) -> str:
     """The model card as Markdown, with the evaluation's real numbers."""
     overall = evaluation["overall"]
     champion = (evaluation.get("champion") or {}).get("overall")
-    lines = [f"# Model card: {name} version {version}", "", "## Intended use", intended_use, "",
-             "## Data", f"- Training set: `{lineage.get('training_set', '')}` (sha256 `{lineage.get('training_set_sha256', '')}`)",
-             f"- Evaluated on the held-out `{evaluation.get('split', 'test')}` split: {int(overall['rows'])} rows", "",
-             "## Metrics (held-out split)", "", "| metric | this version | champion at evaluation |", "|---|---|---|"]
+    lines = [
+        f"# Model card: {name} version {version}",
+        "",
+        "## Intended use",
+        intended_use,
+        "",
+        "## Data",
+        f"- Training set: `{lineage.get('training_set', '')}` (sha256 `{lineage.get('training_set_sha256', '')}`)",
+        f"- Evaluated on the held-out `{evaluation.get('split', 'test')}` split: {int(overall['rows'])} rows",
+        "",
+        "## Metrics (held-out split)",
+        "",
+        "| metric | this version | champion at evaluation |",
+        "|---|---|---|",
+    ]
     for key in ("auc", "log_loss", "accuracy", "precision", "recall", "fpr", "calibration_error"):
         theirs = f"{champion[key]:.4f}" if champion else "none"
         lines.append(f"| {key} | {overall[key]:.4f} | {theirs} |")
     for column, by_value in evaluation.get("slices", {}).items():
-        lines += ["", f"### Per {column}", "", f"| {column} | rows | AUC | TPR | FPR |", "|---|---|---|---|---|"]
-        lines += [f"| {v} | {int(m['rows'])} | {m['auc']:.4f} | {m['recall']:.4f} | {m['fpr']:.4f} |"
-                  for v, m in by_value.items()]
-    lines += ["", "## Fairness gaps (largest difference between slices)", "", "| slice | TPR gap | FPR gap |", "|---|---|---|"]
-    lines += [f"| {c} | {g.get('tpr_gap', float('nan')):.4f} | {g.get('fpr_gap', float('nan')):.4f} |"
-              for c, g in evaluation.get("fairness", {}).items()]
+        lines += [
+            "",
+            f"### Per {column}",
+            "",
+            f"| {column} | rows | AUC | TPR | FPR |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {v} | {int(m['rows'])} | {m['auc']:.4f} | {m['recall']:.4f} | {m['fpr']:.4f} |"
+            for v, m in by_value.items()
+        ]
+    lines += [
+        "",
+        "## Fairness gaps (largest difference between slices)",
+        "",
+        "| slice | TPR gap | FPR gap |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {c} | {g.get('tpr_gap', float('nan')):.4f} | {g.get('fpr_gap', float('nan')):.4f} |"
+        for c, g in evaluation.get("fairness", {}).items()
+    ]
     gate = evaluation.get("gate")
     if gate:
         lines += ["", f"## Evaluation gate: {'passed' if gate['passed'] else 'failed'}", ""]
@@ -154,14 +203,25 @@ def markdown_to_html(markdown: str, title: str) -> str:
             out.append(f"<p>{html.escape(line)}</p>")
     if in_table:
         out.append("</table>")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;max-width:900px;margin:2em auto}table{border-collapse:collapse}"
-            "td{border:1px solid #ccc;padding:3px 8px}</style></head><body>" + "\n".join(out) + "</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;max-width:900px;margin:2em auto}table{border-collapse:collapse}"
+        "td{border:1px solid #ccc;padding:3px 8px}</style></head><body>" + "\n".join(out) + "</body></html>"
+    )
 
 
-def register_version(tracking_uri: str, name: str, run_id: str, model_dir: Path, example: Any,
-                     evaluation: Mapping[str, Any], lineage: Mapping[str, str], card_dir: Path,
-                     intended_use: str, limitations: str) -> dict[str, Any]:
+def register_version(
+    tracking_uri: str,
+    name: str,
+    run_id: str,
+    model_dir: Path,
+    example: Any,
+    evaluation: Mapping[str, Any],
+    lineage: Mapping[str, str],
+    card_dir: Path,
+    intended_use: str,
+    limitations: str,
+) -> dict[str, Any]:
     """Log the pyfunc model, create the version (tags: lineage, state=candidate), write and log its
     model card (Markdown and HTML), and point the ``challenger`` alias at it."""
     from mlflow import MlflowClient
@@ -183,10 +243,20 @@ def register_version(tracking_uri: str, name: str, run_id: str, model_dir: Path,
     write_atomically(card_dir / "model_card.html", markdown_to_html(card, f"{name} v{version.version}"))
     for file in ("model_card.md", "model_card.html"):
         client.log_artifact(run_id, str(card_dir / file), "model_card")
-    client.set_model_version_tag(name, version.version, "model_card", f"runs:/{run_id}/model_card/model_card.md")
-    client.set_model_version_tag(name, version.version, "model_card_path", str((card_dir / "model_card.md").resolve()))
+    client.set_model_version_tag(
+        name, version.version, "model_card", f"runs:/{run_id}/model_card/model_card.md"
+    )
+    client.set_model_version_tag(
+        name, version.version, "model_card_path", str((card_dir / "model_card.md").resolve())
+    )
     client.set_registered_model_alias(name, "challenger", version.version)
-    return {"name": name, "version": str(version.version), "model_uri": f"models:/{name}/{version.version}",
-            "source": model_uri, "model_card": str((card_dir / "model_card.md").resolve()),
-            "model_card_html": str((card_dir / "model_card.html").resolve()), "tags": dict(tags),
-            "evaluation": dict(evaluation.get("overall", {}))}
+    return {
+        "name": name,
+        "version": str(version.version),
+        "model_uri": f"models:/{name}/{version.version}",
+        "source": model_uri,
+        "model_card": str((card_dir / "model_card.md").resolve()),
+        "model_card_html": str((card_dir / "model_card.html").resolve()),
+        "tags": dict(tags),
+        "evaluation": dict(evaluation.get("overall", {})),
+    }

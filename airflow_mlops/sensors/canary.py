@@ -42,14 +42,30 @@ class CanaryAnalysisSensor(LineageMixin, BaseSensorOperator):
     template_fields: Sequence[str] = ("endpoint", "model_name", "version", "tracking_uri")
     ui_color = "#fff8e1"
 
-    def __init__(self, *, endpoint: str, criteria: Mapping[str, Any] | None = None, model_name: str = "",
-                 version: str = "", tracking_uri: str = "", model_server_conn_id: str = "mlops_model_server",
-                 deferrable: bool = True, poke_interval: float = 10.0, timeout: float = 1800, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        criteria: Mapping[str, Any] | None = None,
+        model_name: str = "",
+        version: str = "",
+        tracking_uri: str = "",
+        model_server_conn_id: str = "mlops_model_server",
+        deferrable: bool = True,
+        poke_interval: float = 10.0,
+        timeout: float = 1800,
+        **kwargs: Any,
+    ) -> None:
         from airflow_mlops.serving.canary import CanaryCriteria
 
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         self.criteria = CanaryCriteria(**(criteria or {})).to_dict()  # a bad criterion fails at parse time
-        self.endpoint, self.model_name, self.version, self.tracking_uri = endpoint, model_name, version, tracking_uri
+        self.endpoint, self.model_name, self.version, self.tracking_uri = (
+            endpoint,
+            model_name,
+            version,
+            tracking_uri,
+        )
         self.model_server_conn_id, self.deferrable = model_server_conn_id, deferrable
 
     def execute(self, context: Context) -> Any:
@@ -63,10 +79,16 @@ class CanaryAnalysisSensor(LineageMixin, BaseSensorOperator):
         if not verdict.done and self.deferrable:
             from airflow_mlops.triggers.canary import CanaryAnalysisTrigger
 
-            self.defer(trigger=CanaryAnalysisTrigger(conn_id=self.model_server_conn_id, endpoint=self.endpoint,
-                                                     criteria=self.criteria, deadline=deadline,
-                                                     poll_interval=self.poke_interval),
-                       method_name="execute_complete")
+            self.defer(
+                trigger=CanaryAnalysisTrigger(
+                    conn_id=self.model_server_conn_id,
+                    endpoint=self.endpoint,
+                    criteria=self.criteria,
+                    deadline=deadline,
+                    poll_interval=self.poke_interval,
+                ),
+                method_name="execute_complete",
+            )
         while not verdict.done and time.time() < deadline:
             time.sleep(self.poke_interval)
             stats = hook.stats(self.endpoint)
@@ -85,8 +107,11 @@ class CanaryAnalysisSensor(LineageMixin, BaseSensorOperator):
             self.log.info("canary %s: %s", self.endpoint, reason)
         if event["done"] and event["healthy"]:
             return {"healthy": True, "reasons": event["reasons"], "stats": event["stats"]}
-        why = "; ".join(event["reasons"]) if event["done"] else \
-            f"too little traffic in {self.timeout:.0f} s: {'; '.join(event['reasons'])}"
+        why = (
+            "; ".join(event["reasons"])
+            if event["done"]
+            else f"too little traffic in {self.timeout:.0f} s: {'; '.join(event['reasons'])}"
+        )
         dag_run = context.get("dag_run")
         who = f"{type(self).__name__} ({getattr(dag_run, 'dag_id', '?')}/{getattr(dag_run, 'run_id', '?')})"
         hook = ModelServerHook(self.model_server_conn_id)
@@ -97,6 +122,12 @@ class CanaryAnalysisSensor(LineageMixin, BaseSensorOperator):
 
             from airflow_mlops.registry.governance import record
 
-            record(MlflowClient(self.tracking_uri), self.model_name, str(self.version), "rejected", who,
-                   f"canary failed: {why}")
+            record(
+                MlflowClient(self.tracking_uri),
+                self.model_name,
+                str(self.version),
+                "rejected",
+                who,
+                f"canary failed: {why}",
+            )
         raise AirflowSkipException(f"canary on {self.endpoint} failed, rolled back: {why}")

@@ -31,7 +31,9 @@ from .server import DeploymentError, ModelServer, UnknownEndpoint, UnknownPredic
 
 class PredictRequest(BaseModel):
     rows: list[Any] = Field(min_length=1, description="rows of raw features, one object per row")
-    key: str | None = Field(default=None, description="sticky routing key (A/B): the same key, the same variant")
+    key: str | None = Field(
+        default=None, description="sticky routing key (A/B): the same key, the same variant"
+    )
 
 
 class ExplainRequest(BaseModel):
@@ -46,9 +48,12 @@ class FeedbackRequest(BaseModel):
 
 class DeployRequest(BaseModel):
     variants: dict[str, dict[str, str]] = Field(
-        description='variant -> {"name": model, "version": "3"} or {"name": model, "alias": "champion"}')
+        description='variant -> {"name": model, "version": "3"} or {"name": model, "alias": "champion"}'
+    )
     policy: dict[str, Any] = Field(default_factory=lambda: {"kind": "single"})
-    feature_service: str | None = Field(default=None, description="rows give entity keys; Feast completes them")
+    feature_service: str | None = Field(
+        default=None, description="rows give entity keys; Feast completes them"
+    )
     who: str = ""
     why: str = ""
 
@@ -66,12 +71,18 @@ class Metrics:
 
         self.registry = CollectorRegistry()
         labels = ("endpoint", "variant", "role")
-        self.latency = Histogram("mlops_request_latency_seconds", "Scoring latency of a request", labels,
-                                 registry=self.registry,
-                                 buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.latency = Histogram(
+            "mlops_request_latency_seconds",
+            "Scoring latency of a request",
+            labels,
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
         self.requests = Counter("mlops_requests", "Requests scored", labels, registry=self.registry)
         self.rows = Counter("mlops_predictions", "Rows scored", labels, registry=self.registry)
-        self.errors = Counter("mlops_errors", "Requests that failed in the model", labels, registry=self.registry)
+        self.errors = Counter(
+            "mlops_errors", "Requests that failed in the model", labels, registry=self.registry
+        )
 
     def observe(self, endpoint: str, variant: str, role: str, rows: int, seconds: float, error: bool) -> None:
         self.requests.labels(endpoint, variant, role).inc()
@@ -97,14 +108,19 @@ def create_app(server: ModelServer, token: str | None) -> FastAPI:
         if not token:
             raise HTTPException(403, "the admin API is disabled: the server was started without a token")
         if not authorization or not authorization.startswith("Bearer "):
-            raise HTTPException(401, "admin routes need 'Authorization: Bearer <token>'",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "admin routes need 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if not hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), token.encode()):
             raise HTTPException(403, "the admin token is wrong")
 
     @app.exception_handler(RowError)
     async def row_error(request: Request, err: RowError) -> JSONResponse:
-        return JSONResponse({"detail": [{"loc": err.loc, "msg": err.msg, "input": err.value}]}, status_code=422)
+        return JSONResponse(
+            {"detail": [{"loc": err.loc, "msg": err.msg, "input": err.value}]}, status_code=422
+        )
 
     @app.exception_handler(UnknownEndpoint)
     @app.exception_handler(UnknownPrediction)
@@ -133,8 +149,10 @@ def create_app(server: ModelServer, token: str | None) -> FastAPI:
             return Response("", media_type=CONTENT_TYPE_LATEST)
         dropped = server.request_log.dropped if server.request_log is not None else 0
         text = generate_latest(server.metrics.registry).decode()
-        text += ("# HELP mlops_request_log_dropped Records the request log could not keep\n"
-                 f"# TYPE mlops_request_log_dropped gauge\nmlops_request_log_dropped {dropped}\n")
+        text += (
+            "# HELP mlops_request_log_dropped Records the request log could not keep\n"
+            f"# TYPE mlops_request_log_dropped gauge\nmlops_request_log_dropped {dropped}\n"
+        )
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/models/{endpoint}/predict")
@@ -170,9 +188,18 @@ def create_app(server: ModelServer, token: str | None) -> FastAPI:
     return app
 
 
-def serve(state_dir: str, tracking_uri: str | None, host: str, port: int, token: str | None,
-          request_log: bool = True, torch_threads: int = 1, feature_repo: str | None = None,
-          feature_config: str = "feature_store.yaml", request_log_dir: str | None = None) -> None:
+def serve(
+    state_dir: str,
+    tracking_uri: str | None,
+    host: str,
+    port: int,
+    token: str | None,
+    request_log: bool = True,
+    torch_threads: int = 1,
+    feature_repo: str | None = None,
+    feature_config: str = "feature_store.yaml",
+    request_log_dir: str | None = None,
+) -> None:
     """Run the server in this process (``airflow-mlops serve``).
 
     Requests are scored in FastAPI's thread pool, each on ``torch_threads`` intra-op threads:
@@ -189,6 +216,12 @@ def serve(state_dir: str, tracking_uri: str | None, host: str, port: int, token:
         from .features import OnlineFeatures
 
         online = OnlineFeatures(feature_repo, feature_config)
-    server = ModelServer(state_dir, tracking_uri, request_log=request_log, metrics=Metrics(), online_features=online,
-                         request_log_dir=request_log_dir)
+    server = ModelServer(
+        state_dir,
+        tracking_uri,
+        request_log=request_log,
+        metrics=Metrics(),
+        online_features=online,
+        request_log_dir=request_log_dir,
+    )
     uvicorn.run(create_app(server, token), host=host, port=port, log_level="info", access_log=False)

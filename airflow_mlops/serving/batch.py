@@ -23,8 +23,15 @@ class BatchPredictionError(ValueError):
     """The partition or the model cannot be scored: the message names which and why."""
 
 
-def predict_partition(input_uri: str, model_uri: str, output_uri: str, *, tracking_uri: str | None = None,
-                      key_columns: Sequence[str] = (), chunk_rows: int = 65536) -> dict[str, Any]:
+def predict_partition(
+    input_uri: str,
+    model_uri: str,
+    output_uri: str,
+    *,
+    tracking_uri: str | None = None,
+    key_columns: Sequence[str] = (),
+    chunk_rows: int = 65536,
+) -> dict[str, Any]:
     """Score every row of ``input_uri`` with ``model_uri``; returns the output's manifest as a dict."""
     from ..evaluation.scoring import Scorer, read_rows  # noqa: TID252
     from ..registry.versions import model_folder, registered_version  # noqa: TID252
@@ -43,7 +50,10 @@ def predict_partition(input_uri: str, model_uri: str, output_uri: str, *, tracki
     resolved = f"models:/{pinned[0]}/{pinned[1]}" if pinned else model_uri
     with tempfile.TemporaryDirectory(prefix="batch-model-") as download:
         scorer = Scorer(model_folder(resolved, tracking_uri, dst=Path(download)), chunk_rows=chunk_rows)
-        features = [*scorer.config["preprocessing"]["numeric"], *scorer.config["preprocessing"]["categorical"]]
+        features = [
+            *scorer.config["preprocessing"]["numeric"],
+            *scorer.config["preprocessing"]["categorical"],
+        ]
         missing = [c for c in features if c not in frame.columns]
         if missing:
             raise BatchPredictionError(f"input {input_uri!r} lacks the model's feature columns {missing}")
@@ -59,10 +69,17 @@ def predict_partition(input_uri: str, model_uri: str, output_uri: str, *, tracki
     output["scored_at"] = datetime.now(UTC)
     target = Path(output_uri.removeprefix("file://"))
     sha256 = write_parquet_atomically(target, output)
-    artifact = Artifact(uri=target.resolve().as_uri(), sha256=sha256, kind="predictions",
-                        parents=(source.resolve().as_uri(), resolved),
-                        metadata={"rows": len(output), "model": output["model"].iloc[0] if len(output) else "",
-                                  "version": pinned[1] if pinned else "",
-                                  "mean_probability": float(probabilities.mean()) if len(output) else None})
+    artifact = Artifact(
+        uri=target.resolve().as_uri(),
+        sha256=sha256,
+        kind="predictions",
+        parents=(source.resolve().as_uri(), resolved),
+        metadata={
+            "rows": len(output),
+            "model": output["model"].iloc[0] if len(output) else "",
+            "version": pinned[1] if pinned else "",
+            "mean_probability": float(probabilities.mean()) if len(output) else None,
+        },
+    )
     write_atomically(target.with_name(target.stem + MANIFEST_SUFFIX), artifact.to_json())
     return {"uri": artifact.uri, "sha256": sha256, "parents": list(artifact.parents), **artifact.metadata}

@@ -24,11 +24,15 @@ class CanaryCriteria:
         if self.min_requests < 1:
             raise ValueError(f"canary criteria: min_requests must be at least 1, got {self.min_requests!r}")
         if not 0 <= self.max_error_rate_increase <= 1:
-            raise ValueError(f"canary criteria: max_error_rate_increase must be within [0, 1], "
-                             f"got {self.max_error_rate_increase!r}")
+            raise ValueError(
+                f"canary criteria: max_error_rate_increase must be within [0, 1], "
+                f"got {self.max_error_rate_increase!r}"
+            )
         if self.max_latency_ratio <= 0 or self.latency_slack_ms < 0:
-            raise ValueError(f"canary criteria: max_latency_ratio must be positive and latency_slack_ms "
-                             f"non-negative, got {self.max_latency_ratio!r} and {self.latency_slack_ms!r}")
+            raise ValueError(
+                f"canary criteria: max_latency_ratio must be positive and latency_slack_ms "
+                f"non-negative, got {self.max_latency_ratio!r} and {self.latency_slack_ms!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,22 +52,30 @@ def judge(stats: Mapping[str, Any], criteria: CanaryCriteria) -> Verdict:
     """The verdict on a canary endpoint's statistics (``ModelServer.stats``)."""
     policy = stats.get("policy", {})
     if policy.get("kind") != "canary":
-        return Verdict(True, True, [f"endpoint {stats.get('endpoint')!r} runs no canary (policy {policy.get('kind')!r})"])
+        return Verdict(
+            True, True, [f"endpoint {stats.get('endpoint')!r} runs no canary (policy {policy.get('kind')!r})"]
+        )
     primary = stats["variants"].get(policy["primary"], {})
     candidate = stats["variants"].get(policy["candidate"], {})
     served = int(candidate.get("requests") or 0)
     if served < criteria.min_requests:
-        return Verdict(False, False, [f"candidate served {served} of the {criteria.min_requests} requests needed"])
+        return Verdict(
+            False, False, [f"candidate served {served} of the {criteria.min_requests} requests needed"]
+        )
     reasons, healthy = [], True
     candidate_errors, primary_errors = candidate.get("error_rate") or 0.0, primary.get("error_rate") or 0.0
     ok = candidate_errors <= primary_errors + criteria.max_error_rate_increase
     healthy &= ok
-    reasons.append(f"{'pass' if ok else 'FAIL'} error rate {candidate_errors:.4f} vs primary {primary_errors:.4f} "
-                   f"(at most +{criteria.max_error_rate_increase})")
+    reasons.append(
+        f"{'pass' if ok else 'FAIL'} error rate {candidate_errors:.4f} vs primary {primary_errors:.4f} "
+        f"(at most +{criteria.max_error_rate_increase})"
+    )
     if candidate.get("p99_ms") is not None and primary.get("p99_ms") is not None:
         bound = primary["p99_ms"] * criteria.max_latency_ratio + criteria.latency_slack_ms
         ok = candidate["p99_ms"] <= bound
         healthy &= ok
-        reasons.append(f"{'pass' if ok else 'FAIL'} p99 latency {candidate['p99_ms']:.2f} ms vs primary "
-                       f"{primary['p99_ms']:.2f} ms (at most {bound:.2f} ms)")
+        reasons.append(
+            f"{'pass' if ok else 'FAIL'} p99 latency {candidate['p99_ms']:.2f} ms vs primary "
+            f"{primary['p99_ms']:.2f} ms (at most {bound:.2f} ms)"
+        )
     return Verdict(True, healthy, reasons)

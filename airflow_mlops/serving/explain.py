@@ -18,7 +18,9 @@ from .models import RowError
 from .server import ModelServer
 
 
-def explain_row(server: ModelServer, endpoint: str, row: Mapping[str, Any], steps: int = 32) -> dict[str, Any]:
+def explain_row(
+    server: ModelServer, endpoint: str, row: Mapping[str, Any], steps: int = 32
+) -> dict[str, Any]:
     """Attributions of one row on the endpoint's primary variant (the variant a canary starts from)."""
     import torch
     from captum.attr import IntegratedGradients
@@ -28,8 +30,11 @@ def explain_row(server: ModelServer, endpoint: str, row: Mapping[str, Any], step
     model = live.models[variant]
     network = model.scorer.model
     if not all(hasattr(network, part) for part in ("embeddings", "mlp", "standardise", "numeric_mean")):
-        raise RowError(["path", "endpoint"], f"model {model.name} v{model.version} does not support explanations "
-                                             "(it needs standardise, embeddings and an mlp, like FlightDelayModel)")
+        raise RowError(
+            ["path", "endpoint"],
+            f"model {model.name} v{model.version} does not support explanations "
+            "(it needs standardise, embeddings and an mlp, like FlightDelayModel)",
+        )
     numeric, categorical = model.scorer.inputs(model.frame([row]))
     mean = network.numeric_mean.expand_as(numeric)
     numeric = torch.where(torch.isnan(numeric), mean, numeric)
@@ -43,12 +48,24 @@ def explain_row(server: ModelServer, endpoint: str, row: Mapping[str, Any], step
     inputs = (numeric, *embedded)
     baselines = (mean.clone(), *unseen)
     attributions, delta = IntegratedGradients(logit).attribute(
-        inputs, baselines=baselines, n_steps=steps, return_convergence_delta=True)
+        inputs, baselines=baselines, n_steps=steps, return_convergence_delta=True
+    )
     values = dict(zip(model.numeric, attributions[0][0].tolist(), strict=True))
-    values.update({column: float(a[0].sum()) for column, a in zip(model.categorical, attributions[1:], strict=True)})
+    values.update(
+        {column: float(a[0].sum()) for column, a in zip(model.categorical, attributions[1:], strict=True)}
+    )
     with torch.no_grad():
         value, base = float(logit(*inputs)[0]), float(logit(*baselines)[0])
-    return {"endpoint": endpoint, "variant": variant, "model": model.name, "version": model.version,
-            "method": "integrated_gradients", "output": "logit", "logit": value, "baseline_logit": base,
-            "probability": float(torch.sigmoid(torch.tensor(value))), "convergence_delta": float(delta[0]),
-            "attributions": dict(sorted(values.items(), key=lambda item: -abs(item[1])))}
+    return {
+        "endpoint": endpoint,
+        "variant": variant,
+        "model": model.name,
+        "version": model.version,
+        "method": "integrated_gradients",
+        "output": "logit",
+        "logit": value,
+        "baseline_logit": base,
+        "probability": float(torch.sigmoid(torch.tensor(value))),
+        "convergence_delta": float(delta[0]),
+        "attributions": dict(sorted(values.items(), key=lambda item: -abs(item[1]))),
+    }

@@ -53,10 +53,13 @@ class OnlineFeatures:
                 raise RowError(["body", "rows", i], f"a row must be an object, got {type(row).__name__}", row)
             for key in keys:
                 if row.get(key) is None:
-                    raise RowError(["body", "rows", i, key],
-                                   f"field required: a join key of feature service {service_name!r}")
+                    raise RowError(
+                        ["body", "rows", i, key],
+                        f"field required: a join key of feature service {service_name!r}",
+                    )
         with self._lock:
             online = self.store.get_online_features(
-                features=service, entity_rows=[{k: row[k] for k in keys} for row in rows]).to_dict()
+                features=service, entity_rows=[{k: row[k] for k in keys} for row in rows]
+            ).to_dict()
         features = [c for c in online if c not in keys]
         return [{**{c: online[c][i] for c in features}, **row} for i, row in enumerate(rows)]

@@ -50,8 +50,14 @@ class ServedModel:
             folder = model_folder(f"models:/{name}/{version}", tracking_uri, dst=target)
         scorer = Scorer(folder)
         preprocessing = scorer.config["preprocessing"]
-        return cls(name, str(version), folder, scorer, tuple(preprocessing["numeric"]),
-                   tuple(preprocessing["categorical"]))
+        return cls(
+            name,
+            str(version),
+            folder,
+            scorer,
+            tuple(preprocessing["numeric"]),
+            tuple(preprocessing["categorical"]),
+        )
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -63,13 +69,16 @@ class ServedModel:
 
         for i, row in enumerate(rows):
             if not isinstance(row, Mapping):
-                raise RowError(["body", "rows", i], f"a row must be an object of features, got {type(row).__name__}", row)
+                raise RowError(
+                    ["body", "rows", i], f"a row must be an object of features, got {type(row).__name__}", row
+                )
             for column in self.numeric:
                 if column not in row:
                     raise RowError(["body", "rows", i, column], "field required")
                 value = row[column]
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                          or math.isinf(value)):
+                if value is not None and (
+                    isinstance(value, bool) or not isinstance(value, (int, float)) or math.isinf(value)
+                ):
                     raise RowError(["body", "rows", i, column], "must be a finite number or null", value)
             for column in self.categorical:
                 if column not in row:

@@ -61,16 +61,24 @@ class Policy:
             raise PolicyError(f"policy kind {self.kind!r} is not one of {list(KINDS)}")
         if not variants or len(set(variants)) != len(variants):
             raise PolicyError(f"policy variants must be distinct names, at least one, got {variants!r}")
-        needed = {"single": 1, "canary": 2, "shadow": 2, "ab": 2, "bandit": 2, "chain": 2, "ensemble": 2}[self.kind]
-        if len(variants) < needed or (self.kind in ("single", "canary", "shadow") and len(variants) != needed):
-            raise PolicyError(f"a {self.kind} policy takes {'exactly' if self.kind in ('single', 'canary', 'shadow') else 'at least'} "
-                              f"{needed} variant(s), got {variants!r}")
+        needed = {"single": 1, "canary": 2, "shadow": 2, "ab": 2, "bandit": 2, "chain": 2, "ensemble": 2}[
+            self.kind
+        ]
+        if len(variants) < needed or (
+            self.kind in ("single", "canary", "shadow") and len(variants) != needed
+        ):
+            raise PolicyError(
+                f"a {self.kind} policy takes {'exactly' if self.kind in ('single', 'canary', 'shadow') else 'at least'} "
+                f"{needed} variant(s), got {variants!r}"
+            )
         if self.kind in ("canary", "shadow"):
             other = self.candidate if self.kind == "canary" else self.shadow
             other_name = "candidate" if self.kind == "canary" else "shadow"
             if self.primary not in variants or other not in variants or self.primary == other:
-                raise PolicyError(f"a {self.kind} policy needs primary and {other_name} among the variants "
-                                  f"{variants!r}, got primary={self.primary!r}, {other_name}={other!r}")
+                raise PolicyError(
+                    f"a {self.kind} policy needs primary and {other_name} among the variants "
+                    f"{variants!r}, got primary={self.primary!r}, {other_name}={other!r}"
+                )
         if self.kind == "single":
             self.primary = variants[0]
         if self.kind == "canary" and not 0.0 <= self.weight <= 1.0:
@@ -78,9 +86,16 @@ class Policy:
         if self.kind in ("ab", "ensemble"):
             weights = dict(self.weights) or {v: 1.0 for v in variants}
             if set(weights) != set(variants):
-                raise PolicyError(f"{self.kind} weights must name every variant {variants!r}, got {sorted(weights)!r}")
-            if any(not isinstance(w, (int, float)) or w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
-                raise PolicyError(f"{self.kind} weights must be non-negative numbers with a positive sum, got {weights!r}")
+                raise PolicyError(
+                    f"{self.kind} weights must name every variant {variants!r}, got {sorted(weights)!r}"
+                )
+            if (
+                any(not isinstance(w, (int, float)) or w < 0 for w in weights.values())
+                or sum(weights.values()) <= 0
+            ):
+                raise PolicyError(
+                    f"{self.kind} weights must be non-negative numbers with a positive sum, got {weights!r}"
+                )
             total = float(sum(weights.values()))
             self.weights = {v: float(w) / total for v, w in weights.items()}
         if self.kind == "bandit":
@@ -97,9 +112,16 @@ class Policy:
         weight = spec.get("weight", 0.0)
         if not isinstance(weight, (int, float)) or isinstance(weight, bool):
             raise PolicyError(f"canary weight must be a number, got {weight!r}")
-        return cls(kind=str(spec["kind"]), variants=list(variants), primary=spec.get("primary"),
-                   candidate=spec.get("candidate"), shadow=spec.get("shadow"), weight=float(weight),
-                   weights=dict(spec.get("weights") or {}), output_column=str(spec.get("output_column", cls.output_column)))
+        return cls(
+            kind=str(spec["kind"]),
+            variants=list(variants),
+            primary=spec.get("primary"),
+            candidate=spec.get("candidate"),
+            shadow=spec.get("shadow"),
+            weight=float(weight),
+            weights=dict(spec.get("weights") or {}),
+            output_column=str(spec.get("output_column", cls.output_column)),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"kind": self.kind}
@@ -139,7 +161,9 @@ class Policy:
     def reward(self, variant: str, reward: float) -> None:
         """Feedback for a bandit arm: ``reward`` in [0, 1] is added to its Beta posterior."""
         if self.kind != "bandit":
-            raise PolicyError(f"feedback rewards need a bandit policy; this endpoint's policy is {self.kind!r}")
+            raise PolicyError(
+                f"feedback rewards need a bandit policy; this endpoint's policy is {self.kind!r}"
+            )
         if variant not in self._arms:
             raise PolicyError(f"variant {variant!r} is not an arm of this bandit ({sorted(self._arms)})")
         if not 0.0 <= reward <= 1.0:

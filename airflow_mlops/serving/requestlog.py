@@ -28,16 +28,33 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS = ("prediction_id", "at", "endpoint", "variant", "model", "version", "role", "request_key",
-                      "features", "probability", "latency_ms")
+PREDICTION_COLUMNS = (
+    "prediction_id",
+    "at",
+    "endpoint",
+    "variant",
+    "model",
+    "version",
+    "role",
+    "request_key",
+    "features",
+    "probability",
+    "latency_ms",
+)
 FEEDBACK_COLUMNS = ("prediction_id", "at", "endpoint", "variant", "reward")
 
 
 class RequestLog:
     """A background Parquet writer for prediction and feedback records."""
 
-    def __init__(self, root: str | Path, *, flush_rows: int = 5000, flush_seconds: float = 2.0,
-                 max_queued: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        flush_rows: int = 5000,
+        flush_seconds: float = 2.0,
+        max_queued: int = 1_000_000,
+    ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
@@ -116,8 +133,11 @@ def read_log(root: str | Path, kind: str = "predictions", *, since: Any = None, 
 
     first = since.date().isoformat() if since is not None else ""
     last = (until + timedelta(days=1)).date().isoformat() if until is not None else "9999-12-31"
-    files = sorted(f for f in (Path(root) / kind).glob("date=*/part-*.parquet")
-                   if first <= f.parent.name.removeprefix("date=") <= last)
+    files = sorted(
+        f
+        for f in (Path(root) / kind).glob("date=*/part-*.parquet")
+        if first <= f.parent.name.removeprefix("date=") <= last
+    )
     if not files:
         return pd.DataFrame(columns=list(PREDICTION_COLUMNS if kind == "predictions" else FEEDBACK_COLUMNS))
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)

@@ -27,13 +27,21 @@ def create_inference_app(model_dir: str | Path = MODEL_DIR) -> FastAPI:
 
     scorer = Scorer(model_dir)
     preprocessing = scorer.config["preprocessing"]
-    model = ServedModel(os.environ.get("MLOPS_MODEL_NAME", ""), os.environ.get("MLOPS_MODEL_VERSION", ""),
-                        Path(model_dir), scorer, tuple(preprocessing["numeric"]), tuple(preprocessing["categorical"]))
+    model = ServedModel(
+        os.environ.get("MLOPS_MODEL_NAME", ""),
+        os.environ.get("MLOPS_MODEL_VERSION", ""),
+        Path(model_dir),
+        scorer,
+        tuple(preprocessing["numeric"]),
+        tuple(preprocessing["categorical"]),
+    )
     app = FastAPI(title="airflow-mlops SageMaker inference")
 
     @app.exception_handler(RowError)
     async def row_error(request: Request, err: RowError) -> JSONResponse:
-        return JSONResponse({"detail": [{"loc": err.loc, "msg": err.msg, "input": err.value}]}, status_code=422)
+        return JSONResponse(
+            {"detail": [{"loc": err.loc, "msg": err.msg, "input": err.value}]}, status_code=422
+        )
 
     @app.get("/ping")
     def ping() -> dict[str, str]:
@@ -46,9 +54,12 @@ def create_inference_app(model_dir: str | Path = MODEL_DIR) -> FastAPI:
         if not isinstance(rows, list) or not rows:
             raise RowError(["body", "rows"], "must be a non-empty list of rows", None)
         probabilities = model.predict(model.frame(rows))
-        return {"model": model.name, "version": model.version,
-                "variant": os.environ.get("SAGEMAKER_VARIANT_NAME", ""),  # hint only: SageMaker routes
-                "predictions": [float(p) for p in probabilities]}
+        return {
+            "model": model.name,
+            "version": model.version,
+            "variant": os.environ.get("SAGEMAKER_VARIANT_NAME", ""),  # hint only: SageMaker routes
+            "predictions": [float(p) for p in probabilities],
+        }
 
     return app
 

@@ -67,18 +67,30 @@ class VariantStats:
 
     def summary(self) -> dict[str, float | int | None]:
         latencies = np.asarray(self.latencies_ms)
-        return {"requests": self.requests, "rows": self.rows, "errors": self.errors,
-                "error_rate": self.errors / self.requests if self.requests else None,
-                "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else None,
-                "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None}
+        return {
+            "requests": self.requests,
+            "rows": self.rows,
+            "errors": self.errors,
+            "error_rate": self.errors / self.requests if self.requests else None,
+            "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else None,
+            "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None,
+        }
 
 
 class ModelServer:
     """Deployments, routing and logging of one server process."""
 
-    def __init__(self, state_dir: str | Path, tracking_uri: str | None, *, request_log: bool = True,
-                 metrics: Any = None, max_rows: int = 10_000, online_features: Any = None,
-                 request_log_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: str | Path,
+        tracking_uri: str | None,
+        *,
+        request_log: bool = True,
+        metrics: Any = None,
+        max_rows: int = 10_000,
+        online_features: Any = None,
+        request_log_dir: str | Path | None = None,
+    ) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.tracking_uri, self.max_rows, self.metrics = tracking_uri, max_rows, metrics
@@ -89,7 +101,9 @@ class ModelServer:
         self.ready = False
         self._models: dict[tuple[str, str], ServedModel] = {}
         self._stats: dict[tuple[str, str], VariantStats] = {}
-        self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # prediction id -> (endpoint, variant)
+        self._recent: OrderedDict[str, tuple[str, str]] = (
+            OrderedDict()
+        )  # prediction id -> (endpoint, variant)
         self._deploy_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._shadows = ThreadPoolExecutor(2, thread_name_prefix="shadow")
@@ -111,8 +125,15 @@ class ModelServer:
             log.info("restored endpoint %s: %s", endpoint, _describe(record))
         self.ready = True
 
-    def deploy(self, endpoint: str, variants: Mapping[str, Mapping[str, str]], policy: Mapping[str, Any],
-               who: str = "", why: str = "", feature_service: str | None = None) -> dict[str, Any]:
+    def deploy(
+        self,
+        endpoint: str,
+        variants: Mapping[str, Mapping[str, str]],
+        policy: Mapping[str, Any],
+        who: str = "",
+        why: str = "",
+        feature_service: str | None = None,
+    ) -> dict[str, Any]:
         """Serve ``variants`` (variant -> ``{"name", "version" or "alias"}``) under ``policy``; with a
         ``feature_service``, rows give entity keys and the online store completes them."""
         if not endpoint or not endpoint.replace("_", "").replace("-", "").isalnum():
@@ -120,8 +141,14 @@ class ModelServer:
         if not variants:
             raise DeploymentError(f"deployment of {endpoint!r} names no variants")
         pinned = {variant: self._pin(variant, spec) for variant, spec in variants.items()}
-        record = {"variants": pinned, "policy": dict(policy), "deployed_at": datetime.now(UTC).isoformat(),
-                  "deployed_by": who, "reason": why, "registry": self.registry()}
+        record = {
+            "variants": pinned,
+            "policy": dict(policy),
+            "deployed_at": datetime.now(UTC).isoformat(),
+            "deployed_by": who,
+            "reason": why,
+            "registry": self.registry(),
+        }
         if feature_service:
             record["feature_service"] = feature_service
         return self._switch(endpoint, record, keep_history=True)
@@ -134,13 +161,18 @@ class ModelServer:
         if not entry["history"]:
             raise DeploymentError(f"endpoint {endpoint!r} has no earlier deployment to roll back to")
         previous = dict(entry["history"][-1])
-        previous.update(deployed_at=datetime.now(UTC).isoformat(), deployed_by=who,
-                        reason=f"rollback: {why}" if why else "rollback")
+        previous.update(
+            deployed_at=datetime.now(UTC).isoformat(),
+            deployed_by=who,
+            reason=f"rollback: {why}" if why else "rollback",
+        )
         return self._switch(endpoint, previous, keep_history=False)
 
     def deployments(self) -> dict[str, Any]:
-        return {endpoint: {**entry["current"], "history": len(entry["history"])}
-                for endpoint, entry in self._read_store().items()}
+        return {
+            endpoint: {**entry["current"], "history": len(entry["history"])}
+            for endpoint, entry in self._read_store().items()
+        }
 
     def registry(self) -> str:
         """The registry the models come from, credentials removed (deployment records name it)."""
@@ -154,19 +186,29 @@ class ModelServer:
 
     def _pin(self, variant: str, spec: Mapping[str, str]) -> dict[str, str]:
         """A variant's model as name and version (an alias is resolved now, so the record is fixed)."""
-        if not isinstance(spec, Mapping) or not spec.get("name") or bool(spec.get("version")) == bool(spec.get("alias")):
-            raise DeploymentError(f"variant {variant!r} must give a model name and either a version or an alias, "
-                                  f"got {spec!r}")
+        if (
+            not isinstance(spec, Mapping)
+            or not spec.get("name")
+            or bool(spec.get("version")) == bool(spec.get("alias"))
+        ):
+            raise DeploymentError(
+                f"variant {variant!r} must give a model name and either a version or an alias, got {spec!r}"
+            )
         if spec.get("version"):
             return {"name": str(spec["name"]), "version": str(spec["version"])}
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
         try:
-            version = MlflowClient(self.tracking_uri).get_model_version_by_alias(spec["name"], spec["alias"]).version
+            version = (
+                MlflowClient(self.tracking_uri)
+                .get_model_version_by_alias(spec["name"], spec["alias"])
+                .version
+            )
         except MlflowException as err:
-            raise DeploymentError(f"variant {variant!r}: model {spec['name']!r} has no alias {spec['alias']!r} "
-                                  f"({err.message})") from err
+            raise DeploymentError(
+                f"variant {variant!r}: model {spec['name']!r} has no alias {spec['alias']!r} ({err.message})"
+            ) from err
         return {"name": str(spec["name"]), "version": str(version), "alias": str(spec["alias"])}
 
     def _build(self, endpoint: str, record: Mapping[str, Any]) -> Live:
@@ -176,8 +218,10 @@ class ModelServer:
             raise DeploymentError(f"endpoint {endpoint!r}: {err}") from err
         if record.get("feature_service"):
             if self.online_features is None:
-                raise DeploymentError(f"endpoint {endpoint!r} names feature service {record['feature_service']!r}, "
-                                      "but the server was started without a feature repository (--feature-repo)")
+                raise DeploymentError(
+                    f"endpoint {endpoint!r} names feature service {record['feature_service']!r}, "
+                    "but the server was started without a feature repository (--feature-repo)"
+                )
             try:
                 self.online_features.service(record["feature_service"])
             except ValueError as err:
@@ -187,11 +231,13 @@ class ModelServer:
             key = (spec["name"], spec["version"])
             if key not in self._models:
                 try:
-                    self._models[key] = ServedModel.load(spec["name"], spec["version"], self.tracking_uri,
-                                                         self.state_dir / "models")
+                    self._models[key] = ServedModel.load(
+                        spec["name"], spec["version"], self.tracking_uri, self.state_dir / "models"
+                    )
                 except Exception as err:
-                    raise DeploymentError(f"variant {variant!r}: cannot load {spec['name']} version "
-                                          f"{spec['version']}: {err}") from err
+                    raise DeploymentError(
+                        f"variant {variant!r}: cannot load {spec['name']} version {spec['version']}: {err}"
+                    ) from err
             models[variant] = self._models[key]
         return Live(endpoint, policy, models, dict(record))
 
@@ -200,9 +246,12 @@ class ModelServer:
             store = self._read_store()
             entry = store.get(endpoint, {"current": None, "history": []})
             current = entry["current"]
-            if keep_history and current is not None and \
-                    [current.get(k) for k in ("variants", "policy", "feature_service")] == \
-                    [record.get(k) for k in ("variants", "policy", "feature_service")]:
+            if (
+                keep_history
+                and current is not None
+                and [current.get(k) for k in ("variants", "policy", "feature_service")]
+                == [record.get(k) for k in ("variants", "policy", "feature_service")]
+            ):
                 return dict(current)  # already served as asked: a retried deployment changes nothing
             live = self._build(endpoint, record)  # fails before anything changes
             if keep_history and entry["current"] is not None:
@@ -228,7 +277,9 @@ class ModelServer:
             raise UnknownEndpoint(f"no model is deployed under {endpoint!r}; deployed: {sorted(self.live)}")
         return live
 
-    def predict(self, endpoint: str, rows: Sequence[Mapping[str, Any]], key: str | None = None) -> dict[str, Any]:
+    def predict(
+        self, endpoint: str, rows: Sequence[Mapping[str, Any]], key: str | None = None
+    ) -> dict[str, Any]:
         """Route, score and log one request; raises ``UnknownEndpoint`` or ``RowError``."""
         live = self.serving(endpoint)
         if not 1 <= len(rows) <= self.max_rows:
@@ -242,7 +293,9 @@ class ModelServer:
         except RowError:
             raise
         except Exception:
-            self._observe(endpoint, route.serve[0], "primary", len(rows), time.perf_counter() - started, error=True)
+            self._observe(
+                endpoint, route.serve[0], "primary", len(rows), time.perf_counter() - started, error=True
+            )
             raise
         latency = time.perf_counter() - started
         variant = route.serve[0] if route.combine == "first" else route.combine
@@ -254,13 +307,21 @@ class ModelServer:
         for shadow in route.shadows:
             self._shadows.submit(self._shadow, live, shadow, rows, ids, key)
         answer: dict[str, Any] = {
-            "endpoint": endpoint, "variant": variant, "model": model.name, "version": model.version,
-            "predictions": [{"prediction_id": i, "probability": float(p)} for i, p in zip(ids, probabilities, strict=True)]}
+            "endpoint": endpoint,
+            "variant": variant,
+            "model": model.name,
+            "version": model.version,
+            "predictions": [
+                {"prediction_id": i, "probability": float(p)} for i, p in zip(ids, probabilities, strict=True)
+            ],
+        }
         if steps:
             answer["steps"] = steps
         return answer
 
-    def _score(self, live: Live, route: Route, rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, dict[str, Any]]:
+    def _score(
+        self, live: Live, route: Route, rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         if route.combine == "first":
             model = live.models[route.serve[0]]
             return model.predict(model.frame(rows)), {}
@@ -282,15 +343,18 @@ class ModelServer:
             total += live.policy.weights[variant] * probabilities
         return total, steps
 
-    def _shadow(self, live: Live, variant: str, rows: Sequence[Mapping[str, Any]], ids: Sequence[str],
-                key: str | None) -> None:
+    def _shadow(
+        self, live: Live, variant: str, rows: Sequence[Mapping[str, Any]], ids: Sequence[str], key: str | None
+    ) -> None:
         model = live.models[variant]
         started = time.perf_counter()
         try:
             probabilities = model.predict(model.frame(rows))
         except Exception:
             log.exception("shadow variant %s of %s failed", variant, live.endpoint)
-            self._observe(live.endpoint, variant, "shadow", len(rows), time.perf_counter() - started, error=True)
+            self._observe(
+                live.endpoint, variant, "shadow", len(rows), time.perf_counter() - started, error=True
+            )
             return
         latency = time.perf_counter() - started
         self._observe(live.endpoint, variant, "shadow", len(rows), latency)
@@ -299,8 +363,10 @@ class ModelServer:
     def feedback(self, prediction_id: str, reward: float) -> dict[str, Any]:
         """A reward for an earlier prediction: the bandit learns from it, and it is logged."""
         if prediction_id not in self._recent:
-            raise UnknownPrediction(f"prediction {prediction_id!r} is unknown (or older than the last "
-                              f"{self._recent_limit} predictions)")
+            raise UnknownPrediction(
+                f"prediction {prediction_id!r} is unknown (or older than the last "
+                f"{self._recent_limit} predictions)"
+            )
         endpoint, variant = self._recent[prediction_id]
         live = self.serving(endpoint)
         if live.policy.kind == "bandit":
@@ -308,10 +374,22 @@ class ModelServer:
         elif not 0.0 <= reward <= 1.0:
             raise PolicyError(f"reward must be within [0, 1], got {reward!r}")
         if self.request_log is not None:
-            self.request_log.append("feedback", {"prediction_id": prediction_id, "at": datetime.now(UTC),
-                                                 "endpoint": endpoint, "variant": variant, "reward": float(reward)})
-        return {"prediction_id": prediction_id, "endpoint": endpoint, "variant": variant,
-                "arms": live.policy.arms() if live.policy.kind == "bandit" else None}
+            self.request_log.append(
+                "feedback",
+                {
+                    "prediction_id": prediction_id,
+                    "at": datetime.now(UTC),
+                    "endpoint": endpoint,
+                    "variant": variant,
+                    "reward": float(reward),
+                },
+            )
+        return {
+            "prediction_id": prediction_id,
+            "endpoint": endpoint,
+            "variant": variant,
+            "arms": live.policy.arms() if live.policy.kind == "bandit" else None,
+        }
 
     _recent_limit = 200_000
 
@@ -321,10 +399,13 @@ class ModelServer:
         while len(self._recent) > self._recent_limit:
             self._recent.popitem(last=False)
 
-    def _observe(self, endpoint: str, variant: str, role: str, rows: int, seconds: float, *, error: bool = False) -> None:
+    def _observe(
+        self, endpoint: str, variant: str, role: str, rows: int, seconds: float, *, error: bool = False
+    ) -> None:
         with self._stats_lock:
-            stats = self._stats.setdefault((endpoint, f"{variant}:shadow" if role == "shadow" else variant),
-                                           VariantStats())
+            stats = self._stats.setdefault(
+                (endpoint, f"{variant}:shadow" if role == "shadow" else variant), VariantStats()
+            )
             stats.requests += 1
             stats.rows += rows
             stats.errors += int(error)
@@ -332,25 +413,53 @@ class ModelServer:
         if self.metrics is not None:
             self.metrics.observe(endpoint, variant, role, rows, seconds, error)
 
-    def _log(self, live: Live, variant: str, role: str, model: ServedModel, rows: Sequence[Mapping[str, Any]],
-             ids: Sequence[str], probabilities: np.ndarray, seconds: float, key: str | None) -> None:
+    def _log(
+        self,
+        live: Live,
+        variant: str,
+        role: str,
+        model: ServedModel,
+        rows: Sequence[Mapping[str, Any]],
+        ids: Sequence[str],
+        probabilities: np.ndarray,
+        seconds: float,
+        key: str | None,
+    ) -> None:
         if self.request_log is None:
             return
         at = datetime.now(UTC)
         for prediction_id, row, p in zip(ids, rows, probabilities, strict=True):
-            self.request_log.append("predictions", {
-                "prediction_id": prediction_id, "at": at, "endpoint": live.endpoint, "variant": variant,
-                "model": model.name, "version": model.version, "role": role, "request_key": key,
-                "features": json.dumps(row, default=str), "probability": float(p), "latency_ms": seconds * 1000.0})
+            self.request_log.append(
+                "predictions",
+                {
+                    "prediction_id": prediction_id,
+                    "at": at,
+                    "endpoint": live.endpoint,
+                    "variant": variant,
+                    "model": model.name,
+                    "version": model.version,
+                    "role": role,
+                    "request_key": key,
+                    "features": json.dumps(row, default=str),
+                    "probability": float(p),
+                    "latency_ms": seconds * 1000.0,
+                },
+            )
 
     def stats(self, endpoint: str) -> dict[str, Any]:
         """Requests, errors and latency percentiles per variant since the endpoint's last deployment."""
         live = self.serving(endpoint)
         with self._stats_lock:
-            variants = {variant: stats.summary() for (name, variant), stats in self._stats.items() if name == endpoint}
-        return {"endpoint": endpoint, "policy": live.policy.to_dict(), "variants": variants,
-                "deployed_at": live.record.get("deployed_at"),
-                "arms": live.policy.arms() if live.policy.kind == "bandit" else None}
+            variants = {
+                variant: stats.summary() for (name, variant), stats in self._stats.items() if name == endpoint
+            }
+        return {
+            "endpoint": endpoint,
+            "policy": live.policy.to_dict(),
+            "variants": variants,
+            "deployed_at": live.record.get("deployed_at"),
+            "arms": live.policy.arms() if live.policy.kind == "bandit" else None,
+        }
 
     def close(self) -> None:
         self._shadows.shutdown(wait=True)

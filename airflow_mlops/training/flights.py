@@ -25,12 +25,32 @@ from .spec import SpecError, manifest_path
 LABEL = "is_delayed"
 CATEGORICAL = ("carrier", "origin", "dest")
 NUMERIC = (
-    "distance", "sched_dep_time", "sched_arr_time", "hour", "month", "day",
-    "temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib",
-    "carrier_flights_7d", "carrier_delay_rate_7d", "carrier_mean_arr_delay_7d",
-    "carrier_flights_30d", "carrier_delay_rate_30d", "carrier_mean_arr_delay_30d",
-    "route_flights_30d", "route_delay_rate_30d", "route_mean_arr_delay_30d",
-    "plane_year", "plane_seats", "plane_engines",
+    "distance",
+    "sched_dep_time",
+    "sched_arr_time",
+    "hour",
+    "month",
+    "day",
+    "temp",
+    "dewp",
+    "humid",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+    "carrier_flights_7d",
+    "carrier_delay_rate_7d",
+    "carrier_mean_arr_delay_7d",
+    "carrier_flights_30d",
+    "carrier_delay_rate_30d",
+    "carrier_mean_arr_delay_30d",
+    "route_flights_30d",
+    "route_delay_rate_30d",
+    "route_mean_arr_delay_30d",
+    "plane_year",
+    "plane_seats",
+    "plane_engines",
 )
 
 
@@ -85,8 +105,16 @@ def transform(frame: Any, preprocessing: Mapping[str, Any]) -> tuple[torch.Tenso
 class TensorBatches:
     """Batches as slices of a (shuffled) index over in-memory tensors; sharded across DDP processes."""
 
-    def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int, *, shuffle: bool, seed: int,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        tensors: Sequence[torch.Tensor],
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.tensors, self.batch_size, self.shuffle, self.seed = tensors, batch_size, shuffle, seed
         self.rank, self.world_size, self.epoch = rank, world_size, 0
         # Every process sees the same number of rows, so collective operations stay in step.
@@ -102,9 +130,9 @@ class TensorBatches:
         else:
             order = torch.arange(n)
         self.epoch += 1
-        mine = order[self.rank::self.world_size][: self.rows].to(self.tensors[0].device)
+        mine = order[self.rank :: self.world_size][: self.rows].to(self.tensors[0].device)
         for start in range(0, self.rows, self.batch_size):
-            index = mine[start:start + self.batch_size]
+            index = mine[start : start + self.batch_size]
             yield tuple(t[index] for t in self.tensors)
 
 
@@ -126,8 +154,13 @@ class FlightDataModule(pl.LightningDataModule):
         manifest = json.loads(manifest_path(self.manifest_uri).read_text())
         for split in ("train", "validation", "test"):
             if split not in manifest["splits"]:
-                raise SpecError(f"training set {self.manifest_uri}: no {split!r} split (splits: {sorted(manifest['splits'])})")
-        frames = {s: pd.read_parquet(manifest_path(r["uri"], self.manifest_uri)) for s, r in manifest["splits"].items()}
+                raise SpecError(
+                    f"training set {self.manifest_uri}: no {split!r} split (splits: {sorted(manifest['splits'])})"
+                )
+        frames = {
+            s: pd.read_parquet(manifest_path(r["uri"], self.manifest_uri))
+            for s, r in manifest["splits"].items()
+        }
         missing = [c for c in (*NUMERIC, *CATEGORICAL, LABEL) if c not in frames["train"].columns]
         if missing:
             raise SpecError(f"training set {self.manifest_uri}: columns {missing} are missing")
@@ -143,17 +176,25 @@ class FlightDataModule(pl.LightningDataModule):
         them itself) and the category counts."""
         cardinalities = [len(self.preprocessing["categorical"][c]) + 1 for c in CATEGORICAL]
         stats = self.preprocessing["numeric"]
-        return {"num_numeric": len(NUMERIC), "cardinalities": cardinalities,
-                "numeric_mean": [stats[c]["mean"] for c in NUMERIC], "numeric_std": [stats[c]["std"] for c in NUMERIC]}
+        return {
+            "num_numeric": len(NUMERIC),
+            "cardinalities": cardinalities,
+            "numeric_mean": [stats[c]["mean"] for c in NUMERIC],
+            "numeric_std": [stats[c]["std"] for c in NUMERIC],
+        }
 
     def _batches(self, split: str, shuffle: bool) -> TensorBatches:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         tensors: tuple[torch.Tensor, ...] = self.splits[split]
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        if device.type == "cuda":  # the whole split on the GPU once: batches are slices there, no copy per step
+        if (
+            device.type == "cuda"
+        ):  # the whole split on the GPU once: batches are slices there, no copy per step
             tensors = self._resident.setdefault(split, tuple(t.to(device) for t in tensors))
-        return TensorBatches(tensors, self.batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world)
+        return TensorBatches(
+            tensors, self.batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world
+        )
 
     def train_dataloader(self) -> TensorBatches:
         return self._batches("train", shuffle=True)
@@ -166,13 +207,29 @@ class FlightDelayModel(pl.LightningModule):
     """Standardised numeric features (statistics held as buffers, missing -> the mean) concatenated
     with embeddings of carrier, origin and destination, then an MLP."""
 
-    def __init__(self, num_numeric: int, cardinalities: Sequence[int], numeric_mean: Sequence[float],
-                 numeric_std: Sequence[float], embedding_dim: int = 8, hidden: int = 128, layers: int = 2,
-                 dropout: float = 0.1, lr: float = 2e-3, weight_decay: float = 1e-5) -> None:
+    def __init__(
+        self,
+        num_numeric: int,
+        cardinalities: Sequence[int],
+        numeric_mean: Sequence[float],
+        numeric_std: Sequence[float],
+        embedding_dim: int = 8,
+        hidden: int = 128,
+        layers: int = 2,
+        dropout: float = 0.1,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-5,
+    ) -> None:
         super().__init__()
-        if len(numeric_mean) != num_numeric or len(numeric_std) != num_numeric or min(numeric_std, default=1) <= 0:
-            raise SpecError(f"FlightDelayModel: numeric_mean and numeric_std need {num_numeric} values each "
-                            f"(std > 0), got {len(numeric_mean)} and {len(numeric_std)}")
+        if (
+            len(numeric_mean) != num_numeric
+            or len(numeric_std) != num_numeric
+            or min(numeric_std, default=1) <= 0
+        ):
+            raise SpecError(
+                f"FlightDelayModel: numeric_mean and numeric_std need {num_numeric} values each "
+                f"(std > 0), got {len(numeric_mean)} and {len(numeric_std)}"
+            )
         self.save_hyperparameters()
         self.register_buffer("numeric_mean", torch.tensor(numeric_mean, dtype=torch.float32))
         self.register_buffer("numeric_std", torch.tensor(numeric_std, dtype=torch.float32))
@@ -192,9 +249,14 @@ class FlightDelayModel(pl.LightningModule):
 
     @staticmethod
     def check_hyperparameters(values: Mapping[str, Any]) -> None:
-        rules = {"embedding_dim": lambda v: isinstance(v, int) and v > 0, "hidden": lambda v: isinstance(v, int) and v > 0,
-                 "layers": lambda v: isinstance(v, int) and v >= 0, "dropout": lambda v: 0 <= v < 1,
-                 "lr": lambda v: v > 0, "weight_decay": lambda v: v >= 0}
+        rules = {
+            "embedding_dim": lambda v: isinstance(v, int) and v > 0,
+            "hidden": lambda v: isinstance(v, int) and v > 0,
+            "layers": lambda v: isinstance(v, int) and v >= 0,
+            "dropout": lambda v: 0 <= v < 1,
+            "lr": lambda v: v > 0,
+            "weight_decay": lambda v: v >= 0,
+        }
         for name, value in values.items():
             rule = rules.get(name)
             try:
@@ -202,8 +264,10 @@ class FlightDelayModel(pl.LightningModule):
             except TypeError:
                 ok = False
             if not ok:
-                raise SpecError(f"training spec: hyperparameter {name}={value!r} is out of range "
-                                "(embedding_dim, hidden > 0; layers >= 0; 0 <= dropout < 1; lr > 0; weight_decay >= 0)")
+                raise SpecError(
+                    f"training spec: hyperparameter {name}={value!r} is out of range "
+                    "(embedding_dim, hidden > 0; layers >= 0; 0 <= dropout < 1; lr > 0; weight_decay >= 0)"
+                )
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         embedded = [e(categorical[:, i]) for i, e in enumerate(self.embeddings)]
@@ -220,7 +284,9 @@ class FlightDelayModel(pl.LightningModule):
         self.log("val_loss", self.loss(self(numeric, categorical), label), on_epoch=True, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
+        )
 
 
 def load_model(model_dir: str | Path) -> tuple[FlightDelayModel, dict[str, Any]]:

@@ -33,16 +33,23 @@ SAGEMAKER_RDZV_PORT = 29400
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m airflow_mlops.training",
-                                     description="Run a training spec (DDP through torchrun when N x M > 1).")
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_mlops.training",
+        description="Run a training spec (DDP through torchrun when N x M > 1).",
+    )
     parser.add_argument("spec", help="the spec JSON file")
     parser.add_argument("--nproc-per-node", type=int, default=1, help="processes (CPU) or GPUs on this node")
     parser.add_argument("--nnodes", type=int, default=1)
     parser.add_argument("--node-rank", type=int, default=0)
-    parser.add_argument("--rdzv-endpoint", default="", help="HOST:PORT of the c10d rendezvous (several nodes)")
+    parser.add_argument(
+        "--rdzv-endpoint", default="", help="HOST:PORT of the c10d rendezvous (several nodes)"
+    )
     parser.add_argument("--rdzv-id", default="", help="the same id on every node of one job")
-    parser.add_argument("--sagemaker", action="store_true",
-                        help="inside a SageMaker training container: its channels, folders and hosts")
+    parser.add_argument(
+        "--sagemaker",
+        action="store_true",
+        help="inside a SageMaker training container: its channels, folders and hosts",
+    )
     args = parser.parse_args(argv)
     for name in ("nproc_per_node", "nnodes"):
         if getattr(args, name) < 1:
@@ -56,8 +63,18 @@ def torchrun_arguments(args: argparse.Namespace, spec_path: Path) -> list[str]:
     """torchrun's command line for the workers (``-m airflow_mlops.training <spec>``)."""
     launcher = ["--nproc_per_node", str(args.nproc_per_node)]
     if args.nnodes > 1:
-        launcher += ["--nnodes", str(args.nnodes), "--node_rank", str(args.node_rank), "--rdzv_backend", "c10d",
-                     "--rdzv_endpoint", args.rdzv_endpoint, "--rdzv_id", args.rdzv_id]
+        launcher += [
+            "--nnodes",
+            str(args.nnodes),
+            "--node_rank",
+            str(args.node_rank),
+            "--rdzv_backend",
+            "c10d",
+            "--rdzv_endpoint",
+            args.rdzv_endpoint,
+            "--rdzv_id",
+            args.rdzv_id,
+        ]
     else:
         launcher += ["--standalone"]
     return [*launcher, "-m", "airflow_mlops.training", str(spec_path)]
@@ -87,9 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     world = args.nproc_per_node * args.nnodes
     options = spec.trainer_options()
     if (options["devices"], options["num_nodes"]) != (args.nproc_per_node, args.nnodes):
-        print(f"{SPEC_ERROR_PREFIX}the spec's trainer asks for devices={options['devices']} x "
-              f"num_nodes={options['num_nodes']}, the launch for {args.nproc_per_node} x {args.nnodes}",
-              file=sys.stderr, flush=True)
+        print(
+            f"{SPEC_ERROR_PREFIX}the spec's trainer asks for devices={options['devices']} x "
+            f"num_nodes={options['num_nodes']}, the launch for {args.nproc_per_node} x {args.nnodes}",
+            file=sys.stderr,
+            flush=True,
+        )
         return SPEC_ERROR_EXIT
     spec_path = Path(spec.checkpoint_dir) / "spec.json"  # the workers' copy; every node writes the same
     write_atomically(spec_path, spec.to_json())
@@ -125,15 +145,23 @@ def sagemaker_layout(spec: TrainingSpec, args: argparse.Namespace, root: Path) -
         hosts, current = sorted(config["hosts"]), config["current_host"]
         node_rank = hosts.index(current)
     except (OSError, ValueError, KeyError) as err:
-        raise SpecError(f"--sagemaker: {config_file} does not name this host among the job's hosts ({err})") from None
+        raise SpecError(
+            f"--sagemaker: {config_file} does not name this host among the job's hosts ({err})"
+        ) from None
     args.nnodes, args.node_rank = len(hosts), node_rank
     args.nproc_per_node = int(spec.trainer_options()["devices"])
     args.rdzv_endpoint = f"{hosts[0]}:{SAGEMAKER_RDZV_PORT}"
     args.rdzv_id = os.environ.get("TRAINING_JOB_NAME", "sagemaker")
-    return dataclasses.replace(spec, training_set=str(root / "input" / "data" / "training" / "manifest.json"),
-                               output_dir=str(root / "model"), checkpoint_dir=str(root / "checkpoints"))
+    return dataclasses.replace(
+        spec,
+        training_set=str(root / "input" / "data" / "training" / "manifest.json"),
+        output_dir=str(root / "model"),
+        checkpoint_dir=str(root / "checkpoints"),
+    )
 
 
 def _log_result(result: dict | None) -> None:
     if result is not None:
-        log.info("Result: %s", json.dumps({k: result[k] for k in ("mlflow_run_id", "model_uri", "samples_per_s")}))
+        log.info(
+            "Result: %s", json.dumps({k: result[k] for k in ("mlflow_run_id", "model_uri", "samples_per_s")})
+        )

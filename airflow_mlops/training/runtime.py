@@ -58,7 +58,9 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     if use_mlflow:
         prefetch.start()
     pl.seed_everything(options["seed"], workers=True)
-    data = load_class(spec.data, "data")(manifest=spec.training_set, batch_size=spec.batch_size, seed=options["seed"])
+    data = load_class(spec.data, "data")(
+        manifest=spec.training_set, batch_size=spec.batch_size, seed=options["seed"]
+    )
     data.prepare()
     model = load_class(spec.model, "model")(**spec.hyperparameters, **data.model_inputs())
 
@@ -71,11 +73,16 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
         from pytorch_lightning.loggers import MLFlowLogger
 
         prefetch.join()
-        logger = MLFlowLogger(experiment_name=spec.mlflow.get("experiment", "flights"),
-                              tracking_uri=spec.mlflow["tracking_uri"], tags=spec.tags or None,
-                              artifact_location=spec.mlflow.get("artifact_location"),
-                              run_id=_previous_run_id(spec) if resume else None)
-    callbacks: list[Any] = [ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=1, every_n_epochs=1)]
+        logger = MLFlowLogger(
+            experiment_name=spec.mlflow.get("experiment", "flights"),
+            tracking_uri=spec.mlflow["tracking_uri"],
+            tags=spec.tags or None,
+            artifact_location=spec.mlflow.get("artifact_location"),
+            run_id=_previous_run_id(spec) if resume else None,
+        )
+    callbacks: list[Any] = [
+        ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=1, every_n_epochs=1)
+    ]
     pruning = None
     if spec.tuning:
         from .tuning import pruning_callback
@@ -83,16 +90,26 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
         pruning = pruning_callback(spec.tuning)
         callbacks.append(pruning)
     trainer = pl.Trainer(
-        accelerator=options["accelerator"], devices=options["devices"], num_nodes=options["num_nodes"],
-        strategy=options["strategy"], precision=options["precision"], max_epochs=options["max_epochs"],
-        limit_train_batches=options["limit_train_batches"], deterministic=True, logger=logger,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(checkpoints),
+        accelerator=options["accelerator"],
+        devices=options["devices"],
+        num_nodes=options["num_nodes"],
+        strategy=options["strategy"],
+        precision=options["precision"],
+        max_epochs=options["max_epochs"],
+        limit_train_batches=options["limit_train_batches"],
+        deterministic=True,
+        logger=logger,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(checkpoints),
         callbacks=callbacks,
     )
     if resume:
         log.warning("Resuming from checkpoint %s", resume)
     if logger:
-        log.info("MLflow run %s in %s", logger.run_id, spec.mlflow["tracking_uri"])  # opened before the clock starts
+        log.info(
+            "MLflow run %s in %s", logger.run_id, spec.mlflow["tracking_uri"]
+        )  # opened before the clock starts
     started = time.perf_counter()
     start_epoch = _checkpoint_epoch(last) if resume else 0
     trainer.fit(model, datamodule=data, ckpt_path=resume)
@@ -108,7 +125,9 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     samples = data.rows["train"] // trainer.world_size * trainer.world_size * epochs_run
     base_rate = float(data.splits["train"][2].mean())
     metrics = {f"test_{k}": v for k, v in evaluate(model, data.splits["test"], base_rate).items()}
-    metrics.update({f"validation_{k}": v for k, v in evaluate(model, data.splits["validation"], base_rate).items()})
+    metrics.update(
+        {f"validation_{k}": v for k, v in evaluate(model, data.splits["validation"], base_rate).items()}
+    )
     if "val_loss" in trainer.callback_metrics:  # a model class that logs no val_loss has none (never a NaN)
         metrics["val_loss"] = float(trainer.callback_metrics["val_loss"])
     metrics["samples_per_s"] = samples / elapsed if elapsed > 0 else 0.0
@@ -119,8 +138,13 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     torch.save(model.state_dict(), weights)
     write_atomically(output / "model.pt", weights.getvalue())
     init = {k: v for k, v in model.hparams.items()}
-    config = {"model": spec.model, "init": init, "preprocessing": data.preprocessing,
-              "training_set": spec.training_set, "metrics": metrics}
+    config = {
+        "model": spec.model,
+        "init": init,
+        "preprocessing": data.preprocessing,
+        "training_set": spec.training_set,
+        "metrics": metrics,
+    }
     write_atomically(output / "config.json", json.dumps(config, indent=2, default=list))
     run_id = None
     if logger:
@@ -133,12 +157,19 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
         client.log_artifact(run_id, str(output / "model.pt"), "model")
         client.log_artifact(run_id, str(output / "config.json"), "model")
         (checkpoints / "mlflow_run_id").write_text(run_id)
-    result = {"mlflow_run_id": run_id, "model_uri": (output.resolve()).as_uri(),
-              "model_artifact_uri": f"runs:/{run_id}/model" if run_id else None, "metrics": metrics,
-              "samples_per_s": metrics["samples_per_s"], "epochs": trainer.current_epoch,
-              "world_size": trainer.world_size, "resumed_from": resume, "seconds": elapsed,
-              "hyperparameters": spec.hyperparameters,
-              "pruned_at_epoch": pruning.pruned_at_epoch if pruning is not None else None}
+    result = {
+        "mlflow_run_id": run_id,
+        "model_uri": (output.resolve()).as_uri(),
+        "model_artifact_uri": f"runs:/{run_id}/model" if run_id else None,
+        "metrics": metrics,
+        "samples_per_s": metrics["samples_per_s"],
+        "epochs": trainer.current_epoch,
+        "world_size": trainer.world_size,
+        "resumed_from": resume,
+        "seconds": elapsed,
+        "hyperparameters": spec.hyperparameters,
+        "pruned_at_epoch": pruning.pruned_at_epoch if pruning is not None else None,
+    }
     write_atomically(output / RESULT_FILE, json.dumps(result, indent=2))
     return result
 

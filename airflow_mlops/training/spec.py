@@ -74,7 +74,9 @@ class TrainingSpec:
         """The checks that import nothing: trainer options, batch size, class paths, the training set."""
         unknown = set(self.trainer) - set(TRAINER_DEFAULTS)
         if unknown:
-            raise SpecError(f"training spec: unknown trainer options {sorted(unknown)}; allowed: {sorted(TRAINER_DEFAULTS)}")
+            raise SpecError(
+                f"training spec: unknown trainer options {sorted(unknown)}; allowed: {sorted(TRAINER_DEFAULTS)}"
+            )
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise SpecError(f"training spec: batch_size must be a positive integer, got {self.batch_size!r}")
         for what, path in (("model", self.model), ("data", self.data)):
@@ -92,8 +94,10 @@ class TrainingSpec:
         allowed = [name for name in parameters if name != "self"]
         bad = [name for name in self.hyperparameters if name not in allowed]
         if bad and not takes_any:
-            raise SpecError(f"training spec: hyperparameters {bad} are not arguments of {self.model} "
-                            f"(its arguments: {allowed})")
+            raise SpecError(
+                f"training spec: hyperparameters {bad} are not arguments of {self.model} "
+                f"(its arguments: {allowed})"
+            )
         check = getattr(model, "check_hyperparameters", None)
         if check is not None:
             check(self.hyperparameters)

@@ -20,8 +20,11 @@ from typing import Any
 from .spec import SpecError
 
 STORAGE_ENV = "MLOPS_OPTUNA_STORAGE"
-_KEYS = {"int": {"type", "low", "high", "log", "step"}, "float": {"type", "low", "high", "log", "step"},
-         "categorical": {"type", "choices"}}
+_KEYS = {
+    "int": {"type", "low", "high", "log", "step"},
+    "float": {"type", "low", "high", "log", "step"},
+    "categorical": {"type", "choices"},
+}
 PRUNERS = ("median", "percentile", "threshold", "none")
 
 
@@ -30,7 +33,9 @@ def distributions(space: Mapping[str, Any]) -> dict[str, Any]:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     if not isinstance(space, Mapping) or not space:
-        raise SpecError(f"search space: must be a non-empty mapping of hyperparameter -> distribution, got {space!r}")
+        raise SpecError(
+            f"search space: must be a non-empty mapping of hyperparameter -> distribution, got {space!r}"
+        )
     result: dict[str, Any] = {}
     for name, entry in space.items():
         kind = entry.get("type") if isinstance(entry, Mapping) else None
@@ -38,25 +43,35 @@ def distributions(space: Mapping[str, Any]) -> dict[str, Any]:
             raise SpecError(f"search space: {name!r} needs a 'type' among {sorted(_KEYS)}, got {entry!r}")
         unknown = set(entry) - _KEYS[kind]
         if unknown:
-            raise SpecError(f"search space: {name!r} ({kind}) has unknown keys {sorted(unknown)}; "
-                            f"allowed: {sorted(_KEYS[kind])}")
+            raise SpecError(
+                f"search space: {name!r} ({kind}) has unknown keys {sorted(unknown)}; "
+                f"allowed: {sorted(_KEYS[kind])}"
+            )
         if kind == "categorical":
             choices = entry.get("choices")
             if not isinstance(choices, list) or not choices:
-                raise SpecError(f"search space: {name!r} needs a non-empty list of 'choices', got {choices!r}")
+                raise SpecError(
+                    f"search space: {name!r} needs a non-empty list of 'choices', got {choices!r}"
+                )
             result[name] = CategoricalDistribution(choices)
             continue
         low, high = entry.get("low"), entry.get("high")
         number = int if kind == "int" else (int, float)
         if not isinstance(low, number) or not isinstance(high, number) or isinstance(low, bool) or low > high:
-            raise SpecError(f"search space: {name!r} ({kind}) needs numbers low <= high, got low={low!r} high={high!r}")
+            raise SpecError(
+                f"search space: {name!r} ({kind}) needs numbers low <= high, got low={low!r} high={high!r}"
+            )
         if entry.get("log") and low <= 0:
             raise SpecError(f"search space: {name!r} has log=true, which needs low > 0, got low={low!r}")
         try:
             if kind == "int":
-                result[name] = IntDistribution(int(low), int(high), log=bool(entry.get("log")), step=entry.get("step", 1))
+                result[name] = IntDistribution(
+                    int(low), int(high), log=bool(entry.get("log")), step=entry.get("step", 1)
+                )
             else:
-                result[name] = FloatDistribution(low, high, log=bool(entry.get("log")), step=entry.get("step"))
+                result[name] = FloatDistribution(
+                    low, high, log=bool(entry.get("log")), step=entry.get("step")
+                )
         except ValueError as err:
             raise SpecError(f"search space: {name!r}: {err}") from None
     return result
@@ -68,8 +83,12 @@ def make_pruner(options: Mapping[str, Any] | None) -> Any:
 
     options = dict(options or {"type": "none"})
     kind = options.pop("type", None)
-    classes = {"median": optuna.pruners.MedianPruner, "percentile": optuna.pruners.PercentilePruner,
-               "threshold": optuna.pruners.ThresholdPruner, "none": optuna.pruners.NopPruner}
+    classes = {
+        "median": optuna.pruners.MedianPruner,
+        "percentile": optuna.pruners.PercentilePruner,
+        "threshold": optuna.pruners.ThresholdPruner,
+        "none": optuna.pruners.NopPruner,
+    }
     if kind not in classes:
         raise SpecError(f"pruner: 'type' must be one of {list(PRUNERS)}, got {kind!r}")
     try:
@@ -99,8 +118,11 @@ def pruning_callback(tuning: Mapping[str, Any]) -> Any:
 
         def trial(self) -> optuna.trial.Trial:
             if self._trial is None:
-                study = optuna.load_study(study_name=tuning["study"], storage=storage_url(),
-                                          pruner=make_pruner(tuning.get("pruner")))
+                study = optuna.load_study(
+                    study_name=tuning["study"],
+                    storage=storage_url(),
+                    pruner=make_pruner(tuning.get("pruner")),
+                )
                 self._trial = optuna.trial.Trial(study, int(tuning["trial_id"]))
             return self._trial
 
@@ -111,8 +133,10 @@ def pruning_callback(tuning: Mapping[str, Any]) -> Any:
             if trainer.global_rank == 0:
                 value = trainer.callback_metrics.get(self.metric)
                 if value is None:
-                    raise SpecError(f"tuning: metric {self.metric!r} was not logged; logged: "
-                                    f"{sorted(trainer.callback_metrics)}")
+                    raise SpecError(
+                        f"tuning: metric {self.metric!r} was not logged; logged: "
+                        f"{sorted(trainer.callback_metrics)}"
+                    )
                 self.trial().report(float(value), step=trainer.current_epoch)
                 prune = self.trial().should_prune()
             if trainer.strategy.broadcast(prune):

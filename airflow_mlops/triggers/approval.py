@@ -32,12 +32,23 @@ class ModelApprovalTrigger(BaseTrigger):
         super().__init__()
         if poke_interval <= 0:
             raise ValueError(f"ModelApprovalTrigger poke_interval must be > 0 seconds, got {poke_interval!r}")
-        self.tracking_uri, self.name, self.version, self.poke_interval = tracking_uri, name, version, poke_interval
+        self.tracking_uri, self.name, self.version, self.poke_interval = (
+            tracking_uri,
+            name,
+            version,
+            poke_interval,
+        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}",
-                {"tracking_uri": self.tracking_uri, "name": self.name, "version": self.version,
-                 "poke_interval": self.poke_interval})
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "tracking_uri": self.tracking_uri,
+                "name": self.name,
+                "version": self.version,
+                "poke_interval": self.poke_interval,
+            },
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:

@@ -15,16 +15,30 @@ class CanaryAnalysisTrigger(BaseTrigger):
     (epoch seconds) passes; the event is the verdict (``done``, ``healthy``, ``reasons``) plus the
     statistics. The admin token is read from the connection in the triggerer, never serialised."""
 
-    def __init__(self, *, conn_id: str, endpoint: str, criteria: dict[str, Any], deadline: float,
-                 poll_interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        endpoint: str,
+        criteria: dict[str, Any],
+        deadline: float,
+        poll_interval: float = 10.0,
+    ) -> None:
         super().__init__()
         self.conn_id, self.endpoint, self.criteria = conn_id, endpoint, criteria
         self.deadline, self.poll_interval = deadline, poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("airflow_mlops.triggers.canary.CanaryAnalysisTrigger",
-                {"conn_id": self.conn_id, "endpoint": self.endpoint, "criteria": self.criteria,
-                 "deadline": self.deadline, "poll_interval": self.poll_interval})
+        return (
+            "airflow_mlops.triggers.canary.CanaryAnalysisTrigger",
+            {
+                "conn_id": self.conn_id,
+                "endpoint": self.endpoint,
+                "criteria": self.criteria,
+                "deadline": self.deadline,
+                "poll_interval": self.poll_interval,
+            },
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_mlops.hooks.model_server import ModelServerHook

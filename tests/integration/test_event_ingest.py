@@ -92,12 +92,19 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
         "AIRFLOW__MLOPS__SERVING_DIR": str(data / "serving"),
         # OpenLineage events of every task, from Airflow's provider, into one file (a thread per emit).
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
-            {"type": "file", "log_file_path": str(home / "lineage.jsonl"), "append": True}),
+            {"type": "file", "log_file_path": str(home / "lineage.jsonl"), "append": True}
+        ),
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "airflow-mlops-test",
         "AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD": "True",
         "AIRFLOW_CONN_FLIGHTS_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(source_db)}),
         "AIRFLOW_CONN_MLOPS_MODEL_SERVER": json.dumps(
-            {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": model_server.port, "password": TOKEN}),
+            {
+                "conn_type": "mlops_model_server",
+                "host": "127.0.0.1",
+                "port": model_server.port,
+                "password": TOKEN,
+            }
+        ),
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
             {
                 "conn_type": "aws",
@@ -131,8 +138,17 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
         passwords = home / "simple_auth_manager_passwords.json.generated"  # the API server writes it
         wait_for("the admin password", passwords.is_file, log=log)
         password = json.loads(passwords.read_text())["admin"]
-        yield {"engine": engine, "data": data, "s3": s3, "log": log, "home": home, "env": env,
-               "model_server": model_server, "url": f"http://127.0.0.1:{api_port}", "password": password}
+        yield {
+            "engine": engine,
+            "data": data,
+            "s3": s3,
+            "log": log,
+            "home": home,
+            "env": env,
+            "model_server": model_server,
+            "url": f"http://127.0.0.1:{api_port}",
+            "password": password,
+        }
     finally:
         model_server.stop()
         stop_group(process)
@@ -175,27 +191,43 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
 
     # The extraction's Asset events start validation, whose event starts the dataset build.
     validated = stack["data"] / "lake" / "validated" / "flights" / "2013-02.parquet"
-    run = wait_for("flights_validate to validate 2013-02",
-                   lambda: validated.exists() and finished_run(stack["engine"], "flights_validate"), log=stack["log"])
+    run = wait_for(
+        "flights_validate to validate 2013-02",
+        lambda: validated.exists() and finished_run(stack["engine"], "flights_validate"),
+        log=stack["log"],
+    )
     assert run.state == "success", stack["log"].read_text()[-3000:]
     assert validated.read_bytes() == partition.read_bytes()
-    run = wait_for("flights_dataset to finish", lambda: finished_run(stack["engine"], "flights_dataset"),
-                   log=stack["log"])
+    run = wait_for(
+        "flights_dataset to finish",
+        lambda: finished_run(stack["engine"], "flights_dataset"),
+        log=stack["log"],
+    )
     assert run.state == "success", stack["log"].read_text()[-3000:]
     (manifest,) = (stack["data"] / "lake" / "datasets" / "flights_delay").glob("*/manifest.json")
     assert [s["period"] for s in json.loads(manifest.read_text())["sources"]] == ["2013-02"]
     # The dataset and validated weather together start the feature store DAG and the training set.
-    run = wait_for("flights_features to finish", lambda: finished_run(stack["engine"], "flights_features"),
-                   log=stack["log"])
+    run = wait_for(
+        "flights_features to finish",
+        lambda: finished_run(stack["engine"], "flights_features"),
+        log=stack["log"],
+    )
     assert run.state == "success", stack["log"].read_text()[-3000:]
     (training_set,) = (stack["data"] / "lake" / "training_sets" / "flight_delay_v1").glob("*/manifest.json")
-    assert json.loads(training_set.read_text())["dataset_version"] == json.loads(manifest.read_text())["version"]
+    assert (
+        json.loads(training_set.read_text())["dataset_version"] == json.loads(manifest.read_text())["version"]
+    )
+
     # The training set starts flights_training: torchrun DDP launched from a LocalExecutor task,
     # then evaluation, the gate, registration, and a deferred wait (triggerer) for a person's approval.
     def registered_version() -> str | None:
         with stack["engine"].connect() as conn:
-            row = conn.execute(text("SELECT value FROM xcom WHERE dag_id = 'flights_training' AND task_id = 'register'"
-                                    " AND key = 'return_value'")).first()
+            row = conn.execute(
+                text(
+                    "SELECT value FROM xcom WHERE dag_id = 'flights_training' AND task_id = 'register'"
+                    " AND key = 'return_value'"
+                )
+            ).first()
         if row is None:
             value = None
         else:
@@ -204,9 +236,14 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
 
     version = wait_for("flights_training to register a model version", registered_version, log=stack["log"])
     tracking = stack["env"]["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
-    approve_in_the_browser(stack, version)  # a person, on the Models page; the deferred `approve` task sees it
-    run = wait_for("flights_training to finish", lambda: finished_run(stack["engine"], "flights_training"),
-                   log=stack["log"])
+    approve_in_the_browser(
+        stack, version
+    )  # a person, on the Models page; the deferred `approve` task sees it
+    run = wait_for(
+        "flights_training to finish",
+        lambda: finished_run(stack["engine"], "flights_training"),
+        log=stack["log"],
+    )
     assert run.state == "success", stack["log"].read_text()[-3000:]
     (result,) = (stack["data"] / "lake" / "models" / "flight_delay").glob("*/result.json")
     outcome = json.loads(result.read_text())
@@ -218,20 +255,34 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
     assert str(champion.version) == version and champion.tags["state_by"].startswith("PromoteModelOperator")
     # The first model has no primary to be a canary beside: it was deployed alone, then rolled out.
     server = stack["model_server"]
-    served = httpx.get(f"{server.url}/v1/admin/deployments", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    served = httpx.get(
+        f"{server.url}/v1/admin/deployments", headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()
     assert served["flight_delay"]["variants"]["main"] == {"name": "flight_delay", "version": version}
     assert served["flight_delay"]["deployed_by"].startswith("DeployModelOperator (flights_training/")
 
     # Tuning on the same training set: four mapped trials, two at a time, under the LocalExecutor.
-    subprocess.run(["airflow", "dags", "trigger", "flights_tuning"], env=stack["env"], check=True, capture_output=True)
-    run = wait_for("flights_tuning to finish", lambda: finished_run(stack["engine"], "flights_tuning"),
-                   log=stack["log"], timeout=600)
+    subprocess.run(
+        ["airflow", "dags", "trigger", "flights_tuning"], env=stack["env"], check=True, capture_output=True
+    )
+    run = wait_for(
+        "flights_tuning to finish",
+        lambda: finished_run(stack["engine"], "flights_tuning"),
+        log=stack["log"],
+        timeout=600,
+    )
     assert run.state == "success", stack["log"].read_text()[-3000:]
     with stack["engine"].connect() as conn:
-        trials = conn.execute(text("SELECT map_index, state, start_date, end_date FROM task_instance "
-                                   "WHERE dag_id = 'flights_tuning' AND task_id = 'trial' ORDER BY start_date")).all()
+        trials = conn.execute(
+            text(
+                "SELECT map_index, state, start_date, end_date FROM task_instance "
+                "WHERE dag_id = 'flights_tuning' AND task_id = 'trial' ORDER BY start_date"
+            )
+        ).all()
     assert [t.state for t in trials] == ["success"] * 4
-    assert any(a.end_date > b.start_date for a, b in itertools.pairwise(trials)), "no two trials ran at the same time"
+    assert any(a.end_date > b.start_date for a, b in itertools.pairwise(trials)), (
+        "no two trials ran at the same time"
+    )
     check_published_study(stack, tracking)
 
     # Drift: the served model sees a heat wave; flights_monitoring (triggered like the daily run)
@@ -243,39 +294,73 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
 
     splits = json.loads(training_set.read_text())["splits"]
     hot = pd.read_parquet(manifest_path(splits["test"]["uri"], str(training_set))).head(1000)
-    window = serve_rows({"url": server.url, "state_dir": server.state_dir, "log": server.state_dir},
-                        hot.assign(temp=hot["temp"] + 45.0).drop(columns=["is_delayed"]), per_request=50)
-    subprocess.run(["airflow", "dags", "trigger", "flights_monitoring", "--run-id", "drift_check", "--conf",
-                    json.dumps(window)], env=stack["env"], check=True, capture_output=True)
+    window = serve_rows(
+        {"url": server.url, "state_dir": server.state_dir, "log": server.state_dir},
+        hot.assign(temp=hot["temp"] + 45.0).drop(columns=["is_delayed"]),
+        per_request=50,
+    )
+    subprocess.run(
+        [
+            "airflow",
+            "dags",
+            "trigger",
+            "flights_monitoring",
+            "--run-id",
+            "drift_check",
+            "--conf",
+            json.dumps(window),
+        ],
+        env=stack["env"],
+        check=True,
+        capture_output=True,
+    )
 
     def monitored() -> str | None:
         with stack["engine"].connect() as conn:
-            return conn.execute(text("SELECT state FROM dag_run WHERE dag_id = 'flights_monitoring' AND "
-                                     "run_id = 'drift_check' AND state IN ('success', 'failed')")).scalar()
+            return conn.execute(
+                text(
+                    "SELECT state FROM dag_run WHERE dag_id = 'flights_monitoring' AND "
+                    "run_id = 'drift_check' AND state IN ('success', 'failed')"
+                )
+            ).scalar()
 
     assert wait_for("flights_monitoring to finish", monitored, log=stack["log"]) == "success"
 
     def drift_triggered_training() -> tuple | None:
         with stack["engine"].connect() as conn:
-            return conn.execute(text(
-                "SELECT r.run_id, r.run_type, e.extra FROM dag_run r "
-                "JOIN dagrun_asset_event de ON de.dag_run_id = r.id JOIN asset_event e ON e.id = de.event_id "
-                "JOIN asset a ON a.id = e.asset_id WHERE r.dag_id = 'flights_training' AND a.name = 'model_drift'"
-            )).first()
+            return conn.execute(
+                text(
+                    "SELECT r.run_id, r.run_type, e.extra FROM dag_run r "
+                    "JOIN dagrun_asset_event de ON de.dag_run_id = r.id JOIN asset_event e ON e.id = de.event_id "
+                    "JOIN asset a ON a.id = e.asset_id WHERE r.dag_id = 'flights_training' AND a.name = 'model_drift'"
+                )
+            ).first()
 
-    run_id, run_type, extra = wait_for("model_drift to start flights_training", drift_triggered_training,
-                                       log=stack["log"])
+    run_id, run_type, extra = wait_for(
+        "model_drift to start flights_training", drift_triggered_training, log=stack["log"]
+    )
     event = json.loads(extra) if isinstance(extra, str) else extra
     assert run_type == "asset_triggered" and "temp" in event["features"] and event["window"] == window
 
     def resolved_training_set() -> str | None:
         with stack["engine"].connect() as conn:
-            row = conn.execute(text("SELECT value FROM xcom WHERE dag_id = 'flights_training' AND run_id = :r AND "
-                                    "task_id = 'training_set' AND key = 'return_value'"), {"r": run_id}).first()
-        return None if row is None else (json.loads(row.value) if isinstance(row.value, str | bytes) else row.value)
+            row = conn.execute(
+                text(
+                    "SELECT value FROM xcom WHERE dag_id = 'flights_training' AND run_id = :r AND "
+                    "task_id = 'training_set' AND key = 'return_value'"
+                ),
+                {"r": run_id},
+            ).first()
+        return (
+            None
+            if row is None
+            else (json.loads(row.value) if isinstance(row.value, str | bytes) else row.value)
+        )
 
-    assert wait_for("the drift-triggered run to pick its training set", resolved_training_set,
-                    log=stack["log"]) == training_set.as_uri()
+    assert (
+        wait_for("the drift-triggered run to pick its training set", resolved_training_set, log=stack["log"])
+        == training_set.as_uri()
+    )
     the_other_pages_in_the_browser(stack)
 
 
@@ -290,11 +375,16 @@ def test_lineage_of_the_served_model_walks_back_to_its_partitions_from_openlinea
     names = [(s["dataset"][1], s["job"]) for s in steps]
     lake = stack["data"] / "lake"
     by_name = {s["dataset"][1]: s for s in steps}
-    assert steps[0]["job"].startswith("flights_training.") and steps[0]["inputs"][0][1] == "flight_delay/1", names
+    assert steps[0]["job"].startswith("flights_training.") and steps[0]["inputs"][0][1] == "flight_delay/1", (
+        names
+    )
     model_version = by_name["flight_delay/1"]
     assert model_version["job"] == "flights_training.register"
     facet = next(o for o in model_version["event"]["outputs"] if o["name"] == "flight_delay/1")["facets"]
-    assert facet["mlopsModelVersion"]["state"] == "candidate" and facet["mlopsModelVersion"]["metrics"]["auc"] > 0.55
+    assert (
+        facet["mlopsModelVersion"]["state"] == "candidate"
+        and facet["mlopsModelVersion"]["metrics"]["auc"] > 0.55
+    )
     (training_set,) = lake.glob("training_sets/flight_delay_v1/*/manifest.json")
     (dataset,) = lake.glob("datasets/flights_delay/*/manifest.json")
     assert by_name[storage_name(str(training_set))[1]]["job"] == "flights_features.training_set"
@@ -331,7 +421,9 @@ def approve_in_the_browser(stack: dict, version: str) -> None:
         sign_in(driver, stack["url"], "/mlops/models", "admin", stack["password"])
         assert image_loaded(driver, "flight_delay metrics per version")
         versions_table = "//table[.//th[text()='state']]//tr[td]"  # not the per-slice tables
-        rows = {r.find_element(By.TAG_NAME, "td").text: r for r in driver.find_elements(By.XPATH, versions_table)}
+        rows = {
+            r.find_element(By.TAG_NAME, "td").text: r for r in driver.find_elements(By.XPATH, versions_table)
+        }
         assert list(rows) == [version] and "candidate" in rows[version].text
         full_page_screenshot(driver, "models")
         rows[version].find_element(By.CSS_SELECTOR, "button[data-action=approve]").click()
@@ -342,7 +434,10 @@ def approve_in_the_browser(stack: dict, version: str) -> None:
         assert driver.find_element(By.ID, "outcome").text == "approve done by admin (Airflow UI)"
     tags = MlflowClient(tracking, registry_uri=tracking).get_model_version("flight_delay", version).tags
     assert (tags["state"], tags["state_by"], tags["state_reason"]) == (
-        "approved", "admin (Airflow UI)", "evaluation and model card reviewed")
+        "approved",
+        "admin (Airflow UI)",
+        "evaluation and model card reviewed",
+    )
 
 
 def the_other_pages_in_the_browser(stack: dict) -> None:
@@ -354,12 +449,16 @@ def the_other_pages_in_the_browser(stack: dict) -> None:
     with chromium() as driver:
         sign_in(driver, stack["url"], "/mlops/deployments", "admin", stack["password"])
         page = driver.find_element(By.TAG_NAME, "body").text
-        assert "flight_delay: single" in page and "flight_delay v1" in page and "did not answer" not in page, page
+        assert (
+            "flight_delay: single" in page and "flight_delay v1" in page and "did not answer" not in page
+        ), page
         full_page_screenshot(driver, "deployments")
         driver.get(f"{stack['url']}/mlops/data")
         page = driver.find_element(By.TAG_NAME, "body").text
         assert "flights 2013-02 report" in page and "temp" in page, page
-        assert image_loaded(driver, "drift score per window") and image_loaded(driver, "served AUC per window")
+        assert image_loaded(driver, "drift score per window") and image_loaded(
+            driver, "served AUC per window"
+        )
         full_page_screenshot(driver, "data")
 
 
@@ -370,8 +469,12 @@ def check_published_study(stack: dict, tracking: str) -> None:
     import pytest
 
     with stack["engine"].connect() as conn:
-        extra = conn.execute(text("SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-                                  "WHERE a.name = 'flight_delay_hyperparameters' ORDER BY e.id DESC")).scalar()
+        extra = conn.execute(
+            text(
+                "SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+                "WHERE a.name = 'flight_delay_hyperparameters' ORDER BY e.id DESC"
+            )
+        ).scalar()
     best = json.loads(extra) if isinstance(extra, str) else extra
     storage = f"sqlite:///{stack['home'] / 'data' / 'optuna' / 'optuna.db'}"
     study = optuna.load_study(study_name=best["study"], storage=storage)
@@ -385,11 +488,13 @@ def check_published_study(stack: dict, tracking: str) -> None:
     assert parent.data.metrics["best_val_loss"] == pytest.approx(study.best_value)
     trials_csv = Path(client.download_artifacts(parent.info.run_id, "trials.csv", str(stack["home"])))
     assert len(trials_csv.read_text().strip().splitlines()) == 1 + 4
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     by_trial = {int(r.data.tags["optuna_trial"]): r for r in children}
     assert len(children) == 4 and by_trial[best["best_trial"]].data.metrics["val_loss"] == pytest.approx(
-        study.best_value, rel=1e-5)
+        study.best_value, rel=1e-5
+    )
 
 
 def test_object_put_in_s3_runs_flights_ingest_s3_through_sqs(stack) -> None:
@@ -405,11 +510,17 @@ def test_object_put_in_s3_runs_flights_ingest_s3_through_sqs(stack) -> None:
         # S3's s3:TestEvent (sent when the notification was configured) may arrive in a batch of
         # its own: that run loads nothing and is skipped. Wait for the run that got the object.
         with stack["engine"].connect() as conn:
-            rows = conn.execute(text("SELECT run_id, state FROM dag_run WHERE dag_id = 'flights_ingest_s3' "
-                                     "AND state IN ('success', 'failed')")).all()
+            rows = conn.execute(
+                text(
+                    "SELECT run_id, state FROM dag_run WHERE dag_id = 'flights_ingest_s3' "
+                    "AND state IN ('success', 'failed')"
+                )
+            ).all()
         return next((r for r in rows if object_keys(r.run_id)), None)
 
     run = wait_for("flights_ingest_s3 to load the object", run_with_the_object, log=stack["log"])
     assert run.state == "success", stack["log"].read_text()[-3000:]
-    assert object_keys(run.run_id) == ["months/flights_2013_01.parquet"]  # S3 URL-encodes keys in notifications
+    assert object_keys(run.run_id) == [
+        "months/flights_2013_01.parquet"
+    ]  # S3 URL-encodes keys in notifications
     assert pq.read_metadata(stack["data"] / "lake" / "raw" / "flights" / "2013-01.parquet").num_rows == 27004

@@ -23,22 +23,39 @@ def load_features_dag():
 
 
 def test_flights_features_builds_a_point_in_time_training_set(airflow_db, lake, source_conn) -> None:
-    conf = {table: [write_raw(lake, table, m, parquet_bytes(month_frame(table, m))) for m in (1, 2)]
-            for table in ("flights", "weather")}
+    conf = {
+        table: [write_raw(lake, table, m, parquet_bytes(month_frame(table, m))) for m in (1, 2)]
+        for table in ("flights", "weather")
+    }
     assert str(run_validate(conf).state) == "success"
-    assert str(load_dag("flights_dataset").test(logical_date=datetime(2013, 3, 1, tzinfo=UTC)).state) == "success"
+    assert (
+        str(load_dag("flights_dataset").test(logical_date=datetime(2013, 3, 1, tzinfo=UTC)).state)
+        == "success"
+    )
     dataset_uri = asset_events("flights_delay_dataset")[-1]["manifest_uri"]
 
-    run = load_features_dag().test(logical_date=datetime(2013, 3, 1, tzinfo=UTC), run_conf={"manifest_uri": dataset_uri})
+    run = load_features_dag().test(
+        logical_date=datetime(2013, 3, 1, tzinfo=UTC), run_conf={"manifest_uri": dataset_uri}
+    )
 
     assert str(run.state) == "success", task_states(run)
     for table in ("weather_hourly", "carrier_stats", "route_stats"):
-        assert sorted(p.name for p in (lake / "features" / table).glob("*.parquet")) == ["2013-01.parquet", "2013-02.parquet"]
+        assert sorted(p.name for p in (lake / "features" / table).glob("*.parquet")) == [
+            "2013-01.parquet",
+            "2013-02.parquet",
+        ]
     event = asset_events("flight_features")[-1]
     manifest = json.loads(Path(event["manifest_uri"].removeprefix("file://")).read_text())
     dataset = json.loads(Path(dataset_uri.removeprefix("file://")).read_text())
-    assert manifest["feature_service"] == "flight_delay_v1" and manifest["dataset_version"] == dataset["version"]
-    assert set(manifest["feature_views"]) == {"weather_hourly", "carrier_stats", "route_stats", "plane_attributes"}
+    assert (
+        manifest["feature_service"] == "flight_delay_v1" and manifest["dataset_version"] == dataset["version"]
+    )
+    assert set(manifest["feature_views"]) == {
+        "weather_hourly",
+        "carrier_stats",
+        "route_stats",
+        "plane_attributes",
+    }
     assert event["splits"] == {name: split["rows"] for name, split in dataset["splits"].items()}
 
     # Every dataset row is there, in the dataset's order, with its label and the features joined.
@@ -50,6 +67,11 @@ def test_flights_features_builds_a_point_in_time_training_set(airflow_db, lake, 
     assert manifest["splits"]["test"]["content_sha256"] == content_hash(training)
 
     # A second run with unchanged sources rebuilds nothing and writes the same training set.
-    again = load_features_dag().test(logical_date=datetime(2013, 3, 2, tzinfo=UTC), run_conf={"manifest_uri": dataset_uri})
+    again = load_features_dag().test(
+        logical_date=datetime(2013, 3, 2, tzinfo=UTC), run_conf={"manifest_uri": dataset_uri}
+    )
     assert str(again.state) == "success"
-    assert json.loads(Path(event["manifest_uri"].removeprefix("file://")).read_text())["splits"] == manifest["splits"]
+    assert (
+        json.loads(Path(event["manifest_uri"].removeprefix("file://")).read_text())["splits"]
+        == manifest["splits"]
+    )

@@ -27,7 +27,9 @@ def write_raw(lake: Path, table: str, month: int, data: bytes) -> str:
     path = lake / "raw" / table / f"2013-{month:02d}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    Path(str(path) + MANIFEST_SUFFIX).write_text(Artifact(uri=path.as_uri(), sha256="x", kind="dataset_partition").to_json())
+    Path(str(path) + MANIFEST_SUFFIX).write_text(
+        Artifact(uri=path.as_uri(), sha256="x", kind="dataset_partition").to_json()
+    )
     return path.as_uri()
 
 
@@ -36,7 +38,9 @@ def xcoms(run, task_id: str, key: str) -> list:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        rows = session.query(XComModel).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key)
+        rows = session.query(XComModel).filter_by(
+            dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key
+        )
         return [row.value for row in rows]
 
 
@@ -56,23 +60,34 @@ def test_good_months_are_validated_reported_and_announced(airflow_db, lake) -> N
         validated = lake / "validated" / "flights" / f"{month}.parquet"
         assert validated.read_bytes() == (lake / "raw" / "flights" / f"{month}.parquet").read_bytes()
         manifest = Artifact.from_json(Path(str(validated) + MANIFEST_SUFFIX).read_text())
-        assert manifest.kind == "validated_partition" and manifest.parents == ((lake / "raw" / "flights" / f"{month}.parquet").as_uri(),)
-        report = ValidationReport.from_json((lake / "validated" / "flights" / f"{month}.report.json").read_text())
+        assert manifest.kind == "validated_partition" and manifest.parents == (
+            (lake / "raw" / "flights" / f"{month}.parquet").as_uri(),
+        )
+        report = ValidationReport.from_json(
+            (lake / "validated" / "flights" / f"{month}.report.json").read_text()
+        )
         assert report.success and report.partition_sha256 == manifest.sha256 and report.drift_checked
         assert "passed: flights_raw" in (lake / "validated" / "flights" / f"{month}.report.html").read_text()
 
     assert sorted(xcoms(run, "validate_flights", "return_value")) == [
-        (lake / "validated" / "flights" / f"2013-0{m}.report.json").as_uri() for m in (1, 2)]
+        (lake / "validated" / "flights" / f"2013-0{m}.report.json").as_uri() for m in (1, 2)
+    ]
     # The task instances' "Validation report" links open the HTML reports through the plugin.
     assert sorted(xcoms(run, "validate_flights", "_link_ValidationReportLink")) == [
-        report_url((lake / "validated" / "flights" / f"2013-0{m}.report.html").as_uri()) for m in (1, 2)]
+        report_url((lake / "validated" / "flights" / f"2013-0{m}.report.html").as_uri()) for m in (1, 2)
+    ]
     assert sorted(xcoms(run, "validate_flights", "validated_uri")) == [
-        (lake / "validated" / "flights" / f"2013-0{m}.parquet").as_uri() for m in (1, 2)]
+        (lake / "validated" / "flights" / f"2013-0{m}.parquet").as_uri() for m in (1, 2)
+    ]
     events = sorted(asset_events("flights_validated")[before:], key=lambda e: e["uri"])
-    assert [e["uri"] for e in events] == [(lake / "validated" / "flights" / f"2013-0{m}.parquet").as_uri() for m in (1, 2)]
+    assert [e["uri"] for e in events] == [
+        (lake / "validated" / "flights" / f"2013-0{m}.parquet").as_uri() for m in (1, 2)
+    ]
     assert events[1]["rows"] == 24951 and events[1]["suite"] == "flights_raw"
     assert events[1]["report_uri"].endswith("validated/flights/2013-02.report.json")
-    assert events[1]["statistics"]["carrier"]["distinct"] == month_frame("flights", 2)["carrier"].nunique() == 15
+    assert (
+        events[1]["statistics"]["carrier"]["distinct"] == month_frame("flights", 2)["carrier"].nunique() == 15
+    )
 
     # Weather: the one 1048 mph hour of February is split off; the rest passes, both are counted.
     (weather_event,) = asset_events("weather_validated")[-1:]
@@ -95,12 +110,18 @@ def test_revalidating_a_partition_is_idempotent(airflow_db, lake) -> None:
 
     assert report.read_bytes() == first
     assert sorted(p.name for p in (lake / "validated" / "flights").iterdir()) == [
-        "2013-01.parquet", "2013-01.parquet.manifest.json", "2013-01.report.html", "2013-01.report.json"]
+        "2013-01.parquet",
+        "2013-01.parquet.manifest.json",
+        "2013-01.report.html",
+        "2013-01.report.json",
+    ]
     assert (lake / "raw" / "flights" / "2013-01.parquet").exists()
 
 
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
-def test_each_corruption_is_quarantined_with_its_report_and_nothing_downstream(airflow_db, lake, corruption) -> None:
+def test_each_corruption_is_quarantined_with_its_report_and_nothing_downstream(
+    airflow_db, lake, corruption
+) -> None:
     damage, fragments = CORRUPTIONS[corruption]
     data = damage(month_frame("flights", 1))
     uri = write_raw(lake, "flights", 1, data)
@@ -118,8 +139,9 @@ def test_each_corruption_is_quarantined_with_its_report_and_nothing_downstream(a
     message = report.failure_message()
     assert not report.success and all(f in message for f in fragments), message
     assert "FAILED: flights_raw" in (folder / "report.html").read_text()
-    assert xcoms(run, "validate_flights", "_link_ValidationReportLink") == [report_url(f"{lake.as_uri()}/quarantine/"
-                                                                                       f"flights/2013-01/{folder.name}/report.html")]
+    assert xcoms(run, "validate_flights", "_link_ValidationReportLink") == [
+        report_url(f"{lake.as_uri()}/quarantine/flights/2013-01/{folder.name}/report.html")
+    ]
     assert not (lake / "validated" / "flights" / "2013-01.parquet").exists()
     assert len(asset_events("flights_validated")) == before
 
@@ -128,12 +150,16 @@ def test_each_corruption_is_quarantined_with_its_report_and_nothing_downstream(a
     assert [p.name for p in (lake / "quarantine" / "flights" / "2013-01").iterdir()] == [folder.name]
 
 
-def test_a_suite_problem_fails_before_the_partition_is_touched(airflow_db, lake, tmp_path, monkeypatch) -> None:
+def test_a_suite_problem_fails_before_the_partition_is_touched(
+    airflow_db, lake, tmp_path, monkeypatch
+) -> None:
     from airflow_mlops.exceptions import SuiteError
     from airflow_mlops.operators.validate import DataValidationOperator
 
     suite = tmp_path / "bad.yaml"
-    suite.write_text("name: bad\nexpectations:\n- {type: expect_column_values_to_be_awesome, kwargs: {column: a}}\n")
+    suite.write_text(
+        "name: bad\nexpectations:\n- {type: expect_column_values_to_be_awesome, kwargs: {column: a}}\n"
+    )
     uri = write_raw(lake, "flights", 1, b"not read")
     operator = DataValidationOperator(task_id="v", partition=uri, suite=str(suite))
     with pytest.raises(SuiteError, match="unknown expectation type 'expect_column_values_to_be_awesome'"):
@@ -164,12 +190,23 @@ def test_a_missing_partition_or_reference_profile_is_a_clear_error(airflow_db, l
     parameters = {"year": 2013, "months": [1]}
     missing = (lake / "raw" / "flights" / "2013-05.parquet").as_uri()
     with pytest.raises(TargetError, match=r"partition '.*2013-05.parquet': does not exist"):
-        DataValidationOperator(task_id="v", partition=missing, suite=suite, suite_parameters=parameters).execute({})
+        DataValidationOperator(
+            task_id="v", partition=missing, suite=suite, suite_parameters=parameters
+        ).execute({})
     uri = write_raw(lake, "flights", 1, parquet_bytes(month_frame("flights", 1)))
-    operator = DataValidationOperator(task_id="v", partition=uri, suite=suite, suite_parameters=parameters,
-                                      reference_profile="file:///nowhere/profile.json")
-    with pytest.raises(TargetError, match=r"reference_profile 'file:///nowhere/profile.json': does not exist"):
+    operator = DataValidationOperator(
+        task_id="v",
+        partition=uri,
+        suite=suite,
+        suite_parameters=parameters,
+        reference_profile="file:///nowhere/profile.json",
+    )
+    with pytest.raises(
+        TargetError, match=r"reference_profile 'file:///nowhere/profile.json': does not exist"
+    ):
         operator.execute({})
     with pytest.raises(TargetError, match=r"must name a .parquet file"):
-        DataValidationOperator(task_id="v", partition=uri + ".csv", suite=suite, suite_parameters=parameters).execute({})
+        DataValidationOperator(
+            task_id="v", partition=uri + ".csv", suite=suite, suite_parameters=parameters
+        ).execute({})
     assert (lake / "raw" / "flights" / "2013-01.parquet").exists()  # untouched

@@ -24,8 +24,9 @@ def registry(tracking_uri: str, folder: Path, versions: int):
     client.create_registered_model(NAME)
     for _ in range(versions):
         run = client.create_run(experiment)
-        client.create_model_version(NAME, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
-                                    tags={"state": "candidate"})
+        client.create_model_version(
+            NAME, f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags={"state": "candidate"}
+        )
     return client
 
 
@@ -46,7 +47,11 @@ def test_promotion_records_who_when_why_and_archives_the_previous_champion(clien
     assert (state(client, NAME, "1"), state(client, NAME, "2")) == ("archived", "champion")
     assert alias_version(client, NAME, "previous_champion") == "1"
     tags = client.get_model_version(NAME, "2").tags
-    assert tags["state_by"] == "alice" and tags["state_reason"] == "better AUC" and tags["previous_champion"] == "1"
+    assert (
+        tags["state_by"] == "alice"
+        and tags["state_reason"] == "better AUC"
+        and tags["previous_champion"] == "1"
+    )
     assert [h["state"] for h in json.loads(tags["history"])] == ["approved", "champion"]
     assert "replaced by v2" in client.get_model_version(NAME, "1").tags["state_reason"]
     assert promote(client, NAME, "2", "bob", "again")["changed"] is False  # idempotent
@@ -57,7 +62,10 @@ def test_rollback_twice_walks_back_through_the_champions(client) -> None:
         approve_and_promote(client, version)
     assert rollback(client, NAME, "carol", "latency regression") == {"champion": "2", "rolled_back": "3"}
     assert rollback(client, NAME, "carol", "still bad") == {"champion": "1", "rolled_back": "2"}
-    assert alias_version(client, NAME, "champion") == "1" and alias_version(client, NAME, "previous_champion") is None
+    assert (
+        alias_version(client, NAME, "champion") == "1"
+        and alias_version(client, NAME, "previous_champion") is None
+    )
     assert [state(client, NAME, v) for v in ("1", "2", "3")] == ["champion", "archived", "archived"]
     with pytest.raises(GovernanceError, match="champion v1 has no recorded predecessor"):
         rollback(client, NAME, "carol", "once more")
@@ -71,7 +79,11 @@ def test_overlapping_promotions_leave_exactly_one_champion_and_every_version_a_s
         list(pool.map(lambda v: promote(client, NAME, v, "dag", f"run {v}"), ["2", "3"]))
     champion = alias_version(client, NAME, "champion")
     states = {v: state(client, NAME, v) for v in ("1", "2", "3")}
-    assert champion in {"2", "3"} and list(states.values()).count("champion") == 1 and states[champion] == "champion"
+    assert (
+        champion in {"2", "3"}
+        and list(states.values()).count("champion") == 1
+        and states[champion] == "champion"
+    )
     assert set(states.values()) == {"champion", "archived"}
 
 
@@ -90,7 +102,9 @@ def test_two_dag_runs_promoting_at_once_through_the_operator(client, tmp_path: P
     def run(version: str) -> dict:
         operator = PromoteModelOperator(task_id="promote", name=NAME, version=version, tracking_uri=tracking)
         barrier.wait()  # both tasks start at the same moment
-        return operator.execute({"dag_run": SimpleNamespace(dag_id="flights_training", run_id=f"run_{version}")})  # type: ignore[arg-type]
+        return operator.execute(
+            {"dag_run": SimpleNamespace(dag_id="flights_training", run_id=f"run_{version}")}
+        )  # type: ignore[arg-type]
 
     with ThreadPoolExecutor(2) as pool:
         outcomes = list(pool.map(run, ["2", "3"]))
@@ -98,7 +112,9 @@ def test_two_dag_runs_promoting_at_once_through_the_operator(client, tmp_path: P
     assert {o["champion"] for o in outcomes} <= {"2", "3"} and champion in {"2", "3"}
     states = {v: state(client, NAME, v) for v in ("1", "2", "3")}
     assert list(states.values()).count("champion") == 1 and states[champion] == "champion"
-    assert states["1"] == "archived" and len(client.search_model_versions(f"name = '{NAME}'")) == 3  # none lost
+    assert (
+        states["1"] == "archived" and len(client.search_model_versions(f"name = '{NAME}'")) == 3
+    )  # none lost
     history = json.loads(client.get_model_version(NAME, champion).tags["history"])
     assert history[-1]["by"] == f"PromoteModelOperator (flights_training/run_{champion})"
 
@@ -144,8 +160,9 @@ def test_the_approval_sensor_defers_and_its_trigger_sees_a_cli_approval(tmp_path
 
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     registry(tracking, tmp_path, versions=1)
-    sensor = ModelApprovalSensor(task_id="approve", name=NAME, version="1", tracking_uri=tracking, timeout=600,
-                                 poke_interval=0.2)
+    sensor = ModelApprovalSensor(
+        task_id="approve", name=NAME, version="1", tracking_uri=tracking, timeout=600, poke_interval=0.2
+    )
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})  # type: ignore[arg-type]
     trigger = deferred.value.trigger
@@ -157,9 +174,26 @@ def test_the_approval_sensor_defers_and_its_trigger_sees_a_cli_approval(tmp_path
         await asyncio.sleep(0.5)
         assert not first.done()  # nothing decided yet: the trigger keeps polling
         cli = Path(sys.executable).with_name("airflow-mlops")
-        await asyncio.to_thread(subprocess.run, [str(cli), "approve", "--model", NAME, "--version", "1", "--by",
-                                                 "alice", "--why", "card reviewed", "--tracking-uri", tracking],
-                                check=True, capture_output=True, env=os.environ.copy())
+        await asyncio.to_thread(
+            subprocess.run,
+            [
+                str(cli),
+                "approve",
+                "--model",
+                NAME,
+                "--version",
+                "1",
+                "--by",
+                "alice",
+                "--why",
+                "card reviewed",
+                "--tracking-uri",
+                tracking,
+            ],
+            check=True,
+            capture_output=True,
+            env=os.environ.copy(),
+        )
         return (await asyncio.wait_for(first, 30)).payload
 
     payload = asyncio.run(decision_after_cli_approval())
@@ -180,8 +214,16 @@ def test_a_rejection_skips_promotion_with_the_reason_and_a_timeout_fails(tmp_pat
     with pytest.raises(AirflowSkipException, match="rejected by bob: TPR gap on carrier too large"):
         sensor.execute_complete({}, {"decision": "rejected"})  # type: ignore[arg-type]
 
-    waiting = ModelApprovalSensor(task_id="approve", name=NAME, version="2", tracking_uri=tracking,
-                                  deferrable=False, mode="poke", poke_interval=0.1, timeout=0.5)
+    waiting = ModelApprovalSensor(
+        task_id="approve",
+        name=NAME,
+        version="2",
+        tracking_uri=tracking,
+        deferrable=False,
+        mode="poke",
+        poke_interval=0.1,
+        timeout=0.5,
+    )
     with pytest.raises(Exception, match=r"(?i)timed? ?out"):
         waiting.execute({})  # type: ignore[arg-type]
     assert state(client, NAME, "2") == "candidate"
@@ -192,7 +234,8 @@ def test_auto_approval_is_recorded_as_the_policy(tmp_path: Path) -> None:
 
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = registry(tracking, tmp_path, versions=1)
-    outcome = ModelApprovalSensor(task_id="approve", name=NAME, version="1", tracking_uri=tracking,
-                                  auto_approve=True).execute({})  # type: ignore[arg-type]
+    outcome = ModelApprovalSensor(
+        task_id="approve", name=NAME, version="1", tracking_uri=tracking, auto_approve=True
+    ).execute({})  # type: ignore[arg-type]
     assert outcome["decision"] == "approved" and outcome["by"].startswith("auto-approve policy")
     assert state(client, NAME, "1") == "approved"

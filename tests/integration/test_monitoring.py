@@ -34,18 +34,32 @@ def served(trained_models: dict, tmp_path_factory: pytest.TempPathFactory) -> An
     run = client.create_run(experiment)
     client.log_artifacts(run.info.run_id, str(trained_models["challenger"]), "model")
     client.create_registered_model(MODEL)
-    client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
-                                tags={"training_set": trained_models["training_set"]})
+    client.create_model_version(
+        MODEL,
+        f"{run.info.artifact_uri}/model",
+        run_id=run.info.run_id,
+        tags={"training_set": trained_models["training_set"]},
+    )
     server = Server(root / "state", tracking).start()
-    answer = httpx.put(f"{server.url}/v1/admin/deployments/{MODEL}", headers={"Authorization": f"Bearer {TOKEN}"},
-                       json={"variants": {"main": {"name": MODEL, "version": "1"}}, "who": "test", "why": "test"},
-                       timeout=60)
+    answer = httpx.put(
+        f"{server.url}/v1/admin/deployments/{MODEL}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        json={"variants": {"main": {"name": MODEL, "version": "1"}}, "who": "test", "why": "test"},
+        timeout=60,
+    )
     answer.raise_for_status()
     manifest = json.loads(manifest_path(trained_models["training_set"]).read_text())
-    splits = {name: pd.read_parquet(manifest_path(split["uri"], trained_models["training_set"]))
-              for name, split in manifest["splits"].items()}
-    yield {"root": root, "tracking": tracking, "server": server, "splits": splits,
-           "training_set": trained_models["training_set"]}
+    splits = {
+        name: pd.read_parquet(manifest_path(split["uri"], trained_models["training_set"]))
+        for name, split in manifest["splits"].items()
+    }
+    yield {
+        "root": root,
+        "tracking": tracking,
+        "server": server,
+        "splits": splits,
+        "training_set": trained_models["training_set"],
+    }
     server.stop()
 
 
@@ -54,8 +68,11 @@ def serve(served: dict, frame: pd.DataFrame) -> dict[str, str]:
     from airflow_mlops.demo import serve_rows
 
     server = served["server"]
-    return serve_rows({"url": server.url, "state_dir": server.state_dir, "log": "server log"},
-                      frame.drop(columns=["is_delayed"]), per_request=50)
+    return serve_rows(
+        {"url": server.url, "state_dir": server.state_dir, "log": "server log"},
+        frame.drop(columns=["is_delayed"]),
+        per_request=50,
+    )
 
 
 @pytest.fixture
@@ -66,8 +83,10 @@ def monitoring(served: dict, lake: Path, airflow_db: Path, monkeypatch: pytest.M
     dag = load_dag("flights_monitoring", "flights_monitoring.py")
 
     def run(window: dict[str, str], day: int) -> tuple[Any, dict[str, str]]:
-        dag_run = dag.test(logical_date=datetime(2026, 1, day, tzinfo=UTC),
-                           run_conf={**window, "manifest_uri": served["training_set"]})
+        dag_run = dag.test(
+            logical_date=datetime(2026, 1, day, tzinfo=UTC),
+            run_conf={**window, "manifest_uri": served["training_set"]},
+        )
         return dag_run, task_states(dag_run)
 
     return run
@@ -77,15 +96,24 @@ def reports(lake: Path, run_id: str) -> dict[str, dict]:
     from airflow_mlops.evaluation.report import loads
 
     folder = lake / "monitoring" / MODEL / run_id.replace(":", "_").replace("+", "_")
-    return {name: loads((folder / f"{name}.json").read_text()) for name in ("drift", "performance")
-            if (folder / f"{name}.json").is_file()} | {"folder": folder}  # type: ignore[dict-item]
+    return {
+        name: loads((folder / f"{name}.json").read_text())
+        for name in ("drift", "performance")
+        if (folder / f"{name}.json").is_file()
+    } | {"folder": folder}  # type: ignore[dict-item]
 
 
 def test_served_training_rows_show_no_drift_and_their_performance_joins_labels_by_id(
-        served: dict, monitoring: Any, lake: Path) -> None:
+    served: dict, monitoring: Any, lake: Path
+) -> None:
     window = serve(served, served["splits"]["train"].sample(1500, random_state=1))
     dag_run, states = monitoring(window, 1)
-    assert states == {"labels": "success", "drift": "success", "performance": "success", "model_drift": "skipped"}
+    assert states == {
+        "labels": "success",
+        "drift": "success",
+        "performance": "success",
+        "model_drift": "skipped",
+    }
     found = reports(lake, dag_run.run_id)
     drift, performance = found["drift"], found["performance"]
     assert drift["current_rows"] == 1500 and drift["version"] == "1" and not drift["breached"]
@@ -100,7 +128,8 @@ def test_served_training_rows_show_no_drift_and_their_performance_joins_labels_b
     from tests.integration.test_flights_validate import xcoms
 
     assert xcoms(dag_run, "drift", "_link_MonitoringReportLink") == [
-        f"/mlops/files?uri={quote((found['folder'] / 'drift.html').as_uri(), safe='')}"]
+        f"/mlops/files?uri={quote((found['folder'] / 'drift.html').as_uri(), safe='')}"
+    ]
     assert "Calibration" in (found["folder"] / "performance.html").read_text()
     assert not [e for e in asset_events("model_drift") if e.get("window") == window]
     from mlflow import MlflowClient
@@ -113,9 +142,13 @@ def test_served_training_rows_show_no_drift_and_their_performance_joins_labels_b
 
 
 def test_a_summer_heat_wave_in_the_requests_is_drift_and_emits_model_drift_naming_the_features(
-        served: dict, monitoring: Any, lake: Path) -> None:
-    shifted = served["splits"]["test"].head(1500).assign(temp=lambda f: f["temp"] + 45.0,
-                                                         dewp=lambda f: f["dewp"] + 40.0)
+    served: dict, monitoring: Any, lake: Path
+) -> None:
+    shifted = (
+        served["splits"]["test"]
+        .head(1500)
+        .assign(temp=lambda f: f["temp"] + 45.0, dewp=lambda f: f["dewp"] + 40.0)
+    )
     window = serve(served, shifted)
     dag_run, states = monitoring(window, 2)
     assert states["drift"] == "success" and states["model_drift"] == "success"
@@ -127,10 +160,17 @@ def test_a_summer_heat_wave_in_the_requests_is_drift_and_emits_model_drift_namin
     assert any("temp psi=" in reason for reason in event["reasons"])
 
 
-def test_a_window_without_predictions_skips_the_monitors_and_emits_nothing(served: dict, monitoring: Any) -> None:
+def test_a_window_without_predictions_skips_the_monitors_and_emits_nothing(
+    served: dict, monitoring: Any
+) -> None:
     before = len(asset_events("model_drift"))
     _, states = monitoring({"start": "2001-01-01T00:00:00+00:00", "end": "2001-01-02T00:00:00+00:00"}, 3)
-    assert states == {"labels": "success", "drift": "skipped", "performance": "skipped", "model_drift": "skipped"}
+    assert states == {
+        "labels": "success",
+        "drift": "skipped",
+        "performance": "skipped",
+        "model_drift": "skipped",
+    }
     assert len(asset_events("model_drift")) == before
 
 
@@ -138,21 +178,31 @@ def monitor_context() -> dict:
     return {"ti": None, "data_interval_start": None, "data_interval_end": None}
 
 
-def test_performance_refuses_labels_without_the_key_and_keys_labelled_twice(served: dict, tmp_path: Path) -> None:
+def test_performance_refuses_labels_without_the_key_and_keys_labelled_twice(
+    served: dict, tmp_path: Path
+) -> None:
     from airflow_mlops.monitoring.monitors import MonitoringError
     from airflow_mlops.operators.monitor import PerformanceMonitorOperator
 
     window = serve(served, served["splits"]["test"].head(20))
     labels = served["splits"]["test"].head(20)[["flight_id", "is_delayed"]]
-    cases = {"no_key.parquet": (labels.rename(columns={"flight_id": "id"}), r"no column 'flight_id'"),
-             "twice.parquet": (pd.concat([labels, labels.head(2)]), r"labelled more than once \(2 in all"),
-             "bad.parquet": (labels.assign(is_delayed=7), r"is_delayed must be 0 or 1, got \['7'\]")}
+    cases = {
+        "no_key.parquet": (labels.rename(columns={"flight_id": "id"}), r"no column 'flight_id'"),
+        "twice.parquet": (pd.concat([labels, labels.head(2)]), r"labelled more than once \(2 in all"),
+        "bad.parquet": (labels.assign(is_delayed=7), r"is_delayed must be 0 or 1, got \['7'\]"),
+    }
     for name, (frame, message) in cases.items():
         frame.to_parquet(tmp_path / name)
         operator = PerformanceMonitorOperator(
-            task_id="performance", endpoint=MODEL, request_log=str(served["server"].state_dir / "requests"),
-            report_dir=str(tmp_path / "reports"), labels=str(tmp_path / name), label_key="flight_id",
-            label_column="is_delayed", **window)
+            task_id="performance",
+            endpoint=MODEL,
+            request_log=str(served["server"].state_dir / "requests"),
+            report_dir=str(tmp_path / "reports"),
+            labels=str(tmp_path / name),
+            label_key="flight_id",
+            label_column="is_delayed",
+            **window,
+        )
         with pytest.raises(MonitoringError, match=message):
             operator.execute(monitor_context())  # type: ignore[arg-type]
     assert not (tmp_path / "reports").exists()  # nothing half-written
@@ -166,13 +216,25 @@ def test_monitors_refuse_bad_windows_and_incomplete_configuration(served: dict, 
     with pytest.raises(ValueError, match=r"give model_name .* or reference"):
         DriftMonitorOperator(task_id="drift", endpoint=MODEL, request_log=log, report_dir=str(tmp_path))
     with pytest.raises(ValueError, match="min_drifted must be at least 1, got 0"):
-        DriftMonitorOperator(task_id="drift", endpoint=MODEL, request_log=log, report_dir=str(tmp_path),
-                             model_name=MODEL, min_drifted=0)
+        DriftMonitorOperator(
+            task_id="drift",
+            endpoint=MODEL,
+            request_log=log,
+            report_dir=str(tmp_path),
+            model_name=MODEL,
+            min_drifted=0,
+        )
     with pytest.raises(ValueError, match="monitor_task_ids is empty"):
         ModelDriftAlertOperator(task_id="alert", endpoint=MODEL, monitor_task_ids=[])
-    operator = DriftMonitorOperator(task_id="drift", endpoint=MODEL, request_log=log, report_dir=str(tmp_path),
-                                    reference=served["training_set"], start="2026-01-02T00:00:00+00:00",
-                                    end="2026-01-01T00:00:00+00:00")
+    operator = DriftMonitorOperator(
+        task_id="drift",
+        endpoint=MODEL,
+        request_log=log,
+        report_dir=str(tmp_path),
+        reference=served["training_set"],
+        start="2026-01-02T00:00:00+00:00",
+        end="2026-01-01T00:00:00+00:00",
+    )
     with pytest.raises(MonitoringError, match="end 2026-01-01T00:00:00\\+00:00 is not after start"):
         operator.execute(monitor_context())  # type: ignore[arg-type]
     operator.start, operator.end = "2026-01-01T00:00:00", "2026-01-02T00:00:00+00:00"
@@ -188,13 +250,28 @@ def test_drift_refuses_a_reference_it_cannot_compare_with(served: dict, tmp_path
 
     window = serve(served, served["splits"]["test"].head(20))
     log = str(served["server"].state_dir / "requests")
-    no_split = DriftMonitorOperator(task_id="drift", endpoint=MODEL, request_log=log, report_dir=str(tmp_path / "r"),
-                                    reference=served["training_set"], reference_split="holdout", columns=["temp"],
-                                    **window)
-    with pytest.raises(ValueError, match=r"has no split 'holdout' \(splits: \['test', 'train', 'validation'\]\)"):
+    no_split = DriftMonitorOperator(
+        task_id="drift",
+        endpoint=MODEL,
+        request_log=log,
+        report_dir=str(tmp_path / "r"),
+        reference=served["training_set"],
+        reference_split="holdout",
+        columns=["temp"],
+        **window,
+    )
+    with pytest.raises(
+        ValueError, match=r"has no split 'holdout' \(splits: \['test', 'train', 'validation'\]\)"
+    ):
         no_split.execute(monitor_context())  # type: ignore[arg-type]
-    no_columns = DriftMonitorOperator(task_id="drift", endpoint=MODEL, request_log=log, report_dir=str(tmp_path / "r"),
-                                      reference=served["training_set"], **window)
+    no_columns = DriftMonitorOperator(
+        task_id="drift",
+        endpoint=MODEL,
+        request_log=log,
+        report_dir=str(tmp_path / "r"),
+        reference=served["training_set"],
+        **window,
+    )
     with pytest.raises(ValueError, match="give columns: without a registered model"):
         no_columns.execute(monitor_context())  # type: ignore[arg-type]
     assert not (tmp_path / "r").exists()  # nothing half-written

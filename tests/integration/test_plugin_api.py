@@ -37,62 +37,103 @@ def api(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         report = lake / "evaluations" / MODEL / f"run{version}" / "evaluation.json"
         report.parent.mkdir(parents=True)
         slices = {"carrier": {"UA": {"rows": 420, "auc": auc}, "B6": {"rows": 380, "auc": auc - 0.02}}}
-        report.write_text(json.dumps({"overall": {"auc": auc, "calibration_error": 0.014}, "slices": slices,
-                                      "champion": {"overall": {"auc": 0.7052}, "slices": slices} if version == 2 else None}))
+        report.write_text(
+            json.dumps(
+                {
+                    "overall": {"auc": auc, "calibration_error": 0.014},
+                    "slices": slices,
+                    "champion": {"overall": {"auc": 0.7052}, "slices": slices} if version == 2 else None,
+                }
+            )
+        )
         report.with_suffix(".html").write_text(f"<html><body>evaluation of version {version}</body></html>")
-        client.create_model_version(MODEL, str(root / "model"), tags={"state": "candidate",
-                                                                       "evaluation_report": report.as_uri()})
+        client.create_model_version(
+            MODEL, str(root / "model"), tags={"state": "candidate", "evaluation_report": report.as_uri()}
+        )
     monitoring = lake / "monitoring" / MODEL / "manual__1"
     monitoring.mkdir(parents=True)
-    (monitoring / "drift.json").write_text(json.dumps({"score": 1.989, "drifted": ["temp", "dewp"],
-                                                       "window": {"start": "2013-03-01T00:00:00+00:00"}}))
+    (monitoring / "drift.json").write_text(
+        json.dumps(
+            {"score": 1.989, "drifted": ["temp", "dewp"], "window": {"start": "2013-03-01T00:00:00+00:00"}}
+        )
+    )
     (monitoring / "drift.html").write_text("<html><body>drift report</body></html>")
     passwords = root / "passwords.json"
     port = free_port()
-    env = {**os.environ, "AIRFLOW__API__PORT": str(port), "AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": tracking,
-           "AIRFLOW__MLOPS__LAKE_URI": lake.as_uri(),
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords)}
+    env = {
+        **os.environ,
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": tracking,
+        "AIRFLOW__MLOPS__LAKE_URI": lake.as_uri(),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+    }
     log = root / "api-server.log"
     with log.open("w") as out:
-        process = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "api-server", "--port", str(port)],
-                                   env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("airflow")), "api-server", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while True:
             assert process.poll() is None, log.read_text()[-3000:]
             try:
-                if httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200 and passwords.exists():
+                if (
+                    httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200
+                    and passwords.exists()
+                ):
                     break
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, f"the API server did not start: {log.read_text()[-3000:]}"
             time.sleep(0.5)
         password = json.loads(passwords.read_text())["admin"]
-        token = httpx.post(f"{url}/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
-        yield {"url": url, "headers": {"Authorization": f"Bearer {token}"}, "client": client, "log": log,
-               "lake": lake, "token": token}
+        token = httpx.post(f"{url}/auth/token", json={"username": "admin", "password": password}).json()[
+            "access_token"
+        ]
+        yield {
+            "url": url,
+            "headers": {"Authorization": f"Bearer {token}"},
+            "client": client,
+            "log": log,
+            "lake": lake,
+            "token": token,
+        }
     finally:
         stop_group(process)
 
 
 def test_actions_and_reads_are_refused_without_authentication(api: dict) -> None:
-    for method, path, body in (("GET", "/mlops/api/models", None), ("GET", f"/mlops/api/models/{MODEL}", None),
-                               ("GET", "/mlops/models", None), ("GET", "/mlops/data", None),
-                               ("GET", "/mlops/deployments", None), ("GET", "/mlops/files?uri=/etc/hostname", None),
-                               ("POST", f"/mlops/api/models/{MODEL}/versions/1/approve", {"why": "looks good"}),
-                               ("POST", f"/mlops/api/models/{MODEL}/rollback", {"why": "bad model"})):
+    for method, path, body in (
+        ("GET", "/mlops/api/models", None),
+        ("GET", f"/mlops/api/models/{MODEL}", None),
+        ("GET", "/mlops/models", None),
+        ("GET", "/mlops/data", None),
+        ("GET", "/mlops/deployments", None),
+        ("GET", "/mlops/files?uri=/etc/hostname", None),
+        ("POST", f"/mlops/api/models/{MODEL}/versions/1/approve", {"why": "looks good"}),
+        ("POST", f"/mlops/api/models/{MODEL}/rollback", {"why": "bad model"}),
+    ):
         answer = http.request(method, f"{api['url']}{path}", json=body)
         assert answer.status_code == 401, (path, answer.text)
-        forged = http.request(method, f"{api['url']}{path}", json=body, headers={"Authorization": "Bearer forged"})
+        forged = http.request(
+            method, f"{api['url']}{path}", json=body, headers={"Authorization": "Bearer forged"}
+        )
         assert forged.status_code in (401, 403), (path, forged.text)
     assert api["client"].get_model_version(MODEL, "1").tags["state"] == "candidate"
     # A browser that is not signed in is sent to Airflow's login page, which brings it back.
     page = http.get(f"{api['url']}/mlops/data?x=1", headers={"Accept": "text/html,application/xhtml+xml"})
     assert page.status_code == 303 and page.headers["location"] == "/auth/login?next=%2Fmlops%2Fdata%3Fx%3D1"
-    posted = http.post(f"{api['url']}/mlops/api/models/{MODEL}/rollback", json={"why": "bad model"},
-                       headers={"Accept": "text/html"})
+    posted = http.post(
+        f"{api['url']}/mlops/api/models/{MODEL}/rollback",
+        json={"why": "bad model"},
+        headers={"Accept": "text/html"},
+    )
     assert posted.status_code == 401  # only page views are redirected
 
 
@@ -103,15 +144,21 @@ def test_approve_then_promote_records_the_signed_in_user_in_the_registry(api: di
     assert listed["no_versions_yet"]["versions"] == []
     assert [v["state"] for v in listed[MODEL]["versions"]] == ["candidate"] * 2
 
-    approved = http.post(f"{url}/mlops/api/models/{MODEL}/versions/1/approve", headers=headers,
-                          json={"why": "reviewed the model card"})
+    approved = http.post(
+        f"{url}/mlops/api/models/{MODEL}/versions/1/approve",
+        headers=headers,
+        json={"why": "reviewed the model card"},
+    )
     assert approved.status_code == 200, approved.text
     tags = api["client"].get_model_version(MODEL, "1").tags
     assert tags["state"] == "approved" and tags["state_by"] == "admin (Airflow UI)"
     assert tags["state_reason"] == "reviewed the model card"
 
-    promoted = http.post(f"{url}/mlops/api/models/{MODEL}/versions/1/promote", headers=headers,
-                          json={"why": "better than nothing"})
+    promoted = http.post(
+        f"{url}/mlops/api/models/{MODEL}/versions/1/promote",
+        headers=headers,
+        json={"why": "better than nothing"},
+    )
     assert promoted.status_code == 200, promoted.text
     detail = http.get(f"{url}/mlops/api/models/{MODEL}", headers=headers).json()
     assert detail["versions"][0]["aliases"] == ["champion"] and detail["versions"][0]["state"] == "champion"
@@ -121,15 +168,23 @@ def test_bad_requests_get_clear_errors(api: dict) -> None:
     url, headers = api["url"], api["headers"]
     unknown = http.get(f"{url}/mlops/api/models/no_such_model", headers=headers)
     assert unknown.status_code == 404 and "no registered model 'no_such_model'" in unknown.json()["detail"]
-    no_version = http.post(f"{url}/mlops/api/models/{MODEL}/versions/9/approve", headers=headers, json={"why": "ok!"})
+    no_version = http.post(
+        f"{url}/mlops/api/models/{MODEL}/versions/9/approve", headers=headers, json={"why": "ok!"}
+    )
     assert no_version.status_code == 404 and "has no version '9'" in no_version.json()["detail"]
     verb = http.post(f"{url}/mlops/api/models/{MODEL}/versions/2/bless", headers=headers, json={"why": "ok!"})
     assert verb.status_code == 404 and "unknown action 'bless'" in verb.json()["detail"]
-    no_reason = http.post(f"{url}/mlops/api/models/{MODEL}/versions/2/reject", headers=headers, json={"why": ""})
+    no_reason = http.post(
+        f"{url}/mlops/api/models/{MODEL}/versions/2/reject", headers=headers, json={"why": ""}
+    )
     assert no_reason.status_code == 422
-    not_approved = http.post(f"{url}/mlops/api/models/{MODEL}/versions/2/promote", headers=headers,
-                              json={"why": "skip the review"})
-    assert not_approved.status_code == 409 and "only an approved version can be promoted" in not_approved.json()["detail"]
+    not_approved = http.post(
+        f"{url}/mlops/api/models/{MODEL}/versions/2/promote", headers=headers, json={"why": "skip the review"}
+    )
+    assert (
+        not_approved.status_code == 409
+        and "only an approved version can be promoted" in not_approved.json()["detail"]
+    )
     assert api["client"].get_model_version(MODEL, "2").tags["state"] == "candidate"
 
 
@@ -145,9 +200,15 @@ def test_the_pages_show_versions_charts_reports_and_act_through_the_session_cook
     report = http.get(f"{api['url']}{link.replace('&amp;', '&')}", cookies=cookies)
     assert report.status_code == 200 and "evaluation of version 2" in report.text
     # The button's call: the same JSON API, authenticated by the cookie alone.
-    rejected = http.post(f"{api['url']}/mlops/api/models/{MODEL}/versions/2/reject", cookies=cookies,
-                          json={"why": "worse on B6"})
-    assert rejected.status_code == 200 and api["client"].get_model_version(MODEL, "2").tags["state"] == "rejected"
+    rejected = http.post(
+        f"{api['url']}/mlops/api/models/{MODEL}/versions/2/reject",
+        cookies=cookies,
+        json={"why": "worse on B6"},
+    )
+    assert (
+        rejected.status_code == 200
+        and api["client"].get_model_version(MODEL, "2").tags["state"] == "rejected"
+    )
     data = http.get(f"{api['url']}/mlops/data", cookies=cookies)
     assert data.status_code == 200 and "1.9890" in data.text and "temp, dewp" in data.text
     deployments = http.get(f"{api['url']}/mlops/deployments", cookies=cookies)

@@ -14,11 +14,18 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def trained(trained_models: dict, tmp_path: Path) -> dict:
     model = trained_models["challenger"]
-    return {"root": tmp_path, "training_set": trained_models["training_set"], "tracking": trained_models["tracking"],
-            "model": model, "result": json.loads((model / "result.json").read_text())}
+    return {
+        "root": tmp_path,
+        "training_set": trained_models["training_set"],
+        "tracking": trained_models["tracking"],
+        "model": model,
+        "result": json.loads((model / "result.json").read_text()),
+    }
 
 
-def test_a_registered_version_carries_lineage_a_signature_and_a_model_card_with_its_numbers(trained: dict) -> None:
+def test_a_registered_version_carries_lineage_a_signature_and_a_model_card_with_its_numbers(
+    trained: dict,
+) -> None:
     import mlflow
 
     from airflow_mlops.evaluation.report import evaluate
@@ -29,21 +36,39 @@ def test_a_registered_version_carries_lineage_a_signature_and_a_model_card_with_
     test = pd.read_parquet(manifest["splits"]["test"]["uri"].removeprefix("file://"))
     scorer = Scorer(trained["model"])
     evaluation = {"split": "test", **evaluate(scorer(test), test, "is_delayed", slices=["origin"])}
-    lineage = {"training_set": trained["training_set"], "training_set_sha256": "abc123", "dag_id": "flights_training",
-               "run_id": "manual__1", "code_version": "0.1.0"}
+    lineage = {
+        "training_set": trained["training_set"],
+        "training_set_sha256": "abc123",
+        "dag_id": "flights_training",
+        "run_id": "manual__1",
+        "code_version": "0.1.0",
+    }
     example = test.drop(columns=["is_delayed"]).head(5)
 
-    registered = register_version(trained["tracking"], "flight_delay", trained["result"]["mlflow_run_id"],
-                                  trained["model"], example, evaluation, lineage, trained["root"] / "card",
-                                  intended_use="Rank flights by delay risk.", limitations="Trained on 2013 NYC flights.")
+    registered = register_version(
+        trained["tracking"],
+        "flight_delay",
+        trained["result"]["mlflow_run_id"],
+        trained["model"],
+        example,
+        evaluation,
+        lineage,
+        trained["root"] / "card",
+        intended_use="Rank flights by delay risk.",
+        limitations="Trained on 2013 NYC flights.",
+    )
 
     client = mlflow.MlflowClient(trained["tracking"])
     version = client.get_model_version("flight_delay", registered["version"])
     assert version.tags["state"] == "candidate" and version.tags["training_set_sha256"] == "abc123"
-    assert str(client.get_model_version_by_alias("flight_delay", "challenger").version) == registered["version"]
+    assert (
+        str(client.get_model_version_by_alias("flight_delay", "challenger").version) == registered["version"]
+    )
     card = Path(registered["model_card"]).read_text()
     assert f"| auc | {evaluation['overall']['auc']:.4f} | none |" in card
-    assert f"| JFK | {int((test['origin'] == 'JFK').sum())} |" in card and "Trained on 2013 NYC flights." in card
+    assert (
+        f"| JFK | {int((test['origin'] == 'JFK').sum())} |" in card and "Trained on 2013 NYC flights." in card
+    )
     assert "<table>" in Path(registered["model_card_html"]).read_text()
 
     mlflow.set_tracking_uri(trained["tracking"])
@@ -62,9 +87,13 @@ def test_a_registered_version_carries_lineage_a_signature_and_a_model_card_with_
     try:  # the registry is shared by the session's tests: others expect no champion
         assert (model_folder("models:/flight_delay@champion", trained["tracking"]) / "config.json").is_file()
         summary = EvaluateModelOperator(
-            task_id="evaluate", model_uri=str(trained["model"]), training_set=trained["training_set"],
-            report_dir=str(trained["root"] / "report"), champion_uri="models:/flight_delay@champion",
-            importance_rows=0, mlflow_tracking_uri=trained["tracking"],
+            task_id="evaluate",
+            model_uri=str(trained["model"]),
+            training_set=trained["training_set"],
+            report_dir=str(trained["root"] / "report"),
+            champion_uri="models:/flight_delay@champion",
+            importance_rows=0,
+            mlflow_tracking_uri=trained["tracking"],
         ).execute({})  # type: ignore[arg-type]
     finally:
         client.delete_registered_model_alias("flight_delay", "champion")

@@ -39,7 +39,7 @@ def s3(aws_conn: str, moto_server: str):
 def _sync_down(s3, uri: str, folder: Path) -> None:
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
-        target = folder / item["Key"][len(prefix):].lstrip("/")
+        target = folder / item["Key"][len(prefix) :].lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(bucket, item["Key"], str(target))
 
@@ -53,16 +53,31 @@ class Platform:
     def run(self, config: dict) -> None:
         job = self.root / config["TrainingJobName"]
         for channel in config["InputDataConfig"]:
-            _sync_down(self.s3, channel["DataSource"]["S3DataSource"]["S3Uri"], job / "input" / "data" / channel["ChannelName"])
+            _sync_down(
+                self.s3,
+                channel["DataSource"]["S3DataSource"]["S3Uri"],
+                job / "input" / "data" / channel["ChannelName"],
+            )
         checkpoints = config["CheckpointConfig"]["S3Uri"]
         _sync_down(self.s3, checkpoints, job / "checkpoints")  # a new job starts from the synced checkpoints
         (job / "input" / "config").mkdir(parents=True)
-        (job / "input" / "config" / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+        (job / "input" / "config" / "resourceconfig.json").write_text(
+            json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
+        )
         algorithm = config["AlgorithmSpecification"]
-        entrypoint = [sys.executable if word == "python" else word for word in algorithm["ContainerEntrypoint"]]
-        arguments = [str(job / a.removeprefix("/opt/ml/")) if a.startswith("/opt/ml/") else a for a in algorithm["ContainerArguments"]]
-        env = {**os.environ, **config["Environment"], "MLOPS_SAGEMAKER_ROOT": str(job),
-               "TRAINING_JOB_NAME": config["TrainingJobName"]}
+        entrypoint = [
+            sys.executable if word == "python" else word for word in algorithm["ContainerEntrypoint"]
+        ]
+        arguments = [
+            str(job / a.removeprefix("/opt/ml/")) if a.startswith("/opt/ml/") else a
+            for a in algorithm["ContainerArguments"]
+        ]
+        env = {
+            **os.environ,
+            **config["Environment"],
+            "MLOPS_SAGEMAKER_ROOT": str(job),
+            "TRAINING_JOB_NAME": config["TrainingJobName"],
+        }
         subprocess.run([*entrypoint, *arguments], check=True, env=env, capture_output=True, timeout=300)
         bucket, _, prefix = checkpoints.removeprefix("s3://").partition("/")
         for path in (job / "checkpoints").rglob("*"):
@@ -73,8 +88,11 @@ class Platform:
             for path in (job / "model").iterdir():
                 tar.add(path, arcname=path.name)
         bucket, _, key = config["OutputDataConfig"]["S3OutputPath"].removeprefix("s3://").partition("/")
-        self.s3.put_object(Bucket=bucket, Key=f"{key}/{config['TrainingJobName']}/output/model.tar.gz",
-                           Body=archive.getvalue())
+        self.s3.put_object(
+            Bucket=bucket,
+            Key=f"{key}/{config['TrainingJobName']}/output/model.tar.gz",
+            Body=archive.getvalue(),
+        )
         self.jobs.append(config)
 
 
@@ -95,35 +113,64 @@ def platform(s3, tmp_path: Path, monkeypatch) -> Platform:
 
 
 def context(try_number: int = 1) -> dict:
-    return {"dag": SimpleNamespace(dag_id="flights_training"), "run_id": "manual__2013-03-01",
-            "ti": SimpleNamespace(map_index=-1, try_number=try_number)}
+    return {
+        "dag": SimpleNamespace(dag_id="flights_training"),
+        "run_id": "manual__2013-03-01",
+        "ti": SimpleNamespace(map_index=-1, try_number=try_number),
+    }
 
 
 def operator(training_set: str, **overrides):
     from airflow_mlops.operators.sagemaker import SageMakerLightningTrainOperator
 
-    arguments = {"task_id": "train_sagemaker", "training_set": training_set, "s3_prefix": "s3://ml-jobs/jobs",
-                 "image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-mlops:latest",
-                 "role_arn": ROLE, "instance_type": "ml.g5.12xlarge", "devices": 1, "accelerator": "cpu",
-                 "precision": "32-true", "hyperparameters": {"hidden": 16}, "batch_size": 512, "max_epochs": 2,
-                 "check_interval": 1, **overrides}
+    arguments = {
+        "task_id": "train_sagemaker",
+        "training_set": training_set,
+        "s3_prefix": "s3://ml-jobs/jobs",
+        "image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-mlops:latest",
+        "role_arn": ROLE,
+        "instance_type": "ml.g5.12xlarge",
+        "devices": 1,
+        "accelerator": "cpu",
+        "precision": "32-true",
+        "hyperparameters": {"hidden": 16},
+        "batch_size": 512,
+        "max_epochs": 2,
+        "check_interval": 1,
+        **overrides,
+    }
     return SageMakerLightningTrainOperator(**arguments)
 
 
 def test_a_spec_runs_as_a_sagemaker_job_and_a_retry_resumes_from_its_checkpoints(
-        training_set: str, platform: Platform, moto_server: str) -> None:
+    training_set: str, platform: Platform, moto_server: str
+) -> None:
     first = operator(training_set).execute(context())  # type: ignore[arg-type]
 
     job = first["sagemaker"]["job_name"]
-    described = boto3.client("sagemaker", endpoint_url=moto_server, region_name="us-east-1").describe_training_job(
-        TrainingJobName=job)
-    assert described["AlgorithmSpecification"]["ContainerArguments"] == ["/opt/ml/input/data/spec/spec.json", "--sagemaker"]
-    assert described["ResourceConfig"] == {"InstanceType": "ml.g5.12xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50}
+    described = boto3.client(
+        "sagemaker", endpoint_url=moto_server, region_name="us-east-1"
+    ).describe_training_job(TrainingJobName=job)
+    assert described["AlgorithmSpecification"]["ContainerArguments"] == [
+        "/opt/ml/input/data/spec/spec.json",
+        "--sagemaker",
+    ]
+    assert described["ResourceConfig"] == {
+        "InstanceType": "ml.g5.12xlarge",
+        "InstanceCount": 1,
+        "VolumeSizeInGB": 50,
+    }
     assert {c["ChannelName"] for c in described["InputDataConfig"]} == {"spec", "training"}
     assert first["model_uri"] == f"s3://ml-jobs/jobs/output/{job}/output/model.tar.gz"
     assert first["world_size"] == 1 and first["metrics"]["test_auc"] > 0.6 and first["resumed_from"] is None
-    staged = json.loads(platform.s3.get_object(Bucket="ml-jobs", Key=f"jobs/{job}/training/manifest.json")["Body"].read())
-    assert {s["uri"] for s in staged["splits"].values()} == {"train.parquet", "validation.parquet", "test.parquet"}
+    staged = json.loads(
+        platform.s3.get_object(Bucket="ml-jobs", Key=f"jobs/{job}/training/manifest.json")["Body"].read()
+    )
+    assert {s["uri"] for s in staged["splits"].values()} == {
+        "train.parquet",
+        "validation.parquet",
+        "test.parquet",
+    }
 
     # The retry is a new job with the same CheckpointConfig: it resumes after the epochs already done.
     second = operator(training_set, max_epochs=3).execute(context(try_number=2))  # type: ignore[arg-type]
@@ -156,8 +203,11 @@ def test_deferrable_waiting_hands_the_job_to_the_triggerer(training_set: str, s3
     from airflow.sdk.exceptions import TaskDeferred
 
     describe = SageMakerHook.describe_training_job
-    monkeypatch.setattr(SageMakerHook, "describe_training_job",  # the job has just started
-                        lambda self, name: {**describe(self, name), "TrainingJobStatus": "InProgress"})
+    monkeypatch.setattr(
+        SageMakerHook,
+        "describe_training_job",  # the job has just started
+        lambda self, name: {**describe(self, name), "TrainingJobStatus": "InProgress"},
+    )
     task = operator(training_set, deferrable=True, print_log=False)
     with pytest.raises(TaskDeferred) as deferred:
         task.execute(context())  # type: ignore[arg-type]
@@ -183,13 +233,21 @@ def test_the_driver_reads_the_hosts_of_a_multi_instance_job(tmp_path: Path) -> N
     (tmp_path / "input" / "config").mkdir(parents=True)
     config = tmp_path / "input" / "config" / "resourceconfig.json"
     config.write_text(json.dumps({"current_host": "algo-2", "hosts": ["algo-3", "algo-1", "algo-2"]}))
-    spec = TrainingSpec(model="m:M", data="d:D", training_set="x", output_dir="y", checkpoint_dir="z",
-                        trainer={"devices": 8, "num_nodes": 3})
+    spec = TrainingSpec(
+        model="m:M",
+        data="d:D",
+        training_set="x",
+        output_dir="y",
+        checkpoint_dir="z",
+        trainer={"devices": 8, "num_nodes": 3},
+    )
     args = argparse.Namespace(nproc_per_node=1, nnodes=1, node_rank=0, rdzv_endpoint="", rdzv_id="")
     placed = sagemaker_layout(spec, args, tmp_path)
     assert (args.nnodes, args.node_rank, args.nproc_per_node, args.rdzv_endpoint) == (3, 1, 8, "algo-1:29400")
     assert placed.training_set == str(tmp_path / "input/data/training/manifest.json")
-    assert placed.output_dir == str(tmp_path / "model") and placed.checkpoint_dir == str(tmp_path / "checkpoints")
+    assert placed.output_dir == str(tmp_path / "model") and placed.checkpoint_dir == str(
+        tmp_path / "checkpoints"
+    )
     config.write_text(json.dumps({"current_host": "algo-9", "hosts": ["algo-1"]}))
     with pytest.raises(SpecError, match="does not name this host"):
         sagemaker_layout(spec, args, tmp_path)

@@ -31,7 +31,9 @@ def registry(trained_models: dict, tmp_path_factory) -> dict:
     from airflow_mlops.training.spec import manifest_path
 
     client = MlflowClient(trained_models["tracking"])
-    experiment = client.create_experiment(NAME, artifact_location=str(tmp_path_factory.mktemp("served") / "artifacts"))
+    experiment = client.create_experiment(
+        NAME, artifact_location=str(tmp_path_factory.mktemp("served") / "artifacts")
+    )
     client.create_registered_model(NAME)
     for folder in (trained_models["champion"], trained_models["challenger"]):
         run = client.create_run(experiment)
@@ -40,8 +42,12 @@ def registry(trained_models: dict, tmp_path_factory) -> dict:
     client.set_registered_model_alias(NAME, "champion", "1")
     manifest = json.loads(manifest_path(trained_models["training_set"]).read_text())
     test = pd.read_parquet(manifest_path(manifest["splits"]["test"]["uri"], trained_models["training_set"]))
-    return {"tracking": trained_models["tracking"], "test": test, "champion": trained_models["champion"],
-            "challenger": trained_models["challenger"]}
+    return {
+        "tracking": trained_models["tracking"],
+        "test": test,
+        "champion": trained_models["champion"],
+        "challenger": trained_models["challenger"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +60,16 @@ def server(registry: dict, tmp_path_factory) -> Iterator[Server]:
 def rows(registry: dict, n: int, start: int = 0) -> list[dict]:
     from airflow_mlops.serving.models import json_rows
 
-    return json_rows(registry["test"].iloc[start:start + n])
+    return json_rows(registry["test"].iloc[start : start + n])
 
 
 def deploy(server: Server, endpoint: str, variants: dict, policy: dict | None = None) -> httpx.Response:
-    return httpx.put(f"{server.url}/v1/admin/deployments/{endpoint}", headers=ADMIN, timeout=60,
-                     json={"variants": variants, "policy": policy or {"kind": "single"}, "who": "test", "why": "test"})
+    return httpx.put(
+        f"{server.url}/v1/admin/deployments/{endpoint}",
+        headers=ADMIN,
+        timeout=60,
+        json={"variants": variants, "policy": policy or {"kind": "single"}, "who": "test", "why": "test"},
+    )
 
 
 V1, V2 = {"name": NAME, "version": "1"}, {"name": NAME, "version": "2"}
@@ -79,7 +89,8 @@ def test_admin_routes_refuse_requests_without_the_token(server: Server) -> None:
 
 
 def test_the_champion_alias_serves_real_flights_with_its_own_preprocessing_and_logs_them(
-        server: Server, registry: dict) -> None:
+    server: Server, registry: dict
+) -> None:
     from airflow_mlops.evaluation.scoring import Scorer
     from airflow_mlops.serving.requestlog import read_log
 
@@ -111,58 +122,98 @@ def test_the_champion_alias_serves_real_flights_with_its_own_preprocessing_and_l
     assert "mlops_request_latency_seconds_bucket" in metrics
 
 
-def test_malformed_rows_get_422_with_the_field_and_an_unknown_model_404(server: Server, registry: dict) -> None:
+def test_malformed_rows_get_422_with_the_field_and_an_unknown_model_404(
+    server: Server, registry: dict
+) -> None:
     deploy(server, "delay", {"main": V1})
     good = rows(registry, 2)
     missing = [good[0], {k: v for k, v in good[1].items() if k != "distance"}]
     answer = predict(server, "delay", {"rows": missing})
     assert answer.status_code == 422
-    assert answer.json()["detail"] == [{"loc": ["body", "rows", 1, "distance"], "msg": "field required", "input": None}]
+    assert answer.json()["detail"] == [
+        {"loc": ["body", "rows", 1, "distance"], "msg": "field required", "input": None}
+    ]
     wrong_type = predict(server, "delay", {"rows": [{**good[0], "carrier": 7}]}).json()["detail"][0]
-    assert wrong_type["loc"] == ["body", "rows", 0, "carrier"] and wrong_type["msg"] == "must be a string or null"
+    assert (
+        wrong_type["loc"] == ["body", "rows", 0, "carrier"]
+        and wrong_type["msg"] == "must be a string or null"
+    )
     text = predict(server, "delay", {"rows": [{**good[0], "temp": "warm"}]}).json()["detail"][0]
-    assert text == {"loc": ["body", "rows", 0, "temp"], "msg": "must be a finite number or null", "input": "warm"}
+    assert text == {
+        "loc": ["body", "rows", 0, "temp"],
+        "msg": "must be a finite number or null",
+        "input": "warm",
+    }
     assert predict(server, "delay", {"rows": []}).status_code == 422
     assert predict(server, "delay", {"rows": ["not an object"]}).status_code == 422
     unknown = predict(server, "nonesuch", {"rows": good})
     assert unknown.status_code == 404 and "no model is deployed under 'nonesuch'" in unknown.json()["detail"]
-    bad_policy = deploy(server, "delay", {"main": V1, "new": V2}, {"kind": "canary", "primary": "main",
-                                                                     "candidate": "new", "weight": 1.5})
-    assert bad_policy.status_code == 422 and "canary weight must be within [0, 1], got 1.5" in bad_policy.json()["detail"]
+    bad_policy = deploy(
+        server,
+        "delay",
+        {"main": V1, "new": V2},
+        {"kind": "canary", "primary": "main", "candidate": "new", "weight": 1.5},
+    )
+    assert (
+        bad_policy.status_code == 422
+        and "canary weight must be within [0, 1], got 1.5" in bad_policy.json()["detail"]
+    )
     no_version = deploy(server, "delay", {"main": {"name": NAME, "version": "99"}})
-    assert no_version.status_code == 422 and "cannot load flights_served version 99" in no_version.json()["detail"]
+    assert (
+        no_version.status_code == 422
+        and "cannot load flights_served version 99" in no_version.json()["detail"]
+    )
     assert predict(server, "delay", {"rows": good}).json()["version"] == "1"  # the old routing still serves
     for endpoint, variants, detail in [
         ("bad name", {"main": V1}, "endpoint name must be letters, digits, '-' or '_', got 'bad name'"),
-        ("delay", {"main": {"name": NAME}}, "variant 'main' must give a model name and either a version or an alias"),
+        (
+            "delay",
+            {"main": {"name": NAME}},
+            "variant 'main' must give a model name and either a version or an alias",
+        ),
         ("delay", {"main": {"name": NAME, "alias": "nobody"}}, f"model '{NAME}' has no alias 'nobody'"),
     ]:
         refused = deploy(server, endpoint, variants)
         assert refused.status_code == 422 and detail in refused.json()["detail"], refused.text
     deploy(server, "fresh", {"main": V1})
     no_history = httpx.post(f"{server.url}/v1/admin/deployments/fresh/rollback", headers=ADMIN, json={})
-    assert no_history.status_code == 422 and "no earlier deployment to roll back to" in no_history.json()["detail"]
-    assert httpx.post(f"{server.url}/v1/admin/deployments/nonesuch/rollback", headers=ADMIN, json={}).status_code == 404
+    assert (
+        no_history.status_code == 422
+        and "no earlier deployment to roll back to" in no_history.json()["detail"]
+    )
+    assert (
+        httpx.post(f"{server.url}/v1/admin/deployments/nonesuch/rollback", headers=ADMIN, json={}).status_code
+        == 404
+    )
     prediction = predict(server, "fresh", {"rows": good[:1]}).json()["predictions"][0]["prediction_id"]
     reward = httpx.post(f"{server.url}/v1/feedback", json={"prediction_id": prediction, "reward": 5})
     assert reward.status_code == 422 and "reward must be within [0, 1], got 5" in reward.json()["detail"]
 
 
 def test_canary_share_is_within_tolerance_and_ab_is_sticky(server: Server, registry: dict) -> None:
-    deploy(server, "delay", {"main": V1, "new": V2}, {"kind": "canary", "primary": "main", "candidate": "new",
-                                                       "weight": 0.2})
+    deploy(
+        server,
+        "delay",
+        {"main": V1, "new": V2},
+        {"kind": "canary", "primary": "main", "candidate": "new", "weight": 0.2},
+    )
     batch = rows(registry, 1)
     n = 400
     variants = Counter(predict(server, "delay", {"rows": batch}).json()["variant"] for _ in range(n))
     share = variants["new"] / n
     assert abs(share - 0.2) < 4 * (0.2 * 0.8 / n) ** 0.5, variants  # 4 standard deviations
     stats = httpx.get(f"{server.url}/v1/admin/deployments/delay/stats", headers=ADMIN).json()
-    assert stats["variants"]["new"]["requests"] == variants["new"] and stats["variants"]["main"]["errors"] == 0
+    assert (
+        stats["variants"]["new"]["requests"] == variants["new"] and stats["variants"]["main"]["errors"] == 0
+    )
 
     deploy(server, "delay", {"a": V1, "b": V2}, {"kind": "ab", "weights": {"a": 1, "b": 1}})
     seen = {}
     for user in range(40):
-        answers = {predict(server, "delay", {"rows": batch, "key": f"user-{user}"}).json()["variant"] for _ in range(3)}
+        answers = {
+            predict(server, "delay", {"rows": batch, "key": f"user-{user}"}).json()["variant"]
+            for _ in range(3)
+        }
         assert len(answers) == 1, f"user-{user} saw {answers}"
         seen[user] = answers.pop()
     assert set(seen.values()) == {"a", "b"}
@@ -172,13 +223,18 @@ def test_shadow_returns_the_primary_answer_and_logs_both(server: Server, registr
     from airflow_mlops.evaluation.scoring import Scorer
     from airflow_mlops.serving.requestlog import read_log
 
-    deploy(server, "shadowed", {"main": V1, "candidate": V2}, {"kind": "shadow", "primary": "main",
-                                                               "shadow": "candidate"})
+    deploy(
+        server,
+        "shadowed",
+        {"main": V1, "candidate": V2},
+        {"kind": "shadow", "primary": "main", "shadow": "candidate"},
+    )
     answer = predict(server, "shadowed", {"rows": rows(registry, 5)}).json()
     frame = registry["test"].iloc[:5]
     assert answer["variant"] == "main"
     assert [p["probability"] for p in answer["predictions"]] == pytest.approx(
-        Scorer(registry["champion"])(frame).tolist(), abs=1e-6)
+        Scorer(registry["champion"])(frame).tolist(), abs=1e-6
+    )
     ids = [p["prediction_id"] for p in answer["predictions"]]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -189,7 +245,9 @@ def test_shadow_returns_the_primary_answer_and_logs_both(server: Server, registr
         time.sleep(0.2)
     shadow = logged[logged["role"] == "shadow"].set_index("prediction_id").loc[ids]
     assert shadow["version"].unique().tolist() == ["2"]
-    assert shadow["probability"].tolist() == pytest.approx(Scorer(registry["challenger"])(frame).tolist(), abs=1e-6)
+    assert shadow["probability"].tolist() == pytest.approx(
+        Scorer(registry["challenger"])(frame).tolist(), abs=1e-6
+    )
 
 
 def test_the_bandit_shifts_traffic_to_the_better_arm(server: Server, registry: dict) -> None:
@@ -204,20 +262,27 @@ def test_the_bandit_shifts_traffic_to_the_better_arm(server: Server, registry: d
         answer = predict(server, "bandit", {"rows": batch}).json()
         chosen.append(answer["variant"])
         reward = float(world.random() < success[answer["variant"]])
-        feedback = httpx.post(f"{server.url}/v1/feedback",
-                              json={"prediction_id": answer["predictions"][0]["prediction_id"], "reward": reward})
+        feedback = httpx.post(
+            f"{server.url}/v1/feedback",
+            json={"prediction_id": answer["predictions"][0]["prediction_id"], "reward": reward},
+        )
         assert feedback.status_code == 200, feedback.text
     assert chosen[-100:].count("b") > 75, Counter(chosen[-100:])
     arms = httpx.get(f"{server.url}/v1/admin/deployments/bandit/stats", headers=ADMIN).json()["arms"]
     assert arms["b"]["mean"] > arms["a"]["mean"]
-    assert httpx.post(f"{server.url}/v1/feedback", json={"prediction_id": "nope", "reward": 1}).status_code == 404
+    assert (
+        httpx.post(f"{server.url}/v1/feedback", json={"prediction_id": "nope", "reward": 1}).status_code
+        == 404
+    )
 
 
 def test_composite_routines_chain_and_ensemble(server: Server, registry: dict) -> None:
     deploy(server, "ensemble", {"a": V1, "b": V2}, {"kind": "ensemble", "weights": {"a": 1, "b": 3}})
     answer = predict(server, "ensemble", {"rows": rows(registry, 3)}).json()
     for i, prediction in enumerate(answer["predictions"]):
-        assert prediction["probability"] == pytest.approx(0.25 * answer["steps"]["a"][i] + 0.75 * answer["steps"]["b"][i])
+        assert prediction["probability"] == pytest.approx(
+            0.25 * answer["steps"]["a"][i] + 0.75 * answer["steps"]["b"][i]
+        )
     deploy(server, "chain", {"first": V1, "second": V2}, {"kind": "chain"})
     chained = predict(server, "chain", {"rows": rows(registry, 3)}).json()
     assert [p["probability"] for p in chained["predictions"]] == pytest.approx(chained["steps"]["second"])
@@ -227,7 +292,9 @@ def test_composite_routines_chain_and_ensemble(server: Server, registry: dict) -
 def test_explanations_add_up_to_the_change_in_the_logit(server: Server, registry: dict) -> None:
     deploy(server, "delay", {"main": V2})
     row = rows(registry, 1)[0]
-    answer = httpx.post(f"{server.url}/v1/models/delay/explain", json={"row": row, "steps": 64}, timeout=30).json()
+    answer = httpx.post(
+        f"{server.url}/v1/models/delay/explain", json={"row": row, "steps": 64}, timeout=30
+    ).json()
     attributions = answer["attributions"]
     assert set(attributions) >= {"carrier", "origin", "dest", "distance", "temp"}
     assert sum(attributions.values()) == pytest.approx(answer["logit"] - answer["baseline_logit"], abs=0.02)
@@ -238,7 +305,8 @@ def test_explanations_add_up_to_the_change_in_the_logit(server: Server, registry
 
 
 def test_a_model_swap_under_concurrent_load_fails_no_request_and_rollback_restores(
-        server: Server, registry: dict) -> None:
+    server: Server, registry: dict
+) -> None:
     deploy(server, "swap", {"main": V1})
     batch = rows(registry, 20)
     failures, versions = [], Counter()
@@ -265,8 +333,9 @@ def test_a_model_swap_under_concurrent_load_fails_no_request_and_rollback_restor
         for worker in workers:
             worker.join()
     assert failures == [] and set(versions) == {"1", "2"} and sum(versions.values()) > 20
-    rolled = httpx.post(f"{server.url}/v1/admin/deployments/swap/rollback", headers=ADMIN,
-                        json={"who": "ops", "why": "drill"})
+    rolled = httpx.post(
+        f"{server.url}/v1/admin/deployments/swap/rollback", headers=ADMIN, json={"who": "ops", "why": "drill"}
+    )
     assert rolled.status_code == 200 and rolled.json()["variants"]["main"]["version"] == "1"
     assert predict(server, "swap", {"rows": batch[:1]}).json()["version"] == "1"
 
@@ -274,8 +343,12 @@ def test_a_model_swap_under_concurrent_load_fails_no_request_and_rollback_restor
 def test_a_killed_server_restarts_with_its_deployments_intact(registry: dict, tmp_path: Path) -> None:
     first = Server(tmp_path / "state", registry["tracking"]).start()
     try:
-        deploy(first, "delay", {"main": V1, "new": V2}, {"kind": "canary", "primary": "main", "candidate": "new",
-                                                          "weight": 0.5})
+        deploy(
+            first,
+            "delay",
+            {"main": V1, "new": V2},
+            {"kind": "canary", "primary": "main", "candidate": "new", "weight": 0.5},
+        )
         deploy(first, "other", {"only": V2})
     finally:
         first.kill()
@@ -284,7 +357,12 @@ def test_a_killed_server_restarts_with_its_deployments_intact(registry: dict, tm
     second.start()
     try:
         listed = httpx.get(f"{second.url}/v1/admin/deployments", headers=ADMIN).json()
-        assert listed["delay"]["policy"] == {"kind": "canary", "primary": "main", "candidate": "new", "weight": 0.5}
+        assert listed["delay"]["policy"] == {
+            "kind": "canary",
+            "primary": "main",
+            "candidate": "new",
+            "weight": 0.5,
+        }
         assert listed["delay"]["history"] == 0 and listed["other"]["variants"]["only"]["version"] == "2"
         assert predict(second, "other", {"rows": rows(registry, 1)}).json()["version"] == "2"
         assert httpx.get(f"{second.url}/readyz").json() == {"ready": True, "endpoints": ["delay", "other"]}
@@ -303,8 +381,12 @@ def test_without_a_token_the_admin_api_is_disabled(registry: dict, tmp_path: Pat
 
 @pytest.fixture
 def server_connection(server: Server, monkeypatch) -> str:
-    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_MODEL_SERVER", json.dumps(
-        {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": server.port, "password": TOKEN}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLOPS_MODEL_SERVER",
+        json.dumps(
+            {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": server.port, "password": TOKEN}
+        ),
+    )
     return "mlops_model_server"
 
 
@@ -315,34 +397,52 @@ def context() -> dict:
 
 
 def test_progressive_rollout_first_deploy_canary_healthy_verdict_and_full_rollout(
-        server: Server, registry: dict, server_connection: str) -> None:
+    server: Server, registry: dict, server_connection: str
+) -> None:
     from airflow_mlops.operators.deploy import DeployModelOperator
     from airflow_mlops.sensors.canary import CanaryAnalysisSensor
 
-    first = DeployModelOperator(task_id="canary", endpoint="rollout", model_name=NAME, version="1",
-                                canary_weight=0.5).execute(context())  # type: ignore[arg-type]
+    first = DeployModelOperator(
+        task_id="canary", endpoint="rollout", model_name=NAME, version="1", canary_weight=0.5
+    ).execute(context())  # type: ignore[arg-type]
     assert first["mode"] == "first" and first["deployment"]["policy"] == {"kind": "single"}
-    assert CanaryAnalysisSensor(task_id="analysis", endpoint="rollout", deferrable=False).execute(context())[
-        "healthy"] is True  # type: ignore[arg-type]
-    canary = DeployModelOperator(task_id="canary", endpoint="rollout", model_name=NAME, version="2",
-                                 canary_weight=0.5).execute(context())  # type: ignore[arg-type]
+    assert (
+        CanaryAnalysisSensor(task_id="analysis", endpoint="rollout", deferrable=False).execute(context())[
+            "healthy"
+        ]
+        is True
+    )  # type: ignore[arg-type]
+    canary = DeployModelOperator(
+        task_id="canary", endpoint="rollout", model_name=NAME, version="2", canary_weight=0.5
+    ).execute(context())  # type: ignore[arg-type]
     assert canary["mode"] == "canary" and canary["deployment"]["variants"]["candidate"]["version"] == "2"
     assert canary["deployment"]["deployed_by"] == "DeployModelOperator (flights_training/manual__test)"
     batch = rows(registry, 5)
     for _ in range(60):
         predict(server, "rollout", {"rows": batch})
-    verdict = CanaryAnalysisSensor(task_id="analysis", endpoint="rollout", deferrable=False, poke_interval=0.2,
-                                   criteria={"min_requests": 10, "max_latency_ratio": 3.0, "latency_slack_ms": 50},
-                                   ).execute(context())  # type: ignore[arg-type]
+    verdict = CanaryAnalysisSensor(
+        task_id="analysis",
+        endpoint="rollout",
+        deferrable=False,
+        poke_interval=0.2,
+        criteria={"min_requests": 10, "max_latency_ratio": 3.0, "latency_slack_ms": 50},
+    ).execute(context())  # type: ignore[arg-type]
     assert verdict["healthy"] and any(r.startswith("pass error rate") for r in verdict["reasons"])
-    full = DeployModelOperator(task_id="rollout", endpoint="rollout", model_name=NAME, version="2").execute(context())  # type: ignore[arg-type]
-    assert full["mode"] == "replace" and full["deployment"]["variants"] == {"main": {"name": NAME, "version": "2"}}
-    again = DeployModelOperator(task_id="rollout", endpoint="rollout", model_name=NAME, version="2").execute(context())  # type: ignore[arg-type]
+    full = DeployModelOperator(task_id="rollout", endpoint="rollout", model_name=NAME, version="2").execute(
+        context()
+    )  # type: ignore[arg-type]
+    assert full["mode"] == "replace" and full["deployment"]["variants"] == {
+        "main": {"name": NAME, "version": "2"}
+    }
+    again = DeployModelOperator(task_id="rollout", endpoint="rollout", model_name=NAME, version="2").execute(
+        context()
+    )  # type: ignore[arg-type]
     assert again["deployment"]["deployed_at"] == full["deployment"]["deployed_at"]  # a retry changes nothing
 
 
 def test_an_unhealthy_canary_is_rolled_back_rejected_and_skips_promotion(
-        server: Server, registry: dict, server_connection: str) -> None:
+    server: Server, registry: dict, server_connection: str
+) -> None:
     from airflow.sdk.exceptions import AirflowSkipException
     from mlflow import MlflowClient
 
@@ -350,46 +450,77 @@ def test_an_unhealthy_canary_is_rolled_back_rejected_and_skips_promotion(
     from airflow_mlops.sensors.canary import CanaryAnalysisSensor
 
     DeployModelOperator(task_id="d", endpoint="strict", model_name=NAME, version="1").execute(context())  # type: ignore[arg-type]
-    DeployModelOperator(task_id="d", endpoint="strict", model_name=NAME, version="2",
-                        canary_weight=0.5).execute(context())  # type: ignore[arg-type]
+    DeployModelOperator(
+        task_id="d", endpoint="strict", model_name=NAME, version="2", canary_weight=0.5
+    ).execute(context())  # type: ignore[arg-type]
     for _ in range(40):
         predict(server, "strict", {"rows": rows(registry, 5)})
-    sensor = CanaryAnalysisSensor(task_id="analysis", endpoint="strict", deferrable=False, poke_interval=0.2,
-                                  model_name=NAME, version="2", tracking_uri=registry["tracking"],
-                                  criteria={"min_requests": 5, "max_latency_ratio": 0.001, "latency_slack_ms": 0})
-    with pytest.raises(AirflowSkipException, match=r"canary on strict failed, rolled back: .*FAIL p99 latency"):
+    sensor = CanaryAnalysisSensor(
+        task_id="analysis",
+        endpoint="strict",
+        deferrable=False,
+        poke_interval=0.2,
+        model_name=NAME,
+        version="2",
+        tracking_uri=registry["tracking"],
+        criteria={"min_requests": 5, "max_latency_ratio": 0.001, "latency_slack_ms": 0},
+    )
+    with pytest.raises(
+        AirflowSkipException, match=r"canary on strict failed, rolled back: .*FAIL p99 latency"
+    ):
         sensor.execute(context())  # type: ignore[arg-type]
-    assert httpx.get(f"{server.url}/v1/admin/deployments", headers=ADMIN).json()["strict"]["policy"] == {"kind": "single"}
+    assert httpx.get(f"{server.url}/v1/admin/deployments", headers=ADMIN).json()["strict"]["policy"] == {
+        "kind": "single"
+    }
     tags = MlflowClient(registry["tracking"]).get_model_version(NAME, "2").tags
     assert tags["state"] == "rejected" and "canary failed" in tags["state_reason"]
 
-    waiting = CanaryAnalysisSensor(task_id="analysis", endpoint="strict", deferrable=False, poke_interval=0.1,
-                                   timeout=0.5, criteria={"min_requests": 10_000})
-    DeployModelOperator(task_id="d", endpoint="strict", model_name=NAME, version="2",
-                        canary_weight=0.5).execute(context())  # type: ignore[arg-type]
-    with pytest.raises(AirflowSkipException, match=r"too little traffic in 0 s: candidate served 0 of the 10000"):
+    waiting = CanaryAnalysisSensor(
+        task_id="analysis",
+        endpoint="strict",
+        deferrable=False,
+        poke_interval=0.1,
+        timeout=0.5,
+        criteria={"min_requests": 10_000},
+    )
+    DeployModelOperator(
+        task_id="d", endpoint="strict", model_name=NAME, version="2", canary_weight=0.5
+    ).execute(context())  # type: ignore[arg-type]
+    with pytest.raises(
+        AirflowSkipException, match=r"too little traffic in 0 s: candidate served 0 of the 10000"
+    ):
         waiting.execute(context())  # type: ignore[arg-type]
 
 
 def test_the_canary_trigger_reads_the_token_from_the_connection_and_yields_the_verdict(
-        server: Server, registry: dict, server_connection: str) -> None:
+    server: Server, registry: dict, server_connection: str
+) -> None:
     import asyncio
 
     from airflow_mlops.operators.deploy import DeployModelOperator
     from airflow_mlops.triggers.canary import CanaryAnalysisTrigger
 
     DeployModelOperator(task_id="d", endpoint="triggered", model_name=NAME, version="1").execute(context())  # type: ignore[arg-type]
-    DeployModelOperator(task_id="d", endpoint="triggered", model_name=NAME, version="2",
-                        canary_weight=0.9).execute(context())  # type: ignore[arg-type]
-    trigger = CanaryAnalysisTrigger(conn_id=server_connection, endpoint="triggered", criteria={"min_requests": 3},
-                                    deadline=time.time() + 60, poll_interval=0.1)
+    DeployModelOperator(
+        task_id="d", endpoint="triggered", model_name=NAME, version="2", canary_weight=0.9
+    ).execute(context())  # type: ignore[arg-type]
+    trigger = CanaryAnalysisTrigger(
+        conn_id=server_connection,
+        endpoint="triggered",
+        criteria={"min_requests": 3},
+        deadline=time.time() + 60,
+        poll_interval=0.1,
+    )
     assert TOKEN not in json.dumps(trigger.serialize())
 
     async def first_event() -> dict:
         async def traffic() -> None:
             async with httpx.AsyncClient() as client:
                 for _ in range(30):
-                    await client.post(f"{server.url}/v1/models/triggered/predict", json={"rows": rows(registry, 1)})
+                    await client.post(
+                        f"{server.url}/v1/models/triggered/predict", json={"rows": rows(registry, 1)}
+                    )
+
         sender = asyncio.create_task(traffic())
         event = await anext(trigger.run())
         await sender
@@ -403,19 +534,28 @@ def test_the_hook_names_the_server_error_without_the_token(server: Server, monke
     from airflow_mlops.exceptions import ModelServerError
     from airflow_mlops.hooks.model_server import ModelServerHook
 
-    monkeypatch.setenv("AIRFLOW_CONN_WRONG_TOKEN", json.dumps(
-        {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": server.port, "password": "guess"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WRONG_TOKEN",
+        json.dumps(
+            {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": server.port, "password": "guess"}
+        ),
+    )
     with pytest.raises(ModelServerError, match="HTTP 403: the admin token is wrong") as raised:
         ModelServerHook("wrong_token").deployments()
     assert "guess" not in str(raised.value)
-    monkeypatch.setenv("AIRFLOW_CONN_NO_SERVER", json.dumps(
-        {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": free_port()}))
-    with pytest.raises(ModelServerError, match=r"model server http://127.0.0.1:\d+ \(no_server\): ConnectError"):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_NO_SERVER",
+        json.dumps({"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": free_port()}),
+    )
+    with pytest.raises(
+        ModelServerError, match=r"model server http://127.0.0.1:\d+ \(no_server\): ConnectError"
+    ):
         ModelServerHook("no_server").deployments()
 
 
-def test_the_hook_deploys_to_every_replica_and_adds_their_stats_up(registry: dict, server: Server, tmp_path: Path,
-                                                                  monkeypatch) -> None:
+def test_the_hook_deploys_to_every_replica_and_adds_their_stats_up(
+    registry: dict, server: Server, tmp_path: Path, monkeypatch
+) -> None:
     """Two replicas in the connection's extra: a deployment reaches both, stats add up; when one
     replica fails, the one already switched is rolled back and the error names both."""
     from airflow_mlops.exceptions import ModelServerError
@@ -424,9 +564,18 @@ def test_the_hook_deploys_to_every_replica_and_adds_their_stats_up(registry: dic
     other = Server(tmp_path / "replica2", registry["tracking"]).start()
     try:
         replicas = [f"127.0.0.1:{server.port}", f"127.0.0.1:{other.port}"]
-        monkeypatch.setenv("AIRFLOW_CONN_REPLICAS", json.dumps(
-            {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": server.port, "password": TOKEN,
-             "extra": {"replicas": replicas}}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_REPLICAS",
+            json.dumps(
+                {
+                    "conn_type": "mlops_model_server",
+                    "host": "127.0.0.1",
+                    "port": server.port,
+                    "password": TOKEN,
+                    "extra": {"replicas": replicas},
+                }
+            ),
+        )
         hook = ModelServerHook("replicas")
         answer = hook.deploy("replicated", {"main": V1}, {"kind": "single"}, who="test", why="both")
         assert answer["replicas"] == 2
@@ -438,16 +587,24 @@ def test_the_hook_deploys_to_every_replica_and_adds_their_stats_up(registry: dic
             for i in range(10):
                 assert predict(replica, "replicated", {"rows": rows(registry, 1, i)}).status_code == 200
         stats = hook.stats("replicated")
-        each = [httpx.get(f"{r.url}/v1/admin/deployments/replicated/stats", headers=ADMIN).json() for r in (server, other)]
+        each = [
+            httpx.get(f"{r.url}/v1/admin/deployments/replicated/stats", headers=ADMIN).json()
+            for r in (server, other)
+        ]
         assert stats["replicas"] == 2
         for variant in ("a", "b"):
-            assert stats["variants"][variant]["requests"] == sum(e["variants"][variant]["requests"] for e in each)
+            assert stats["variants"][variant]["requests"] == sum(
+                e["variants"][variant]["requests"] for e in each
+            )
             assert stats["variants"][variant]["p99_ms"] == max(e["variants"][variant]["p99_ms"] for e in each)
         assert sum(v["requests"] for v in stats["variants"].values()) == 20
         # The second replica is down: the first, already switched, goes back to the canary.
         other.stop()
-        with pytest.raises(ModelServerError, match=rf"{other.port} \(replicas\): ConnectError.*replicas switched "
-                                                   rf"before it: http://127.0.0.1:{server.port} rolled back"):
+        with pytest.raises(
+            ModelServerError,
+            match=rf"{other.port} \(replicas\): ConnectError.*replicas switched "
+            rf"before it: http://127.0.0.1:{server.port} rolled back",
+        ):
             hook.deploy("replicated", {"main": V2}, {"kind": "single"})
         other.start()  # restores what it served
         for replica in (server, other):
@@ -455,21 +612,28 @@ def test_the_hook_deploys_to_every_replica_and_adds_their_stats_up(registry: dic
             assert served["variants"] == {"a": V1, "b": V2}, replica.url
         # A rollback that fails on the second replica is not undone by a second rollback: the error says where.
         other.stop()
-        with pytest.raises(ModelServerError, match=rf"rolled back already: http://127.0.0.1:{server.port}; "
-                                                   rf"not rolled back: http://127.0.0.1:{other.port}"):
+        with pytest.raises(
+            ModelServerError,
+            match=rf"rolled back already: http://127.0.0.1:{server.port}; "
+            rf"not rolled back: http://127.0.0.1:{other.port}",
+        ):
             hook.rollback("replicated", who="test", why="back")
         other.start()
-        served = {r.url: httpx.get(f"{r.url}/v1/admin/deployments", headers=ADMIN).json()["replicated"]["variants"]
-                  for r in (server, other)}
+        served = {
+            r.url: httpx.get(f"{r.url}/v1/admin/deployments", headers=ADMIN).json()["replicated"]["variants"]
+            for r in (server, other)
+        }
         assert served == {server.url: {"main": V1}, other.url: {"a": V1, "b": V2}}
         assert ModelServerHook("replicas").rollback_replica(other.url, "replicated", "test", "catch up")
-        assert httpx.get(f"{other.url}/v1/admin/deployments", headers=ADMIN).json()["replicated"]["variants"] \
-            == {"main": V1}
+        assert httpx.get(f"{other.url}/v1/admin/deployments", headers=ADMIN).json()["replicated"][
+            "variants"
+        ] == {"main": V1}
         hook.deploy("replicated", {"a": V1, "b": V2}, canary, who="test", why="canary again")
         assert hook.rollback("replicated", who="test", why="back")["replicas"] == 2
         for replica in (server, other):
-            assert httpx.get(f"{replica.url}/v1/admin/deployments", headers=ADMIN).json()["replicated"]["variants"] \
-                == {"main": V1}
+            assert httpx.get(f"{replica.url}/v1/admin/deployments", headers=ADMIN).json()["replicated"][
+                "variants"
+            ] == {"main": V1}
     finally:
         other.stop()
 
@@ -479,14 +643,28 @@ def test_the_hook_refuses_a_replicas_extra_that_is_not_a_list_of_addresses(monke
     from airflow_mlops.hooks.model_server import ModelServerHook
 
     for bad in ("127.0.0.1:1", [], [""], [8765]):
-        monkeypatch.setenv("AIRFLOW_CONN_BAD_REPLICAS", json.dumps(
-            {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": 1, "extra": {"replicas": bad}}))
-        with pytest.raises(ModelServerError, match=r"'bad_replicas': extra 'replicas' must be a non-empty list of "
-                                                   r"'host:port' strings, got " + re.escape(repr(bad))):
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_BAD_REPLICAS",
+            json.dumps(
+                {
+                    "conn_type": "mlops_model_server",
+                    "host": "127.0.0.1",
+                    "port": 1,
+                    "extra": {"replicas": bad},
+                }
+            ),
+        )
+        with pytest.raises(
+            ModelServerError,
+            match=r"'bad_replicas': extra 'replicas' must be a non-empty list of "
+            r"'host:port' strings, got " + re.escape(repr(bad)),
+        ):
             ModelServerHook("bad_replicas").deploy("x", {"main": V1}, {"kind": "single"})
 
 
-def test_batch_prediction_scores_a_partition_with_the_champion_version(registry: dict, tmp_path: Path) -> None:
+def test_batch_prediction_scores_a_partition_with_the_champion_version(
+    registry: dict, tmp_path: Path
+) -> None:
     from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact
     from airflow_mlops.evaluation.scoring import Scorer
     from airflow_mlops.operators.predict import BatchPredictionOperator
@@ -494,27 +672,40 @@ def test_batch_prediction_scores_a_partition_with_the_champion_version(registry:
     partition = tmp_path / "flights.parquet"
     registry["test"].to_parquet(partition)
     result = BatchPredictionOperator(
-        task_id="score", input_uri=partition.as_uri(), model_uri=f"models:/{NAME}@champion",
-        output_uri=str(tmp_path / "out" / "predictions.parquet"), key_columns=["flight_id"],
-        tracking_uri=registry["tracking"], chunk_rows=1000,
+        task_id="score",
+        input_uri=partition.as_uri(),
+        model_uri=f"models:/{NAME}@champion",
+        output_uri=str(tmp_path / "out" / "predictions.parquet"),
+        key_columns=["flight_id"],
+        tracking_uri=registry["tracking"],
+        chunk_rows=1000,
     ).execute({"outlet_events": {}})  # type: ignore[arg-type]
     predictions = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
     assert result["rows"] == len(registry["test"]) == len(predictions) and result["version"] == "1"
     assert predictions["flight_id"].tolist() == registry["test"]["flight_id"].tolist()
-    assert predictions["probability"].to_numpy() == pytest.approx(Scorer(registry["champion"])(registry["test"]), abs=1e-6)
+    assert predictions["probability"].to_numpy() == pytest.approx(
+        Scorer(registry["champion"])(registry["test"]), abs=1e-6
+    )
     assert predictions["prediction_id"].is_unique and set(predictions["version"]) == {"1"}
     manifest = Artifact.from_json((tmp_path / "out" / f"predictions{MANIFEST_SUFFIX}").read_text())
-    assert manifest.parents == (partition.resolve().as_uri(), f"models:/{NAME}/1") and manifest.sha256 == result["sha256"]
+    assert (
+        manifest.parents == (partition.resolve().as_uri(), f"models:/{NAME}/1")
+        and manifest.sha256 == result["sha256"]
+    )
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"input_uri": "/nowhere/flights.parquet"}, "input '/nowhere/flights.parquet' does not exist"),
-    ({"key_columns": ["tail"]}, r"key_columns \['tail'\] are not columns of"),
-    ({"drop": ["distance", "temp"]}, r"lacks the model's feature columns \['distance', 'temp'\]"),
-    ({"garbage": True}, "is not a readable Parquet file"),
-])
-def test_batch_prediction_refuses_bad_input_and_writes_nothing(registry: dict, tmp_path: Path, change: dict,
-                                                               message: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"input_uri": "/nowhere/flights.parquet"}, "input '/nowhere/flights.parquet' does not exist"),
+        ({"key_columns": ["tail"]}, r"key_columns \['tail'\] are not columns of"),
+        ({"drop": ["distance", "temp"]}, r"lacks the model's feature columns \['distance', 'temp'\]"),
+        ({"garbage": True}, "is not a readable Parquet file"),
+    ],
+)
+def test_batch_prediction_refuses_bad_input_and_writes_nothing(
+    registry: dict, tmp_path: Path, change: dict, message: str
+) -> None:
     from airflow_mlops.serving.batch import BatchPredictionError, predict_partition
 
     partition = tmp_path / "flights.parquet"
@@ -523,13 +714,19 @@ def test_batch_prediction_refuses_bad_input_and_writes_nothing(registry: dict, t
     else:
         registry["test"].head(50).drop(columns=change.get("drop", [])).to_parquet(partition)
     with pytest.raises(BatchPredictionError, match=message):
-        predict_partition(change.get("input_uri", str(partition)), f"models:/{NAME}/1", str(tmp_path / "out.parquet"),
-                          tracking_uri=registry["tracking"], key_columns=change.get("key_columns", ["flight_id"]))
+        predict_partition(
+            change.get("input_uri", str(partition)),
+            f"models:/{NAME}/1",
+            str(tmp_path / "out.parquet"),
+            tracking_uri=registry["tracking"],
+            key_columns=change.get("key_columns", ["flight_id"]),
+        )
     assert not (tmp_path / "out.parquet").exists()
 
 
 def test_flights_batch_scoring_scores_the_held_out_split_with_the_champion(
-        airflow_db, lake: Path, registry: dict, trained_models: dict, tmp_path: Path, monkeypatch) -> None:
+    airflow_db, lake: Path, registry: dict, trained_models: dict, tmp_path: Path, monkeypatch
+) -> None:
     from datetime import UTC, datetime
 
     from mlflow import MlflowClient
@@ -546,7 +743,9 @@ def test_flights_batch_scoring_scores_the_held_out_split_with_the_champion(
     monkeypatch.setenv("AIRFLOW__MLOPS__MLFLOW_TRACKING_URI", tracking)
 
     dag_run = load_dag("flights_batch_scoring", "flights_batch_scoring.py").test(
-        logical_date=datetime(2013, 3, 2, tzinfo=UTC), run_conf={"manifest_uri": trained_models["training_set"]})
+        logical_date=datetime(2013, 3, 2, tzinfo=UTC),
+        run_conf={"manifest_uri": trained_models["training_set"]},
+    )
     assert str(dag_run.state) == "success", task_states(dag_run)
     event = asset_events("flight_delay_predictions")[-1]
     predictions = pd.read_parquet(event["uri"].removeprefix("file://"))
@@ -556,7 +755,8 @@ def test_flights_batch_scoring_scores_the_held_out_split_with_the_champion(
 
 
 def test_rows_with_entity_keys_are_completed_from_the_feast_online_store(
-        registry: dict, server: Server, lake: Path, tmp_path: Path, monkeypatch) -> None:
+    registry: dict, server: Server, lake: Path, tmp_path: Path, monkeypatch
+) -> None:
     from datetime import UTC, datetime
 
     from airflow_mlops.data.flight_features import month_feature_tables, plane_features
@@ -571,36 +771,65 @@ def test_rows_with_entity_keys_are_completed_from_the_feast_online_store(
     january, february = month_frame("flights", 1), month_frame("flights", 2)
     features = lake / "features"
     write_tables(features, month_feature_tables("2013-01", [january], month_frame("weather", 1)), "2013-01")
-    write_tables(features, month_feature_tables("2013-02", [january, february], month_frame("weather", 2)), "2013-02")
+    write_tables(
+        features, month_feature_tables("2013-02", [january, february], month_frame("weather", 2)), "2013-02"
+    )
     write_tables(features, {"plane_attributes": plane_features(read_table("planes"))}, "planes")
     hook = FeastHook()
     hook.apply()
     hook.materialize(datetime(2012, 12, 1, tzinfo=UTC), datetime(2013, 3, 1, tzinfo=UTC))
 
-    refused = httpx.put(f"{server.url}/v1/admin/deployments/keys", headers=ADMIN, timeout=60,
-                        json={"variants": {"main": V2}, "feature_service": "flight_delay_v1"})
+    refused = httpx.put(
+        f"{server.url}/v1/admin/deployments/keys",
+        headers=ADMIN,
+        timeout=60,
+        json={"variants": {"main": V2}, "feature_service": "flight_delay_v1"},
+    )
     assert refused.status_code == 422 and "started without a feature repository" in refused.json()["detail"]
 
     variables = hook._settings()[2]  # the server process reads the repository with the same variables
     monkeypatch.setenv("MLOPS_FEAST_DIR", variables["MLOPS_FEAST_DIR"])
     monkeypatch.setenv("MLOPS_FEATURES_URI", variables["MLOPS_FEATURES_URI"])
-    keyed = Server(tmp_path / "state", registry["tracking"], args=("--feature-repo", str(ROOT / "feature_repo"))).start()
+    keyed = Server(
+        tmp_path / "state", registry["tracking"], args=("--feature-repo", str(ROOT / "feature_repo"))
+    ).start()
     try:
-        deployed = httpx.put(f"{keyed.url}/v1/admin/deployments/keys", headers=ADMIN, timeout=60,
-                             json={"variants": {"main": V2}, "feature_service": "flight_delay_v1"})
+        deployed = httpx.put(
+            f"{keyed.url}/v1/admin/deployments/keys",
+            headers=ADMIN,
+            timeout=60,
+            json={"variants": {"main": V2}, "feature_service": "flight_delay_v1"},
+        )
         assert deployed.status_code == 200, deployed.text
-        request_fields = ["origin", "carrier", "tailnum", "route", "dest", "distance", "sched_dep_time",
-                          "sched_arr_time", "hour", "month", "day"]
+        request_fields = [
+            "origin",
+            "carrier",
+            "tailnum",
+            "route",
+            "dest",
+            "distance",
+            "sched_dep_time",
+            "sched_arr_time",
+            "hour",
+            "month",
+            "day",
+        ]
         entity_rows = json_rows(registry["test"].head(20), request_fields)
-        answer = httpx.post(f"{keyed.url}/v1/models/keys/predict", json={"rows": entity_rows}, timeout=30).json()
+        answer = httpx.post(
+            f"{keyed.url}/v1/models/keys/predict", json={"rows": entity_rows}, timeout=30
+        ).json()
         keys = [{k: r[k] for k in ("origin", "carrier", "tailnum", "route")} for r in entity_rows]
         online = hook.get_online_features("flight_delay_v1", keys)
-        completed = pd.DataFrame([{**{c: online[c][i] for c in online}, **row} for i, row in enumerate(entity_rows)])
+        completed = pd.DataFrame(
+            [{**{c: online[c][i] for c in online}, **row} for i, row in enumerate(entity_rows)]
+        )
         assert completed["temp"].notna().all()  # the online store answered
         expected = Scorer(registry["challenger"])(completed)
         assert [p["probability"] for p in answer["predictions"]] == pytest.approx(expected.tolist(), abs=1e-6)
-        missing = httpx.post(f"{keyed.url}/v1/models/keys/predict",
-                             json={"rows": [{k: v for k, v in entity_rows[0].items() if k != "tailnum"}]}).json()
+        missing = httpx.post(
+            f"{keyed.url}/v1/models/keys/predict",
+            json={"rows": [{k: v for k, v in entity_rows[0].items() if k != "tailnum"}]},
+        ).json()
         assert missing["detail"][0]["loc"] == ["body", "rows", 0, "tailnum"]
         assert "join key of feature service 'flight_delay_v1'" in missing["detail"][0]["msg"]
     finally:

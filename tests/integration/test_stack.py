@@ -39,7 +39,9 @@ class Api:
 
     def __init__(self, root: Path, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
-        password = json.loads((root / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        password = json.loads(
+            (root / "airflow" / "simple_auth_manager_passwords.json.generated").read_text()
+        )["admin"]
         token = httpx.post(f"{self.url}/auth/token", json={"username": "admin", "password": password}).json()
         self.headers = {"Authorization": f"Bearer {token['access_token']}"}
 
@@ -60,13 +62,16 @@ class Api:
         return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
 
     def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
-        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")["value"]
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")[
+            "value"
+        ]
 
     def trigger(self, dag_id: str, run_id: str, conf: dict | None = None) -> None:
         self.post(f"/dags/{dag_id}/dagRuns", {"logical_date": None, "dag_run_id": run_id, "conf": conf or {}})
 
     def finished(self, dag_id: str, run_id: str | None = None, timeout: float = 300) -> dict:
         """The run (or the first run of the DAG) once it succeeded or failed."""
+
         def done() -> dict | None:
             runs = [r for r in self.runs(dag_id) if run_id is None or r["dag_run_id"] == run_id]
             return runs[0] if runs and runs[0]["state"] in ("success", "failed") else None
@@ -86,13 +91,19 @@ def wait_for(what: str, check: Any, timeout: float = 300, every: float = 2) -> A
 
 def workers_ran(root: Path) -> dict[str, int]:
     """How many task workloads each Celery worker received (from its own log)."""
-    return {w: (root / "logs" / f"{w}.log").read_text().count("Task execute_workload[") for w in ("worker1", "worker2")}
+    return {
+        w: (root / "logs" / f"{w}.log").read_text().count("Task execute_workload[")
+        for w in ("worker1", "worker2")
+    }
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    if _postgres_bin() is None or not shutil.which("redis-server") or not (shutil.which("nginx") or
-                                                                          Path("/usr/sbin/nginx").exists()):
+    if (
+        _postgres_bin() is None
+        or not shutil.which("redis-server")
+        or not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
+    ):
         _apt_install("postgresql", "redis-server", "nginx-light")
     root = tmp_path_factory.mktemp("scale-out") / "stack"
     started = time.monotonic()
@@ -101,8 +112,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     saved = (line.split("=", 1) for line in (root / "stack.env").read_text().splitlines())
     env = {key: json.loads(value) for key, value in saved}
     try:
-        yield {"root": root, "record": record, "ports": record["ports"], "env": env, "up_s": took,
-               "api": Api(root, record["ports"]["api"]), "lb": f"http://127.0.0.1:{record['ports']['model_server']}"}
+        yield {
+            "root": root,
+            "record": record,
+            "ports": record["ports"],
+            "env": env,
+            "up_s": took,
+            "api": Api(root, record["ports"]["api"]),
+            "lb": f"http://127.0.0.1:{record['ports']['model_server']}",
+        }
     finally:
         if (root / "stack.json").exists():  # the last test stops it; this is for a failure before it
             down(root)
@@ -119,8 +137,19 @@ def stack_env(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[st
 
 def psql(stack: dict[str, Any], sql: str, database: str) -> str:
     postgres = stack["record"]["postgres"]
-    command = [*postgres["run_as"], str(Path(postgres["bin"]) / "psql"), "-h", "127.0.0.1", "-p",
-               str(stack["ports"]["postgres"]), "-U", "mlops", "-tAc", sql, database]
+    command = [
+        *postgres["run_as"],
+        str(Path(postgres["bin"]) / "psql"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(stack["ports"]["postgres"]),
+        "-U",
+        "mlops",
+        "-tAc",
+        sql,
+        database,
+    ]
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
 
 
@@ -133,13 +162,19 @@ def test_stack_up_runs_a_dag_on_celery_workers_with_mlflow_on_postgres(stack: di
         up(root, offset=OFFSET)
     # The MLflow server keeps its runs in Postgres.
     experiment = MlflowClient(f"http://127.0.0.1:{port['mlflow']}").create_experiment("stack-check")
-    assert psql(stack, f"SELECT name FROM experiments WHERE experiment_id = {experiment}", "mlflow") == "stack-check"
+    assert (
+        psql(stack, f"SELECT name FROM experiments WHERE experiment_id = {experiment}", "mlflow")
+        == "stack-check"
+    )
     # Both replicas answer through nginx.
     assert httpx.get(f"{stack['lb']}/readyz").json() == {"ready": True, "endpoints": []}
 
     # A DAG run through the API: the scheduler queues its tasks in Redis, Celery workers run them.
-    wait_for("the dag-processor to parse flights_seed",
-             lambda: httpx.get(f"{api.url}/api/v2/dags/flights_seed", headers=api.headers).status_code == 200, 120)
+    wait_for(
+        "the dag-processor to parse flights_seed",
+        lambda: httpx.get(f"{api.url}/api/v2/dags/flights_seed", headers=api.headers).status_code == 200,
+        120,
+    )
     api.trigger("flights_seed", "on_celery")
     run = api.finished("flights_seed", "on_celery", timeout=240)
     tasks = api.get("/dags/flights_seed/dagRuns/on_celery/taskInstances")
@@ -150,8 +185,9 @@ def test_stack_up_runs_a_dag_on_celery_workers_with_mlflow_on_postgres(stack: di
 
 
 @pytest.mark.timeout(1200)
-def test_one_month_of_continuous_training_on_the_stack(stack: dict[str, Any], stack_env: dict[str, str],
-                                                       tmp_path: Path) -> None:
+def test_one_month_of_continuous_training_on_the_stack(
+    stack: dict[str, Any], stack_env: dict[str, str], tmp_path: Path
+) -> None:
     """A month lands as a file; ingestion, validation, the dataset, Feast and training follow on the
     Celery workers by Asset events alone; a person approves with the CLI; the model is rolled out to
     both replicas, and equals an embedded training of the same training set; served traffic
@@ -169,12 +205,16 @@ def test_one_month_of_continuous_training_on_the_stack(stack: dict[str, Any], st
     write_landing_file(MONTH_LANDED, root / "data" / "landing")
     for dag_id in ("flights_ingest", "flights_validate", "flights_dataset", "flights_features"):
         run = api.finished(dag_id, timeout=300)
-        assert run["state"] == "success", (dag_id, api.get(f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances"))
+        assert run["state"] == "success", (
+            dag_id,
+            api.get(f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances"),
+        )
     period = f"2013-{MONTH_LANDED:02d}"
     # The embedded run's figures for this landed month (test_event_ingest, test_flights_ingest).
     assert pq.read_metadata(lake / "raw" / "flights" / f"{period}.parquet").num_rows == 24951
-    assert (lake / "validated" / "flights" / f"{period}.parquet").read_bytes() == \
-        (lake / "raw" / "flights" / f"{period}.parquet").read_bytes()
+    assert (lake / "validated" / "flights" / f"{period}.parquet").read_bytes() == (
+        lake / "raw" / "flights" / f"{period}.parquet"
+    ).read_bytes()
     (training_set,) = (lake / "training_sets" / "flight_delay_v1").glob("*/manifest.json")
 
     def registered() -> str | None:
@@ -188,8 +228,24 @@ def test_one_month_of_continuous_training_on_the_stack(stack: dict[str, Any], st
     run_id = wait_for("flights_training to register a model version", registered, 420)
     version = str(api.xcom("flights_training", run_id, "register")["version"])
     tracking = stack_env["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
-    subprocess.run([AIRFLOW_MLOPS, "approve", "--model", "flight_delay", "--version", version, "--by", "stack-test",
-                    "--why", "scale-out month", "--tracking-uri", tracking], check=True, capture_output=True)
+    subprocess.run(
+        [
+            AIRFLOW_MLOPS,
+            "approve",
+            "--model",
+            "flight_delay",
+            "--version",
+            version,
+            "--by",
+            "stack-test",
+            "--why",
+            "scale-out month",
+            "--tracking-uri",
+            tracking,
+        ],
+        check=True,
+        capture_output=True,
+    )
     run = api.finished("flights_training", run_id, timeout=300)
     assert run["state"] == "success", api.get(f"/dags/flights_training/dagRuns/{run_id}/taskInstances")
     month_s = time.monotonic() - started
@@ -201,30 +257,49 @@ def test_one_month_of_continuous_training_on_the_stack(stack: dict[str, Any], st
     # Deployed to both replicas (the hook writes to each); served through nginx.
     token = {"Authorization": f"Bearer {stack_env['MLOPS_SERVER_TOKEN']}"}
     for name in REPLICAS:
-        served = httpx.get(f"http://127.0.0.1:{stack['ports'][name]}/v1/admin/deployments", headers=token).json()
-        assert served["flight_delay"]["variants"]["main"] == {"name": "flight_delay", "version": version}, name
+        served = httpx.get(
+            f"http://127.0.0.1:{stack['ports'][name]}/v1/admin/deployments", headers=token
+        ).json()
+        assert served["flight_delay"]["variants"]["main"] == {"name": "flight_delay", "version": version}, (
+            name
+        )
     # The embedded run: the same training task, in this process, on the same training set.
     from types import SimpleNamespace
 
     from airflow_mlops.operators.train import LightningTrainOperator
 
-    embedded = LightningTrainOperator(task_id="train", training_set=training_set.as_uri(),
-                                      output_dir=str(tmp_path / "model"), checkpoint_root=str(tmp_path / "checkpoints"),
-                                      hyperparameters={"hidden": 64, "layers": 2, "lr": 0.002}, batch_size=512,
-                                      devices=2, max_epochs=3)
+    embedded = LightningTrainOperator(
+        task_id="train",
+        training_set=training_set.as_uri(),
+        output_dir=str(tmp_path / "model"),
+        checkpoint_root=str(tmp_path / "checkpoints"),
+        hyperparameters={"hidden": 64, "layers": 2, "lr": 0.002},
+        batch_size=512,
+        devices=2,
+        max_epochs=3,
+    )
     spec = embedded.build_spec({"dag": SimpleNamespace(dag_id="embedded"), "run_id": "embedded"})
     result = embedded.train(spec)
     assert result["metrics"]["test_auc"] == pytest.approx(trained["metrics"]["test_auc"], abs=1e-6)
     assert result["metrics"]["test_log_loss"] == pytest.approx(trained["metrics"]["test_log_loss"], abs=1e-6)
-    print(f"the month's first model on the stack: {month_s:.0f} s from landing to rollout; "
-          f"AUC {trained['metrics']['test_auc']:.4f} (embedded {result['metrics']['test_auc']:.4f})")
+    print(
+        f"the month's first model on the stack: {month_s:.0f} s from landing to rollout; "
+        f"AUC {trained['metrics']['test_auc']:.4f} (embedded {result['metrics']['test_auc']:.4f})"
+    )
 
     splits = json.loads(training_set.read_text())["splits"]
     test = pd.read_parquet(manifest_path(splits["test"]["uri"], str(training_set)))
-    window = serve_rows({"url": stack["lb"], "state_dir": root / "data" / "serving", "log": root / "logs"},
-                        test.head(400).drop(columns=["is_delayed"]), per_request=4)
-    answered = {name: httpx.get(f"http://127.0.0.1:{stack['ports'][name]}/v1/admin/deployments/flight_delay/stats",
-                                headers=token).json()["variants"]["main"]["rows"] for name in REPLICAS}
+    window = serve_rows(
+        {"url": stack["lb"], "state_dir": root / "data" / "serving", "log": root / "logs"},
+        test.head(400).drop(columns=["is_delayed"]),
+        per_request=4,
+    )
+    answered = {
+        name: httpx.get(
+            f"http://127.0.0.1:{stack['ports'][name]}/v1/admin/deployments/flight_delay/stats", headers=token
+        ).json()["variants"]["main"]["rows"]
+        for name in REPLICAS
+    }
     assert sum(answered.values()) == 400 and min(answered.values()) > 0, answered  # both replicas served
     api.trigger("flights_monitoring", "month_check", window)
     run = api.finished("flights_monitoring", "month_check", timeout=300)
@@ -246,7 +321,8 @@ def test_one_month_of_continuous_training_on_the_stack(stack: dict[str, Any], st
 
 @pytest.mark.timeout(1200)
 def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_release_completes(
-        stack: dict[str, Any], stack_env: dict[str, str]) -> None:
+    stack: dict[str, Any], stack_env: dict[str, str]
+) -> None:
     """The drift-triggered run's `train`: its worker dies with its DDP processes, as with a lost
     machine; the scheduler notices the missing heartbeat, the retry runs on the other worker and
     resumes from last.ckpt. Then the candidate is approved, canaried on both replicas under traffic
@@ -258,11 +334,19 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
     root, api = stack["root"], stack["api"]
     run_id = stack["retrain"]["run_id"]
     lake = root / "data" / "lake"
-    checkpoint = lake / "checkpoints" / "flights_training" / run_id.replace(":", "_").replace("+", "_") / "train"
+    checkpoint = (
+        lake / "checkpoints" / "flights_training" / run_id.replace(":", "_").replace("+", "_") / "train"
+    )
     wait_for("the first epoch's checkpoint", (checkpoint / "last.ckpt").exists, 300, every=0.5)
     trainers = _training_processes()
-    worker = next((name for name in ("worker1", "worker2")
-                   if set(trainers) & set(process_tree(stack["record"]["pids"][name]))), None)
+    worker = next(
+        (
+            name
+            for name in ("worker1", "worker2")
+            if set(trainers) & set(process_tree(stack["record"]["pids"][name]))
+        ),
+        None,
+    )
     assert worker is not None, f"no worker runs the training processes {trainers}"
     survivor = "worker2" if worker == "worker1" else "worker1"
     before = workers_ran(root)[survivor]
@@ -285,13 +369,32 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
     def registered() -> str | None:
         register = api.task("flights_training", run_id, "register")
         assert register["state"] not in ("failed", "upstream_failed", "skipped"), register
-        return str(api.xcom("flights_training", run_id, "register")["version"]) if register["state"] == "success" \
+        return (
+            str(api.xcom("flights_training", run_id, "register")["version"])
+            if register["state"] == "success"
             else None
+        )
 
     version = wait_for("the retrained model's registration", registered, 300)
     tracking = stack_env["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
-    subprocess.run([AIRFLOW_MLOPS, "approve", "--model", "flight_delay", "--version", version, "--by", "stack-test",
-                    "--why", "retrained after drift", "--tracking-uri", tracking], check=True, capture_output=True)
+    subprocess.run(
+        [
+            AIRFLOW_MLOPS,
+            "approve",
+            "--model",
+            "flight_delay",
+            "--version",
+            version,
+            "--by",
+            "stack-test",
+            "--why",
+            "retrained after drift",
+            "--tracking-uri",
+            tracking,
+        ],
+        check=True,
+        capture_output=True,
+    )
     (training_set,) = (lake / "training_sets" / "flight_delay_v1").glob("*/manifest.json")
     test_split = json.loads(training_set.read_text())["splits"]["test"]["uri"].removeprefix("file://")
     import pandas as pd
@@ -301,21 +404,31 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
         run = api.finished("flights_training", run_id, timeout=420)
     assert run["state"] == "success", api.get(f"/dags/flights_training/dagRuns/{run_id}/taskInstances")
     verdict = api.xcom("flights_training", run_id, "canary_analysis")
-    assert verdict["healthy"] and verdict["stats"]["replicas"] == 2 and traffic["sent"] >= 200, (verdict, traffic)
+    assert verdict["healthy"] and verdict["stats"]["replicas"] == 2 and traffic["sent"] >= 200, (
+        verdict,
+        traffic,
+    )
     champion = MlflowClient(tracking).get_model_version_by_alias("flight_delay", "champion")
     assert str(champion.version) == version != stack["retrain"]["first_version"]
     token = {"Authorization": f"Bearer {stack_env['MLOPS_SERVER_TOKEN']}"}
     for name in REPLICAS:
-        served = httpx.get(f"http://127.0.0.1:{stack['ports'][name]}/v1/admin/deployments", headers=token).json()
-        assert served["flight_delay"]["variants"]["main"] == {"name": "flight_delay", "version": version}, name
+        served = httpx.get(
+            f"http://127.0.0.1:{stack['ports'][name]}/v1/admin/deployments", headers=token
+        ).json()
+        assert served["flight_delay"]["variants"]["main"] == {"name": "flight_delay", "version": version}, (
+            name
+        )
     month_s = time.monotonic() - stack["retrain"]["started"]
-    print(f"one month on the stack: {month_s:.0f} s from landing to the retrained model's rollout; {worker} lost "
-          f"during retraining, retried on {survivor} from {checkpoint.name}/last.ckpt; canary on "
-          f"{verdict['stats']['replicas']} replicas with {traffic['sent']} requests")
+    print(
+        f"one month on the stack: {month_s:.0f} s from landing to the retrained model's rollout; {worker} lost "
+        f"during retraining, retried on {survivor} from {checkpoint.name}/last.ckpt; canary on "
+        f"{verdict['stats']['replicas']} replicas with {traffic['sent']} requests"
+    )
 
 
-def test_a_replica_killed_under_load_and_a_canary_switch_fail_no_request(stack: dict[str, Any],
-                                                                        stack_env: dict[str, str]) -> None:
+def test_a_replica_killed_under_load_and_a_canary_switch_fail_no_request(
+    stack: dict[str, Any], stack_env: dict[str, str]
+) -> None:
     import pandas as pd
 
     from airflow_mlops.hooks.model_server import ModelServerHook
@@ -331,26 +444,36 @@ def test_a_replica_killed_under_load_and_a_canary_switch_fail_no_request(stack: 
     switched: dict[str, Any] = {}
 
     def canary() -> None:
-        switched["canary"] = hook.deploy("flight_delay", {"primary": model, "candidate": model},
-                                         {"kind": "canary", "primary": "primary", "candidate": "candidate",
-                                          "weight": 0.5}, who="stack-test", why="canary under load")
+        switched["canary"] = hook.deploy(
+            "flight_delay",
+            {"primary": model, "candidate": model},
+            {"kind": "canary", "primary": "primary", "candidate": "candidate", "weight": 0.5},
+            who="stack-test",
+            why="canary under load",
+        )
 
     def rollout() -> None:
         switched["stats"] = hook.stats("flight_delay")
-        switched["rollout"] = hook.deploy("flight_delay", {"main": model}, {"kind": "single"}, who="stack-test",
-                                          why="rollout under load")
+        switched["rollout"] = hook.deploy(
+            "flight_delay", {"main": model}, {"kind": "single"}, who="stack-test", why="rollout under load"
+        )
 
-    events = [(3, lambda: stop_service(root, "replica1", kill=True)),  # a replica lost under load
-              (3, lambda: start_service(root, "replica1")),  # it comes back serving its stored deployment
-              (3, canary), (5, rollout)]  # seconds after the previous event finished
+    events = [
+        (3, lambda: stop_service(root, "replica1", kill=True)),  # a replica lost under load
+        (3, lambda: start_service(root, "replica1")),  # it comes back serving its stored deployment
+        (3, canary),
+        (5, rollout),
+    ]  # seconds after the previous event finished
     load = run_load(f"{stack['lb']}/v1/models/flight_delay/predict", rows, 16, 22, events)
     assert load["failures"] == [] and load["requests"] > 200, load["failures"][:5]
     assert switched["canary"]["replicas"] == 2 and switched["rollout"]["replicas"] == 2
     variants = switched["stats"]["variants"]
     assert switched["stats"]["replicas"] == 2 and variants["candidate"]["requests"] > 0
     assert variants["primary"]["errors"] == variants["candidate"]["errors"] == 0
-    print(f"under load with a replica killed and a canary switch: {load['requests']} requests, 0 failed, "
-          f"p99 {load['p99_ms']:.0f} ms")
+    print(
+        f"under load with a replica killed and a canary switch: {load['requests']} requests, 0 failed, "
+        f"p99 {load['p99_ms']:.0f} ms"
+    )
 
 
 def _training_processes() -> list[int]:
@@ -367,7 +490,8 @@ def _training_processes() -> list[int]:
 
 
 def test_online_features_come_back_after_redis_restarts_and_rematerialization(
-        stack: dict[str, Any], stack_env: dict[str, str]) -> None:
+    stack: dict[str, Any], stack_env: dict[str, str]
+) -> None:
     """Redis (Celery's broker and Feast's online store, no persistence) restarts empty; clearing the
     features run's `materialize` task fills the online store again, run by a Celery worker through
     the restarted broker."""
@@ -388,9 +512,18 @@ def test_online_features_come_back_after_redis_restarts_and_rematerialization(
     start_service(root, "redis")  # no persistence: the online store (and the broker's queues) are empty now
     assert all(value is None for value in read()["carrier_flights_30d"])
     tries = api.task("flights_features", features_run, "materialize")["try_number"]
-    api.post("/dags/flights_features/clearTaskInstances",
-             {"dry_run": False, "task_ids": ["materialize"], "dag_run_id": features_run, "only_failed": False,
-              "include_downstream": False, "include_upstream": False, "reset_dag_runs": True})
+    api.post(
+        "/dags/flights_features/clearTaskInstances",
+        {
+            "dry_run": False,
+            "task_ids": ["materialize"],
+            "dag_run_id": features_run,
+            "only_failed": False,
+            "include_downstream": False,
+            "include_upstream": False,
+            "reset_dag_runs": True,
+        },
+    )
 
     def materialized() -> bool:
         task = api.task("flights_features", features_run, "materialize")
@@ -403,21 +536,34 @@ def test_online_features_come_back_after_redis_restarts_and_rematerialization(
 def test_postgres_restarted_during_a_dag_run_duplicates_nothing(stack: dict[str, Any]) -> None:
     root, api = stack["root"], stack["api"]
     api.trigger("flights_seed", "postgres_restart")
-    wait_for("flights_seed's task to run", lambda: any(
-        t["state"] == "running" for t in api.get("/dags/flights_seed/dagRuns/postgres_restart/taskInstances")[
-            "task_instances"]), 120, every=0.5)
+    wait_for(
+        "flights_seed's task to run",
+        lambda: any(
+            t["state"] == "running"
+            for t in api.get("/dags/flights_seed/dagRuns/postgres_restart/taskInstances")["task_instances"]
+        ),
+        120,
+        every=0.5,
+    )
     stop_service(root, "postgres")
     time.sleep(3)
     start_service(root, "postgres")
-    run = wait_for("flights_seed to finish after the restart", lambda: _finished_after_restart(api), 420, every=3)
+    run = wait_for(
+        "flights_seed to finish after the restart", lambda: _finished_after_restart(api), 420, every=3
+    )
     tasks = api.get("/dags/flights_seed/dagRuns/postgres_restart/taskInstances")["task_instances"]
     assert run["state"] == "success", tasks
     assert psql(stack, "SELECT count(*) FROM flights", "flights") == "336776"  # nothing duplicated
     assert [r["dag_run_id"] for r in api.runs("flights_seed")] == ["on_celery", "postgres_restart"]
-    restarted = [name for name in ("scheduler", "dag-processor", "triggerer", "api-server", "worker1", "worker2",
-                                   "mlflow") if "[stack] " in (root / "logs" / f"{name}.log").read_text()]
-    print(f"postgres restarted during flights_seed: tasks {[(t['task_id'], t['try_number']) for t in tasks]}; "
-          f"started again by the stack after they exited: {restarted}")
+    restarted = [
+        name
+        for name in ("scheduler", "dag-processor", "triggerer", "api-server", "worker1", "worker2", "mlflow")
+        if "[stack] " in (root / "logs" / f"{name}.log").read_text()
+    ]
+    print(
+        f"postgres restarted during flights_seed: tasks {[(t['task_id'], t['try_number']) for t in tasks]}; "
+        f"started again by the stack after they exited: {restarted}"
+    )
 
 
 def _finished_after_restart(api: Api) -> dict | None:
@@ -431,8 +577,17 @@ def _finished_after_restart(api: Api) -> dict | None:
 def test_stack_down_stops_everything(stack: dict[str, Any]) -> None:
     root, record = stack["root"], json.loads((stack["root"] / "stack.json").read_text())
     stopped = down(root)
-    assert stopped[-1] == "postgres" and set(stopped) >= {"redis", "mlflow", "api-server", "scheduler", "worker1",
-                                                          "worker2", "replica1", "replica2", "model-server"}
+    assert stopped[-1] == "postgres" and set(stopped) >= {
+        "redis",
+        "mlflow",
+        "api-server",
+        "scheduler",
+        "worker1",
+        "worker2",
+        "replica1",
+        "replica2",
+        "model-server",
+    }
     assert not any(group_alive(pid) for pid in record["pids"].values())
     assert not (root / "stack.json").exists()
     with pytest.raises(StackError, match="no stack recorded"):

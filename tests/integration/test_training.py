@@ -26,14 +26,37 @@ def training_set(tmp_path_factory) -> str:
     return write_training_set(tmp_path_factory.mktemp("training-set"))
 
 
-def make_spec(folder: Path, training_set: str, *, devices: int = 1, epochs: int = 2, mlflow: bool = False,
-              data: str = DATA, **trainer) -> Path:
+def make_spec(
+    folder: Path,
+    training_set: str,
+    *,
+    devices: int = 1,
+    epochs: int = 2,
+    mlflow: bool = False,
+    data: str = DATA,
+    **trainer,
+) -> Path:
     spec = TrainingSpec(
-        model=MODEL, data=data, training_set=training_set, output_dir=str(folder / "out"),
-        checkpoint_dir=str(folder / "ckpt"), hyperparameters={"hidden": 32}, batch_size=512,
-        trainer={"devices": devices, "strategy": "ddp" if devices > 1 else "auto", "max_epochs": epochs, **trainer},
-        mlflow={"tracking_uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "test",
-                "artifact_location": str(folder / "artifacts")} if mlflow else {},
+        model=MODEL,
+        data=data,
+        training_set=training_set,
+        output_dir=str(folder / "out"),
+        checkpoint_dir=str(folder / "ckpt"),
+        hyperparameters={"hidden": 32},
+        batch_size=512,
+        trainer={
+            "devices": devices,
+            "strategy": "ddp" if devices > 1 else "auto",
+            "max_epochs": epochs,
+            **trainer,
+        },
+        mlflow={
+            "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
+            "experiment": "test",
+            "artifact_location": str(folder / "artifacts"),
+        }
+        if mlflow
+        else {},
     )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "spec.json").write_text(spec.to_json())
@@ -41,8 +64,17 @@ def make_spec(folder: Path, training_set: str, *, devices: int = 1, epochs: int 
 
 
 def torchrun(spec: Path, devices: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(devices), *(extra or ["--standalone"]),
-            "-m", "airflow_mlops.training", str(spec)]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(devices),
+        *(extra or ["--standalone"]),
+        "-m",
+        "airflow_mlops.training",
+        str(spec),
+    ]
 
 
 def result(spec: Path) -> dict:
@@ -51,9 +83,11 @@ def result(spec: Path) -> dict:
 
 def test_the_runtime_runs_without_airflow_and_logs_to_mlflow(tmp_path: Path, training_set: str) -> None:
     spec = make_spec(tmp_path / "solo", training_set, mlflow=True)
-    probe = ("import sys; from airflow_mlops.training.launch import main; code = main([sys.argv[1]]); "
-             "loaded = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')); "
-             "assert not loaded, loaded; sys.exit(code)")
+    probe = (
+        "import sys; from airflow_mlops.training.launch import main; code = main([sys.argv[1]]); "
+        "loaded = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')); "
+        "assert not loaded, loaded; sys.exit(code)"
+    )
     subprocess.run([sys.executable, "-c", probe, str(spec)], check=True, capture_output=True, timeout=300)
 
     outcome = result(spec)
@@ -62,7 +96,9 @@ def test_the_runtime_runs_without_airflow_and_logs_to_mlflow(tmp_path: Path, tra
     assert metrics["test_auc"] > 0.6 and metrics["test_log_loss"] < metrics["test_baseline_log_loss"] - 0.01
     import mlflow
 
-    run = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'solo' / 'mlflow.db'}").get_run(outcome["mlflow_run_id"])
+    run = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'solo' / 'mlflow.db'}").get_run(
+        outcome["mlflow_run_id"]
+    )
     assert run.data.metrics["test_auc"] == pytest.approx(metrics["test_auc"])
     assert run.data.params["hidden"] == "32"
 
@@ -81,7 +117,10 @@ def test_two_ddp_processes_match_one_and_a_seed_repeats(tmp_path: Path, training
 
     assert result(two_a)["world_size"] == 2 and result(one)["world_size"] == 1
     assert result(two_a)["metrics"]["test_auc"] == pytest.approx(result(one)["metrics"]["test_auc"], abs=0.02)
-    assert result(two_a)["metrics"] == {**result(two_b)["metrics"], "samples_per_s": result(two_a)["samples_per_s"]}
+    assert result(two_a)["metrics"] == {
+        **result(two_b)["metrics"],
+        "samples_per_s": result(two_a)["samples_per_s"],
+    }
 
 
 def test_a_killed_training_resumes_from_its_checkpoint(tmp_path: Path, training_set: str) -> None:
@@ -89,11 +128,14 @@ def test_a_killed_training_resumes_from_its_checkpoint(tmp_path: Path, training_
 
     spec = make_spec(tmp_path / "killed", training_set, devices=2, epochs=20)
     checkpoint = spec.parent / "ckpt" / "last.ckpt"
-    process = subprocess.Popen(torchrun(spec, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        torchrun(spec, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 240
     while not checkpoint.exists():  # the first epoch's checkpoint, then kill every process
-        assert process.poll() is None and time.monotonic() < deadline, "training ended before its first checkpoint"
+        assert process.poll() is None and time.monotonic() < deadline, (
+            "training ended before its first checkpoint"
+        )
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
@@ -105,7 +147,8 @@ def test_a_killed_training_resumes_from_its_checkpoint(tmp_path: Path, training_
 
 
 def test_a_retry_after_the_last_epochs_checkpoint_validates_and_gives_the_same_model(
-        tmp_path: Path, training_set: str) -> None:
+    tmp_path: Path, training_set: str
+) -> None:
     """The attempt before died after its last checkpoint (in the test evaluation, say): the retry
     has no epoch left to fit; its result is the finished model's, with a finite val_loss (a NaN
     would not go through XCom's JSON)."""
@@ -127,14 +170,21 @@ def context(dag_id: str = "dag", run_id: str = "run") -> dict:
 
 
 def test_a_worker_that_raises_fails_the_task_with_its_traceback_and_leaves_no_process(
-        tmp_path: Path, training_set: str, caplog) -> None:
+    tmp_path: Path, training_set: str, caplog
+) -> None:
     from airflow_mlops.exceptions import TrainingError
     from airflow_mlops.operators.train import LightningTrainOperator
 
     operator = LightningTrainOperator(
-        task_id="train", training_set=training_set, output_dir=str(tmp_path / "out"),
-        checkpoint_root=str(tmp_path / "ckpt"), data="tests.failing_training:DataThatFailsOnRankOne", devices=2,
-        max_epochs=1, master_port=free_port())
+        task_id="train",
+        training_set=training_set,
+        output_dir=str(tmp_path / "out"),
+        checkpoint_root=str(tmp_path / "ckpt"),
+        data="tests.failing_training:DataThatFailsOnRankOne",
+        devices=2,
+        max_epochs=1,
+        master_port=free_port(),
+    )
     with pytest.raises(TrainingError, match="exited with code") as failure:
         operator.execute(context())  # type: ignore[arg-type]
     assert "RuntimeError: rank 1 cannot read its shard" in str(failure.value)
@@ -142,22 +192,37 @@ def test_a_worker_that_raises_fails_the_task_with_its_traceback_and_leaves_no_pr
     assert leftover.stdout.strip() == ""
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"hyperparameters": {"width": 3}}, r"hyperparameters \['width'\] are not arguments"),  # found by the driver
-    ({"hyperparameters": {"hidden": -4}}, r"hidden"),
-    ({"model": "airflow_mlops.training.flights:NoSuchModel"}, r"has no 'NoSuchModel'"),
-    ({"model": "no_such_package.models:Net"}, r"module cannot be found \(No module named 'no_such_package'\)"),  # found in the task
-    ({"training_set": "/nowhere/manifest.json"}, r"training_set '/nowhere/manifest.json' does not exist"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"hyperparameters": {"width": 3}},
+            r"hyperparameters \['width'\] are not arguments",
+        ),  # found by the driver
+        ({"hyperparameters": {"hidden": -4}}, r"hidden"),
+        ({"model": "airflow_mlops.training.flights:NoSuchModel"}, r"has no 'NoSuchModel'"),
+        (
+            {"model": "no_such_package.models:Net"},
+            r"module cannot be found \(No module named 'no_such_package'\)",
+        ),  # found in the task
+        ({"training_set": "/nowhere/manifest.json"}, r"training_set '/nowhere/manifest.json' does not exist"),
+    ],
+)
 def test_bad_specs_fail_the_task_without_retry_and_launch_nothing(
-        tmp_path: Path, training_set: str, change: dict, message: str) -> None:
+    tmp_path: Path, training_set: str, change: dict, message: str
+) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
     from airflow_mlops.operators.train import LightningTrainOperator
 
     arguments = {"training_set": training_set, "hyperparameters": {"hidden": 8}, **change}
-    operator = LightningTrainOperator(task_id="train", output_dir=str(tmp_path / "out"), devices=2,
-                                      checkpoint_root=str(tmp_path / "ckpt"), **arguments)
+    operator = LightningTrainOperator(
+        task_id="train",
+        output_dir=str(tmp_path / "out"),
+        devices=2,
+        checkpoint_root=str(tmp_path / "ckpt"),
+        **arguments,
+    )
     with pytest.raises(AirflowFailException, match=message):
         operator.execute(context())  # type: ignore[arg-type]
     assert not (tmp_path / "ckpt").exists() and not (tmp_path / "out").exists()
@@ -170,9 +235,20 @@ def test_two_nodes_rendezvous_through_torchrun(tmp_path: Path, training_set: str
     from airflow_mlops.operators.train import LightningTrainOperator
 
     port = free_port()
-    nodes = [LightningTrainOperator(task_id="train", training_set=training_set, output_dir=str(tmp_path / "out"),
-                                    checkpoint_root=str(tmp_path / "ckpt"), hyperparameters={"hidden": 16},
-                                    num_nodes=2, node_rank=rank, master_port=port, max_epochs=1) for rank in (0, 1)]
+    nodes = [
+        LightningTrainOperator(
+            task_id="train",
+            training_set=training_set,
+            output_dir=str(tmp_path / "out"),
+            checkpoint_root=str(tmp_path / "ckpt"),
+            hyperparameters={"hidden": 16},
+            num_nodes=2,
+            node_rank=rank,
+            master_port=port,
+            max_epochs=1,
+        )
+        for rank in (0, 1)
+    ]
     with ThreadPoolExecutor(2) as pool:
         first, second = pool.map(lambda node: node.execute(context()), nodes)
     assert first["world_size"] == 2 and (tmp_path / "out" / "model.pt").is_file()
@@ -186,14 +262,16 @@ import sys
 from types import SimpleNamespace
 from airflow.sdk.exceptions import AirflowFailException
 from airflow_mlops.operators.train import LightningTrainOperator
-operator = LightningTrainOperator(task_id="train", training_set={training_set!r}, output_dir={str(tmp_path / 'out')!r},
-                                  checkpoint_root={str(tmp_path / 'ckpt')!r}, hyperparameters={{"hidden": 0}})
+operator = LightningTrainOperator(task_id="train", training_set={training_set!r}, output_dir={str(tmp_path / "out")!r},
+                                  checkpoint_root={str(tmp_path / "ckpt")!r}, hyperparameters={{"hidden": 0}})
 try:
     operator.execute({{"dag": SimpleNamespace(dag_id="d"), "run_id": "r"}})
 except AirflowFailException as err:
     print("REFUSED", err)
 print("HEAVY", sorted(m for m in ("torch", "pytorch_lightning", "mlflow") if m in sys.modules))
 """
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
+    ).stdout
     assert "REFUSED training spec: hyperparameter hidden=0 is out of range" in out
     assert "HEAVY []" in out

@@ -12,7 +12,10 @@ from tests.integration.test_flights_ingest import load_dag
 from tests.training_sets import write_training_set
 
 pytestmark = pytest.mark.integration
-SPACE = {"hidden": {"type": "int", "low": 8, "high": 32}, "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}
+SPACE = {
+    "hidden": {"type": "int", "low": 8, "high": 32},
+    "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,33 +34,50 @@ def test_training_reads_the_newest_best_parameters_through_its_inlets(airflow_db
 
 
 def context(map_index: int = -1, try_number: int = 1) -> dict:
-    return {"dag": SimpleNamespace(dag_id="tune"), "run_id": "r1",
-            "ti": SimpleNamespace(map_index=map_index, try_number=try_number)}
+    return {
+        "dag": SimpleNamespace(dag_id="tune"),
+        "run_id": "r1",
+        "ti": SimpleNamespace(map_index=map_index, try_number=try_number),
+    }
 
 
-def run_study(training_set: str, folder: Path, *, n_trials: int, pruner: dict | None = None,
-              **storage_args) -> list[dict]:
+def run_study(
+    training_set: str, folder: Path, *, n_trials: int, pruner: dict | None = None, **storage_args
+) -> list[dict]:
     from airflow_mlops.operators.tune import CreateStudyOperator, TuneTrialOperator
 
-    slots = CreateStudyOperator(task_id="create", study_name="s", search_space=SPACE, n_trials=n_trials,
-                                **storage_args).execute(context())  # type: ignore[arg-type]
-    trials = [TuneTrialOperator(task_id="trial", study_name="s", slot=slot, training_set=training_set,
-                                output_dir=str(folder / "out"), checkpoint_root=str(folder / "ckpt"),
-                                max_epochs=3, pruner=pruner, **storage_args).execute(context(slot))  # type: ignore[arg-type]
-              for slot in slots]
+    slots = CreateStudyOperator(
+        task_id="create", study_name="s", search_space=SPACE, n_trials=n_trials, **storage_args
+    ).execute(context())  # type: ignore[arg-type]
+    trials = [
+        TuneTrialOperator(
+            task_id="trial",
+            study_name="s",
+            slot=slot,
+            training_set=training_set,
+            output_dir=str(folder / "out"),
+            checkpoint_root=str(folder / "ckpt"),
+            max_epochs=3,
+            pruner=pruner,
+            **storage_args,
+        ).execute(context(slot))  # type: ignore[arg-type]
+        for slot in slots
+    ]
     return trials
 
 
 def test_a_pruned_trial_stops_early_and_a_study_without_a_complete_trial_fails(
-        training_set: str, tmp_path: Path) -> None:
+    training_set: str, tmp_path: Path
+) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
     from airflow_mlops.operators.tune import BestTrialOperator
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     # Every validation loss is above 0: the threshold pruner stops each trial after its first epoch.
-    trials = run_study(training_set, tmp_path, n_trials=1, storage=storage,
-                              pruner={"type": "threshold", "upper": 0.0})
+    trials = run_study(
+        training_set, tmp_path, n_trials=1, storage=storage, pruner={"type": "threshold", "upper": 0.0}
+    )
 
     assert [t["state"] for t in trials] == ["PRUNED"]
     assert [t["pruned_at_epoch"] for t in trials] == [0]
@@ -69,7 +89,8 @@ def test_a_pruned_trial_stops_early_and_a_study_without_a_complete_trial_fails(
 
 
 def test_a_study_in_postgres_storage_from_an_airflow_connection(
-        postgres_url: str, training_set: str, tmp_path: Path, monkeypatch) -> None:
+    postgres_url: str, training_set: str, tmp_path: Path, monkeypatch
+) -> None:
     import sqlalchemy
 
     from airflow_mlops.operators.tune import BestTrialOperator
@@ -81,8 +102,9 @@ def test_a_study_in_postgres_storage_from_an_airflow_connection(
     database = postgres_url.rsplit("/", 1)[0].replace("postgresql+psycopg2://", "postgres://") + "/optuna"
     monkeypatch.setenv("AIRFLOW_CONN_OPTUNA_DB", database)
 
-    trials = run_study(training_set, tmp_path, n_trials=2, storage_conn_id="optuna_db",
-                              pruner={"type": "none"})
+    trials = run_study(
+        training_set, tmp_path, n_trials=2, storage_conn_id="optuna_db", pruner={"type": "none"}
+    )
 
     assert [t["state"] for t in trials] == ["COMPLETE", "COMPLETE"]
     with sqlalchemy.create_engine(postgres_url.rsplit("/", 1)[0] + "/optuna").connect() as connection:
@@ -98,11 +120,19 @@ def test_a_retried_trial_resumes_the_same_trial(training_set: str, tmp_path: Pat
     from airflow_mlops.operators.tune import CreateStudyOperator, TuneTrialOperator
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    CreateStudyOperator(task_id="create", study_name="s", search_space=SPACE, n_trials=1,
-                        storage=storage).execute(context())  # type: ignore[arg-type]
-    arguments = {"task_id": "trial", "study_name": "s", "training_set": training_set, "storage": storage,
-                 "output_dir": str(tmp_path / "out"), "checkpoint_root": str(tmp_path / "ckpt"), "max_epochs": 2,
-                 "retries": 1}
+    CreateStudyOperator(
+        task_id="create", study_name="s", search_space=SPACE, n_trials=1, storage=storage
+    ).execute(context())  # type: ignore[arg-type]
+    arguments = {
+        "task_id": "trial",
+        "study_name": "s",
+        "training_set": training_set,
+        "storage": storage,
+        "output_dir": str(tmp_path / "out"),
+        "checkpoint_root": str(tmp_path / "ckpt"),
+        "max_epochs": 2,
+        "retries": 1,
+    }
     failing = TuneTrialOperator(data="tests.failing_training:DataThatFailsOnRankOne", devices=2, **arguments)
     with pytest.raises(Exception, match="exited with code"):
         failing.execute(context(0, try_number=1))  # type: ignore[arg-type]

@@ -18,9 +18,18 @@ from airflow_mlops.stack import PORTS, SERVICES, environment, nginx_conf, ports
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker" / "compose.yaml"
 #: Which of PORTS each service publishes.
-PUBLISHED = {"postgres": "postgres", "redis": "redis", "mlflow": "mlflow", "api-server": "api",
-             "triggerer": "triggerer_logs", "worker1": "worker1_logs", "worker2": "worker2_logs",
-             "replica1": "replica1", "replica2": "replica2", "model-server": "model_server"}
+PUBLISHED = {
+    "postgres": "postgres",
+    "redis": "redis",
+    "mlflow": "mlflow",
+    "api-server": "api",
+    "triggerer": "triggerer_logs",
+    "worker1": "worker1_logs",
+    "worker2": "worker2_logs",
+    "replica1": "replica1",
+    "replica2": "replica2",
+    "model-server": "model_server",
+}
 #: Only in the compose file: the migration the native `up` runs as a step, and the JWT secret that
 #: native processes share through their one airflow.cfg.
 COMPOSE_ONLY_SERVICES = {"airflow-init"}
@@ -47,7 +56,9 @@ def _normal(value: str, paths: dict[str, str]) -> Any:
         value = value.replace(native, contained)
     value = re.sub(r"\$\{MLOPS_SERVER_TOKEN:\?[^}]*\}", TOKEN, value)
     value = re.sub(r"[\w.-]+(?=:2\d{4}\b)", "HOST", value)  # 127.0.0.1:25432 and postgres:25432 alike
-    value = value.replace('"host": "127.0.0.1"', '"host": "HOST"').replace('"host": "model-server"', '"host": "HOST"')
+    value = value.replace('"host": "127.0.0.1"', '"host": "HOST"').replace(
+        '"host": "model-server"', '"host": "HOST"'
+    )
     return json.loads(value) if value.startswith("{") else value
 
 
@@ -57,13 +68,17 @@ def test_the_same_variables_with_the_same_values_but_hosts_and_paths(compose: di
     contained = compose["x-environment"]
     assert set(contained) - set(native) == COMPOSE_ONLY_VARIABLES
     assert set(native) <= set(contained)
-    paths = {str(root / "data"): "/data", str(root / "airflow"): "/opt/airflow-mlops/airflow",
-             str(dags.parent): "/opt/airflow-mlops"}
+    paths = {
+        str(root / "data"): "/data",
+        str(root / "airflow"): "/opt/airflow-mlops/airflow",
+        str(dags.parent): "/opt/airflow-mlops",
+    }
     for key, value in native.items():
         assert _normal(value, paths) == _normal(str(contained[key]), {}), key
     for worker in ("worker1", "worker2"):
-        assert compose["services"][worker]["environment"]["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == \
-            str(PORTS[f"{worker}_logs"])
+        assert compose["services"][worker]["environment"]["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == str(
+            PORTS[f"{worker}_logs"]
+        )
 
 
 def test_the_replicas_and_their_load_balancer_are_configured_alike(compose: dict[str, Any]) -> None:
@@ -71,15 +86,26 @@ def test_the_replicas_and_their_load_balancer_are_configured_alike(compose: dict
         command = compose["services"][replica]["command"]
         assert command[:2] == ["airflow-mlops", "serve"]
         options = dict(zip(command[2::2], command[3::2], strict=True))
-        assert options == {"--host": "0.0.0.0", "--port": str(PORTS[replica]),
-                           "--state-dir": f"/data/serving/{replica}", "--request-log-dir": "/data/serving/requests"}
+        assert options == {
+            "--host": "0.0.0.0",
+            "--port": str(PORTS[replica]),
+            "--state-dir": f"/data/serving/{replica}",
+            "--request-log-dir": "/data/serving/requests",
+        }
 
     def settings(conf: str) -> tuple[set[str], list[str], set[str]]:
         lines = [line.strip() for line in conf.splitlines()]
-        proxy = {line for line in lines if line.startswith(("proxy_", "client_", "keepalive", "worker_"))
-                 and "_temp_path" not in line}  # the native stack's own folders
-        upstreams = [re.sub(r"^server [\w.-]+:", "server HOST:", line) for line in lines if line.startswith("server ")]
-        listens = {line.split()[-1].rstrip(";").rpartition(":")[2] for line in lines if line.startswith("listen ")}
+        proxy = {
+            line
+            for line in lines
+            if line.startswith(("proxy_", "client_", "keepalive", "worker_")) and "_temp_path" not in line
+        }  # the native stack's own folders
+        upstreams = [
+            re.sub(r"^server [\w.-]+:", "server HOST:", line) for line in lines if line.startswith("server ")
+        ]
+        listens = {
+            line.split()[-1].rstrip(";").rpartition(":")[2] for line in lines if line.startswith("listen ")
+        }
         return proxy, upstreams, listens
 
     native = settings(nginx_conf(Path("/srv/stack"), ports()))
@@ -99,6 +125,7 @@ def test_docker_compose_config_accepts_the_file() -> None:
     if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
         pytest.skip("the docker compose plugin is not installed on this machine")
     env = {"MLOPS_SERVER_TOKEN": TOKEN, "AIRFLOW_JWT_SECRET": "a-secret", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([docker, "compose", "-f", str(COMPOSE), "config", "--quiet"], capture_output=True,
-                          text=True, env=env)
+    done = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, env=env
+    )
     assert done.returncode == 0, done.stderr

@@ -29,52 +29,78 @@ def serialised(lineage) -> dict:
     """What the provider writes: the OpenLineage client's own serialisation."""
     from openlineage.client.serde import Serde
 
-    return {side: [json.loads(Serde.to_json(d)) for d in getattr(lineage, side)] for side in ("inputs", "outputs")}
+    return {
+        side: [json.loads(Serde.to_json(d)) for d in getattr(lineage, side)] for side in ("inputs", "outputs")
+    }
 
 
 def test_names_follow_the_openlineage_naming_spec_and_hide_credentials() -> None:
-    assert storage_name("file:///lake/raw/flights/2013-01.parquet") == ("file", "/lake/raw/flights/2013-01.parquet")
+    assert storage_name("file:///lake/raw/flights/2013-01.parquet") == (
+        "file",
+        "/lake/raw/flights/2013-01.parquet",
+    )
     assert storage_name("s3://bucket/lake/raw/2013-01.parquet") == ("s3://bucket", "lake/raw/2013-01.parquet")
-    assert registry_namespace("postgresql://mlflow:s3cret@db:5432/mlflow?sslmode=require") == \
-        "mlflow:postgresql://db:5432/mlflow"
-    postgres = SimpleNamespace(conn_type="postgres", host="db", port=5432, schema="flights", password="s3cret")
-    assert table_names(postgres, "SELECT f.* FROM flights f JOIN planes p USING (tailnum) WHERE month = :m") == [
-        ("postgres://db:5432", "flights.public.flights"), ("postgres://db:5432", "flights.public.planes")]
+    assert (
+        registry_namespace("postgresql://mlflow:s3cret@db:5432/mlflow?sslmode=require")
+        == "mlflow:postgresql://db:5432/mlflow"
+    )
+    postgres = SimpleNamespace(
+        conn_type="postgres", host="db", port=5432, schema="flights", password="s3cret"
+    )
+    assert table_names(
+        postgres, "SELECT f.* FROM flights f JOIN planes p USING (tailnum) WHERE month = :m"
+    ) == [("postgres://db:5432", "flights.public.flights"), ("postgres://db:5432", "flights.public.planes")]
     sqlite = SimpleNamespace(conn_type="sqlite", host="/data/source/flights.db", port=None, schema=None)
     assert table_names(sqlite, "SELECT * FROM weather WHERE month = :month") == [
-        ("sqlite:///data/source/flights.db", "weather")]
+        ("sqlite:///data/source/flights.db", "weather")
+    ]
 
 
 def test_a_validation_report_becomes_data_quality_facets() -> None:
     suite = load_suite(ROOT / "dags" / "suites" / "flights_raw.yaml")
     data = CORRUPTIONS["unknown_category"][0](month_frame("flights", 1))
-    report = validate_partition(data, "file:///lake/raw/flights/2013-01.parquet", suite,
-                                parameters={"year": 2013, "months": [1]}).report
+    report = validate_partition(
+        data, "file:///lake/raw/flights/2013-01.parquet", suite, parameters={"year": 2013, "months": [1]}
+    ).report
 
     class Validate(LineageMixin):
         pass
 
     task = Validate()
     assert task.get_openlineage_facets_on_complete(None) is None  # nothing recorded: the provider's defaults
-    task.record_lineage(lambda: ([(*storage_name(report.partition_uri), data_quality_facets(json.loads(report.to_json())))],
-                                 [("file", "/lake/quarantine/x/2013-01.parquet",
-                                   {"schema": schema_facet({"carrier": "string"})})]))
+    task.record_lineage(
+        lambda: (
+            [(*storage_name(report.partition_uri), data_quality_facets(json.loads(report.to_json())))],
+            [("file", "/lake/quarantine/x/2013-01.parquet", {"schema": schema_facet({"carrier": "string"})})],
+        )
+    )
     (source,), (quarantined,) = serialised(task.get_openlineage_facets_on_failure(None)).values()
     assert (source["namespace"], source["name"]) == ("file", "/lake/raw/flights/2013-01.parquet")
     metrics = source["inputFacets"]["dataQualityMetrics"]
     assert metrics["rowCount"] == 27004 and metrics["columnMetrics"]["carrier"]["distinctCount"] == 17
-    assert metrics["columnMetrics"]["dep_delay"]["nullCount"] == report.profile["columns"]["dep_delay"]["nulls"]
+    assert (
+        metrics["columnMetrics"]["dep_delay"]["nullCount"] == report.profile["columns"]["dep_delay"]["nulls"]
+    )
     assertions = source["facets"]["dataQualityAssertions"]["assertions"]
     assert len(assertions) == len(suite.expectations)
     (failed,) = [a for a in assertions if not a["success"]]
     assert failed["assertion"] == "expect_column_values_to_be_in_set" and failed["column"] == "carrier"
     assert failed["actual"] == "28 unexpected"
-    assert [(f["name"], f["type"]) for f in quarantined["facets"]["schema"]["fields"]] == [("carrier", "string")]
+    assert [(f["name"], f["type"]) for f in quarantined["facets"]["schema"]["fields"]] == [
+        ("carrier", "string")
+    ]
 
 
 def test_the_model_facet_carries_the_registry_facts() -> None:
-    facet = model_facet("flight_delay", "3", state="candidate", metrics={"auc": 0.71}, mlflow_run_id="abc",
-                        training_set="file:///lake/training_sets/v1/x/manifest.json", model_uri="file:///lake/models/m")
+    facet = model_facet(
+        "flight_delay",
+        "3",
+        state="candidate",
+        metrics={"auc": 0.71},
+        mlflow_run_id="abc",
+        training_set="file:///lake/training_sets/v1/x/manifest.json",
+        model_uri="file:///lake/models/m",
+    )
     from openlineage.client.serde import Serde
 
     record = json.loads(Serde.to_json(facet))
@@ -86,8 +112,13 @@ def event(time: str, job: str, inputs: list[str], outputs: list[str], kind: str 
     def datasets(names: list[str]) -> list[dict]:
         return [{"namespace": "file", "name": n} for n in names]
 
-    return {"eventType": kind, "eventTime": time, "job": {"namespace": "test", "name": job},
-            "inputs": datasets(inputs), "outputs": datasets(outputs)}
+    return {
+        "eventType": kind,
+        "eventTime": time,
+        "job": {"namespace": "test", "name": job},
+        "inputs": datasets(inputs),
+        "outputs": datasets(outputs),
+    }
 
 
 def test_the_walk_takes_the_latest_producer_before_each_consumer() -> None:
@@ -105,11 +136,16 @@ def test_the_walk_takes_the_latest_producer_before_each_consumer() -> None:
     ]
     steps = walk_back(events, "file", "endpoint")
     assert [(s["dataset"][1], s["job"]) for s in steps] == [
-        ("endpoint", "deploy_1"), ("model/1", "train_1"), ("dataset/v1", "dataset_v1"),
-        ("validated/feb", "validate_feb"), ("raw/feb", None)]
+        ("endpoint", "deploy_1"),
+        ("model/1", "train_1"),
+        ("dataset/v1", "dataset_v1"),
+        ("validated/feb", "validate_feb"),
+        ("raw/feb", None),
+    ]
     assert [s["depth"] for s in steps] == [0, 1, 2, 3, 4]
     assert walk_back(events, "file", "nothing") == [
-        {"dataset": ("file", "nothing"), "job": None, "inputs": [], "depth": 0, "event": None}]
+        {"dataset": ("file", "nothing"), "job": None, "inputs": [], "depth": 0, "event": None}
+    ]
 
 
 def test_a_lineage_failure_is_the_providers_to_log_not_the_tasks() -> None:
@@ -126,14 +162,31 @@ def test_the_lineage_command_prints_the_walk_and_refuses_bad_input(tmp_path, cap
     from airflow_mlops.cli import main
 
     events = tmp_path / "events.jsonl"
-    events.write_text("\n".join(json.dumps(e) for e in [
-        event("2026-01-01T00:00:00Z", "flights_ingest.extract_flights", [], ["/lake/raw/flights/2013-02.parquet"]),
-        event("2026-01-01T00:01:00Z", "flights_training.rollout", ["/lake/raw/flights/2013-02.parquet"],
-              ["/lake/models/m"])]) + "\n")
+    events.write_text(
+        "\n".join(
+            json.dumps(e)
+            for e in [
+                event(
+                    "2026-01-01T00:00:00Z",
+                    "flights_ingest.extract_flights",
+                    [],
+                    ["/lake/raw/flights/2013-02.parquet"],
+                ),
+                event(
+                    "2026-01-01T00:01:00Z",
+                    "flights_training.rollout",
+                    ["/lake/raw/flights/2013-02.parquet"],
+                    ["/lake/models/m"],
+                ),
+            ]
+        )
+        + "\n"
+    )
     main(["lineage", "--events", str(events), "--namespace", "file", "--name", "/lake/models/m"])
     assert capsys.readouterr().out.splitlines() == [
         "/lake/models/m  <- flights_training.rollout",
-        "  /lake/raw/flights/2013-02.parquet  <- flights_ingest.extract_flights"]
+        "  /lake/raw/flights/2013-02.parquet  <- flights_ingest.extract_flights",
+    ]
     with pytest.raises(SystemExit, match="give --endpoint"):
         main(["lineage", "--events", str(events), "--namespace", "file"])
     with pytest.raises(SystemExit, match=f"no events at {tmp_path / 'none.jsonl'}"):

@@ -9,7 +9,8 @@ from airflow_mlops.links import mlflow_run_url, model_version_url, report_url
 
 def test_reports_open_through_the_plugin_with_the_uri_quoted() -> None:
     assert report_url("file:///srv/lake/validated/flights/2013-01.report.html") == (
-        "/mlops/files?uri=file%3A%2F%2F%2Fsrv%2Flake%2Fvalidated%2Fflights%2F2013-01.report.html")
+        "/mlops/files?uri=file%3A%2F%2F%2Fsrv%2Flake%2Fvalidated%2Fflights%2F2013-01.report.html"
+    )
     assert report_url("") == ""
     assert model_version_url("flight_delay", 3) == "/mlops/models#flight_delay-v3"
 

@@ -19,9 +19,16 @@ AIRFLOW_MLOPS = str(Path(sys.executable).with_name("airflow-mlops"))
 
 def record(root: Path, commands: dict[str, list[str]]) -> dict:
     (root / "logs").mkdir(parents=True, exist_ok=True)
-    pids = {name: _start(root, name, command, {"PATH": "/usr/bin:/bin"}) for name, command in commands.items()}
-    stack = {"root": str(root), "ports": {}, "pids": pids, "commands": commands,
-             "extra_env": {name: {} for name in commands}}
+    pids = {
+        name: _start(root, name, command, {"PATH": "/usr/bin:/bin"}) for name, command in commands.items()
+    }
+    stack = {
+        "root": str(root),
+        "ports": {},
+        "pids": pids,
+        "commands": commands,
+        "extra_env": {name: {} for name in commands},
+    }
     (root / "stack.json").write_text(json.dumps(stack))
     (root / "stack.env").write_text("")
     return stack
@@ -74,5 +81,7 @@ def test_unknown_services_and_missing_stacks_are_refused(tmp_path: Path) -> None
         stop_service(tmp_path, "worker")
     with pytest.raises(StackError, match="no stack recorded in"):
         stop_service(tmp_path / "elsewhere", "worker")
-    done = subprocess.run([AIRFLOW_MLOPS, "stack", "stop", "--dir", str(tmp_path)], capture_output=True, text=True)
+    done = subprocess.run(
+        [AIRFLOW_MLOPS, "stack", "stop", "--dir", str(tmp_path)], capture_output=True, text=True
+    )
     assert done.returncode != 0 and "give --service NAME" in done.stderr

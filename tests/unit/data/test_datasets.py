@@ -33,7 +33,9 @@ def write_validated(lake: Path, month: int) -> None:
     data = parquet_bytes(month_frame("flights", month))
     path = folder / f"2013-{month:02d}.parquet"
     path.write_bytes(data)
-    artifact = Artifact(uri=path.as_uri(), sha256=hashlib.sha256(data).hexdigest(), kind="validated_partition")
+    artifact = Artifact(
+        uri=path.as_uri(), sha256=hashlib.sha256(data).hexdigest(), kind="validated_partition"
+    )
     Path(str(path) + MANIFEST_SUFFIX).write_text(artifact.to_json())
 
 
@@ -45,8 +47,14 @@ def lake(tmp_path: Path) -> Path:
 
 
 def materialize(lake: Path, output: Path, **kwargs):
-    return materialize_dataset(DEFINITION, output_uri=output.as_uri(), open_path=UPath,
-                               variables={"lake": lake.as_uri()}, code_version="test", **kwargs)
+    return materialize_dataset(
+        DEFINITION,
+        output_uri=output.as_uri(),
+        open_path=UPath,
+        variables={"lake": lake.as_uri()},
+        code_version="test",
+        **kwargs,
+    )
 
 
 def test_materialize_writes_splits_counts_and_a_manifest(lake: Path, tmp_path: Path) -> None:
@@ -74,8 +82,9 @@ def test_materialize_writes_splits_counts_and_a_manifest(lake: Path, tmp_path: P
 def test_the_same_definition_gives_the_same_version_and_rows_anywhere(lake: Path, tmp_path: Path) -> None:
     first, second = materialize(lake, tmp_path / "a"), materialize(lake, tmp_path / "b")
     assert first.version == second.version
-    assert {k: (v["content_sha256"], v["rows"]) for k, v in first.splits.items()} == \
-           {k: (v["content_sha256"], v["rows"]) for k, v in second.splits.items()}
+    assert {k: (v["content_sha256"], v["rows"]) for k, v in first.splits.items()} == {
+        k: (v["content_sha256"], v["rows"]) for k, v in second.splits.items()
+    }
     again = materialize(lake, tmp_path / "a")
     assert again.to_json() == first.to_json()
 
@@ -91,11 +100,16 @@ def test_a_flight_keeps_its_split_when_a_month_is_added(lake: Path, tmp_path: Pa
 
 def test_time_split(lake: Path, tmp_path: Path) -> None:
     definition = DatasetDefinition(
-        name="by_time", source_uri="{lake}/validated/flights/{period}.parquet", periods=("2013-01", "2013-02"),
-        label=Label("late", "arr_delay", ">", 15), filters=(RowFilter("arr_delay", "not_null"),),
-        split=SplitRule(by="time", column="time_hour", boundaries=(("train", "2013-02-01"), ("test", None))))
-    manifest = materialize_dataset(definition, output_uri=(tmp_path / "o").as_uri(), open_path=UPath,
-                                   variables={"lake": lake.as_uri()})
+        name="by_time",
+        source_uri="{lake}/validated/flights/{period}.parquet",
+        periods=("2013-01", "2013-02"),
+        label=Label("late", "arr_delay", ">", 15),
+        filters=(RowFilter("arr_delay", "not_null"),),
+        split=SplitRule(by="time", column="time_hour", boundaries=(("train", "2013-02-01"), ("test", None))),
+    )
+    manifest = materialize_dataset(
+        definition, output_uri=(tmp_path / "o").as_uri(), open_path=UPath, variables={"lake": lake.as_uri()}
+    )
     train, test = load_split(manifest, "train", UPath), load_split(manifest, "test", UPath)
     assert train["time_hour"].max() < pd.Timestamp("2013-02-01", tz="UTC") <= test["time_hour"].min()
 
@@ -123,22 +137,39 @@ def test_sources_without_a_matching_manifest_are_refused(lake: Path, tmp_path: P
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("build", "message"), [
-    (lambda: RowFilter("a", "~=", 1), r"unknown operator '~='"),
-    (lambda: RowFilter("a", "not_null", 3), r"'not_null' takes no value"),
-    (lambda: RowFilter("a", "in", 3), r"'in' needs a list"),
-    (lambda: RowFilter("a", ">"), r"'>' needs a value"),
-    (lambda: Label("y", "a", "not_null", None), r"must compare with a value"),
-    (lambda: SplitRule(by="random"), r"'by' must be 'time' or 'hash'"),
-    (lambda: SplitRule(by="hash", key="k", fractions=(("a", 0.5), ("b", 0.4))), r"sum to 1"),
-    (lambda: SplitRule(by="time", column="t", boundaries=(("a", "2013-02"), ("b", "2013-01"), ("c", None))),
-     r"boundaries must increase"),
-    (lambda: SplitRule(by="time", column="t", boundaries=(("a", "2013-02"),)), r"only the last boundary is open"),
-    (lambda: SplitRule(by="hash", key="k", fractions=(("a", 0.5), ("a", 0.5))), r"split names repeat"),
-    (lambda: DatasetDefinition.from_dict({"name": "x"}), r"missing field 'source'"),
-    (lambda: DatasetDefinition(name="x", source_uri="s3://b/data.parquet", label=Label("y", "a", ">", 1),
-                               split=SplitRule(by="hash", key="k", fractions=(("a", 1.0),))), r"must contain '\{period\}'"),
-])
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: RowFilter("a", "~=", 1), r"unknown operator '~='"),
+        (lambda: RowFilter("a", "not_null", 3), r"'not_null' takes no value"),
+        (lambda: RowFilter("a", "in", 3), r"'in' needs a list"),
+        (lambda: RowFilter("a", ">"), r"'>' needs a value"),
+        (lambda: Label("y", "a", "not_null", None), r"must compare with a value"),
+        (lambda: SplitRule(by="random"), r"'by' must be 'time' or 'hash'"),
+        (lambda: SplitRule(by="hash", key="k", fractions=(("a", 0.5), ("b", 0.4))), r"sum to 1"),
+        (
+            lambda: SplitRule(
+                by="time", column="t", boundaries=(("a", "2013-02"), ("b", "2013-01"), ("c", None))
+            ),
+            r"boundaries must increase",
+        ),
+        (
+            lambda: SplitRule(by="time", column="t", boundaries=(("a", "2013-02"),)),
+            r"only the last boundary is open",
+        ),
+        (lambda: SplitRule(by="hash", key="k", fractions=(("a", 0.5), ("a", 0.5))), r"split names repeat"),
+        (lambda: DatasetDefinition.from_dict({"name": "x"}), r"missing field 'source'"),
+        (
+            lambda: DatasetDefinition(
+                name="x",
+                source_uri="s3://b/data.parquet",
+                label=Label("y", "a", ">", 1),
+                split=SplitRule(by="hash", key="k", fractions=(("a", 1.0),)),
+            ),
+            r"must contain '\{period\}'",
+        ),
+    ],
+)
 def test_bad_definitions_are_refused_when_constructed(build, message) -> None:
     with pytest.raises(DatasetDefinitionError, match=message):
         build()
@@ -152,8 +183,12 @@ def test_materialize_errors_name_the_problem(lake: Path, tmp_path: Path) -> None
     record = DEFINITION.to_dict()
     record["filters"] = [{"column": "arr_delay", "op": ">", "value": 10_000}]
     with pytest.raises(DatasetDefinitionError, match=r"the filters removed every row"):
-        materialize_dataset(DatasetDefinition.from_dict(record), output_uri=tmp_path.as_uri(), open_path=UPath,
-                            variables={"lake": lake.as_uri()})
+        materialize_dataset(
+            DatasetDefinition.from_dict(record),
+            output_uri=tmp_path.as_uri(),
+            open_path=UPath,
+            variables={"lake": lake.as_uri()},
+        )
 
 
 def test_a_definition_round_trips_through_its_manifest(lake: Path, tmp_path: Path) -> None:

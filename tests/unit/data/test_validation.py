@@ -27,7 +27,9 @@ def january() -> bytes:
 
 
 def test_a_real_month_passes_and_the_report_records_what_was_checked(flights_suite, january) -> None:
-    report = validate_partition(january, "file:///lake/2013-01.parquet", flights_suite, parameters=JANUARY).report
+    report = validate_partition(
+        january, "file:///lake/2013-01.parquet", flights_suite, parameters=JANUARY
+    ).report
 
     assert report.success and report.rows == 27004 and report.failures == []
     assert len(report.outcomes) == len(flights_suite.expectations)
@@ -37,11 +39,15 @@ def test_a_real_month_passes_and_the_report_records_what_was_checked(flights_sui
 
 
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
-def test_each_corruption_fails_with_a_message_naming_column_rule_and_values(corruption, flights_suite) -> None:
+def test_each_corruption_fails_with_a_message_naming_column_rule_and_values(
+    corruption, flights_suite
+) -> None:
     damage, fragments = CORRUPTIONS[corruption]
     data = damage(month_frame("flights", 1))
 
-    report = validate_partition(data, "file:///lake/2013-01.parquet", flights_suite, parameters=JANUARY).report
+    report = validate_partition(
+        data, "file:///lake/2013-01.parquet", flights_suite, parameters=JANUARY
+    ).report
 
     assert not report.success
     message = report.failure_message("file:///lake/quarantine/x")
@@ -71,27 +77,40 @@ def test_revalidating_the_same_bytes_gives_the_same_report(flights_suite, januar
 def test_row_level_mode_splits_when_only_rows_fail_and_under_the_bound(flights_suite) -> None:
     data = CORRUPTIONS["unknown_category"][0](month_frame("flights", 1))
 
-    validation = validate_partition(data, "p.parquet", flights_suite, parameters=JANUARY, max_invalid_fraction=0.01)
+    validation = validate_partition(
+        data, "p.parquet", flights_suite, parameters=JANUARY, max_invalid_fraction=0.01
+    )
 
     report = validation.report
     assert report.success and report.row_split["accepted"]
-    assert report.row_split == {"accepted": True, "bound": 0.01, "invalid_rows": 28, "valid_rows": 26976,
-                                "invalid_fraction": round(28 / 27004, 6), "reason": ""}
+    assert report.row_split == {
+        "accepted": True,
+        "bound": 0.01,
+        "invalid_rows": 28,
+        "valid_rows": 26976,
+        "invalid_fraction": round(28 / 27004, 6),
+        "reason": "",
+    }
     assert len(validation.valid_rows) + len(validation.invalid_rows) == 27004
-    assert set(validation.invalid_rows["carrier"]) == {"ZZ"} and "ZZ" not in set(validation.valid_rows["carrier"])
+    assert set(validation.invalid_rows["carrier"]) == {"ZZ"} and "ZZ" not in set(
+        validation.valid_rows["carrier"]
+    )
 
 
 def test_row_level_mode_refuses_above_the_bound(flights_suite) -> None:
     data = CORRUPTIONS["unknown_category"][0](month_frame("flights", 1))
-    report = validate_partition(data, "p.parquet", flights_suite, parameters=JANUARY,
-                                max_invalid_fraction=0.0001).report
+    report = validate_partition(
+        data, "p.parquet", flights_suite, parameters=JANUARY, max_invalid_fraction=0.0001
+    ).report
     assert not report.success and not report.row_split["accepted"]
     assert "invalid fraction 0.0010 exceeds the bound 0.0001" in report.failure_message()
 
 
 def test_row_level_mode_refuses_table_level_failures(flights_suite) -> None:
     data = CORRUPTIONS["missing_column"][0](month_frame("flights", 1))
-    report = validate_partition(data, "p.parquet", flights_suite, parameters=JANUARY, max_invalid_fraction=0.5).report
+    report = validate_partition(
+        data, "p.parquet", flights_suite, parameters=JANUARY, max_invalid_fraction=0.5
+    ).report
     assert not report.success
     assert "concern the whole table" in report.row_split["reason"]
 
@@ -104,10 +123,12 @@ def test_february_weather_has_one_impossible_wind_speed_split_off() -> None:
     assert not whole.success
     assert [f.describe() for f in whole.failures] == [
         "column 'wind_speed': expect_column_values_to_be_between(min_value=0.0, max_value=150.0): "
-        "1 unexpected (0.05%), e.g. [1048.36058]"]
+        "1 unexpected (0.05%), e.g. [1048.36058]"
+    ]
 
-    split = validate_partition(data, "w.parquet", suite, parameters={"year": 2013, "months": [2]},
-                               max_invalid_fraction=0.01)
+    split = validate_partition(
+        data, "w.parquet", suite, parameters={"year": 2013, "months": [2]}, max_invalid_fraction=0.01
+    )
     assert split.report.success and split.invalid_rows["wind_speed"].tolist() == [1048.36058]
 
 
@@ -123,7 +144,9 @@ def test_distribution_check_reports_drift_and_can_fail_on_it(flights_suite, janu
     assert reported.success and reported.drift_checked
     assert [d["column"] for d in reported.drifted] == ["dep_delay"]
 
-    failed = validate_partition(parquet_bytes(shifted), "p.parquet", flights_suite, fail_on_drift=True, **kwargs).report
+    failed = validate_partition(
+        parquet_bytes(shifted), "p.parquet", flights_suite, fail_on_drift=True, **kwargs
+    ).report
     assert not failed.success
     assert "drift from the reference: dep_delay psi=" in failed.failure_message()
 

@@ -6,39 +6,55 @@ import pytest
 
 from airflow_mlops.evaluation.gate import GateError, evaluate_gate
 
-GATE = {"no_champion": "absolute_only", "rules": [
-    {"metric": "auc", "min": 0.65},
-    {"metric": "log_loss", "max": 0.55},
-    {"metric": "auc", "min_margin_over_champion": 0.0},
-    {"slice_metric": "auc", "slices": ["carrier"], "max_drop": 0.05, "min_rows": 100},
-]}
+GATE = {
+    "no_champion": "absolute_only",
+    "rules": [
+        {"metric": "auc", "min": 0.65},
+        {"metric": "log_loss", "max": 0.55},
+        {"metric": "auc", "min_margin_over_champion": 0.0},
+        {"slice_metric": "auc", "slices": ["carrier"], "max_drop": 0.05, "min_rows": 100},
+    ],
+}
 
 
 def evaluation(auc: float, log_loss: float, slices: dict[str, tuple[float, int]]) -> dict:
-    return {"overall": {"auc": auc, "log_loss": log_loss},
-            "slices": {"carrier": {k: {"auc": a, "rows": n} for k, (a, n) in slices.items()}}}
+    return {
+        "overall": {"auc": auc, "log_loss": log_loss},
+        "slices": {"carrier": {k: {"auc": a, "rows": n} for k, (a, n) in slices.items()}},
+    }
 
 
 def test_a_better_challenger_passes_every_rule() -> None:
-    passed, results = evaluate_gate(GATE, evaluation(0.72, 0.50, {"AA": (0.71, 500), "UA": (0.70, 400)}),
-                                    evaluation(0.70, 0.52, {"AA": (0.70, 500), "UA": (0.71, 400)}))
+    passed, results = evaluate_gate(
+        GATE,
+        evaluation(0.72, 0.50, {"AA": (0.71, 500), "UA": (0.70, 400)}),
+        evaluation(0.70, 0.52, {"AA": (0.70, 500), "UA": (0.71, 400)}),
+    )
     assert passed and len(results) == 2 + 1 + 2 and all(r.passed for r in results)
 
 
 def test_a_failing_challenger_names_every_failed_rule_with_its_numbers() -> None:
-    passed, results = evaluate_gate(GATE, evaluation(0.64, 0.60, {"AA": (0.60, 500), "UA": (0.50, 40)}),
-                                    evaluation(0.70, 0.52, {"AA": (0.70, 500), "UA": (0.71, 40)}))
+    passed, results = evaluate_gate(
+        GATE,
+        evaluation(0.64, 0.60, {"AA": (0.60, 500), "UA": (0.50, 40)}),
+        evaluation(0.70, 0.52, {"AA": (0.70, 500), "UA": (0.71, 40)}),
+    )
     failed = {r.rule: r for r in results if not r.passed}
     assert not passed
-    assert set(failed) == {"auc >= 0.65", "log_loss <= 0.55", "auc margin over champion >= 0.0",
-                           "auc on carrier=AA drops <= 0.05"}
+    assert set(failed) == {
+        "auc >= 0.65",
+        "log_loss <= 0.55",
+        "auc margin over champion >= 0.0",
+        "auc on carrier=AA drops <= 0.05",
+    }
     assert failed["auc on carrier=AA drops <= 0.05"].observed == pytest.approx(0.10)
     assert "challenger 0.6000, champion 0.7000" in failed["auc on carrier=AA drops <= 0.05"].detail
     assert not any("UA" in r.rule for r in results)  # 40 rows: below min_rows, not judged
 
 
-@pytest.mark.parametrize(("policy", "passed", "judged"), [("absolute_only", True, 2), ("pass", True, 3),
-                                                          ("fail", False, 3)])
+@pytest.mark.parametrize(
+    ("policy", "passed", "judged"), [("absolute_only", True, 2), ("pass", True, 3), ("fail", False, 3)]
+)
 def test_the_first_model_follows_the_no_champion_policy(policy: str, passed: bool, judged: int) -> None:
     decision, results = evaluate_gate({**GATE, "no_champion": policy}, evaluation(0.7, 0.5, {}), None)
     assert decision is passed and len(results) == judged
@@ -50,14 +66,17 @@ def test_lower_is_better_metrics_margin() -> None:
     assert passed and result.observed == pytest.approx(0.02)
 
 
-@pytest.mark.parametrize(("gate", "message"), [
-    ({"rules": []}, "'rules' must be a non-empty list"),
-    ({"rules": [{"metric": "f1", "min": 0.5}]}, "metric must be one of .* got 'f1'"),
-    ({"rules": [{"metric": "auc", "minimum": 0.5}]}, "not one of"),
-    ({"rules": [{"metric": "auc", "min": "high"}]}, "min must be a number, got 'high'"),
-    ({"rules": [{"slice_metric": "auc", "max_drop": 0.1}]}, "a slice rule needs 'slices'"),
-    ({"no_champion": "maybe", "rules": [{"metric": "auc", "min": 0.5}]}, "no_champion must be one of"),
-])
+@pytest.mark.parametrize(
+    ("gate", "message"),
+    [
+        ({"rules": []}, "'rules' must be a non-empty list"),
+        ({"rules": [{"metric": "f1", "min": 0.5}]}, "metric must be one of .* got 'f1'"),
+        ({"rules": [{"metric": "auc", "minimum": 0.5}]}, "not one of"),
+        ({"rules": [{"metric": "auc", "min": "high"}]}, "min must be a number, got 'high'"),
+        ({"rules": [{"slice_metric": "auc", "max_drop": 0.1}]}, "a slice rule needs 'slices'"),
+        ({"no_champion": "maybe", "rules": [{"metric": "auc", "min": 0.5}]}, "no_champion must be one of"),
+    ],
+)
 def test_bad_gates_are_refused(gate: dict, message: str) -> None:
     with pytest.raises(GateError, match=message):
         evaluate_gate(gate, evaluation(0.7, 0.5, {}), None)

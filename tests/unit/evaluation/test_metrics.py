@@ -55,15 +55,20 @@ def test_permutation_importance_ranks_the_feature_the_score_uses() -> None:
         return 1 / (1 + np.exp(-3 * f["signal"].to_numpy()))
 
     importance = permutation_importance(score, frame, ["noise", "signal"], y, repeats=2)
-    assert list(importance) == ["signal", "noise"] and importance["signal"] > 0.3 and importance["noise"] == 0.0
+    assert (
+        list(importance) == ["signal", "noise"] and importance["signal"] > 0.3 and importance["noise"] == 0.0
+    )
 
 
-@pytest.mark.parametrize(("y", "p", "message"), [
-    ([1, 0], [0.5], "same length"),
-    ([1, 2], [0.5, 0.5], "labels must be 0 or 1"),
-    ([1, 0], [0.5, 1.5], r"probabilities must lie in \[0, 1\]"),
-    ([1, 0], [0.5, float("nan")], "without NaN"),
-])
+@pytest.mark.parametrize(
+    ("y", "p", "message"),
+    [
+        ([1, 0], [0.5], "same length"),
+        ([1, 2], [0.5, 0.5], "labels must be 0 or 1"),
+        ([1, 0], [0.5, 1.5], r"probabilities must lie in \[0, 1\]"),
+        ([1, 0], [0.5, float("nan")], "without NaN"),
+    ],
+)
 def test_bad_inputs_are_refused(y, p, message) -> None:
     with pytest.raises(ValueError, match=message):
         binary_metrics(y, p)

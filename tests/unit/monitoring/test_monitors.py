@@ -72,9 +72,17 @@ def test_schema_anomalies_are_reported_new_category_and_missing_column() -> None
 
 
 def test_serving_rows_unpack_the_features_the_model_saw() -> None:
-    log = pd.DataFrame({"prediction_id": ["a", "b"], "probability": [0.2, 0.7], "variant": ["main", "main"],
-                        "features": [json.dumps({"carrier": "UA", "distance": 1400}),
-                                     json.dumps({"carrier": "AA", "distance": None})]})
+    log = pd.DataFrame(
+        {
+            "prediction_id": ["a", "b"],
+            "probability": [0.2, 0.7],
+            "variant": ["main", "main"],
+            "features": [
+                json.dumps({"carrier": "UA", "distance": 1400}),
+                json.dumps({"carrier": "AA", "distance": None}),
+            ],
+        }
+    )
     rows = serving_rows(log)
     assert list(rows.columns) == ["carrier", "distance", "prediction_id", "probability", "variant"]
     assert rows["carrier"].tolist() == ["UA", "AA"] and rows["prediction_id"].tolist() == ["a", "b"]
@@ -97,9 +105,15 @@ def test_performance_joins_labels_by_prediction_id_and_counts_what_did_not_match
     rng = np.random.default_rng(1)
     labels_true = rng.integers(0, 2, 2000)
     probabilities = np.clip(labels_true * 0.6 + rng.random(2000) * 0.4, 0, 1)
-    predictions = pd.DataFrame({"prediction_id": [f"p{i}" for i in range(2000)], "probability": probabilities})
-    labels = pd.DataFrame({"prediction_id": [f"p{i}" for i in range(100, 2000)] + ["stranger"],
-                           "label": [*labels_true[100:], 1]})
+    predictions = pd.DataFrame(
+        {"prediction_id": [f"p{i}" for i in range(2000)], "probability": probabilities}
+    )
+    labels = pd.DataFrame(
+        {
+            "prediction_id": [f"p{i}" for i in range(100, 2000)] + ["stranger"],
+            "label": [*labels_true[100:], 1],
+        }
+    )
     joined = join_labels(predictions, labels)
     assert len(joined) == 1900 and joined.attrs == {"unmatched_labels": 1, "unlabeled_predictions": 100}
     report = performance_report(joined)

@@ -27,7 +27,10 @@ def test_profile_is_small_json_with_kinds_nulls_percentiles_and_frequencies() ->
 
     assert profile["rows"] == 27004
     columns = profile["columns"]
-    assert columns["dep_delay"]["kind"] == "numeric" and columns["dep_delay"]["nulls"] == frame["dep_delay"].isna().sum()
+    assert (
+        columns["dep_delay"]["kind"] == "numeric"
+        and columns["dep_delay"]["nulls"] == frame["dep_delay"].isna().sum()
+    )
     assert len(columns["dep_delay"]["percentiles"]) == 101
     assert columns["dep_delay"]["percentiles"][50] == pytest.approx(frame["dep_delay"].median())
     assert columns["origin"]["frequencies"] == frame["origin"].value_counts().to_dict()
@@ -35,7 +38,12 @@ def test_profile_is_small_json_with_kinds_nulls_percentiles_and_frequencies() ->
     assert columns["time_hour"]["kind"] == "datetime"
     assert len(json.dumps(profile)) < 60_000
     summary = summarize_profile(profile)
-    assert summary["carrier"] == {"nulls": 0, "distinct": 16} and set(summary["distance"]) == {"nulls", "min", "max", "mean"}
+    assert summary["carrier"] == {"nulls": 0, "distinct": 16} and set(summary["distance"]) == {
+        "nulls",
+        "min",
+        "max",
+        "mean",
+    }
 
 
 def test_winter_and_summer_weather_drift() -> None:

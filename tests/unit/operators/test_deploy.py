@@ -17,21 +17,39 @@ def test_the_plan_follows_what_the_endpoint_serves() -> None:
     canary = operator(model_name="m", version="2", canary_weight=0.1)
     assert canary.plan(None) == ("first", {"main": V2}, {"kind": "single"})
     serving_v1 = {"variants": {"main": V1}, "policy": {"kind": "single"}}
-    assert canary.plan(serving_v1) == ("canary", {"main": V1, "candidate": V2}, {
-        "kind": "canary", "primary": "main", "candidate": "candidate", "weight": 0.1})
-    assert canary.plan({"variants": {"main": V2}, "policy": {"kind": "single"}})[0] == "replace"  # already served
+    assert canary.plan(serving_v1) == (
+        "canary",
+        {"main": V1, "candidate": V2},
+        {"kind": "canary", "primary": "main", "candidate": "candidate", "weight": 0.1},
+    )
+    assert (
+        canary.plan({"variants": {"main": V2}, "policy": {"kind": "single"}})[0] == "replace"
+    )  # already served
     mid_canary = {"variants": {"main": V1, "candidate": V2}, "policy": {"kind": "canary", "primary": "main"}}
     assert operator(model_name="m", version="3", canary_weight=0.2).plan(mid_canary)[1]["main"] == V1
-    assert operator(model_name="m", version="2").plan(serving_v1) == ("replace", {"main": V2}, {"kind": "single"})
+    assert operator(model_name="m", version="2").plan(serving_v1) == (
+        "replace",
+        {"main": V2},
+        {"kind": "single"},
+    )
     explicit = operator(variants={"a": V1, "b": V2}, policy={"kind": "ab"})
     assert explicit.plan(serving_v1) == ("policy", {"a": V1, "b": V2}, {"kind": "ab"})
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    ({}, "give model_name and version, or variants and policy"),
-    ({"model_name": "m", "version": "2", "canary_weight": 1.0}, r"canary_weight must be within \(0, 1\), got 1.0"),
-    ({"model_name": "m", "version": "2", "canary_weight": 0}, r"canary_weight must be within \(0, 1\), got 0"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({}, "give model_name and version, or variants and policy"),
+        (
+            {"model_name": "m", "version": "2", "canary_weight": 1.0},
+            r"canary_weight must be within \(0, 1\), got 1.0",
+        ),
+        (
+            {"model_name": "m", "version": "2", "canary_weight": 0},
+            r"canary_weight must be within \(0, 1\), got 0",
+        ),
+    ],
+)
 def test_arguments_that_cannot_work_fail_at_parse_time(arguments: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         operator(**arguments)

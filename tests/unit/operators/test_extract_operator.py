@@ -66,9 +66,14 @@ def test_no_rows_fails_without_a_retry_and_writes_nothing(tmp_path: Path, monkey
 
     with sqlite3.connect(tmp_path / "source.db") as conn:
         conn.execute("CREATE TABLE flights (month INTEGER)")
-    monkeypatch.setenv("AIRFLOW_CONN_EMPTY_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "source.db")}))
-    op = make(sql="SELECT * FROM flights WHERE month = 7", conn_id="empty_source",
-              target=(tmp_path / "out" / "2013-07.parquet").as_uri())
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EMPTY_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "source.db")})
+    )
+    op = make(
+        sql="SELECT * FROM flights WHERE month = 7",
+        conn_id="empty_source",
+        target=(tmp_path / "out" / "2013-07.parquet").as_uri(),
+    )
     with pytest.raises(AirflowFailException, match="no rows") as raised:
         op.execute(context={"dag": SimpleNamespace(dag_id="d"), "run_id": "r"})  # type: ignore[arg-type]
     assert isinstance(raised.value.__cause__, EmptyResultError)

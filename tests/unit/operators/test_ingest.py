@@ -106,9 +106,13 @@ def test_a_missing_landing_file_is_a_clear_error(tmp_path, monkeypatch) -> None:
     )
     from airflow.sdk.exceptions import AirflowFailException
 
-    with pytest.raises(AirflowFailException, match=r"landing file file:///.*/nope\.parquet: does not exist") as raised:
+    with pytest.raises(
+        AirflowFailException, match=r"landing file file:///.*/nope\.parquet: does not exist"
+    ) as raised:
         run_loader((tmp_path / "nope.parquet").as_uri(), "retry_source")
-    assert isinstance(raised.value.__cause__, LandingFileError)  # failed without retry: the file will not appear
+    assert isinstance(
+        raised.value.__cause__, LandingFileError
+    )  # failed without retry: the file will not appear
 
 
 def test_events_naming_no_file_skip_the_run_and_no_source_at_all_is_an_error() -> None:
@@ -119,11 +123,18 @@ def test_events_naming_no_file_skip_the_run_and_no_source_at_all_is_an_error() -
     from airflow_mlops.operators.ingest import LoadLandingFileOperator
 
     op = LoadLandingFileOperator(task_id="load", conn_id="unused")
-    test_event = SimpleNamespace(extra={"payload": {"message_batch": [
-        {"MessageId": "t", "Body": json.dumps({"Event": "s3:TestEvent"})}]}})
+    test_event = SimpleNamespace(
+        extra={
+            "payload": {"message_batch": [{"MessageId": "t", "Body": json.dumps({"Event": "s3:TestEvent"})}]}
+        }
+    )
     with pytest.raises(AirflowSkipException, match="name no new file"):
-        op.execute({"dag_run": SimpleNamespace(conf={}),  # type: ignore[arg-type]
-                    "triggering_asset_events": {"flights_landing_s3": [test_event]}})
+        op.execute(
+            {
+                "dag_run": SimpleNamespace(conf={}),  # type: ignore[arg-type]
+                "triggering_asset_events": {"flights_landing_s3": [test_event]},
+            }
+        )
     from airflow.sdk.exceptions import AirflowFailException
 
     with pytest.raises(AirflowFailException, match="no landing file to load"):

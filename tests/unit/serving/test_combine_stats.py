@@ -11,19 +11,39 @@ CANARY = {"kind": "canary", "primary": "a", "candidate": "b", "weight": 0.1}
 
 
 def answer(policy: dict, **variants: tuple[int, int, float]) -> dict:
-    return {"endpoint": "e", "policy": policy, "deployed_at": "t", "arms": None,
-            "variants": {name: {"requests": r, "rows": r, "errors": e, "error_rate": e / r, "p50_ms": p / 2,
-                                "p99_ms": p} for name, (r, e, p) in variants.items()}}
+    return {
+        "endpoint": "e",
+        "policy": policy,
+        "deployed_at": "t",
+        "arms": None,
+        "variants": {
+            name: {"requests": r, "rows": r, "errors": e, "error_rate": e / r, "p50_ms": p / 2, "p99_ms": p}
+            for name, (r, e, p) in variants.items()
+        },
+    }
 
 
 def test_counts_add_up_and_the_highest_percentiles_are_kept() -> None:
-    combined = combine_stats([answer(CANARY, a=(90, 0, 12.0), b=(10, 1, 30.0)),
-                              answer(CANARY, a=(110, 2, 20.0), b=(30, 0, 8.0))])
+    combined = combine_stats(
+        [answer(CANARY, a=(90, 0, 12.0), b=(10, 1, 30.0)), answer(CANARY, a=(110, 2, 20.0), b=(30, 0, 8.0))]
+    )
     assert combined["replicas"] == 2 and combined["policy"] == CANARY
-    assert combined["variants"]["a"] == {"requests": 200, "rows": 200, "errors": 2, "error_rate": 0.01,
-                                         "p50_ms": 10.0, "p99_ms": 20.0}
-    assert combined["variants"]["b"] == {"requests": 40, "rows": 40, "errors": 1, "error_rate": 0.025,
-                                         "p50_ms": 15.0, "p99_ms": 30.0}
+    assert combined["variants"]["a"] == {
+        "requests": 200,
+        "rows": 200,
+        "errors": 2,
+        "error_rate": 0.01,
+        "p50_ms": 10.0,
+        "p99_ms": 20.0,
+    }
+    assert combined["variants"]["b"] == {
+        "requests": 40,
+        "rows": 40,
+        "errors": 1,
+        "error_rate": 0.025,
+        "p50_ms": 15.0,
+        "p99_ms": 30.0,
+    }
 
 
 def test_one_replica_is_its_own_answer_and_a_variant_without_traffic_has_no_rate() -> None:
@@ -35,6 +55,9 @@ def test_one_replica_is_its_own_answer_and_a_variant_without_traffic_has_no_rate
 
 
 def test_replicas_on_different_policies_are_refused_rather_than_mixed() -> None:
-    with pytest.raises(ModelServerError, match=r"endpoint 'e': the replicas serve different policies .*"
-                                                r"\(a deployment in progress\?\); ask again"):
+    with pytest.raises(
+        ModelServerError,
+        match=r"endpoint 'e': the replicas serve different policies .*"
+        r"\(a deployment in progress\?\); ask again",
+    ):
         combine_stats([answer(CANARY, a=(1, 0, 1.0)), answer({"kind": "single"}, main=(1, 0, 1.0))])

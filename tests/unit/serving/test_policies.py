@@ -10,23 +10,35 @@ import pytest
 from airflow_mlops.serving.policies import Policy, PolicyError
 
 
-@pytest.mark.parametrize(("spec", "variants", "message"), [
-    ({"kind": "round_robin"}, ["a"], r"policy kind 'round_robin' is not one of"),
-    ({}, ["a"], "policy needs a kind"),
-    ({"kind": "single", "colour": "red"}, ["a"], r"policy fields \['colour'\] are unknown"),
-    ({"kind": "single"}, ["a", "b"], r"a single policy takes exactly 1 variant\(s\), got \['a', 'b'\]"),
-    ({"kind": "canary", "primary": "a", "candidate": "b", "weight": -0.1}, ["a", "b"],
-     r"canary weight must be within \[0, 1\], got -0.1"),
-    ({"kind": "canary", "primary": "a", "candidate": "b", "weight": "10%"}, ["a", "b"],
-     "canary weight must be a number, got '10%'"),
-    ({"kind": "canary", "primary": "a", "candidate": "a", "weight": 0.1}, ["a", "b"],
-     "needs primary and candidate among the variants"),
-    ({"kind": "shadow", "primary": "a"}, ["a", "b"], "shadow=None"),
-    ({"kind": "ab", "weights": {"a": 1}}, ["a", "b"], r"ab weights must name every variant \['a', 'b'\]"),
-    ({"kind": "ab", "weights": {"a": 0, "b": 0}}, ["a", "b"], "positive sum"),
-    ({"kind": "bandit"}, ["a"], r"a bandit policy takes at least 2 variant\(s\)"),
-    ({"kind": "ensemble", "weights": {"a": -1, "b": 2}}, ["a", "b"], "non-negative numbers"),
-])
+@pytest.mark.parametrize(
+    ("spec", "variants", "message"),
+    [
+        ({"kind": "round_robin"}, ["a"], r"policy kind 'round_robin' is not one of"),
+        ({}, ["a"], "policy needs a kind"),
+        ({"kind": "single", "colour": "red"}, ["a"], r"policy fields \['colour'\] are unknown"),
+        ({"kind": "single"}, ["a", "b"], r"a single policy takes exactly 1 variant\(s\), got \['a', 'b'\]"),
+        (
+            {"kind": "canary", "primary": "a", "candidate": "b", "weight": -0.1},
+            ["a", "b"],
+            r"canary weight must be within \[0, 1\], got -0.1",
+        ),
+        (
+            {"kind": "canary", "primary": "a", "candidate": "b", "weight": "10%"},
+            ["a", "b"],
+            "canary weight must be a number, got '10%'",
+        ),
+        (
+            {"kind": "canary", "primary": "a", "candidate": "a", "weight": 0.1},
+            ["a", "b"],
+            "needs primary and candidate among the variants",
+        ),
+        ({"kind": "shadow", "primary": "a"}, ["a", "b"], "shadow=None"),
+        ({"kind": "ab", "weights": {"a": 1}}, ["a", "b"], r"ab weights must name every variant \['a', 'b'\]"),
+        ({"kind": "ab", "weights": {"a": 0, "b": 0}}, ["a", "b"], "positive sum"),
+        ({"kind": "bandit"}, ["a"], r"a bandit policy takes at least 2 variant\(s\)"),
+        ({"kind": "ensemble", "weights": {"a": -1, "b": 2}}, ["a", "b"], "non-negative numbers"),
+    ],
+)
 def test_bad_policies_are_refused_with_the_field_and_value(spec: dict, variants: list, message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         Policy.from_dict(spec, variants)
@@ -85,9 +97,11 @@ def test_the_serving_package_imports_and_builds_its_app_without_airflow(tmp_path
     import subprocess
     import sys
 
-    probe = ("import sys; from airflow_mlops.serving import app, batch, canary, explain, features, sagemaker; "
-             "from airflow_mlops.serving.server import ModelServer; "
-             "server = ModelServer(sys.argv[1], None, request_log=True); app.create_app(server, 'token'); server.close(); "
-             "loaded = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')); "
-             "assert not loaded, loaded")
+    probe = (
+        "import sys; from airflow_mlops.serving import app, batch, canary, explain, features, sagemaker; "
+        "from airflow_mlops.serving.server import ModelServer; "
+        "server = ModelServer(sys.argv[1], None, request_log=True); app.create_app(server, 'token'); server.close(); "
+        "loaded = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')); "
+        "assert not loaded, loaded"
+    )
     subprocess.run([sys.executable, "-c", probe, str(tmp_path)], check=True, capture_output=True, timeout=120)

@@ -9,17 +9,29 @@ from airflow_mlops.serving.requestlog import RequestLog, read_log
 
 
 def record(i: int) -> dict:
-    return {"prediction_id": f"p{i}", "at": datetime.now(UTC), "endpoint": "e", "variant": "v", "model": "m",
-            "version": "1", "role": "primary", "request_key": None, "features": "{}", "probability": i / 10,
-            "latency_ms": 1.0}
+    return {
+        "prediction_id": f"p{i}",
+        "at": datetime.now(UTC),
+        "endpoint": "e",
+        "variant": "v",
+        "model": "m",
+        "version": "1",
+        "role": "primary",
+        "request_key": None,
+        "features": "{}",
+        "probability": i / 10,
+        "latency_ms": 1.0,
+    }
 
 
 def test_records_are_flushed_by_count_and_on_close(tmp_path: Path) -> None:
     log = RequestLog(tmp_path, flush_rows=3, flush_seconds=3600)
     for i in range(7):
         log.append("predictions", record(i))
-    log.append("feedback", {"prediction_id": "p1", "at": datetime.now(UTC), "endpoint": "e", "variant": "v",
-                            "reward": 1.0})
+    log.append(
+        "feedback",
+        {"prediction_id": "p1", "at": datetime.now(UTC), "endpoint": "e", "variant": "v", "reward": 1.0},
+    )
     log.close()
     predictions = read_log(tmp_path)
     assert sorted(predictions["prediction_id"]) == [f"p{i}" for i in range(7)] and log.written == 8
@@ -37,7 +49,9 @@ def test_a_time_range_reads_only_the_days_that_can_hold_it(tmp_path: Path) -> No
     (old / "part-0.parquet").write_bytes(next(today.iterdir()).read_bytes())
     now = datetime.now(UTC)
     assert read_log(tmp_path, since=now - timedelta(hours=1), until=now)["prediction_id"].tolist() == ["p0"]
-    march = read_log(tmp_path, since=datetime(2013, 2, 28, 23, tzinfo=UTC), until=datetime(2013, 3, 1, 1, tzinfo=UTC))
+    march = read_log(
+        tmp_path, since=datetime(2013, 2, 28, 23, tzinfo=UTC), until=datetime(2013, 3, 1, 1, tzinfo=UTC)
+    )
     assert len(march) == 1  # the partition of 2013-03-01 only
     assert len(read_log(tmp_path)) == 2
 

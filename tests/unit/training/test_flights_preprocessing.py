@@ -22,7 +22,9 @@ from airflow_mlops.training.flights import (
 
 def rows(carriers: list[str | None], origins: list[str], dests: list[str]) -> pd.DataFrame:
     n = len(carriers)
-    frame = pd.DataFrame({column: np.arange(n, dtype="float64") * (i + 1) for i, column in enumerate(NUMERIC)})
+    frame = pd.DataFrame(
+        {column: np.arange(n, dtype="float64") * (i + 1) for i, column in enumerate(NUMERIC)}
+    )
     frame["sched_dep_time"] = np.arange(n, dtype="int64") + 500  # an integer column, as in the data
     frame["carrier"], frame["origin"], frame["dest"] = carriers, origins, dests
     return frame
@@ -35,13 +37,17 @@ def training() -> pd.DataFrame:
 
 def test_statistics_come_from_the_training_rows(training: pd.DataFrame) -> None:
     stats = fit_preprocessing(training)
-    assert stats["categorical"] == {"carrier": ["AA", "DL", "UA"], "origin": ["EWR", "JFK", "LGA"],
-                                    "dest": ["ATL", "LAX", "ORD"]}
+    assert stats["categorical"] == {
+        "carrier": ["AA", "DL", "UA"],
+        "origin": ["EWR", "JFK", "LGA"],
+        "dest": ["ATL", "LAX", "ORD"],
+    }
     assert stats["numeric"]["distance"] == {"mean": 1.5, "std": pytest.approx(np.std([0, 1, 2, 3], ddof=1))}
 
 
 def test_transform_maps_unseen_and_missing_categories_to_zero_and_the_model_standardises(
-        training: pd.DataFrame) -> None:
+    training: pd.DataFrame,
+) -> None:
     stats = fit_preprocessing(training)
     scoring = rows(["UA", None, "ZZ"], ["JFK", "EWR", "EWR"], ["ATL", "XXX", "ORD"])
     scoring.loc[1, "distance"] = np.nan
@@ -50,32 +56,46 @@ def test_transform_maps_unseen_and_missing_categories_to_zero_and_the_model_stan
     distance = NUMERIC.index("distance")
     assert numeric[0, distance].item() == 0.0 and torch.isnan(numeric[1, distance])  # raw values, NaN kept
     assert numeric[:, NUMERIC.index("sched_dep_time")].tolist() == [500.0, 501.0, 502.0]
-    assert categorical.tolist() == [[3, 2, 1], [0, 1, 0], [0, 1, 3]]  # vocabulary index + 1; 0 = unseen/missing
+    assert categorical.tolist() == [
+        [3, 2, 1],
+        [0, 1, 0],
+        [0, 1, 3],
+    ]  # vocabulary index + 1; 0 = unseen/missing
 
     model = FlightDelayModel(**module_inputs(stats))
     standardised = model.standardise(numeric)
     std = stats["numeric"]["distance"]["std"]
-    assert standardised[:, distance].tolist() == pytest.approx([(0 - 1.5) / std, 0.0, (2 - 1.5) / std], rel=1e-6)
+    assert standardised[:, distance].tolist() == pytest.approx(
+        [(0 - 1.5) / std, 0.0, (2 - 1.5) / std], rel=1e-6
+    )
     assert not torch.isnan(standardised).any()  # missing -> the training mean
 
 
 def module_inputs(stats: dict) -> dict:
     numeric = stats["numeric"]
-    return {"num_numeric": len(NUMERIC), "cardinalities": [len(v) + 1 for v in stats["categorical"].values()],
-            "numeric_mean": [numeric[c]["mean"] for c in NUMERIC], "numeric_std": [numeric[c]["std"] for c in NUMERIC]}
+    return {
+        "num_numeric": len(NUMERIC),
+        "cardinalities": [len(v) + 1 for v in stats["categorical"].values()],
+        "numeric_mean": [numeric[c]["mean"] for c in NUMERIC],
+        "numeric_std": [numeric[c]["std"] for c in NUMERIC],
+    }
 
 
 def test_the_model_refuses_statistics_that_do_not_fit(training: pd.DataFrame) -> None:
     from airflow_mlops.training.spec import SpecError
 
     inputs = module_inputs(fit_preprocessing(training))
-    with pytest.raises(SpecError, match=r"numeric_mean and numeric_std need 26 values each \(std > 0\), got 25 and 26"):
+    with pytest.raises(
+        SpecError, match=r"numeric_mean and numeric_std need 26 values each \(std > 0\), got 25 and 26"
+    ):
         FlightDelayModel(**{**inputs, "numeric_mean": inputs["numeric_mean"][1:]})
     with pytest.raises(SpecError, match="std > 0"):
         FlightDelayModel(**{**inputs, "numeric_std": [0.0] * len(NUMERIC)})
 
 
-def test_rows_read_as_parquet_dictionaries_transform_identically(training: pd.DataFrame, tmp_path: Path) -> None:
+def test_rows_read_as_parquet_dictionaries_transform_identically(
+    training: pd.DataFrame, tmp_path: Path
+) -> None:
     stats = fit_preprocessing(training)
     scoring = rows(["UA", None, "ZZ", "AA"], ["JFK", "EWR", "EWR", "LGA"], ["ATL", "XXX", "ORD", "LAX"])
     scoring.to_parquet(tmp_path / "rows.parquet")
@@ -84,8 +104,9 @@ def test_rows_read_as_parquet_dictionaries_transform_identically(training: pd.Da
     for plain, dictionary in zip(transform(scoring, stats), transform(as_dictionaries, stats), strict=True):
         assert torch.equal(plain.nan_to_num(-1), dictionary.nan_to_num(-1))
     # A chunk of a categorical column keeps every category: the codes still match.
-    for plain, dictionary in zip(transform(scoring.iloc[2:], stats), transform(as_dictionaries.iloc[2:], stats),
-                                 strict=True):
+    for plain, dictionary in zip(
+        transform(scoring.iloc[2:], stats), transform(as_dictionaries.iloc[2:], stats), strict=True
+    ):
         assert torch.equal(plain.nan_to_num(-1), dictionary.nan_to_num(-1))
 
 
