@@ -8,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
@@ -36,8 +38,8 @@ def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
             "source_conn_id": "flights_source",
             "feature_repo": str(dags_folder.parent / "feature_repo"),
             "feast_dir": str(data_dir / "feast"),
-            "mlflow_tracking_uri": f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
-            "optuna_storage": f"sqlite:///{data_dir / 'optuna' / 'optuna.db'}",
+            "mlflow_conn_id": "mlflow_default",
+            "optuna_conn_id": "optuna_default",
             "auto_approve": "True",  # a development home: the demo approves its own models
             "serving_dir": str(data_dir / "serving"),
         },
@@ -77,6 +79,16 @@ def _airflow(
     return result
 
 
+def import_connections(home: Path, connections: dict[str, dict[str, Any]]) -> None:
+    """Add or replace ``connections`` (conn id -> fields) in the home's metadata DB, in one call."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="connections-") as stream:
+        json.dump(connections, stream)
+        stream.flush()
+        _airflow(home, "connections", "import", "--overwrite", stream.name)
+
+
 def init_home(home: Path, data_dir: Path, dags_folder: Path) -> None:
     """Config, migrated metadata DB and the ``flights_source`` connection; safe to run again."""
     write_airflow_cfg(home, data_dir, dags_folder)
@@ -85,19 +97,22 @@ def init_home(home: Path, data_dir: Path, dags_folder: Path) -> None:
     (data_dir / "lineage").mkdir(parents=True, exist_ok=True)  # OpenLineage's file transport makes no folders
     _airflow(home, "db", "migrate")
     source_db = data_dir / "source" / "flights.db"
-    existing = _airflow(home, "connections", "get", "flights_source", "-o", "json", check=False)
-    if existing.returncode != 0 or str(source_db) not in existing.stdout:
-        _airflow(home, "connections", "delete", "flights_source", check=False)
-        _airflow(
-            home,
-            "connections",
-            "add",
-            "flights_source",
-            "--conn-type",
-            "sqlite",
-            "--conn-host",
-            str(source_db),
-        )
+    # The source database, the MLflow store and the Optuna storage of the embedded default.
+    mlflow_db = data_dir / "mlflow" / "mlflow.db"
+    import_connections(
+        home,
+        {
+            "flights_source": {"conn_type": "sqlite", "host": str(source_db)},
+            "mlflow_default": {
+                "conn_type": "mlflow",
+                "extra": {
+                    "tracking_uri": f"sqlite:///{mlflow_db}",
+                    "artifact_location": str(mlflow_db.parent / "artifacts"),
+                },
+            },
+            "optuna_default": {"conn_type": "sqlite", "host": str(data_dir / "optuna" / "optuna.db")},
+        },
+    )
     existing = _airflow(home, "connections", "get", "mlops_model_server", "-o", "json", check=False)
     if existing.returncode != 0:  # a fresh admin token for this home's model server; kept on later runs
         import secrets
@@ -108,7 +123,7 @@ def init_home(home: Path, data_dir: Path, dags_folder: Path) -> None:
             "add",
             "mlops_model_server",
             "--conn-type",
-            "mlops_model_server",
+            "mlopsmodelserver",
             "--conn-host",
             "127.0.0.1",
             "--conn-port",
@@ -117,8 +132,8 @@ def init_home(home: Path, data_dir: Path, dags_folder: Path) -> None:
             secrets.token_urlsafe(24),
         )
     print(
-        f"AIRFLOW_HOME={home} ready: metadata DB migrated, connection flights_source -> {source_db}, "
-        "connection mlops_model_server -> 127.0.0.1:8765"
+        f"AIRFLOW_HOME={home} ready: metadata DB migrated; connections flights_source -> {source_db}, "
+        f"mlflow_default -> {mlflow_db}, optuna_default, mlops_model_server -> 127.0.0.1:8765"
     )
 
 
@@ -158,12 +173,11 @@ def infer_suite(
 
 def governance(args: argparse.Namespace) -> None:
     """approve / reject / rollback from the command line; a refused transition exits 1 with the reason."""
-    from mlflow import MlflowClient
-
     from airflow_mlops import settings
+    from airflow_mlops.hooks.mlflow import MlflowHook
     from airflow_mlops.registry.governance import GovernanceError, decide, rollback
 
-    client = MlflowClient(args.tracking_uri or settings.mlflow_tracking_uri())
+    client = MlflowHook(args.mlflow_conn_id or settings.mlflow_conn_id()).get_conn()
     try:
         if args.command == "rollback":
             outcome = rollback(client, args.model, args.by, args.why)
@@ -224,7 +238,7 @@ def lineage(args: argparse.Namespace) -> None:
     print_walk(walk_back(read_events(events), *dataset))
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("init-home", help="write airflow.cfg, migrate the DB, add connections")
@@ -271,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--version", required=True)
         p.add_argument("--by", default=os.environ.get("USER", ""), help="who decides (default: $USER)")
         p.add_argument("--why", required=True, help="the reason, kept in the version's history")
-        p.add_argument("--tracking-uri", help="MLflow tracking URI (default: [mlops] mlflow_tracking_uri)")
+        p.add_argument("--mlflow-conn-id", help="the MLflow connection (default: [mlops] mlflow_conn_id)")
     p = commands.add_parser("serve", help="run the model server (deployments survive restarts)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
@@ -280,7 +294,9 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="deployments, model cache and request log (default: [mlops] serving_dir)",
     )
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: [mlops] mlflow_tracking_uri)")
+    p.add_argument(
+        "--mlflow-conn-id", help="the registry's MLflow connection (default: [mlops] mlflow_conn_id)"
+    )
     p.add_argument(
         "--token-env",
         default="MLOPS_SERVER_TOKEN",
@@ -338,54 +354,71 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--by", default=os.environ.get("USER", ""))
     p.add_argument("--why", required=True)
-    p.add_argument("--tracking-uri")
-    args = parser.parse_args(argv)
+    p.add_argument("--mlflow-conn-id", help="the MLflow connection (default: [mlops] mlflow_conn_id)")
+    return parser
 
-    if args.command in ("approve", "reject", "rollback"):
-        governance(args)
-    elif args.command == "init-home":
-        init_home(args.home.resolve(), args.data_dir.resolve(), args.dags_folder.resolve())
-    elif args.command == "seed":
-        seed(args.url, args.months)
-    elif args.command == "land":
-        if args.dir is None:
-            from airflow_mlops import settings
 
-            args.dir = Path(settings.landing_dir())
-        land(args.month, args.dir, args.corrupt)
-    elif args.command == "stack":
-        stack(args)
-    elif args.command == "lineage":
-        lineage(args)
-    elif args.command == "infer-suite":
-        infer_suite(args.partition, args.name, args.out, args.key, args.profile_out)
-    elif args.command == "demo":
-        from airflow_mlops.demo import run
+def serve_models(args: argparse.Namespace) -> None:
+    """``airflow-mlops serve``: the registry from the MLflow connection (its credentials, if any,
+    stay in this process's environment), the rest from ``[mlops]``."""
+    from airflow_mlops import settings
+    from airflow_mlops.hooks.mlflow import MlflowHook
+    from airflow_mlops.serving.app import serve
 
-        run(args.home.resolve(), months=args.months)
-    elif args.command == "serve-sagemaker":
-        from airflow_mlops.serving.sagemaker import serve as serve_sagemaker
+    if args.feature_repo:  # what the repository's feature_store.yaml and definitions read
+        os.environ.setdefault("MLOPS_FEAST_DIR", settings.feast_dir())
+        os.environ.setdefault("MLOPS_FEATURES_URI", settings.features_uri())
+    serve(
+        str(args.state_dir or settings.serving_dir()),
+        MlflowHook(args.mlflow_conn_id or settings.mlflow_conn_id()).tracking_uri,
+        args.host,
+        args.port,
+        os.environ.get(args.token_env) or None,
+        request_log=not args.no_request_log,
+        torch_threads=args.torch_threads,
+        feature_repo=args.feature_repo,
+        feature_config=args.feature_config,
+        request_log_dir=str(args.request_log_dir) if args.request_log_dir else None,
+    )
 
-        serve_sagemaker(args.model_dir, args.host, args.port)
-    elif args.command == "serve":
-        from airflow_mlops import settings
-        from airflow_mlops.serving.app import serve
 
-        if args.feature_repo:  # what the repository's feature_store.yaml and definitions read
-            os.environ.setdefault("MLOPS_FEAST_DIR", settings.feast_dir())
-            os.environ.setdefault("MLOPS_FEATURES_URI", settings.features_uri())
-        serve(
-            str(args.state_dir or settings.serving_dir()),
-            args.tracking_uri or settings.mlflow_tracking_uri(),
-            args.host,
-            args.port,
-            os.environ.get(args.token_env) or None,
-            request_log=not args.no_request_log,
-            torch_threads=args.torch_threads,
-            feature_repo=args.feature_repo,
-            feature_config=args.feature_config,
-            request_log_dir=str(args.request_log_dir) if args.request_log_dir else None,
-        )
+def _land(args: argparse.Namespace) -> None:
+    from airflow_mlops import settings
+
+    land(args.month, args.dir or Path(settings.landing_dir()), args.corrupt)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from airflow_mlops.demo import run
+
+    run(args.home.resolve(), months=args.months)
+
+
+def _serve_sagemaker(args: argparse.Namespace) -> None:
+    from airflow_mlops.serving.sagemaker import serve as serve_sagemaker
+
+    serve_sagemaker(args.model_dir, args.host, args.port)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "approve": governance,
+    "reject": governance,
+    "rollback": governance,
+    "init-home": lambda a: init_home(a.home.resolve(), a.data_dir.resolve(), a.dags_folder.resolve()),
+    "seed": lambda a: seed(a.url, a.months),
+    "land": _land,
+    "stack": stack,
+    "lineage": lineage,
+    "infer-suite": lambda a: infer_suite(a.partition, a.name, a.out, a.key, a.profile_out),
+    "demo": _demo,
+    "serve-sagemaker": _serve_sagemaker,
+    "serve": serve_models,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.cli import _airflow
+from airflow_mlops.hooks.mlflow import MlflowHook
 from airflow_mlops.processes import stop_group
 
 MODEL = "flight_delay"
@@ -167,14 +168,14 @@ def run(home: Path, months: Sequence[int] = (3, 4, 5, 6, 7)) -> None:
         replay = replay_flights(server, training_set)
         first = time.monotonic() - started
         print_lake(lake)
-        print_models(lake, settings.mlflow_tracking_uri())
+        print_models(lake, MlflowHook(settings.mlflow_conn_id()))
         print_serving(replay)
         print(
             f"\n==> the continuous-training loop: months {', '.join(f'2013-{m:02d}' for m in months)}",
             flush=True,
         )
         table = [walk_month(steps, server, month, landing) for month in months]
-    print_release(lake, settings.mlflow_tracking_uri(), brief=True)
+    print_release(lake, MlflowHook(settings.mlflow_conn_id()), brief=True)
     print_walk(table)
     print_lineage(data / "lineage" / "events.jsonl", server["url"])
     print(
@@ -265,7 +266,7 @@ def walk_month(steps: Steps, server: dict[str, Any], month: int, landing: Path) 
 
     period, date = f"2013-{month:02d}", f"2013-{month:02d}-15"
     lake = Path(steps.lake.removeprefix("file://"))
-    tracking = settings.mlflow_tracking_uri()
+    tracking = MlflowHook(settings.mlflow_conn_id())
     print(f"\n==> {period}: the month's flights land", flush=True)
     landed = write_landing_file(month, landing)
     steps.run(f"    ingest {period} (flights_ingest)", "flights_ingest", date, {"uri": landed.as_uri()})
@@ -358,7 +359,7 @@ def model_server(home: Path, log: Path) -> Iterator[dict[str, Any]]:
     # triggerer of a deployment reads the metadata DB): the canary trigger needs this one.
     os.environ["AIRFLOW_CONN_MLOPS_MODEL_SERVER"] = json.dumps(
         {
-            "conn_type": "mlops_model_server",
+            "conn_type": "mlopsmodelserver",
             "host": conn["host"],
             "port": conn["port"],
             "password": conn["password"],
@@ -475,7 +476,7 @@ def print_serving(replay: dict[str, Any]) -> None:
     print(f"  server log: {replay['server_log']}")
 
 
-def print_models(lake: Path, tracking_uri: str) -> None:
+def print_models(lake: Path, registry: MlflowHook) -> None:
     """The trained models: their MLflow run and metrics against the trivial baseline."""
     for result_path in sorted((lake / "models").glob("*/*/result.json")):
         result = json.loads(result_path.read_text())
@@ -484,19 +485,18 @@ def print_models(lake: Path, tracking_uri: str) -> None:
             f"\nModel trained by {result['world_size']} DDP processes in {result['seconds']:.1f}s "
             f"({result['samples_per_s']:.0f} samples/s), {result['epochs']} epochs"
         )
-        print(f"  MLflow run {result['mlflow_run_id']} at {tracking_uri}")
+        print(f"  MLflow run {result['mlflow_run_id']} at {registry.tracking_uri}")
         print(
             f"  test AUC {metrics['test_auc']:.4f} (trivial baseline 0.5), log loss {metrics['test_log_loss']:.4f} "
             f"(baseline {metrics['test_baseline_log_loss']:.4f}) on {metrics['test_rows']} flights"
         )
         print(f"  model: {result['model_uri']} (model.pt state dict + config.json)")
-    print_release(lake, tracking_uri)
+    print_release(lake, registry)
 
 
-def print_release(lake: Path, tracking_uri: str, name: str = MODEL, *, brief: bool = False) -> None:
+def print_release(lake: Path, registry: MlflowHook, name: str = MODEL, *, brief: bool = False) -> None:
     """Each evaluation's gate decision with its rules and numbers (not when ``brief``), the
     registered versions and their states, the champion."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from airflow_mlops.evaluation.report import loads
@@ -515,7 +515,7 @@ def print_release(lake: Path, tracking_uri: str, name: str = MODEL, *, brief: bo
             for rule in gate["rules"]:
                 print(f"    {'pass' if rule['passed'] else 'FAIL'}  {rule['detail']}")
         print(f"  report: {report_path.with_suffix('.html')}")
-    client = MlflowClient(tracking_uri)
+    client = registry.get_conn()
     try:
         versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
     except MlflowException:
@@ -583,13 +583,12 @@ def print_lake(lake: Path) -> None:
         print(f"  manifest: {manifest}")
 
 
-def champion_version(tracking_uri: str) -> str:
+def champion_version(registry: MlflowHook) -> str:
     """The registry's champion version of the model ("" when there is none)."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(MlflowClient(tracking_uri).get_model_version_by_alias(MODEL, "champion").version)
+        return str(registry.get_conn().get_model_version_by_alias(MODEL, "champion").version)
     except MlflowException:
         return ""
 
@@ -677,9 +676,8 @@ def canary_traffic(server: dict[str, Any], rows: Any) -> Iterator[dict[str, int]
         thread.join(timeout=30)
 
 
-def release_outcome(lake: Path, tracking_uri: str) -> str:
+def release_outcome(lake: Path, registry: MlflowHook) -> str:
     """Why the newest training run's model was not promoted: the gate's failed rules, or its state."""
-    from mlflow import MlflowClient
 
     from airflow_mlops.evaluation.report import loads
 
@@ -689,7 +687,7 @@ def release_outcome(lake: Path, tracking_uri: str) -> str:
     gate = loads(reports[-1].read_text()).get("gate") if reports else None
     if gate and not gate["passed"]:
         return "gate: " + "; ".join(r["detail"] for r in gate["rules"] if not r["passed"])
-    versions = MlflowClient(tracking_uri).search_model_versions(f"name = '{MODEL}'")
+    versions = registry.get_conn().search_model_versions(f"name = '{MODEL}'")
     newest = max(versions, key=lambda v: int(v.version), default=None)
     if newest is None:
         return "nothing registered"

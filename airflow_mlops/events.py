@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_mlops.exceptions import MLOpsConfigError
+
 
 def conf_or_latest_event(context: Mapping[str, Any], asset: Any, key: str) -> Any:
     """``dag_run.conf[key]`` when the run was triggered with it, else ``extra[key]`` of the newest
@@ -16,7 +18,7 @@ def conf_or_latest_event(context: Mapping[str, Any], asset: Any, key: str) -> An
     for event in reversed(events):
         if event.extra.get(key):
             return event.extra[key]
-    raise ValueError(
+    raise MLOpsConfigError(
         f"no {key!r}: trigger the run with conf {{{key!r}: ...}} or from an event of Asset "
         f"{getattr(asset, 'name', asset)!r} whose extra has it"
     )
@@ -37,7 +39,7 @@ def latest_event_value(context: Mapping[str, Any], asset: Any, key: str, default
         return newest[0].extra[key]
     if default is not _REQUIRED:
         return default
-    raise ValueError(
+    raise MLOpsConfigError(
         f"no {key!r}: trigger the run with conf {{{key!r}: ...}}, or let Asset "
         f"{getattr(asset, 'name', asset)!r} have an event whose extra has it"
     )

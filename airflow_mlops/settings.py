@@ -67,13 +67,10 @@ def features_uri() -> str:
     return f"{lake_uri()}/features"
 
 
-def optuna_storage() -> str:
-    """Optuna RDB storage URL for hyperparameter studies; the embedded default is SQLite under the data folder.
-
-    At scale point it at Postgres, or give the tuning operators a ``storage_conn_id`` (its password
-    then stays in the Airflow connection).
-    """
-    return _get("optuna_storage", f"sqlite:///{airflow_home() / 'data' / 'optuna' / 'optuna.db'}")
+def optuna_conn_id() -> str:
+    """The connection of the Optuna storage (``[mlops] optuna_conn_id``, default ``optuna_default``):
+    a ``sqlite`` connection whose host is the database file, or a ``postgres`` connection."""
+    return _get("optuna_conn_id", "optuna_default")
 
 
 def auto_approve() -> bool:
@@ -81,9 +78,10 @@ def auto_approve() -> bool:
     return _get("auto_approve", "False").lower() in ("true", "1", "yes")
 
 
-def mlflow_tracking_uri() -> str:
-    """MLflow tracking URI; the embedded default is a SQLite store under the data folder."""
-    return _get("mlflow_tracking_uri", f"sqlite:///{airflow_home() / 'data' / 'mlflow' / 'mlflow.db'}")
+def mlflow_conn_id() -> str:
+    """The ``mlflow`` connection of the tracking server and registry (``[mlops] mlflow_conn_id``,
+    default ``mlflow_default``), for the plugin and the CLI; operators take ``mlflow_conn_id``."""
+    return _get("mlflow_conn_id", "mlflow_default")
 
 
 def mlflow_ui_url() -> str:

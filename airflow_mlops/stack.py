@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.exceptions import StackError
+from airflow_mlops.hooks.mlflow import mlflow_connection
 from airflow_mlops.processes import group_alive, kill_tree, stop_process_group
 
 #: Default ports; ``offset`` moves all of them (a second stack, or the tests beside a running one).
@@ -72,10 +74,6 @@ SERVICES = (
 )
 
 
-class StackError(RuntimeError):
-    """The stack could not start or stop; the message names the service and its log."""
-
-
 def ports(offset: int = 0) -> dict[str, int]:
     return {name: port + offset for name, port in PORTS.items()}
 
@@ -85,7 +83,7 @@ def environment(root: Path, port: dict[str, int], dags_folder: Path, token: str)
     model servers' admin token (the connection's password)."""
     pg = f"mlops@127.0.0.1:{port['postgres']}"
     model_server = {
-        "conn_type": "mlops_model_server",
+        "conn_type": "mlopsmodelserver",
         "host": "127.0.0.1",
         "port": port["model_server"],
         "password": token,
@@ -119,8 +117,8 @@ def environment(root: Path, port: dict[str, int], dags_folder: Path, token: str)
         "AIRFLOW__MLOPS__FEAST_DIR": str(root / "data" / "feast"),
         "AIRFLOW__MLOPS__FEATURE_REPO": str(dags_folder.parent / "feature_repo"),
         "AIRFLOW__MLOPS__SERVING_DIR": str(root / "data" / "serving"),
-        "AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port['mlflow']}",
-        "AIRFLOW__MLOPS__OPTUNA_STORAGE": f"postgresql+psycopg2://{pg}/optuna",
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(mlflow_connection(f"http://127.0.0.1:{port['mlflow']}")),
+        "AIRFLOW_CONN_OPTUNA_DEFAULT": f"postgresql://{pg}/optuna",
         "AIRFLOW__MLOPS__FEAST_CONN_ID": "feast_default",
         "AIRFLOW_CONN_FLIGHTS_SOURCE": f"postgresql://{pg}/flights",
         "AIRFLOW_CONN_MLOPS_MODEL_SERVER": json.dumps(model_server),
@@ -445,7 +443,10 @@ def serving_up(root: Path, tracking_uri: str, token: str, *, offset: int = 0) ->
         )
     port = ports(offset)
     (root / "logs").mkdir(parents=True, exist_ok=True)
-    saved = {"AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": tracking_uri, "MLOPS_SERVER_TOKEN": token}
+    saved = {
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(mlflow_connection(tracking_uri)),
+        "MLOPS_SERVER_TOKEN": token,
+    }
     env = {**os.environ, **saved}
     record: dict[str, Any] = {"root": str(root), "ports": port, "pids": {}, "commands": {}, "extra_env": {}}
 

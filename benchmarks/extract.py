@@ -29,7 +29,7 @@ def ours(source: Path, out: Path) -> int:
     os.environ["AIRFLOW_CONN_BENCH_SOURCE"] = json.dumps({"conn_type": "sqlite", "host": str(source)})
     op = SqlExtractOperator(
         task_id="bench",
-        conn_id="bench_source",
+        source_conn_id="bench_source",
         sql=QUERY,
         target=out.as_uri(),
         column_types=TIME_TYPES,

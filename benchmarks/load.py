@@ -130,7 +130,7 @@ def main() -> None:
     port = record["ports"]
     os.environ["AIRFLOW_CONN_MLOPS_MODEL_SERVER"] = json.dumps(
         {
-            "conn_type": "mlops_model_server",
+            "conn_type": "mlopsmodelserver",
             "host": "127.0.0.1",
             "port": port["model_server"],
             "password": token,

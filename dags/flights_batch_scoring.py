@@ -59,6 +59,6 @@ probability.
         output_uri=f"{DATA}/predictions/flight_delay/"
         + "{{ run_id | replace(':', '_') | replace('+', '_') }}.parquet",
         key_columns=["flight_id"],
-        tracking_uri=settings.mlflow_tracking_uri(),
+        mlflow_conn_id=settings.mlflow_conn_id(),
         outlets=[FLIGHT_DELAY_PREDICTIONS],
     )

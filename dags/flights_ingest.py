@@ -95,11 +95,11 @@ def extract_month(period: str) -> list[SqlExtractOperator]:
     return [
         SqlExtractOperator(
             task_id=f"extract_{table}",
-            conn_id=SOURCE,
+            source_conn_id=SOURCE,
             sql=sql,
             parameters=parameters,
             target=partition_uri(table, month),
-            target_conn_id=settings.lake_conn_id(),
+            storage_conn_id=settings.lake_conn_id(),
             column_types=types,
             outlets=[asset],
         )
@@ -122,7 +122,7 @@ by default, any SQLAlchemy database otherwise). Running it twice leaves one copy
 replaced in one transaction. Trigger it once before the other flights DAGs.
 """,
 ):
-    SeedFlightsSourceOperator(task_id="seed_source", conn_id=SOURCE, outlets=[SOURCE_DB])
+    SeedFlightsSourceOperator(task_id="seed_source", source_conn_id=SOURCE, outlets=[SOURCE_DB])
 
 
 with DAG(
@@ -163,7 +163,10 @@ def _ingest_dag(dag_id: str, landing: Asset, doc_md: str, storage_conn_id: str |
         doc_md=doc_md,
     ) as dag:
         load = LoadLandingFileOperator(
-            task_id="load_landing_file", conn_id=SOURCE, storage_conn_id=storage_conn_id, outlets=[SOURCE_DB]
+            task_id="load_landing_file",
+            source_conn_id=SOURCE,
+            storage_conn_id=storage_conn_id,
+            outlets=[SOURCE_DB],
         )
 
         @task
@@ -179,9 +182,9 @@ def _ingest_dag(dag_id: str, landing: Asset, doc_md: str, storage_conn_id: str |
             partitions = month_partitions.override(task_id=f"{table}_partitions")(load.output, table)
             SqlExtractOperator.partial(
                 task_id=f"extract_{table}",
-                conn_id=SOURCE,
+                source_conn_id=SOURCE,
                 sql=sql,
-                target_conn_id=settings.lake_conn_id(),
+                storage_conn_id=settings.lake_conn_id(),
                 column_types=types,
                 outlets=[asset],
                 map_index_template="{{ task.parameters['year'] }}-{{ task.parameters['month'] }}",

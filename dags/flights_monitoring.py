@@ -21,7 +21,7 @@ from airflow_mlops.operators.monitor import (
 LAKE = settings.lake_uri()
 DATA = LAKE.removeprefix("file://")
 MODEL = "flight_delay"
-TRACKING = settings.mlflow_tracking_uri()
+MLFLOW = settings.mlflow_conn_id()
 REQUEST_LOG = str(Path(settings.serving_dir()) / "requests")
 RUN_FOLDER = "{{ run_id | replace(':', '_') | replace('+', '_') }}"
 # conf {"start": ..., "end": ...} (ISO times with a zone) overrides the run's data interval.
@@ -103,7 +103,7 @@ window and lists every report.
         model_name=MODEL,
         ignore=["month", "day"],
         report_dir=f"{DATA}/monitoring/{MODEL}/{RUN_FOLDER}",
-        mlflow_tracking_uri=TRACKING,
+        mlflow_conn_id=MLFLOW,
     )
     performance = PerformanceMonitorOperator(
         task_id="performance",
@@ -116,7 +116,7 @@ window and lists every report.
         label_column="is_delayed",
         min_auc=0.62,
         report_dir=f"{DATA}/monitoring/{MODEL}/{RUN_FOLDER}",
-        mlflow_tracking_uri=TRACKING,
+        mlflow_conn_id=MLFLOW,
     )
     alert = ModelDriftAlertOperator(
         task_id="model_drift",

@@ -13,8 +13,9 @@ from airflow_mlops import settings
 from airflow_mlops.events import conf_or_latest_event, latest_event_value
 from airflow_mlops.operators.deploy import DeployModelOperator
 from airflow_mlops.operators.evaluate import EvaluateModelOperator, EvaluationGateOperator
-from airflow_mlops.operators.registry import ModelApprovalSensor, PromoteModelOperator, RegisterModelOperator
+from airflow_mlops.operators.registry import PromoteModelOperator, RegisterModelOperator
 from airflow_mlops.operators.train import LightningTrainOperator
+from airflow_mlops.sensors.approval import ModelApprovalSensor
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor
 
 LAKE = settings.lake_uri()
@@ -29,7 +30,7 @@ MODEL_DRIFT = Asset(name="model_drift", group="flights")
 DEFAULT_HYPERPARAMETERS = {"hidden": 64, "layers": 2, "lr": 0.002}
 MODEL = "flight_delay"
 RUN_FOLDER = "{{ run_id | replace(':', '_') | replace('+', '_') }}"
-TRACKING = settings.mlflow_tracking_uri()
+MLFLOW = settings.mlflow_conn_id()
 GATE = str(Path(__file__).parent / "gates" / "flight_delay.yaml")
 
 with DAG(
@@ -54,7 +55,7 @@ through torchrun (gloo on CPU). `hyperparameters` are the defaults, or those of 
 `{"hyperparameters": ...}`. The model is a network with embeddings for carrier, origin and
 destination, the preprocessing statistics of the training split stored with it. The workers'
 output is in the task log. Params, metrics (test AUC and log loss against the trivial baseline,
-samples/s) and the model files go to MLflow (`[mlops] mlflow_tracking_uri`); the model is saved as
+samples/s) and the model files go to MLflow (the `mlflow_default` connection); the model is saved as
 a state dict (loaded with `weights_only=True`) plus `config.json`. A retry resumes from the last
 epoch's checkpoint. The result (MLflow run id, model URI, metrics) is the task's XCom.
 
@@ -119,7 +120,7 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         batch_size=512,
         devices=2,
         max_epochs=3,
-        mlflow_tracking_uri=TRACKING,
+        mlflow_conn_id=MLFLOW,
         execution_timeout=timedelta(minutes=30),
     )
     evaluate = EvaluateModelOperator(
@@ -128,14 +129,14 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         training_set="{{ ti.xcom_pull(task_ids='training_set') }}",
         report_dir=f"{DATA}/evaluations/flight_delay/{RUN_FOLDER}",
         champion_uri=f"models:/{MODEL}@champion",
-        mlflow_tracking_uri=TRACKING,
+        mlflow_conn_id=MLFLOW,
         mlflow_run_id="{{ ti.xcom_pull(task_ids='train')['mlflow_run_id'] }}",
     )
     gate = EvaluationGateOperator(
         task_id="gate",
         report_uri="{{ ti.xcom_pull(task_ids='evaluate')['report_uri'] }}",
         gate=GATE,
-        mlflow_tracking_uri=TRACKING,
+        mlflow_conn_id=MLFLOW,
         mlflow_run_id="{{ ti.xcom_pull(task_ids='train')['mlflow_run_id'] }}",
     )
     register = RegisterModelOperator(
@@ -144,14 +145,15 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         training_result=train.output,
         report_uri="{{ ti.xcom_pull(task_ids='evaluate')['report_uri'] }}",
         card_dir=f"{DATA}/model_cards/flight_delay/{RUN_FOLDER}",
-        tracking_uri=TRACKING,
+        mlflow_conn_id=MLFLOW,
     )
     approve = ModelApprovalSensor(
         task_id="approve",
         name=MODEL,
         version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
-        tracking_uri=TRACKING,
+        mlflow_conn_id=MLFLOW,
         auto_approve=settings.auto_approve(),
+        deferrable=True,
         timeout=7 * 24 * 3600,
     )
     canary = DeployModelOperator(
@@ -168,7 +170,8 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         criteria={"min_requests": 200, "max_error_rate_increase": 0.01, "max_latency_ratio": 1.5},
         model_name=MODEL,
         version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
-        tracking_uri=TRACKING,
+        mlflow_conn_id=MLFLOW,
+        deferrable=True,
         timeout=6 * 3600,
         poke_interval=15,
     )
@@ -176,7 +179,7 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         task_id="promote",
         name=MODEL,
         version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
-        tracking_uri=TRACKING,
+        mlflow_conn_id=MLFLOW,
     )
     rollout = DeployModelOperator(
         task_id="rollout",

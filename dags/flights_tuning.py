@@ -33,7 +33,7 @@ with DAG(
 ### Tune the flights delay model
 Trigger by hand (conf `{"manifest_uri": ...}` picks a training set; the default is the newest
 `flight_features` event). `create_study` opens an Optuna study for this run in the RDB storage
-(`[mlops] optuna_storage`: SQLite here, Postgres at scale) and an MLflow parent run;
+(the `optuna_default` connection: SQLite here, Postgres at scale) and an MLflow parent run;
 `trial` is mapped, one task instance per trial (two at a time here, `max_active_tasks`), each
 training the model in its own driver process with sampled hyperparameters; the median pruner
 stops a trial whose validation loss after an epoch is worse than the median of earlier trials.
@@ -58,7 +58,8 @@ stops a trial whose validation loss after an epoch is worse than the median of e
         },
         n_trials=4,
         metric="val_loss",
-        mlflow_tracking_uri=settings.mlflow_tracking_uri(),
+        mlflow_conn_id=settings.mlflow_conn_id(),
+        optuna_conn_id=settings.optuna_conn_id(),
     )
     trials = TuneTrialOperator.partial(
         task_id="trial",
@@ -68,14 +69,16 @@ stops a trial whose validation loss after an epoch is worse than the median of e
         checkpoint_root=f"{DATA}/checkpoints",
         batch_size=512,
         max_epochs=3,
-        mlflow_tracking_uri=settings.mlflow_tracking_uri(),
+        mlflow_conn_id=settings.mlflow_conn_id(),
+        optuna_conn_id=settings.optuna_conn_id(),
         mlflow_experiment="flights-tuning",
         execution_timeout=timedelta(minutes=30),
     ).expand(slot=slots.output)
     best = BestTrialOperator(
         task_id="best",
         study_name=STUDY,
-        mlflow_tracking_uri=settings.mlflow_tracking_uri(),
+        mlflow_conn_id=settings.mlflow_conn_id(),
+        optuna_conn_id=settings.optuna_conn_id(),
         outlets=[FLIGHT_DELAY_HYPERPARAMETERS],
         trigger_rule="all_done",  # a failed trial does not stop the study from choosing among the others
     )

@@ -15,7 +15,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from airflow_mlops.artifacts import HashingWriter
-from airflow_mlops.exceptions import EmptyResultError, SchemaError, SourceQueryError, TargetError
+from airflow_mlops.exceptions import (
+    EmptyResultError,
+    MLOpsConfigError,
+    SchemaError,
+    SourceQueryError,
+    TargetError,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -215,7 +221,7 @@ def stream_query_to_parquet(
     whose type changed in the source an error before anything is written.
     """
     if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be a positive number of rows, got {chunk_size!r}")
+        raise MLOpsConfigError(f"chunk_size must be a positive number of rows, got {chunk_size!r}")
     forced = {name: parse_arrow_type(type_name, name) for name, type_name in (column_types or {}).items()}
     chunks = _chunks(conn, sql, parameters or {}, chunk_size)
     columns: list[str] = next(chunks)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from airflow_mlops.exceptions import MLOpsConfigError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -39,7 +41,7 @@ def month_bounds(period: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     try:
         start = pd.Timestamp(f"{period}-01", tz="UTC")
     except ValueError:
-        raise ValueError(f"period {period!r}: must be YYYY-MM") from None
+        raise MLOpsConfigError(f"period {period!r}: must be YYYY-MM") from None
     return start, start + pd.offsets.MonthBegin(1)
 
 

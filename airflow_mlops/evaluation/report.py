@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from airflow_mlops.exceptions import MLOpsConfigError
+
 from .metrics import binary_metrics, calibration_curve, fairness_gaps, permutation_importance, sliced_metrics
 
 ROC_POINTS = 200
@@ -100,7 +102,7 @@ def evaluate(
     """Metrics overall and per slice, fairness gaps, the calibration and ROC curves of one model's scores."""
     missing = [c for c in (label, *slices) if c not in frame.columns]
     if missing:
-        raise ValueError(
+        raise MLOpsConfigError(
             f"evaluation: columns {missing} are not in the evaluation data (columns: {list(frame.columns)})"
         )
     y = frame[label].to_numpy()

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from airflow_mlops.exceptions import MLOpsConfigError, ModelNotFoundError
+
 
 def read_rows(path: str | Path) -> Any:
     """A Parquet file as a DataFrame whose string columns are categorical (read as Arrow
@@ -39,9 +41,9 @@ class Scorer:
         folder = Path(str(model_dir).removeprefix("file://"))
         config_path = folder / "config.json"
         if not config_path.is_file() or not (folder / "model.pt").is_file():
-            raise ValueError(f"model {model_dir!r}: expected model.pt and config.json in the folder")
+            raise ModelNotFoundError(f"model {model_dir!r}: expected model.pt and config.json in the folder")
         if chunk_rows < 1 or block_rows < 1:
-            raise ValueError(
+            raise MLOpsConfigError(
                 f"chunk_rows and block_rows must be positive, got {chunk_rows!r} and {block_rows!r}"
             )
         module_name = json.loads(config_path.read_text())["model"].partition(":")[0]

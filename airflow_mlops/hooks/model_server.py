@@ -11,7 +11,7 @@ from airflow_mlops.exceptions import ModelServerError
 
 
 class ModelServerHook(BaseHook):
-    """The model server of a connection of type ``mlops_model_server``.
+    """The model server of a connection of type ``mlopsmodelserver``.
 
     The connection's host and port locate the server, its schema is ``http`` (default) or
     ``https``, and its password is the admin token (sent as ``Authorization: Bearer``, never logged).
@@ -33,7 +33,7 @@ class ModelServerHook(BaseHook):
 
     conn_name_attr = "model_server_conn_id"
     default_conn_name = "mlops_model_server"
-    conn_type = "mlops_model_server"
+    conn_type = "mlopsmodelserver"
     hook_name = "MLOps model server"
 
     def __init__(self, model_server_conn_id: str = default_conn_name, *, timeout: float = 120.0) -> None:

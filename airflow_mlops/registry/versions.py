@@ -14,7 +14,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.exceptions import ModelNotFoundError
+
 REQUIREMENTS = ("torch", "pytorch-lightning", "pandas", "numpy", "pyarrow", "scikit-learn")
+
+
+def registry_client(tracking_uri: str | None) -> Any:
+    """An ``MlflowClient`` on ``tracking_uri`` for tracking and registry alike, for code that runs
+    without Airflow (the model server, batch scoring); Airflow tasks use ``MlflowHook``."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def pinned_requirements() -> list[str]:
@@ -64,15 +74,9 @@ def registered_version(model_uri: str, tracking_uri: str | None = None) -> tuple
     registered = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@([\w-]+))", model_uri)
     if registered is None:
         return None
-    from mlflow import MlflowClient
-
     name, version, alias = registered.groups()
     if version is None:
-        version = str(
-            MlflowClient(tracking_uri, registry_uri=tracking_uri)
-            .get_model_version_by_alias(name, alias)
-            .version
-        )
+        version = str(registry_client(tracking_uri).get_model_version_by_alias(name, alias).version)
     return name, version
 
 
@@ -91,8 +95,7 @@ def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | No
 
         location, registered = model_uri, registered_version(model_uri, tracking_uri)
         if registered:  # resolved here: MLflow's models:/ download consults the global registry URI
-            client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
-            location = client.get_model_version_download_uri(*registered)
+            location = registry_client(tracking_uri).get_model_version_download_uri(*registered)
         folder = Path(
             mlflow.artifacts.download_artifacts(
                 artifact_uri=location,
@@ -111,7 +114,7 @@ def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | No
         if logged:
             folder = folder / logged
     if not (folder / "config.json").is_file() or not (folder / "model.pt").is_file():
-        raise FileNotFoundError(f"model {model_uri!r}: expected model.pt and config.json in {folder}")
+        raise ModelNotFoundError(f"model {model_uri!r}: expected model.pt and config.json in {folder}")
     return folder
 
 
@@ -211,6 +214,7 @@ def markdown_to_html(markdown: str, title: str) -> str:
 
 
 def register_version(
+    client: Any,
     tracking_uri: str,
     name: str,
     run_id: str,
@@ -224,12 +228,10 @@ def register_version(
 ) -> dict[str, Any]:
     """Log the pyfunc model, create the version (tags: lineage, state=candidate), write and log its
     model card (Markdown and HTML), and point the ``challenger`` alias at it."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from airflow_mlops.artifacts import write_atomically
 
-    client = MlflowClient(tracking_uri)
     model_uri, model_id = log_pyfunc_model(tracking_uri, run_id, model_dir, example)
     try:
         client.get_registered_model(name)

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator
+from airflow.sdk import BaseSensorOperator, conf
 
+from airflow_mlops.audit import actor
+from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
+from airflow_mlops.hooks.model_server import ModelServerHook
 from airflow_mlops.lineage import LineageMixin, endpoint_lineage
+from airflow_mlops.triggers import check_event
+from airflow_mlops.xcom import CanaryVerdict
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+# A deferral outlives the trigger's own deadline by this much before Airflow times it out: the
+# trigger's verdict at the deadline (a rollback) must arrive first.
+DEFERRAL_MARGIN_S = 120.0
 
-class CanaryAnalysisSensor(LineageMixin, BaseSensorOperator):
+
+class CanaryAnalysisSensor(MlflowOperatorMixin, LineageMixin, BaseSensorOperator):
     """Wait until a canary's candidate has served enough requests, then compare it with the primary.
 
     The verdict uses the server's statistics since the canary was deployed: the candidate's error
@@ -25,21 +34,25 @@ class CanaryAnalysisSensor(LineageMixin, BaseSensorOperator):
     - Healthy: the task succeeds; the tasks after it (promotion, full rollout) run.
     - Unhealthy, or too little traffic within ``timeout``: the endpoint is rolled back to its
       previous deployment, the model version is recorded as ``rejected`` in the registry with the
-      reasons (when ``model_name``, ``version`` and ``tracking_uri`` are given), and the task is
-      skipped, so promotion and rollout are skipped while the DAG run does not fail.
+      reasons (when ``model_name`` and ``version`` are given), and the task is skipped, so
+      promotion and rollout are skipped while the DAG run does not fail.
+
+    Poke and reschedule modes judge on each poke (``poke``); ``deferrable=True`` hands the wait to
+    ``CanaryAnalysisTrigger``, which sends the verdict, or the last statistics at the deadline.
 
     :param endpoint: the endpoint (templated).
     :param criteria: ``min_requests``, ``max_error_rate_increase``, ``max_latency_ratio``, ``latency_slack_ms``.
-    :param model_name, version, tracking_uri: the candidate in the registry (templated), to record a rejection.
+    :param model_name, version: the candidate in the registry (templated), to record a rejection.
+    :param mlflow_conn_id: the ``mlflow`` connection of that registry (None: record nothing).
     :param model_server_conn_id: connection of the server.
     :param timeout: seconds of traffic to wait for at most.
-    :param deferrable: wait in the triggerer (default) instead of holding a worker slot.
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
 
-    XCom: ``{"healthy": true, "reasons": [...], "stats": {...}}``.
+    XCom: ``CanaryVerdict`` (``{"healthy": true, "reasons": [...], "stats": {...}}``).
     OpenLineage: after a rollback, the versions served again as inputs and the endpoint as output.
     """
 
-    template_fields: Sequence[str] = ("endpoint", "model_name", "version", "tracking_uri")
+    template_fields: Sequence[str] = ("endpoint", "model_name", "version")
     ui_color = "#fff8e1"
 
     def __init__(
@@ -49,9 +62,9 @@ class CanaryAnalysisSensor(LineageMixin, BaseSensorOperator):
         criteria: Mapping[str, Any] | None = None,
         model_name: str = "",
         version: str = "",
-        tracking_uri: str = "",
-        model_server_conn_id: str = "mlops_model_server",
-        deferrable: bool = True,
+        mlflow_conn_id: str | None = MlflowHook.default_conn_name,
+        model_server_conn_id: str = ModelServerHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = 10.0,
         timeout: float = 1800,
         **kwargs: Any,
@@ -60,70 +73,75 @@ class CanaryAnalysisSensor(LineageMixin, BaseSensorOperator):
 
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         self.criteria = CanaryCriteria(**(criteria or {})).to_dict()  # a bad criterion fails at parse time
-        self.endpoint, self.model_name, self.version, self.tracking_uri = (
-            endpoint,
-            model_name,
-            version,
-            tracking_uri,
-        )
-        self.model_server_conn_id, self.deferrable = model_server_conn_id, deferrable
+        self.endpoint, self.model_name, self.version = endpoint, model_name, version
+        self.mlflow_conn_id, self.model_server_conn_id = mlflow_conn_id, model_server_conn_id
+        self.deferrable = deferrable
 
-    def execute(self, context: Context) -> Any:
-        from airflow_mlops.hooks.model_server import ModelServerHook
+    def _verdict(self) -> dict[str, Any]:
         from airflow_mlops.serving.canary import CanaryCriteria, judge
 
-        hook, criteria = ModelServerHook(self.model_server_conn_id), CanaryCriteria(**self.criteria)
-        deadline = time.time() + self.timeout
-        stats = hook.stats(self.endpoint)
-        verdict = judge(stats, criteria)
-        if not verdict.done and self.deferrable:
-            from airflow_mlops.triggers.canary import CanaryAnalysisTrigger
+        stats = ModelServerHook(self.model_server_conn_id).stats(self.endpoint)
+        return {**judge(stats, CanaryCriteria(**self.criteria)).to_dict(), "stats": stats}
 
-            self.defer(
-                trigger=CanaryAnalysisTrigger(
-                    conn_id=self.model_server_conn_id,
-                    endpoint=self.endpoint,
-                    criteria=self.criteria,
-                    deadline=deadline,
-                    poll_interval=self.poke_interval,
-                ),
-                method_name="execute_complete",
-            )
-        while not verdict.done and time.time() < deadline:
-            time.sleep(self.poke_interval)
-            stats = hook.stats(self.endpoint)
-            verdict = judge(stats, criteria)
-        return self._finish(context, {**verdict.to_dict(), "stats": stats})
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            from airflow.sdk.exceptions import AirflowSensorTimeout
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        return self._finish(context, event)
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout:  # too little traffic in time: judged as a failed canary
+                return self._finish(context, self._verdict())
+        verdict = self._verdict()
+        if verdict["done"]:
+            return self._finish(context, verdict)
+        import time
 
-    def _finish(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        from airflow_mlops.triggers.canary import CanaryAnalysisTrigger
+
+        self.defer(
+            trigger=CanaryAnalysisTrigger(
+                model_server_conn_id=self.model_server_conn_id,
+                endpoint=self.endpoint,
+                criteria=self.criteria,
+                deadline=time.time() + self.timeout,
+                poll_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + DEFERRAL_MARGIN_S),
+        )
+
+    def poke(self, context: Context) -> Any:
+        from airflow.sdk import PokeReturnValue
+
+        verdict = self._verdict()
+        if not verdict["done"]:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, verdict))
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> CanaryVerdict:
+        return self._finish(context, check_event(event, f"canary analysis of {self.endpoint}"))
+
+    def _finish(self, context: Context, verdict: Mapping[str, Any]) -> CanaryVerdict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airflow_mlops.hooks.model_server import ModelServerHook
-
-        for reason in event["reasons"]:
+        for reason in verdict["reasons"]:
             self.log.info("canary %s: %s", self.endpoint, reason)
-        if event["done"] and event["healthy"]:
-            return {"healthy": True, "reasons": event["reasons"], "stats": event["stats"]}
+        if verdict["done"] and verdict["healthy"]:
+            return {"healthy": True, "reasons": verdict["reasons"], "stats": verdict["stats"]}
         why = (
-            "; ".join(event["reasons"])
-            if event["done"]
-            else f"too little traffic in {self.timeout:.0f} s: {'; '.join(event['reasons'])}"
+            "; ".join(verdict["reasons"])
+            if verdict["done"]
+            else f"too little traffic in {self.timeout:.0f} s: {'; '.join(verdict['reasons'])}"
         )
-        dag_run = context.get("dag_run")
-        who = f"{type(self).__name__} ({getattr(dag_run, 'dag_id', '?')}/{getattr(dag_run, 'run_id', '?')})"
+        who = actor(context, type(self).__name__)
         hook = ModelServerHook(self.model_server_conn_id)
         rolled_back = hook.rollback(self.endpoint, who, f"canary failed: {why}")
         self.record_lineage(lambda: endpoint_lineage(hook, self.endpoint, rolled_back))
-        if self.model_name and self.version and self.tracking_uri:
-            from mlflow import MlflowClient
-
+        if self.model_name and self.version and self.mlflow_conn_id:
             from airflow_mlops.registry.governance import record
 
             record(
-                MlflowClient(self.tracking_uri),
+                self.mlflow_hook.get_conn(),
                 self.model_name,
                 str(self.version),
                 "rejected",

@@ -93,7 +93,7 @@ class Metrics:
         self.latency.labels(endpoint, variant, role).observe(seconds)
 
 
-def create_app(server: ModelServer, token: str | None) -> FastAPI:
+def create_app(server: ModelServer, token: str | None) -> FastAPI:  # noqa: C901 - routes are closures; each is short
     """The ASGI app; deployments are restored from the server's store at start-up."""
 
     @asynccontextmanager

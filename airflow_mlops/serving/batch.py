@@ -16,11 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.exceptions import BatchPredictionError
+
 from ..artifacts import MANIFEST_SUFFIX, Artifact, write_atomically, write_parquet_atomically  # noqa: TID252
-
-
-class BatchPredictionError(ValueError):
-    """The partition or the model cannot be scored: the message names which and why."""
 
 
 def predict_partition(

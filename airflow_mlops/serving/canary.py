@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from airflow_mlops.exceptions import MLOpsConfigError
+
 
 @dataclass(frozen=True)
 class CanaryCriteria:
@@ -22,14 +24,16 @@ class CanaryCriteria:
 
     def __post_init__(self) -> None:
         if self.min_requests < 1:
-            raise ValueError(f"canary criteria: min_requests must be at least 1, got {self.min_requests!r}")
+            raise MLOpsConfigError(
+                f"canary criteria: min_requests must be at least 1, got {self.min_requests!r}"
+            )
         if not 0 <= self.max_error_rate_increase <= 1:
-            raise ValueError(
+            raise MLOpsConfigError(
                 f"canary criteria: max_error_rate_increase must be within [0, 1], "
                 f"got {self.max_error_rate_increase!r}"
             )
         if self.max_latency_ratio <= 0 or self.latency_slack_ms < 0:
-            raise ValueError(
+            raise MLOpsConfigError(
                 f"canary criteria: max_latency_ratio must be positive and latency_slack_ms "
                 f"non-negative, got {self.max_latency_ratio!r} and {self.latency_slack_ms!r}"
             )

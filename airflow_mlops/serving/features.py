@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.exceptions import MLOpsConfigError
+
 from .models import RowError
 
 
@@ -24,7 +26,7 @@ class OnlineFeatures:
 
         repo = Path(repo_path)
         if not (repo / config_file).is_file():
-            raise ValueError(f"feature repository {repo}: no configuration file {config_file!r}")
+            raise MLOpsConfigError(f"feature repository {repo}: no configuration file {config_file!r}")
         self.store = FeatureStore(repo_path=str(repo), fs_yaml_file=repo / config_file)
         self._keys: dict[str, tuple[Any, list[str]]] = {}
         self._lock = threading.Lock()  # Feast's registry cache is not meant for concurrent refreshes
@@ -36,7 +38,9 @@ class OnlineFeatures:
                 try:
                     service = self.store.get_feature_service(name)
                 except Exception as err:  # Feast raises its own FeatureServiceNotFoundException
-                    raise ValueError(f"feature service {name!r} is not in the repository: {err}") from err
+                    raise MLOpsConfigError(
+                        f"feature service {name!r} is not in the repository: {err}"
+                    ) from err
                 keys: list[str] = []
                 for projection in service.feature_view_projections:
                     for column in self.store.get_feature_view(projection.name).entity_columns:

@@ -17,13 +17,7 @@ from typing import Any
 
 import numpy as np
 
-
-class RowError(ValueError):
-    """A request row the model cannot take: ``loc`` is the path of the field, ``msg`` the reason."""
-
-    def __init__(self, loc: Sequence[str | int], msg: str, value: Any = None) -> None:
-        super().__init__(f"{'.'.join(map(str, loc))}: {msg}")
-        self.loc, self.msg, self.value = list(loc), msg, value
+from airflow_mlops.exceptions import RowError
 
 
 @dataclass

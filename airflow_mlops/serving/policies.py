@@ -23,11 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_mlops.exceptions import PolicyError
+
 KINDS = ("single", "canary", "ab", "shadow", "bandit", "chain", "ensemble")
-
-
-class PolicyError(ValueError):
-    """A routing policy that cannot work, with the field, the rule and the value."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from airflow_mlops.exceptions import DeploymentError, UnknownEndpoint, UnknownPrediction
+
 from ..artifacts import write_atomically  # noqa: TID252
 from .models import RowError, ServedModel
 from .policies import Policy, PolicyError, Route
@@ -32,18 +34,6 @@ from .requestlog import RequestLog
 
 log = logging.getLogger(__name__)
 HISTORY = 20  # earlier deployments kept per endpoint for rollback
-
-
-class DeploymentError(ValueError):
-    """A deployment request that cannot be carried out; the old routing keeps serving."""
-
-
-class UnknownEndpoint(LookupError):
-    """No deployment under this name."""
-
-
-class UnknownPrediction(LookupError):
-    """Feedback for a prediction id the server does not remember."""
 
 
 @dataclass(frozen=True)
@@ -196,12 +186,13 @@ class ModelServer:
             )
         if spec.get("version"):
             return {"name": str(spec["name"]), "version": str(spec["version"])}
-        from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
+
+        from airflow_mlops.registry.versions import registry_client
 
         try:
             version = (
-                MlflowClient(self.tracking_uri)
+                registry_client(self.tracking_uri)
                 .get_model_version_by_alias(spec["name"], spec["alias"])
                 .version
             )

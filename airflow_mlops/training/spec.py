@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.exceptions import SpecError
+
 #: Trainer options a spec may set, with their defaults.
 TRAINER_DEFAULTS: dict[str, Any] = {
     "accelerator": "cpu",
@@ -21,10 +23,6 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "seed": 42,
     "limit_train_batches": None,
 }
-
-
-class SpecError(ValueError):
-    """A training spec is invalid: unknown class, bad hyperparameter, missing data. Nothing was launched."""
 
 
 @dataclass(frozen=True)

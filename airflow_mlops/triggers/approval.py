@@ -8,42 +8,44 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_mlops.exceptions import MLOpsConfigError
 
-def read_decision(tracking_uri: str, name: str, version: str) -> str | None:
+
+def read_decision(mlflow_conn_id: str, name: str, version: str) -> str | None:
     """``approved`` or ``rejected`` once decided (the version's ``state`` tag), else None."""
-    from mlflow import MlflowClient
+    from airflow_mlops.hooks.mlflow import MlflowHook
+    from airflow_mlops.registry.governance import decision
 
-    current = MlflowClient(tracking_uri).get_model_version(name, version).tags.get("state", "candidate")
-    return current if current in ("approved", "rejected") else None
+    return decision(MlflowHook(mlflow_conn_id).get_conn(), name, version)
 
 
 class ModelApprovalTrigger(BaseTrigger):
     """Poll the registry until the version is approved or rejected; one event, then it ends.
 
-    :param tracking_uri: the MLflow tracking URI.
+    :param mlflow_conn_id: the ``mlflow`` connection (its credentials are read in the triggerer,
+        never serialised).
     :param name, version: the model version.
     :param poke_interval: seconds between reads.
 
-    Event payload: ``{"decision": "approved"|"rejected", "name", "version"}``. The timeout is the
+    Event payload: ``{"status": "success", "decision": "approved"|"rejected", "name", "version"}``,
+    or ``{"status": "error", "message"}`` when the registry cannot be read. The timeout is the
     deferral's (``ModelApprovalSensor(timeout=...)``).
     """
 
-    def __init__(self, *, tracking_uri: str, name: str, version: str, poke_interval: float = 10.0) -> None:
+    def __init__(self, *, mlflow_conn_id: str, name: str, version: str, poke_interval: float = 10.0) -> None:
         super().__init__()
         if poke_interval <= 0:
-            raise ValueError(f"ModelApprovalTrigger poke_interval must be > 0 seconds, got {poke_interval!r}")
-        self.tracking_uri, self.name, self.version, self.poke_interval = (
-            tracking_uri,
-            name,
-            version,
-            poke_interval,
-        )
+            raise MLOpsConfigError(
+                f"ModelApprovalTrigger poke_interval must be > 0 seconds, got {poke_interval!r}"
+            )
+        self.mlflow_conn_id, self.name, self.version = mlflow_conn_id, name, version
+        self.poke_interval = poke_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "tracking_uri": self.tracking_uri,
+                "mlflow_conn_id": self.mlflow_conn_id,
                 "name": self.name,
                 "version": self.version,
                 "poke_interval": self.poke_interval,
@@ -52,8 +54,16 @@ class ModelApprovalTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:
-            decision = await asyncio.to_thread(read_decision, self.tracking_uri, self.name, self.version)
+            try:
+                decision = await asyncio.to_thread(
+                    read_decision, self.mlflow_conn_id, self.name, self.version
+                )
+            except Exception as err:  # the task fails with the reason, instead of the triggerer logging it
+                yield TriggerEvent({"status": "error", "message": f"{type(err).__name__}: {err}"})
+                return
             if decision is not None:
-                yield TriggerEvent({"decision": decision, "name": self.name, "version": self.version})
+                yield TriggerEvent(
+                    {"status": "success", "decision": decision, "name": self.name, "version": self.version}
+                )
                 return
             await asyncio.sleep(self.poke_interval)

@@ -12,27 +12,37 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 class CanaryAnalysisTrigger(BaseTrigger):
     """Poll the model server's statistics for ``endpoint`` until the verdict is in or ``deadline``
-    (epoch seconds) passes; the event is the verdict (``done``, ``healthy``, ``reasons``) plus the
-    statistics. The admin token is read from the connection in the triggerer, never serialised."""
+    (epoch seconds) passes.
+
+    :param model_server_conn_id: the model server's connection; its admin token is read in the
+        triggerer, never serialised.
+    :param endpoint: the endpoint under canary.
+    :param criteria: ``CanaryCriteria`` as a dict.
+    :param deadline: epoch seconds after which the last statistics are sent, judged or not.
+    :param poll_interval: seconds between reads.
+
+    Event payload: ``{"status": "success", "done", "healthy", "reasons", "stats"}``, or
+    ``{"status": "error", "message"}`` when the server cannot be read.
+    """
 
     def __init__(
         self,
         *,
-        conn_id: str,
+        model_server_conn_id: str,
         endpoint: str,
         criteria: dict[str, Any],
         deadline: float,
         poll_interval: float = 10.0,
     ) -> None:
         super().__init__()
-        self.conn_id, self.endpoint, self.criteria = conn_id, endpoint, criteria
+        self.model_server_conn_id, self.endpoint, self.criteria = model_server_conn_id, endpoint, criteria
         self.deadline, self.poll_interval = deadline, poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
-            "airflow_mlops.triggers.canary.CanaryAnalysisTrigger",
+            f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "conn_id": self.conn_id,
+                "model_server_conn_id": self.model_server_conn_id,
                 "endpoint": self.endpoint,
                 "criteria": self.criteria,
                 "deadline": self.deadline,
@@ -44,11 +54,15 @@ class CanaryAnalysisTrigger(BaseTrigger):
         from airflow_mlops.hooks.model_server import ModelServerHook
         from airflow_mlops.serving.canary import CanaryCriteria, judge
 
-        hook, criteria = ModelServerHook(self.conn_id), CanaryCriteria(**self.criteria)
+        hook, criteria = ModelServerHook(self.model_server_conn_id), CanaryCriteria(**self.criteria)
         while True:
-            stats = await hook.astats(self.endpoint)
+            try:
+                stats = await hook.astats(self.endpoint)
+            except Exception as err:  # the task fails with the reason, instead of the triggerer logging it
+                yield TriggerEvent({"status": "error", "message": f"{type(err).__name__}: {err}"})
+                return
             verdict = judge(stats, criteria)
             if verdict.done or time.time() >= self.deadline:
-                yield TriggerEvent({**verdict.to_dict(), "stats": stats})
+                yield TriggerEvent({"status": "success", **verdict.to_dict(), "stats": stats})
                 return
             await asyncio.sleep(self.poll_interval)

@@ -12,6 +12,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from airflow_mlops.exceptions import MLOpsConfigError
+
 log = logging.getLogger(__name__)
 
 CLAIMED_DIR = "_claimed"
@@ -39,9 +41,13 @@ class LandingFileTrigger(BaseEventTrigger):
     def __init__(self, *, directory: str, pattern: str = "*", poke_interval: float = 5.0) -> None:
         super().__init__()
         if not os.path.isabs(directory):
-            raise ValueError(f"LandingFileTrigger directory must be an absolute path, got {directory!r}")
+            raise MLOpsConfigError(
+                f"LandingFileTrigger directory must be an absolute path, got {directory!r}"
+            )
         if poke_interval <= 0:
-            raise ValueError(f"LandingFileTrigger poke_interval must be > 0 seconds, got {poke_interval!r}")
+            raise MLOpsConfigError(
+                f"LandingFileTrigger poke_interval must be > 0 seconds, got {poke_interval!r}"
+            )
         self.directory = directory
         self.pattern = pattern
         self.poke_interval = poke_interval

@@ -99,7 +99,7 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
         "AIRFLOW_CONN_FLIGHTS_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(source_db)}),
         "AIRFLOW_CONN_MLOPS_MODEL_SERVER": json.dumps(
             {
-                "conn_type": "mlops_model_server",
+                "conn_type": "mlopsmodelserver",
                 "host": "127.0.0.1",
                 "port": model_server.port,
                 "password": TOKEN,

@@ -384,7 +384,7 @@ def server_connection(server: Server, monkeypatch) -> str:
     monkeypatch.setenv(
         "AIRFLOW_CONN_MLOPS_MODEL_SERVER",
         json.dumps(
-            {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": server.port, "password": TOKEN}
+            {"conn_type": "mlopsmodelserver", "host": "127.0.0.1", "port": server.port, "password": TOKEN}
         ),
     )
     return "mlops_model_server"
@@ -505,7 +505,7 @@ def test_the_canary_trigger_reads_the_token_from_the_connection_and_yields_the_v
         task_id="d", endpoint="triggered", model_name=NAME, version="2", canary_weight=0.9
     ).execute(context())  # type: ignore[arg-type]
     trigger = CanaryAnalysisTrigger(
-        conn_id=server_connection,
+        model_server_conn_id=server_connection,
         endpoint="triggered",
         criteria={"min_requests": 3},
         deadline=time.time() + 60,
@@ -537,7 +537,7 @@ def test_the_hook_names_the_server_error_without_the_token(server: Server, monke
     monkeypatch.setenv(
         "AIRFLOW_CONN_WRONG_TOKEN",
         json.dumps(
-            {"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": server.port, "password": "guess"}
+            {"conn_type": "mlopsmodelserver", "host": "127.0.0.1", "port": server.port, "password": "guess"}
         ),
     )
     with pytest.raises(ModelServerError, match="HTTP 403: the admin token is wrong") as raised:
@@ -545,7 +545,7 @@ def test_the_hook_names_the_server_error_without_the_token(server: Server, monke
     assert "guess" not in str(raised.value)
     monkeypatch.setenv(
         "AIRFLOW_CONN_NO_SERVER",
-        json.dumps({"conn_type": "mlops_model_server", "host": "127.0.0.1", "port": free_port()}),
+        json.dumps({"conn_type": "mlopsmodelserver", "host": "127.0.0.1", "port": free_port()}),
     )
     with pytest.raises(
         ModelServerError, match=r"model server http://127.0.0.1:\d+ \(no_server\): ConnectError"
@@ -568,7 +568,7 @@ def test_the_hook_deploys_to_every_replica_and_adds_their_stats_up(
             "AIRFLOW_CONN_REPLICAS",
             json.dumps(
                 {
-                    "conn_type": "mlops_model_server",
+                    "conn_type": "mlopsmodelserver",
                     "host": "127.0.0.1",
                     "port": server.port,
                     "password": TOKEN,
@@ -647,7 +647,7 @@ def test_the_hook_refuses_a_replicas_extra_that_is_not_a_list_of_addresses(monke
             "AIRFLOW_CONN_BAD_REPLICAS",
             json.dumps(
                 {
-                    "conn_type": "mlops_model_server",
+                    "conn_type": "mlopsmodelserver",
                     "host": "127.0.0.1",
                     "port": 1,
                     "extra": {"replicas": bad},

@@ -14,7 +14,7 @@ def make(**overrides) -> SqlExtractOperator:
     kwargs = {
         "task_id": "extract",
         "sql": "SELECT 1 AS x",
-        "conn_id": "flights_source",
+        "source_conn_id": "flights_source",
         "target": "file:///tmp/x.parquet",
     }
     return SqlExtractOperator(**{**kwargs, **overrides})
@@ -71,7 +71,7 @@ def test_no_rows_fails_without_a_retry_and_writes_nothing(tmp_path: Path, monkey
     )
     op = make(
         sql="SELECT * FROM flights WHERE month = 7",
-        conn_id="empty_source",
+        source_conn_id="empty_source",
         target=(tmp_path / "out" / "2013-07.parquet").as_uri(),
     )
     with pytest.raises(AirflowFailException, match="no rows") as raised:

@@ -77,7 +77,7 @@ def run_loader(source: str, conn_id: str):
 
     from airflow_mlops.operators.ingest import LoadLandingFileOperator
 
-    op = LoadLandingFileOperator(task_id="load", conn_id=conn_id, source=source)
+    op = LoadLandingFileOperator(task_id="load", source_conn_id=conn_id, source=source)
     return op.execute({"dag_run": SimpleNamespace(conf={}), "triggering_asset_events": {}})  # type: ignore[arg-type]
 
 
@@ -122,7 +122,7 @@ def test_events_naming_no_file_skip_the_run_and_no_source_at_all_is_an_error() -
 
     from airflow_mlops.operators.ingest import LoadLandingFileOperator
 
-    op = LoadLandingFileOperator(task_id="load", conn_id="unused")
+    op = LoadLandingFileOperator(task_id="load", source_conn_id="unused")
     test_event = SimpleNamespace(
         extra={
             "payload": {"message_batch": [{"MessageId": "t", "Body": json.dumps({"Event": "s3:TestEvent"})}]}

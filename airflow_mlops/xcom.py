@@ -1,0 +1,184 @@
+"""What each operator and sensor pushes to XCom (``return_value``), as types.
+
+Small JSON documents: URIs, ids, metrics and decisions, never data. Downstream tasks and DAG
+authors read these keys; a change here is a change of the operators' public interface. No
+Airflow import.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class IngestResult(TypedDict):
+    """``SeedSourceOperator``: rows per table now in the source database."""
+
+    rows: dict[str, int]
+
+
+class LandedFile(TypedDict):
+    """``LoadLandingFileOperator``: one per file loaded, in order."""
+
+    uri: str
+    year: int
+    month: int
+    rows: int
+
+
+class MaterializeResult(TypedDict):
+    """``FeastMaterializeOperator``: the window pushed to the online store."""
+
+    start: str
+    end: str
+    feature_views: list[str]
+
+
+class FeatureBuildResult(TypedDict):
+    """``BuildFlightFeaturesOperator``: months built or skipped (unchanged inputs), rows per table."""
+
+    built: list[int]
+    skipped: list[int]
+    tables: dict[str, int]
+
+
+class TrainingResult(TypedDict, total=False):
+    """``LightningTrainOperator`` and ``SageMakerTrainOperator``: the runtime's ``result.json``."""
+
+    mlflow_run_id: str
+    model_uri: str
+    metrics: dict[str, float]
+    samples_per_s: float
+    node_rank: int
+    sagemaker: dict[str, Any]
+
+
+class TrialResult(TypedDict):
+    """``TrialOperator``: one tuning trial."""
+
+    trial: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    mlflow_run_id: str
+    pruned_at_epoch: int | None
+    metrics: dict[str, float]
+
+
+class StudyResult(TypedDict):
+    """``PublishStudyOperator``: the study's best trial."""
+
+    study: str
+    best_trial: int | None
+    best_value: float | None
+    best_params: dict[str, Any]
+    metric: str
+    states: dict[str, int]
+    mlflow_run_id: str
+
+
+class EvaluationResult(TypedDict):
+    """``EvaluateModelOperator``: the report's URIs and its headline numbers."""
+
+    report_uri: str
+    report_html_uri: str
+    overall: dict[str, float]
+    champion_overall: dict[str, float] | None
+    fairness: dict[str, dict[str, float]]
+    rows: int
+
+
+class RegisteredVersion(TypedDict):
+    """``RegisterModelOperator``: the new model version."""
+
+    name: str
+    version: str
+    model_uri: str
+    source: str
+    model_card: str
+    model_card_html: str
+    tags: dict[str, str]
+    evaluation: dict[str, float]
+
+
+class ApprovalOutcome(TypedDict):
+    """``ModelApprovalSensor``: who decided and why."""
+
+    decision: str
+    name: str
+    version: str
+    by: str | None
+    why: str | None
+
+
+class PromotionOutcome(TypedDict):
+    """``PromoteModelOperator``: the champion now, the one it replaced, whether anything changed."""
+
+    champion: str | None
+    previous: str | None
+    changed: bool
+
+
+class RollbackOutcome(TypedDict):
+    """``RollbackModelOperator``: the champion restored and the version archived."""
+
+    champion: str
+    rolled_back: str
+
+
+class DeploymentResult(TypedDict):
+    """``DeployModelOperator`` and ``SageMakerDeployOperator``: the record the server now serves."""
+
+    endpoint: str
+    mode: str
+    deployment: dict[str, Any]
+
+
+class CanaryVerdict(TypedDict):
+    """``CanaryAnalysisSensor``: a healthy canary's verdict (an unhealthy one is rolled back and skipped)."""
+
+    healthy: bool
+    reasons: list[str]
+    stats: dict[str, Any]
+
+
+class PredictionResult(TypedDict):
+    """``BatchPredictOperator``: the scored partition (also each outlet's Asset event ``extra``)."""
+
+    uri: str
+    sha256: str
+    parents: list[str]
+    rows: int
+    model: str
+    version: str
+    mean_probability: float
+
+
+class DriftResult(TypedDict, total=False):
+    """``DriftMonitorOperator``: the report and the verdict."""
+
+    report_uri: str
+    report_html_uri: str
+    score: float
+    drifted: list[str]
+    features: dict[str, Any]
+    breached: bool
+    reasons: list[str]
+    rows: int
+    version: str | None
+    prediction_psi: float | None
+    window: dict[str, str]
+    mlflow_run_id: str
+
+
+class PerformanceResult(TypedDict, total=False):
+    """``PerformanceMonitorOperator``: served metrics against the labels that arrived."""
+
+    report_uri: str
+    report_html_uri: str
+    overall: dict[str, float]
+    versions: dict[str, Any]
+    labelled: int
+    breached: bool
+    reasons: list[str]
+    window: dict[str, str]
+    mlflow_run_id: str
