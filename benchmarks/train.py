@@ -49,12 +49,15 @@ print(json.dumps({"fit_s": time.perf_counter() - started, "samples": data.rows["
 
 def ours(manifest: str, work: Path, devices: int, epochs: int) -> tuple[float, dict]:
     code = f"""
-import json, sys, time
+import json, os, sys, time
 from types import SimpleNamespace
 from airflow_mlops.operators.train import LightningTrainOperator
+os.environ["AIRFLOW_CONN_BENCH_MLFLOW"] = json.dumps(
+    {{"conn_type": "mlflow", "extra": {{"tracking_uri": {("sqlite:///" + str(work / "mlflow.db"))!r}}}}}
+)
 op = LightningTrainOperator(task_id="train", training_set={manifest!r}, output_dir={str(work / f"out{devices}")!r},
     checkpoint_root={str(work / f"ckpt{devices}")!r}, hyperparameters={{"hidden": 64}}, batch_size=1024,
-    devices={devices}, max_epochs={epochs}, mlflow_tracking_uri={("sqlite:///" + str(work / "mlflow.db"))!r})
+    devices={devices}, max_epochs={epochs}, mlflow_conn_id="bench_mlflow")
 started = time.perf_counter()
 result = op.execute({{"dag": SimpleNamespace(dag_id="bench"), "run_id": "run{devices}"}})
 result["execute_s"] = time.perf_counter() - started

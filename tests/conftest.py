@@ -6,6 +6,7 @@ configuration once, at import).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,6 +33,16 @@ os.environ.update(
         "AIRFLOW__MLOPS__FEATURE_REPO": str(ROOT / "feature_repo"),
         "AIRFLOW__MLOPS__FEAST_DIR": str(DATA_DIR / "feast"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # The embedded default's connections, as `airflow-mlops init-home` adds them.
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
+            {
+                "conn_type": "mlflow",
+                "extra": {"tracking_uri": f"sqlite:///{DATA_DIR / 'mlflow' / 'mlflow.db'}"},
+            }
+        ),
+        "AIRFLOW_CONN_OPTUNA_DEFAULT": json.dumps(
+            {"conn_type": "sqlite", "host": str(DATA_DIR / "optuna" / "optuna.db")}
+        ),
     }
 )
 

@@ -47,7 +47,7 @@ class SageMakerLightningTrainOperator(TrainingArgumentsMixin, SageMakerTrainingO
     :param model, data, hyperparameters, batch_size, accelerator, precision, max_epochs, seed: as in
         ``LightningTrainOperator``.
     :param mlflow_conn_id: the ``mlflow`` connection of a tracking server the job can reach; a
-        local store is refused (None: no MLflow). Its credentials are not sent to the job: the job
+        local store is refused (None, the default: no MLflow). Its credentials are not sent to the job: the job
         reaches a server that trusts its network or role.
     :param max_runtime_s, volume_size_gb: the job's stopping condition and disk.
     :param kwargs: the provider's ``SageMakerTrainingOperator`` arguments (``aws_conn_id``,
@@ -77,7 +77,7 @@ class SageMakerLightningTrainOperator(TrainingArgumentsMixin, SageMakerTrainingO
         precision: str = "bf16-mixed",
         max_epochs: int = 3,
         seed: int = 42,
-        mlflow_conn_id: str | None = MlflowHook.default_conn_name,
+        mlflow_conn_id: str | None = None,
         mlflow_experiment: str = "flights",
         max_runtime_s: int = 24 * 3600,
         volume_size_gb: int = 50,

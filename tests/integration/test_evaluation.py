@@ -9,6 +9,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from tests.connections import mlflow_conn
+
 pytestmark = pytest.mark.integration
 
 
@@ -30,7 +32,7 @@ def test_evaluation_scores_both_models_on_the_same_rows_and_writes_reports(
         report_dir=str(tmp_path / "report"),
         champion_uri=str(trained_models["champion"]),
         importance_rows=2000,
-        mlflow_tracking_uri=trained_models["tracking"],
+        mlflow_conn_id=mlflow_conn(trained_models["tracking"]),
         mlflow_run_id=result["mlflow_run_id"],
     ).execute({})  # type: ignore[arg-type]
 
@@ -78,7 +80,7 @@ def test_a_registry_alias_that_does_not_exist_yet_means_no_champion(
         report_dir=str(tmp_path),
         champion_uri="models:/flight_delay@champion",
         importance_rows=0,
-        mlflow_tracking_uri=trained_models["tracking"],
+        mlflow_conn_id=mlflow_conn(trained_models["tracking"]),
     ).execute({})  # type: ignore[arg-type]
     assert summary["champion_overall"] is None
     assert "importance" not in json.loads((tmp_path / "evaluation.json").read_text())
@@ -172,7 +174,7 @@ def test_a_failed_gate_skips_the_branch_names_every_rule_and_tags_the_run(tmp_pa
             task_id="gate",
             report_uri=str(report),
             gate=str(gate_file),
-            mlflow_tracking_uri=tracking,
+            mlflow_conn_id=mlflow_conn(tracking),
             mlflow_run_id=run.info.run_id,
         ).execute({})  # type: ignore[arg-type]
     message = str(skipped.value)

@@ -87,7 +87,12 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
         "AIRFLOW__MLOPS__LAKE_URI": (data / "lake").as_uri(),
         "AIRFLOW__MLOPS__LANDING_DIR": str(data / "landing"),
         "AIRFLOW__MLOPS__FEAST_DIR": str(data / "feast"),
-        "AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
+            {"conn_type": "mlflow", "extra": {"tracking_uri": f"sqlite:///{data / 'mlflow' / 'mlflow.db'}"}}
+        ),
+        "AIRFLOW_CONN_OPTUNA_DEFAULT": json.dumps(
+            {"conn_type": "sqlite", "host": str(data / "optuna" / "optuna.db")}
+        ),
         "AIRFLOW__MLOPS__INGEST_QUEUE_URL": queue_url,
         "AIRFLOW__MLOPS__SERVING_DIR": str(data / "serving"),
         # OpenLineage events of every task, from Airflow's provider, into one file (a thread per emit).
@@ -235,7 +240,7 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
         return str(value["version"]) if value else None
 
     version = wait_for("flights_training to register a model version", registered_version, log=stack["log"])
-    tracking = stack["env"]["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
+    tracking = json.loads(stack["env"]["AIRFLOW_CONN_MLFLOW_DEFAULT"])["extra"]["tracking_uri"]
     approve_in_the_browser(
         stack, version
     )  # a person, on the Models page; the deferred `approve` task sees it
@@ -416,7 +421,7 @@ def approve_in_the_browser(stack: dict, version: str) -> None:
 
     from tests.browser import chromium, full_page_screenshot, image_loaded, sign_in
 
-    tracking = stack["env"]["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
+    tracking = json.loads(stack["env"]["AIRFLOW_CONN_MLFLOW_DEFAULT"])["extra"]["tracking_uri"]
     with chromium() as driver:
         sign_in(driver, stack["url"], "/mlops/models", "admin", stack["password"])
         assert image_loaded(driver, "flight_delay metrics per version")

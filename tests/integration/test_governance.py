@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from airflow_mlops.exceptions import TriggerEventError
 from airflow_mlops.registry.governance import GovernanceError, alias_version, decide, promote, rollback, state
+from tests.connections import mlflow_conn
 
 pytestmark = pytest.mark.integration
 NAME = "flight_delay"
@@ -100,7 +102,9 @@ def test_two_dag_runs_promoting_at_once_through_the_operator(client, tmp_path: P
     barrier = threading.Barrier(2)
 
     def run(version: str) -> dict:
-        operator = PromoteModelOperator(task_id="promote", name=NAME, version=version, tracking_uri=tracking)
+        operator = PromoteModelOperator(
+            task_id="promote", name=NAME, version=version, mlflow_conn_id=mlflow_conn(tracking)
+        )
         barrier.wait()  # both tasks start at the same moment
         return operator.execute(
             {"dag_run": SimpleNamespace(dag_id="flights_training", run_id=f"run_{version}")}
@@ -155,13 +159,19 @@ def test_the_approval_sensor_defers_and_its_trigger_sees_a_cli_approval(tmp_path
 
     from airflow.sdk.exceptions import TaskDeferred
 
-    from airflow_mlops.operators.registry import ModelApprovalSensor
+    from airflow_mlops.sensors.approval import ModelApprovalSensor
     from airflow_mlops.triggers.approval import ModelApprovalTrigger
 
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     registry(tracking, tmp_path, versions=1)
     sensor = ModelApprovalSensor(
-        task_id="approve", name=NAME, version="1", tracking_uri=tracking, timeout=600, poke_interval=0.2
+        task_id="approve",
+        name=NAME,
+        version="1",
+        mlflow_conn_id=mlflow_conn(tracking),
+        deferrable=True,
+        timeout=600,
+        poke_interval=0.2,
     )
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})  # type: ignore[arg-type]
@@ -187,8 +197,8 @@ def test_the_approval_sensor_defers_and_its_trigger_sees_a_cli_approval(tmp_path
                 "alice",
                 "--why",
                 "card reviewed",
-                "--tracking-uri",
-                tracking,
+                "--mlflow-conn-id",
+                mlflow_conn(tracking),
             ],
             check=True,
             capture_output=True,
@@ -197,7 +207,7 @@ def test_the_approval_sensor_defers_and_its_trigger_sees_a_cli_approval(tmp_path
         return (await asyncio.wait_for(first, 30)).payload
 
     payload = asyncio.run(decision_after_cli_approval())
-    assert payload == {"decision": "approved", "name": NAME, "version": "1"}
+    assert payload == {"status": "success", "decision": "approved", "name": NAME, "version": "1"}
     outcome = sensor.execute_complete({}, payload)  # type: ignore[arg-type]
     assert outcome["by"] == "alice" and outcome["why"] == "card reviewed"
 
@@ -205,20 +215,24 @@ def test_the_approval_sensor_defers_and_its_trigger_sees_a_cli_approval(tmp_path
 def test_a_rejection_skips_promotion_with_the_reason_and_a_timeout_fails(tmp_path: Path) -> None:
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from airflow_mlops.operators.registry import ModelApprovalSensor
+    from airflow_mlops.sensors.approval import ModelApprovalSensor
 
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = registry(tracking, tmp_path, versions=2)
     decide(client, NAME, "1", False, "bob", "TPR gap on carrier too large")
-    sensor = ModelApprovalSensor(task_id="approve", name=NAME, version="1", tracking_uri=tracking)
+    sensor = ModelApprovalSensor(
+        task_id="approve", name=NAME, version="1", mlflow_conn_id=mlflow_conn(tracking)
+    )
     with pytest.raises(AirflowSkipException, match="rejected by bob: TPR gap on carrier too large"):
-        sensor.execute_complete({}, {"decision": "rejected"})  # type: ignore[arg-type]
+        sensor.execute_complete({}, {"status": "success", "decision": "rejected"})  # type: ignore[arg-type]
+    with pytest.raises(TriggerEventError, match=r"approval of flight_delay v1: .*'error': registry down"):
+        sensor.execute_complete({}, {"status": "error", "message": "registry down"})  # type: ignore[arg-type]
 
     waiting = ModelApprovalSensor(
         task_id="approve",
         name=NAME,
         version="2",
-        tracking_uri=tracking,
+        mlflow_conn_id=mlflow_conn(tracking),
         deferrable=False,
         mode="poke",
         poke_interval=0.1,
@@ -230,12 +244,12 @@ def test_a_rejection_skips_promotion_with_the_reason_and_a_timeout_fails(tmp_pat
 
 
 def test_auto_approval_is_recorded_as_the_policy(tmp_path: Path) -> None:
-    from airflow_mlops.operators.registry import ModelApprovalSensor
+    from airflow_mlops.sensors.approval import ModelApprovalSensor
 
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = registry(tracking, tmp_path, versions=1)
     outcome = ModelApprovalSensor(
-        task_id="approve", name=NAME, version="1", tracking_uri=tracking, auto_approve=True
+        task_id="approve", name=NAME, version="1", mlflow_conn_id=mlflow_conn(tracking), auto_approve=True
     ).execute({})  # type: ignore[arg-type]
     assert outcome["decision"] == "approved" and outcome["by"].startswith("auto-approve policy")
     assert state(client, NAME, "1") == "approved"

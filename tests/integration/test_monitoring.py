@@ -13,6 +13,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from tests.connections import mlflow_conn
 from tests.integration.test_flights_ingest import asset_events, load_dag, task_states
 from tests.model_server import TOKEN, Server
 
@@ -79,7 +80,7 @@ def serve(served: dict, frame: pd.DataFrame) -> dict[str, str]:
 def monitoring(served: dict, lake: Path, airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """flights_monitoring parsed against this server's request log and registry."""
     monkeypatch.setenv("AIRFLOW__MLOPS__SERVING_DIR", str(served["server"].state_dir))
-    monkeypatch.setenv("AIRFLOW__MLOPS__MLFLOW_TRACKING_URI", served["tracking"])
+    monkeypatch.setenv("AIRFLOW__MLOPS__MLFLOW_CONN_ID", mlflow_conn(served["tracking"]))
     dag = load_dag("flights_monitoring", "flights_monitoring.py")
 
     def run(window: dict[str, str], day: int) -> tuple[Any, dict[str, str]]:

@@ -16,6 +16,7 @@ import pytest
 
 from airflow_mlops.processes import stop_group
 from tests.conftest import free_port
+from tests.connections import mlflow_conn
 
 pytestmark = pytest.mark.integration
 MODEL = "flight_delay"
@@ -60,10 +61,11 @@ def api(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     (monitoring / "drift.html").write_text("<html><body>drift report</body></html>")
     passwords = root / "passwords.json"
     port = free_port()
+    mlflow_conn_id = mlflow_conn(tracking)  # in os.environ before it is copied
     env = {
         **os.environ,
         "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__MLOPS__MLFLOW_TRACKING_URI": tracking,
+        "AIRFLOW__MLOPS__MLFLOW_CONN_ID": mlflow_conn_id,
         "AIRFLOW__MLOPS__LAKE_URI": lake.as_uri(),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),

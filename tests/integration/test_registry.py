@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.connections import mlflow_conn
+
 pytestmark = pytest.mark.integration
 
 
@@ -93,7 +95,7 @@ def test_a_registered_version_carries_lineage_a_signature_and_a_model_card_with_
             report_dir=str(trained["root"] / "report"),
             champion_uri="models:/flight_delay@champion",
             importance_rows=0,
-            mlflow_tracking_uri=trained["tracking"],
+            mlflow_conn_id=mlflow_conn(trained["tracking"]),
         ).execute({})  # type: ignore[arg-type]
     finally:
         client.delete_registered_model_alias("flight_delay", "champion")

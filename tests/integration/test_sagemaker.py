@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
+from tests.connections import mlflow_conn
 from tests.training_sets import write_training_set
 
 pytestmark = pytest.mark.integration
@@ -185,8 +186,8 @@ def test_bad_input_stages_and_starts_nothing(training_set: str, platform: Platfo
     prefix = {"s3_prefix": "s3://ml-jobs/refused"}
     with pytest.raises(AirflowFailException, match=r"hyperparameters \['width'\] are not arguments"):
         operator(training_set, hyperparameters={"width": 3}, **prefix).execute(context())  # type: ignore[arg-type]
-    with pytest.raises(AirflowFailException, match=r"mlflow_tracking_uri 'sqlite:////tmp/m.db' is local"):
-        operator(training_set, mlflow_tracking_uri="sqlite:////tmp/m.db", **prefix).execute(context())  # type: ignore[arg-type]
+    with pytest.raises(AirflowFailException, match=r"'sqlite:////tmp/m.db' is local to this machine"):
+        operator(training_set, mlflow_conn_id=mlflow_conn("sqlite:////tmp/m.db"), **prefix).execute(context())  # type: ignore[arg-type]
     with pytest.raises(AirflowFailException, match=r"training_set: '/nowhere/manifest.json' does not exist"):
         operator("/nowhere/manifest.json", **prefix).execute(context())  # type: ignore[arg-type]
     with pytest.raises(AirflowFailException, match=r"s3_prefix must be an s3:// URI, got '/tmp/jobs'"):

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.connections import mlflow_conn
 
 pytestmark = pytest.mark.integration
 ROLE = "arn:aws:iam::123456789012:role/sagemaker-inference"
@@ -80,7 +81,7 @@ def deploy(registry: str, endpoint: str = "flight-delay", **arguments) -> dict:
         s3_prefix="s3://ml-models/serving",
         image_uri=IMAGE,
         role_arn=ROLE,
-        tracking_uri=registry,
+        mlflow_conn_id=mlflow_conn(registry),
         check_interval=1,
         **arguments,
     ).execute({"dag_run": SimpleNamespace(dag_id="flights_training", run_id="r1")})  # type: ignore[arg-type]
@@ -199,7 +200,7 @@ def test_refused_deployments_create_nothing(registry: str, sagemaker, arguments:
         "s3_prefix": "s3://ml-models/serving",
         "image_uri": IMAGE,
         "role_arn": ROLE,
-        "tracking_uri": registry,
+        "mlflow_conn_id": mlflow_conn(registry),
         "check_interval": 1,
     }
     with pytest.raises(ValueError, match=message):

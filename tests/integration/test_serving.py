@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import free_port
+from tests.connections import mlflow_conn
 from tests.model_server import TOKEN, Server
 
 pytestmark = pytest.mark.integration
@@ -462,7 +463,7 @@ def test_an_unhealthy_canary_is_rolled_back_rejected_and_skips_promotion(
         poke_interval=0.2,
         model_name=NAME,
         version="2",
-        tracking_uri=registry["tracking"],
+        mlflow_conn_id=mlflow_conn(registry["tracking"]),
         criteria={"min_requests": 5, "max_latency_ratio": 0.001, "latency_slack_ms": 0},
     )
     with pytest.raises(
@@ -677,7 +678,7 @@ def test_batch_prediction_scores_a_partition_with_the_champion_version(
         model_uri=f"models:/{NAME}@champion",
         output_uri=str(tmp_path / "out" / "predictions.parquet"),
         key_columns=["flight_id"],
-        tracking_uri=registry["tracking"],
+        mlflow_conn_id=mlflow_conn(registry["tracking"]),
         chunk_rows=1000,
     ).execute({"outlet_events": {}})  # type: ignore[arg-type]
     predictions = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
@@ -718,7 +719,7 @@ def test_batch_prediction_refuses_bad_input_and_writes_nothing(
             change.get("input_uri", str(partition)),
             f"models:/{NAME}/1",
             str(tmp_path / "out.parquet"),
-            tracking_uri=registry["tracking"],
+            mlflow_conn_id=mlflow_conn(registry["tracking"]),
             key_columns=change.get("key_columns", ["flight_id"]),
         )
     assert not (tmp_path / "out.parquet").exists()
@@ -740,7 +741,7 @@ def test_flights_batch_scoring_scores_the_held_out_split_with_the_champion(
     client.create_registered_model("flight_delay")
     client.create_model_version("flight_delay", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
     client.set_registered_model_alias("flight_delay", "champion", "1")
-    monkeypatch.setenv("AIRFLOW__MLOPS__MLFLOW_TRACKING_URI", tracking)
+    monkeypatch.setenv("AIRFLOW__MLOPS__MLFLOW_CONN_ID", mlflow_conn(tracking))
 
     dag_run = load_dag("flights_batch_scoring", "flights_batch_scoring.py").test(
         logical_date=datetime(2013, 3, 2, tzinfo=UTC),

@@ -27,6 +27,7 @@ from airflow_mlops.processes import alive, group_alive, process_tree, processes
 from airflow_mlops.stack import REPLICAS, StackError, down, start_service, stop_service, up
 from benchmarks.load import run_load
 from tests.conftest import _apt_install, _postgres_bin
+from tests.connections import mlflow_conn
 
 pytestmark = pytest.mark.integration
 OFFSET = 1000  # beside a stack a developer may run on the default ports
@@ -227,7 +228,7 @@ def test_one_month_of_continuous_training_on_the_stack(
 
     run_id = wait_for("flights_training to register a model version", registered, 420)
     version = str(api.xcom("flights_training", run_id, "register")["version"])
-    tracking = stack_env["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
+    tracking = stack_tracking_uri(stack_env)
     subprocess.run(
         [
             AIRFLOW_MLOPS,
@@ -240,8 +241,8 @@ def test_one_month_of_continuous_training_on_the_stack(
             "stack-test",
             "--why",
             "scale-out month",
-            "--tracking-uri",
-            tracking,
+            "--mlflow-conn-id",
+            mlflow_conn(tracking),
         ],
         check=True,
         capture_output=True,
@@ -376,7 +377,7 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
         )
 
     version = wait_for("the retrained model's registration", registered, 300)
-    tracking = stack_env["AIRFLOW__MLOPS__MLFLOW_TRACKING_URI"]
+    tracking = stack_tracking_uri(stack_env)
     subprocess.run(
         [
             AIRFLOW_MLOPS,
@@ -389,8 +390,8 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
             "stack-test",
             "--why",
             "retrained after drift",
-            "--tracking-uri",
-            tracking,
+            "--mlflow-conn-id",
+            mlflow_conn(tracking),
         ],
         check=True,
         capture_output=True,
@@ -592,3 +593,9 @@ def test_stack_down_stops_everything(stack: dict[str, Any]) -> None:
     assert not (root / "stack.json").exists()
     with pytest.raises(StackError, match="no stack recorded"):
         down(root)
+
+
+def stack_tracking_uri(stack_env: dict[str, str]) -> str:
+    """The stack's MLflow server, from its ``mlflow_default`` connection."""
+    conn = json.loads(stack_env["AIRFLOW_CONN_MLFLOW_DEFAULT"])
+    return f"{conn['schema']}://{conn['host']}:{conn['port']}"

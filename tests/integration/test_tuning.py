@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.connections import optuna_conn
 from tests.integration.test_flights_ingest import load_dag
 from tests.training_sets import write_training_set
 
@@ -76,7 +77,11 @@ def test_a_pruned_trial_stops_early_and_a_study_without_a_complete_trial_fails(
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     # Every validation loss is above 0: the threshold pruner stops each trial after its first epoch.
     trials = run_study(
-        training_set, tmp_path, n_trials=1, storage=storage, pruner={"type": "threshold", "upper": 0.0}
+        training_set,
+        tmp_path,
+        n_trials=1,
+        optuna_conn_id=optuna_conn(storage),
+        pruner={"type": "threshold", "upper": 0.0},
     )
 
     assert [t["state"] for t in trials] == ["PRUNED"]
@@ -85,7 +90,9 @@ def test_a_pruned_trial_stops_early_and_a_study_without_a_complete_trial_fails(
         result = json.loads((tmp_path / "out" / f"trial-{trial['trial']}" / "result.json").read_text())
         assert result["epochs"] == 1 and result["hyperparameters"]["hidden"] == trial["params"]["hidden"]
     with pytest.raises(AirflowFailException, match=r"no trial completed.*'PRUNED': 1"):
-        BestTrialOperator(task_id="best", study_name="s", storage=storage).execute(context())  # type: ignore[arg-type]
+        BestTrialOperator(task_id="best", study_name="s", optuna_conn_id=optuna_conn(storage)).execute(
+            context()
+        )  # type: ignore[arg-type]
 
 
 def test_a_study_in_postgres_storage_from_an_airflow_connection(
@@ -103,14 +110,14 @@ def test_a_study_in_postgres_storage_from_an_airflow_connection(
     monkeypatch.setenv("AIRFLOW_CONN_OPTUNA_DB", database)
 
     trials = run_study(
-        training_set, tmp_path, n_trials=2, storage_conn_id="optuna_db", pruner={"type": "none"}
+        training_set, tmp_path, n_trials=2, optuna_conn_id="optuna_db", pruner={"type": "none"}
     )
 
     assert [t["state"] for t in trials] == ["COMPLETE", "COMPLETE"]
     with sqlalchemy.create_engine(postgres_url.rsplit("/", 1)[0] + "/optuna").connect() as connection:
         stored = connection.execute(sqlalchemy.text("SELECT number, state FROM trials ORDER BY number")).all()
     assert [tuple(row) for row in stored] == [(0, "COMPLETE"), (1, "COMPLETE")]
-    best = BestTrialOperator(task_id="best", study_name="s", storage_conn_id="optuna_db").execute(context())  # type: ignore[arg-type]
+    best = BestTrialOperator(task_id="best", study_name="s", optuna_conn_id="optuna_db").execute(context())  # type: ignore[arg-type]
     assert best["best_value"] == min(t["value"] for t in trials)
 
 
@@ -121,13 +128,13 @@ def test_a_retried_trial_resumes_the_same_trial(training_set: str, tmp_path: Pat
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     CreateStudyOperator(
-        task_id="create", study_name="s", search_space=SPACE, n_trials=1, storage=storage
+        task_id="create", study_name="s", search_space=SPACE, n_trials=1, optuna_conn_id=optuna_conn(storage)
     ).execute(context())  # type: ignore[arg-type]
     arguments = {
         "task_id": "trial",
         "study_name": "s",
         "training_set": training_set,
-        "storage": storage,
+        "optuna_conn_id": optuna_conn(storage),
         "output_dir": str(tmp_path / "out"),
         "checkpoint_root": str(tmp_path / "ckpt"),
         "max_epochs": 2,
