@@ -1,7 +1,10 @@
 """Extra links on our operators' task instances: the MLflow run, the model version, the reports.
 
-Airflow 3's API server shows a link by reading the XCom stored under the link's ``xcom_key``, so
-an operator stores each URL when it knows it (``persist``). Reports and model versions open in the
+Airflow 3's API server shows a link by reading the XCom stored under the link's ``xcom_key``; the
+task runner writes that XCom when the task finishes, with what ``get_link`` returns in the task's
+process. An operator records each URL on itself when it knows it (``persist``), and ``get_link``
+returns it from there: nothing is read back from XCom, so a task that has no URL to give (no
+MLflow UI configured, say) stores an empty link instead of logging a missing XCom. Reports and model versions open in the
 plugin's pages (``/mlops``, same origin as the UI); the MLflow run opens in MLflow's own UI when
 ``[mlops] mlflow_ui_url`` names it (an embedded SQLite store has no UI to link to).
 """
@@ -18,23 +21,24 @@ if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
 
 
+RECORDED = "_mlops_link_urls"  # the operator attribute holding the URLs recorded while it ran
+
+
 class _StoredLink(BaseOperatorLink):
-    """A link whose URL the operator stored in XCom while it ran ("" when it stored none)."""
+    """A link whose URL the operator recorded while it ran ("" when it recorded none)."""
 
     name = ""
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        return XCom.get_value(ti_key=ti_key, key=self.xcom_key) or ""
+        return str(getattr(operator, RECORDED, {}).get(self.xcom_key, ""))
 
     @classmethod
     def persist(cls, context: Context, url: str) -> None:
-        """Store ``url`` for this task instance; nothing when empty, or when the operator runs
-        outside a task instance (``execute`` called directly: no ``ti`` to push to)."""
-        ti: Any = context.get("ti") if hasattr(context, "get") else None
-        if url and hasattr(ti, "xcom_push"):
-            ti.xcom_push(key=cls().xcom_key, value=url)
+        """Record ``url`` on the running task for the task runner to store as this link; nothing
+        when empty, or when the operator runs outside a task instance (no ``task`` in context)."""
+        task: Any = context.get("task") if hasattr(context, "get") else None
+        if url and task is not None:
+            task.__dict__.setdefault(RECORDED, {})[cls().xcom_key] = url
 
 
 class MLflowRunLink(_StoredLink):

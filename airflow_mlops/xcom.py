@@ -36,8 +36,8 @@ class MaterializeResult(TypedDict):
 class FeatureBuildResult(TypedDict):
     """``BuildFlightFeaturesOperator``: months built or skipped (unchanged inputs), rows per table."""
 
-    built: list[int]
-    skipped: list[int]
+    built: list[str]
+    skipped: list[str]
     tables: dict[str, int]
 
 
@@ -57,11 +57,12 @@ class TrialResult(TypedDict):
 
     trial: int
     state: str
-    value: float | None
     params: dict[str, Any]
-    mlflow_run_id: str
+    metric: str
+    value: float | None
     pruned_at_epoch: int | None
-    metrics: dict[str, float]
+    mlflow_run_id: str | None
+    metrics: dict[str, float] | None
 
 
 class StudyResult(TypedDict):
@@ -73,7 +74,8 @@ class StudyResult(TypedDict):
     best_params: dict[str, Any]
     metric: str
     states: dict[str, int]
-    mlflow_run_id: str
+    mlflow_run_id: str | None
+    best_mlflow_run_id: str | None
 
 
 class EvaluationResult(TypedDict):
@@ -85,6 +87,13 @@ class EvaluationResult(TypedDict):
     champion_overall: dict[str, float] | None
     fairness: dict[str, dict[str, float]]
     rows: int
+
+
+class GateOutcome(TypedDict):
+    """``EvaluationGateOperator`` (on a pass; a failed gate skips): every rule with its numbers."""
+
+    passed: bool
+    rules: list[dict[str, Any]]
 
 
 class RegisteredVersion(TypedDict):

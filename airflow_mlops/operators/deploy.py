@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator
 from airflow_mlops.audit import actor
 from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.lineage import LineageMixin, endpoint_lineage
+from airflow_mlops.xcom import DeploymentResult
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -83,7 +84,7 @@ class DeployModelOperator(LineageMixin, BaseOperator):
             feature_service,
         )
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> DeploymentResult:
         from airflow_mlops.hooks.model_server import ModelServerHook
 
         hook = ModelServerHook(self.model_server_conn_id)

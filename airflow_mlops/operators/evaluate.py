@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
 
@@ -13,6 +13,7 @@ from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.lineage import LineageMixin, storage_name
 from airflow_mlops.links import EvaluationReportLink, MLflowRunLink, mlflow_run_url, report_url
+from airflow_mlops.xcom import EvaluationResult, GateOutcome
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -94,7 +95,7 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         self.mlflow_run_id = mlflow_run_id
         self.mlflow_conn_id = mlflow_conn_id
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> EvaluationResult:
         from airflow_mlops.artifacts import write_atomically
         from airflow_mlops.evaluation.report import dumps, evaluate, finite, importance, render_html
         from airflow_mlops.evaluation.scoring import Scorer, read_rows
@@ -173,15 +174,18 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
                 ],
             )
         )
-        return finite(
-            {
-                "report_uri": (folder / "evaluation.json").resolve().as_uri(),
-                "report_html_uri": (folder / "evaluation.html").resolve().as_uri(),
-                "overall": overall,
-                "champion_overall": report["champion"]["overall"] if report["champion"] else None,
-                "fairness": report["fairness"],
-                "rows": int(overall["rows"]),
-            }
+        return cast(
+            EvaluationResult,
+            finite(
+                {
+                    "report_uri": (folder / "evaluation.json").resolve().as_uri(),
+                    "report_html_uri": (folder / "evaluation.html").resolve().as_uri(),
+                    "overall": overall,
+                    "champion_overall": report["champion"]["overall"] if report["champion"] else None,
+                    "fairness": report["fairness"],
+                    "rows": int(overall["rows"]),
+                }
+            ),
         )
 
     def _champion_dataset(self, folder: str) -> tuple[str, str]:
@@ -273,7 +277,7 @@ class EvaluationGateOperator(MlflowOperatorMixin, BaseOperator):
         check_gate(gate)
         return gate
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> GateOutcome:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from airflow_mlops.artifacts import write_atomically
@@ -303,4 +307,4 @@ class EvaluationGateOperator(MlflowOperatorMixin, BaseOperator):
                 + "; ".join(f"{r.rule} ({r.detail})" for r in failed)
             )
         self.log.info("Gate passed: %d rules", len(results))
-        return finite({"passed": True, "rules": as_records(results)})
+        return cast(GateOutcome, finite({"passed": True, "rules": as_records(results)}))

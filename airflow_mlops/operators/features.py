@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.lineage import LineageMixin, split_lineage, storage_name
+from airflow_mlops.xcom import FeatureBuildResult, MaterializeResult
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,7 +98,7 @@ class FeastMaterializeOperator(_FeastOperator):
         self.end = end
         self.feature_views = feature_views
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> MaterializeResult:
         start = _timestamp(self.start, "start") if self.start else context["data_interval_start"]
         end = _timestamp(self.end, "end") if self.end else context["data_interval_end"]
         if start is None or end is None:
@@ -350,7 +351,7 @@ class FlightFeaturesOperator(LineageMixin, BaseOperator):
             data = handle.read()
         return pd.read_parquet(io.BytesIO(data)), hashlib.sha256(data).hexdigest()
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> FeatureBuildResult:
         import json
 
         import pandas as pd

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote_plus
 
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.exceptions import LandingFileError
 from airflow_mlops.triggers.landing import CLAIMED_DIR
+from airflow_mlops.xcom import IngestResult, LandedFile
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -34,7 +35,7 @@ class SeedFlightsSourceOperator(BaseOperator):
         self.source_conn_id = source_conn_id
         self.months = months
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> IngestResult:
         from airflow_mlops.data.flights import seed_source_db
         from airflow_mlops.hooks.sql import get_sqlalchemy_engine
 
@@ -47,7 +48,7 @@ class SeedFlightsSourceOperator(BaseOperator):
         result: dict[str, Any] = {"rows": summary.rows}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = result
-        return result
+        return cast(IngestResult, result)
 
 
 class LoadLandingFileOperator(BaseOperator):
@@ -83,7 +84,7 @@ class LoadLandingFileOperator(BaseOperator):
         self.source = source
         self.storage_conn_id = storage_conn_id
 
-    def execute(self, context: Context) -> list[dict[str, Any]]:
+    def execute(self, context: Context) -> list[LandedFile]:
         from airflow.sdk.exceptions import AirflowFailException
 
         try:
@@ -91,7 +92,7 @@ class LoadLandingFileOperator(BaseOperator):
         except LandingFileError as err:  # the file is what it is: a retry would refuse it again
             raise AirflowFailException(str(err)) from err
 
-    def _load(self, context: Context) -> list[dict[str, Any]]:
+    def _load(self, context: Context) -> list[LandedFile]:
         import pandas as pd
         from airflow.sdk import ObjectStoragePath
 
@@ -113,7 +114,7 @@ class LoadLandingFileOperator(BaseOperator):
                 "from a landing-file or S3/SQS event)"
             )
         engine = get_sqlalchemy_engine(self.source_conn_id)
-        loaded = []
+        loaded: list[LandedFile] = []
         try:
             for uri in uris:
                 path = _locate(ObjectStoragePath(uri, conn_id=self.storage_conn_id), uri)

@@ -6,13 +6,14 @@ import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.links import MonitoringReportLink, report_url
+from airflow_mlops.xcom import DriftResult, PerformanceResult
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -181,7 +182,7 @@ class DriftMonitorOperator(_RequestLogMonitor):
         self.min_drifted, self.prediction_psi_threshold = min_drifted, prediction_psi_threshold
         self.reference_sample = reference_sample
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> DriftResult:
         import numpy as np
 
         from airflow_mlops.evaluation.report import finite
@@ -260,23 +261,26 @@ class DriftMonitorOperator(_RequestLogMonitor):
         )
         for reason in reasons or ["no drift"]:
             self.log.info("%s: %s", self.endpoint, reason)
-        return dict(
-            finite(
-                {
-                    "report_uri": report_uri,
-                    "report_html_uri": html_uri,
-                    "score": report["score"],
-                    "drifted": report["drifted"],
-                    "features": features,
-                    "breached": bool(reasons),
-                    "reasons": reasons,
-                    "rows": len(served),
-                    "version": version,
-                    "prediction_psi": predictions["psi"] if predictions else None,
-                    "window": span,
-                    "mlflow_run_id": run_id,
-                }
-            )
+        return cast(
+            DriftResult,
+            dict(
+                finite(
+                    {
+                        "report_uri": report_uri,
+                        "report_html_uri": html_uri,
+                        "score": report["score"],
+                        "drifted": report["drifted"],
+                        "features": features,
+                        "breached": bool(reasons),
+                        "reasons": reasons,
+                        "rows": len(served),
+                        "version": version,
+                        "prediction_psi": predictions["psi"] if predictions else None,
+                        "window": span,
+                        "mlflow_run_id": run_id,
+                    }
+                )
+            ),
         )
 
     def _model_dir(self, version: str, scratch: Path) -> Path | None:
@@ -373,7 +377,7 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
         self.labels, self.label_key, self.label_column = labels, label_key, label_column
         self.min_auc, self.max_calibration_error, self.threshold = min_auc, max_calibration_error, threshold
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> PerformanceResult:
         import pandas as pd
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -468,20 +472,23 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
             overall["unlabeled_predictions"],
             "; " + "; ".join(reasons) if reasons else "",
         )
-        return dict(
-            finite(
-                {
-                    "report_uri": report_uri,
-                    "report_html_uri": html_uri,
-                    "overall": overall,
-                    "versions": versions,
-                    "labelled": overall["labelled"],
-                    "breached": bool(reasons),
-                    "reasons": reasons,
-                    "window": span,
-                    "mlflow_run_id": run_id,
-                }
-            )
+        return cast(
+            PerformanceResult,
+            dict(
+                finite(
+                    {
+                        "report_uri": report_uri,
+                        "report_html_uri": html_uri,
+                        "overall": overall,
+                        "versions": versions,
+                        "labelled": overall["labelled"],
+                        "breached": bool(reasons),
+                        "reasons": reasons,
+                        "window": span,
+                        "mlflow_run_id": run_id,
+                    }
+                )
+            ),
         )
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
+from airflow_mlops.xcom import PredictionResult
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -50,7 +51,7 @@ class BatchPredictionOperator(MlflowOperatorMixin, BaseOperator):
         self.input_uri, self.model_uri, self.output_uri = input_uri, model_uri, output_uri
         self.key_columns, self.mlflow_conn_id, self.chunk_rows = list(key_columns), mlflow_conn_id, chunk_rows
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> PredictionResult:
         from airflow_mlops.serving.batch import predict_partition
 
         result = predict_partition(
@@ -71,4 +72,4 @@ class BatchPredictionOperator(MlflowOperatorMixin, BaseOperator):
         )
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = result
-        return result
+        return cast(PredictionResult, result)

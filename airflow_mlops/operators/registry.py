@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
 
@@ -21,6 +21,7 @@ from airflow_mlops.lineage import (
     storage_name,
 )
 from airflow_mlops.links import MLflowRunLink, ModelVersionLink, mlflow_run_url, model_version_url
+from airflow_mlops.xcom import PromotionOutcome, RegisteredVersion, RollbackOutcome
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -70,7 +71,7 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         self.card_dir, self.mlflow_conn_id = card_dir, mlflow_conn_id
         self.intended_use, self.limitations = intended_use, limitations
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> RegisteredVersion:
         import pandas as pd
 
         import airflow_mlops
@@ -121,7 +122,7 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         ModelVersionLink.persist(context, model_version_url(self.name, registered["version"]))
         MLflowRunLink.persist(context, mlflow_run_url(result["mlflow_run_id"]))
         self.record_lineage(lambda: self._lineage(result, registered["version"], evaluation, manifest_uri))
-        return dict(finite(registered))
+        return cast(RegisteredVersion, finite(registered))
 
     def _lineage(
         self, result: dict[str, Any], version: str, evaluation: dict[str, Any], training_set: str
@@ -172,7 +173,7 @@ class PromoteModelOperator(MlflowOperatorMixin, BaseOperator):
         super().__init__(**kwargs)
         self.name, self.version, self.reason, self.mlflow_conn_id = name, version, reason, mlflow_conn_id
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> PromotionOutcome:
         from airflow_mlops.registry.governance import promote
 
         outcome = promote(
@@ -183,7 +184,7 @@ class PromoteModelOperator(MlflowOperatorMixin, BaseOperator):
             self.reason,
         )
         self.log.info("%s champion: v%s (previous: %s)", self.name, outcome["champion"], outcome["previous"])
-        return outcome
+        return cast(PromotionOutcome, outcome)
 
 
 class RollbackModelOperator(MlflowOperatorMixin, BaseOperator):
@@ -203,7 +204,7 @@ class RollbackModelOperator(MlflowOperatorMixin, BaseOperator):
         super().__init__(**kwargs)
         self.name, self.reason, self.mlflow_conn_id = name, reason, mlflow_conn_id
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> RollbackOutcome:
         from airflow_mlops.registry.governance import rollback
 
         outcome = rollback(
@@ -215,4 +216,4 @@ class RollbackModelOperator(MlflowOperatorMixin, BaseOperator):
             outcome["champion"],
             outcome["rolled_back"],
         )
-        return outcome
+        return cast(RollbackOutcome, outcome)

@@ -18,6 +18,7 @@ from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.operators.deploy import DeployModelOperator
 from airflow_mlops.operators.train import TrainingArgumentsMixin
+from airflow_mlops.xcom import DeploymentResult
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -300,7 +301,7 @@ class SageMakerDeployModelOperator(MlflowOperatorMixin, DeployModelOperator):
         self.instance_type, self.instance_count = instance_type, instance_count
         self.aws_conn_id, self.check_interval = aws_conn_id, check_interval
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> DeploymentResult:
         from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 
         from airflow_mlops.serving.policies import Policy

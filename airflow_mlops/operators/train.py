@@ -11,13 +11,14 @@ import tempfile
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.lineage import LineageMixin, storage_name
 from airflow_mlops.links import MLflowRunLink, mlflow_run_url
+from airflow_mlops.xcom import TrainingResult
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -213,7 +214,7 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
             ]
         return command
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> TrainingResult:
         result = self.train(self.build_spec(context))
         if isinstance(result, dict) and result.get("mlflow_run_id"):
             MLflowRunLink.persist(context, mlflow_run_url(result["mlflow_run_id"]))
@@ -221,7 +222,7 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
             self.record_lineage(
                 lambda: ([storage_name(self.training_set)], [storage_name(result["model_uri"])])
             )
-        return result
+        return cast(TrainingResult, result)
 
     def train(self, spec: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Check ``spec``, run the driver (with ``env`` added to its environment), return ``result.json``."""

@@ -6,13 +6,14 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.operators.train import LightningTrainOperator
+from airflow_mlops.xcom import StudyResult, TrialResult
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -206,7 +207,7 @@ class TuneTrialOperator(LightningTrainOperator):
         self.optuna_conn_id = optuna_conn_id
         self.pruner = dict(pruner if pruner is not None else DEFAULT_PRUNER)
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> TrialResult:  # type: ignore[override]  # a trial pushes its summary
         from optuna.trial import TrialState
 
         from airflow_mlops.training.tuning import STORAGE_ENV, distributions
@@ -268,7 +269,7 @@ class TuneTrialOperator(LightningTrainOperator):
         return trial.number, trial._trial_id
 
     @staticmethod
-    def _summary(frozen: Any, metric: str) -> dict[str, Any]:
+    def _summary(frozen: Any, metric: str) -> TrialResult:
         reported = frozen.intermediate_values
         return {
             "trial": frozen.number,
@@ -316,7 +317,7 @@ class BestTrialOperator(MlflowOperatorMixin, BaseOperator):
         self.optuna_conn_id = optuna_conn_id
         self.mlflow_conn_id = mlflow_conn_id
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> StudyResult:
         from collections import Counter
 
         from airflow.sdk.exceptions import AirflowFailException
@@ -353,7 +354,7 @@ class BestTrialOperator(MlflowOperatorMixin, BaseOperator):
             self._log_to_mlflow(study, summary)
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = summary
-        return summary
+        return cast(StudyResult, summary)
 
     def _log_to_mlflow(self, study: Any, summary: dict[str, Any]) -> None:
         from mlflow.entities import Metric, Param

@@ -8,6 +8,7 @@ versions installed here.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from importlib import metadata
@@ -92,6 +93,9 @@ def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | No
 
     if model_uri.startswith(("models:/", "runs:/")):
         import mlflow
+
+        # No progress bar per file: the server's and the tasks' logs stay readable (a person may still turn it on).
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
         location, registered = model_uri, registered_version(model_uri, tracking_uri)
         if registered:  # resolved here: MLflow's models:/ download consults the global registry URI

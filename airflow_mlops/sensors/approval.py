@@ -79,7 +79,7 @@ class ModelApprovalSensor(MlflowOperatorMixin, BaseSensorOperator):
 
         self.defer(
             trigger=ModelApprovalTrigger(
-                mlflow_conn_id=self.mlflow_conn_id,
+                mlflow_conn_id=self.mlflow_hook.mlflow_conn_id,
                 name=self.name,
                 version=str(self.version),
                 poke_interval=self.poke_interval,
