@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from airflow_mlops.exceptions import MLOpsConfigError, ModelNotFoundError
+from airflow_mlops.exceptions import MLOpsConfigError
 
 
 def read_rows(path: str | Path) -> Any:
@@ -41,7 +41,7 @@ class Scorer:
         folder = Path(str(model_dir).removeprefix("file://"))
         config_path = folder / "config.json"
         if not config_path.is_file() or not (folder / "model.pt").is_file():
-            raise ModelNotFoundError(f"model {model_dir!r}: expected model.pt and config.json in the folder")
+            raise MLOpsConfigError(f"model {model_dir!r}: expected model.pt and config.json in the folder")
         if chunk_rows < 1 or block_rows < 1:
             raise MLOpsConfigError(
                 f"chunk_rows and block_rows must be positive, got {chunk_rows!r} and {block_rows!r}"

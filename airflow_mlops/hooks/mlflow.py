@@ -149,6 +149,14 @@ class MlflowHook(BaseHook):
             return {USERNAME_ENV: conn.login, PASSWORD_ENV: conn.password}
         return {TOKEN_ENV: conn.password}
 
+    def prepare_store(self) -> str:
+        """The tracking URI, with a SQLite store's folder made (SQLite creates the file, not its
+        folder); imports nothing, so a task process that only launches others stays light."""
+        uri = self.tracking_uri
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return uri
+
     def get_conn(self) -> MlflowClient:
         """An ``MlflowClient`` on the connection's tracking store and registry (cached)."""
         return self._client
@@ -157,9 +165,7 @@ class MlflowHook(BaseHook):
     def _client(self) -> MlflowClient:
         from mlflow import MlflowClient
 
-        uri = self.tracking_uri
-        if uri.startswith("sqlite:///"):  # SQLite creates the file, not its folder
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        uri = self.prepare_store()
         self.log.debug("MLflow client on %s", uri)
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 

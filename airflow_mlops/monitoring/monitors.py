@@ -204,3 +204,66 @@ def performance_report(joined: Any, *, label_column: str = "label", threshold: f
         "unmatched_labels": joined.attrs.get("unmatched_labels", 0),
         "unlabeled_predictions": joined.attrs.get("unlabeled_predictions", 0),
     }
+
+
+def drift_breaches(
+    report: Mapping[str, Any],
+    predictions: Mapping[str, Any] | None,
+    *,
+    min_drifted: int,
+    prediction_psi_threshold: float,
+) -> list[str]:
+    """Why a drift report breaches its thresholds (empty: it does not): at least ``min_drifted``
+    features drifted, or the served predictions' PSI against the reference's exceeds its bound."""
+    reasons = []
+    if len(report["drifted"]) >= min_drifted:
+        details = "; ".join(
+            f"{c['column']} {c['metric']}={c['value']:.3f} > {c['threshold']}"
+            for c in report["columns"]
+            if c["drifted"]
+        )
+        reasons.append(
+            f"{len(report['drifted'])} feature(s) drifted (at least {min_drifted} breach): {details}"
+        )
+    if predictions and predictions["psi"] > prediction_psi_threshold:
+        reasons.append(f"predictions drifted: PSI {predictions['psi']:.3f} > {prediction_psi_threshold}")
+    return reasons
+
+
+def performance_breaches(
+    overall: Mapping[str, Any], *, min_auc: float | None, max_calibration_error: float | None
+) -> list[str]:
+    """Why served performance breaches its bounds (empty: it does not); a NaN metric breaches."""
+    reasons = []
+    if min_auc is not None and not overall["auc"] >= min_auc:
+        reasons.append(f"AUC {overall['auc']:.4f} < {min_auc} on {overall['labelled']} labelled predictions")
+    if max_calibration_error is not None and not overall["calibration_error"] <= max_calibration_error:
+        reasons.append(f"calibration error {overall['calibration_error']:.4f} > {max_calibration_error}")
+    return reasons
+
+
+def labels_by_prediction(served: Any, labels: Any, *, label_key: str, label_column: str, source: str) -> Any:
+    """The labels as ``prediction_id`` -> label, keyed by the prediction id or by a feature the
+    requests sent (then each key must be labelled once); ``source`` names the labels in errors."""
+    for column in (label_key, label_column):
+        if column not in labels.columns:
+            raise MonitoringError(
+                f"labels {source}: no column {column!r} (rule: labels have "
+                f"{[label_key, label_column]}; columns: {list(labels.columns)})"
+            )
+    if label_key not in served.columns:
+        raise MonitoringError(
+            f"the requests carry no {label_key!r} (rule: label_key is prediction_id or a feature the requests send)"
+        )
+    if label_key == "prediction_id":
+        return labels
+    duplicated = labels[label_key][labels[label_key].duplicated()].unique().tolist()
+    if duplicated:
+        raise MonitoringError(
+            f"labels {source}: {label_key} values {duplicated[:5]} are labelled "
+            f"more than once ({len(duplicated)} in all; rule: one label per key)"
+        )
+    keyed = served[["prediction_id", label_key]].merge(
+        labels[[label_key, label_column]], on=label_key, how="inner"
+    )
+    return keyed[["prediction_id", label_column]]

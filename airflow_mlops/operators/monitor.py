@@ -186,7 +186,7 @@ class DriftMonitorOperator(_RequestLogMonitor):
         import numpy as np
 
         from airflow_mlops.evaluation.report import finite
-        from airflow_mlops.monitoring.monitors import drift_report, prediction_drift
+        from airflow_mlops.monitoring.monitors import drift_breaches, drift_report, prediction_drift
         from airflow_mlops.monitoring.report import render_drift_html
 
         served, span = self.served(context)
@@ -217,20 +217,12 @@ class DriftMonitorOperator(_RequestLogMonitor):
                     "reference": np.quantile(expected, grid).tolist(),
                     "served": np.quantile(served["probability"], grid).tolist(),
                 }
-        reasons = []
-        if len(report["drifted"]) >= self.min_drifted:
-            details = "; ".join(
-                f"{c['column']} {c['metric']}={c['value']:.3f} > {c['threshold']}"
-                for c in report["columns"]
-                if c["drifted"]
-            )
-            reasons.append(
-                f"{len(report['drifted'])} feature(s) drifted (at least {self.min_drifted} breach): {details}"
-            )
-        if predictions and predictions["psi"] > self.prediction_psi_threshold:
-            reasons.append(
-                f"predictions drifted: PSI {predictions['psi']:.3f} > {self.prediction_psi_threshold}"
-            )
+        reasons = drift_breaches(
+            report,
+            predictions,
+            min_drifted=self.min_drifted,
+            prediction_psi_threshold=self.prediction_psi_threshold,
+        )
         report.update(
             endpoint=self.endpoint,
             window=span,
@@ -383,33 +375,23 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
 
         from airflow_mlops.evaluation.metrics import calibration_curve
         from airflow_mlops.evaluation.report import finite
-        from airflow_mlops.monitoring.monitors import MonitoringError, join_labels, performance_report
+        from airflow_mlops.monitoring.monitors import (
+            MonitoringError,
+            join_labels,
+            labels_by_prediction,
+            performance_breaches,
+            performance_report,
+        )
         from airflow_mlops.monitoring.report import render_performance_html
 
         served, span = self.served(context)
         labels = pd.read_parquet(_local(self.labels))
-        for column in (self.label_key, self.label_column):
-            if column not in labels.columns:
-                raise MonitoringError(
-                    f"labels {self.labels}: no column {column!r} (rule: labels have "
-                    f"{[self.label_key, self.label_column]}; columns: {list(labels.columns)})"
-                )
-        if self.label_key not in served.columns:
-            raise MonitoringError(
-                f"{self.task_id}: the requests of {self.endpoint!r} carry no {self.label_key!r} "
-                f"(rule: label_key is prediction_id or a feature the requests send)"
+        try:
+            labels = labels_by_prediction(
+                served, labels, label_key=self.label_key, label_column=self.label_column, source=self.labels
             )
-        if self.label_key != "prediction_id":
-            duplicated = labels[self.label_key][labels[self.label_key].duplicated()].unique().tolist()
-            if duplicated:
-                raise MonitoringError(
-                    f"labels {self.labels}: {self.label_key} values {duplicated[:5]} are labelled "
-                    f"more than once ({len(duplicated)} in all; rule: one label per key)"
-                )
-            keyed = served[["prediction_id", self.label_key]].merge(
-                labels[[self.label_key, self.label_column]], on=self.label_key, how="inner"
-            )
-            labels = keyed[["prediction_id", self.label_column]]
+        except MonitoringError as err:
+            raise MonitoringError(f"{self.task_id} ({self.endpoint!r}): {err}") from err
         joined = join_labels(served, labels, label_column=self.label_column)
         if len(joined) == 0:
             raise AirflowSkipException(
@@ -425,18 +407,9 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
             if "version" in joined
             else {}
         )
-        reasons = []
-        if self.min_auc is not None and not overall["auc"] >= self.min_auc:
-            reasons.append(
-                f"AUC {overall['auc']:.4f} < {self.min_auc} on {overall['labelled']} labelled predictions"
-            )
-        if (
-            self.max_calibration_error is not None
-            and not overall["calibration_error"] <= self.max_calibration_error
-        ):
-            reasons.append(
-                f"calibration error {overall['calibration_error']:.4f} > {self.max_calibration_error}"
-            )
+        reasons = performance_breaches(
+            overall, min_auc=self.min_auc, max_calibration_error=self.max_calibration_error
+        )
         report = {
             "endpoint": self.endpoint,
             "window": span,

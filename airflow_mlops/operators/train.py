@@ -259,7 +259,7 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
         from airflow_mlops.training.spec import SpecError
 
         if self.mlflow_conn_id:  # the store's folder, and its credentials for the workers
-            self.mlflow_hook.get_conn()
+            self.mlflow_hook.prepare_store()
             extra_env = {**self.mlflow_hook.credentials_env(), **extra_env}
         self.log.info(
             "Launching %d x %d training processes: %s", self.num_nodes, self.devices, " ".join(command)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import posixpath
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +16,8 @@ from airflow_mlops.links import ValidationReportLink, report_url
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
+    from airflow_mlops.data.quarantine import PartitionFiles
     from airflow_mlops.data.validation import Validation, ValidationReport
-
-REPORT_JSON = "report.json"
-REPORT_HTML = "report.html"
 
 
 class DataValidationOperator(LineageMixin, BaseOperator):
@@ -111,6 +108,7 @@ class DataValidationOperator(LineageMixin, BaseOperator):
     def execute(self, context: Context) -> str:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from airflow_mlops.data.quarantine import REPORT_HTML, REPORT_JSON, PartitionFiles
         from airflow_mlops.data.suites import load_suite
         from airflow_mlops.data.validation import check_suite, validate_partition
         from airflow_mlops.exceptions import DataValidationFailed, TargetError
@@ -121,14 +119,13 @@ class DataValidationOperator(LineageMixin, BaseOperator):
         check_suite(suite, self.suite_parameters)  # before any data is read
         if not self.partition.endswith(".parquet"):
             raise TargetError(f"partition {self.partition!r}: must name a .parquet file")
-        folder, name = posixpath.split(self.partition)
-        stem = name.removesuffix(".parquet")
-        quarantine_dir = (self.quarantine_dir or f"{folder}/_quarantine/{stem}").rstrip("/")
+        files = PartitionFiles(
+            self.partition, self._path, self.quarantine_dir or "", self.validated_target or ""
+        )
         partition = self._path(self.partition)
-
         if not partition.exists():
             # A retry after a failure: the partition is already in quarantine with its report.
-            reports = sorted(str(p) for p in self._path(quarantine_dir).glob(f"*/{REPORT_JSON}"))
+            reports = files.quarantined_reports()
             if reports:
                 raise AirflowFailException(
                     f"partition {self.partition} was already quarantined; reports: {reports}"
@@ -149,9 +146,17 @@ class DataValidationOperator(LineageMixin, BaseOperator):
             max_invalid_fraction=self.max_invalid_fraction,
         )
         report = validation.report
-        location = f"{quarantine_dir}/{report.partition_sha256[:12]}"
         if not report.success:
-            self._quarantine(report, location, stem)
+            location = files.location(report)
+            moved = files.quarantine(report)
+            self.log.error("Quarantined %s at %s", self.partition, location)
+            self.record_lineage(lambda: self._lineage(report, [moved]))
+            if self.validated_target and self._path(self.validated_target).exists():
+                self.log.warning(
+                    "An earlier validated version of this partition stays at %s (downstream keeps "
+                    "reading it until a new version passes)",
+                    self.validated_target,
+                )
             ValidationReportLink.persist(context, report_url(f"{location}/{REPORT_HTML}"))
             error = DataValidationFailed(
                 report.failure_message(location), report_uri=f"{location}/{REPORT_JSON}"
@@ -166,7 +171,7 @@ class DataValidationOperator(LineageMixin, BaseOperator):
                 divergence["value"],
                 divergence["threshold"],
             )
-        return self._accept(context, validation, data, location, folder, name)
+        return self._accept(context, files, validation, data)
 
     def _path(self, uri: str) -> ObjectStoragePath:
         from airflow.sdk import ObjectStoragePath
@@ -185,96 +190,44 @@ class DataValidationOperator(LineageMixin, BaseOperator):
         # A dataset's profile.json, or a validation report that carries one.
         return record if "columns" in record else record["profile"]
 
-    def _write_report(
-        self, report: ValidationReport, json_uri: str, html_uri: str, location: str | None
-    ) -> None:
-        from airflow_mlops.artifacts import write_atomically
-        from airflow_mlops.data.validation import render_report_html
-
-        write_atomically(self._path(json_uri), report.to_json())
-        write_atomically(self._path(html_uri), render_report_html(report, location=location))
-
-    def _quarantine(self, report: ValidationReport, location: str, stem: str) -> None:
-        """Report first, then the partition: whatever sits in quarantine has its report beside it."""
-        from airflow_mlops.artifacts import MANIFEST_SUFFIX
-
-        self._write_report(report, f"{location}/{REPORT_JSON}", f"{location}/{REPORT_HTML}", location)
-        name = f"{stem}.parquet"
-        self._path(self.partition).rename(self._path(f"{location}/{name}"))
-        manifest = self._path(self.partition + MANIFEST_SUFFIX)
-        if manifest.exists():
-            manifest.rename(self._path(f"{location}/{name}{MANIFEST_SUFFIX}"))
-        self.log.error("Quarantined %s at %s", self.partition, location)
-        self.record_lineage(lambda: self._lineage(report, [f"{location}/{name}"]))
-        if self.validated_target and self._path(self.validated_target).exists():
-            self.log.warning(
-                "An earlier validated version of this partition stays at %s (downstream keeps "
-                "reading it until a new version passes)",
-                self.validated_target,
-            )
-
-    def _accept(
-        self, context: Context, validation: Validation, data: bytes, location: str, folder: str, name: str
-    ) -> str:
-        from airflow_mlops.artifacts import write_atomically
+    def _accept(self, context: Context, files: PartitionFiles, validation: Validation, data: bytes) -> str:
         from airflow_mlops.monitoring.statistics import summarize_profile
 
         report = validation.report
-        split = report.row_split if report.row_split and report.row_split["accepted"] else None
-        target = self.validated_target or (f"{folder}/_validated/{name}" if split else self.partition)
-        stem_uri = target.removesuffix(".parquet")
-        report_uri = f"{stem_uri}.report.json"
+        accepted = files.accept(validation, data)
         extra: dict[str, Any] = {}
-        if split:
-            assert validation.valid_rows is not None and validation.invalid_rows is not None
-            invalid_uri = f"{location}/{name.removesuffix('.parquet')}.invalid.parquet"
-            self._write_frame(validation.invalid_rows, invalid_uri, report, "quarantined_rows", report_uri)
-            self._write_report(report, f"{location}/{REPORT_JSON}", f"{location}/{REPORT_HTML}", location)
-            sha256 = self._write_frame(
-                validation.valid_rows, target, report, "validated_partition", report_uri
-            )
-            rows = len(validation.valid_rows)
-            extra.update(invalid_rows=len(validation.invalid_rows), invalid_uri=invalid_uri)
+        if accepted.invalid_uri is not None:
+            extra.update(invalid_rows=accepted.invalid_rows, invalid_uri=accepted.invalid_uri)
             self.log.warning(
                 "Row-level split: %d valid rows to %s, %d invalid rows to %s",
-                rows,
-                target,
-                len(validation.invalid_rows),
-                invalid_uri,
+                accepted.rows,
+                accepted.target,
+                accepted.invalid_rows,
+                accepted.invalid_uri,
             )
-        else:
-            rows = report.rows or 0
-            sha256 = report.partition_sha256
-            if target != self.partition:
-                write_atomically(self._path(target), data)
-                self._write_manifest(target, sha256, report, "validated_partition", report_uri, rows)
-        self._write_report(report, report_uri, f"{stem_uri}.report.html", None)
-        self.record_lineage(
-            lambda: self._lineage(report, [target, *([extra["invalid_uri"]] if split else [])])
-        )
-        ValidationReportLink.persist(context, report_url(f"{stem_uri}.report.html"))
-
+        self.record_lineage(lambda: self._lineage(report, accepted.outputs))
+        ValidationReportLink.persist(context, report_url(accepted.report_html_uri))
         self.log.info(
             "Validated %s (%d rows) against suite %s: report %s",
             self.partition,
-            rows,
+            accepted.rows,
             report.suite,
-            report_uri,
+            accepted.report_uri,
         )
-        context["ti"].xcom_push(key="validated_uri", value=target)
+        context["ti"].xcom_push(key="validated_uri", value=accepted.target)
         extra.update(
-            uri=target,
+            uri=accepted.target,
             source_uri=self.partition,
-            rows=rows,
-            sha256=sha256,
+            rows=accepted.rows,
+            sha256=accepted.sha256,
             suite=report.suite,
-            report_uri=report_uri,
+            report_uri=accepted.report_uri,
             statistics=summarize_profile(report.profile or {"columns": {}}),
             drifted_columns=[d["column"] for d in report.drifted],
         )
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
-        return report_uri
+        return accepted.report_uri
 
     def _lineage(self, report: ValidationReport, outputs: list[str]) -> tuple[list[Any], list[Any]]:
         from airflow_mlops.lineage import data_quality_facets, parquet_columns, schema_facet, storage_name
@@ -284,30 +237,3 @@ class DataValidationOperator(LineageMixin, BaseOperator):
             (*storage_name(uri), {"schema": schema_facet(parquet_columns(self._path(uri)))})
             for uri in outputs
         ]
-
-    def _write_frame(self, frame: Any, uri: str, report: ValidationReport, kind: str, report_uri: str) -> str:
-        from airflow_mlops.artifacts import write_parquet_atomically
-
-        sha256 = write_parquet_atomically(self._path(uri), frame)
-        self._write_manifest(uri, sha256, report, kind, report_uri, len(frame))
-        return sha256
-
-    def _write_manifest(
-        self, uri: str, sha256: str, report: ValidationReport, kind: str, report_uri: str, rows: int
-    ) -> None:
-        from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact, write_atomically
-
-        artifact = Artifact(
-            uri=uri,
-            sha256=sha256,
-            kind=kind,
-            parents=(report.partition_uri,),
-            metadata={
-                "rows": rows,
-                "suite": report.suite,
-                "suite_sha256": report.suite_sha256,
-                "report_uri": report_uri,
-                "source_sha256": report.partition_sha256,
-            },
-        )
-        write_atomically(self._path(uri + MANIFEST_SUFFIX), artifact.to_json())

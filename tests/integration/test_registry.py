@@ -32,7 +32,7 @@ def test_a_registered_version_carries_lineage_a_signature_and_a_model_card_with_
 
     from airflow_mlops.evaluation.report import evaluate
     from airflow_mlops.evaluation.scoring import Scorer
-    from airflow_mlops.registry.versions import register_version
+    from airflow_mlops.registry.versions import register_version, registry_client
 
     manifest = json.loads(Path(trained["training_set"].removeprefix("file://")).read_text())
     test = pd.read_parquet(manifest["splits"]["test"]["uri"].removeprefix("file://"))
@@ -48,6 +48,7 @@ def test_a_registered_version_carries_lineage_a_signature_and_a_model_card_with_
     example = test.drop(columns=["is_delayed"]).head(5)
 
     registered = register_version(
+        registry_client(trained["tracking"]),
         trained["tracking"],
         "flight_delay",
         trained["result"]["mlflow_run_id"],

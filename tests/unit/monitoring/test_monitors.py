@@ -128,3 +128,63 @@ def test_performance_joins_labels_by_prediction_id_and_counts_what_did_not_match
         join_labels(predictions, pd.DataFrame({"prediction_id": ["p5"], "label": [3]}))
     with pytest.raises(MonitoringError, match="no prediction has a label yet"):
         performance_report(join_labels(predictions, pd.DataFrame({"prediction_id": ["x"], "label": [1]})))
+
+
+def test_breach_rules_give_their_reasons_with_the_numbers() -> None:
+    from airflow_mlops.monitoring.monitors import drift_breaches, performance_breaches
+
+    report = {
+        "drifted": ["temp"],
+        "columns": [
+            {"column": "temp", "metric": "psi", "value": 0.31, "threshold": 0.2, "drifted": True},
+            {"column": "wind", "metric": "psi", "value": 0.05, "threshold": 0.2, "drifted": False},
+        ],
+    }
+    assert drift_breaches(report, None, min_drifted=1, prediction_psi_threshold=0.2) == [
+        "1 feature(s) drifted (at least 1 breach): temp psi=0.310 > 0.2"
+    ]
+    assert drift_breaches(report, {"psi": 0.1}, min_drifted=2, prediction_psi_threshold=0.2) == []
+    assert drift_breaches(report, {"psi": 0.5}, min_drifted=2, prediction_psi_threshold=0.2) == [
+        "predictions drifted: PSI 0.500 > 0.2"
+    ]
+    overall = {"auc": float("nan"), "calibration_error": 0.02, "labelled": 40}
+    assert performance_breaches(overall, min_auc=0.6, max_calibration_error=0.05) == [
+        "AUC nan < 0.6 on 40 labelled predictions"  # an AUC that cannot be computed breaches
+    ]
+    assert performance_breaches({**overall, "auc": 0.7}, min_auc=0.6, max_calibration_error=0.01) == [
+        "calibration error 0.0200 > 0.01"
+    ]
+    assert performance_breaches(overall, min_auc=None, max_calibration_error=None) == []
+
+
+def test_labels_keyed_by_a_feature_become_labels_by_prediction() -> None:
+    from airflow_mlops.monitoring.monitors import labels_by_prediction
+
+    served = pd.DataFrame({"prediction_id": ["p1", "p2", "p3"], "flight_id": [10, 11, 12]})
+    labels = pd.DataFrame({"flight_id": [11, 12, 99], "label": [1, 0, 1]})
+    joined = labels_by_prediction(
+        served, labels, label_key="flight_id", label_column="label", source="l.parquet"
+    )
+    assert joined.to_dict("records") == [
+        {"prediction_id": "p2", "label": 1},
+        {"prediction_id": "p3", "label": 0},
+    ]
+    unlabelled = labels.rename(columns={"label": "y"})
+    with pytest.raises(MonitoringError, match=r"labels l.parquet: no column 'label'"):
+        labels_by_prediction(
+            served, unlabelled, label_key="flight_id", label_column="label", source="l.parquet"
+        )
+    with pytest.raises(MonitoringError, match=r"the requests carry no 'tail'"):
+        labels_by_prediction(
+            served, labels.assign(tail=1), label_key="tail", label_column="label", source="l"
+        )
+    with pytest.raises(
+        MonitoringError, match=r"flight_id values \[11\] are labelled more than once \(1 in all"
+    ):
+        labels_by_prediction(
+            served,
+            pd.concat([labels, labels.head(1)]),
+            label_key="flight_id",
+            label_column="label",
+            source="l",
+        )
