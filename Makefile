@@ -17,7 +17,7 @@ demo: home ## run the reference pipeline end to end on the embedded default
 
 # Two workers (pytest-xdist), one module at a time each: most slow tests wait on servers and the scheduler.
 TEST_WORKERS ?= 2
-test: venv ## run the whole test suite (unit + integration)
+test: lint ## lint, format and type checks, then the whole test suite (unit + integration)
 	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): nothing matched PYTEST_ARGS"; exit 0; fi; exit $$rc
 
@@ -33,7 +33,7 @@ $(VENV)/.installed: requirements/lock.txt pyproject.toml
 home: venv ## project-local AIRFLOW_HOME: config, migrated SQLite DB, connection, seeded source DB
 	$(BIN)/airflow-mlops init-home --home $(AIRFLOW_HOME) --data-dir $(CURDIR)/data --dags-folder $(CURDIR)/dags
 
-lint: venv
+lint: venv ## ruff (lint and format) and mypy; any finding fails
 	$(BIN)/ruff check airflow_mlops dags tests benchmarks
 	$(BIN)/ruff format --check airflow_mlops dags tests benchmarks
 	$(BIN)/mypy

@@ -719,7 +719,7 @@ def test_batch_prediction_refuses_bad_input_and_writes_nothing(
             change.get("input_uri", str(partition)),
             f"models:/{NAME}/1",
             str(tmp_path / "out.parquet"),
-            mlflow_conn_id=mlflow_conn(registry["tracking"]),
+            tracking_uri=registry["tracking"],
             key_columns=change.get("key_columns", ["flight_id"]),
         )
     assert not (tmp_path / "out.parquet").exists()
