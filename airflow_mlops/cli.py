@@ -113,24 +113,18 @@ def init_home(home: Path, data_dir: Path, dags_folder: Path) -> None:
             "optuna_default": {"conn_type": "sqlite", "host": str(data_dir / "optuna" / "optuna.db")},
         },
     )
+    # The model server's admin token is made once and kept on later runs; a home made before the
+    # connection type became a valid URI scheme (mlops_model_server) gets the new type, same token.
     existing = _airflow(home, "connections", "get", "mlops_model_server", "-o", "json", check=False)
-    if existing.returncode != 0:  # a fresh admin token for this home's model server; kept on later runs
+    current = json.loads(existing.stdout)[0] if existing.returncode == 0 else None
+    if current is None or current.get("conn_type") != "mlopsmodelserver":
         import secrets
 
-        _airflow(
-            home,
-            "connections",
-            "add",
-            "mlops_model_server",
-            "--conn-type",
-            "mlopsmodelserver",
-            "--conn-host",
-            "127.0.0.1",
-            "--conn-port",
-            "8765",
-            "--conn-password",
-            secrets.token_urlsafe(24),
-        )
+        server = {"conn_type": "mlopsmodelserver", "host": "127.0.0.1", "port": 8765}
+        if current is not None:
+            server.update(host=current.get("host") or "127.0.0.1", port=current.get("port") or 8765)
+        token = (current or {}).get("password") or secrets.token_urlsafe(24)
+        import_connections(home, {"mlops_model_server": {**server, "password": token}})
     print(
         f"AIRFLOW_HOME={home} ready: metadata DB migrated; connections flights_source -> {source_db}, "
         f"mlflow_default -> {mlflow_db}, optuna_default, mlops_model_server -> 127.0.0.1:8765"
@@ -173,6 +167,8 @@ def infer_suite(
 
 def governance(args: argparse.Namespace) -> None:
     """approve / reject / rollback from the command line; a refused transition exits 1 with the reason."""
+    from mlflow.exceptions import MlflowException
+
     from airflow_mlops import settings
     from airflow_mlops.hooks.mlflow import MlflowHook
     from airflow_mlops.registry.governance import GovernanceError, decide, rollback
@@ -189,6 +185,8 @@ def governance(args: argparse.Namespace) -> None:
             print(f"{args.model} v{args.version} {args.command}d by {args.by}: {args.why}")
     except GovernanceError as err:
         raise SystemExit(f"airflow-mlops {args.command}: {err}") from None
+    except MlflowException as err:  # an unknown model or version: the registry's own words
+        raise SystemExit(f"airflow-mlops {args.command}: the registry refused: {err.message}") from None
 
 
 def stack(args: argparse.Namespace) -> None:

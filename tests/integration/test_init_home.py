@@ -1,0 +1,65 @@
+"""`airflow-mlops init-home` on a fresh folder: the config, the migrated DB and the embedded
+default's connections, which the CLI and the hooks then find outside any task."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+BIN = Path(sys.executable).parent
+
+
+def run(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
+    env["AIRFLOW_HOME"] = str(home)
+    return subprocess.run(args, env=env, capture_output=True, text=True, check=check, timeout=300)
+
+
+def connection(home: Path, conn_id: str) -> dict:
+    return json.loads(run(home, str(BIN / "airflow"), "connections", "get", conn_id, "-o", "json").stdout)[0]
+
+
+def test_a_fresh_home_gets_its_connections_and_keeps_the_server_token(tmp_path: Path) -> None:
+    home, data = tmp_path / "home", tmp_path / "data"
+    init = (str(BIN / "airflow-mlops"), "init-home", "--home", str(home), "--data-dir", str(data))
+    run(home, *init, "--dags-folder", str(ROOT / "dags"))
+
+    mlflow = connection(home, "mlflow_default")
+    assert mlflow["conn_type"] == "mlflow"
+    assert mlflow["extra_dejson"] == {
+        "tracking_uri": f"sqlite:///{data / 'mlflow' / 'mlflow.db'}",
+        "artifact_location": str(data / "mlflow" / "artifacts"),
+    }
+    assert connection(home, "optuna_default")["host"] == str(data / "optuna" / "optuna.db")
+    server = connection(home, "mlops_model_server")
+    assert server["conn_type"] == "mlopsmodelserver" and len(server["password"]) >= 30
+
+    # Outside a task, the CLI finds the metadata DB's MLflow connection; a refused transition says why.
+    refused = run(
+        home, str(BIN / "airflow-mlops"), "approve", "--model", "m", "--version", "1", "--why", "ok", check=False
+    )
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.strip().endswith(
+        "airflow-mlops approve: the registry refused: Model Version (name=m, version=1) not found"
+    )
+    assert (data / "mlflow" / "mlflow.db").is_file() and not (tmp_path / "mlruns").exists()
+
+    # A home made with the old connection type keeps its token and gets the new type.
+    airflow = str(BIN / "airflow")
+    run(home, airflow, "connections", "delete", "mlops_model_server")
+    run(
+        home,
+        *(airflow, "connections", "add", "mlops_model_server", "--conn-type", "mlops_model_server"),
+        *("--conn-host", "127.0.0.1", "--conn-port", "8765", "--conn-password", "kept-token"),
+    )
+    run(home, *init, "--dags-folder", str(ROOT / "dags"))
+    again = connection(home, "mlops_model_server")
+    assert (again["conn_type"], again["password"]) == ("mlopsmodelserver", "kept-token")
