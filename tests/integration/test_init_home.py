@@ -44,7 +44,16 @@ def test_a_fresh_home_gets_its_connections_and_keeps_the_server_token(tmp_path: 
 
     # Outside a task, the CLI finds the metadata DB's MLflow connection; a refused transition says why.
     refused = run(
-        home, str(BIN / "airflow-mlops"), "approve", "--model", "m", "--version", "1", "--why", "ok", check=False
+        home,
+        str(BIN / "airflow-mlops"),
+        "approve",
+        "--model",
+        "m",
+        "--version",
+        "1",
+        "--why",
+        "ok",
+        check=False,
     )
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert refused.stderr.strip().endswith(
