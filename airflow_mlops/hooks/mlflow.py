@@ -14,6 +14,7 @@ from airflow.sdk.bases.hook import BaseHook
 from airflow_mlops.exceptions import MLOpsConfigError
 
 if TYPE_CHECKING:
+    from airflow.sdk import Connection
     from mlflow import MlflowClient
 
 # MLflow reads a tracking server's credentials from these variables at each request.
@@ -84,7 +85,7 @@ class MlflowHook(BaseHook):
         }
 
     @cached_property
-    def _connection(self) -> Any:
+    def _connection(self) -> Connection:
         from airflow.sdk.exceptions import AirflowNotFoundException
 
         try:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.hook import BaseHook
 
 from airflow_mlops.exceptions import ModelServerError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
 
 
 class ModelServerHook(BaseHook):
@@ -48,7 +51,7 @@ class ModelServerHook(BaseHook):
             "placeholders": {"host": "127.0.0.1", "port": "8765", "schema": "http"},
         }
 
-    def _target(self, conn: Any, admin: bool) -> tuple[str, dict[str, str]]:
+    def _target(self, conn: Connection, admin: bool) -> tuple[str, dict[str, str]]:
         if not conn.host:
             raise ModelServerError(
                 f"connection {self.model_server_conn_id!r}: host is empty (the model server's address)"
@@ -57,7 +60,7 @@ class ModelServerHook(BaseHook):
         headers = {"Authorization": f"Bearer {conn.password}"} if admin and conn.password else {}
         return f"{conn.schema or 'http'}://{conn.host}{port}", headers
 
-    def _replicas(self, conn: Any) -> list[str]:
+    def _replicas(self, conn: Connection) -> list[str]:
         """The base URLs of every replica (extra ``replicas``), or the connection's one address."""
         base = self._target(conn, admin=False)[0]
         replicas = (conn.extra_dejson or {}).get("replicas")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,7 +21,7 @@ from airflow_mlops.lineage import (
     storage_name,
 )
 from airflow_mlops.links import MLflowRunLink, ModelVersionLink, mlflow_run_url, model_version_url
-from airflow_mlops.xcom import PromotionOutcome, RegisteredVersion, RollbackOutcome
+from airflow_mlops.xcom import PromotionOutcome, RegisteredVersion, RollbackOutcome, TrainingResult
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -58,7 +58,7 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         self,
         *,
         name: str,
-        training_result: Any,
+        training_result: TrainingResult | str,
         report_uri: str,
         card_dir: str,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
@@ -125,7 +125,7 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         return cast(RegisteredVersion, finite(registered))
 
     def _lineage(
-        self, result: dict[str, Any], version: str, evaluation: dict[str, Any], training_set: str
+        self, result: Mapping[str, Any], version: str, evaluation: dict[str, Any], training_set: str
     ) -> tuple[list[Any], list[Any]]:
         from airflow_mlops.evaluation.report import finite
 

@@ -23,6 +23,8 @@ from airflow_mlops.xcom import TrainingResult
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops.training.spec import TrainingSpec
+
 
 class TrainingArgumentsMixin(MlflowOperatorMixin):
     """What every training operator takes the same way (the model, the data, the trainer options,
@@ -49,7 +51,7 @@ class TrainingArgumentsMixin(MlflowOperatorMixin):
         devices: int,
         num_nodes: int,
         tags: Mapping[str, str] | None = None,
-    ) -> Any:
+    ) -> TrainingSpec:
         """The spec of this task's training run; MLflow's part names the connection's tracking URI
         and artifact location (its credentials travel in the environment, never in the spec)."""
         from airflow_mlops.training.spec import TrainingSpec
@@ -176,7 +178,7 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
         self.mlflow_experiment = mlflow_experiment
         self._process: subprocess.Popen[str] | None = None
 
-    def build_spec(self, context: Context) -> Any:
+    def build_spec(self, context: Context) -> TrainingSpec:
         where = f"{context['dag'].dag_id}/{context['run_id']}/{self.task_id}"
         map_index = getattr(context.get("ti"), "map_index", -1)
         if isinstance(map_index, int) and map_index >= 0:  # mapped tasks (tuning trials) share the task id
@@ -224,7 +226,7 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
             )
         return cast(TrainingResult, result)
 
-    def train(self, spec: Any, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def train(self, spec: TrainingSpec, env: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Check ``spec``, run the driver (with ``env`` added to its environment), return ``result.json``."""
         from airflow.sdk.exceptions import AirflowFailException
 
