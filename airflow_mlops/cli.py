@@ -292,8 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="deployments, model cache and request log (default: [mlops] serving_dir)",
     )
-    p.add_argument(
+    registry = p.add_mutually_exclusive_group()
+    registry.add_argument(
         "--mlflow-conn-id", help="the registry's MLflow connection (default: [mlops] mlflow_conn_id)"
+    )
+    registry.add_argument(
+        "--tracking-uri",
+        help="the registry's URI instead, resolved by whoever starts the server (the stack, the "
+        "demo): the server then starts without importing Airflow; a tracking server's credentials "
+        "come from MLflow's own MLFLOW_TRACKING_TOKEN or _USERNAME/_PASSWORD variables",
     )
     p.add_argument(
         "--token-env",
@@ -357,18 +364,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve_models(args: argparse.Namespace) -> None:
-    """``airflow-mlops serve``: the registry from the MLflow connection (its credentials, if any,
-    stay in this process's environment), the rest from ``[mlops]``."""
+    """``airflow-mlops serve``: the registry from ``--tracking-uri``, else from the MLflow connection
+    (its credentials, if any, stay in this process's environment); the rest from ``[mlops]``."""
     from airflow_mlops import settings
-    from airflow_mlops.hooks.mlflow import MlflowHook
     from airflow_mlops.serving.app import serve
 
+    if args.tracking_uri:
+        tracking_uri = args.tracking_uri
+    else:  # resolving a connection imports Airflow: seconds of start-up the flag avoids
+        from airflow_mlops.hooks.mlflow import MlflowHook
+
+        tracking_uri = MlflowHook(args.mlflow_conn_id or settings.mlflow_conn_id()).tracking_uri
     if args.feature_repo:  # what the repository's feature_store.yaml and definitions read
         os.environ.setdefault("MLOPS_FEAST_DIR", settings.feast_dir())
         os.environ.setdefault("MLOPS_FEATURES_URI", settings.features_uri())
     serve(
         str(args.state_dir or settings.serving_dir()),
-        MlflowHook(args.mlflow_conn_id or settings.mlflow_conn_id()).tracking_uri,
+        tracking_uri,
         args.host,
         args.port,
         os.environ.get(args.token_env) or None,

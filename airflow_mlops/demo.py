@@ -374,6 +374,8 @@ def model_server(home: Path, log: Path) -> Iterator[dict[str, Any]]:
                 conn["host"],
                 "--port",
                 str(conn["port"]),
+                "--tracking-uri",  # resolved here: the server starts without importing Airflow
+                MlflowHook(settings.mlflow_conn_id()).tracking_uri,
             ],
             env=env,
             stdout=out,

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.exceptions import StackError
-from airflow_mlops.hooks.mlflow import mlflow_connection
 from airflow_mlops.processes import group_alive, kill_tree, stop_process_group
 
 #: Default ports; ``offset`` moves all of them (a second stack, or the tests beside a running one).
@@ -117,7 +116,9 @@ def environment(root: Path, port: dict[str, int], dags_folder: Path, token: str)
         "AIRFLOW__MLOPS__FEAST_DIR": str(root / "data" / "feast"),
         "AIRFLOW__MLOPS__FEATURE_REPO": str(dags_folder.parent / "feature_repo"),
         "AIRFLOW__MLOPS__SERVING_DIR": str(root / "data" / "serving"),
-        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(mlflow_connection(f"http://127.0.0.1:{port['mlflow']}")),
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
+            {"conn_type": "mlflow", "host": "127.0.0.1", "port": port["mlflow"], "schema": "http"}
+        ),
         "AIRFLOW_CONN_OPTUNA_DEFAULT": f"postgresql://{pg}/optuna",
         "AIRFLOW__MLOPS__FEAST_CONN_ID": "feast_default",
         "AIRFLOW_CONN_FLIGHTS_SOURCE": f"postgresql://{pg}/flights",
@@ -380,7 +381,7 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
             lambda: _http_ok(f"http://127.0.0.1:{port['mlflow']}/health"),
             root / "logs" / "mlflow.log",
         )
-        _start_serving(root, port, start)
+        _start_serving(root, port, start, f"http://127.0.0.1:{port['mlflow']}")
         _wait(
             "the Airflow API server",
             lambda: _http_ok(f"http://127.0.0.1:{port['api']}/api/v2/monitor/health"),
@@ -399,8 +400,10 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
     return record
 
 
-def _start_serving(root: Path, port: dict[str, int], start: Any) -> None:
-    """The model-server replicas and nginx in front of them; waits until both answer through it."""
+def _start_serving(root: Path, port: dict[str, int], start: Any, tracking_uri: str) -> None:
+    """The model-server replicas and nginx in front of them; waits until both answer through it.
+    The replicas get the registry's URI on their command line (no credentials: the stack's MLflow
+    server has none), so they start without importing Airflow to resolve a connection."""
     serving = root / "data" / "serving"
     for name in REPLICAS:  # own deployments and model cache each; one request log for monitoring
         start(
@@ -416,6 +419,8 @@ def _start_serving(root: Path, port: dict[str, int], start: Any) -> None:
                 str(serving / name),
                 "--request-log-dir",
                 str(serving / "requests"),
+                "--tracking-uri",
+                tracking_uri,
             ],
         )
     nginx = shutil.which("nginx") or next(iter(glob.glob("/usr/sbin/nginx")), None)
@@ -443,10 +448,7 @@ def serving_up(root: Path, tracking_uri: str, token: str, *, offset: int = 0) ->
         )
     port = ports(offset)
     (root / "logs").mkdir(parents=True, exist_ok=True)
-    saved = {
-        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(mlflow_connection(tracking_uri)),
-        "MLOPS_SERVER_TOKEN": token,
-    }
+    saved = {"MLOPS_SERVER_TOKEN": token}
     env = {**os.environ, **saved}
     record: dict[str, Any] = {"root": str(root), "ports": port, "pids": {}, "commands": {}, "extra_env": {}}
 
@@ -455,7 +457,7 @@ def serving_up(root: Path, tracking_uri: str, token: str, *, offset: int = 0) ->
         record["pids"][name] = _start(root, name, command, env)
 
     try:
-        _start_serving(root, port, start)
+        _start_serving(root, port, start, tracking_uri)
     except BaseException:
         _abandon(root, record)
         raise

@@ -76,10 +76,6 @@ def reference_models(work: Path, seeds: Sequence[int]) -> tuple[str, list[Path],
     preprocessing = fit_preprocessing(train)
     stats = preprocessing["numeric"]
     tracking = f"sqlite:///{work / 'mlflow.db'}"
-    # The servers below find this registry through the connection `bench_mlflow`.
-    os.environ["AIRFLOW_CONN_BENCH_MLFLOW"] = json.dumps(
-        {"conn_type": "mlflow", "extra": {"tracking_uri": tracking}}
-    )
     client = MlflowClient(tracking)
     experiment = client.create_experiment("benchmark", artifact_location=str(work / "artifacts"))
     client.create_registered_model("flight_delay")
@@ -190,7 +186,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     # Two versions of the same weights: a canary over them measures routing alone.
-    _, (folder, _), test = reference_models(work, seeds=(0, 0))  # the servers reach it as bench_mlflow
+    tracking, (folder, _), test = reference_models(work, seeds=(0, 0))
     rows = json_rows(test.drop(columns=["is_delayed"]).head(2000))
     v1, v2 = {"name": "flight_delay", "version": "1"}, {"name": "flight_delay", "version": "2"}
 
@@ -203,8 +199,8 @@ def main() -> None:
             str(port),
             "--state-dir",
             str(work / f"state-{port}"),
-            "--mlflow-conn-id",
-            "bench_mlflow",
+            "--tracking-uri",
+            tracking,
         ]
         process = start(command + ([] if log else ["--no-request-log"]), port, {"MLOPS_SERVER_TOKEN": TOKEN})
         httpx.put(

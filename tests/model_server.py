@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import free_port
-from tests.connections import mlflow_conn
 
 TOKEN = "s3cret-admin-token"
 
@@ -27,7 +26,6 @@ class Server:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Server:
-        mlflow_conn_id = mlflow_conn(self.tracking)  # in os.environ before it is copied
         env = {**os.environ, "MLOPS_SERVER_TOKEN": self.token or ""}
         log = (self.state_dir.parent / f"server-{self.port}.log").open("ab")
         self.process = subprocess.Popen(
@@ -38,8 +36,8 @@ class Server:
                 str(self.port),
                 "--state-dir",
                 str(self.state_dir),
-                "--mlflow-conn-id",
-                mlflow_conn_id,
+                "--tracking-uri",
+                self.tracking,
                 *self.args,
             ],
             env=env,

@@ -17,6 +17,13 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
     from mlflow import MlflowClient
 
+# MLflow's own logging handler writes to stderr, which Airflow's task log records at level error,
+# and its downloads draw a progress bar per file there. Left to Airflow's logging, its INFO lines
+# stay INFO. Defaults only: a variable a person set wins. Set before any task imports mlflow
+# (operators import this module).
+os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 # MLflow reads a tracking server's credentials from these variables at each request.
 TOKEN_ENV = "MLFLOW_TRACKING_TOKEN"
 USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"

@@ -51,8 +51,18 @@ def storage_url(optuna_conn_id: str) -> str:
     )
 
 
-def _load_study(name: str, url: str) -> Any:
+def _optuna() -> Any:
+    """Optuna, its log lines sent through Airflow's task log (its own handler writes to stderr,
+    which the task log records at level error)."""
     import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    return optuna
+
+
+def _load_study(name: str, url: str) -> Any:
+    optuna = _optuna()
     from airflow.sdk.exceptions import AirflowFailException
 
     try:
@@ -117,7 +127,6 @@ class CreateStudyOperator(MlflowOperatorMixin, BaseOperator):
         self.mlflow_experiment = mlflow_experiment
 
     def execute(self, context: Context) -> list[int]:
-        import optuna
         from airflow.sdk.exceptions import AirflowFailException
 
         from airflow_mlops.training.spec import SpecError
@@ -128,6 +137,7 @@ class CreateStudyOperator(MlflowOperatorMixin, BaseOperator):
         except SpecError as err:
             raise AirflowFailException(str(err)) from err
         url = storage_url(self.optuna_conn_id)
+        optuna = _optuna()
         study = optuna.create_study(
             study_name=self.study_name,
             storage=url,

@@ -481,7 +481,7 @@ def check_published_study(stack: dict, tracking: str) -> None:
             )
         ).scalar()
     best = json.loads(extra) if isinstance(extra, str) else extra
-    storage = f"sqlite:///{stack['home'] / 'data' / 'optuna' / 'optuna.db'}"
+    storage = f"sqlite:///{json.loads(stack['env']['AIRFLOW_CONN_OPTUNA_DEFAULT'])['host']}"
     study = optuna.load_study(study_name=best["study"], storage=storage)
     assert len(study.trials) == 4 and {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
     assert best["best_params"] == study.best_params and best["best_value"] == pytest.approx(study.best_value)

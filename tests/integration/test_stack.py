@@ -278,6 +278,7 @@ def test_one_month_of_continuous_training_on_the_stack(
         batch_size=512,
         devices=2,
         max_epochs=3,
+        mlflow_conn_id=None,
     )
     spec = embedded.build_spec({"dag": SimpleNamespace(dag_id="embedded"), "run_id": "embedded"})
     result = embedded.train(spec)

@@ -180,6 +180,7 @@ def test_a_worker_that_raises_fails_the_task_with_its_traceback_and_leaves_no_pr
         training_set=training_set,
         output_dir=str(tmp_path / "out"),
         checkpoint_root=str(tmp_path / "ckpt"),
+        mlflow_conn_id=None,
         data="tests.failing_training:DataThatFailsOnRankOne",
         devices=2,
         max_epochs=1,
@@ -221,6 +222,7 @@ def test_bad_specs_fail_the_task_without_retry_and_launch_nothing(
         output_dir=str(tmp_path / "out"),
         devices=2,
         checkpoint_root=str(tmp_path / "ckpt"),
+        mlflow_conn_id=None,
         **arguments,
     )
     with pytest.raises(AirflowFailException, match=message):
@@ -242,6 +244,7 @@ def test_two_nodes_rendezvous_through_torchrun(tmp_path: Path, training_set: str
             output_dir=str(tmp_path / "out"),
             checkpoint_root=str(tmp_path / "ckpt"),
             hyperparameters={"hidden": 16},
+            mlflow_conn_id=None,
             num_nodes=2,
             node_rank=rank,
             master_port=port,

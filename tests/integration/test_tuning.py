@@ -48,7 +48,12 @@ def run_study(
     from airflow_mlops.operators.tune import CreateStudyOperator, TuneTrialOperator
 
     slots = CreateStudyOperator(
-        task_id="create", study_name="s", search_space=SPACE, n_trials=n_trials, **storage_args
+        task_id="create",
+        study_name="s",
+        search_space=SPACE,
+        n_trials=n_trials,
+        mlflow_conn_id=None,
+        **storage_args,
     ).execute(context())  # type: ignore[arg-type]
     trials = [
         TuneTrialOperator(
@@ -60,6 +65,7 @@ def run_study(
             checkpoint_root=str(folder / "ckpt"),
             max_epochs=3,
             pruner=pruner,
+            mlflow_conn_id=None,
             **storage_args,
         ).execute(context(slot))  # type: ignore[arg-type]
         for slot in slots
@@ -90,9 +96,9 @@ def test_a_pruned_trial_stops_early_and_a_study_without_a_complete_trial_fails(
         result = json.loads((tmp_path / "out" / f"trial-{trial['trial']}" / "result.json").read_text())
         assert result["epochs"] == 1 and result["hyperparameters"]["hidden"] == trial["params"]["hidden"]
     with pytest.raises(AirflowFailException, match=r"no trial completed.*'PRUNED': 1"):
-        BestTrialOperator(task_id="best", study_name="s", optuna_conn_id=optuna_conn(storage)).execute(
-            context()
-        )  # type: ignore[arg-type]
+        BestTrialOperator(
+            task_id="best", study_name="s", optuna_conn_id=optuna_conn(storage), mlflow_conn_id=None
+        ).execute(context())  # type: ignore[arg-type]
 
 
 def test_a_study_in_postgres_storage_from_an_airflow_connection(
@@ -117,7 +123,9 @@ def test_a_study_in_postgres_storage_from_an_airflow_connection(
     with sqlalchemy.create_engine(postgres_url.rsplit("/", 1)[0] + "/optuna").connect() as connection:
         stored = connection.execute(sqlalchemy.text("SELECT number, state FROM trials ORDER BY number")).all()
     assert [tuple(row) for row in stored] == [(0, "COMPLETE"), (1, "COMPLETE")]
-    best = BestTrialOperator(task_id="best", study_name="s", optuna_conn_id="optuna_db").execute(context())  # type: ignore[arg-type]
+    best = BestTrialOperator(
+        task_id="best", study_name="s", optuna_conn_id="optuna_db", mlflow_conn_id=None
+    ).execute(context())  # type: ignore[arg-type]
     assert best["best_value"] == min(t["value"] for t in trials)
 
 
@@ -128,7 +136,12 @@ def test_a_retried_trial_resumes_the_same_trial(training_set: str, tmp_path: Pat
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     CreateStudyOperator(
-        task_id="create", study_name="s", search_space=SPACE, n_trials=1, optuna_conn_id=optuna_conn(storage)
+        task_id="create",
+        study_name="s",
+        search_space=SPACE,
+        n_trials=1,
+        optuna_conn_id=optuna_conn(storage),
+        mlflow_conn_id=None,
     ).execute(context())  # type: ignore[arg-type]
     arguments = {
         "task_id": "trial",
@@ -139,6 +152,7 @@ def test_a_retried_trial_resumes_the_same_trial(training_set: str, tmp_path: Pat
         "checkpoint_root": str(tmp_path / "ckpt"),
         "max_epochs": 2,
         "retries": 1,
+        "mlflow_conn_id": None,
     }
     failing = TuneTrialOperator(data="tests.failing_training:DataThatFailsOnRankOne", devices=2, **arguments)
     with pytest.raises(Exception, match="exited with code"):

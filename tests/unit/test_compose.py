@@ -89,6 +89,7 @@ def test_the_replicas_and_their_load_balancer_are_configured_alike(compose: dict
             "--port": str(PORTS[replica]),
             "--state-dir": f"/data/serving/{replica}",
             "--request-log-dir": "/data/serving/requests",
+            "--tracking-uri": f"http://mlflow:{PORTS['mlflow']}",
         }
 
     def settings(conf: str) -> tuple[set[str], list[str], set[str]]:
