@@ -221,7 +221,7 @@ def _start(root: Path, name: str, command: list[str], env: dict[str, str]) -> in
     return process.pid
 
 
-def _wait(what: str, check: Any, log: Path, timeout: float = 180) -> None:
+def _wait(what: str, check: Any, log: Path, timeout: float = 360) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -17,17 +17,27 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
     from mlflow import MlflowClient
 
-# MLflow's own logging handler writes to stderr, which Airflow's task log records at level error,
-# and its downloads draw a progress bar per file there. Left to Airflow's logging, its INFO lines
-# stay INFO. Defaults only: a variable a person set wins. Set before any task imports mlflow
-# (operators import this module).
-os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
 # MLflow reads a tracking server's credentials from these variables at each request.
 TOKEN_ENV = "MLFLOW_TRACKING_TOKEN"
 USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
 PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
+
+
+def route_mlflow_logging() -> None:
+    """MLflow's log lines through the process's own logging (Airflow's task log), at their level.
+
+    MLflow gives its logger a handler of its own that writes to stderr, which Airflow's task log
+    records at level error, and its downloads draw a progress bar per file there. The handler is
+    removed in this process only; the progress bar is turned off by an environment default (a
+    variable a person set wins), which the processes started later inherit.
+    """
+    import logging
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logger = logging.getLogger("mlflow")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
 
 
 def mlflow_connection(tracking_uri: str, artifact_location: str | None = None) -> dict[str, Any]:
@@ -172,6 +182,8 @@ class MlflowHook(BaseHook):
     @cached_property
     def _client(self) -> MlflowClient:
         from mlflow import MlflowClient
+
+        route_mlflow_logging()
 
         uri = self.prepare_store()
         self.log.debug("MLflow client on %s", uri)
