@@ -154,7 +154,11 @@ async def load(url: str, rows: list[dict], concurrency: int, requests: int) -> d
             if response.status_code != 200:
                 raise SystemExit(f"{url}: HTTP {response.status_code}: {response.text[:300]}")
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # Idle connections expire on our side first: uvicorn closes a keep-alive connection idle for 5 s, and
+    # one reused at that instant fails with ReadError (the tail of a run on a slow VM left some idle that long).
+    limits = httpx.Limits(
+        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(timeout=60, limits=limits) as session:
         await asyncio.gather(*(client(session) for _ in range(min(concurrency, 8))))  # warm-up connections
         latencies.clear()
