@@ -129,6 +129,7 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         training_set="{{ ti.xcom_pull(task_ids='training_set') }}",
         report_dir=f"{DATA}/evaluations/flight_delay/{RUN_FOLDER}",
         champion_uri=f"models:/{MODEL}@champion",
+        slices=["carrier", "origin", "month"],
         mlflow_conn_id=MLFLOW,
         mlflow_run_id="{{ ti.xcom_pull(task_ids='train')['mlflow_run_id'] }}",
     )

@@ -8,9 +8,14 @@ A gate is a mapping (YAML in the reference DAG)::
       - {metric: log_loss, max: 0.55}
       - {metric: auc, min_margin_over_champion: 0.0}
       - {slice_metric: auc, slices: [carrier, origin], max_drop: 0.05, min_rows: 200}
+      - {fairness: tpr_gap, slices: [carrier], max: 0.15}
 
-``min_rows`` is the minimum slice size: smaller slices (in either model's evaluation) are not
-judged, they are too noisy. No Airflow import.
+``metric`` and ``slice_metric`` are any metric of the model's task (binary: auc, log_loss,
+accuracy, ...; multiclass: accuracy, macro_f1, log_loss; regression: rmse, mae, r2; see
+:mod:`airflow_mlops.models.tasks`). A ``fairness`` rule bounds the largest gap between the slices
+of each column (binary: ``tpr_gap``, ``fpr_gap``; multiclass: ``accuracy_gap``; regression:
+``mae_gap``). ``min_rows`` is the minimum slice size: smaller slices (in either model's
+evaluation) are not judged, they are too noisy. No Airflow import.
 """
 
 from __future__ import annotations
@@ -21,14 +26,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from airflow_mlops.exceptions import GateError
+from airflow_mlops.models.tasks import FAIRNESS_GAPS, LOWER_IS_BETTER
+from airflow_mlops.models.tasks import METRICS as TASK_METRICS
 
-#: Metrics where lower is better; the others are higher-is-better.
-LOWER_IS_BETTER = {"log_loss", "calibration_error", "fpr"}
-METRICS = {"auc", "log_loss", "accuracy", "precision", "recall", "fpr", "calibration_error"}
+#: Every metric a rule may name; a gate checked for a task accepts that task's only.
+METRICS = {m for names in TASK_METRICS.values() for m in names}
+GAPS = {g for names in FAIRNESS_GAPS.values() for g in names}
 NO_CHAMPION = ("absolute_only", "pass", "fail")
 _ABSOLUTE = {"metric", "min", "max"}
 _MARGIN = {"metric", "min_margin_over_champion"}
 _SLICE = {"slice_metric", "slices", "max_drop", "min_rows"}
+_FAIRNESS = {"fairness", "slices", "max"}
 
 
 @dataclass(frozen=True)
@@ -40,8 +48,11 @@ class RuleResult:
     detail: str
 
 
-def check_gate(gate: Mapping[str, Any]) -> None:
-    """Refuse a gate whose rules are not understood, before any model is evaluated."""
+def check_gate(gate: Mapping[str, Any], task: str | None = None) -> None:
+    """Refuse a gate whose rules are not understood (for ``task``: metrics of another task too),
+    before any model is evaluated."""
+    if not isinstance(gate, Mapping):
+        raise GateError(f"gate must be a mapping with 'rules', got {type(gate).__name__}: {gate!r}")
     if gate.get("no_champion", "absolute_only") not in NO_CHAMPION:
         raise GateError(
             f"gate: no_champion must be one of {list(NO_CHAMPION)}, got {gate.get('no_champion')!r}"
@@ -49,24 +60,39 @@ def check_gate(gate: Mapping[str, Any]) -> None:
     rules = gate.get("rules")
     if not isinstance(rules, list) or not rules:
         raise GateError(f"gate: 'rules' must be a non-empty list, got {rules!r}")
+    metrics = set(TASK_METRICS[task]) if task in TASK_METRICS else METRICS
+    gaps = set(FAIRNESS_GAPS[task]) if task in FAIRNESS_GAPS else GAPS
     for i, rule in enumerate(rules):
-        keys = set(rule) if isinstance(rule, Mapping) else set()
-        metric = rule.get("metric", rule.get("slice_metric")) if isinstance(rule, Mapping) else None
-        if metric not in METRICS:
+        _check_rule(i, rule, metrics, gaps, task)
+
+
+def _check_rule(i: int, rule: Any, metrics: set[str], gaps: set[str], task: str | None) -> None:
+    keys = set(rule) if isinstance(rule, Mapping) else set()
+    for_task = f" for a {task} model" if task else ""
+    if "fairness" in keys:
+        if rule["fairness"] not in gaps:
             raise GateError(
-                f"gate rule {i} {rule!r}: metric must be one of {sorted(METRICS)}, got {metric!r}"
+                f"gate rule {i} {rule!r}: fairness must be one of {sorted(gaps)}{for_task}, got {rule['fairness']!r}"
+            )
+        if keys != _FAIRNESS or not isinstance(rule.get("slices"), list):
+            raise GateError(f"gate rule {i} {rule!r}: a fairness rule is {{fairness, slices (a list), max}}")
+    else:
+        metric = rule.get("metric", rule.get("slice_metric")) if isinstance(rule, Mapping) else None
+        if metric not in metrics:
+            raise GateError(
+                f"gate rule {i} {rule!r}: metric must be one of {sorted(metrics)}{for_task}, got {metric!r}"
             )
         shapes = [_ABSOLUTE, _MARGIN, _SLICE]
         if not any(keys <= shape and keys - {"metric", "slice_metric"} for shape in shapes):
             raise GateError(
                 f"gate rule {i} {rule!r}: not one of {{metric, min|max}}, {{metric, "
-                "min_margin_over_champion}}, {slice_metric, slices, max_drop, min_rows}"
+                "min_margin_over_champion}, {slice_metric, slices, max_drop, min_rows}, {fairness, slices, max}"
             )
-        for key in keys - {"metric", "slice_metric", "slices"}:
-            if not isinstance(rule[key], int | float) or isinstance(rule[key], bool):
-                raise GateError(f"gate rule {i}: {key} must be a number, got {rule[key]!r}")
-        if "slice_metric" in keys and ("max_drop" not in keys or not isinstance(rule.get("slices"), list)):
-            raise GateError(f"gate rule {i} {rule!r}: a slice rule needs 'slices' (a list) and 'max_drop'")
+    for key in keys - {"metric", "slice_metric", "slices", "fairness"}:
+        if not isinstance(rule[key], int | float) or isinstance(rule[key], bool):
+            raise GateError(f"gate rule {i}: {key} must be a number, got {rule[key]!r}")
+    if "slice_metric" in keys and ("max_drop" not in keys or not isinstance(rule.get("slices"), list)):
+        raise GateError(f"gate rule {i} {rule!r}: a slice rule needs 'slices' (a list) and 'max_drop'")
 
 
 def evaluate_gate(
@@ -90,7 +116,9 @@ def evaluate_gate(
             )
         )
     for rule in gate["rules"]:
-        if "min" in rule or "max" in rule:
+        if "fairness" in rule:
+            results.extend(_fairness(rule, challenger.get("fairness", {})))
+        elif "min" in rule or "max" in rule:
             results.extend(_absolute(rule, challenger["overall"]))
         elif champion is None:
             continue  # relative rules need a champion
@@ -174,6 +202,34 @@ def _slices(
                     f"champion {theirs[metric]:.4f}, drop {drop:+.4f}, must be <= {bound}",
                 )
             )
+    return out
+
+
+def _fairness(rule: Mapping[str, Any], fairness: Mapping[str, Any]) -> list[RuleResult]:
+    gap, bound = rule["fairness"], rule["max"]
+    out = []
+    for column in rule["slices"]:
+        value = fairness.get(column, {}).get(gap)
+        name = f"{gap} across {column} <= {bound}"
+        if value is None or math.isnan(value):
+            reason = (
+                "is missing from the evaluation"
+                if column not in fairness
+                else "is undefined (fewer than 2 slices)"
+            )
+            out.append(RuleResult(name, False, None, bound, f"{gap} of slice column {column!r} {reason}"))
+            continue
+        judged = fairness[column]
+        between = " / ".join(judged.get(gap.replace("_gap", "_slices"), []))
+        out.append(
+            RuleResult(
+                name,
+                value <= bound,
+                value,
+                bound,
+                f"{gap} across {column} = {value:.4f} ({between}), must be <= {bound}",
+            )
+        )
     return out
 
 

@@ -1,7 +1,9 @@
-"""Binary classification metrics, overall and per slice, fairness gaps and permutation importance.
+"""The metrics of every task type, overall and per slice, fairness gaps and permutation importance.
 
-Plain numpy (ROC AUC from scikit-learn); no Airflow import. Every function takes labels in {0, 1}
-and predicted probabilities; a bad input is a ``ValueError`` naming it.
+Plain numpy (ROC AUC from scikit-learn); no Airflow import. ``task_metrics`` is the one entry point
+(training results, evaluation, the gate and the performance monitor all use it): binary takes
+labels in {0, 1} and probabilities, multiclass class indices and a rows x classes probability
+matrix, regression numbers and predicted numbers. A bad input is a ``MLOpsConfigError`` naming it.
 """
 
 from __future__ import annotations
@@ -64,6 +66,81 @@ def binary_metrics(labels: Any, probabilities: Any, threshold: float = 0.5) -> d
     }
 
 
+def multiclass_metrics(labels: Any, probabilities: Any) -> dict[str, float]:
+    """Accuracy, macro F1 (over the classes that occur in the labels or the predictions, as
+    scikit-learn's ``f1_score(average="macro")``) and log loss of class probabilities."""
+    y = np.asarray(labels)
+    p = np.asarray(probabilities, dtype="float64")
+    if p.ndim != 2 or y.ndim != 1 or len(y) != len(p) or p.shape[1] < 2:
+        raise MLOpsConfigError(
+            f"multiclass: probabilities must be rows x classes (at least 2) for 1-D labels of the same "
+            f"length, got {p.shape} and {y.shape}"
+        )
+    if len(y) == 0:
+        raise MLOpsConfigError("no rows to evaluate")
+    classes = p.shape[1]
+    if not np.issubdtype(y.dtype, np.integer) or (y < 0).any() or (y >= classes).any():
+        bad = sorted({v for v in y.tolist() if not (isinstance(v, int) and 0 <= v < classes)})[:5]
+        raise MLOpsConfigError(f"multiclass: labels must be class indices 0..{classes - 1}, got {bad}")
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise MLOpsConfigError("multiclass: probabilities must lie in [0, 1] without NaN")
+    predicted = p.argmax(axis=1)
+    f1 = []
+    for c in np.union1d(y, predicted):
+        tp = float(((predicted == c) & (y == c)).sum())
+        denominator = float((predicted == c).sum() + (y == c).sum())
+        f1.append(2 * tp / denominator if denominator else 0.0)
+    eps = np.finfo(p.dtype).eps
+    clipped = np.clip(p, eps, 1 - eps)
+    clipped /= clipped.sum(axis=1, keepdims=True)
+    return {
+        "accuracy": float((predicted == y).mean()),
+        "macro_f1": float(np.mean(f1)),
+        "log_loss": float(-np.log(clipped[np.arange(len(y)), y]).mean()),
+        "rows": float(len(y)),
+    }
+
+
+def regression_metrics(labels: Any, predictions: Any) -> dict[str, float]:
+    """RMSE, MAE and R² (NaN when the labels are constant: R² is undefined there)."""
+    y = np.asarray(labels, dtype="float64")
+    p = np.asarray(predictions, dtype="float64")
+    if y.shape != p.shape or y.ndim != 1:
+        raise MLOpsConfigError(
+            f"regression: labels and predictions must be 1-D of the same length, got {y.shape} and {p.shape}"
+        )
+    if len(y) == 0:
+        raise MLOpsConfigError("no rows to evaluate")
+    if not np.isfinite(y).all():
+        raise MLOpsConfigError(
+            f"regression: labels must be finite numbers, got {y[~np.isfinite(y)][:3].tolist()}"
+        )
+    if not np.isfinite(p).all():
+        raise MLOpsConfigError(
+            f"regression: predictions must be finite numbers, got {p[~np.isfinite(p)][:3].tolist()}"
+        )
+    error = p - y
+    spread = float(((y - y.mean()) ** 2).sum())
+    return {
+        "rmse": float(np.sqrt((error**2).mean())),
+        "mae": float(np.abs(error).mean()),
+        "r2": 1.0 - float((error**2).sum()) / spread if spread > 0 else math.nan,
+        "rows": float(len(y)),
+    }
+
+
+def task_metrics(task: str, labels: Any, predictions: Any, threshold: float = 0.5) -> dict[str, float]:
+    """The metrics of ``task`` (see :mod:`airflow_mlops.models.tasks`) for labels and predictions."""
+    from airflow_mlops.models.tasks import check_task
+
+    check_task(task)
+    if task == "binary":
+        return binary_metrics(labels, predictions, threshold)
+    if task == "multiclass":
+        return multiclass_metrics(labels, predictions)
+    return regression_metrics(labels, predictions)
+
+
 def calibration_error(labels: Any, probabilities: Any, bins: int = CALIBRATION_BINS) -> float:
     """Expected calibration error: the row-weighted mean |observed rate - mean probability| per bin."""
     y, p = _check(labels, probabilities)
@@ -100,9 +177,11 @@ def sliced_metrics(
     probabilities: Any,
     threshold: float = 0.5,
     min_rows: int = 1,
+    task: str = "binary",
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """``{slice column: {value: metrics}}`` for every value with at least ``min_rows`` rows."""
-    y, p = _check(labels, probabilities)
+    """``{slice column: {value: metrics of the task}}`` for every value with at least ``min_rows`` rows."""
+    y, p = np.asarray(labels), np.asarray(probabilities)
+    task_metrics(task, y, p, threshold)  # the whole set is checked once, with its message
     result: dict[str, dict[str, dict[str, float]]] = {}
     for column, values in slices.items():
         keys = np.asarray(values).astype(str)
@@ -112,18 +191,36 @@ def sliced_metrics(
         for value in sorted(set(keys)):
             mask = keys == value
             if mask.sum() >= min_rows:
-                result[column][value] = binary_metrics(y[mask], p[mask], threshold)
+                result[column][value] = _slice_metrics(task, y[mask], p[mask], threshold)
     return result
 
 
-def fairness_gaps(sliced: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, dict[str, Any]]:
-    """Per slice column: the largest TPR gap and FPR gap between its slices, and which slices."""
+def _slice_metrics(
+    task: str, labels: np.ndarray, predictions: np.ndarray, threshold: float
+) -> dict[str, float]:
+    if task == "multiclass":  # a slice may lack classes: macro F1 over what it has, as scikit-learn
+        return multiclass_metrics(labels, predictions)
+    return task_metrics(task, labels, predictions, threshold)
+
+
+#: Per task: (the gap's name, the per-slice metric it is taken over).
+_GAPS = {
+    "binary": (("tpr", "recall"), ("fpr", "fpr")),
+    "multiclass": (("accuracy", "accuracy"),),
+    "regression": (("mae", "mae"),),
+}
+
+
+def fairness_gaps(
+    sliced: Mapping[str, Mapping[str, Mapping[str, float]]], task: str = "binary"
+) -> dict[str, dict[str, Any]]:
+    """Per slice column: the largest gap between its slices (binary: TPR and FPR; multiclass:
+    accuracy; regression: MAE) and which slices (lowest, highest)."""
     gaps: dict[str, dict[str, Any]] = {}
     for column, by_value in sliced.items():
         gaps[column] = {}
-        for rate in ("recall", "fpr"):
+        for name, rate in _GAPS[task]:
             known = {v: m[rate] for v, m in by_value.items() if not math.isnan(m[rate])}
-            name = "tpr" if rate == "recall" else "fpr"
             if len(known) < 2:
                 gaps[column][f"{name}_gap"] = math.nan
                 continue
@@ -141,12 +238,20 @@ def permutation_importance(
     *,
     repeats: int = 3,
     seed: int = 0,
+    task: str = "binary",
 ) -> dict[str, float]:
-    """Mean drop in ROC AUC when one feature's column is shuffled (``score(frame) -> probabilities``)."""
-    from sklearn.metrics import roc_auc_score
+    """Mean loss of the task's primary metric (AUC, macro F1, RMSE: as a drop, higher = more
+    important) when one feature's column is shuffled (``score(frame) -> predictions``)."""
+    from airflow_mlops.models.tasks import lower_is_better, primary_metric
 
+    metric = primary_metric(task)
+    sign = -1.0 if lower_is_better(metric) else 1.0
     y = np.asarray(labels)
-    base = roc_auc_score(y, score(frame))
+
+    def value(predictions: np.ndarray) -> float:
+        return sign * task_metrics(task, y, predictions)[metric]
+
+    base = value(score(frame))
     generator = np.random.default_rng(seed)
     importance = {}
     for feature in features:
@@ -158,6 +263,6 @@ def permutation_importance(
         for _ in range(repeats):
             shuffled = frame.copy()
             shuffled[feature] = generator.permutation(shuffled[feature].to_numpy())
-            drops.append(base - roc_auc_score(y, score(shuffled)))
+            drops.append(base - value(score(shuffled)))
         importance[feature] = float(np.mean(drops))
     return dict(sorted(importance.items(), key=lambda item: -item[1]))

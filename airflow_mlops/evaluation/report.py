@@ -1,8 +1,9 @@
 """An evaluation of one model (and the champion, on the same rows) and its HTML page with plots.
 
-No Airflow import. ``evaluate`` returns a JSON-ready dict; ``render_html`` turns it into one
-self-contained page (PNG plots embedded): ROC and calibration curves of challenger and champion,
-per-slice bars, fairness gaps, feature importance and the gate's rules when given.
+No Airflow import. ``evaluate`` returns a JSON-ready dict of the task's metrics (see
+:mod:`airflow_mlops.models.tasks`); ``render_html`` turns it into one self-contained page (PNG plots
+embedded): for a binary model ROC and calibration curves of challenger and champion; for every
+task per-slice bars of its primary metric, fairness gaps, feature importance and the gate's rules.
 """
 
 from __future__ import annotations
@@ -17,25 +18,23 @@ from typing import Any
 import numpy as np
 
 from airflow_mlops.exceptions import MLOpsConfigError
+from airflow_mlops.models.tasks import FAIRNESS_GAPS, METRICS, metric_names, primary_metric
 
-from .metrics import binary_metrics, calibration_curve, fairness_gaps, permutation_importance, sliced_metrics
+from .metrics import calibration_curve, fairness_gaps, permutation_importance, sliced_metrics, task_metrics
 
 ROC_POINTS = 200
+#: The per-slice tables' columns (metric, header) by task.
+SLICE_COLUMNS = {
+    "binary": (("auc", "AUC"), ("recall", "TPR"), ("fpr", "FPR"), ("calibration_error", "ECE")),
+    "multiclass": (("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("log_loss", "log loss")),
+    "regression": (("rmse", "RMSE"), ("mae", "MAE"), ("r2", "R²")),
+}
 #: Keys whose values are numbers; an undefined one (no positive prediction: no precision) is NaN in
 #: memory and null in JSON (strict JSON: Airflow's API server refuses NaN in XCom, browsers too).
 NUMBER_KEYS = {
-    "auc",
-    "log_loss",
-    "accuracy",
-    "precision",
-    "recall",
-    "fpr",
-    "calibration_error",
-    "positive_rate",
-    "predicted_positive_rate",
+    *(m for names in METRICS.values() for m in names),
+    *(g for names in FAIRNESS_GAPS.values() for g in names),
     "rows",
-    "tpr_gap",
-    "fpr_gap",
     "observed",
     "bound",
     "mean_probability",
@@ -90,6 +89,22 @@ def roc_points(labels: Any, probabilities: Any) -> dict[str, list[float]]:
     return {"fpr": fpr[keep].round(5).tolist(), "tpr": tpr[keep].round(5).tolist()}
 
 
+def label_values(frame: Any, label: str, task: str, classes: Sequence[str] = ()) -> np.ndarray:
+    """The label column as the task's metrics take it: multiclass values as indices of ``classes``
+    (a value outside them is an error naming it), the others as numbers."""
+    column = frame[label]
+    if task != "multiclass":
+        return column.to_numpy()
+    index = {str(c): i for i, c in enumerate(classes)}
+    values = column.astype(str)
+    unknown = sorted(set(values) - set(index))
+    if unknown:
+        raise MLOpsConfigError(
+            f"evaluation: label {label!r} has values {unknown[:5]} that are not classes of the model ({list(classes)})"
+        )
+    return values.map(index).to_numpy(dtype="int64")
+
+
 def evaluate(
     probabilities: np.ndarray,
     frame: Any,
@@ -98,25 +113,33 @@ def evaluate(
     slices: Sequence[str],
     threshold: float = 0.5,
     min_slice_rows: int = 1,
+    task: str = "binary",
+    classes: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Metrics overall and per slice, fairness gaps, the calibration and ROC curves of one model's scores."""
+    """The task's metrics overall and per slice and the fairness gaps of one model's predictions;
+    for a binary model also the calibration and ROC curves."""
     missing = [c for c in (label, *slices) if c not in frame.columns]
     if missing:
         raise MLOpsConfigError(
             f"evaluation: columns {missing} are not in the evaluation data (columns: {list(frame.columns)})"
         )
-    y = frame[label].to_numpy()
+    y = label_values(frame, label, task, classes)
     sliced = sliced_metrics(
-        {c: frame[c].to_numpy() for c in slices}, y, probabilities, threshold, min_slice_rows
+        {c: frame[c].to_numpy() for c in slices}, y, probabilities, threshold, min_slice_rows, task
     )
-    return {
-        "overall": binary_metrics(y, probabilities, threshold),
+    report: dict[str, Any] = {
+        "task": task,
+        "overall": task_metrics(task, y, probabilities, threshold),
         "slices": sliced,
-        "fairness": fairness_gaps(sliced),
-        "calibration": calibration_curve(y, probabilities),
-        "roc": roc_points(y, probabilities),
+        "fairness": fairness_gaps(sliced, task),
         "threshold": threshold,
     }
+    if task == "binary":
+        report["calibration"] = calibration_curve(y, probabilities)
+        report["roc"] = roc_points(y, probabilities)
+    if task == "multiclass":
+        report["classes"] = list(classes)
+    return report
 
 
 def importance(
@@ -127,10 +150,13 @@ def importance(
     *,
     max_rows: int = 5000,
     seed: int = 0,
+    task: str = "binary",
+    classes: Sequence[str] = (),
 ) -> dict[str, float]:
-    """Permutation importance (drop in AUC) on at most ``max_rows`` rows."""
+    """Permutation importance (drop in the task's primary metric) on at most ``max_rows`` rows."""
     sample = frame.sample(n=min(max_rows, len(frame)), random_state=seed) if len(frame) > max_rows else frame
-    return permutation_importance(score, sample, features, sample[label].to_numpy(), seed=seed)
+    labels = label_values(sample, label, task, classes)
+    return permutation_importance(score, sample, features, labels, seed=seed, task=task)
 
 
 def png_uri(figure: Any) -> str:
@@ -152,6 +178,34 @@ def _plots(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     models = {"challenger": report}
     if report.get("champion"):
         models["champion"] = report["champion"]
+    plots = _binary_plots(models) if report.get("task", "binary") == "binary" else []
+    metric = primary_metric(report.get("task", "binary"))
+    for column, by_value in report["slices"].items():
+        values = sorted(by_value)
+        figure, axis = plt.subplots(figsize=(max(4.5, 0.45 * len(values)), 3.5))
+        width = 0.8 / len(models)
+        for k, (name, evaluation) in enumerate(models.items()):
+            theirs = evaluation["slices"].get(column, {})
+            axis.bar(
+                np.arange(len(values)) + k * width,
+                [theirs.get(v, {}).get(metric, math.nan) for v in values],
+                width=width,
+                label=name,
+            )
+        axis.set_xticks(
+            np.arange(len(values)) + width * (len(models) - 1) / 2, values, rotation=60, fontsize=8
+        )
+        axis.set(ylabel=metric, title=f"{metric} per {column}")
+        if metric == "auc":
+            axis.set(ylabel="ROC AUC", title=f"AUC per {column}", ylim=(0.4, 1.0))
+        axis.legend(fontsize=8)
+        plots.append((f"{'AUC' if metric == 'auc' else metric} per {column}", png_uri(figure)))
+    return plots
+
+
+def _binary_plots(models: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    import matplotlib.pyplot as plt
+
     plots = []
     figure, axis = plt.subplots(figsize=(4.5, 4))
     for name, evaluation in models.items():
@@ -177,24 +231,6 @@ def _plots(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     axis.set(xlabel="mean predicted probability", ylabel="observed delay rate", title="Calibration")
     axis.legend(loc="upper left")
     plots.append(("Calibration", png_uri(figure)))
-    for column, by_value in report["slices"].items():
-        values = sorted(by_value)
-        figure, axis = plt.subplots(figsize=(max(4.5, 0.45 * len(values)), 3.5))
-        width = 0.8 / len(models)
-        for k, (name, evaluation) in enumerate(models.items()):
-            theirs = evaluation["slices"].get(column, {})
-            axis.bar(
-                np.arange(len(values)) + k * width,
-                [theirs.get(v, {}).get("auc", math.nan) for v in values],
-                width=width,
-                label=name,
-            )
-        axis.set_xticks(
-            np.arange(len(values)) + width * (len(models) - 1) / 2, values, rotation=60, fontsize=8
-        )
-        axis.set(ylabel="ROC AUC", title=f"AUC per {column}", ylim=(0.4, 1.0))
-        axis.legend(fontsize=8)
-        plots.append((f"AUC per {column}", png_uri(figure)))
     return plots
 
 
@@ -212,12 +248,15 @@ def html_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
 def render_html(report: Mapping[str, Any], title: str) -> str:
     """One self-contained page for people: the numbers, the gate's rules and the plots."""
     champion = report.get("champion") or {}
-    keys = ["auc", "log_loss", "accuracy", "precision", "recall", "fpr", "calibration_error", "rows"]
+    task = report.get("task", "binary")
+    keys = [*metric_names(task), "rows"]
     overall = [[k, report["overall"][k], champion.get("overall", {}).get(k, "")] for k in keys]
     parts = [
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>{html.escape(str(report.get('model_uri', '')))} on {int(report['overall']['rows'])} held-out rows; "
-        f"threshold {report['threshold']}</p>",
+        f"<p>{html.escape(str(report.get('model_uri', '')))}, a {html.escape(task)} model, on "
+        f"{int(report['overall']['rows'])} held-out rows"
+        + (f"; threshold {report['threshold']}" if task == "binary" else "")
+        + "</p>",
         "<h2>Overall</h2>",
         html_table(overall, ["metric", "challenger", "champion"]),
     ]
@@ -231,36 +270,31 @@ def render_html(report: Mapping[str, Any], title: str) -> str:
             ),
         ]
     parts.append("<h2>Fairness gaps (largest difference between slices)</h2>")
-    parts.append(
-        html_table(
-            [
-                [
-                    c,
-                    g.get("tpr_gap"),
-                    " / ".join(g.get("tpr_slices", [])),
-                    g.get("fpr_gap"),
-                    " / ".join(g.get("fpr_slices", [])),
-                ]
-                for c, g in report["fairness"].items()
-            ],
-            ["slice", "TPR gap", "lowest / highest", "FPR gap", "lowest / highest"],
-        )
-    )
+    gaps = FAIRNESS_GAPS[task]
+    header = ["slice"]
+    for gap in gaps:
+        header += [gap.replace("_", " "), "lowest / highest"]
+    rows = []
+    for column, found in report["fairness"].items():
+        row: list[Any] = [column]
+        for gap in gaps:
+            row += [found.get(gap), " / ".join(found.get(gap.replace("_gap", "_slices"), []))]
+        rows.append(row)
+    parts.append(html_table(rows, header))
     if report.get("importance"):
+        metric = primary_metric(task)
         parts += [
-            "<h2>Permutation importance (drop in AUC)</h2>",
-            html_table(list(report["importance"].items()), ["feature", "AUC drop"]),
+            f"<h2>Permutation importance (loss of {metric})</h2>",
+            html_table(list(report["importance"].items()), ["feature", f"{metric} loss"]),
         ]
     for name, image in _plots(report):
         parts.append(f"<h2>{html.escape(name)}</h2><img alt='{html.escape(name)}' src='{image}'>")
+    columns = SLICE_COLUMNS[task]
     for column, by_value in report["slices"].items():
-        rows = [
-            [v, m["rows"], m["auc"], m["recall"], m["fpr"], m["calibration_error"]]
-            for v, m in by_value.items()
-        ]
+        rows = [[v, m["rows"], *(m[k] for k, _ in columns)] for v, m in by_value.items()]
         parts += [
             f"<h2>Per {html.escape(column)}</h2>",
-            html_table(rows, [column, "rows", "AUC", "TPR", "FPR", "ECE"]),
+            html_table(rows, [column, "rows", *(title for _, title in columns)]),
         ]
     return html_page(title, parts)
 

@@ -1,15 +1,13 @@
 """Batch scoring of a saved model over a DataFrame of raw feature rows (no Airflow import).
 
-A model folder holds ``model.pt`` (a state dict) and ``config.json``, whose ``model`` names the
-class as ``module:Class``. That module provides ``load_model(folder) -> (model, config)`` (weights
-loaded with ``weights_only=True``) and ``transform(frame, preprocessing) -> tensors``: the same
-preprocessing as in training, from the statistics stored in ``config.json``.
+A model folder is a model package (:mod:`airflow_mlops.models.package`): ``model.pt`` (a state
+dict, loaded with ``weights_only=True``) and ``config.json`` (the network's class and arguments,
+the task, the preprocessing learnt in training). Rows go through the same preprocessing as in
+training (:func:`airflow_mlops.training.tabular.transform`), the network, then the task's link.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -38,39 +36,42 @@ class Scorer:
     """A loaded model and its preprocessing; ``scorer(frame)`` gives probabilities, chunk by chunk."""
 
     def __init__(self, model_dir: str | Path, chunk_rows: int = 65536, block_rows: int = 1_048_576) -> None:
-        folder = Path(str(model_dir).removeprefix("file://"))
-        config_path = folder / "config.json"
-        if not config_path.is_file() or not (folder / "model.pt").is_file():
-            raise MLOpsConfigError(f"model {model_dir!r}: expected model.pt and config.json in the folder")
+        from airflow_mlops.training.tabular import load_model
+
         if chunk_rows < 1 or block_rows < 1:
             raise MLOpsConfigError(
                 f"chunk_rows and block_rows must be positive, got {chunk_rows!r} and {block_rows!r}"
             )
-        module_name = json.loads(config_path.read_text())["model"].partition(":")[0]
-        module = importlib.import_module(module_name)
-        self.model, self.config = module.load_model(folder)
-        self.transform = module.transform
+        self.model, self.config = load_model(model_dir)
+        self.task: str = self.config["task"]
         self.chunk_rows, self.block_rows = chunk_rows, block_rows
 
-    def inputs(self, frame: Any) -> tuple[Any, ...]:
-        """The model's input tensors for raw rows (the stored preprocessing)."""
-        return tuple(self.transform(frame, self.config["preprocessing"]))
+    def inputs(self, frame: Any) -> dict[str, Any]:
+        """The model's named input tensors for raw rows (the stored preprocessing)."""
+        from airflow_mlops.training.tabular import transform
+
+        return transform(frame, self.config["preprocessing"])
 
     def __call__(self, frame: Any) -> np.ndarray:
-        """Probabilities for every row. Rows are preprocessed in blocks of ``block_rows`` (per-call
+        """Predictions for every row: probabilities (binary: one per row; multiclass: rows x
+        classes) or values (regression). Rows are preprocessed in blocks of ``block_rows`` (per-call
         pandas overhead made 64k-row preprocessing twice as slow per row) and run through the
         network in chunks of ``chunk_rows`` (the layers' activations then stay in the CPU caches).
         Preprocessing a chunk in a thread while the previous one runs through the network was
         slower: torch already keeps every core busy."""
         import torch
 
-        out = np.empty(len(frame), dtype="float32")
+        from airflow_mlops.models.contract import call_network
+        from airflow_mlops.training.tabular import predictions
+
+        classes = len(self.config["preprocessing"].get("classes", ()))
+        out = np.empty((len(frame), classes) if self.task == "multiclass" else len(frame), dtype="float32")
         with torch.inference_mode():
             for block in range(0, len(frame), self.block_rows):
                 inputs = self.inputs(frame.iloc[block : block + self.block_rows])
-                for start in range(0, len(inputs[0]), self.chunk_rows):
-                    chunk = [tensor[start : start + self.chunk_rows] for tensor in inputs]
-                    out[block + start : block + start + len(chunk[0])] = torch.sigmoid(
-                        self.model(*chunk)
-                    ).numpy()
+                rows = len(next(iter(inputs.values())))
+                for start in range(0, rows, self.chunk_rows):
+                    chunk = {name: tensor[start : start + self.chunk_rows] for name, tensor in inputs.items()}
+                    scores = predictions(self.task, call_network(self.model, chunk))
+                    out[block + start : block + start + len(scores)] = scores.numpy()
         return out

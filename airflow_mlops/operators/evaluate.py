@@ -18,8 +18,6 @@ from airflow_mlops.xcom import EvaluationResult, GateOutcome
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-DEFAULT_SLICES = ("carrier", "origin", "month")
-
 
 def _local(uri: str) -> Path:
     return Path(uri.removeprefix("file://"))
@@ -28,19 +26,23 @@ def _local(uri: str) -> Path:
 class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
     """Batch-score the training set's held-out split with the model and with the champion.
 
-    Metrics overall and per slice (ROC AUC, log loss, accuracy, precision and recall at
-    ``threshold``, FPR, expected calibration error, with row counts), fairness gaps (largest TPR
-    and FPR difference between slices of each column), permutation importance, all for the
-    challenger; the same metrics for the champion on the same rows. Writes ``evaluation.json`` and
-    ``evaluation.html`` (ROC, calibration and per-slice plots) to ``report_dir`` and, with an
-    MLflow run, logs both there as artifacts and the overall metrics as ``eval_*``.
+    The metrics of the model's task (declared in its package, see :mod:`airflow_mlops.models.tasks`:
+    binary ROC AUC, log loss, accuracy, precision and recall at ``threshold``, FPR, expected
+    calibration error; multiclass accuracy, macro F1, log loss; regression RMSE, MAE, R²) overall
+    and per slice, with row counts; fairness gaps (the largest difference between slices of each
+    column: TPR and FPR, accuracy, or MAE); permutation importance; all for the challenger, the
+    same metrics for the champion on the same rows. Writes ``evaluation.json`` and
+    ``evaluation.html`` (per-slice plots; ROC and calibration for a binary model) to
+    ``report_dir`` and, with an MLflow run, logs both there as artifacts and the overall metrics
+    as ``eval_*``.
 
     :param model_uri: the model folder (``model.pt`` + ``config.json``; templated).
     :param training_set: the training set manifest whose ``split`` is scored (templated).
     :param report_dir: where the reports go (templated).
     :param champion_uri: the champion's folder, or ``models:/<name>@champion`` in the MLflow
         registry (templated); empty or an alias that does not exist yet: no champion.
-    :param slices: columns to slice by; ``min_slice_rows``: smaller slices are left out.
+    :param label_column: the label's column in the split; None: the label the model was trained on.
+    :param slices: columns to slice by (none by default); ``min_slice_rows``: smaller slices are left out.
     :param threshold: the decision threshold for accuracy, precision, recall and FPR.
     :param importance_rows: rows sampled for permutation importance (0 skips it).
     :param mlflow_run_id: the training run to log into (templated; empty: log nothing).
@@ -70,8 +72,8 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         report_dir: str,
         champion_uri: str = "",
         split: str = "test",
-        label_column: str = "is_delayed",
-        slices: Sequence[str] = DEFAULT_SLICES,
+        label_column: str | None = None,
+        slices: Sequence[str] = (),
         min_slice_rows: int = 30,
         threshold: float = 0.5,
         importance_rows: int = 5000,
@@ -80,6 +82,8 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if isinstance(slices, str):
+            raise MLOpsConfigError(f"slices must be a list of column names, got the string {slices!r}")
         if not 0 < threshold < 1:
             raise MLOpsConfigError(f"threshold must lie in (0, 1), got {threshold!r}")
         self.model_uri = model_uri
@@ -99,6 +103,7 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         from airflow_mlops.artifacts import write_atomically
         from airflow_mlops.evaluation.report import dumps, evaluate, finite, importance, render_html
         from airflow_mlops.evaluation.scoring import Scorer, read_rows
+        from airflow_mlops.models.tasks import metric_names, primary_metric
         from airflow_mlops.training.spec import manifest_path
 
         manifest = json.loads(manifest_path(self.training_set).read_text())
@@ -109,53 +114,57 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
             )
         frame = read_rows(manifest_path(manifest["splits"][self.split]["uri"], self.training_set))
         scorer = Scorer(self.model_uri)
+        preprocessing = scorer.config["preprocessing"]
+        label = self.label_column or preprocessing["label"]
+        judged = {
+            "slices": self.slices,
+            "threshold": self.threshold,
+            "min_slice_rows": self.min_slice_rows,
+            "task": scorer.task,
+            "classes": preprocessing.get("classes", ()),
+        }
         report = {
             "model_uri": self.model_uri,
             "training_set": self.training_set,
             "split": self.split,
-            **evaluate(
-                scorer(frame),
-                frame,
-                self.label_column,
-                slices=self.slices,
-                threshold=self.threshold,
-                min_slice_rows=self.min_slice_rows,
-            ),
+            **evaluate(scorer(frame), frame, label, **judged),
         }
         if self.importance_rows:
-            features = [
-                *scorer.config["preprocessing"]["numeric"],
-                *scorer.config["preprocessing"]["categorical"],
-            ]
+            features = [*preprocessing["numeric"], *preprocessing["categorical"]]
             report["importance"] = importance(
-                scorer, frame, self.label_column, features, max_rows=self.importance_rows
+                scorer,
+                frame,
+                label,
+                features,
+                max_rows=self.importance_rows,
+                task=scorer.task,
+                classes=judged["classes"],
             )
         champion = self._champion()
         report["champion"] = None
         if champion is not None:
+            champion_scorer = Scorer(champion)
+            if champion_scorer.task != scorer.task:
+                raise MLOpsConfigError(
+                    f"champion {self.champion_uri!r} is a {champion_scorer.task} model, the challenger "
+                    f"{self.model_uri!r} a {scorer.task} one: they cannot be compared"
+                )
             report["champion"] = {
                 "model_uri": self.champion_uri,
-                **evaluate(
-                    Scorer(champion)(frame),
-                    frame,
-                    self.label_column,
-                    slices=self.slices,
-                    threshold=self.threshold,
-                    min_slice_rows=self.min_slice_rows,
-                ),
+                **evaluate(champion_scorer(frame), frame, label, **judged),
             }
         folder = _local(self.report_dir)
         write_atomically(folder / "evaluation.json", dumps(report))
         write_atomically(folder / "evaluation.html", render_html(report, f"Evaluation of {self.model_uri}"))
         overall = report["overall"]
+        metric = primary_metric(scorer.task)
         self.log.info(
-            "Challenger on %d %s rows: AUC %.4f, log loss %.4f, ECE %.4f; champion: %s",
+            "Challenger (%s) on %d %s rows: %s; champion: %s",
+            scorer.task,
             overall["rows"],
             self.split,
-            overall["auc"],
-            overall["log_loss"],
-            overall["calibration_error"],
-            f"AUC {report['champion']['overall']['auc']:.4f}" if report["champion"] else "none yet",
+            ", ".join(f"{k} {overall[k]:.4f}" for k in metric_names(scorer.task)[:3]),
+            f"{metric} {report['champion']['overall'][metric]:.4f}" if report["champion"] else "none yet",
         )
         if self.mlflow_conn_id and self.mlflow_run_id:
             self._log_to_mlflow(folder, overall)
@@ -219,7 +228,8 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         for name in ("evaluation.json", "evaluation.html"):
             client.log_artifact(self.mlflow_run_id, str(folder / name), "evaluation")
         for key, value in overall.items():
-            client.log_metric(self.mlflow_run_id, f"eval_{key}", float(value))
+            if value == value:  # an undefined metric (NaN) is null in the report, absent in MLflow
+                client.log_metric(self.mlflow_run_id, f"eval_{key}", float(value))
 
 
 class EvaluationGateOperator(MlflowOperatorMixin, BaseOperator):
@@ -281,12 +291,13 @@ class EvaluationGateOperator(MlflowOperatorMixin, BaseOperator):
         from airflow.sdk.exceptions import AirflowSkipException
 
         from airflow_mlops.artifacts import write_atomically
-        from airflow_mlops.evaluation.gate import as_records, evaluate_gate
+        from airflow_mlops.evaluation.gate import as_records, check_gate, evaluate_gate
         from airflow_mlops.evaluation.report import dumps, finite, loads, render_html
 
         gate = self.load_gate()
         path = _local(self.report_uri)
         report = loads(path.read_text())
+        check_gate(gate, report.get("task", "binary"))  # its metrics must be the model's task's
         passed, results = evaluate_gate(gate, report, report.get("champion"))
         for result in results:
             self.log.info("%s %s: %s", "PASS" if result.passed else "FAIL", result.rule, result.detail)

@@ -33,6 +33,7 @@ class TrainingArgumentsMixin(MlflowOperatorMixin):
     model: str
     data: str
     hyperparameters: Mapping[str, Any] | None
+    features: Mapping[str, Any] | None = None
     batch_size: int
     accelerator: str
     precision: str
@@ -54,8 +55,16 @@ class TrainingArgumentsMixin(MlflowOperatorMixin):
     ) -> TrainingSpec:
         """The spec of this task's training run; MLflow's part names the connection's tracking URI
         and artifact location (its credentials travel in the environment, never in the spec)."""
+        from airflow_mlops.exceptions import SpecError
         from airflow_mlops.training.spec import TrainingSpec
 
+        for name in ("hyperparameters", "features"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Mapping):
+                raise SpecError(
+                    f"{type(self).__name__} {self.task_id}: {name} must be a mapping, got "
+                    f"{type(value).__name__} {value!r} (a template must render to a mapping: use render_template_as_native_obj)"
+                )
         mlflow: dict[str, str] = {}
         if self.mlflow_conn_id:
             hook = self.mlflow_hook
@@ -69,6 +78,7 @@ class TrainingArgumentsMixin(MlflowOperatorMixin):
             output_dir=output_dir,
             checkpoint_dir=checkpoint_dir,
             hyperparameters=dict(self.hyperparameters or {}),
+            features=dict(self.features or {}),
             batch_size=self.batch_size,
             trainer={
                 "accelerator": self.accelerator,
@@ -111,7 +121,11 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
     :param output_dir: where the model, its config and ``result.json`` go (templated).
     :param checkpoint_root: root of the checkpoint folders (templated).
     :param model: ``module:Class`` of the LightningModule.
-    :param data: ``module:Class`` of the LightningDataModule.
+    :param data: ``module:Class`` of the LightningDataModule (the contract:
+        :mod:`airflow_mlops.models.contract`); ``airflow_mlops.training.tabular:TabularDataModule``
+        reads any tabular training set through ``features``.
+    :param features: the feature spec (templated): ``{"label", "task": "binary" | "multiclass" |
+        "regression", "numeric": [...], "categorical": [...], "weight"}``; None: the data module's own.
     :param hyperparameters: the model's keyword arguments (templated), checked before launch.
     :param batch_size: rows per batch per process.
     :param devices: processes (CPU) or GPUs per node.
@@ -129,8 +143,9 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
         "output_dir",
         "checkpoint_root",
         "hyperparameters",
+        "features",
     )
-    template_fields_renderers = {"hyperparameters": "json"}
+    template_fields_renderers = {"hyperparameters": "json", "features": "json"}
     ui_color = "#fde8e8"
     operator_extra_links = (MLflowRunLink(),)
 
@@ -143,6 +158,7 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
         model: str = "airflow_mlops.training.flights:FlightDelayModel",
         data: str = "airflow_mlops.training.flights:FlightDataModule",
         hyperparameters: Mapping[str, Any] | None = None,
+        features: Mapping[str, Any] | None = None,
         batch_size: int = 1024,
         devices: int = 1,
         num_nodes: int = 1,
@@ -164,6 +180,7 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
         self.model = model
         self.data = data
         self.hyperparameters = hyperparameters
+        self.features = features
         self.batch_size = batch_size
         self.devices = devices
         self.num_nodes = num_nodes

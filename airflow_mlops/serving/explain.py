@@ -35,7 +35,8 @@ def explain_row(
             f"model {model.name} v{model.version} does not support explanations "
             "(it needs standardise, embeddings and an mlp, like FlightDelayModel)",
         )
-    numeric, categorical = model.scorer.inputs(model.frame([row]))
+    inputs = model.scorer.inputs(model.frame([row]))
+    numeric, categorical = inputs["numeric"], inputs["categorical"]
     mean = network.numeric_mean.expand_as(numeric)
     numeric = torch.where(torch.isnan(numeric), mean, numeric)
 

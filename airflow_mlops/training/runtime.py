@@ -10,38 +10,72 @@ import importlib
 import io
 import json
 import logging
+import math
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..artifacts import write_atomically  # noqa: TID252 (no "airflow" import line in the runtime)
+from ..evaluation.report import finite  # noqa: TID252
+from ..models.contract import call_network, constructor_arguments  # noqa: TID252
+from ..models.tasks import check_task, metric_names  # noqa: TID252
 from .spec import TrainingSpec, load_class
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 
 
-def evaluate(model: Any, split: tuple[Any, ...], base_rate: float) -> dict[str, float]:
-    """ROC AUC and log loss of the model and of the trivial baseline (always the training rate)."""
+def predict_split(model: Any, split: Mapping[str, Any], task: str, chunk_rows: int = 65536) -> Any:
+    """The task's predictions (probabilities or values, as numpy) for a whole split, chunk by chunk."""
+    import numpy as np
     import torch
-    from torchmetrics.functional.classification import binary_auroc
 
-    numeric, categorical, label = split
+    from .tabular import predictions
+
     model.eval()
+    rows = len(split["label"])
+    parts = []
     with torch.no_grad():
-        probability = torch.sigmoid(model(numeric, categorical)).clamp(1e-7, 1 - 1e-7)
-    constant = torch.full_like(label, min(max(base_rate, 1e-7), 1 - 1e-7))
-    bce = torch.nn.functional.binary_cross_entropy
-    return {
-        "auc": float(binary_auroc(probability, label.long())),
-        "log_loss": float(bce(probability, label)),
-        "baseline_auc": 0.5,
-        "baseline_log_loss": float(bce(constant, label)),
-        "positive_rate": float(label.mean()),
-        "rows": len(label),
-    }
+        for start in range(0, rows, chunk_rows):
+            chunk = {k: v[start : start + chunk_rows] for k, v in split.items()}
+            parts.append(predictions(task, call_network(model, chunk)).float().cpu().numpy())
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def baseline_predictions(task: str, train_labels: Any, rows: int, classes: int = 0) -> Any:
+    """The trivial model's predictions: the training split's rate, class frequencies or mean."""
+    import numpy as np
+
+    labels = np.asarray(train_labels)
+    if task == "binary":
+        return np.full(rows, min(max(float(labels.mean()), 1e-7), 1 - 1e-7))
+    if task == "multiclass":
+        frequencies = np.bincount(labels, minlength=classes) / len(labels)
+        return np.tile(frequencies, (rows, 1))
+    return np.full(rows, float(labels.mean()))
+
+
+def evaluate(
+    model: Any, split: Mapping[str, Any], task: str, train_labels: Any, classes: int = 0
+) -> dict[str, float]:
+    """The task's metrics of the model on a split and, as ``baseline_*``, of the trivial model
+    (``classes``: how many a multiclass model predicts)."""
+    from airflow_mlops.evaluation.metrics import task_metrics
+
+    labels = split["label"].cpu().numpy()
+    metrics = task_metrics(task, labels, predict_split(model, split, task))
+    baseline = task_metrics(task, labels, baseline_predictions(task, train_labels, len(labels), classes))
+    if task == "binary":
+        baseline = {"auc": 0.5, "log_loss": baseline["log_loss"]}
+        metrics["positive_rate"] = float(labels.mean())
+    for name in metric_names(task):
+        if name in baseline:
+            metrics[f"baseline_{name}"] = baseline[name]
+    metrics["rows"] = len(labels)
+    return metrics
 
 
 def run(spec: TrainingSpec) -> dict[str, Any] | None:
@@ -58,11 +92,13 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     if use_mlflow:
         prefetch.start()
     pl.seed_everything(options["seed"], workers=True)
-    data = load_class(spec.data, "data")(
-        manifest=spec.training_set, batch_size=spec.batch_size, seed=options["seed"]
-    )
+    data = load_class(spec.data, "data")(**spec.data_arguments())
     data.prepare()
-    model = load_class(spec.model, "model")(**spec.hyperparameters, **data.model_inputs())
+    task = check_task(getattr(data, "task", "binary"), f"data module {spec.data}: task")
+    model_cls = load_class(spec.model, "model")
+    model = model_cls(
+        **constructor_arguments(model_cls, spec.model, spec.hyperparameters, data.model_inputs())
+    )
 
     checkpoints = Path(spec.checkpoint_dir)
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -123,13 +159,7 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
 
     epochs_run = trainer.current_epoch - start_epoch
     samples = data.rows["train"] // trainer.world_size * trainer.world_size * epochs_run
-    base_rate = float(data.splits["train"][2].mean())
-    metrics = {f"test_{k}": v for k, v in evaluate(model, data.splits["test"], base_rate).items()}
-    metrics.update(
-        {f"validation_{k}": v for k, v in evaluate(model, data.splits["validation"], base_rate).items()}
-    )
-    if "val_loss" in trainer.callback_metrics:  # a model class that logs no val_loss has none (never a NaN)
-        metrics["val_loss"] = float(trainer.callback_metrics["val_loss"])
+    metrics = final_metrics(model, data, task, trainer.callback_metrics)
     metrics["samples_per_s"] = samples / elapsed if elapsed > 0 else 0.0
 
     output = Path(spec.output_dir)
@@ -138,24 +168,14 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     torch.save(model.state_dict(), weights)
     write_atomically(output / "model.pt", weights.getvalue())
     init = {k: v for k, v in model.hparams.items()}
-    config = {
-        "model": spec.model,
-        "init": init,
-        "preprocessing": data.preprocessing,
-        "training_set": spec.training_set,
-        "metrics": metrics,
-    }
-    write_atomically(output / "config.json", json.dumps(config, indent=2, default=list))
+    config = package_config(spec, data, task, init, metrics)
+    write_atomically(
+        output / "config.json", json.dumps(finite(config), indent=2, default=list, allow_nan=False)
+    )
     run_id = None
     if logger:
         run_id = logger.run_id
-        client = logger.experiment
-        for key, value in metrics.items():
-            client.log_metric(run_id, key, value)
-        client.log_param(run_id, "training_set", spec.training_set)
-        client.log_param(run_id, "world_size", trainer.world_size)
-        client.log_artifact(run_id, str(output / "model.pt"), "model")
-        client.log_artifact(run_id, str(output / "config.json"), "model")
+        _log_run(logger.experiment, run_id, spec, metrics, trainer.world_size, output)
         (checkpoints / "mlflow_run_id").write_text(run_id)
     result = {
         "mlflow_run_id": run_id,
@@ -170,8 +190,56 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
         "hyperparameters": spec.hyperparameters,
         "pruned_at_epoch": pruning.pruned_at_epoch if pruning is not None else None,
     }
-    write_atomically(output / RESULT_FILE, json.dumps(result, indent=2))
+    write_atomically(output / RESULT_FILE, json.dumps(finite(result), indent=2, allow_nan=False))
     return result
+
+
+def final_metrics(model: Any, data: Any, task: str, logged: Mapping[str, Any]) -> dict[str, float]:
+    """The task's metrics on the test and validation splits (``test_*``, ``validation_*``, with the
+    trivial model's as ``*_baseline_*``) and the last ``val_loss`` the model logged."""
+    train_labels = data.splits["train"]["label"].cpu().numpy()
+    classes = len(data.preprocessing.get("classes", ()))
+    metrics: dict[str, float] = {}
+    for split in ("test", "validation"):
+        scores = evaluate(model, data.splits[split], task, train_labels, classes)
+        metrics.update({f"{split}_{k}": v for k, v in scores.items()})
+    if "val_loss" in logged:  # a model class that logs no val_loss has none (never a NaN)
+        metrics["val_loss"] = float(logged["val_loss"])
+    return metrics
+
+
+def _log_run(
+    client: Any, run_id: str, spec: TrainingSpec, metrics: Mapping[str, float], world: int, output: Path
+) -> None:
+    for key, value in metrics.items():
+        if math.isfinite(value):  # an undefined metric (NaN) is null in result.json, absent here
+            client.log_metric(run_id, key, value)
+    client.log_param(run_id, "training_set", spec.training_set)
+    client.log_param(run_id, "world_size", world)
+    client.log_artifact(run_id, str(output / "model.pt"), "model")
+    client.log_artifact(run_id, str(output / "config.json"), "model")
+
+
+def package_config(
+    spec: TrainingSpec, data: Any, task: str, init: Mapping[str, Any], metrics: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The model package's ``config.json``: how to rebuild the network (``model``, ``init``), the
+    preprocessing, the task, the signature of its inputs and output, an input example, the format."""
+    from airflow_mlops.models.package import FORMAT_VERSION, signature
+
+    features = getattr(data, "spec", None)
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": spec.model,
+        "init": dict(init),
+        "task": task,
+        "features": features.to_dict() if features is not None else None,
+        "preprocessing": data.preprocessing,
+        "signature": signature(task, data.preprocessing),
+        "input_example": getattr(data, "example", []),
+        "training_set": spec.training_set,
+        "metrics": dict(metrics),
+    }
 
 
 def _checkpoint_epoch(path: Path) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,11 +29,14 @@ class TrainingSpec:
     """Everything the runtime needs, serialisable as JSON.
 
     :param model: ``module:Class`` of a ``LightningModule``.
-    :param data: ``module:Class`` of a ``LightningDataModule`` taking ``manifest`` and ``batch_size``.
+    :param data: ``module:Class`` of a ``LightningDataModule`` taking ``manifest``, ``batch_size``,
+        ``seed`` (and ``features`` when given); see :mod:`airflow_mlops.models.contract`.
     :param training_set: path or ``file://`` URI of the training set manifest.
     :param output_dir: where the model, its config and ``result.json`` are written.
     :param checkpoint_dir: where Lightning checkpoints go; a rerun resumes from ``last.ckpt`` there.
     :param hyperparameters: keyword arguments of the model (checked against its signature).
+    :param features: the feature spec (:class:`~airflow_mlops.models.FeatureSpec` as a mapping)
+        passed to the data module; empty: the data module's own (e.g. ``FlightDataModule``'s).
     :param batch_size: rows per batch (per process).
     :param trainer: options among ``TRAINER_DEFAULTS``.
     :param mlflow: ``{"tracking_uri": ..., "experiment": ...}``; empty disables MLflow.
@@ -53,6 +55,18 @@ class TrainingSpec:
     mlflow: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     tuning: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
+
+    def data_arguments(self) -> dict[str, Any]:
+        """The data module's keyword arguments."""
+        arguments: dict[str, Any] = {
+            "manifest": self.training_set,
+            "batch_size": self.batch_size,
+            "seed": self.trainer_options()["seed"],
+        }
+        if self.features:
+            arguments["features"] = self.features
+        return arguments
 
     def trainer_options(self) -> dict[str, Any]:
         return {**TRAINER_DEFAULTS, **self.trainer}
@@ -79,23 +93,40 @@ class TrainingSpec:
             raise SpecError(f"training spec: batch_size must be a positive integer, got {self.batch_size!r}")
         for what, path in (("model", self.model), ("data", self.data)):
             find_module(path, what)
+        if not isinstance(self.hyperparameters, dict):
+            raise SpecError(f"training spec: hyperparameters must be a mapping, got {self.hyperparameters!r}")
+        if not isinstance(self.features, dict):
+            raise SpecError(
+                f"training spec: features must be a mapping (a feature spec), got {self.features!r}"
+            )
+        if self.features:
+            from airflow_mlops.models.features import FeatureSpec
+
+            FeatureSpec.from_dict(self.features)
         if not manifest_path(self.training_set).is_file():
             raise SpecError(f"training spec: training_set {self.training_set!r} does not exist")
 
     def validate(self) -> None:
         """Everything that can be checked before training: :meth:`check`, then the classes and hyperparameters."""
         self.check()
+        from airflow_mlops.models.contract import (
+            check_data_module,
+            check_forward,
+            check_network,
+            constructor_arguments,
+        )
+
         model = load_class(self.model, "model")
-        load_class(self.data, "data")
-        parameters = inspect.signature(model.__init__).parameters
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-        allowed = [name for name in parameters if name != "self"]
-        bad = [name for name in self.hyperparameters if name not in allowed]
-        if bad and not takes_any:
+        data = load_class(self.data, "data")
+        check_network(model, self.model)
+        check_data_module(data, self.data)
+        check_forward(model, self.model, getattr(data, "inputs", ("numeric", "categorical")))
+        if not self.features and getattr(data, "default_features", "") is None:
             raise SpecError(
-                f"training spec: hyperparameters {bad} are not arguments of {self.model} "
-                f"(its arguments: {allowed})"
+                f"training spec: data module {self.data} has no feature spec of its own; give features "
+                "(label, task, numeric, categorical)"
             )
+        constructor_arguments(model, self.model, self.hyperparameters, None)
         check = getattr(model, "check_hyperparameters", None)
         if check is not None:
             check(self.hyperparameters)

@@ -31,6 +31,7 @@ def test_evaluation_scores_both_models_on_the_same_rows_and_writes_reports(
         training_set=trained_models["training_set"],
         report_dir=str(tmp_path / "report"),
         champion_uri=str(trained_models["champion"]),
+        slices=["carrier", "origin", "month"],
         importance_rows=2000,
         mlflow_conn_id=mlflow_conn(trained_models["tracking"]),
         mlflow_run_id=result["mlflow_run_id"],
@@ -106,7 +107,7 @@ def test_bad_inputs_are_refused_and_nothing_is_written(
         "importance_rows": 0,
         **change,
     }
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
         EvaluateModelOperator(task_id="evaluate", **arguments).execute(SimpleNamespace())  # type: ignore[arg-type]
     assert not (tmp_path / "report").exists()
 

@@ -80,3 +80,62 @@ def test_lower_is_better_metrics_margin() -> None:
 def test_bad_gates_are_refused(gate: dict, message: str) -> None:
     with pytest.raises(GateError, match=message):
         evaluate_gate(gate, evaluation(0.7, 0.5, {}), None)
+
+
+def test_rules_on_a_regression_metric_and_a_fairness_gap() -> None:
+    gate = {
+        "rules": [
+            {"metric": "rmse", "max": 10.0},
+            {"metric": "rmse", "min_margin_over_champion": 0.5},
+            {"fairness": "mae_gap", "slices": ["carrier", "origin"], "max": 3.0},
+        ]
+    }
+    challenger = {
+        "overall": {"rmse": 8.0},
+        "fairness": {
+            "carrier": {"mae_gap": 2.5, "mae_slices": ["AA", "UA"]},
+            "origin": {"mae_gap": float("nan")},
+        },
+    }
+    passed, results = evaluate_gate(gate, challenger, {"overall": {"rmse": 8.2}})
+    assert not passed
+    assert [(r.rule, r.passed) for r in results] == [
+        ("rmse <= 10.0", True),
+        ("rmse margin over champion >= 0.5", False),  # lower is better: 0.2 better, not 0.5
+        ("mae_gap across carrier <= 3.0", True),
+        ("mae_gap across origin <= 3.0", False),  # undefined (one slice): not a pass
+    ]
+    assert "AA / UA" in results[2].detail and "undefined" in results[3].detail
+
+
+@pytest.mark.parametrize(
+    ("gate", "task", "message"),
+    [
+        (
+            {"rules": [{"metric": "auc", "min": 0.6}]},
+            "regression",
+            r"metric must be one of \['mae', 'r2', 'rmse'\] for a regression model, got 'auc'",
+        ),
+        (
+            {"rules": [{"fairness": "tpr_gap", "slices": ["c"], "max": 0.1}]},
+            "multiclass",
+            r"fairness must be one of \['accuracy_gap'\] for a multiclass model",
+        ),
+        (
+            {"rules": [{"fairness": "tpr_gap", "slices": "c", "max": 0.1}]},
+            None,
+            r"a fairness rule is \{fairness, slices \(a list\), max\}",
+        ),
+        (
+            {"rules": [{"fairness": "tpr_gap", "slices": ["c"], "max": "low"}]},
+            None,
+            r"max must be a number, got 'low'",
+        ),
+        ("rules: []", None, r"gate must be a mapping with 'rules', got str"),
+    ],
+)
+def test_rules_that_do_not_fit_the_task_are_refused(gate: object, task: str | None, message: str) -> None:
+    from airflow_mlops.evaluation.gate import check_gate
+
+    with pytest.raises(GateError, match=message):
+        check_gate(gate, task)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from airflow_mlops.evaluation.scoring import read_rows
+from airflow_mlops.exceptions import SpecError
 from airflow_mlops.training.flights import (
     CATEGORICAL,
     NUMERIC,
@@ -119,5 +120,5 @@ def test_non_string_categories_are_compared_as_strings(training: pd.DataFrame) -
 
 
 def test_a_missing_feature_column_is_named(training: pd.DataFrame) -> None:
-    with pytest.raises(KeyError, match="wind_gust"):
+    with pytest.raises(SpecError, match=r"feature columns \[.wind_gust.\] are missing"):
         transform(training.drop(columns=["wind_gust"]), fit_preprocessing(training))

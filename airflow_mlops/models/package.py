@@ -1,0 +1,126 @@
+"""The model package: the files a trained model is, and what its ``config.json`` declares.
+
+No heavy import at module level. A model folder holds ``model.pt`` (a ``state_dict``, loaded with
+``weights_only=True``: never pickled code) and ``config.json``:
+
+==================  ======================================================================
+``format_version``  this layout's version (:data:`FORMAT_VERSION`); a newer one is refused
+``model``           ``module:Class`` of the network, rebuilt as ``Class(**init)``
+``init``            the network's constructor arguments (its hyperparameters and sizes)
+``task``            ``binary``, ``multiclass`` or ``regression``
+``features``        the :class:`~airflow_mlops.models.FeatureSpec` it was trained with
+``preprocessing``   the statistics learnt on the training split (numeric means and spreads,
+                    vocabularies, classes, the label's mean and spread)
+``signature``       ``{"inputs": [{"name", "type"}], "outputs": [...]}``, MLflow's column types
+``input_example``   a few rows of the test split, as JSON objects
+``metrics``         the training run's metrics
+==================  ======================================================================
+
+A folder written before the format had a version (``format_version`` absent) is read as a binary
+model whose inputs are its preprocessing's columns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow_mlops.exceptions import ModelNotFoundError, SpecError
+
+from .tasks import check_task
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.pt"
+
+
+def output_columns(task: str, preprocessing: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The prediction's columns: ``probability``; one ``probability_<class>`` per class; ``prediction``."""
+    if task == "binary":
+        return [{"name": "probability", "type": "double"}]
+    if task == "multiclass":
+        return [{"name": f"probability_{c}", "type": "double"} for c in preprocessing["classes"]]
+    return [{"name": "prediction", "type": "double"}]
+
+
+def signature(task: str, preprocessing: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Inputs (numeric columns ``double``, categorical ``string``, all may be null) and outputs."""
+    check_task(task)
+    inputs = [{"name": c, "type": "double", "required": False} for c in preprocessing["numeric"]]
+    inputs += [{"name": c, "type": "string", "required": False} for c in preprocessing["categorical"]]
+    return {"inputs": inputs, "outputs": output_columns(task, preprocessing)}
+
+
+def mlflow_signature(declared: Mapping[str, Any]) -> Any:
+    """The declared signature as MLflow's ``ModelSignature`` (for ``log_model``)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    def schema(columns: Sequence[Mapping[str, Any]]) -> Schema:
+        return Schema([ColSpec(c["type"], c["name"], required=c.get("required", True)) for c in columns])
+
+    return ModelSignature(inputs=schema(declared["inputs"]), outputs=schema(declared["outputs"]))
+
+
+def input_example(frame: Any, columns: Sequence[str], rows: int = 3) -> list[dict[str, Any]]:
+    """The first ``rows`` rows of ``columns`` as JSON objects (NaN and missing values as null)."""
+    import numpy as np
+
+    records = frame[list(columns)].head(rows).astype(object).to_dict(orient="records")
+    example = []
+    for record in records:
+        row = {}
+        for key, value in record.items():
+            if isinstance(value, np.generic):
+                value = value.item()
+            if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                value = None
+            elif not isinstance(value, int | float | str | bool):
+                value = None if _is_missing(value) else str(value)
+            row[key] = value
+        example.append(row)
+    return example
+
+
+def _is_missing(value: Any) -> bool:
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """``config.json`` of a model folder, checked and completed for a folder of the unversioned format."""
+    path = Path(str(folder).removeprefix("file://"))
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file() or not (path / WEIGHTS_FILE).is_file():
+        raise ModelNotFoundError(
+            f"model {str(folder)!r}: expected {WEIGHTS_FILE} and {CONFIG_FILE} in the folder"
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except ValueError as err:
+        raise SpecError(f"model {str(folder)!r}: {CONFIG_FILE} is not JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise SpecError(
+            f"model {str(folder)!r}: {CONFIG_FILE} must hold an object, got {type(config).__name__}"
+        )
+    version = config.get("format_version", 0)
+    if not isinstance(version, int) or not 0 <= version <= FORMAT_VERSION:
+        raise SpecError(
+            f"model {str(folder)!r}: format_version {version!r} is not one this suite reads (0..{FORMAT_VERSION}); "
+            "upgrade airflow-mlops"
+        )
+    missing = [k for k in ("model", "init", "preprocessing") if k not in config]
+    if missing:
+        raise SpecError(f"model {str(folder)!r}: {CONFIG_FILE} lacks {missing}")
+    config.setdefault("task", "binary")
+    check_task(config["task"], f"model {str(folder)!r}: task")
+    config.setdefault("signature", signature(config["task"], config["preprocessing"]))
+    config.setdefault("input_example", [])
+    return config

@@ -1,0 +1,181 @@
+"""Bring your own model: the generic tabular data module trains a user's network for each task type,
+the model package declares task, signature and example, and scoring reproduces the training metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_mlops.evaluation.metrics import task_metrics
+from airflow_mlops.evaluation.scoring import Scorer
+from airflow_mlops.exceptions import SpecError
+from airflow_mlops.training.runtime import run
+from airflow_mlops.training.spec import TrainingSpec
+
+pytestmark = pytest.mark.integration
+DATA = "airflow_mlops.training.tabular:TabularDataModule"
+LINEAR = "tests.byo.networks:LinearNetwork"
+MLP = "airflow_mlops.training.tabular:TabularMLP"
+
+
+def synthetic(rows: int, seed: int) -> pd.DataFrame:
+    """Two numeric features (one with gaps), a categorical one, and three labels derived from them."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(5, 2, rows), rng.normal(-1, 1, rows)
+    colour = rng.choice(["red", "green", "blue"], rows)
+    shift = pd.Series(colour).map({"red": 2.0, "green": 0.0, "blue": -2.0}).to_numpy()
+    minutes = 10 * x1 - 5 * x2 + 8 * shift + rng.normal(0, 3, rows)
+    frame = pd.DataFrame({"x1": x1, "x2": x2, "colour": colour, "minutes": minutes})
+    frame.loc[::17, "x2"] = np.nan
+    frame["late"] = (minutes > np.median(minutes)).astype("int64")
+    frame["band"] = pd.cut(minutes, [-np.inf, 30, 60, np.inf], labels=["early", "on_time", "late"]).astype(
+        str
+    )
+    frame["weight"] = np.where(colour == "red", 2.0, 1.0)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = tmp_path_factory.mktemp("byo-set")
+    splits = {}
+    for i, split in enumerate(("train", "validation", "test")):
+        synthetic(3000 if split == "train" else 800, i).to_parquet(folder / f"{split}.parquet")
+        splits[split] = {"uri": f"{split}.parquet"}  # relative to the manifest, as a relocated set
+    (folder / "manifest.json").write_text(json.dumps({"splits": splits}))
+    return str(folder / "manifest.json")
+
+
+def make_spec(folder: Path, manifest: str, model: str, features: dict, **hyperparameters) -> TrainingSpec:
+    return TrainingSpec(
+        model=model,
+        data=DATA,
+        training_set=manifest,
+        output_dir=str(folder / "out"),
+        checkpoint_dir=str(folder / "ckpt"),
+        hyperparameters=hyperparameters,
+        features=features,
+        batch_size=256,
+        trainer={"max_epochs": 8},
+    )
+
+
+def train(folder: Path, manifest: str, model: str, features: dict, **hyperparameters) -> dict:
+    spec = make_spec(folder, manifest, model, features, **hyperparameters)
+    spec.validate()
+    result = run(spec)
+    assert result is not None
+    return result
+
+
+FEATURES = {"numeric": ["x1", "x2"], "categorical": ["colour"]}
+
+
+@pytest.mark.parametrize(
+    ("task", "label", "model", "primary", "better_than_baseline"),
+    [
+        ("regression", "minutes", LINEAR, "rmse", lambda m, b: m < 0.5 * b),
+        ("multiclass", "band", LINEAR, "macro_f1", lambda m, b: m > 0.6),
+        ("binary", "late", MLP, "auc", lambda m, b: m > 0.85),
+    ],
+)
+def test_each_task_trains_scores_and_reports_its_metrics(
+    tmp_path: Path, manifest: str, task: str, label: str, model: str, primary: str, better_than_baseline
+) -> None:
+    features = {
+        **FEATURES,
+        "label": label,
+        "task": task,
+        **({"weight": "weight"} if task == "binary" else {}),
+    }
+    result = train(tmp_path, manifest, model, features, **({"hidden": 16} if model == MLP else {}))
+    metrics = result["metrics"]
+    assert better_than_baseline(metrics[f"test_{primary}"], metrics.get(f"test_baseline_{primary}"))
+
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["format_version"] == 1 and config["task"] == task and config["features"]["label"] == label
+    assert [c["name"] for c in config["signature"]["inputs"]] == ["x1", "x2", "colour"]
+    assert [c["type"] for c in config["signature"]["inputs"]] == ["double", "double", "string"]
+    assert len(config["input_example"]) == 3 and set(config["input_example"][0]) == {"x1", "x2", "colour"}
+
+    # Scoring the package reproduces the training run's test metrics (the same preprocessing and link).
+    test = pd.read_parquet(Path(manifest).parent / "test.parquet")
+    scores = Scorer(result["model_uri"])(test)
+    if task == "multiclass":
+        classes = config["preprocessing"]["classes"]
+        assert scores.shape == (len(test), 3) and classes == ["early", "late", "on_time"]
+        assert np.allclose(scores.sum(axis=1), 1, atol=1e-5)
+        labels = test[label].map({c: i for i, c in enumerate(classes)}).to_numpy()
+        assert [c["name"] for c in config["signature"]["outputs"]] == [f"probability_{c}" for c in classes]
+    else:
+        assert scores.shape == (len(test),)
+        labels = test[label].to_numpy()
+    rescored = task_metrics(task, labels, scores)
+    assert rescored[primary] == pytest.approx(metrics[f"test_{primary}"], rel=1e-4)
+
+
+def test_weights_change_the_fit(tmp_path: Path, manifest: str) -> None:
+    """The weight column reaches the loss: the same run without it ends with different weights."""
+    import torch
+
+    features = {**FEATURES, "label": "late", "task": "binary"}
+    a = train(tmp_path / "a", manifest, LINEAR, features)
+    b = train(tmp_path / "b", manifest, LINEAR, {**features, "weight": "weight"})
+    weights_a = torch.load(Path(a["model_uri"].removeprefix("file://")) / "model.pt", weights_only=True)
+    weights_b = torch.load(Path(b["model_uri"].removeprefix("file://")) / "model.pt", weights_only=True)
+    assert not torch.allclose(weights_a["linear.weight"], weights_b["linear.weight"])
+
+
+@pytest.mark.parametrize(
+    ("model", "features", "message"),
+    [
+        (
+            "tests.byo.networks:NoOptimiser",
+            {"label": "late", "task": "binary", "numeric": ["x1"]},
+            "must subclass LightningModule",
+        ),
+        (LINEAR, {}, r"TabularDataModule has no feature spec of its own; give features"),
+        (LINEAR, {"label": "late", "task": "ranking", "numeric": ["x1"]}, r"task must be one of"),
+        (LINEAR, {"label": "late", "task": "binary", "numerics": ["x1"]}, r"unknown keys \['numerics'\]"),
+    ],
+)
+def test_a_bad_contract_fails_before_launch(
+    tmp_path: Path, manifest: str, model: str, features: dict, message: str
+) -> None:
+    with pytest.raises(SpecError, match=message):
+        make_spec(tmp_path, manifest, model, features).validate()
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "task", "message"),
+    [
+        ("late", [2] * 3000, "binary", r"a binary label 'late' must be 0 or 1, got \[2.0\]"),
+        ("minutes", [None] * 3000, "regression", r"label 'minutes' is null in 3000 row\(s\)"),
+        ("x9", None, "binary", r"columns \['x9'\] of the feature spec are missing"),
+    ],
+)
+def test_bad_data_is_named_when_the_data_is_read(
+    tmp_path: Path, column: str, values: list | None, task: str, message: str
+) -> None:
+    from airflow_mlops.training.tabular import TabularDataModule
+
+    frame = synthetic(3000, 0)
+    if values is not None:
+        frame[column] = values
+    for split in ("train", "validation", "test"):
+        frame.to_parquet(tmp_path / f"{split}.parquet")
+    (tmp_path / "m.json").write_text(
+        json.dumps({"splits": {s: {"uri": f"{s}.parquet"} for s in ("train", "validation", "test")}})
+    )
+    numeric = ["x1"] if column != "x9" else ["x1", "x9"]
+    label = column if column != "x9" else "late"
+    data = TabularDataModule(
+        str(tmp_path / "m.json"), features={"label": label, "task": task, "numeric": numeric}
+    )
+    with pytest.raises(SpecError, match=message):
+        data.prepare()
