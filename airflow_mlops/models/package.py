@@ -14,7 +14,15 @@ No heavy import at module level. A model folder holds ``model.pt`` (a ``state_di
 ``signature``       ``{"inputs": [{"name", "type"}], "outputs": [...]}``, MLflow's column types
 ``input_example``   a few rows of the test split, as JSON objects
 ``metrics``         the training run's metrics
+``code``            the network's module as it travels in the package's ``code/`` folder
+                    (absent when the network is the suite's own)
 ==================  ======================================================================
+
+**The user's code travels with the model**: when the network's module is not part of
+``airflow_mlops``, training copies its source file (and the ``__init__.py`` files of its packages)
+into ``code/`` beside the weights, so a registered version loads on any machine that reaches the
+registry, the model server included, without the user's project on its path. Keep a network in
+one module (its imports of other modules of your project do not travel; libraries do, by name).
 
 A folder written before the format had a version (``format_version`` absent) is read as a binary
 model whose inputs are its preprocessing's columns.
@@ -44,6 +52,47 @@ def output_columns(task: str, preprocessing: Mapping[str, Any]) -> list[dict[str
     if task == "multiclass":
         return [{"name": f"probability_{c}", "type": "double"} for c in preprocessing["classes"]]
     return [{"name": "prediction", "type": "double"}]
+
+
+def prediction_columns(task: str, predictions: Any, preprocessing: Mapping[str, Any]) -> dict[str, Any]:
+    """Batch predictions as named columns: ``probability`` (binary), ``probability_<class>`` and
+    ``label`` (multiclass: the most probable class), or ``prediction`` (regression)."""
+    import numpy as np
+
+    values = np.asarray(predictions)
+    if task == "binary":
+        return {"probability": values}
+    if task == "regression":
+        return {"prediction": values}
+    classes = list(preprocessing["classes"])
+    columns: dict[str, Any] = {f"probability_{c}": values[:, i] for i, c in enumerate(classes)}
+    columns["label"] = np.asarray(classes, dtype=object)[values.argmax(axis=1)]
+    return columns
+
+
+def prediction_records(task: str, predictions: Any, preprocessing: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One JSON object per row: ``{"probability"}`` (binary), ``{"label", "probabilities": {class:
+    p}}`` (multiclass) or ``{"prediction"}`` (regression)."""
+    if task == "binary":
+        return [{"probability": float(p)} for p in predictions]
+    if task == "regression":
+        return [{"prediction": float(p)} for p in predictions]
+    classes = [str(c) for c in preprocessing["classes"]]
+    return [
+        {
+            "label": classes[int(row.argmax())],
+            "probabilities": {c: float(p) for c, p in zip(classes, row, strict=True)},
+        }
+        for row in predictions
+    ]
+
+
+def logged_value(task: str, prediction: Any) -> float:
+    """The number the request log keeps per row in ``probability``: P(1) (binary), the top class's
+    probability (multiclass) or the predicted value (regression)."""
+    import numpy as np
+
+    return float(np.max(prediction)) if task == "multiclass" else float(prediction)
 
 
 def signature(task: str, preprocessing: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -92,6 +141,54 @@ def _is_missing(value: Any) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
+
+
+CODE_DIR = "code"
+
+
+def package_code(module_name: str, output: Path) -> str | None:
+    """Copy the network's module (and its packages' ``__init__.py``) into ``output/code``; returns
+    the module's path there, or None for a module of this suite or one without a source file."""
+    import importlib.util
+    import shutil
+
+    top = module_name.split(".")[0]
+    if top == "airflow_mlops":
+        return None
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return None
+    source = Path(spec.origin)
+    parts = module_name.split(".")
+    relative = Path(*parts[:-1], source.name) if source.name != "__init__.py" else Path(*parts, "__init__.py")
+    target = output / CODE_DIR / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    root = source.parents[len(parts) - (0 if source.name == "__init__.py" else 1)]
+    for depth in range(1, len(parts)):
+        init = root.joinpath(*parts[:depth], "__init__.py")
+        if init.is_file():
+            shutil.copyfile(init, output / CODE_DIR / Path(*parts[:depth], "__init__.py"))
+    return str(relative)
+
+
+def import_network(config: Mapping[str, Any], folder: Path) -> Any:
+    """The network class ``config["model"]`` names: from the path if importable there, else from
+    the package's ``code/`` folder (prepended to ``sys.path``)."""
+    import importlib.util
+    import sys
+
+    from airflow_mlops.training.spec import load_class
+
+    module_name = str(config["model"]).partition(":")[0]
+    code = folder / CODE_DIR
+    try:
+        found = importlib.util.find_spec(module_name)
+    except ImportError:
+        found = None
+    if found is None and config.get("code") and code.is_dir() and str(code) not in sys.path:
+        sys.path.insert(0, str(code))
+    return load_class(str(config["model"]), "model")
 
 
 def read_config(folder: str | Path) -> dict[str, Any]:

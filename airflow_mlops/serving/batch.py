@@ -32,6 +32,7 @@ def predict_partition(
 ) -> dict[str, Any]:
     """Score every row of ``input_uri`` with ``model_uri``; returns the output's manifest as a dict."""
     from ..evaluation.scoring import Scorer, read_rows  # noqa: TID252
+    from ..models.package import prediction_columns  # noqa: TID252
     from ..registry.versions import model_folder, registered_version  # noqa: TID252
 
     source = Path(input_uri.removeprefix("file://"))
@@ -61,7 +62,10 @@ def predict_partition(
         if hasattr(output[column], "cat"):
             output[column] = output[column].astype(object)
     output["prediction_id"] = [uuid.uuid4().hex for _ in range(len(frame))]
-    output["probability"] = probabilities
+    for column, values in prediction_columns(
+        scorer.task, probabilities, scorer.config["preprocessing"]
+    ).items():
+        output[column] = values
     output["model"] = pinned[0] if pinned else model_uri
     output["version"] = pinned[1] if pinned else ""
     output["scored_at"] = datetime.now(UTC)
@@ -76,7 +80,10 @@ def predict_partition(
             "rows": len(output),
             "model": output["model"].iloc[0] if len(output) else "",
             "version": pinned[1] if pinned else "",
-            "mean_probability": float(probabilities.mean()) if len(output) else None,
+            "task": scorer.task,
+            "mean_probability": float(probabilities.mean())
+            if len(output) and scorer.task == "binary"
+            else None,
         },
     )
     write_atomically(target.with_name(target.stem + MANIFEST_SUFFIX), artifact.to_json())

@@ -22,7 +22,8 @@ from airflow_mlops.exceptions import RowError
 
 @dataclass
 class ServedModel:
-    """One loaded registry version: ``predict(rows)`` checks the rows and returns probabilities."""
+    """One loaded registry version: ``frame(rows)`` checks the rows against its inputs, ``predict``
+    returns the task's predictions, ``answers`` them as JSON objects (see ``models.package``)."""
 
     name: str
     version: str
@@ -30,6 +31,7 @@ class ServedModel:
     scorer: Any
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
+    task: str = "binary"
 
     @classmethod
     def load(cls, name: str, version: str, tracking_uri: str | None, cache: Path) -> ServedModel:
@@ -51,6 +53,7 @@ class ServedModel:
             scorer,
             tuple(preprocessing["numeric"]),
             tuple(preprocessing["categorical"]),
+            scorer.task,
         )
 
     @property
@@ -83,6 +86,12 @@ class ServedModel:
 
     def predict(self, frame: Any) -> np.ndarray:
         return self.scorer(frame)
+
+    def answers(self, predictions: np.ndarray) -> list[dict[str, Any]]:
+        """The predictions as the API returns them, one object per row."""
+        from airflow_mlops.models.package import prediction_records
+
+        return prediction_records(self.task, predictions, self.scorer.config["preprocessing"])
 
 
 def json_rows(frame: Any, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:

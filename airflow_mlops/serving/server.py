@@ -303,7 +303,8 @@ class ModelServer:
             "model": model.name,
             "version": model.version,
             "predictions": [
-                {"prediction_id": i, "probability": float(p)} for i, p in zip(ids, probabilities, strict=True)
+                {"prediction_id": i, **answer}
+                for i, answer in zip(ids, model.answers(probabilities), strict=True)
             ],
         }
         if steps:
@@ -318,6 +319,10 @@ class ModelServer:
             return model.predict(model.frame(rows)), {}
         steps: dict[str, Any] = {}
         if route.combine == "chain":
+            if any(live.models[v].task == "multiclass" for v in route.serve):
+                raise PolicyError(
+                    f"endpoint {live.endpoint}: a chain passes one number per row on; a multiclass model has several"
+                )
             current = [dict(row) for row in rows]
             for variant in route.serve:
                 model = live.models[variant]
@@ -326,12 +331,12 @@ class ModelServer:
                 for row, p in zip(current, probabilities, strict=True):
                     row[live.policy.output_column] = float(p)
             return probabilities, steps
-        total = np.zeros(len(rows), dtype="float64")
+        total: Any = 0.0
         for variant in route.serve:
             model = live.models[variant]
             probabilities = model.predict(model.frame(rows))
-            steps[variant] = [float(p) for p in probabilities]
-            total += live.policy.weights[variant] * probabilities
+            steps[variant] = probabilities.tolist()
+            total = total + live.policy.weights[variant] * probabilities.astype("float64")
         return total, steps
 
     def _shadow(
@@ -418,6 +423,8 @@ class ModelServer:
     ) -> None:
         if self.request_log is None:
             return
+        from airflow_mlops.models.package import logged_value
+
         at = datetime.now(UTC)
         for prediction_id, row, p in zip(ids, rows, probabilities, strict=True):
             self.request_log.append(
@@ -432,7 +439,7 @@ class ModelServer:
                     "role": role,
                     "request_key": key,
                     "features": json.dumps(row, default=str),
-                    "probability": float(p),
+                    "probability": logged_value(model.task, p),
                     "latency_ms": seconds * 1000.0,
                 },
             )

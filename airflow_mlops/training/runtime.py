@@ -21,6 +21,7 @@ from typing import Any
 from ..artifacts import write_atomically  # noqa: TID252 (no "airflow" import line in the runtime)
 from ..evaluation.report import finite  # noqa: TID252
 from ..models.contract import call_network, constructor_arguments  # noqa: TID252
+from ..models.package import package_code  # noqa: TID252
 from ..models.tasks import check_task, metric_names  # noqa: TID252
 from .spec import TrainingSpec, load_class
 
@@ -169,6 +170,7 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     write_atomically(output / "model.pt", weights.getvalue())
     init = {k: v for k, v in model.hparams.items()}
     config = package_config(spec, data, task, init, metrics)
+    config["code"] = package_code(spec.model.partition(":")[0], output)
     write_atomically(
         output / "config.json", json.dumps(finite(config), indent=2, default=list, allow_nan=False)
     )
@@ -218,6 +220,8 @@ def _log_run(
     client.log_param(run_id, "world_size", world)
     client.log_artifact(run_id, str(output / "model.pt"), "model")
     client.log_artifact(run_id, str(output / "config.json"), "model")
+    if (output / "code").is_dir():  # the user's network travels with the model (models.package)
+        client.log_artifacts(run_id, str(output / "code"), "model/code")
 
 
 def package_config(

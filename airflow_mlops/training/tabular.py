@@ -34,7 +34,7 @@ from torch import nn
 from airflow_mlops.exceptions import SpecError
 from airflow_mlops.models.contract import call_network
 from airflow_mlops.models.features import FeatureSpec
-from airflow_mlops.models.package import input_example, read_config
+from airflow_mlops.models.package import import_network, input_example, read_config
 from airflow_mlops.models.tasks import Task, check_task
 
 from .spec import manifest_path
@@ -431,11 +431,9 @@ class TabularMLP(TabularNetwork):
 def load_model(model_dir: str | Path) -> tuple[Any, dict[str, Any]]:
     """A saved model without executing pickled code: the architecture from ``config.json``'s
     ``model`` and ``init``, the weights with ``weights_only=True``."""
-    from .spec import load_class
-
     folder = Path(str(model_dir).removeprefix("file://"))
     config = read_config(folder)
-    model = load_class(config["model"], "model")(**config["init"])
+    model = import_network(config, folder)(**config["init"])
     model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
     model.eval()
     return model, config

@@ -4,6 +4,9 @@ the model package declares task, signature and example, and scoring reproduces t
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +21,20 @@ from airflow_mlops.training.spec import TrainingSpec
 
 pytestmark = pytest.mark.integration
 DATA = "airflow_mlops.training.tabular:TabularDataModule"
-LINEAR = "tests.byo.networks:LinearNetwork"
+LINEAR = "byo_linear:LinearNetwork"  # tests/byo/networks.py, as a module of the user's own project
 MLP = "airflow_mlops.training.tabular:TabularMLP"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def user_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The user's project: a folder on this process's path (not on the model server's) holding
+    the network's module."""
+    folder = tmp_path_factory.mktemp("user-project")
+    shutil.copyfile(Path(__file__).parents[1] / "byo" / "networks.py", folder / "byo_linear.py")
+    sys.path.insert(0, str(folder))
+    yield folder
+    sys.path.remove(str(folder))
+    sys.modules.pop("byo_linear", None)
 
 
 def synthetic(rows: int, seed: int) -> pd.DataFrame:
@@ -134,7 +149,7 @@ def test_weights_change_the_fit(tmp_path: Path, manifest: str) -> None:
     ("model", "features", "message"),
     [
         (
-            "tests.byo.networks:NoOptimiser",
+            "byo_linear:NoOptimiser",
             {"label": "late", "task": "binary", "numeric": ["x1"]},
             "must subclass LightningModule",
         ),
@@ -179,3 +194,90 @@ def test_bad_data_is_named_when_the_data_is_read(
     )
     with pytest.raises(SpecError, match=message):
         data.prepare()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, manifest: str):
+    """A regression and a multiclass model trained here, registered in an MLflow registry and
+    deployed on a real model server on loopback."""
+    import httpx
+    from mlflow import MlflowClient
+
+    from tests.model_server import TOKEN, Server
+
+    root = tmp_path_factory.mktemp("byo-served")
+    tracking = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking)
+    experiment = client.create_experiment("byo", artifact_location=str(root / "artifacts"))
+    models = {}
+    for name, label, task in (("minutes", "minutes", "regression"), ("band", "band", "multiclass")):
+        result = train(root / name, manifest, LINEAR, {**FEATURES, "label": label, "task": task})
+        run = client.create_run(experiment)
+        client.log_artifacts(run.info.run_id, result["model_uri"].removeprefix("file://"), "model")
+        client.create_registered_model(name)
+        client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+        models[name] = result["model_uri"]
+    server = Server(root / "state", tracking).start()
+    try:
+        for name in models:
+            response = httpx.put(
+                f"{server.url}/v1/admin/deployments/{name}",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=60,
+                json={"variants": {"main": {"name": name, "version": "1"}}, "policy": {"kind": "single"}},
+            )
+            assert response.status_code == 200, response.text
+        yield {"server": server, "models": models, "tracking": tracking, "root": root}
+    finally:
+        server.stop()
+
+
+def test_the_server_answers_each_task_in_its_own_terms(served: dict, manifest: str) -> None:
+    import httpx
+
+    from airflow_mlops.serving.models import json_rows
+
+    test = pd.read_parquet(Path(manifest).parent / "test.parquet").head(20)
+    body = {"rows": json_rows(test, ["x1", "x2", "colour"])}
+    url = served["server"].url
+
+    minutes = httpx.post(f"{url}/v1/models/minutes/predict", json=body, timeout=30).json()
+    assert (Path(served["models"]["minutes"].removeprefix("file://")) / "code" / "byo_linear.py").is_file()
+    expected = Scorer(served["models"]["minutes"])(test)
+    assert [p["prediction"] for p in minutes["predictions"]] == pytest.approx(expected.tolist(), abs=1e-4)
+    assert all(set(p) == {"prediction_id", "prediction"} for p in minutes["predictions"])
+
+    band = httpx.post(f"{url}/v1/models/band/predict", json=body, timeout=30).json()
+    probabilities = Scorer(served["models"]["band"])(test)
+    classes = ["early", "late", "on_time"]
+    assert [p["label"] for p in band["predictions"]] == [classes[i] for i in probabilities.argmax(1)]
+    first = band["predictions"][0]["probabilities"]
+    assert list(first) == classes and sum(first.values()) == pytest.approx(1.0, abs=1e-5)
+
+    bad = httpx.post(
+        f"{url}/v1/models/minutes/predict", json={"rows": [{"x1": 1.0, "colour": "red"}]}, timeout=30
+    )
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "rows", 0, "x2"]
+
+
+def test_batch_scoring_writes_each_tasks_columns(served: dict, manifest: str, tmp_path: Path) -> None:
+    from airflow_mlops.serving.batch import predict_partition
+
+    partition = Path(manifest).parent / "test.parquet"
+    test = pd.read_parquet(partition)
+    for name, columns in (
+        ("minutes", {"prediction"}),
+        ("band", {"probability_early", "probability_late", "probability_on_time", "label"}),
+    ):
+        target = tmp_path / f"{name}.parquet"
+        predict_partition(
+            input_uri=partition.as_uri(),
+            model_uri=f"models:/{name}/1",
+            output_uri=str(target),
+            key_columns=["colour"],
+            tracking_uri=served["tracking"],
+        )
+        written = pd.read_parquet(target)
+        assert columns <= set(written.columns) and len(written) == len(test)
+        assert "probability" not in written.columns
+    assert set(pd.read_parquet(tmp_path / "band.parquet")["label"]) <= {"early", "late", "on_time"}
