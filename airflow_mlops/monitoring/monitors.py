@@ -14,6 +14,7 @@ later as ``prediction_id, label`` rows; performance is measured on the predictio
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -144,7 +145,7 @@ def prediction_drift(reference: Any, current: Any) -> dict[str, Any]:
     }
 
 
-def join_labels(predictions: Any, labels: Any, *, label_column: str = "label") -> Any:
+def join_labels(predictions: Any, labels: Any, *, label_column: str = "label", task: str = "binary") -> Any:
     """Predictions (``prediction_id``, ``probability``, ...) with their labels, joined by id.
 
     A label id that appears twice is an error (which label counts?); a label for an unknown
@@ -164,17 +165,14 @@ def join_labels(predictions: Any, labels: Any, *, label_column: str = "label") -
             f"labels: prediction ids {duplicated[:5]} have more than one label "
             f"({len(duplicated)} in all; rule: one label per prediction)"
         )
+    rule = "a label is 0 or 1" if task == "binary" else "a label is a finite number"
     nulls = int(labels[label_column].isna().sum())
     if nulls:
         raise MonitoringError(
-            f"labels: {label_column} is null for {nulls} prediction(s) (rule: a label is 0 or 1; "
+            f"labels: {label_column} is null for {nulls} prediction(s) (rule: {rule}; "
             "send a label once the outcome is known)"
         )
-    values = set(labels[label_column].unique().tolist())
-    if not values <= {0, 1}:  # 0.0, 1.0, False and True compare equal to these
-        raise MonitoringError(
-            f"labels: {label_column} must be 0 or 1, got {sorted(map(str, values - {0, 1}))[:5]}"
-        )
+    _check_label_values(labels[label_column], label_column, task)
     joined = predictions.merge(labels[["prediction_id", label_column]], on="prediction_id", how="inner")
     joined.attrs["unmatched_labels"] = int(
         (~labels["prediction_id"].isin(predictions["prediction_id"])).sum()
@@ -185,15 +183,43 @@ def join_labels(predictions: Any, labels: Any, *, label_column: str = "label") -
     return joined
 
 
-def performance_report(joined: Any, *, label_column: str = "label", threshold: float = 0.5) -> dict[str, Any]:
-    """AUC, log loss, accuracy, precision, recall and calibration error of the labelled predictions."""
-    from ..evaluation.metrics import binary_metrics  # noqa: TID252
+def _check_label_values(values: Any, label_column: str, task: str) -> None:
+    import numpy as np
+    import pandas as pd
+
+    if task == "multiclass":
+        raise MonitoringError(
+            "performance of a multiclass model: the request log keeps the top class's probability, not "
+            "the class and every probability, so it cannot be judged yet (rule: binary or regression)"
+        )
+    if task == "binary":
+        found = set(values.unique().tolist())
+        if not found <= {0, 1}:  # 0.0, 1.0, False and True compare equal to these
+            raise MonitoringError(
+                f"labels: {label_column} must be 0 or 1, got {sorted(map(str, found - {0, 1}))[:5]}"
+            )
+        return
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
+    if not np.isfinite(numbers).all():
+        raise MonitoringError(
+            f"labels: {label_column} must be finite numbers, got {values[~np.isfinite(numbers)].head(5).tolist()}"
+        )
+
+
+def performance_report(
+    joined: Any, *, label_column: str = "label", threshold: float = 0.5, task: str = "binary"
+) -> dict[str, Any]:
+    """The task's metrics (see ``models.tasks``) of the labelled predictions: for a binary model
+    AUC, log loss, accuracy, precision, recall and calibration error; for regression RMSE, MAE, R²
+    (the request log's ``probability`` column holds the predicted value)."""
+    from ..evaluation.metrics import task_metrics  # noqa: TID252
 
     if len(joined) == 0:
         raise MonitoringError(
             "performance: no prediction has a label yet (rule: at least one labelled prediction)"
         )
-    metrics = binary_metrics(
+    metrics = task_metrics(
+        task,
         joined[label_column].to_numpy(dtype="float64"),
         joined["probability"].to_numpy(dtype="float64"),
         threshold=threshold,
@@ -231,15 +257,52 @@ def drift_breaches(
 
 
 def performance_breaches(
-    overall: Mapping[str, Any], *, min_auc: float | None, max_calibration_error: float | None
+    overall: Mapping[str, Any],
+    *,
+    min_auc: float | None = None,
+    max_calibration_error: float | None = None,
+    bounds: Mapping[str, Mapping[str, float]] | None = None,
 ) -> list[str]:
-    """Why served performance breaches its bounds (empty: it does not); a NaN metric breaches."""
+    """Why served performance breaches its bounds (empty: it does not); a NaN or missing metric
+    breaches. ``bounds`` is ``{metric: {"min": x} or {"max": x}}`` for any task's metric;
+    ``min_auc`` and ``max_calibration_error`` are the binary shorthands."""
+    rules: dict[str, dict[str, float]] = {k: dict(v) for k, v in (bounds or {}).items()}
+    if min_auc is not None:
+        rules.setdefault("auc", {})["min"] = min_auc
+    if max_calibration_error is not None:
+        rules.setdefault("calibration_error", {})["max"] = max_calibration_error
     reasons = []
-    if min_auc is not None and not overall["auc"] >= min_auc:
-        reasons.append(f"AUC {overall['auc']:.4f} < {min_auc} on {overall['labelled']} labelled predictions")
-    if max_calibration_error is not None and not overall["calibration_error"] <= max_calibration_error:
-        reasons.append(f"calibration error {overall['calibration_error']:.4f} > {max_calibration_error}")
+    for metric, bound in rules.items():
+        value = overall.get(metric, math.nan)
+        if "min" in bound and not value >= bound["min"]:
+            reasons.append(
+                f"{metric} {value:.4f} < {bound['min']} on {overall['labelled']} labelled predictions"
+            )
+        if "max" in bound and not value <= bound["max"]:
+            reasons.append(
+                f"{metric} {value:.4f} > {bound['max']} on {overall['labelled']} labelled predictions"
+            )
     return reasons
+
+
+def check_bounds(bounds: Mapping[str, Any], task: str) -> None:
+    """A ``MonitoringError`` for bounds on metrics the task does not have or of the wrong shape."""
+    from ..models.tasks import metric_names  # noqa: TID252
+
+    for metric, bound in bounds.items():
+        if metric not in metric_names(task):
+            raise MonitoringError(
+                f"bounds: {metric!r} is not a metric of a {task} model (its metrics: {list(metric_names(task))})"
+            )
+        if (
+            not isinstance(bound, Mapping)
+            or not bound
+            or set(bound) - {"min", "max"}
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bound.values())
+        ):
+            raise MonitoringError(
+                f"bounds: {metric} must be {{'min': number}} and/or {{'max': number}}, got {bound!r}"
+            )
 
 
 def labels_by_prediction(served: Any, labels: Any, *, label_key: str, label_column: str, source: str) -> Any:

@@ -142,17 +142,11 @@ def render_drift_html(report: Mapping[str, Any], title: str) -> str:
 
 
 def render_performance_html(report: Mapping[str, Any], title: str) -> str:
-    """The performance report as a page: metrics overall and per served version, calibration."""
-    keys = [
-        "auc",
-        "log_loss",
-        "accuracy",
-        "precision",
-        "recall",
-        "calibration_error",
-        "positive_rate",
-        "rows",
-    ]
+    """The performance report as a page: the task's metrics overall and per served version; the
+    calibration of a binary model."""
+    from ..models.tasks import metric_names  # noqa: TID252
+
+    keys = [*metric_names(report.get("task", "binary")), "rows"]
     window = report.get("window", {})
     parts = [
         f"<h1>{html.escape(title)}</h1>",

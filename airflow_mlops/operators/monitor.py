@@ -331,7 +331,13 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
     are joined by prediction id (``monitoring.monitors.join_labels``: a key labelled twice is an
     error; predictions without a label and labels without a prediction are counted). The threshold
     is breached when AUC falls under ``min_auc`` or calibration error exceeds
-    ``max_calibration_error``.
+    ``max_calibration_error`` (binary), or when any metric of the task leaves its ``bounds``.
+
+    :param task: the served model's task: ``binary`` (the labels are 0 or 1) or ``regression``
+        (numbers; the metrics are RMSE, MAE and R²). A multiclass model's request log does not
+        keep what its metrics need: it is refused with a ``MonitoringError``.
+    :param bounds: ``{metric: {"min": x} | {"max": x}}`` on the task's metrics, e.g.
+        ``{"rmse": {"max": 40}}``; checked when the operator is created.
 
     Writes ``performance.json`` and ``.html`` to ``report_dir``; logs ``auc``, ``log_loss``,
     ``calibration_error``, ``labelled`` and ``auc_v<version>`` per served version to MLflow.
@@ -361,11 +367,23 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
         min_auc: float | None = None,
         max_calibration_error: float | None = None,
         threshold: float = 0.5,
+        task: str = "binary",
+        bounds: Mapping[str, Mapping[str, float]] | None = None,
         **kwargs: Any,
     ) -> None:
+        from airflow_mlops.models.tasks import check_task
+        from airflow_mlops.monitoring.monitors import check_bounds
+
         super().__init__(endpoint=endpoint, request_log=request_log, report_dir=report_dir, **kwargs)
         if not 0 < threshold < 1:
             raise MLOpsConfigError(f"{self.task_id}: threshold must lie in (0, 1), got {threshold!r}")
+        self.task = check_task(task, f"{self.task_id}: task")
+        if task != "binary" and (min_auc is not None or max_calibration_error is not None):
+            raise MLOpsConfigError(
+                f"{self.task_id}: min_auc and max_calibration_error are for binary models; give bounds for a {task} one"
+            )
+        self.bounds = dict(bounds or {})
+        check_bounds(self.bounds, task)
         self.labels, self.label_key, self.label_column = labels, label_key, label_column
         self.min_auc, self.max_calibration_error, self.threshold = min_auc, max_calibration_error, threshold
 
@@ -375,6 +393,7 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
 
         from airflow_mlops.evaluation.metrics import calibration_curve
         from airflow_mlops.evaluation.report import finite
+        from airflow_mlops.models.tasks import metric_names, primary_metric
         from airflow_mlops.monitoring.monitors import (
             MonitoringError,
             join_labels,
@@ -392,23 +411,27 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
             )
         except MonitoringError as err:
             raise MonitoringError(f"{self.task_id} ({self.endpoint!r}): {err}") from err
-        joined = join_labels(served, labels, label_column=self.label_column)
+        joined = join_labels(served, labels, label_column=self.label_column, task=self.task)
         if len(joined) == 0:
             raise AirflowSkipException(
                 f"none of the {len(served)} predictions of {self.endpoint!r} in the window "
                 f"has a label in {self.labels} yet"
             )
-        overall = performance_report(joined, label_column=self.label_column, threshold=self.threshold)
+
+        def judged(rows: Any) -> dict[str, Any]:
+            return performance_report(
+                rows, label_column=self.label_column, threshold=self.threshold, task=self.task
+            )
+
+        overall = judged(joined)
         versions = (
-            {
-                str(v): performance_report(rows, label_column=self.label_column, threshold=self.threshold)
-                for v, rows in joined.groupby("version")
-            }
-            if "version" in joined
-            else {}
+            {str(v): judged(rows) for v, rows in joined.groupby("version")} if "version" in joined else {}
         )
         reasons = performance_breaches(
-            overall, min_auc=self.min_auc, max_calibration_error=self.max_calibration_error
+            overall,
+            min_auc=self.min_auc,
+            max_calibration_error=self.max_calibration_error,
+            bounds=self.bounds,
         )
         report = {
             "endpoint": self.endpoint,
@@ -421,16 +444,19 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
             "unmatched_labels": overall["unmatched_labels"],
             "breached": bool(reasons),
             "reasons": reasons,
-            "calibration": calibration_curve(
+            "task": self.task,
+        }
+        if self.task == "binary":
+            report["calibration"] = calibration_curve(
                 joined[self.label_column].to_numpy(dtype="float64"),
                 joined["probability"].to_numpy(dtype="float64"),
-            ),
-        }
+            )
         report_uri, html_uri = self.write(
             context, report, render_performance_html(report, f"Performance of {self.endpoint}"), "performance"
         )
-        metrics = {k: overall[k] for k in ("auc", "log_loss", "accuracy", "calibration_error", "labelled")}
-        metrics.update({f"auc_v{v}": m["auc"] for v, m in versions.items()})
+        primary = primary_metric(self.task)
+        metrics = {k: overall[k] for k in (*metric_names(self.task), "labelled")}
+        metrics.update({f"{primary}_v{v}": m[primary] for v, m in versions.items()})
         run_id = self.log_to_mlflow(
             f"performance {span['start']}..{span['end']}",
             metrics,
@@ -438,9 +464,10 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
             [report_uri, html_uri],
         )
         self.log.info(
-            "%s: AUC %.4f on %d labelled predictions (%d without a label yet)%s",
+            "%s: %s %.4f on %d labelled predictions (%d without a label yet)%s",
             self.endpoint,
-            overall["auc"],
+            primary,
+            overall[primary],
             overall["labelled"],
             overall["unlabeled_predictions"],
             "; " + "; ".join(reasons) if reasons else "",

@@ -281,3 +281,64 @@ def test_batch_scoring_writes_each_tasks_columns(served: dict, manifest: str, tm
         assert columns <= set(written.columns) and len(written) == len(test)
         assert "probability" not in written.columns
     assert set(pd.read_parquet(tmp_path / "band.parquet")["label"]) <= {"early", "late", "on_time"}
+
+
+def test_the_performance_monitor_judges_a_regression_model_on_its_labels(
+    served: dict, manifest: str, tmp_path: Path
+) -> None:
+    import time
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from airflow_mlops.exceptions import MonitoringError
+    from airflow_mlops.operators.monitor import PerformanceMonitorOperator
+    from airflow_mlops.serving.models import json_rows
+    from airflow_mlops.serving.requestlog import read_log
+
+    test = pd.read_parquet(Path(manifest).parent / "test.parquet").head(200)
+    start = datetime.now(UTC).isoformat()
+    answer = httpx.post(
+        f"{served['server'].url}/v1/models/minutes/predict",
+        json={"rows": json_rows(test, ["x1", "x2", "colour"])},
+        timeout=30,
+    ).json()
+    end = datetime.now(UTC).isoformat()
+    ids = [p["prediction_id"] for p in answer["predictions"]]
+    requests = served["root"] / "state" / "requests"
+    deadline = time.monotonic() + 30  # the request log flushes every 2 s
+    while not set(ids) <= set(read_log(requests)["prediction_id"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    pd.DataFrame({"prediction_id": ids, "minutes": test["minutes"].to_numpy()}).to_parquet(
+        tmp_path / "labels.parquet"
+    )
+
+    def monitor(**arguments) -> PerformanceMonitorOperator:
+        return PerformanceMonitorOperator(
+            task_id="performance",
+            endpoint="minutes",
+            request_log=str(requests),
+            report_dir=str(tmp_path / "reports"),
+            labels=str(tmp_path / "labels.parquet"),
+            label_column="minutes",
+            start=start,
+            end=end,
+            mlflow_conn_id=None,
+            **arguments,
+        )
+
+    context = {"ti": None, "data_interval_start": None, "data_interval_end": None}
+    result = monitor(task="regression", bounds={"rmse": {"max": 1.0}, "r2": {"min": 0.5}}).execute(context)  # type: ignore[arg-type]
+    expected = task_metrics(
+        "regression", test["minutes"].to_numpy(), np.array([p["prediction"] for p in answer["predictions"]])
+    )
+    assert result["overall"]["rmse"] == pytest.approx(expected["rmse"], rel=1e-6)
+    assert result["labelled"] == 200 and result["breached"]
+    assert result["reasons"] == [f"rmse {expected['rmse']:.4f} > 1.0 on 200 labelled predictions"]  # r2 holds
+
+    with pytest.raises(MonitoringError, match=r"'auc' is not a metric of a regression model"):
+        monitor(task="regression", bounds={"auc": {"min": 0.7}})
+    with pytest.raises(ValueError, match=r"min_auc and max_calibration_error are for binary models"):
+        monitor(task="regression", min_auc=0.7)
+    with pytest.raises(MonitoringError, match=r"multiclass model: the request log keeps the top class"):
+        monitor(task="multiclass").execute(context)  # type: ignore[arg-type]

@@ -149,12 +149,19 @@ def test_breach_rules_give_their_reasons_with_the_numbers() -> None:
     ]
     overall = {"auc": float("nan"), "calibration_error": 0.02, "labelled": 40}
     assert performance_breaches(overall, min_auc=0.6, max_calibration_error=0.05) == [
-        "AUC nan < 0.6 on 40 labelled predictions"  # an AUC that cannot be computed breaches
+        "auc nan < 0.6 on 40 labelled predictions"  # an AUC that cannot be computed breaches
     ]
     assert performance_breaches({**overall, "auc": 0.7}, min_auc=0.6, max_calibration_error=0.01) == [
-        "calibration error 0.0200 > 0.01"
+        "calibration_error 0.0200 > 0.01 on 40 labelled predictions"
     ]
     assert performance_breaches(overall, min_auc=None, max_calibration_error=None) == []
+    regression = {"rmse": 12.5, "r2": 0.4, "labelled": 9}
+    assert performance_breaches(regression, bounds={"rmse": {"max": 10}, "r2": {"min": 0.3}}) == [
+        "rmse 12.5000 > 10 on 9 labelled predictions"
+    ]
+    assert performance_breaches(regression, bounds={"mae": {"max": 1}}) == [
+        "mae nan > 1 on 9 labelled predictions"  # a metric the report lacks breaches
+    ]
 
 
 def test_labels_keyed_by_a_feature_become_labels_by_prediction() -> None:
