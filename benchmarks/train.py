@@ -57,6 +57,7 @@ os.environ["AIRFLOW_CONN_BENCH_MLFLOW"] = json.dumps(
 )
 op = LightningTrainOperator(task_id="train", training_set={manifest!r}, output_dir={str(work / f"out{devices}")!r},
     checkpoint_root={str(work / f"ckpt{devices}")!r}, hyperparameters={{"hidden": 64}}, batch_size=1024,
+    model="airflow_mlops.training.flights:FlightDelayModel", data="airflow_mlops.training.flights:FlightDataModule",
     devices={devices}, max_epochs={epochs}, mlflow_conn_id="bench_mlflow")
 started = time.perf_counter()
 result = op.execute({{"dag": SimpleNamespace(dag_id="bench"), "run_id": "run{devices}"}})

@@ -114,6 +114,9 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
     train = LightningTrainOperator(
         task_id="train",
         training_set=training_set(),
+        model="airflow_mlops.training.flights:FlightDelayModel",
+        data="airflow_mlops.training.flights:FlightDataModule",
+        mlflow_experiment="flights",
         output_dir=f"{DATA}/models/flight_delay/{RUN_FOLDER}",
         checkpoint_root=f"{DATA}/checkpoints",
         hyperparameters=hyperparameters(),

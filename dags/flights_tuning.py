@@ -65,6 +65,8 @@ stops a trial whose validation loss after an epoch is worse than the median of e
         task_id="trial",
         study_name=STUDY,
         training_set=training_set(),
+        model="airflow_mlops.training.flights:FlightDelayModel",
+        data="airflow_mlops.training.flights:FlightDataModule",
         output_dir=DATA + "/models/flight_delay_tuning/{{ run_id | replace(':', '_') | replace('+', '_') }}",
         checkpoint_root=f"{DATA}/checkpoints",
         batch_size=512,

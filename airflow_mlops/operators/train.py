@@ -39,7 +39,7 @@ class TrainingArgumentsMixin(MlflowOperatorMixin):
     precision: str
     max_epochs: int
     seed: int
-    mlflow_experiment: str
+    mlflow_experiment: str | None
     task_id: str
 
     def training_spec(
@@ -68,7 +68,8 @@ class TrainingArgumentsMixin(MlflowOperatorMixin):
         mlflow: dict[str, str] = {}
         if self.mlflow_conn_id:
             hook = self.mlflow_hook
-            mlflow = {"tracking_uri": hook.tracking_uri, "experiment": self.mlflow_experiment}
+            experiment = self.mlflow_experiment or context["dag"].dag_id
+            mlflow = {"tracking_uri": hook.tracking_uri, "experiment": experiment}
             if hook.artifact_location:
                 mlflow["artifact_location"] = hook.artifact_location
         return TrainingSpec(
@@ -120,7 +121,8 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
     :param training_set: URI of the training set manifest (templated).
     :param output_dir: where the model, its config and ``result.json`` go (templated).
     :param checkpoint_root: root of the checkpoint folders (templated).
-    :param model: ``module:Class`` of the LightningModule.
+    :param model: ``module:Class`` of the LightningModule (required: e.g. your own network, or
+        ``airflow_mlops.training.tabular:TabularMLP``).
     :param data: ``module:Class`` of the LightningDataModule (the contract:
         :mod:`airflow_mlops.models.contract`); ``airflow_mlops.training.tabular:TabularDataModule``
         reads any tabular training set through ``features``.
@@ -132,7 +134,7 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
     :param num_nodes, node_rank, master_addr, master_port: multi-node rendezvous.
     :param accelerator: ``cpu`` or ``gpu``; ``precision``, ``max_epochs``, ``seed``: trainer options.
     :param mlflow_conn_id: the ``mlflow`` connection the run is logged to (None: no MLflow).
-    :param mlflow_experiment: MLflow experiment name.
+    :param mlflow_experiment: MLflow experiment name (None: the DAG's id).
 
     XCom: the result JSON (``mlflow_run_id``, ``model_uri``, ``metrics``, ``samples_per_s``, ...).
     OpenLineage: the training set manifest as input, the model folder as output.
@@ -155,8 +157,8 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
         training_set: str,
         output_dir: str,
         checkpoint_root: str,
-        model: str = "airflow_mlops.training.flights:FlightDelayModel",
-        data: str = "airflow_mlops.training.flights:FlightDataModule",
+        model: str,
+        data: str = "airflow_mlops.training.tabular:TabularDataModule",
         hyperparameters: Mapping[str, Any] | None = None,
         features: Mapping[str, Any] | None = None,
         batch_size: int = 1024,
@@ -170,7 +172,7 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
         max_epochs: int = 3,
         seed: int = 42,
         mlflow_conn_id: str | None = MlflowHook.default_conn_name,
-        mlflow_experiment: str = "flights",
+        mlflow_experiment: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

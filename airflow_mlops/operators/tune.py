@@ -89,7 +89,8 @@ class CreateStudyOperator(MlflowOperatorMixin, BaseOperator):
     :param optuna_conn_id: the connection of the study's storage (``sqlite`` or ``postgres``; its
         password never reaches a file or a log).
     :param sampler_seed: seed of the TPE sampler.
-    :param mlflow_conn_id, mlflow_experiment: where the parent run goes (None: no MLflow).
+    :param mlflow_conn_id, mlflow_experiment: where the parent run goes (None: no MLflow; the
+        experiment defaults to ``<dag_id>-tuning``).
 
     XCom: ``[0, 1, ..., n_trials - 1]``, the trial slots.
     """
@@ -108,7 +109,7 @@ class CreateStudyOperator(MlflowOperatorMixin, BaseOperator):
         optuna_conn_id: str = "optuna_default",
         sampler_seed: int = 42,
         mlflow_conn_id: str | None = MlflowHook.default_conn_name,
-        mlflow_experiment: str = "flights-tuning",
+        mlflow_experiment: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -169,7 +170,9 @@ class CreateStudyOperator(MlflowOperatorMixin, BaseOperator):
     def _parent_run(self, context: Context) -> str:
         client = self.mlflow_hook.get_conn()
         run = client.create_run(
-            self.mlflow_hook.get_or_create_experiment(self.mlflow_experiment),
+            self.mlflow_hook.get_or_create_experiment(
+                self.mlflow_experiment or f"{context['dag'].dag_id}-tuning"
+            ),
             run_name=f"study {self.study_name}",
             tags={
                 "optuna_study": self.study_name,

@@ -111,7 +111,7 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
 
         prefetch.join()
         logger = MLFlowLogger(
-            experiment_name=spec.mlflow.get("experiment", "flights"),
+            experiment_name=spec.mlflow.get("experiment", "Default"),
             tracking_uri=spec.mlflow["tracking_uri"],
             tags=spec.tags or None,
             artifact_location=spec.mlflow.get("artifact_location"),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -283,16 +283,16 @@ def task_loss(task: str, output: torch.Tensor, batch: Mapping[str, torch.Tensor]
     """The task's training loss (BCE on logits, cross-entropy, or mean squared error), weighted by
     ``batch["weight"]`` when there is one."""
     functional = nn.functional
-    label = batch["label"]
-    if task == "binary":
-        losses = functional.binary_cross_entropy_with_logits(output, label, reduction="none")
-    elif task == "multiclass":
-        losses = functional.cross_entropy(output, label, reduction="none")
-    else:
-        losses = functional.mse_loss(output, label, reduction="none")
+    losses_by_task: dict[str, Callable[..., torch.Tensor]] = {
+        "binary": functional.binary_cross_entropy_with_logits,
+        "multiclass": functional.cross_entropy,
+        "regression": functional.mse_loss,
+    }
+    loss = losses_by_task[task]
     weight = batch.get("weight")
-    if weight is None:
-        return losses.mean()
+    if weight is None:  # the fused mean: bit for bit what nn.BCEWithLogitsLoss() gives
+        return loss(output, batch["label"])
+    losses = loss(output, batch["label"], reduction="none")
     return (losses * weight).sum() / weight.sum().clamp_min(1e-12)
 
 

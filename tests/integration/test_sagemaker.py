@@ -135,6 +135,8 @@ def operator(training_set: str, **overrides):
         "accelerator": "cpu",
         "precision": "32-true",
         "hyperparameters": {"hidden": 16},
+        "model": "airflow_mlops.training.flights:FlightDelayModel",
+        "data": "airflow_mlops.training.flights:FlightDataModule",
         "batch_size": 512,
         "max_epochs": 2,
         "check_interval": 1,

@@ -275,6 +275,8 @@ def test_one_month_of_continuous_training_on_the_stack(
         output_dir=str(tmp_path / "model"),
         checkpoint_root=str(tmp_path / "checkpoints"),
         hyperparameters={"hidden": 64, "layers": 2, "lr": 0.002},
+        model="airflow_mlops.training.flights:FlightDelayModel",
+        data="airflow_mlops.training.flights:FlightDataModule",
         batch_size=512,
         devices=2,
         max_epochs=3,

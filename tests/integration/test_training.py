@@ -181,6 +181,7 @@ def test_a_worker_that_raises_fails_the_task_with_its_traceback_and_leaves_no_pr
         output_dir=str(tmp_path / "out"),
         checkpoint_root=str(tmp_path / "ckpt"),
         mlflow_conn_id=None,
+        model=MODEL,
         data="tests.failing_training:DataThatFailsOnRankOne",
         devices=2,
         max_epochs=1,
@@ -216,7 +217,13 @@ def test_bad_specs_fail_the_task_without_retry_and_launch_nothing(
 
     from airflow_mlops.operators.train import LightningTrainOperator
 
-    arguments = {"training_set": training_set, "hyperparameters": {"hidden": 8}, **change}
+    arguments = {
+        "training_set": training_set,
+        "hyperparameters": {"hidden": 8},
+        "model": MODEL,
+        "data": DATA,
+        **change,
+    }
     operator = LightningTrainOperator(
         task_id="train",
         output_dir=str(tmp_path / "out"),
@@ -244,6 +251,8 @@ def test_two_nodes_rendezvous_through_torchrun(tmp_path: Path, training_set: str
             output_dir=str(tmp_path / "out"),
             checkpoint_root=str(tmp_path / "ckpt"),
             hyperparameters={"hidden": 16},
+            model=MODEL,
+            data=DATA,
             mlflow_conn_id=None,
             num_nodes=2,
             node_rank=rank,
@@ -266,7 +275,8 @@ from types import SimpleNamespace
 from airflow.sdk.exceptions import AirflowFailException
 from airflow_mlops.operators.train import LightningTrainOperator
 operator = LightningTrainOperator(task_id="train", training_set={training_set!r}, output_dir={str(tmp_path / "out")!r},
-                                  checkpoint_root={str(tmp_path / "ckpt")!r}, hyperparameters={{"hidden": 0}})
+                                  checkpoint_root={str(tmp_path / "ckpt")!r}, hyperparameters={{"hidden": 0}},
+                                  model={MODEL!r}, data={DATA!r})
 try:
     operator.execute({{"dag": SimpleNamespace(dag_id="d"), "run_id": "r"}})
 except AirflowFailException as err:

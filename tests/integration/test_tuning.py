@@ -13,6 +13,8 @@ from tests.integration.test_flights_ingest import load_dag
 from tests.training_sets import write_training_set
 
 pytestmark = pytest.mark.integration
+MODEL = "airflow_mlops.training.flights:FlightDelayModel"
+DATA = "airflow_mlops.training.flights:FlightDataModule"
 SPACE = {
     "hidden": {"type": "int", "low": 8, "high": 32},
     "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
@@ -63,6 +65,8 @@ def run_study(
             training_set=training_set,
             output_dir=str(folder / "out"),
             checkpoint_root=str(folder / "ckpt"),
+            model=MODEL,
+            data=DATA,
             max_epochs=3,
             pruner=pruner,
             mlflow_conn_id=None,
@@ -150,6 +154,7 @@ def test_a_retried_trial_resumes_the_same_trial(training_set: str, tmp_path: Pat
         "optuna_conn_id": optuna_conn(storage),
         "output_dir": str(tmp_path / "out"),
         "checkpoint_root": str(tmp_path / "ckpt"),
+        "model": MODEL,
         "max_epochs": 2,
         "retries": 1,
         "mlflow_conn_id": None,
@@ -160,7 +165,7 @@ def test_a_retried_trial_resumes_the_same_trial(training_set: str, tmp_path: Pat
     study = optuna.load_study(study_name="s", storage=storage)
     assert [t.state.name for t in study.trials] == ["RUNNING"]  # a retry is left: the trial stays open
 
-    again = TuneTrialOperator(**arguments).execute(context(0, try_number=2))  # type: ignore[arg-type]
+    again = TuneTrialOperator(data=DATA, **arguments).execute(context(0, try_number=2))  # type: ignore[arg-type]
     study = optuna.load_study(study_name="s", storage=storage)
     assert again["trial"] == 0 and [t.state.name for t in study.trials] == ["COMPLETE"]
     assert again["params"] == study.trials[0].params
