@@ -58,6 +58,7 @@ stops a trial whose validation loss after an epoch is worse than the median of e
         },
         n_trials=4,
         metric="val_loss",
+        mlflow_experiment="flights-tuning",
         mlflow_conn_id=settings.mlflow_conn_id(),
         optuna_conn_id=settings.optuna_conn_id(),
     )

@@ -95,10 +95,24 @@ def logged_value(task: str, prediction: Any) -> float:
     return float(np.max(prediction)) if task == "multiclass" else float(prediction)
 
 
-def signature(task: str, preprocessing: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Inputs (numeric columns ``double``, categorical ``string``, all may be null) and outputs."""
+def column_types(frame: Any, numeric: Sequence[str]) -> dict[str, str]:
+    """MLflow's type of each numeric column as the training data has it: integers ``long``, the
+    rest ``double`` (MLflow refuses int64 data for a double column, and floats for a long one)."""
+    import pandas as pd
+
+    return {c: "long" if pd.api.types.is_integer_dtype(frame[c]) else "double" for c in numeric}
+
+
+def signature(
+    task: str, preprocessing: Mapping[str, Any], types: Mapping[str, str] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Inputs (numeric columns ``long`` or ``double`` as ``types`` says, else ``double``;
+    categorical ``string``; all may be null) and outputs."""
     check_task(task)
-    inputs = [{"name": c, "type": "double", "required": False} for c in preprocessing["numeric"]]
+    types = types or {}
+    inputs = [
+        {"name": c, "type": types.get(c, "double"), "required": False} for c in preprocessing["numeric"]
+    ]
     inputs += [{"name": c, "type": "string", "required": False} for c in preprocessing["categorical"]]
     return {"inputs": inputs, "outputs": output_columns(task, preprocessing)}
 

@@ -90,7 +90,8 @@ class CreateStudyOperator(MlflowOperatorMixin, BaseOperator):
         password never reaches a file or a log).
     :param sampler_seed: seed of the TPE sampler.
     :param mlflow_conn_id, mlflow_experiment: where the parent run goes (None: no MLflow; the
-        experiment defaults to ``<dag_id>-tuning``).
+        experiment defaults to the DAG's id, as ``TuneTrialOperator``'s does: the trials are nested
+        runs of the study's run, so give both the same experiment).
 
     XCom: ``[0, 1, ..., n_trials - 1]``, the trial slots.
     """
@@ -170,9 +171,7 @@ class CreateStudyOperator(MlflowOperatorMixin, BaseOperator):
     def _parent_run(self, context: Context) -> str:
         client = self.mlflow_hook.get_conn()
         run = client.create_run(
-            self.mlflow_hook.get_or_create_experiment(
-                self.mlflow_experiment or f"{context['dag'].dag_id}-tuning"
-            ),
+            self.mlflow_hook.get_or_create_experiment(self.mlflow_experiment or context["dag"].dag_id),
             run_name=f"study {self.study_name}",
             tags={
                 "optuna_study": self.study_name,

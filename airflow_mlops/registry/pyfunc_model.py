@@ -15,7 +15,8 @@ from mlflow.pyfunc import PythonModel
 
 
 class SavedModel(PythonModel):
-    """``predict(rows)`` -> the probability of each row (raw feature columns in, as in training)."""
+    """``predict(rows)`` -> the task's predictions (raw feature columns in, as in training): the
+    probability of each row (binary), the class probabilities (multiclass) or the value (regression)."""
 
     def load_context(self, context: Any) -> None:
         from airflow_mlops.evaluation.scoring import Scorer

@@ -42,19 +42,27 @@ def pinned_requirements() -> list[str]:
 def log_pyfunc_model(tracking_uri: str, run_id: str, model_dir: Path, example: Any) -> tuple[str, str]:
     """Log the model folder as a pyfunc model in ``run_id``; returns the logged model's URI and id.
 
-    The signature is inferred from ``example`` restricted to the model's input columns, so integer
-    columns stay integers: MLflow refuses int64 data for a double column (not exactly convertible).
+    The signature is the package's declared one (``models.package.signature``: its input columns
+    with their types, its output columns); the example is cast to those types.
     """
     import mlflow
 
     import airflow_mlops
     from airflow_mlops.evaluation.scoring import Scorer
+    from airflow_mlops.models.package import mlflow_signature
 
     scorer = Scorer(model_dir)
-    features = [*scorer.config["preprocessing"]["numeric"], *scorer.config["preprocessing"]["categorical"]]
-    example = example[features]  # the signature names the model's inputs, not every column of the data
-    predictions = scorer(example)
-    signature = mlflow.models.infer_signature(example, predictions)
+    preprocessing = scorer.config["preprocessing"]
+    example = example[[*preprocessing["numeric"], *preprocessing["categorical"]]].copy()
+    # The example in the declared types (numbers as long or double, categories as strings).
+    declared = {c["name"]: c["type"] for c in scorer.config["signature"]["inputs"]}
+    for column in preprocessing["numeric"]:
+        if declared.get(column) == "double":
+            example[column] = example[column].astype("float64")
+    for column in preprocessing["categorical"]:
+        example[column] = example[column].astype(object).where(example[column].notna(), None)
+        example[column] = example[column].map(lambda v: v if v is None else str(v))
+    signature = mlflow_signature(scorer.config["signature"])
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
@@ -122,6 +130,10 @@ def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | No
     return folder
 
 
+#: The card's metric rows per task (the binary card keeps its rates out: they describe the data).
+CARD_METRICS = {"binary": ("auc", "log_loss", "accuracy", "precision", "recall", "fpr", "calibration_error")}
+
+
 def model_card(
     name: str,
     version: str,
@@ -130,7 +142,10 @@ def model_card(
     intended_use: str,
     limitations: str,
 ) -> str:
-    """The model card as Markdown, with the evaluation's real numbers."""
+    """The model card as Markdown, with the evaluation's real numbers (the metrics of its task)."""
+    from airflow_mlops.evaluation.report import SLICE_COLUMNS
+    from airflow_mlops.models.tasks import FAIRNESS_GAPS, metric_names
+
     overall = evaluation["overall"]
     champion = (evaluation.get("champion") or {}).get("overall")
     lines = [
@@ -148,30 +163,33 @@ def model_card(
         "| metric | this version | champion at evaluation |",
         "|---|---|---|",
     ]
-    for key in ("auc", "log_loss", "accuracy", "precision", "recall", "fpr", "calibration_error"):
+    task = evaluation.get("task", "binary")
+    for key in CARD_METRICS.get(task) or metric_names(task):
         theirs = f"{champion[key]:.4f}" if champion else "none"
         lines.append(f"| {key} | {overall[key]:.4f} | {theirs} |")
+    columns = SLICE_COLUMNS[task]
     for column, by_value in evaluation.get("slices", {}).items():
         lines += [
             "",
             f"### Per {column}",
             "",
-            f"| {column} | rows | AUC | TPR | FPR |",
-            "|---|---|---|---|---|",
+            f"| {column} | rows | " + " | ".join(title for _, title in columns) + " |",
+            "|---|---|" + "---|" * len(columns),
         ]
         lines += [
-            f"| {v} | {int(m['rows'])} | {m['auc']:.4f} | {m['recall']:.4f} | {m['fpr']:.4f} |"
+            f"| {v} | {int(m['rows'])} | " + " | ".join(f"{m[k]:.4f}" for k, _ in columns) + " |"
             for v, m in by_value.items()
         ]
+    gaps = FAIRNESS_GAPS[task]
     lines += [
         "",
         "## Fairness gaps (largest difference between slices)",
         "",
-        "| slice | TPR gap | FPR gap |",
-        "|---|---|---|",
+        "| slice | " + " | ".join(g.replace("_", " ") for g in gaps) + " |",
+        "|---|" + "---|" * len(gaps),
     ]
     lines += [
-        f"| {c} | {g.get('tpr_gap', float('nan')):.4f} | {g.get('fpr_gap', float('nan')):.4f} |"
+        f"| {c} | " + " | ".join(f"{g.get(gap, float('nan')):.4f}" for gap in gaps) + " |"
         for c, g in evaluation.get("fairness", {}).items()
     ]
     gate = evaluation.get("gate")

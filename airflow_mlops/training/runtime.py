@@ -239,7 +239,7 @@ def package_config(
         "task": task,
         "features": features.to_dict() if features is not None else None,
         "preprocessing": data.preprocessing,
-        "signature": signature(task, data.preprocessing),
+        "signature": signature(task, data.preprocessing, getattr(data, "column_types", None)),
         "input_example": getattr(data, "example", []),
         "training_set": spec.training_set,
         "metrics": dict(metrics),

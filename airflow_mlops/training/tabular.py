@@ -34,7 +34,7 @@ from torch import nn
 from airflow_mlops.exceptions import SpecError
 from airflow_mlops.models.contract import call_network
 from airflow_mlops.models.features import FeatureSpec
-from airflow_mlops.models.package import import_network, input_example, read_config
+from airflow_mlops.models.package import column_types, import_network, input_example, read_config
 from airflow_mlops.models.tasks import Task, check_task
 
 from .spec import manifest_path
@@ -204,6 +204,7 @@ class TabularDataModule(pl.LightningDataModule):
         self.rows: dict[str, int] = {}
         self._resident: dict[str, dict[str, torch.Tensor]] = {}
         self.example: list[dict[str, Any]] = []
+        self.column_types: dict[str, str] = {}
 
     @property
     def task(self) -> Task:
@@ -229,6 +230,7 @@ class TabularDataModule(pl.LightningDataModule):
             )
         self.preprocessing = fit_preprocessing(frames["train"], self.spec)
         self.example = input_example(frames["test"], self.spec.features, EXAMPLE_ROWS)
+        self.column_types = column_types(frames["train"], self.spec.numeric)
         for split, frame in frames.items():
             where = f"training set {self.manifest_uri}, split {split!r}"
             tensors = transform(frame, self.preprocessing)

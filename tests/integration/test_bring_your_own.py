@@ -342,3 +342,51 @@ def test_the_performance_monitor_judges_a_regression_model_on_its_labels(
         monitor(task="regression", min_auc=0.7)
     with pytest.raises(MonitoringError, match=r"multiclass model: the request log keeps the top class"):
         monitor(task="multiclass").execute(context)  # type: ignore[arg-type]
+
+
+def test_a_regression_version_registers_with_its_declared_signature_and_card(
+    served: dict, manifest: str, tmp_path: Path
+) -> None:
+    import mlflow
+
+    from airflow_mlops.evaluation.report import evaluate
+    from airflow_mlops.registry.versions import register_version, registry_client
+
+    folder = Path(served["models"]["minutes"].removeprefix("file://"))
+    test = pd.read_parquet(Path(manifest).parent / "test.parquet")
+    scorer = Scorer(folder)
+    evaluation = {
+        "split": "test",
+        **evaluate(scorer(test), test, "minutes", slices=["colour"], task="regression"),
+    }
+    run = mlflow.MlflowClient(served["tracking"]).create_run(
+        mlflow.MlflowClient(served["tracking"]).get_experiment_by_name("byo").experiment_id
+    )
+    registered = register_version(
+        registry_client(served["tracking"]),
+        served["tracking"],
+        "minutes_registered",
+        run.info.run_id,
+        folder,
+        test.drop(columns=["minutes"]).head(5),
+        evaluation,
+        {"training_set": manifest, "dag_id": "byo", "run_id": "manual__1"},
+        tmp_path / "card",
+        intended_use="Predict minutes.",
+        limitations="Synthetic.",
+    )
+    card = Path(registered["model_card"]).read_text()
+    assert f"| rmse | {evaluation['overall']['rmse']:.4f} | none |" in card
+    assert "| colour | rows | RMSE | MAE | R² |" in card and "| slice | mae gap |" in card
+
+    mlflow.set_tracking_uri(served["tracking"])
+    loaded = mlflow.pyfunc.load_model(registered["model_uri"])
+    inputs = loaded.metadata.get_input_schema().to_dict()
+    assert [(c["name"], c["type"]) for c in inputs] == [
+        ("x1", "double"),
+        ("x2", "double"),
+        ("colour", "string"),
+    ]
+    assert [c["name"] for c in loaded.metadata.get_output_schema().to_dict()] == ["prediction"]
+    predicted = loaded.predict(test[["x1", "x2", "colour"]].head(50))
+    assert predicted == pytest.approx(scorer(test.head(50)), abs=1e-5)
