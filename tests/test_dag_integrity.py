@@ -118,3 +118,11 @@ def test_the_daily_monitoring_run_covers_the_day_before(dagbag) -> None:
         datetime(2013, 3, 1, tzinfo=UTC),
         datetime(2013, 3, 2, tzinfo=UTC),
     )
+
+
+def test_the_tuning_study_and_its_trials_log_to_one_experiment(dagbag) -> None:
+    """The trials are nested runs of the study's MLflow run: both must name the same experiment
+    (the stack test found them apart once, after a default changed)."""
+    dag = dagbag.get_dag("flights_tuning")
+    study, trial = dag.get_task("create_study"), dag.get_task("trial")
+    assert study.mlflow_experiment == trial.partial_kwargs["mlflow_experiment"] == "flights-tuning"
