@@ -31,7 +31,6 @@ model whose inputs are its preprocessing's columns.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,35 +125,6 @@ def mlflow_signature(declared: Mapping[str, Any]) -> Any:
         return Schema([ColSpec(c["type"], c["name"], required=c.get("required", True)) for c in columns])
 
     return ModelSignature(inputs=schema(declared["inputs"]), outputs=schema(declared["outputs"]))
-
-
-def input_example(frame: Any, columns: Sequence[str], rows: int = 3) -> list[dict[str, Any]]:
-    """The first ``rows`` rows of ``columns`` as JSON objects (NaN and missing values as null)."""
-    import numpy as np
-
-    records = frame[list(columns)].head(rows).astype(object).to_dict(orient="records")
-    example = []
-    for record in records:
-        row = {}
-        for key, value in record.items():
-            if isinstance(value, np.generic):
-                value = value.item()
-            if value is None or (isinstance(value, float) and not math.isfinite(value)):
-                value = None
-            elif not isinstance(value, int | float | str | bool):
-                value = None if _is_missing(value) else str(value)
-            row[key] = value
-        example.append(row)
-    return example
-
-
-def _is_missing(value: Any) -> bool:
-    import pandas as pd
-
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 CODE_DIR = "code"

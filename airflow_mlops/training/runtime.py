@@ -71,7 +71,6 @@ def evaluate(
     baseline = task_metrics(task, labels, baseline_predictions(task, train_labels, len(labels), classes))
     if task == "binary":
         baseline = {"auc": 0.5, "log_loss": baseline["log_loss"]}
-        metrics["positive_rate"] = float(labels.mean())
     for name in metric_names(task):
         if name in baseline:
             metrics[f"baseline_{name}"] = baseline[name]

@@ -34,8 +34,9 @@ from torch import nn
 from airflow_mlops.exceptions import SpecError
 from airflow_mlops.models.contract import call_network
 from airflow_mlops.models.features import FeatureSpec
-from airflow_mlops.models.package import column_types, import_network, input_example, read_config
+from airflow_mlops.models.package import column_types, import_network, read_config
 from airflow_mlops.models.tasks import Task, check_task
+from airflow_mlops.serving.models import json_rows
 
 from .spec import manifest_path
 
@@ -229,7 +230,7 @@ class TabularDataModule(pl.LightningDataModule):
                 f"(columns: {list(frames['train'].columns)})"
             )
         self.preprocessing = fit_preprocessing(frames["train"], self.spec)
-        self.example = input_example(frames["test"], self.spec.features, EXAMPLE_ROWS)
+        self.example = json_rows(frames["test"].head(EXAMPLE_ROWS), self.spec.features)
         self.column_types = column_types(frames["train"], self.spec.numeric)
         for split, frame in frames.items():
             where = f"training set {self.manifest_uri}, split {split!r}"
