@@ -46,6 +46,7 @@ class TrainingResult(TypedDict, total=False):
 
     mlflow_run_id: str
     model_uri: str
+    task: str
     metrics: dict[str, float]
     samples_per_s: float
     node_rank: int

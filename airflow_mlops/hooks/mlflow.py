@@ -7,11 +7,12 @@ import os
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk.bases.hook import BaseHook
 
 from airflow_mlops.exceptions import MLOpsConfigError
+from airflow_mlops.extras import ExtraMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -243,9 +244,11 @@ class MlflowHook(BaseHook):
         return True, f"MLflow at {self.tracking_uri} answered"
 
 
-class MlflowOperatorMixin:
-    """``mlflow_hook``, built once from the operator's ``mlflow_conn_id`` (when the task runs)."""
+class MlflowOperatorMixin(ExtraMixin):
+    """``mlflow_hook``, built once from the operator's ``mlflow_conn_id`` (when the task runs); the
+    task needs the ``registry`` extra (MLflow) unless the class names a larger one."""
 
+    required_extra: ClassVar[str | None] = "registry"
     mlflow_conn_id: str | None
 
     @cached_property

@@ -15,7 +15,8 @@ The metrics are computed in one place, :func:`airflow_mlops.evaluation.metrics.t
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from collections.abc import Mapping
+from typing import Any, Literal, cast
 
 from airflow_mlops.exceptions import MLOpsConfigError
 
@@ -72,3 +73,15 @@ def primary_metric(task: str) -> str:
 def lower_is_better(metric: str) -> bool:
     """Whether a lower ``metric`` is better (log loss, RMSE, ...); the others are higher-is-better."""
     return metric in LOWER_IS_BETTER
+
+
+def headline(metrics: Mapping[str, Any], task: str, split: str = "test") -> str:
+    """``"rmse 3.2100 (baseline 9.8700)"``: the task's primary metric on ``split`` and the trivial
+    model's, for a log line (``n/a`` where a value is missing)."""
+    metric = primary_metric(task)
+
+    def value(key: str) -> str:
+        found = metrics.get(key)
+        return f"{found:.4f}" if isinstance(found, int | float) else "n/a"
+
+    return f"{metric} {value(f'{split}_{metric}')} (baseline {value(f'{split}_baseline_{metric}')})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.sdk import BaseOperator
 
@@ -53,6 +53,8 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
     OpenLineage: the model folder, the training set manifest (and the champion's model version) as inputs;
     ``evaluation.json`` and ``evaluation.html`` as outputs.
     """
+
+    required_extra: ClassVar[str | None] = "training"
 
     template_fields: Sequence[str] = (
         "model_uri",

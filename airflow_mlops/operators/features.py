@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.extras import ExtraMixin
 from airflow_mlops.lineage import LineageMixin, split_lineage, storage_name
 from airflow_mlops.xcom import FeatureBuildResult, MaterializeResult
 
@@ -22,8 +23,10 @@ FEATURES_MANIFEST = "manifest.json"
 PLANES_SQL = "SELECT tailnum, year, seats, engines FROM planes"
 
 
-class _FeastOperator(BaseOperator):
+class _FeastOperator(ExtraMixin, BaseOperator):
     """Shared arguments: which feature store (connection, or repository and configuration file)."""
+
+    required_extra: ClassVar[str | None] = "features"
 
     def __init__(
         self,

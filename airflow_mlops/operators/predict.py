@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.sdk import BaseOperator
 
@@ -32,6 +32,8 @@ class BatchPredictionOperator(MlflowOperatorMixin, BaseOperator):
     XCom: ``{"uri", "sha256", "parents", "rows", "model", "version", "mean_probability"}``; the same
     goes into the ``extra`` of every outlet's Asset event.
     """
+
+    required_extra: ClassVar[str | None] = "serving"
 
     template_fields: Sequence[str] = ("input_uri", "model_uri", "output_uri")
     ui_color = "#e8eaf6"

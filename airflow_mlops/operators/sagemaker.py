@@ -16,6 +16,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOp
 
 from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
+from airflow_mlops.models.tasks import headline
 from airflow_mlops.operators.deploy import DeployModelOperator
 from airflow_mlops.operators.train import TrainingArgumentsMixin
 from airflow_mlops.xcom import DeploymentResult
@@ -244,9 +245,9 @@ class SageMakerLightningTrainOperator(TrainingArgumentsMixin, SageMakerTrainingO
             "billable_seconds": description.get("BillableTimeInSeconds"),
         }
         self.log.info(
-            "SageMaker job %s: AUC %.4f, model %s",
+            "SageMaker job %s: %s, model %s",
             description["TrainingJobName"],
-            result["metrics"]["test_auc"],
+            headline(result["metrics"], result.get("task", "binary")),
             artifact,
         )
         return result

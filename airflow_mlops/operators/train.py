@@ -11,7 +11,7 @@ import tempfile
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.sdk import BaseOperator
 
@@ -140,6 +140,8 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
     OpenLineage: the training set manifest as input, the model folder as output.
     """
 
+    required_extra: ClassVar[str | None] = "training"
+
     template_fields: Sequence[str] = (
         "training_set",
         "output_dir",
@@ -249,6 +251,7 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
         """Check ``spec``, run the driver (with ``env`` added to its environment), return ``result.json``."""
         from airflow.sdk.exceptions import AirflowFailException
 
+        from airflow_mlops.models.tasks import headline
         from airflow_mlops.training.spec import SpecError
 
         try:
@@ -266,9 +269,8 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
             return {"node_rank": self.node_rank}
         result: dict[str, Any] = json.loads((Path(spec.output_dir) / "result.json").read_text())
         self.log.info(
-            "Trained: AUC %.4f (baseline %.2f) at %.0f samples/s; MLflow run %s",
-            result["metrics"]["test_auc"],
-            result["metrics"]["test_baseline_auc"],
+            "Trained: %s at %.0f samples/s; MLflow run %s",
+            headline(result["metrics"], result.get("task", "binary")),
             result["samples_per_s"],
             result["mlflow_run_id"],
         )

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from airflow.sdk import BaseOperator
 
@@ -95,6 +95,8 @@ class CreateStudyOperator(MlflowOperatorMixin, BaseOperator):
 
     XCom: ``[0, 1, ..., n_trials - 1]``, the trial slots.
     """
+
+    required_extra: ClassVar[str | None] = "training"
 
     template_fields: Sequence[str] = ("study_name",)
     ui_color = "#fff4d6"
@@ -312,6 +314,8 @@ class BestTrialOperator(MlflowOperatorMixin, BaseOperator):
     XCom: ``{"study", "best_trial", "best_value", "best_params", "metric", "states", "mlflow_run_id"}``.
     Asset: each outlet's event carries the same dict as ``extra``.
     """
+
+    required_extra: ClassVar[str | None] = "training"
 
     template_fields: Sequence[str] = ("study_name",)
     ui_color = "#fff4d6"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.data.suites import SuiteSpec
+from airflow_mlops.extras import ExtraMixin
 from airflow_mlops.lineage import LineageMixin
 from airflow_mlops.links import ValidationReportLink, report_url
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from airflow_mlops.data.validation import Validation, ValidationReport
 
 
-class DataValidationOperator(LineageMixin, BaseOperator):
+class DataValidationOperator(ExtraMixin, LineageMixin, BaseOperator):
     """Check one Parquet partition against an expectation suite before anything downstream reads it.
 
     The partition's bytes are read once; the report records their SHA-256, so it says exactly
@@ -63,6 +64,8 @@ class DataValidationOperator(LineageMixin, BaseOperator):
     ``statistics`` (per-column nulls, min, max, mean or distinct count), ``drifted_columns`` and,
     in row-level mode, ``invalid_rows`` and ``invalid_uri``.
     """
+
+    required_extra: ClassVar[str | None] = "validation"
 
     template_fields: Sequence[str] = (
         "partition",

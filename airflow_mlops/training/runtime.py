@@ -182,6 +182,7 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
         "mlflow_run_id": run_id,
         "model_uri": (output.resolve()).as_uri(),
         "model_artifact_uri": f"runs:/{run_id}/model" if run_id else None,
+        "task": task,
         "metrics": metrics,
         "samples_per_s": metrics["samples_per_s"],
         "epochs": trainer.current_epoch,

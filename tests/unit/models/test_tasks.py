@@ -86,3 +86,11 @@ def test_task_definitions() -> None:
     assert check_task("regression") == "regression"
     with pytest.raises(MLOpsConfigError, match=r"model task must be one of .* got 'Binary'"):
         check_task("Binary", "model task")
+
+
+def test_the_headline_leads_with_the_tasks_primary_metric() -> None:
+    from airflow_mlops.models.tasks import headline
+
+    metrics = {"test_rmse": 3.21, "test_baseline_rmse": 9.87, "test_auc": 0.5}
+    assert headline(metrics, "regression") == "rmse 3.2100 (baseline 9.8700)"
+    assert headline({"test_macro_f1": 0.5}, "multiclass") == "macro_f1 0.5000 (baseline n/a)"
