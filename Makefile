@@ -13,7 +13,7 @@ TORCH_SOURCE := $(if $(wildcard $(TORCH_WHEELS)/torch-2.13.0+cpu-*.whl),--find-l
 .PHONY: demo test venv home lint lock bench clean
 
 demo: home ## run the reference pipeline end to end on the embedded default
-	$(BIN)/airflow-mlops demo
+	$(BIN)/python -m devtools demo
 
 # Two workers (pytest-xdist), one module at a time each: most slow tests wait on servers and the scheduler.
 TEST_WORKERS ?= 2
@@ -30,12 +30,12 @@ $(VENV)/.installed: requirements/lock.txt pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	touch $@
 
-home: venv ## project-local AIRFLOW_HOME: config, migrated SQLite DB, connection, seeded source DB
-	$(BIN)/airflow-mlops init-home --home $(AIRFLOW_HOME) --data-dir $(CURDIR)/data --dags-folder $(CURDIR)/dags
+home: venv ## project-local AIRFLOW_HOME: config, migrated SQLite DB, connections (the flights source included)
+	$(BIN)/python -m devtools home --home $(AIRFLOW_HOME) --data-dir $(CURDIR)/data
 
 lint: venv ## ruff (lint and format) and mypy; any finding fails
-	$(BIN)/ruff check airflow_mlops dags tests benchmarks
-	$(BIN)/ruff format --check airflow_mlops dags tests benchmarks
+	$(BIN)/ruff check airflow_mlops devtools dags tests benchmarks
+	$(BIN)/ruff format --check airflow_mlops devtools dags tests benchmarks
 	$(BIN)/mypy
 
 bench: home

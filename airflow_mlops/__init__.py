@@ -57,7 +57,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "MLOps source data",
-                "python-modules": ["airflow_mlops.operators.extract", "airflow_mlops.operators.ingest"],
+                "python-modules": ["airflow_mlops.operators.extract"],
             },
             {
                 "integration-name": "MLOps data validation",
@@ -123,14 +123,17 @@ def get_provider_info() -> dict[str, Any]:
                         "Airflow connection for the lake's object storage (s3:// lakes).", "aws_default"
                     ),
                     "landing_dir": _option(
-                        "Absolute path of the folder watched for new month files.", "/data/landing"
+                        "Absolute path of the landing folder an ingest DAG watches for new files.",
+                        "/data/landing",
                     ),
                     "source_conn_id": _option(
-                        "Airflow connection of the source database.", "flights_source", "flights_source"
+                        "Airflow connection of the source database the extract DAGs read.",
+                        "mlops_source",
+                        "mlops_source",
                     ),
                     "ingest_queue_url": _option(
                         "SQS queue receiving the landing bucket's S3 notifications.",
-                        "https://sqs.us-east-1.amazonaws.com/123456789012/flights-landing",
+                        "https://sqs.us-east-1.amazonaws.com/123456789012/landing",
                     ),
                     "feature_repo": _option(
                         "Path of the Feast feature repository (feature_store.yaml and definitions).",
@@ -156,6 +159,11 @@ def get_provider_info() -> dict[str, Any]:
                         "The connection of the Optuna storage (sqlite or postgres).",
                         "optuna_default",
                         "optuna_default",
+                    ),
+                    "code_path": _option(
+                        "Folders of the project's own modules (networks, data modules) for the training "
+                        "driver, besides the DAG folder; separated by the OS path separator.",
+                        "/srv/mlops/src",
                     ),
                     "auto_approve": _option(
                         "Approve registered models without a person (the demo's policy).",

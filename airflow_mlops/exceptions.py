@@ -55,7 +55,7 @@ class TargetError(MLOpsError):
 
 
 class LandingFileError(MLOpsError):
-    """A file dropped into the landing zone is not a valid month of flights."""
+    """A file dropped into the landing zone breaks the rules of its landing format."""
 
 
 class SuiteError(MLOpsError):
@@ -100,10 +100,6 @@ class MonitoringError(MLOpsError, ValueError):
 
 class SpecError(MLOpsError, ValueError):
     """A training spec is invalid: unknown class, bad hyperparameter, missing data. Nothing was launched."""
-
-
-class StackError(MLOpsError, RuntimeError):
-    """The stack could not start or stop; the message names the service and its log."""
 
 
 class PolicyError(MLOpsError, ValueError):

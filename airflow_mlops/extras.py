@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any, ClassVar
 
-from airflow_mlops.exceptions import MissingExtraError
+from airflow_mlops.exceptions import MissingExtraError, MLOpsConfigError
 
 #: extra -> the importable modules it brings (the distributions are in ``pyproject.toml``).
 EXTRAS: dict[str, tuple[str, ...]] = {
@@ -33,7 +33,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 def missing(extra: str) -> list[str]:
     """The modules of ``extra`` that cannot be imported here (empty when the extra is installed)."""
     if extra not in EXTRAS:
-        raise KeyError(f"extra must be one of {sorted(EXTRAS)}, got {extra!r}")
+        raise MLOpsConfigError(f"extra must be one of {sorted(EXTRAS)}, got {extra!r}")
     absent = []
     for module in EXTRAS[extra]:
         try:

@@ -32,18 +32,19 @@ def lake_conn_id() -> str | None:
 
 
 def landing_dir() -> str:
-    """Absolute path of the folder that ``flights_ingest`` watches for new month files."""
+    """Absolute path of the landing folder an ingest DAG watches for new files (``[mlops] landing_dir``)."""
     return _get("landing_dir", str(airflow_home() / "data" / "landing"))
 
 
 def source_conn_id() -> str:
-    """Airflow connection id of the flights source database."""
-    return _get("source_conn_id", "flights_source")
+    """Airflow connection id of the source database the extract DAGs read (``[mlops] source_conn_id``)."""
+    return _get("source_conn_id", "mlops_source")
 
 
 def ingest_queue_url() -> str:
-    """SQS queue receiving S3 notifications for ``flights_ingest_s3``."""
-    return _get("ingest_queue_url", "http://127.0.0.1:5000/123456789012/flights-landing")
+    """SQS queue receiving the landing bucket's S3 notifications (``[mlops] ingest_queue_url``; empty
+    when none is configured)."""
+    return _get("ingest_queue_url", "")
 
 
 def feature_repo() -> str:
@@ -74,7 +75,8 @@ def optuna_conn_id() -> str:
 
 
 def auto_approve() -> bool:
-    """Whether ``flights_training`` approves registered models without a person (the demo's policy)."""
+    """Whether a training DAG approves registered models without a person (``[mlops] auto_approve``,
+    default False; a development home may turn it on)."""
     return _get("auto_approve", "False").lower() in ("true", "1", "yes")
 
 
@@ -92,3 +94,23 @@ def mlflow_ui_url() -> str:
 def serving_dir() -> str:
     """The model server's folder: ``deployments.json``, the model cache and the request log."""
     return _get("serving_dir", str(airflow_home() / "data" / "serving"))
+
+
+def code_paths() -> list[str]:
+    """Folders of the project's own modules that the training driver and the model server import:
+    ``[mlops] code_path`` (folders separated by ``os.pathsep``), then the DAG folder (``[core]
+    dags_folder``), where a package beside the DAGs (a network, a data module) lives."""
+    from airflow.sdk.configuration import conf
+
+    paths = [p for p in _get("code_path", "").split(os.pathsep) if p.strip()]
+    dags_folder = conf.get("core", "dags_folder", fallback=None)
+    if dags_folder:
+        paths.append(os.path.expanduser(str(dags_folder)))
+    return list(dict.fromkeys(str(Path(p).resolve()) for p in paths))
+
+
+def python_path(extra: list[str] | None = None) -> str:
+    """``PYTHONPATH`` for a process that must import the project's modules: ``extra`` folders, the
+    :func:`code_paths` and the current ``PYTHONPATH``, without repeats."""
+    current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys([*(extra or []), *code_paths(), *current]))

@@ -10,35 +10,12 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 
-class IngestResult(TypedDict):
-    """``SeedSourceOperator``: rows per table now in the source database."""
-
-    rows: dict[str, int]
-
-
-class LandedFile(TypedDict):
-    """``LoadLandingFileOperator``: one per file loaded, in order."""
-
-    uri: str
-    year: int
-    month: int
-    rows: int
-
-
 class MaterializeResult(TypedDict):
     """``FeastMaterializeOperator``: the window pushed to the online store."""
 
     start: str
     end: str
     feature_views: list[str]
-
-
-class FeatureBuildResult(TypedDict):
-    """``BuildFlightFeaturesOperator``: months built or skipped (unchanged inputs), rows per table."""
-
-    built: list[str]
-    skipped: list[str]
-    tables: dict[str, int]
 
 
 class TrainingResult(TypedDict, total=False):

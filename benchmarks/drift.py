@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import devtools  # noqa: E402, F401  (the flights package on the path, as in Airflow)
 
 NUMERIC = [
     "distance",

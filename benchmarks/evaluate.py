@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import devtools  # noqa: E402, F401  (the flights package on the path, as in Airflow)
 
 
 def best_of_interleaved(runs: int, *fns) -> list[float]:
@@ -43,7 +44,7 @@ def main() -> None:
     import torch
 
     from airflow_mlops.evaluation.scoring import Scorer, read_rows
-    from airflow_mlops.training.flights import FlightDelayModel, fit_preprocessing, transform
+    from flights.model import FlightDelayModel, fit_preprocessing, transform
     from tests.training_sets import write_training_set
 
     work = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
@@ -72,7 +73,7 @@ def main() -> None:
     (folder / "config.json").write_text(
         json.dumps(
             {
-                "model": "airflow_mlops.training.flights:FlightDelayModel",
+                "model": "flights.model:FlightDelayModel",
                 "init": dict(model.hparams),
                 "preprocessing": preprocessing,
             }

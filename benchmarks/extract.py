@@ -19,6 +19,10 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import devtools  # noqa: E402, F401  (the flights package on the path, as in Airflow)
+
 QUERY = "SELECT * FROM flights ORDER BY flight_id"
 TIME_TYPES = {"time_hour": "timestamp[us, tz=UTC]"}
 
@@ -74,7 +78,7 @@ def ensure_source(source: Path | None, work: Path) -> Path:
         return source
     from sqlalchemy import create_engine
 
-    from airflow_mlops.data.flights import seed_source_db
+    from flights.source import seed_source_db
 
     path = work / "flights.db"
     engine = create_engine(f"sqlite:///{path}")

@@ -30,6 +30,9 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import devtools  # noqa: E402, F401  (the flights package on the path, as in Airflow)
+
 WORK = Path(tempfile.mkdtemp(prefix="bench-features-"))
 os.environ["AIRFLOW__MLOPS__LAKE_URI"] = (WORK / "lake").as_uri()
 os.environ["AIRFLOW__MLOPS__FEAST_DIR"] = str(WORK / "feast")
@@ -46,8 +49,8 @@ VIEWS = {
 
 def build_tables() -> pd.DataFrame:
     """Feature tables for the 12 months under the lake; returns every landed flight as an entity row."""
-    from airflow_mlops.data.flight_features import add_entity_keys, month_feature_tables, plane_features
-    from airflow_mlops.data.flights import read_table
+    from flights.features import add_entity_keys, month_feature_tables, plane_features
+    from flights.source import read_table
 
     flights, weather = read_table("flights"), read_table("weather")
     for frame in (flights, weather):

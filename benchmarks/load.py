@@ -1,7 +1,7 @@
 """Benchmark: the model server under load, as the scale-out stack runs it (issue 10).
 
-Two ``airflow-mlops serve`` replicas behind nginx (``airflow_mlops.stack.serving_up``, the same
-processes and configuration as ``airflow-mlops stack up``), the reference network deployed from an
+Two ``airflow-mlops serve`` replicas behind nginx (``devtools.stack.serving_up``, the same
+processes and configuration as ``python -m devtools stack up``), the reference network deployed from an
 MLflow registry through ``ModelServerHook`` (which writes each deployment to both replicas).
 
 1. **ours**: 64 concurrent clients for 60 s through nginx, one real 2013 flight a request. At 20 s a
@@ -32,6 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import devtools  # noqa: E402, F401  (the flights package on the path, as in Airflow)
 
 
 async def _drive(
@@ -115,8 +116,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from airflow_mlops.serving.models import json_rows
-    from airflow_mlops.stack import down, serving_up, start_service, stop_service
     from benchmarks.serve import reference_models
+    from devtools.stack import down, serving_up, start_service, stop_service
 
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
     tracking, _, test = reference_models(

@@ -30,6 +30,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import devtools  # noqa: E402, F401  (the flights package on the path, as in Airflow)
+
 TOKEN = "benchmark-token"
 
 
@@ -67,7 +69,7 @@ def reference_models(work: Path, seeds: Sequence[int]) -> tuple[str, list[Path],
     import torch
     from mlflow import MlflowClient
 
-    from airflow_mlops.training.flights import FlightDelayModel, fit_preprocessing
+    from flights.model import FlightDelayModel, fit_preprocessing
     from tests.training_sets import write_training_set
 
     manifest = json.loads(Path(write_training_set(work / "set").removeprefix("file://")).read_text())
@@ -95,7 +97,7 @@ def reference_models(work: Path, seeds: Sequence[int]) -> tuple[str, list[Path],
         (folder / "config.json").write_text(
             json.dumps(
                 {
-                    "model": "airflow_mlops.training.flights:FlightDelayModel",
+                    "model": "flights.model:FlightDelayModel",
                     "init": dict(model.hparams),
                     "preprocessing": preprocessing,
                 }

@@ -29,11 +29,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import devtools  # noqa: E402, F401  (the flights package on the path, as in Airflow)
 
 PLAIN = """
 import json, sys, time
 import pytorch_lightning as pl
-from airflow_mlops.training.flights import FlightDataModule, FlightDelayModel
+from flights.model import FlightDataModule, FlightDelayModel
 manifest, epochs = sys.argv[1], int(sys.argv[2])
 pl.seed_everything(42, workers=True)
 data = FlightDataModule(manifest=manifest, batch_size=1024, seed=42)
@@ -57,7 +58,7 @@ os.environ["AIRFLOW_CONN_BENCH_MLFLOW"] = json.dumps(
 )
 op = LightningTrainOperator(task_id="train", training_set={manifest!r}, output_dir={str(work / f"out{devices}")!r},
     checkpoint_root={str(work / f"ckpt{devices}")!r}, hyperparameters={{"hidden": 64}}, batch_size=1024,
-    model="airflow_mlops.training.flights:FlightDelayModel", data="airflow_mlops.training.flights:FlightDataModule",
+    model="flights.model:FlightDelayModel", data="flights.model:FlightDataModule",
     devices={devices}, max_epochs={epochs}, mlflow_conn_id="bench_mlflow")
 started = time.perf_counter()
 result = op.execute({{"dag": SimpleNamespace(dag_id="bench"), "run_id": "run{devices}"}})

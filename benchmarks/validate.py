@@ -16,6 +16,7 @@ import argparse
 import io
 import json
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,6 +25,9 @@ from typing import Any
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import devtools  # noqa: E402, F401  (the flights package on the path, as in Airflow)
+
 SUITE = ROOT / "dags" / "suites" / "flights_raw.yaml"
 PROFILE = ROOT / "dags" / "suites" / "flights_raw.profile.json"
 DRIFT_COLUMNS = ["dep_delay", "arr_delay", "sched_dep_time", "distance", "carrier", "origin", "dest"]
@@ -97,9 +101,9 @@ def main() -> None:
 
     import yaml
 
-    from airflow_mlops.data.flights import read_table
     from airflow_mlops.data.suites import load_suite
     from airflow_mlops.data.validation import validate_partition
+    from flights.source import read_table
 
     suite = load_suite(SUITE)
     suite_dict = yaml.safe_load(SUITE.read_text())

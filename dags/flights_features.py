@@ -14,8 +14,8 @@ from airflow_mlops.operators.features import (
     FeastApplyOperator,
     FeastMaterializeOperator,
     FeastTrainingDatasetOperator,
-    FlightFeaturesOperator,
 )
+from flights.operators import FlightFeaturesOperator
 
 LAKE = settings.lake_uri()
 
@@ -83,7 +83,7 @@ Runs when a new version of the `flights_delay` dataset exists and weather has be
         dataset_manifest=dataset["manifest_uri"],
         feature_service="flight_delay_v1",
         output_uri=f"{LAKE}/training_sets",
-        prepare_entities="airflow_mlops.data.flight_features:add_entity_keys",
+        prepare_entities="flights.features:add_entity_keys",
         storage_conn_id=settings.lake_conn_id(),
         outlets=[FLIGHT_FEATURES],
     )

@@ -8,8 +8,8 @@ from airflow.sdk import DAG, Asset, AssetWatcher, task
 
 from airflow_mlops import settings
 from airflow_mlops.operators.extract import SqlExtractOperator
-from airflow_mlops.operators.ingest import LoadLandingFileOperator, SeedFlightsSourceOperator
 from airflow_mlops.triggers.landing import LandingFileTrigger, s3_landing_trigger
+from flights.operators import LoadLandingFileOperator, SeedFlightsSourceOperator
 
 SOURCE = settings.source_conn_id()
 LAKE = settings.lake_uri()
@@ -43,7 +43,10 @@ LANDING_S3 = Asset(
     watchers=[
         AssetWatcher(
             name="flights_landing_queue",
-            trigger=s3_landing_trigger(queue_url=settings.ingest_queue_url(), aws_conn_id="aws_default"),
+            trigger=s3_landing_trigger(
+                queue_url=settings.ingest_queue_url() or "http://127.0.0.1:5000/123456789012/flights-landing",
+                aws_conn_id="aws_default",
+            ),
         )
     ],
 )
@@ -207,7 +210,7 @@ share a run). The extracted partitions' `flights_raw` / `weather_raw` events sta
 `flights_validate`, which gates them before anything downstream reads them.
 Trigger it by hand with conf `{"uri": "file:///path/to/file.parquet"}` or
 `{"uris": [...]}`.
-Write a landing file with `airflow-mlops land --month 3`.
+Write a landing file with `python -m devtools land --month 3`.
 """,
     storage_conn_id=None,
 )

@@ -80,7 +80,7 @@ version while the current model keeps the rest (the very first model is deployed
 error rate and p99 latency with the primary's; if the candidate is worse, the endpoint is rolled
 back, the version is recorded as rejected, and `promote` and `rollout` are skipped. Otherwise
 `promote` makes it the registry's champion and `rollout` gives it all the traffic. Behind a load
-balancer (the scale-out stack: `airflow-mlops stack up`), the connection's extra `replicas` lists
+balancer (the scale-out stack: `python -m devtools stack up`), the connection's extra `replicas` lists
 the replicas: every deployment and rollback reaches each of them, and the canary analysis adds up
 their traffic.
 
@@ -114,8 +114,8 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
     train = LightningTrainOperator(
         task_id="train",
         training_set=training_set(),
-        model="airflow_mlops.training.flights:FlightDelayModel",
-        data="airflow_mlops.training.flights:FlightDataModule",
+        model="flights.model:FlightDelayModel",
+        data="flights.model:FlightDataModule",
         mlflow_experiment="flights",
         output_dir=f"{DATA}/models/flight_delay/{RUN_FOLDER}",
         checkpoint_root=f"{DATA}/checkpoints",
@@ -150,6 +150,8 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         report_uri="{{ ti.xcom_pull(task_ids='evaluate')['report_uri'] }}",
         card_dir=f"{DATA}/model_cards/flight_delay/{RUN_FOLDER}",
         mlflow_conn_id=MLFLOW,
+        intended_use="Rank scheduled flights by the risk of arriving more than 15 minutes late.",
+        limitations="Trained on New York City departures of 2013 only; not a causal model.",
     )
     approve = ModelApprovalSensor(
         task_id="approve",

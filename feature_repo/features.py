@@ -1,7 +1,7 @@
 """The flights feature repository: entities, feature views and the feature service `flight_delay_v1`.
 
 Feature tables are Parquet folders under ``$MLOPS_FEATURES_URI`` (one file per month), written by
-``airflow_mlops.data.flight_features`` from validated partitions; every row carries the
+``flights.features`` from validated partitions; every row carries the
 ``event_timestamp`` at which its values became known, so point-in-time joins never leak.
 """
 

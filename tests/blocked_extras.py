@@ -36,6 +36,7 @@ class Blocker(importlib.abc.MetaPathFinder):
 
 def main(dags_folder: str) -> None:
     sys.meta_path.insert(0, Blocker())
+    sys.path.append(dags_folder)  # as Airflow's DAG bundle does: the flights package beside the DAGs
     from airflow.dag_processing.dagbag import DagBag
 
     import airflow_mlops

@@ -87,7 +87,7 @@ def source_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite source database seeded with January and February 2013 (all dimension tables)."""
     from sqlalchemy import create_engine
 
-    from airflow_mlops.data.flights import seed_source_db
+    from flights.source import seed_source_db
 
     path = tmp_path_factory.mktemp("source") / "flights.db"
     engine = create_engine(f"sqlite:///{path}")
@@ -153,8 +153,8 @@ def aws_conn(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def _postgres_bin() -> Path | None:
     """The PostgreSQL server's tools (initdb, pg_ctl) as the stack finds them, or None."""
-    from airflow_mlops.stack import StackError
-    from airflow_mlops.stack import _postgres_bin as find
+    from devtools.stack import StackError
+    from devtools.stack import _postgres_bin as find
 
     try:
         return find()

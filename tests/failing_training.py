@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from airflow_mlops.training.flights import FlightDataModule
+from flights.model import FlightDataModule
 
 
 class DataThatFailsOnRankOne(FlightDataModule):

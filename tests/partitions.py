@@ -8,7 +8,7 @@ from functools import cache
 
 import pandas as pd
 
-from airflow_mlops.data.flights import read_table
+from flights.source import read_table
 
 
 @cache

@@ -1,4 +1,5 @@
-"""The `airflow-mlops` commands that people run by hand: infer-suite and land --corrupt."""
+"""The commands that people run by hand: `airflow-mlops infer-suite` and init-home's options, and the
+development tooling's `python -m devtools land --corrupt`."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from airflow_mlops.cli import main
-from airflow_mlops.data.flights import CORRUPTIONS, check_landing_frame
 from airflow_mlops.data.suites import load_suite
+from devtools.__main__ import main as devtools_main
+from flights.source import CORRUPTIONS, check_landing_frame
 from tests.partitions import month_frame
 
 
@@ -46,7 +49,7 @@ def test_infer_suite_writes_a_suite_and_a_reference_profile(tmp_path: Path, caps
 
 
 def test_land_corrupt_writes_a_month_that_passes_the_landing_check_but_not_validation(tmp_path: Path) -> None:
-    main(["land", "--month", "3", "--dir", str(tmp_path), "--corrupt"])
+    devtools_main(["land", "--month", "3", "--dir", str(tmp_path), "--corrupt"])
 
     frame = pd.read_parquet(tmp_path / "flights_2013_03.parquet")
     assert check_landing_frame("landed", frame) == 3
@@ -75,3 +78,30 @@ def test_the_home_config_turns_openlineage_on_with_a_file_transport_and_keeps_ot
     }
     assert config.getboolean("openlineage", "execute_in_thread")
     assert config.get("webserver", "expose_config") == "True"
+
+
+def test_a_home_approves_nothing_by_itself_unless_asked_and_takes_any_mlops_option(tmp_path: Path) -> None:
+    import configparser
+
+    from airflow_mlops.cli import write_airflow_cfg
+
+    def mlops(**kwargs) -> dict[str, str]:
+        config = configparser.ConfigParser(interpolation=None)
+        config.read(write_airflow_cfg(tmp_path / "home", tmp_path / "data", tmp_path / "dags", **kwargs))
+        return dict(config["mlops"])
+
+    plain = mlops()
+    assert plain["auto_approve"] == "False" and "source_conn_id" not in plain
+    assert plain["feature_repo"] == str(tmp_path / "feature_repo")
+    asked = mlops(auto_approve=True, feature_repo=tmp_path / "repo", mlops={"source_conn_id": "crm"})
+    assert (asked["auto_approve"], asked["feature_repo"], asked["source_conn_id"]) == (
+        "True",
+        str(tmp_path / "repo"),
+        "crm",
+    )
+
+
+def test_init_home_refuses_an_option_without_a_value(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"--option must be KEY=VALUE, got 'source_conn_id'"):
+        main(["init-home", "--home", str(tmp_path), "--data-dir", str(tmp_path), "--dags-folder", str(tmp_path),
+              "--option", "source_conn_id"])  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlops.exceptions import MissingExtraError
+from airflow_mlops.exceptions import MissingExtraError, MLOpsConfigError
 from airflow_mlops.extras import EXTRAS, missing, require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def test_a_task_without_its_extra_fails_naming_the_extra(blocked: dict) -> None:
 def test_with_the_extras_installed_nothing_is_missing() -> None:
     assert all(missing(extra) == [] for extra in EXTRAS)
     require("training", "here")  # no error
-    with pytest.raises(KeyError, match=r"extra must be one of .* got 'gpu'"):
+    with pytest.raises(MLOpsConfigError, match=r"extra must be one of .* got 'gpu'"):
         missing("gpu")
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from airflow_mlops.data.flight_features import add_entity_keys, month_feature_tables, plane_features
-from airflow_mlops.data.flights import read_table
 from airflow_mlops.training.spec import TrainingSpec
+from flights.features import add_entity_keys, month_feature_tables, plane_features
+from flights.source import read_table
 from tests.partitions import month_frame
 
 VIEWS = {
@@ -77,8 +77,8 @@ def write_training_set(folder: Path, months: int = 2) -> str:
 def train(folder: Path, training_set: str, hidden: int, epochs: int, tracking_uri: str = "") -> Path:
     """Train the reference model with the runtime's driver (one process); returns the model folder."""
     spec = TrainingSpec(
-        model="airflow_mlops.training.flights:FlightDelayModel",
-        data="airflow_mlops.training.flights:FlightDataModule",
+        model="flights.model:FlightDelayModel",
+        data="flights.model:FlightDataModule",
         training_set=training_set,
         output_dir=str(folder / "model"),
         checkpoint_dir=str(folder / "ckpt"),

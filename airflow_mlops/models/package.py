@@ -175,6 +175,10 @@ def import_network(config: Mapping[str, Any], folder: Path) -> Any:
     return load_class(str(config["model"]), "model")
 
 
+#: The network of every format-0 package (the reference MLP, same parameters and state dict).
+LEGACY_NETWORK = "airflow_mlops.training.tabular:TabularMLP"
+
+
 def read_config(folder: str | Path) -> dict[str, Any]:
     """``config.json`` of a model folder, checked and completed for a folder of the unversioned format."""
     path = Path(str(folder).removeprefix("file://"))
@@ -200,6 +204,10 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     missing = [k for k in ("model", "init", "preprocessing") if k not in config]
     if missing:
         raise SpecError(f"model {str(folder)!r}: {CONFIG_FILE} lacks {missing}")
+    if version == 0:
+        # Before format 1 every package held the reference MLP under a class path of the provider
+        # that has since moved out of it; its weights are TabularMLP's.
+        config["model"] = LEGACY_NETWORK
     config.setdefault("task", "binary")
     check_task(config["task"], f"model {str(folder)!r}: task")
     config.setdefault("signature", signature(config["task"], config["preprocessing"]))

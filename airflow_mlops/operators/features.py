@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.extras import ExtraMixin
-from airflow_mlops.lineage import LineageMixin, split_lineage, storage_name
-from airflow_mlops.xcom import FeatureBuildResult, MaterializeResult
+from airflow_mlops.lineage import LineageMixin, split_lineage
+from airflow_mlops.xcom import MaterializeResult
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from airflow_mlops.hooks.feast import FeastHook
 
 FEATURES_MANIFEST = "manifest.json"
-PLANES_SQL = "SELECT tailnum, year, seats, engines FROM planes"
 
 
 class _FeastOperator(ExtraMixin, BaseOperator):
@@ -290,132 +289,3 @@ def _import(path: str) -> Any:
         raise FeatureStoreError(
             f"prepare_entities {path!r}: cannot be imported as 'module:function' ({err})"
         ) from None
-
-
-class FlightFeaturesOperator(LineageMixin, BaseOperator):
-    """Build the flights feature tables for the given months from validated partitions.
-
-    For each month ``YYYY-MM`` it reads the validated flights of that month and the one before (the
-    30-day windows reach back) and the month's validated weather, and writes
-    ``<features_uri>/<table>/<YYYY-MM>.parquet`` for ``weather_hourly``, ``carrier_stats`` and
-    ``route_stats`` (see :mod:`airflow_mlops.data.flight_features`), each with a manifest naming
-    its source partitions and their hashes. A month whose sources are unchanged is skipped. The
-    planes table (``plane_attributes/planes.parquet``) is read from the source database.
-
-    :param periods: the months to build (templated), e.g. ``["2013-01", "2013-02"]``.
-    :param validated_uri: folder of the validated partitions, ``<...>/validated`` (templated).
-    :param features_uri: folder of the feature tables (templated).
-    :param source_conn_id: connection of the source database holding ``planes``.
-    :param storage_conn_id: Airflow connection for the object storage.
-
-    XCom: ``{"built": [months], "skipped": [months], "tables": {table: rows}}``.
-    OpenLineage: the validated partitions read and the ``planes`` table as inputs; the feature files
-    written as outputs.
-    """
-
-    template_fields: Sequence[str] = ("periods", "validated_uri", "features_uri")
-    template_fields_renderers = {"periods": "json"}
-    ui_color = "#eef8e8"
-
-    def __init__(
-        self,
-        *,
-        periods: Sequence[str],
-        validated_uri: str,
-        features_uri: str,
-        source_conn_id: str,
-        storage_conn_id: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.periods = periods
-        self.validated_uri = validated_uri
-        self.features_uri = features_uri
-        self.source_conn_id = source_conn_id
-        self.storage_conn_id = storage_conn_id
-
-    def _path(self, uri: str) -> ObjectStoragePath:
-        from airflow.sdk import ObjectStoragePath
-
-        return ObjectStoragePath(uri, conn_id=self.storage_conn_id)
-
-    def _read(self, uri: str) -> tuple[pd.DataFrame, str]:
-        import hashlib
-        import io
-
-        import pandas as pd
-
-        from airflow_mlops.exceptions import TargetError
-
-        path = self._path(uri)
-        if not path.exists():
-            raise TargetError(f"validated partition {uri}: does not exist (has the month been validated?)")
-        with path.open("rb") as handle:
-            data = handle.read()
-        return pd.read_parquet(io.BytesIO(data)), hashlib.sha256(data).hexdigest()
-
-    def execute(self, context: Context) -> FeatureBuildResult:
-        import json
-
-        import pandas as pd
-
-        from airflow_mlops.artifacts import write_atomically, write_parquet_atomically
-        from airflow_mlops.data.flight_features import month_bounds, month_feature_tables
-
-        root, validated = self.features_uri.rstrip("/"), self.validated_uri.rstrip("/")
-        built, skipped, rows = [], [], {}
-        read: set[str] = set()
-        for period in sorted(set(self.periods)):
-            start, _ = month_bounds(period)
-            previous = (start - pd.Timedelta(days=1)).strftime("%Y-%m")
-            inputs = [f"{validated}/flights/{period}.parquet", f"{validated}/weather/{period}.parquet"]
-            if self._path(f"{validated}/flights/{previous}.parquet").exists():
-                inputs.append(f"{validated}/flights/{previous}.parquet")
-            frames = {uri: self._read(uri) for uri in inputs}
-            sources = {uri: sha for uri, (_, sha) in frames.items()}
-            marker = self._path(f"{root}/_months/{period}.json")
-            if marker.exists() and json.loads(marker.read_text())["sources"] == sources:
-                skipped.append(period)
-                continue
-            flights = [frame for uri, (frame, _) in frames.items() if "/flights/" in uri]
-            tables = month_feature_tables(period, flights, frames[inputs[1]][0])
-            month_rows = {f"{table}/{period}": len(frame) for table, frame in tables.items()}
-            for table, frame in tables.items():
-                write_parquet_atomically(self._path(f"{root}/{table}/{period}.parquet"), frame)
-            write_atomically(
-                marker, json.dumps({"period": period, "sources": sources, "rows": month_rows}, sort_keys=True)
-            )
-            rows.update(month_rows)
-            built.append(period)
-            read.update(frames)
-        rows["plane_attributes"] = self._write_planes(root)
-        written = [f"{root}/{key}.parquet" for key in rows if key != "plane_attributes"]
-        written.append(f"{root}/plane_attributes/planes.parquet")
-        self.record_lineage(lambda: self._lineage(sorted(read), written))
-        self.log.info("Feature tables: built %s, unchanged %s, rows %s", built, skipped, rows)
-        return {"built": built, "skipped": skipped, "tables": rows}
-
-    def _lineage(self, read: list[str], written: list[str]) -> tuple[list[Any], list[Any]]:
-        from airflow.sdk import BaseHook
-
-        from airflow_mlops.lineage import table_names
-
-        planes = table_names(BaseHook.get_connection(self.source_conn_id), PLANES_SQL)
-        return [*(storage_name(uri) for uri in read), *planes], [storage_name(uri) for uri in written]
-
-    def _write_planes(self, root: str) -> int:
-        import pandas as pd
-
-        from airflow_mlops.artifacts import write_parquet_atomically
-        from airflow_mlops.data.flight_features import plane_features
-        from airflow_mlops.hooks.sql import get_sqlalchemy_engine
-
-        engine = get_sqlalchemy_engine(self.source_conn_id)
-        try:
-            with engine.connect() as conn:
-                planes = pd.read_sql(PLANES_SQL, conn)
-        finally:
-            engine.dispose()
-        frame = plane_features(planes)
-        write_parquet_atomically(self._path(f"{root}/plane_attributes/planes.parquet"), frame)
-        return len(frame)

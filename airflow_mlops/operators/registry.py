@@ -110,8 +110,8 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
             evaluation,
             lineage,
             Path(self.card_dir.removeprefix("file://")),
-            self.intended_use or "Rank scheduled flights by the risk of arriving more than 15 minutes late.",
-            self.limitations or "Trained on New York City departures of 2013 only; not a causal model.",
+            self.intended_use or "Not stated (the registering task gave no intended_use).",
+            self.limitations or "Not stated (the registering task gave no limitations).",
         )
         self.log.info(
             "Registered %s version %s (challenger); model card %s",

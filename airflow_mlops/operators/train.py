@@ -276,6 +276,15 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
         )
         return result
 
+    def python_path(self) -> str:
+        """The driver's ``PYTHONPATH``: the folder of this task's DAG file, ``[mlops] code_path`` and the
+        DAG folder (``settings.code_paths``), so the network and data module import there as here."""
+        from airflow_mlops import settings
+
+        dag = self.dag if self.has_dag() else None
+        folder = [str(Path(dag.fileloc).resolve().parent)] if dag is not None and dag.fileloc else []
+        return settings.python_path(folder)
+
     def _run(self, command: list[str], extra_env: Mapping[str, str]) -> None:
         from airflow_mlops.exceptions import TrainingError
         from airflow_mlops.training.launch import SPEC_ERROR_EXIT, SPEC_ERROR_PREFIX
@@ -302,7 +311,7 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
             for k, v in os.environ.items()
             if k not in ranks and not k.startswith(("AIRFLOW_CTX_", "_AIRFLOW", "TORCHELASTIC_"))
         }
-        env.update(extra_env, PYTHONUNBUFFERED="1")
+        env.update(extra_env, PYTHONUNBUFFERED="1", PYTHONPATH=self.python_path())
         tail: deque[str] = deque(maxlen=20)
         traceback = _FirstTraceback()
         refused = ""

@@ -33,7 +33,7 @@ def explain_row(
         raise RowError(
             ["path", "endpoint"],
             f"model {model.name} v{model.version} does not support explanations "
-            "(it needs standardise, embeddings and an mlp, like FlightDelayModel)",
+            "(it needs standardise, embeddings and an mlp, like TabularMLP)",
         )
     inputs = model.scorer.inputs(model.frame([row]))
     numeric, categorical = inputs["numeric"], inputs["categorical"]

@@ -36,7 +36,7 @@ class TrainingSpec:
     :param checkpoint_dir: where Lightning checkpoints go; a rerun resumes from ``last.ckpt`` there.
     :param hyperparameters: keyword arguments of the model (checked against its signature).
     :param features: the feature spec (:class:`~airflow_mlops.models.FeatureSpec` as a mapping)
-        passed to the data module; empty: the data module's own (e.g. ``FlightDataModule``'s).
+        passed to the data module; empty: the data module's own (e.g. a ``TabularDataModule`` subclass's ``default_features``).
     :param batch_size: rows per batch (per process).
     :param trainer: options among ``TRAINER_DEFAULTS``.
     :param mlflow: ``{"tracking_uri": ..., "experiment": ...}``; empty disables MLflow.

@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import create_engine, text
 
-from airflow_mlops.data.flights import write_landing_file
-from airflow_mlops.processes import stop_group
+from devtools.processes import stop_group
+from flights.source import write_landing_file
 from tests.model_server import TOKEN, Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -297,8 +297,8 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
     # raises model_drift, and that event alone starts flights_training on the newest training set.
     import pandas as pd
 
-    from airflow_mlops.demo import serve_rows
     from airflow_mlops.training.spec import manifest_path
+    from devtools.demo import serve_rows
 
     splits = json.loads(training_set.read_text())["splits"]
     hot = pd.read_parquet(manifest_path(splits["test"]["uri"], str(training_set))).head(1000)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from airflow_mlops.data.flights import seed_source_db
+from flights.source import seed_source_db
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

@@ -8,15 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from airflow_mlops.data.flight_features import (
+from airflow_mlops.exceptions import FeatureStoreError
+from airflow_mlops.hooks.feast import FeastHook
+from flights.features import (
     add_entity_keys,
     flight_outcomes,
     month_feature_tables,
     plane_features,
 )
-from airflow_mlops.data.flights import read_table
-from airflow_mlops.exceptions import FeatureStoreError
-from airflow_mlops.hooks.feast import FeastHook
+from flights.source import read_table
 from tests.partitions import month_frame
 
 pytestmark = pytest.mark.integration

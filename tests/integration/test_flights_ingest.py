@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact
-from airflow_mlops.data.flights import write_landing_file
+from flights.source import write_landing_file
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -133,7 +133,7 @@ def test_ingest_loads_a_landed_month_and_extracts_it(
 def test_ingest_rejects_a_file_spanning_two_months(airflow_db, source_conn, lake, tmp_path) -> None:
     from datetime import datetime
 
-    from airflow_mlops.data.flights import read_table
+    from flights.source import read_table
 
     bad = tmp_path / "landing" / "mixed.parquet"
     flights = read_table("flights")

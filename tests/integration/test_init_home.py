@@ -30,7 +30,7 @@ def connection(home: Path, conn_id: str) -> dict:
 def test_a_fresh_home_gets_its_connections_and_keeps_the_server_token(tmp_path: Path) -> None:
     home, data = tmp_path / "home", tmp_path / "data"
     init = (str(BIN / "airflow-mlops"), "init-home", "--home", str(home), "--data-dir", str(data))
-    run(home, *init, "--dags-folder", str(ROOT / "dags"))
+    run(home, *init, "--dags-folder", str(ROOT / "dags"), "--option", "source_conn_id=my_source")
 
     mlflow = connection(home, "mlflow_default")
     assert mlflow["conn_type"] == "mlflow"
@@ -39,6 +39,11 @@ def test_a_fresh_home_gets_its_connections_and_keeps_the_server_token(tmp_path: 
         "artifact_location": str(data / "mlflow" / "artifacts"),
     }
     assert connection(home, "optuna_default")["host"] == str(data / "optuna" / "optuna.db")
+    # A project's home: no source connection of the reference application, no approval without a person.
+    airflow = str(BIN / "airflow")
+    assert run(home, airflow, "connections", "get", "flights_source", check=False).returncode != 0
+    assert "auto_approve = False" in (home / "airflow.cfg").read_text()
+    assert "source_conn_id = my_source" in (home / "airflow.cfg").read_text()
     server = connection(home, "mlops_model_server")
     assert server["conn_type"] == "mlopsmodelserver" and len(server["password"]) >= 30
 
@@ -62,7 +67,6 @@ def test_a_fresh_home_gets_its_connections_and_keeps_the_server_token(tmp_path: 
     assert (data / "mlflow" / "mlflow.db").is_file() and not (tmp_path / "mlruns").exists()
 
     # A home made with the old connection type keeps its token and gets the new type.
-    airflow = str(BIN / "airflow")
     run(home, airflow, "connections", "delete", "mlops_model_server")
     run(
         home,

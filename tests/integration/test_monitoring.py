@@ -66,7 +66,7 @@ def served(trained_models: dict, tmp_path_factory: pytest.TempPathFactory) -> An
 
 def serve(served: dict, frame: pd.DataFrame) -> dict[str, str]:
     """Send the flights (without their label) and wait until the request log holds them."""
-    from airflow_mlops.demo import serve_rows
+    from devtools.demo import serve_rows
 
     server = served["server"]
     return serve_rows(

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_mlops.processes import stop_group
+from devtools.processes import stop_group
 from tests.conftest import free_port
 from tests.connections import mlflow_conn
 

@@ -78,6 +78,9 @@ class Platform:
             **config["Environment"],
             "MLOPS_SAGEMAKER_ROOT": str(job),
             "TRAINING_JOB_NAME": config["TrainingJobName"],
+            # The image's code: the provider installed, the DAG folder's packages on the path
+            # (docker/Dockerfile sets the same PYTHONPATH).
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "dags"),
         }
         subprocess.run([*entrypoint, *arguments], check=True, env=env, capture_output=True, timeout=300)
         bucket, _, prefix = checkpoints.removeprefix("s3://").partition("/")
@@ -135,8 +138,8 @@ def operator(training_set: str, **overrides):
         "accelerator": "cpu",
         "precision": "32-true",
         "hyperparameters": {"hidden": 16},
-        "model": "airflow_mlops.training.flights:FlightDelayModel",
-        "data": "airflow_mlops.training.flights:FlightDataModule",
+        "model": "flights.model:FlightDelayModel",
+        "data": "flights.model:FlightDataModule",
         "batch_size": 512,
         "max_epochs": 2,
         "check_interval": 1,

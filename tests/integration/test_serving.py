@@ -760,11 +760,11 @@ def test_rows_with_entity_keys_are_completed_from_the_feast_online_store(
 ) -> None:
     from datetime import UTC, datetime
 
-    from airflow_mlops.data.flight_features import month_feature_tables, plane_features
-    from airflow_mlops.data.flights import read_table
     from airflow_mlops.evaluation.scoring import Scorer
     from airflow_mlops.hooks.feast import FeastHook
     from airflow_mlops.serving.models import json_rows
+    from flights.features import month_feature_tables, plane_features
+    from flights.source import read_table
     from tests.conftest import ROOT
     from tests.integration.test_feast import write_tables
     from tests.partitions import month_frame

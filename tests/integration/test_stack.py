@@ -1,4 +1,4 @@
-"""The native scale-out stack (issue 10), started by `airflow-mlops stack up` for this module: Postgres,
+"""The native scale-out stack (issue 10), started by `python -m devtools stack up` for this module: Postgres,
 Redis, an MLflow server on Postgres, Airflow with the CeleryExecutor and two workers, two model-server
 replicas behind nginx. On it: one month of the continuous-training loop (the first model from a landed month; its
 served traffic drifts; the retraining loses its Celery worker, resumes on the other and is
@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_mlops.processes import alive, group_alive, process_tree, processes
-from airflow_mlops.stack import REPLICAS, StackError, down, start_service, stop_service, up
 from benchmarks.load import run_load
+from devtools.processes import alive, group_alive, process_tree, processes
+from devtools.stack import REPLICAS, StackError, down, start_service, stop_service, up
 from tests.conftest import _apt_install, _postgres_bin
 from tests.connections import mlflow_conn
 
@@ -196,9 +196,9 @@ def test_one_month_of_continuous_training_on_the_stack(
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from airflow_mlops.data.flights import write_landing_file
-    from airflow_mlops.demo import serve_rows
     from airflow_mlops.training.spec import manifest_path
+    from devtools.demo import serve_rows
+    from flights.source import write_landing_file
 
     root, api = stack["root"], stack["api"]
     lake = root / "data" / "lake"
@@ -275,8 +275,8 @@ def test_one_month_of_continuous_training_on_the_stack(
         output_dir=str(tmp_path / "model"),
         checkpoint_root=str(tmp_path / "checkpoints"),
         hyperparameters={"hidden": 64, "layers": 2, "lr": 0.002},
-        model="airflow_mlops.training.flights:FlightDelayModel",
-        data="airflow_mlops.training.flights:FlightDataModule",
+        model="flights.model:FlightDelayModel",
+        data="flights.model:FlightDataModule",
         batch_size=512,
         devices=2,
         max_epochs=3,
@@ -333,7 +333,7 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
     and promoted: the month's loop is closed."""
     from mlflow import MlflowClient
 
-    from airflow_mlops.demo import canary_traffic
+    from devtools.demo import canary_traffic
 
     root, api = stack["root"], stack["api"]
     run_id = stack["retrain"]["run_id"]

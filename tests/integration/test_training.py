@@ -17,8 +17,14 @@ from tests.conftest import free_port
 from tests.training_sets import write_training_set
 
 pytestmark = pytest.mark.integration
-MODEL = "airflow_mlops.training.flights:FlightDelayModel"
-DATA = "airflow_mlops.training.flights:FlightDataModule"
+MODEL = "flights.model:FlightDelayModel"
+DATA = "flights.model:FlightDataModule"
+
+
+def driver_env() -> dict[str, str]:
+    """For drivers started here by hand: the flights package importable, as the operator makes it for
+    its drivers (it puts the DAG folder on their PYTHONPATH; the operator tests rely on that)."""
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "dags")}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +94,13 @@ def test_the_runtime_runs_without_airflow_and_logs_to_mlflow(tmp_path: Path, tra
         "loaded = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')); "
         "assert not loaded, loaded; sys.exit(code)"
     )
-    subprocess.run([sys.executable, "-c", probe, str(spec)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", probe, str(spec)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env=driver_env(),
+    )
 
     outcome = result(spec)
     metrics = outcome["metrics"]
@@ -102,7 +114,7 @@ def test_the_runtime_runs_without_airflow_and_logs_to_mlflow(tmp_path: Path, tra
     assert run.data.metrics["test_auc"] == pytest.approx(metrics["test_auc"])
     assert run.data.params["hidden"] == "32"
 
-    from airflow_mlops.training.flights import load_model
+    from flights.model import load_model
 
     model, config = load_model(spec.parent / "out")  # weights_only=True: no pickled code runs
     assert config["preprocessing"]["categorical"]["origin"] == ["EWR", "JFK", "LGA"]
@@ -113,7 +125,9 @@ def test_two_ddp_processes_match_one_and_a_seed_repeats(tmp_path: Path, training
     one = make_spec(tmp_path / "one", training_set)
     two_a, two_b = (make_spec(tmp_path / name, training_set, devices=2) for name in ("two_a", "two_b"))
     for spec, devices in ((one, 1), (two_a, 2), (two_b, 2)):
-        subprocess.run(torchrun(spec, devices), check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            torchrun(spec, devices), check=True, capture_output=True, timeout=300, env=driver_env()
+        )
 
     assert result(two_a)["world_size"] == 2 and result(one)["world_size"] == 1
     assert result(two_a)["metrics"]["test_auc"] == pytest.approx(result(one)["metrics"]["test_auc"], abs=0.02)
@@ -129,7 +143,11 @@ def test_a_killed_training_resumes_from_its_checkpoint(tmp_path: Path, training_
     spec = make_spec(tmp_path / "killed", training_set, devices=2, epochs=20)
     checkpoint = spec.parent / "ckpt" / "last.ckpt"
     process = subprocess.Popen(
-        torchrun(spec, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        torchrun(spec, 2),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=driver_env(),
     )
     deadline = time.monotonic() + 240
     while not checkpoint.exists():  # the first epoch's checkpoint, then kill every process
@@ -141,7 +159,7 @@ def test_a_killed_training_resumes_from_its_checkpoint(tmp_path: Path, training_
     process.wait(timeout=30)
     assert checkpoint.exists() and not (spec.parent / "out" / "result.json").exists()
 
-    subprocess.run(torchrun(spec, 2), check=True, capture_output=True, timeout=300)
+    subprocess.run(torchrun(spec, 2), check=True, capture_output=True, timeout=300, env=driver_env())
     outcome = result(spec)
     assert outcome["resumed_from"] == str(checkpoint) and outcome["epochs"] == 20
 
@@ -153,10 +171,10 @@ def test_a_retry_after_the_last_epochs_checkpoint_validates_and_gives_the_same_m
     has no epoch left to fit; its result is the finished model's, with a finite val_loss (a NaN
     would not go through XCom's JSON)."""
     spec = make_spec(tmp_path / "done", training_set, epochs=2)
-    subprocess.run(torchrun(spec, 1), check=True, capture_output=True, timeout=300)
+    subprocess.run(torchrun(spec, 1), check=True, capture_output=True, timeout=300, env=driver_env())
     first = result(spec)
     (spec.parent / "out" / "result.json").unlink()
-    subprocess.run(torchrun(spec, 1), check=True, capture_output=True, timeout=300)
+    subprocess.run(torchrun(spec, 1), check=True, capture_output=True, timeout=300, env=driver_env())
     retried = result(spec)
     assert retried["resumed_from"] == str(spec.parent / "ckpt" / "last.ckpt") and retried["epochs"] == 2
     json.dumps(retried, allow_nan=False)
@@ -202,7 +220,7 @@ def test_a_worker_that_raises_fails_the_task_with_its_traceback_and_leaves_no_pr
             r"hyperparameters \['width'\] are not arguments",
         ),  # found by the driver
         ({"hyperparameters": {"hidden": -4}}, r"hidden"),
-        ({"model": "airflow_mlops.training.flights:NoSuchModel"}, r"has no 'NoSuchModel'"),
+        ({"model": "flights.model:NoSuchModel"}, r"has no 'NoSuchModel'"),
         (
             {"model": "no_such_package.models:Net"},
             r"module cannot be found \(No module named 'no_such_package'\)",
@@ -269,8 +287,10 @@ def test_two_nodes_rendezvous_through_torchrun(tmp_path: Path, training_set: str
 
 def test_the_task_process_never_imports_torch(tmp_path: Path, training_set: str) -> None:
     """The driver checks the classes; the task process only launches it (no torch import, no fork)."""
+    dags = str(Path(__file__).resolve().parents[2] / "dags")
     probe = f"""
 import sys
+sys.path.append({dags!r})  # as Airflow's task runner puts the DAG bundle on the path
 from types import SimpleNamespace
 from airflow.sdk.exceptions import AirflowFailException
 from airflow_mlops.operators.train import LightningTrainOperator

@@ -13,8 +13,8 @@ from tests.integration.test_flights_ingest import load_dag
 from tests.training_sets import write_training_set
 
 pytestmark = pytest.mark.integration
-MODEL = "airflow_mlops.training.flights:FlightDelayModel"
-DATA = "airflow_mlops.training.flights:FlightDataModule"
+MODEL = "flights.model:FlightDelayModel"
+DATA = "flights.model:FlightDataModule"
 SPACE = {
     "hidden": {"type": "int", "low": 8, "high": 32},
     "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},

@@ -1,4 +1,4 @@
-"""docker/compose.yaml declares the native scale-out stack (airflow_mlops/stack.py): the same services,
+"""docker/compose.yaml declares the native scale-out stack (devtools/stack.py): the same services,
 published ports, variables, replica commands and load-balancer settings."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from airflow_mlops.stack import PORTS, SERVICES, environment, nginx_conf, ports
+from devtools.stack import PORTS, SERVICES, environment, nginx_conf, ports
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker" / "compose.yaml"

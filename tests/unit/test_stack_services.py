@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlops.processes import alive, group_alive, process_tree, processes
-from airflow_mlops.stack import StackError, _start, start_service, stop_service
-
-AIRFLOW_MLOPS = str(Path(sys.executable).with_name("airflow-mlops"))
+from devtools.processes import alive, group_alive, process_tree, processes
+from devtools.stack import StackError, _start, start_service, stop_service
 
 
 def record(root: Path, commands: dict[str, list[str]]) -> dict:
@@ -82,6 +80,9 @@ def test_unknown_services_and_missing_stacks_are_refused(tmp_path: Path) -> None
     with pytest.raises(StackError, match="no stack recorded in"):
         stop_service(tmp_path / "elsewhere", "worker")
     done = subprocess.run(
-        [AIRFLOW_MLOPS, "stack", "stop", "--dir", str(tmp_path)], capture_output=True, text=True
+        [sys.executable, "-m", "devtools", "stack", "stop", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode != 0 and "give --service NAME" in done.stderr

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.data.flight_features import (
+from flights.features import (
     TAXI_MARGIN_MINUTES,
     add_entity_keys,
     flight_outcomes,
@@ -15,7 +15,7 @@ from airflow_mlops.data.flight_features import (
     plane_features,
     trailing_statistics,
 )
-from airflow_mlops.data.flights import read_table
+from flights.source import read_table
 from tests.partitions import month_frame
 
 

@@ -29,6 +29,9 @@ def test_an_unversioned_package_reads_as_binary_with_its_inputs(tmp_path: Path) 
         ("c", "string"),
     ]
     assert config["signature"]["outputs"] == [{"name": "probability", "type": "double"}]
+    # Its network is the reference MLP's, whatever class path the old package named.
+    assert config["model"] == "airflow_mlops.training.tabular:TabularMLP"
+    assert read_config(package(tmp_path, {**CONFIG, "format_version": 1}))["model"] == "m:M"
 
 
 @pytest.mark.parametrize(

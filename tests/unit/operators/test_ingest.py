@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from airflow_mlops.data.flights import check_landing_frame, read_table
 from airflow_mlops.exceptions import LandingFileError
-from airflow_mlops.operators.ingest import landing_uris_from_events
+from flights.operators import landing_uris_from_events
+from flights.source import check_landing_frame, read_table
 
 
 def s3_message(*keys: str, event: str = "ObjectCreated:Put") -> dict:
@@ -75,7 +75,7 @@ def test_bad_month_files_are_rejected_with_the_rule(march: pd.DataFrame, mutate,
 def run_loader(source: str, conn_id: str):
     from types import SimpleNamespace
 
-    from airflow_mlops.operators.ingest import LoadLandingFileOperator
+    from flights.operators import LoadLandingFileOperator
 
     op = LoadLandingFileOperator(task_id="load", source_conn_id=conn_id, source=source)
     return op.execute({"dag_run": SimpleNamespace(conf={}), "triggering_asset_events": {}})  # type: ignore[arg-type]
@@ -84,7 +84,7 @@ def run_loader(source: str, conn_id: str):
 def test_a_retry_after_the_file_was_moved_loads_it_again_from_loaded(tmp_path, monkeypatch) -> None:
     import sqlite3
 
-    from airflow_mlops.data.flights import write_landing_file
+    from flights.source import write_landing_file
 
     db = tmp_path / "source.db"
     monkeypatch.setenv("AIRFLOW_CONN_RETRY_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(db)}))
@@ -120,7 +120,7 @@ def test_events_naming_no_file_skip_the_run_and_no_source_at_all_is_an_error() -
 
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from airflow_mlops.operators.ingest import LoadLandingFileOperator
+    from flights.operators import LoadLandingFileOperator
 
     op = LoadLandingFileOperator(task_id="load", source_conn_id="unused")
     test_event = SimpleNamespace(

@@ -12,7 +12,7 @@ import torch
 
 from airflow_mlops.evaluation.scoring import read_rows
 from airflow_mlops.exceptions import SpecError
-from airflow_mlops.training.flights import (
+from flights.model import (
     CATEGORICAL,
     NUMERIC,
     FlightDelayModel,

@@ -8,8 +8,8 @@ import pytest
 
 from airflow_mlops.training.spec import SpecError, TrainingSpec
 
-MODEL = "airflow_mlops.training.flights:FlightDelayModel"
-DATA = "airflow_mlops.training.flights:FlightDataModule"
+MODEL = "flights.model:FlightDelayModel"
+DATA = "flights.model:FlightDataModule"
 
 
 def spec(tmp_path: Path, **changes) -> TrainingSpec:
@@ -35,12 +35,12 @@ def test_a_good_spec_passes_and_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"model": "airflow_mlops.training.flights:NoSuchModel"}, r"model .*has no 'NoSuchModel'"),
+        ({"model": "flights.model:NoSuchModel"}, r"model .*has no 'NoSuchModel'"),
         (
             {"model": "no_such_package.models:Model"},
             r"model 'no_such_package.models:Model': module cannot be found",
         ),
-        ({"data": "airflow_mlops.training.flights"}, r"data .* must be 'module:Class'"),
+        ({"data": "flights.model"}, r"data .* must be 'module:Class'"),
         (
             {"hyperparameters": {"hiden": 32}},
             r"hyperparameters \['hiden'\] are not arguments of .*FlightDelayModel",

@@ -1,4 +1,4 @@
-"""``airflow-mlops demo``: the reference pipeline end to end, then the continuous-training loop.
+"""``python -m devtools demo`` (``make demo``): the reference pipeline end to end, then the continuous-training loop.
 
 The first part seeds the source database, extracts and lands two months of 2013, validates them
 (a deliberately corrupted third month is quarantined), builds the dataset and its features, and
@@ -30,7 +30,7 @@ from typing import Any
 
 from airflow_mlops.cli import _airflow
 from airflow_mlops.hooks.mlflow import MlflowHook
-from airflow_mlops.processes import stop_group
+from devtools.processes import stop_group
 
 MODEL = "flight_delay"
 #: The demo's own outputs under the data folder, removed when it starts so every run tells the same story.
@@ -108,7 +108,7 @@ def run(home: Path, months: Sequence[int] = (3, 4, 5, 6, 7)) -> None:
     """The whole demo: the pipeline once, then the continuous-training loop over ``months``."""
     os.environ["AIRFLOW_HOME"] = str(home)
     from airflow_mlops import settings
-    from airflow_mlops.data.flights import write_landing_file
+    from flights.source import write_landing_file
 
     months = sorted(set(months))
     if not months or months[0] < 3 or months[-1] > 12:
@@ -261,8 +261,8 @@ def walk_month(steps: Steps, server: dict[str, Any], month: int, landing: Path) 
     import pandas as pd
 
     from airflow_mlops import settings
-    from airflow_mlops.data.flights import write_landing_file
     from airflow_mlops.data.validation import ValidationReport
+    from flights.source import write_landing_file
 
     period, date = f"2013-{month:02d}", f"2013-{month:02d}-15"
     lake = Path(steps.lake.removeprefix("file://"))

@@ -1,6 +1,6 @@
 """The scale-out stack on one machine, from Debian and PyPI packages (no Docker engine needed).
 
-``airflow-mlops stack up --dir D`` starts, each as its own process (group) with its log in ``D/logs``:
+``python -m devtools stack up --dir D`` starts, each as its own process (group) with its log in ``D/logs``:
 PostgreSQL (databases ``airflow``, ``mlflow``, ``optuna``, ``flights``), Redis (the Celery broker
 on db 0, Feast's online store on db 1), an MLflow tracking server on Postgres with its
 artifacts in ``D/mlflow-artifacts``, and Airflow with the CeleryExecutor: api-server, scheduler,
@@ -36,8 +36,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops.exceptions import StackError
-from airflow_mlops.processes import group_alive, kill_tree, stop_process_group
+from devtools.processes import group_alive, kill_tree, stop_process_group
+
+
+class StackError(RuntimeError):
+    """The stack could not start or stop; the message names the service and its log."""
+
 
 #: Default ports; ``offset`` moves all of them (a second stack, or the tests beside a running one).
 PORTS = {
@@ -122,6 +126,7 @@ def environment(root: Path, port: dict[str, int], dags_folder: Path, token: str)
         "AIRFLOW_CONN_OPTUNA_DEFAULT": f"postgresql://{pg}/optuna",
         "AIRFLOW__MLOPS__FEAST_CONN_ID": "feast_default",
         "AIRFLOW_CONN_FLIGHTS_SOURCE": f"postgresql://{pg}/flights",
+        "AIRFLOW__MLOPS__SOURCE_CONN_ID": "flights_source",
         "AIRFLOW_CONN_MLOPS_MODEL_SERVER": json.dumps(model_server),
         "AIRFLOW_CONN_FEAST_DEFAULT": json.dumps(feast),
         "MLOPS_SERVER_TOKEN": token,
@@ -250,7 +255,7 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
     root = root.resolve()
     if (root / "stack.json").exists():
         raise StackError(
-            f"a stack is recorded in {root / 'stack.json'}: `airflow-mlops stack down --dir {root}` first"
+            f"a stack is recorded in {root / 'stack.json'}: `python -m devtools stack down --dir {root}` first"
         )
     port = ports(offset)
     dags = (dags_folder or Path(__file__).resolve().parents[1] / "dags").resolve()
@@ -444,7 +449,7 @@ def serving_up(root: Path, tracking_uri: str, token: str, *, offset: int = 0) ->
     root = root.resolve()
     if (root / "stack.json").exists():
         raise StackError(
-            f"a stack is recorded in {root / 'stack.json'}: `airflow-mlops stack down --dir {root}` first"
+            f"a stack is recorded in {root / 'stack.json'}: `python -m devtools stack down --dir {root}` first"
         )
     port = ports(offset)
     (root / "logs").mkdir(parents=True, exist_ok=True)

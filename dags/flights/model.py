@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_mlops.models.features import FeatureSpec
-
-from .tabular import TabularDataModule, TabularMLP, load_model
-from .tabular import fit_preprocessing as _fit
-from .tabular import transform as _transform
+from airflow_mlops.training.tabular import TabularDataModule, TabularMLP, load_model
+from airflow_mlops.training.tabular import fit_preprocessing as _fit
+from airflow_mlops.training.tabular import transform as _transform
 
 LABEL = "is_delayed"
 CATEGORICAL = ("carrier", "origin", "dest")
