@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -90,19 +91,101 @@ class RowFilter:
 
 @dataclass(frozen=True)
 class Label:
-    """The label column: 1 where ``column <op> value`` holds, else 0 (e.g. ``arr_delay > 15``)."""
+    """The label column ``name``, made from ``column`` in one of three ways, one per task type:
+
+    - ``op`` and ``value`` (binary): 1 where ``column <op> value`` holds, else 0
+      (``{name: is_delayed, column: arr_delay, op: ">", value: 15}``);
+    - ``bins`` and ``classes`` (multiclass): the class whose interval holds the value, intervals
+      closed on the right (``bins: [0, 60]``, ``classes: [early, late, very_late]``: ``<= 0``,
+      ``(0, 60]``, ``> 60``);
+    - neither (regression, or a column that already holds the classes): the column's value.
+
+    Rows where ``column`` is null should be filtered out first (``op: not_null``); a null left
+    fails the materialization naming the label.
+    """
 
     name: str
     column: str
-    op: str
-    value: Any
+    op: str | None = None
+    value: Any = None
+    bins: tuple[float, ...] | None = None
+    classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.op not in ("==", "!=", "<", "<=", ">", ">=", "in", "not_in"):
+        if self.bins is not None or self.classes is not None:
+            self._check_bins()
+        elif self.op is not None and self.op not in ("==", "!=", "<", "<=", ">", ">=", "in", "not_in"):
             raise DatasetDefinitionError(
                 f"label {self.name!r}: operator {self.op!r} must compare with a value"
             )
-        RowFilter(self.column, self.op, self.value)  # same value rules as a filter
+        elif self.op is not None:
+            RowFilter(self.column, self.op, self.value)  # same value rules as a filter
+        elif self.value is not None:
+            raise DatasetDefinitionError(f"label {self.name!r}: value {self.value!r} needs an op")
+
+    def _check_bins(self) -> None:
+        if self.op is not None:
+            raise DatasetDefinitionError(f"label {self.name!r}: give op/value or bins/classes, not both")
+        bins, classes = list(self.bins or ()), list(self.classes or ())
+        if not bins or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in bins):
+            raise DatasetDefinitionError(
+                f"label {self.name!r}: bins must be a list of numbers, got {self.bins!r}"
+            )
+        if any(b >= a for b, a in itertools.pairwise(bins)):
+            raise DatasetDefinitionError(f"label {self.name!r}: bins must increase, got {bins}")
+        if len(classes) != len(bins) + 1 or len(set(classes)) != len(classes):
+            raise DatasetDefinitionError(
+                f"label {self.name!r}: {len(bins)} bins make {len(bins) + 1} classes, "
+                f"so classes must name {len(bins) + 1} distinct ones, got {classes}"
+            )
+        object.__setattr__(self, "bins", tuple(bins))
+        object.__setattr__(self, "classes", tuple(str(c) for c in classes))
+
+    @property
+    def kind(self) -> str:
+        """``"binary"``, ``"multiclass"`` (bins) or ``"value"`` (the column as it is)."""
+        return "multiclass" if self.bins is not None else "binary" if self.op is not None else "value"
+
+    def make(self, frame: pd.DataFrame) -> pd.Series:
+        """The label of every row of ``frame``."""
+        import numpy as np
+        import pandas as pd
+
+        values = frame[self.column]
+        if self.kind == "binary":
+            return RowFilter(self.column, str(self.op), self.value).mask(frame).astype("int64")
+        if values.isna().any():
+            raise DatasetDefinitionError(
+                f"label {self.name!r}: column {self.column!r} has {int(values.isna().sum())} null value(s); "
+                f"filter them out first ({{column: {self.column}, op: not_null}})"
+            )
+        if self.kind == "value":
+            return values
+        if not pd.api.types.is_numeric_dtype(values):
+            raise DatasetDefinitionError(
+                f"label {self.name!r}: bins need a numeric column, {self.column!r} is {values.dtype}"
+            )
+        edges = [-np.inf, *(self.bins or ()), np.inf]
+        return pd.cut(values, bins=edges, labels=list(self.classes or ()), right=True).astype(str)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The label in its file layout (only the fields its kind uses)."""
+        record: dict[str, Any] = {"name": self.name, "column": self.column}
+        if self.kind == "binary":
+            record.update(op=self.op, value=self.value)
+        elif self.kind == "multiclass":
+            record.update(bins=list(self.bins or ()), classes=list(self.classes or ()))
+        return record
+
+    def summary(self, part: pd.Series) -> dict[str, Any]:
+        """What a split's record says about its labels: positives, per-class counts or the mean."""
+        import pandas as pd
+
+        if self.kind == "binary":
+            return {"label_positive": int(part.sum())}
+        if self.kind == "multiclass" or not pd.api.types.is_numeric_dtype(part):
+            return {"label_counts": {str(k): int(v) for k, v in part.value_counts().sort_index().items()}}
+        return {"label_mean": float(part.mean()) if len(part) else None}
 
 
 @dataclass(frozen=True)
@@ -230,7 +313,17 @@ class DatasetDefinition:
                 periods=tuple(str(p) for p in source_block.get("periods", ())),
                 filters=tuple(RowFilter(**f) for f in record.get("filters", ())),
                 columns=tuple(record.get("columns", ())),
-                label=Label(**label),
+                label=Label(
+                    **{
+                        **label,
+                        **({"bins": tuple(label["bins"])} if isinstance(label.get("bins"), list) else {}),
+                        **(
+                            {"classes": tuple(label["classes"])}
+                            if isinstance(label.get("classes"), list)
+                            else {}
+                        ),
+                    }
+                ),
                 split=SplitRule(
                     by=split.get("by", ""),
                     column=split.get("column"),
@@ -275,7 +368,7 @@ class DatasetDefinition:
             "description": self.description,
             "source": {"uri": self.source_uri, "asset": self.source_asset, "periods": list(self.periods)},
             "filters": [asdict(f) for f in self.filters],
-            "label": asdict(self.label),
+            "label": self.label.to_dict(),
             "split": split,
             "columns": list(self.columns),
         }
@@ -368,9 +461,7 @@ def materialize_dataset(
             f"dataset {definition.name!r}: the filters removed every row ({filtered})"
         )
     label = definition.label
-    frame = frame.assign(
-        **{label.name: RowFilter(label.column, label.op, label.value).mask(frame).astype("int64")}
-    )
+    frame = frame.assign(**{label.name: label.make(frame)})
     splits = definition.split.assign(frame)
     if definition.columns:
         frame = frame[[*definition.columns, label.name]]
@@ -394,7 +485,7 @@ def materialize_dataset(
             "sha256": digest,
             "rows": len(part),
             "content_sha256": content_hash(part),
-            "label_positive": int(part[label.name].sum()),
+            **label.summary(part[label.name]),
         }
         log.info("dataset %s %s: split %s has %d rows", definition.name, version, name, len(part))
 

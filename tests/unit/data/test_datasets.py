@@ -145,6 +145,20 @@ def test_sources_without_a_matching_manifest_are_refused(lake: Path, tmp_path: P
         (lambda: RowFilter("a", "in", 3), r"'in' needs a list"),
         (lambda: RowFilter("a", ">"), r"'>' needs a value"),
         (lambda: Label("y", "a", "not_null", None), r"must compare with a value"),
+        (lambda: Label("y", "a", value=3), r"label 'y': value 3 needs an op"),
+        (
+            lambda: Label("y", "a", bins=(0, 60), classes=("a", "b")),
+            r"2 bins make 3 classes.*got \['a', 'b'\]",
+        ),
+        (
+            lambda: Label("y", "a", bins=(60, 0), classes=("a", "b", "c")),
+            r"bins must increase, got \[60, 0\]",
+        ),
+        (lambda: Label("y", "a", bins=("x",), classes=("a", "b")), r"bins must be a list of numbers"),
+        (
+            lambda: Label("y", "a", ">", 1, bins=(0,), classes=("a", "b")),
+            r"op/value or bins/classes, not both",
+        ),
         (lambda: SplitRule(by="random"), r"'by' must be 'time' or 'hash'"),
         (lambda: SplitRule(by="hash", key="k", fractions=(("a", 0.5), ("b", 0.4))), r"sum to 1"),
         (
@@ -195,3 +209,61 @@ def test_a_definition_round_trips_through_its_manifest(lake: Path, tmp_path: Pat
     manifest = materialize(lake, tmp_path / "out")
     assert DatasetDefinition.from_dict(manifest.definition) == DEFINITION
     assert DatasetDefinition.from_dict(manifest.definition).sha256 == manifest.definition_sha256
+
+
+@pytest.mark.parametrize(
+    ("label", "expected", "summary"),
+    [
+        ({"name": "minutes", "column": "arr_delay"}, lambda d: d, "label_mean"),
+        (
+            {
+                "name": "band",
+                "column": "arr_delay",
+                "bins": [0, 60],
+                "classes": ["early", "late", "very_late"],
+            },
+            lambda d: pd.cut(
+                d, [-float("inf"), 0, 60, float("inf")], labels=["early", "late", "very_late"]
+            ).astype(str),
+            "label_counts",
+        ),
+    ],
+)
+def test_a_regression_or_multiclass_label_comes_from_the_same_definition_file(
+    lake: Path, tmp_path: Path, label: dict, expected, summary: str
+) -> None:
+    record = DEFINITION.to_dict()
+    definition = DatasetDefinition.from_dict({**record, "name": label["name"], "label": label})
+    assert DatasetDefinition.from_dict(definition.to_dict()) == definition
+    manifest = materialize_dataset(
+        definition, output_uri=(tmp_path / "out").as_uri(), open_path=UPath,
+        variables={"lake": lake.as_uri()}, code_version="test",
+    )  # fmt: skip
+    source = pd.concat([month_frame("flights", 1), month_frame("flights", 2)])
+    delays = source.loc[source["arr_delay"].notna(), "arr_delay"]
+    labels = pd.concat(load_split(manifest, s, UPath)[label["name"]] for s in ("train", "validation", "test"))
+    assert sorted(labels.tolist()) == sorted(expected(delays).tolist())
+    assert all(summary in s and "label_positive" not in s for s in manifest.splits.values())
+    if summary == "label_counts":
+        counts = pd.DataFrame([s["label_counts"] for s in manifest.splits.values()]).sum()
+        assert counts.to_dict() == expected(delays).value_counts().to_dict()
+
+
+def test_a_null_label_value_is_refused_naming_the_column(lake: Path, tmp_path: Path) -> None:
+    record = {**DEFINITION.to_dict(), "filters": [], "label": {"name": "minutes", "column": "arr_delay"}}
+    with pytest.raises(
+        DatasetDefinitionError, match=r"label 'minutes': column 'arr_delay' has \d+ null value"
+    ):
+        materialize_dataset(
+            DatasetDefinition.from_dict(record), output_uri=(tmp_path / "o").as_uri(), open_path=UPath,
+            variables={"lake": lake.as_uri()}, code_version="test",
+        )  # fmt: skip
+
+
+def test_the_binary_label_keeps_its_file_layout_and_hash() -> None:
+    assert DEFINITION.to_dict()["label"] == {
+        "name": "is_delayed",
+        "column": "arr_delay",
+        "op": ">",
+        "value": 15,
+    }
