@@ -15,7 +15,8 @@ TORCH_SOURCE := $(if $(wildcard $(TORCH_WHEELS)/torch-2.13.0+cpu-*.whl),--find-l
 demo: home ## run the reference pipeline end to end on the embedded default
 	$(BIN)/python -m devtools demo
 
-# Two workers (pytest-xdist), one module at a time each: most slow tests wait on servers and the scheduler.
+# Two workers (pytest-xdist), one module (group) at a time each: most slow tests wait on servers and the
+# scheduler; tests/conftest.py groups the modules.
 TEST_WORKERS ?= 2
 test: lint ## lint, format and type checks, then the whole test suite (unit + integration)
 	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; \

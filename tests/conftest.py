@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,22 +48,39 @@ os.environ.update(
 )
 
 
-# `make test` runs two pytest-xdist workers, one module at a time each (--dist loadfile). The
-# longest modules go first, so that the other worker runs the rest meanwhile instead of one of
-# them starting last and running alone.
-LONGEST_FIRST = (
-    "tests/integration/test_event_ingest.py",
-    "tests/integration/test_sagemaker.py",
+# `make test` runs two pytest-xdist workers, one module at a time each (--dist loadfile, with the
+# scheduler below). The two modules that run Airflow's scheduler with its whole process family (the
+# standalone pipeline and the scale-out stack) are one unit of work, so one worker runs them one
+# after the other: side by side on two cores they starved each other (three to four times their
+# time alone, and the waits sized for a loaded machine ran out). They go first, with the training
+# module on the other worker; xdist gives each worker a second unit up front, so the third one is
+# short (it waits behind the scheduler unit), and the other worker runs everything else meanwhile.
+# (xdist's own --dist loadgroup would say this with marks, but it renames node ids through an
+# attribute pytest 9 no longer reads, so its groups do nothing.)
+SCHEDULER_GROUP = ("tests/integration/test_event_ingest.py", "tests/integration/test_stack.py")
+ORDER = (
+    *SCHEDULER_GROUP,
     "tests/integration/test_training.py",
-    "tests/integration/test_stack.py",
+    "tests/unit/test_exceptions.py",
+    "tests/integration/test_sagemaker.py",
 )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
-    items.sort(
-        key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank))
-    )  # stable: modules keep their order
+    rank = {module: i for i, module in enumerate(ORDER)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable otherwise
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Units of work: a module each, the scheduler modules together (in ORDER's order)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAndTheSchedulerUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "scheduler modules" if module in SCHEDULER_GROUP else module
+
+    return ModulesAndTheSchedulerUnit(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -223,7 +223,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, manifest: str):
             response = httpx.put(
                 f"{server.url}/v1/admin/deployments/{name}",
                 headers={"Authorization": f"Bearer {TOKEN}"},
-                timeout=60,
+                timeout=300,  # loads the model: seconds alone, a minute beside the scale-out stack
                 json={"variants": {"main": {"name": name, "version": "1"}}, "policy": {"kind": "single"}},
             )
             assert response.status_code == 200, response.text

@@ -247,7 +247,7 @@ def test_one_month_of_continuous_training_on_the_stack(
         check=True,
         capture_output=True,
     )
-    run = api.finished("flights_training", run_id, timeout=300)
+    run = api.finished("flights_training", run_id, timeout=480)  # an upper bound; about 2 minutes idle
     assert run["state"] == "success", api.get(f"/dags/flights_training/dagRuns/{run_id}/taskInstances")
     month_s = time.monotonic() - started
     trained = api.xcom("flights_training", run_id, "train")
