@@ -43,3 +43,23 @@ def latest_event_value(context: Mapping[str, Any], asset: Any, key: str, default
         f"no {key!r}: trigger the run with conf {{{key!r}: ...}}, or let Asset "
         f"{getattr(asset, 'name', asset)!r} have an event whose extra has it"
     )
+
+
+def run_input(context: Mapping[str, Any], asset: Any, key: str, default: Any = _REQUIRED) -> Any:
+    """What a run works on, for scheduled, event-triggered and manual runs alike: ``dag_run.conf[key]``,
+    else ``extra[key]`` of the newest event of ``asset`` that triggered the run, else that of the
+    newest event of ``asset`` whatever started the run (the task must list ``asset`` in its
+    ``inlets``; a run triggered by another Asset, by hand or on a schedule works on the newest),
+    else ``default``; without a default a clear error names the three sources."""
+    try:
+        return conf_or_latest_event(context, asset, key)
+    except MLOpsConfigError:
+        pass
+    try:
+        return latest_event_value(context, asset, key, default)
+    except MLOpsConfigError:
+        raise MLOpsConfigError(
+            f"no {key!r}: trigger the run with conf {{{key!r}: ...}}, or from an event of Asset "
+            f"{getattr(asset, 'name', asset)!r} whose extra has it, or let that Asset have such an event "
+            "(and list it in the task's inlets)"
+        ) from None

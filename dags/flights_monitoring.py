@@ -12,6 +12,7 @@ from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, ObjectStoragePath
 
 from airflow_mlops import settings
 from airflow_mlops.events import latest_event_value
+from airflow_mlops.layout import RUN_FOLDER
 from airflow_mlops.operators.monitor import (
     DriftMonitorOperator,
     ModelDriftAlertOperator,
@@ -23,7 +24,6 @@ DATA = LAKE.removeprefix("file://")
 MODEL = "flight_delay"
 MLFLOW = settings.mlflow_conn_id()
 REQUEST_LOG = str(Path(settings.serving_dir()) / "requests")
-RUN_FOLDER = "{{ run_id | replace(':', '_') | replace('+', '_') }}"
 # conf {"start": ..., "end": ...} (ISO times with a zone) overrides the run's data interval.
 START = "{{ (dag_run.conf or {}).get('start', '') }}"
 END = "{{ (dag_run.conf or {}).get('end', '') }}"

@@ -10,13 +10,10 @@ from typing import Any
 from airflow.sdk import DAG, Asset, task
 
 from airflow_mlops import settings
-from airflow_mlops.events import conf_or_latest_event, latest_event_value
-from airflow_mlops.operators.deploy import DeployModelOperator
-from airflow_mlops.operators.evaluate import EvaluateModelOperator, EvaluationGateOperator
-from airflow_mlops.operators.registry import PromoteModelOperator, RegisterModelOperator
+from airflow_mlops.events import latest_event_value, run_input
+from airflow_mlops.layout import RUN_FOLDER
 from airflow_mlops.operators.train import LightningTrainOperator
-from airflow_mlops.sensors.approval import ModelApprovalSensor
-from airflow_mlops.sensors.canary import CanaryAnalysisSensor
+from airflow_mlops.release import release_task_group
 
 LAKE = settings.lake_uri()
 DATA = LAKE.removeprefix("file://")
@@ -29,7 +26,6 @@ FLIGHT_DELAY_HYPERPARAMETERS = Asset(name="flight_delay_hyperparameters", group=
 MODEL_DRIFT = Asset(name="model_drift", group="flights")
 DEFAULT_HYPERPARAMETERS = {"hidden": 64, "layers": 2, "lr": 0.002}
 MODEL = "flight_delay"
-RUN_FOLDER = "{{ run_id | replace(':', '_') | replace('+', '_') }}"
 MLFLOW = settings.mlflow_conn_id()
 GATE = str(Path(__file__).parent / "gates" / "flight_delay.yaml")
 
@@ -99,10 +95,8 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
                 logging.getLogger("airflow.task").info(
                     "triggered by %s at %s: %s", getattr(asset, "name", asset), event.timestamp, event.extra
                 )
-        try:
-            return str(conf_or_latest_event(context, FLIGHT_FEATURES, "manifest_uri"))
-        except ValueError:  # started by model_drift: retrain on the newest training set
-            return str(latest_event_value(context, FLIGHT_FEATURES, "manifest_uri"))
+        # A run started by model_drift (or by hand) retrains on the newest training set.
+        return str(run_input(context, FLIGHT_FEATURES, "manifest_uri"))
 
     @task(inlets=[FLIGHT_DELAY_HYPERPARAMETERS])
     def hyperparameters(**context: Any) -> dict[str, Any]:
@@ -126,72 +120,18 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         mlflow_conn_id=MLFLOW,
         execution_timeout=timedelta(minutes=30),
     )
-    evaluate = EvaluateModelOperator(
-        task_id="evaluate",
-        model_uri="{{ ti.xcom_pull(task_ids='train')['model_uri'] }}",
+    # evaluate -> gate -> register -> approve -> canary -> canary_analysis -> promote -> rollout
+    train >> release_task_group(
+        model_name=MODEL,
+        train=train,
         training_set="{{ ti.xcom_pull(task_ids='training_set') }}",
         report_dir=f"{DATA}/evaluations/flight_delay/{RUN_FOLDER}",
-        champion_uri=f"models:/{MODEL}@champion",
-        slices=["carrier", "origin", "month"],
-        mlflow_conn_id=MLFLOW,
-        mlflow_run_id="{{ ti.xcom_pull(task_ids='train')['mlflow_run_id'] }}",
-    )
-    gate = EvaluationGateOperator(
-        task_id="gate",
-        report_uri="{{ ti.xcom_pull(task_ids='evaluate')['report_uri'] }}",
-        gate=GATE,
-        mlflow_conn_id=MLFLOW,
-        mlflow_run_id="{{ ti.xcom_pull(task_ids='train')['mlflow_run_id'] }}",
-    )
-    register = RegisterModelOperator(
-        task_id="register",
-        name=MODEL,
-        training_result=train.output,
-        report_uri="{{ ti.xcom_pull(task_ids='evaluate')['report_uri'] }}",
         card_dir=f"{DATA}/model_cards/flight_delay/{RUN_FOLDER}",
-        mlflow_conn_id=MLFLOW,
+        gate=GATE,
+        slices=["carrier", "origin", "month"],
+        auto_approve=settings.auto_approve(),
+        canary_weight=0.1,
         intended_use="Rank scheduled flights by the risk of arriving more than 15 minutes late.",
         limitations="Trained on New York City departures of 2013 only; not a causal model.",
-    )
-    approve = ModelApprovalSensor(
-        task_id="approve",
-        name=MODEL,
-        version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
-        mlflow_conn_id=MLFLOW,
-        auto_approve=settings.auto_approve(),
-        deferrable=True,
-        timeout=7 * 24 * 3600,
-    )
-    canary = DeployModelOperator(
-        task_id="canary",
-        endpoint=MODEL,
-        model_name=MODEL,
-        version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
-        canary_weight=0.1,
-        reason="canary of the approved challenger",
-    )
-    canary_analysis = CanaryAnalysisSensor(
-        task_id="canary_analysis",
-        endpoint=MODEL,
-        criteria={"min_requests": 200, "max_error_rate_increase": 0.01, "max_latency_ratio": 1.5},
-        model_name=MODEL,
-        version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
-        mlflow_conn_id=MLFLOW,
-        deferrable=True,
-        timeout=6 * 3600,
-        poke_interval=15,
-    )
-    promote = PromoteModelOperator(
-        task_id="promote",
-        name=MODEL,
-        version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
         mlflow_conn_id=MLFLOW,
     )
-    rollout = DeployModelOperator(
-        task_id="rollout",
-        endpoint=MODEL,
-        model_name=MODEL,
-        version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
-        reason="the champion takes all the traffic",
-    )
-    train >> evaluate >> gate >> register >> approve >> canary >> canary_analysis >> promote >> rollout

@@ -6,9 +6,10 @@ from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from airflow.sdk import DAG, Asset, ObjectStoragePath, task
+from airflow.sdk import DAG, Asset, task
 
 from airflow_mlops import settings
+from airflow_mlops.layout import partition_periods
 from airflow_mlops.operators.dataset import MaterializeDatasetOperator
 from airflow_mlops.operators.validate import DataValidationOperator
 
@@ -139,8 +140,7 @@ version and the same rows anywhere.
     @task
     def validated_periods() -> list[str]:
         """Every month of flights that has passed validation (``YYYY-MM``)."""
-        folder = ObjectStoragePath(f"{LAKE}/validated/flights", conn_id=settings.lake_conn_id())
-        return sorted(path.name.removesuffix(".parquet") for path in folder.glob("*.parquet"))
+        return partition_periods(f"{LAKE}/validated/flights", settings.lake_conn_id())
 
     MaterializeDatasetOperator(
         task_id="materialize",
