@@ -1,4 +1,6 @@
-"""flights_features runs for real (dag.test): feature tables, Feast apply, materialize, a training set."""
+"""flights_features runs for real (dag.test): feature tables, Feast apply, materialize, a training set;
+then the second reference pipeline on those features (flights_arrival_delay: regression, the
+README's network), from its dataset to a served, batch-scored champion."""
 
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ def load_features_dag():
     return load_reference_dag("flights_features", "flights_features.py")
 
 
-def test_flights_features_builds_a_point_in_time_training_set(airflow_db, lake, source_conn) -> None:
+def test_flights_features_builds_a_point_in_time_training_set(
+    airflow_db, lake, source_conn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     conf = {
         table: [write_raw(lake, table, m, parquet_bytes(month_frame(table, m))) for m in (1, 2)]
         for table in ("flights", "weather")
@@ -75,3 +79,62 @@ def test_flights_features_builds_a_point_in_time_training_set(airflow_db, lake, 
         json.loads(Path(event["manifest_uri"].removeprefix("file://")).read_text())["splits"]
         == manifest["splits"]
     )
+
+    release_the_arrival_delay_model(lake, tmp_path, monkeypatch)
+
+
+def release_the_arrival_delay_model(lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """flights_arrival_delay end to end on the features built above: dataset, training set, training
+    of the README's network (regression), evaluation, gate, registration, approval, promotion,
+    rollout to a real model server, batch scoring."""
+    import httpx
+    import mlflow
+
+    from airflow_mlops.hooks.mlflow import MlflowHook
+    from airflow_mlops.serving.models import json_rows
+    from tests.model_server import TOKEN, Server
+
+    tracking = MlflowHook().tracking_uri
+    server = Server(tmp_path / "serving", tracking).start()
+    try:
+        monkeypatch.setenv("AIRFLOW__MLOPS__AUTO_APPROVE", "True")
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_MLOPS_MODEL_SERVER",
+            json.dumps(
+                {"conn_type": "mlopsmodelserver", "host": "127.0.0.1", "port": server.port, "password": TOKEN}
+            ),
+        )
+        run = load_reference_dag("flights_arrival_delay", "flights_arrival_delay.py").test(
+            logical_date=datetime(2013, 3, 1, tzinfo=UTC)
+        )
+        assert str(run.state) == "success", task_states(run)
+        assert task_states(run).keys() >= {"evaluate", "gate", "register", "approve", "promote", "rollout"}
+
+        (result_file,) = (lake / "models" / "arrival_delay").glob("*/result.json")
+        result = json.loads(result_file.read_text())
+        metrics = result["metrics"]
+        assert result["task"] == "regression"
+        assert metrics["test_rmse"] < metrics["test_baseline_rmse"] and metrics["test_r2"] > 0.02, metrics
+        config = json.loads((result_file.parent / "config.json").read_text())
+        assert config["model"] == "flights.arrival:DelayMinutes" and config["code"]  # the network travels
+
+        champion = mlflow.MlflowClient(tracking).get_model_version_by_alias("arrival_delay", "champion")
+        assert str(champion.version) == "1"
+        (test_split,) = lake.glob("training_sets/arrival_delay/**/test.parquet")
+        flights = pd.read_parquet(test_split)
+        inputs = [*config["features"]["numeric"], *config["features"]["categorical"]]
+        served = httpx.post(
+            f"{server.url}/v1/models/arrival_delay/predict",
+            json={"rows": json_rows(flights.head(3), inputs)},
+            timeout=60,
+        )
+        assert served.status_code == 200, served.text
+        answers = served.json()["predictions"]
+        assert len(answers) == 3 and all(isinstance(a["prediction"], float) for a in answers), answers
+
+        (scored,) = lake.glob("predictions/arrival_delay/**/*.parquet")
+        frame = pd.read_parquet(scored)
+        assert len(frame) == len(flights) and frame["prediction"].notna().all()
+        assert frame["prediction"].between(-120, 600).all() and frame["version"].astype(str).eq("1").all()
+    finally:
+        server.stop()

@@ -116,3 +116,13 @@ def test_the_readme_example_trains_evaluates_and_passes_its_gate(tmp_path: Path,
     ).execute(SimpleNamespace())  # type: ignore[arg-type]
     assert outcome["passed"]
     assert sys.modules.get(module) is not None  # the README's file was the one trained
+
+
+def test_the_second_reference_pipeline_trains_the_readmes_network() -> None:
+    """dags/flights/arrival.py (flights_arrival_delay's network) is the README's file, line for line
+    after the docstring."""
+    network, _ = section_blocks("Bring your own model")
+    source = (README.parent / "dags" / "flights" / "arrival.py").read_text()
+    assert ast.get_docstring(ast.parse(source)) and ast.get_docstring(ast.parse(network))
+    body = source.split('"""\n', 2)[-1] if source.count('"""') >= 2 else source
+    assert body.lstrip("\n") == network.split("\n", 1)[1].lstrip("\n")
