@@ -94,6 +94,17 @@ def logged_value(task: str, prediction: Any) -> float:
     return float(np.max(prediction)) if task == "multiclass" else float(prediction)
 
 
+def logged_output(task: str, prediction: Any, preprocessing: Mapping[str, Any]) -> str | None:
+    """What the request log keeps in ``output`` beside the one number: for a multiclass model the
+    answer as JSON (``{"label", "probabilities": {class: p}}``, which its performance needs); None
+    for the others (``probability`` says it all)."""
+    import json
+
+    if task != "multiclass":
+        return None
+    return json.dumps(prediction_records(task, [prediction], preprocessing)[0])
+
+
 def column_types(frame: Any, numeric: Sequence[str]) -> dict[str, str]:
     """MLflow's type of each numeric column as the training data has it: integers ``long``, the
     rest ``double`` (MLflow refuses int64 data for a double column, and floats for a long one)."""

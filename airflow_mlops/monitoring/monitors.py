@@ -112,7 +112,8 @@ def window(log: Any, *, endpoint: str, start: Any, end: Any) -> Any:
 
 def serving_rows(log: Any) -> Any:
     """The request log's predictions as rows: the features the model saw as columns, plus
-    ``prediction_id``, ``probability``, ``variant``, ``version`` and ``at``."""
+    ``prediction_id``, ``probability``, ``output`` (a multiclass model's answer), ``variant``,
+    ``version`` and ``at``."""
     import pandas as pd
 
     if len(log) == 0:
@@ -121,7 +122,9 @@ def serving_rows(log: Any) -> Any:
         features = pd.DataFrame.from_records([json.loads(text) for text in log["features"]])
     except (TypeError, ValueError) as err:
         raise MonitoringError(f"request log: a features value is not a JSON object ({err})") from err
-    keep = [c for c in ("prediction_id", "probability", "variant", "version", "at") if c in log.columns]
+    keep = [
+        c for c in ("prediction_id", "probability", "output", "variant", "version", "at") if c in log.columns
+    ]
     return pd.concat(
         [features.drop(columns=[c for c in keep if c in features.columns]), log[keep].reset_index(drop=True)],
         axis=1,
@@ -165,7 +168,11 @@ def join_labels(predictions: Any, labels: Any, *, label_column: str = "label", t
             f"labels: prediction ids {duplicated[:5]} have more than one label "
             f"({len(duplicated)} in all; rule: one label per prediction)"
         )
-    rule = "a label is 0 or 1" if task == "binary" else "a label is a finite number"
+    rule = {
+        "binary": "a label is 0 or 1",
+        "multiclass": "a label is one of the model's classes",
+        "regression": "a label is a finite number",
+    }[task]
     nulls = int(labels[label_column].isna().sum())
     if nulls:
         raise MonitoringError(
@@ -188,10 +195,7 @@ def _check_label_values(values: Any, label_column: str, task: str) -> None:
     import pandas as pd
 
     if task == "multiclass":
-        raise MonitoringError(
-            "performance of a multiclass model: the request log keeps the top class's probability, not "
-            "the class and every probability, so it cannot be judged yet (rule: binary or regression)"
-        )
+        return  # class names: checked against the served model's classes in performance_report
     if task == "binary":
         found = set(values.unique().tolist())
         if not found <= {0, 1}:  # 0.0, 1.0, False and True compare equal to these
@@ -218,18 +222,47 @@ def performance_report(
         raise MonitoringError(
             "performance: no prediction has a label yet (rule: at least one labelled prediction)"
         )
-    metrics = task_metrics(
-        task,
-        joined[label_column].to_numpy(dtype="float64"),
-        joined["probability"].to_numpy(dtype="float64"),
-        threshold=threshold,
-    )
+    if task == "multiclass":
+        labels, predictions = _class_probabilities(joined, label_column)
+    else:
+        labels = joined[label_column].to_numpy(dtype="float64")
+        predictions = joined["probability"].to_numpy(dtype="float64")
+    metrics = task_metrics(task, labels, predictions, threshold=threshold)
     return {
         **metrics,
         "labelled": len(joined),
         "unmatched_labels": joined.attrs.get("unmatched_labels", 0),
         "unlabeled_predictions": joined.attrs.get("unlabeled_predictions", 0),
     }
+
+
+def _class_probabilities(joined: Any, label_column: str) -> tuple[Any, Any]:
+    """A multiclass model's labels as class indices and its served probabilities as a matrix, in
+    the class order its answers have (the request log's ``output``)."""
+    if "output" not in joined.columns or joined["output"].isna().any():
+        missing = len(joined) if "output" not in joined.columns else int(joined["output"].isna().sum())
+        raise MonitoringError(
+            f"performance of a multiclass model: {missing} labelled prediction(s) have no class "
+            "probabilities in the request log's output column (logged by a server before it kept them; "
+            "rule: a window of predictions logged with their classes)"
+        )
+    answers = [json.loads(text)["probabilities"] for text in joined["output"]]
+    classes = list(answers[0])
+    if any(list(a) != classes for a in answers):
+        raise MonitoringError(
+            f"performance of a multiclass model: the window mixes answers over different classes "
+            f"({classes} and others; rule: one set of classes per window, or judge per version)"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    values = joined[label_column].astype(str)
+    unknown = sorted(set(values) - set(index))
+    if unknown:
+        raise MonitoringError(
+            f"labels: {label_column} has {unknown[:5]}, not classes of the model {classes} "
+            "(rule: a label is one of the model's classes)"
+        )
+    probabilities = np.array([[a[c] for c in classes] for a in answers], dtype="float64")
+    return values.map(index).to_numpy(dtype="int64"), probabilities
 
 
 def drift_breaches(

@@ -333,9 +333,9 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
     is breached when AUC falls under ``min_auc`` or calibration error exceeds
     ``max_calibration_error`` (binary), or when any metric of the task leaves its ``bounds``.
 
-    :param task: the served model's task: ``binary`` (the labels are 0 or 1) or ``regression``
-        (numbers; the metrics are RMSE, MAE and R²). A multiclass model's request log does not
-        keep what its metrics need: it is refused with a ``MonitoringError``.
+    :param task: the served model's task: ``binary`` (the labels are 0 or 1), ``multiclass`` (the
+        labels are class names; accuracy, macro F1 and log loss from the class probabilities the
+        request log keeps in ``output``) or ``regression`` (numbers; RMSE, MAE and R²).
     :param bounds: ``{metric: {"min": x} | {"max": x}}`` on the task's metrics, e.g.
         ``{"rmse": {"max": 40}}``; checked when the operator is created.
 

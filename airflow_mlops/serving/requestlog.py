@@ -39,6 +39,7 @@ PREDICTION_COLUMNS = (
     "request_key",
     "features",
     "probability",
+    "output",
     "latency_ms",
 )
 FEEDBACK_COLUMNS = ("prediction_id", "at", "endpoint", "variant", "reward")

@@ -340,8 +340,68 @@ def test_the_performance_monitor_judges_a_regression_model_on_its_labels(
         monitor(task="regression", bounds={"auc": {"min": 0.7}})
     with pytest.raises(ValueError, match=r"min_auc and max_calibration_error are for binary models"):
         monitor(task="regression", min_auc=0.7)
-    with pytest.raises(MonitoringError, match=r"multiclass model: the request log keeps the top class"):
-        monitor(task="multiclass").execute(context)  # type: ignore[arg-type]
+    with pytest.raises(MonitoringError, match=r"'rmse' is not a metric of a multiclass model"):
+        monitor(task="multiclass", bounds={"rmse": {"max": 1.0}})
+
+
+def test_the_performance_monitor_judges_a_multiclass_model_from_the_classes_it_served(
+    served: dict, manifest: str, tmp_path: Path
+) -> None:
+    import time
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from airflow_mlops.exceptions import MonitoringError
+    from airflow_mlops.operators.monitor import PerformanceMonitorOperator
+    from airflow_mlops.serving.models import json_rows
+    from airflow_mlops.serving.requestlog import read_log
+
+    test = pd.read_parquet(Path(manifest).parent / "test.parquet").head(300)
+    start = datetime.now(UTC).isoformat()
+    answer = httpx.post(
+        f"{served['server'].url}/v1/models/band/predict",
+        json={"rows": json_rows(test, ["x1", "x2", "colour"])},
+        timeout=30,
+    ).json()
+    end = datetime.now(UTC).isoformat()
+    ids = [p["prediction_id"] for p in answer["predictions"]]
+    requests = served["root"] / "state" / "requests"
+    deadline = time.monotonic() + 30  # the request log flushes every 2 s
+    while not set(ids) <= set(read_log(requests)["prediction_id"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    logged = read_log(requests).set_index("prediction_id").loc[ids]
+    assert [json.loads(o)["label"] for o in logged["output"]] == [p["label"] for p in answer["predictions"]]
+
+    def monitor(labels: pd.Series, **arguments) -> dict:
+        pd.DataFrame({"prediction_id": ids, "band": labels.to_numpy()}).to_parquet(
+            tmp_path / "labels.parquet"
+        )
+        return PerformanceMonitorOperator(
+            task_id="performance",
+            endpoint="band",
+            request_log=str(requests),
+            report_dir=str(tmp_path / "reports"),
+            labels=str(tmp_path / "labels.parquet"),
+            label_column="band",
+            start=start,
+            end=end,
+            mlflow_conn_id=None,
+            task="multiclass",
+            **arguments,
+        ).execute({"ti": None, "data_interval_start": None, "data_interval_end": None})  # type: ignore[arg-type]
+
+    result = monitor(test["band"], bounds={"macro_f1": {"min": 0.99}})
+    classes = list(answer["predictions"][0]["probabilities"])
+    probabilities = np.array([[p["probabilities"][c] for c in classes] for p in answer["predictions"]])
+    expected = task_metrics("multiclass", test["band"].map(classes.index).to_numpy(), probabilities)
+    assert result["overall"]["accuracy"] == pytest.approx(expected["accuracy"], rel=1e-6)
+    assert result["overall"]["macro_f1"] == pytest.approx(expected["macro_f1"], rel=1e-6)
+    assert result["overall"]["log_loss"] == pytest.approx(expected["log_loss"], rel=1e-5)
+    assert result["labelled"] == 300 and result["breached"] == (expected["macro_f1"] < 0.99)
+
+    with pytest.raises(MonitoringError, match=r"labels: band has \['storm'\], not classes of the model"):
+        monitor(test["band"].where(test.index != test.index[0], "storm"))
 
 
 def test_a_regression_version_registers_with_its_declared_signature_and_card(

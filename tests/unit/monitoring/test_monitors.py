@@ -195,3 +195,38 @@ def test_labels_keyed_by_a_feature_become_labels_by_prediction() -> None:
             label_column="label",
             source="l",
         )
+
+
+def test_a_multiclass_window_needs_its_class_probabilities_and_one_set_of_classes() -> None:
+    def output(**probabilities: float) -> str:
+        return json.dumps(
+            {"label": max(probabilities, key=probabilities.__getitem__), "probabilities": probabilities}
+        )
+
+    predictions = pd.DataFrame(
+        {
+            "prediction_id": ["a", "b", "c"],
+            "probability": [0.7, 0.6, 0.8],
+            "output": [output(x=0.7, y=0.3), output(x=0.4, y=0.6), output(x=0.8, y=0.2)],
+        }
+    )
+    labels = pd.DataFrame({"prediction_id": ["a", "b", "c"], "label": ["x", "y", "y"]})
+    report = performance_report(join_labels(predictions, labels, task="multiclass"), task="multiclass")
+    assert report["accuracy"] == pytest.approx(2 / 3) and report["labelled"] == 3
+
+    older = predictions.assign(output=[None, *predictions["output"][1:]])
+    with pytest.raises(MonitoringError, match=r"1 labelled prediction\(s\) have no class probabilities"):
+        performance_report(join_labels(older, labels, task="multiclass"), task="multiclass")
+    mixed = predictions.assign(output=[output(x=0.7, z=0.3), *predictions["output"][1:]])
+    with pytest.raises(MonitoringError, match=r"mixes answers over different classes"):
+        performance_report(join_labels(mixed, labels, task="multiclass"), task="multiclass")
+
+
+def test_the_request_log_keeps_a_multiclass_answer_and_nothing_for_the_others() -> None:
+    from airflow_mlops.models.package import logged_output
+
+    assert logged_output("binary", 0.3, {}) is None and logged_output("regression", 12.0, {}) is None
+    answer = json.loads(
+        logged_output("multiclass", np.array([0.2, 0.8]), {"classes": ["early", "late"]}) or ""
+    )
+    assert answer == {"label": "late", "probabilities": {"early": 0.2, "late": 0.8}}
