@@ -348,6 +348,7 @@ def serve_models(args: argparse.Namespace) -> None:
     if args.feature_repo:  # what the repository's feature_store.yaml and definitions read
         os.environ.setdefault("MLOPS_FEAST_DIR", settings.feast_dir())
         os.environ.setdefault("MLOPS_FEATURES_URI", settings.features_uri())
+        os.environ.setdefault("MLOPS_LAKE_URI", settings.lake_uri())
     serve(
         str(args.state_dir or settings.serving_dir()),
         tracking_uri,

@@ -22,8 +22,9 @@ class FeastHook(BaseHook):
     """A Feast feature store: its repository, configuration file and the variables that file uses.
 
     The repository's ``feature_store.yaml`` and definitions may refer to ``${MLOPS_FEAST_DIR}`` (registry
-    and SQLite online store) and ``${MLOPS_FEATURES_URI}`` (the feature tables); the hook sets both
-    in its process from the ``[mlops]`` configuration unless the connection or the caller gives them.
+    and SQLite online store), ``${MLOPS_FEATURES_URI}`` (the feature tables) and ``${MLOPS_LAKE_URI}``
+    (the lake's root, for sources elsewhere in it); the hook sets them in its process from the
+    ``[mlops]`` configuration unless the connection or the caller gives them.
 
     :param feast_conn_id: a ``feast`` connection; its extra may hold ``repo_path``, ``config_file``
         (a YAML file in the repository, e.g. ``feature_store.redis.yaml``) and ``variables``.
@@ -74,6 +75,7 @@ class FeastHook(BaseHook):
         variables = {
             "MLOPS_FEAST_DIR": settings.feast_dir(),
             "MLOPS_FEATURES_URI": settings.features_uri(),
+            "MLOPS_LAKE_URI": settings.lake_uri(),  # a repository's sources anywhere in the lake
             **extra.get("variables", {}),
             **self.variables,
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -286,5 +287,6 @@ def test_the_feast_connection_names_repository_configuration_and_variables(
     store = hook.get_conn()
     assert store.config.online_store.type == "redis"
     assert store.config.registry.path == str(tmp_path / "other" / "registry.db")
+    assert os.environ["MLOPS_LAKE_URI"] == lake.as_uri()  # the lake's root, for a repository's sources
     hook.apply()
     assert hook.get_feature_service(SERVICE).name == SERVICE
