@@ -21,7 +21,9 @@ from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-import devtools  # noqa: E402, F401  (the flights package on the path, as in Airflow)
+import devtools  # noqa: E402  (the flights package on the path, as in Airflow)
+
+devtools.export_python_path()
 
 QUERY = "SELECT * FROM flights ORDER BY flight_id"
 TIME_TYPES = {"time_hour": "timestamp[us, tz=UTC]"}

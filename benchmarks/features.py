@@ -31,7 +31,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-import devtools  # noqa: E402, F401  (the flights package on the path, as in Airflow)
+import devtools  # noqa: E402  (the flights package on the path, as in Airflow)
+
+devtools.export_python_path()
 
 WORK = Path(tempfile.mkdtemp(prefix="bench-features-"))
 os.environ["AIRFLOW__MLOPS__LAKE_URI"] = (WORK / "lake").as_uri()

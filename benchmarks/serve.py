@@ -30,7 +30,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-import devtools  # noqa: E402, F401  (the flights package on the path, as in Airflow)
+import devtools  # noqa: E402  (the flights package on the path, as in Airflow)
+
+devtools.export_python_path()
 
 TOKEN = "benchmark-token"
 

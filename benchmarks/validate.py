@@ -26,7 +26,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-import devtools  # noqa: E402, F401  (the flights package on the path, as in Airflow)
+import devtools  # noqa: E402  (the flights package on the path, as in Airflow)
+
+devtools.export_python_path()
 
 SUITE = ROOT / "dags" / "suites" / "flights_raw.yaml"
 PROFILE = ROOT / "dags" / "suites" / "flights_raw.profile.json"

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from devtools import DAGS, ROOT
+from devtools import DAGS, ROOT, export_python_path
 
 
 def home(args: argparse.Namespace) -> None:
@@ -148,6 +148,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    export_python_path()
     COMMANDS[args.command](args)
 
 
