@@ -106,40 +106,37 @@ def release_task_group(
 
     with TaskGroup(group_id=group_id, prefix_group_id=prefix_group_id) as group:
 
-        def pull(task: Any, key: str) -> str:
-            return f"{{{{ ti.xcom_pull(task_ids='{task.task_id}')['{key}'] }}}}"
-
-        def pull_train(key: str) -> str:
-            return f"{{{{ ti.xcom_pull(task_ids='{train_id}')['{key}'] }}}}"
+        def pull(task_id: str, key: str) -> str:
+            return f"{{{{ ti.xcom_pull(task_ids='{task_id}')['{key}'] }}}}"
 
         evaluate = EvaluateModelOperator(
             task_id="evaluate",
-            model_uri=pull_train("model_uri"),
+            model_uri=pull(train_id, "model_uri"),
             training_set=training_set,
             report_dir=report_dir,
             champion_uri=f"models:/{model_name}@{champion_alias}" if champion_alias else "",
             slices=list(slices),
             mlflow_conn_id=mlflow_conn_id,
-            mlflow_run_id=pull_train("mlflow_run_id"),
+            mlflow_run_id=pull(train_id, "mlflow_run_id"),
         )
         gate_task = EvaluationGateOperator(
             task_id="gate",
-            report_uri=pull(evaluate, "report_uri"),
+            report_uri=pull(evaluate.task_id, "report_uri"),
             gate=gate,
             mlflow_conn_id=mlflow_conn_id,
-            mlflow_run_id=pull_train("mlflow_run_id"),
+            mlflow_run_id=pull(train_id, "mlflow_run_id"),
         )
         register = RegisterModelOperator(
             task_id="register",
             name=model_name,
             training_result=train.output if hasattr(train, "output") else train,
-            report_uri=pull(evaluate, "report_uri"),
+            report_uri=pull(evaluate.task_id, "report_uri"),
             card_dir=card_dir,
             mlflow_conn_id=mlflow_conn_id,
             intended_use=intended_use,
             limitations=limitations,
         )
-        version = pull(register, "version")
+        version = pull(register.task_id, "version")
         approve = ModelApprovalSensor(
             task_id="approve",
             name=model_name,

@@ -283,24 +283,21 @@ def test_batch_scoring_writes_each_tasks_columns(served: dict, manifest: str, tm
     assert set(pd.read_parquet(tmp_path / "band.parquet")["label"]) <= {"early", "late", "on_time"}
 
 
-def test_the_performance_monitor_judges_a_regression_model_on_its_labels(
-    served: dict, manifest: str, tmp_path: Path
-) -> None:
+def served_window(served: dict, endpoint: str, rows: pd.DataFrame) -> dict:
+    """``rows`` sent to ``endpoint`` in one request; returns the answer, its prediction ids, the
+    window's ``start``/``end`` and the request log's folder, once the log holds every prediction."""
     import time
     from datetime import UTC, datetime
 
     import httpx
 
-    from airflow_mlops.exceptions import MonitoringError
-    from airflow_mlops.operators.monitor import PerformanceMonitorOperator
     from airflow_mlops.serving.models import json_rows
     from airflow_mlops.serving.requestlog import read_log
 
-    test = pd.read_parquet(Path(manifest).parent / "test.parquet").head(200)
     start = datetime.now(UTC).isoformat()
     answer = httpx.post(
-        f"{served['server'].url}/v1/models/minutes/predict",
-        json={"rows": json_rows(test, ["x1", "x2", "colour"])},
+        f"{served['server'].url}/v1/models/{endpoint}/predict",
+        json={"rows": json_rows(rows, ["x1", "x2", "colour"])},
         timeout=30,
     ).json()
     end = datetime.now(UTC).isoformat()
@@ -309,6 +306,18 @@ def test_the_performance_monitor_judges_a_regression_model_on_its_labels(
     deadline = time.monotonic() + 30  # the request log flushes every 2 s
     while not set(ids) <= set(read_log(requests)["prediction_id"]) and time.monotonic() < deadline:
         time.sleep(0.5)
+    return {"answer": answer, "ids": ids, "start": start, "end": end, "requests": requests}
+
+
+def test_the_performance_monitor_judges_a_regression_model_on_its_labels(
+    served: dict, manifest: str, tmp_path: Path
+) -> None:
+    from airflow_mlops.exceptions import MonitoringError
+    from airflow_mlops.operators.monitor import PerformanceMonitorOperator
+
+    test = pd.read_parquet(Path(manifest).parent / "test.parquet").head(200)
+    window = served_window(served, "minutes", test)
+    answer, ids, start, end, requests = (window[k] for k in ("answer", "ids", "start", "end", "requests"))
     pd.DataFrame({"prediction_id": ids, "minutes": test["minutes"].to_numpy()}).to_parquet(
         tmp_path / "labels.parquet"
     )
@@ -347,29 +356,13 @@ def test_the_performance_monitor_judges_a_regression_model_on_its_labels(
 def test_the_performance_monitor_judges_a_multiclass_model_from_the_classes_it_served(
     served: dict, manifest: str, tmp_path: Path
 ) -> None:
-    import time
-    from datetime import UTC, datetime
-
-    import httpx
-
     from airflow_mlops.exceptions import MonitoringError
     from airflow_mlops.operators.monitor import PerformanceMonitorOperator
-    from airflow_mlops.serving.models import json_rows
     from airflow_mlops.serving.requestlog import read_log
 
     test = pd.read_parquet(Path(manifest).parent / "test.parquet").head(300)
-    start = datetime.now(UTC).isoformat()
-    answer = httpx.post(
-        f"{served['server'].url}/v1/models/band/predict",
-        json={"rows": json_rows(test, ["x1", "x2", "colour"])},
-        timeout=30,
-    ).json()
-    end = datetime.now(UTC).isoformat()
-    ids = [p["prediction_id"] for p in answer["predictions"]]
-    requests = served["root"] / "state" / "requests"
-    deadline = time.monotonic() + 30  # the request log flushes every 2 s
-    while not set(ids) <= set(read_log(requests)["prediction_id"]) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    window = served_window(served, "band", test)
+    answer, ids, start, end, requests = (window[k] for k in ("answer", "ids", "start", "end", "requests"))
     logged = read_log(requests).set_index("prediction_id").loc[ids]
     assert [json.loads(o)["label"] for o in logged["output"]] == [p["label"] for p in answer["predictions"]]
 
