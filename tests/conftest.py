@@ -34,6 +34,10 @@ os.environ.update(
         "AIRFLOW__MLOPS__FEATURE_REPO": str(ROOT / "feature_repo"),
         "AIRFLOW__MLOPS__FEAST_DIR": str(DATA_DIR / "feast"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # The flights reference package (dags/flights) for the processes tests start themselves (the
+        # training driver, model servers), as `make demo` exports it; pytest's own `pythonpath`
+        # setting reaches only this interpreter.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "dags"), os.environ.get("PYTHONPATH")])),
         # The embedded default's connections, as `airflow-mlops init-home` adds them.
         "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
             {

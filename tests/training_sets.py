@@ -95,10 +95,11 @@ def train(folder: Path, training_set: str, hidden: int, epochs: int, tracking_ur
     )
     folder.mkdir(parents=True)
     (folder / "spec.json").write_text(spec.to_json())
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "airflow_mlops.training", str(folder / "spec.json")],
-        check=True,
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert done.returncode == 0, done.stderr[-4000:]
     return folder / "model"

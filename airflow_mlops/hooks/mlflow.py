@@ -190,6 +190,26 @@ class MlflowHook(BaseHook):
         self.log.debug("MLflow client on %s", uri)
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
+    def activate(self, experiment: str | None = None) -> str | None:
+        """Point MLflow's own API in this process (``mlflow.start_run``, ``mlflow.sklearn.log_model``)
+        at the connection, for a model you train and log yourself: the tracking and registry URI,
+        the credentials in MLflow's environment variables (never logged). Returns the id of
+        ``experiment``, created with the connection's artifact location if new, and makes it the
+        active one (None without ``experiment``)."""
+        import os
+
+        import mlflow
+
+        uri = self.prepare_store()
+        os.environ.update(self.credentials_env())
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        if experiment is None:
+            return None
+        experiment_id = self.get_or_create_experiment(experiment)
+        mlflow.set_experiment(experiment_id=experiment_id)
+        return experiment_id
+
     def get_or_create_experiment(self, name: str) -> str:
         """The id of experiment ``name``, created with the connection's artifact location if new."""
         client = self.get_conn()

@@ -44,16 +44,16 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.pt"
 
 
-def output_columns(task: str, preprocessing: Mapping[str, Any]) -> list[dict[str, str]]:
+def output_columns(task: str, classes: Sequence[Any] = ()) -> list[dict[str, str]]:
     """The prediction's columns: ``probability``; one ``probability_<class>`` per class; ``prediction``."""
     if task == "binary":
         return [{"name": "probability", "type": "double"}]
     if task == "multiclass":
-        return [{"name": f"probability_{c}", "type": "double"} for c in preprocessing["classes"]]
+        return [{"name": f"probability_{c}", "type": "double"} for c in classes]
     return [{"name": "prediction", "type": "double"}]
 
 
-def prediction_columns(task: str, predictions: Any, preprocessing: Mapping[str, Any]) -> dict[str, Any]:
+def prediction_columns(task: str, predictions: Any, classes: Sequence[Any] = ()) -> dict[str, Any]:
     """Batch predictions as named columns: ``probability`` (binary), ``probability_<class>`` and
     ``label`` (multiclass: the most probable class), or ``prediction`` (regression)."""
     import numpy as np
@@ -63,24 +63,24 @@ def prediction_columns(task: str, predictions: Any, preprocessing: Mapping[str, 
         return {"probability": values}
     if task == "regression":
         return {"prediction": values}
-    classes = list(preprocessing["classes"])
+    classes = list(classes)
     columns: dict[str, Any] = {f"probability_{c}": values[:, i] for i, c in enumerate(classes)}
     columns["label"] = np.asarray(classes, dtype=object)[values.argmax(axis=1)]
     return columns
 
 
-def prediction_records(task: str, predictions: Any, preprocessing: Mapping[str, Any]) -> list[dict[str, Any]]:
+def prediction_records(task: str, predictions: Any, classes: Sequence[Any] = ()) -> list[dict[str, Any]]:
     """One JSON object per row: ``{"probability"}`` (binary), ``{"label", "probabilities": {class:
     p}}`` (multiclass) or ``{"prediction"}`` (regression)."""
     if task == "binary":
         return [{"probability": float(p)} for p in predictions]
     if task == "regression":
         return [{"prediction": float(p)} for p in predictions]
-    classes = [str(c) for c in preprocessing["classes"]]
+    names = [str(c) for c in classes]
     return [
         {
-            "label": classes[int(row.argmax())],
-            "probabilities": {c: float(p) for c, p in zip(classes, row, strict=True)},
+            "label": names[int(row.argmax())],
+            "probabilities": {c: float(p) for c, p in zip(names, row, strict=True)},
         }
         for row in predictions
     ]
@@ -94,7 +94,7 @@ def logged_value(task: str, prediction: Any) -> float:
     return float(np.max(prediction)) if task == "multiclass" else float(prediction)
 
 
-def logged_output(task: str, prediction: Any, preprocessing: Mapping[str, Any]) -> str | None:
+def logged_output(task: str, prediction: Any, classes: Sequence[Any] = ()) -> str | None:
     """What the request log keeps in ``output`` beside the one number: for a multiclass model the
     answer as JSON (``{"label", "probabilities": {class: p}}``, which its performance needs); None
     for the others (``probability`` says it all)."""
@@ -102,7 +102,7 @@ def logged_output(task: str, prediction: Any, preprocessing: Mapping[str, Any]) 
 
     if task != "multiclass":
         return None
-    return json.dumps(prediction_records(task, [prediction], preprocessing)[0])
+    return json.dumps(prediction_records(task, [prediction], classes)[0])
 
 
 def column_types(frame: Any, numeric: Sequence[str]) -> dict[str, str]:
@@ -124,7 +124,7 @@ def signature(
         {"name": c, "type": types.get(c, "double"), "required": False} for c in preprocessing["numeric"]
     ]
     inputs += [{"name": c, "type": "string", "required": False} for c in preprocessing["categorical"]]
-    return {"inputs": inputs, "outputs": output_columns(task, preprocessing)}
+    return {"inputs": inputs, "outputs": output_columns(task, preprocessing.get("classes", ()))}
 
 
 def mlflow_signature(declared: Mapping[str, Any]) -> Any:
@@ -224,3 +224,92 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     config.setdefault("signature", signature(config["task"], config["preprocessing"]))
     config.setdefault("input_example", [])
     return config
+
+
+#: MLflow model metadata keys an MLflow model (not a package of this suite) declares its task with.
+PYFUNC_TASK, PYFUNC_CLASSES, PYFUNC_LABEL = "mlops_task", "mlops_classes", "mlops_label"
+#: MLflow column types the suite reads; a signature with any other input type is refused.
+PYFUNC_INPUT_TYPES = ("double", "float", "long", "integer", "string", "boolean")
+
+
+def pyfunc_contract(folder: Path) -> dict[str, Any]:
+    """What an MLflow model (``MLmodel``) declares to be served by the suite, checked without
+    loading it: a ``python_function`` flavor, a column-based **signature** whose inputs are of
+    :data:`PYFUNC_INPUT_TYPES`, and the **task** in the model's metadata::
+
+        mlflow.sklearn.log_model(
+            pipeline, name="model", signature=infer_signature(X, y), input_example=X.head(5),
+            pyfunc_predict_fn="predict_proba",           # classifiers: probabilities, not labels
+            metadata={"mlops_task": "binary",            # binary | multiclass | regression
+                      "mlops_classes": ["a", "b", "c"],  # multiclass: predict_proba's column order
+                      "mlops_label": "is_delayed"},      # optional: the label column
+        )
+
+    Returns ``{"task", "classes", "label", "signature", "input_example"}``; raises ``SpecError``
+    naming the model and what it lacks.
+    """
+    from mlflow.models import Model
+
+    where = f"model {str(folder)!r}"
+    try:
+        logged = Model.load(str(folder / "MLmodel"))
+    except Exception as err:  # MLflow raises several types for a malformed MLmodel
+        raise SpecError(f"{where}: MLmodel cannot be read ({err})") from None
+    if "python_function" not in logged.flavors:
+        raise SpecError(f"{where}: has no python_function flavor (flavors: {sorted(logged.flavors)})")
+    metadata = logged.metadata or {}
+    task = metadata.get(PYFUNC_TASK)
+    if task is None:
+        raise SpecError(
+            f"{where}: its MLflow metadata lacks {PYFUNC_TASK!r}; log it with "
+            f"metadata={{{PYFUNC_TASK!r}: 'binary' | 'multiclass' | 'regression'}}"
+        )
+    check_task(task, f"{where}: metadata {PYFUNC_TASK}")
+    classes = metadata.get(PYFUNC_CLASSES) or []
+    if task == "multiclass" and (not isinstance(classes, list) or len(classes) < 2):
+        raise SpecError(
+            f"{where}: a multiclass model needs metadata {PYFUNC_CLASSES!r}, the classes in the "
+            f"order of its probability columns (at least 2), got {classes!r}"
+        )
+    predict_fn = logged.flavors["python_function"].get("predict_fn", "predict")
+    if "sklearn" in logged.flavors and task != "regression" and predict_fn != "predict_proba":
+        raise SpecError(
+            f"{where}: a {task} scikit-learn model that predicts with {predict_fn!r} answers labels, "
+            "not probabilities; log it with pyfunc_predict_fn='predict_proba'"
+        )
+    if logged.signature is None or logged.signature.inputs is None:
+        raise SpecError(f"{where}: has no signature; log it with signature=infer_signature(inputs, outputs)")
+    if logged.signature.inputs.is_tensor_spec() or not logged.signature.inputs.has_input_names():
+        raise SpecError(
+            f"{where}: its signature's inputs must be named columns (a tensor signature is not supported)"
+        )
+    inputs = []
+    for column in logged.signature.inputs.inputs:
+        kind = getattr(column.type, "name", str(column.type))
+        if kind not in PYFUNC_INPUT_TYPES:
+            raise SpecError(
+                f"{where}: input column {column.name!r} has type {kind!r}; the suite reads {list(PYFUNC_INPUT_TYPES)}"
+            )
+        inputs.append({"name": column.name, "type": kind, "required": bool(column.required)})
+    example: list[dict[str, Any]] = []
+    try:
+        loaded = logged.load_input_example(str(folder))
+    except Exception:  # an example that no longer loads leaves the baseline at None values
+        loaded = None
+    if loaded is not None and hasattr(loaded, "to_dict"):
+        example = loaded.to_dict(orient="records")
+    return {
+        "task": task,
+        "classes": list(classes),
+        "label": metadata.get(PYFUNC_LABEL),
+        "signature": {"inputs": inputs, "outputs": output_columns(task, classes)},
+        "input_example": example,
+    }
+
+
+def input_columns(folder: Path) -> list[str]:
+    """The input columns of the model in ``folder`` (a package of this suite or an MLflow model),
+    read from its declared signature without loading the model."""
+    if (folder / CONFIG_FILE).is_file():
+        return [c["name"] for c in read_config(folder)["signature"]["inputs"]]
+    return [c["name"] for c in pyfunc_contract(folder)["signature"]["inputs"]]

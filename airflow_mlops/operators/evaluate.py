@@ -104,7 +104,7 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
     def execute(self, context: Context) -> EvaluationResult:
         from airflow_mlops.artifacts import write_atomically
         from airflow_mlops.evaluation.report import dumps, evaluate, finite, importance, render_html
-        from airflow_mlops.evaluation.scoring import Scorer, read_rows
+        from airflow_mlops.evaluation.scoring import features, load_scorer, read_rows
         from airflow_mlops.models.tasks import metric_names, primary_metric
         from airflow_mlops.training.spec import manifest_path
 
@@ -115,15 +115,23 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
                 f"(splits: {sorted(manifest['splits'])})"
             )
         frame = read_rows(manifest_path(manifest["splits"][self.split]["uri"], self.training_set))
-        scorer = Scorer(self.model_uri)
-        preprocessing = scorer.config["preprocessing"]
-        label = self.label_column or preprocessing["label"]
-        judged = {
+        scorer = load_scorer(self._model_folder())
+        label = self.label_column or scorer.label
+        if not label:
+            raise MLOpsConfigError(
+                f"model {self.model_uri!r} does not name its label column: give label_column "
+                "(or log the MLflow model with metadata mlops_label)"
+            )
+        if label not in frame.columns:
+            raise MLOpsConfigError(
+                f"label_column {label!r} is not a column of split {self.split!r} of {self.training_set!r}"
+            )
+        judged: dict[str, Any] = {
             "slices": self.slices,
             "threshold": self.threshold,
             "min_slice_rows": self.min_slice_rows,
             "task": scorer.task,
-            "classes": preprocessing.get("classes", ()),
+            "classes": scorer.classes,
         }
         report = {
             "model_uri": self.model_uri,
@@ -132,12 +140,11 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
             **evaluate(scorer(frame), frame, label, **judged),
         }
         if self.importance_rows:
-            features = [*preprocessing["numeric"], *preprocessing["categorical"]]
             report["importance"] = importance(
                 scorer,
                 frame,
                 label,
-                features,
+                features(scorer),
                 max_rows=self.importance_rows,
                 task=scorer.task,
                 classes=judged["classes"],
@@ -145,7 +152,7 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         champion = self._champion()
         report["champion"] = None
         if champion is not None:
-            champion_scorer = Scorer(champion)
+            champion_scorer = load_scorer(champion)
             if champion_scorer.task != scorer.task:
                 raise MLOpsConfigError(
                     f"champion {self.champion_uri!r} is a {champion_scorer.task} model, the challenger "
@@ -208,6 +215,15 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         if registered is None or self.mlflow_store_uri is None:
             return storage_name(folder)
         return registry_namespace(self.mlflow_store_uri), model_version_name(*registered)
+
+    def _model_folder(self) -> str:
+        """The challenger's folder: a local path as it is; an MLflow model URI (``runs:/``,
+        ``models:/``) downloaded."""
+        if not self.model_uri.startswith(("runs:/", "models:/")):
+            return self.model_uri
+        from airflow_mlops.registry.versions import model_folder
+
+        return str(model_folder(self.model_uri, self.mlflow_store_uri))
 
     def _champion(self) -> str | None:
         """The champion's local folder, or None when there is none yet."""

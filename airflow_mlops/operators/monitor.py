@@ -207,10 +207,12 @@ class DriftMonitorOperator(_RequestLogMonitor):
             )
             predictions: dict[str, Any] | None = None
             if model_dir is not None and self.reference_sample and not isinstance(reference, Mapping):
-                from airflow_mlops.evaluation.scoring import Scorer
+                from airflow_mlops.evaluation.scoring import load_scorer
 
                 sample = reference.sample(min(len(reference), self.reference_sample), random_state=0)
-                expected = Scorer(model_dir)(sample)
+                expected = load_scorer(model_dir)(sample)
+                if expected.ndim == 2:  # multiclass: the request log keeps the top class's probability
+                    expected = expected.max(axis=1)
                 predictions = prediction_drift(expected, served["probability"].to_numpy())
                 grid = np.linspace(0, 1, 51)
                 predictions["quantiles"] = {
@@ -288,8 +290,9 @@ class DriftMonitorOperator(_RequestLogMonitor):
                 f"{self.task_id}: give columns: without a registered model (model_name and "
                 "mlflow_conn_id) the model's features are unknown"
             )
-        preprocessing = json.loads((model_dir / "config.json").read_text()).get("preprocessing", {})
-        return [*preprocessing.get("numeric", {}), *preprocessing.get("categorical", [])]
+        from airflow_mlops.models.package import input_columns
+
+        return input_columns(model_dir)
 
     def _reference(self, version: str) -> tuple[Any, str]:
         """The reference rows (or profile) and where they come from."""

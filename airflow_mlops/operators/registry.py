@@ -30,15 +30,19 @@ if TYPE_CHECKING:
 class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
     """Register a trained, evaluated model as a new MLflow model version with its model card.
 
-    The version's source is a pyfunc model logged "from code" in the training run (nothing
-    pickled) with a signature and an input example taken from the held-out split and pinned pip
-    requirements; its tags carry the lineage (training set URI and hash, code version, DAG and run
+    For a model package trained by ``LightningTrainOperator`` (``model_uri`` a folder), the
+    version's source is a pyfunc model logged "from code" in the training run (nothing pickled)
+    with the package's signature, an input example taken from the held-out split and pinned pip
+    requirements. For an MLflow model the user logged in that run (``model_uri`` is
+    ``models:/m-<id>`` or ``runs:/<run>/<name>``: a scikit-learn pipeline, say), that model is
+    registered as it is. The version's tags carry the lineage (training set URI and hash, code version, DAG and run
     ids, evaluation report) and ``state=candidate``; the model card (intended use, data, metrics
     overall and per slice, fairness gaps, the gate's rules, limitations) is written as Markdown and
     HTML to ``card_dir`` and logged in the run. The ``challenger`` alias points at the version.
 
     :param name: the registered model name.
-    :param training_result: the training task's XCom (``mlflow_run_id``, ``model_uri``; templated).
+    :param training_result: the training task's XCom (``mlflow_run_id``, ``model_uri``; templated),
+        or a dict of the same keys from the user's own training task.
     :param report_uri: the evaluation report ``evaluation.json`` (templated).
     :param card_dir: where the model card goes (templated).
     :param mlflow_conn_id: the ``mlflow`` connection of the tracking server and registry.
@@ -105,7 +109,7 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
             self.mlflow_hook.tracking_uri,
             self.name,
             result["mlflow_run_id"],
-            Path(result["model_uri"].removeprefix("file://")),
+            result["model_uri"],
             example,
             evaluation,
             lineage,

@@ -77,6 +77,24 @@ def log_pyfunc_model(tracking_uri: str, run_id: str, model_dir: Path, example: A
     return str(info.model_uri), str(info.model_id)
 
 
+def logged_model_id(client: Any, model_uri: str) -> str | None:
+    """The MLflow 3 logged model id behind ``models:/m-<id>`` or ``runs:/<run>/<name>`` (None when
+    the run logged no model of that name, as with MLflow 2's artifact-only models)."""
+    logged = re.fullmatch(r"models:/(m-[0-9a-f]+)", model_uri)
+    if logged:
+        return logged.group(1)
+    run = re.fullmatch(r"runs:/([^/]+)/(.+)", model_uri)
+    if run is None:
+        return None
+    run_id, name = run.groups()
+    for found in client.search_logged_models(
+        experiment_ids=[client.get_run(run_id).info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{name.strip('/')}'",
+    ):
+        return str(found.model_id)
+    return None
+
+
 def registered_version(model_uri: str, tracking_uri: str | None = None) -> tuple[str, str] | None:
     """``(name, version)`` of ``models:/name/3`` or ``models:/name@alias`` (the alias resolved now);
     None for any other URI."""
@@ -90,12 +108,14 @@ def registered_version(model_uri: str, tracking_uri: str | None = None) -> tuple
 
 
 def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | None = None) -> Path:
-    """The local folder holding ``model.pt`` and ``config.json`` for a model URI.
+    """The local folder of the model at a model URI: a model package of this suite (``model.pt`` and
+    ``config.json``) or any other MLflow model (``MLmodel``), as ``evaluation.scoring.load_scorer`` reads.
 
-    ``models:/name@alias``, ``models:/name/3`` and ``runs:/...`` are downloaded from MLflow (into
-    ``dst`` or a temporary folder); a registered version's source is the pyfunc model, whose
-    ``MLmodel`` names the folder logged as its artifact ``model``. A plain path or ``file://`` URI
-    is used as it is. Raises ``FileNotFoundError`` naming the URI when no model folder is there.
+    ``models:/name@alias``, ``models:/name/3``, ``models:/m-<id>`` and ``runs:/...`` are downloaded
+    from MLflow (into ``dst`` or a temporary folder); when the source is the suite's own pyfunc
+    wrapper, whose ``MLmodel`` names the package logged as its artifact ``model``, that package's
+    folder is returned. A plain path or ``file://`` URI is used as it is. Raises
+    ``ModelNotFoundError`` (a ``FileNotFoundError``) naming the URI when no model is there.
     """
     import yaml
 
@@ -118,16 +138,20 @@ def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | No
         )
     else:
         folder = Path(model_uri.removeprefix("file://"))
-    if (folder / "MLmodel").is_file() and not (folder / "config.json").is_file():
+    if (folder / "config.json").is_file() and (folder / "model.pt").is_file():
+        return folder
+    if (folder / "MLmodel").is_file():
         flavor = (
             yaml.safe_load((folder / "MLmodel").read_text()).get("flavors", {}).get("python_function", {})
         )
         logged = (flavor.get("artifacts") or {}).get("model", {}).get("path")
-        if logged:
-            folder = folder / logged
-    if not (folder / "config.json").is_file() or not (folder / "model.pt").is_file():
-        raise ModelNotFoundError(f"model {model_uri!r}: expected model.pt and config.json in {folder}")
-    return folder
+        if logged and (folder / logged / "config.json").is_file():
+            return folder / logged  # the suite's pyfunc wrapper: its package
+        return folder
+    raise ModelNotFoundError(
+        f"model {model_uri!r}: expected model.pt and config.json (a model package) or MLmodel "
+        f"(an MLflow model) in {folder}"
+    )
 
 
 #: The card's metric rows per task (the binary card keeps its rates out: they describe the data).
@@ -240,7 +264,7 @@ def register_version(
     tracking_uri: str,
     name: str,
     run_id: str,
-    model_dir: Path,
+    model: str | Path,
     example: Any,
     evaluation: Mapping[str, Any],
     lineage: Mapping[str, str],
@@ -248,13 +272,24 @@ def register_version(
     intended_use: str,
     limitations: str,
 ) -> dict[str, Any]:
-    """Log the pyfunc model, create the version (tags: lineage, state=candidate), write and log its
-    model card (Markdown and HTML), and point the ``challenger`` alias at it."""
+    """Create the version (tags: lineage, state=candidate), write and log its model card (Markdown
+    and HTML), and point the ``challenger`` alias at it.
+
+    ``model`` is a model package's folder, logged here as the suite's pyfunc model (with
+    ``example``), or the URI of an MLflow model already logged in ``run_id`` (``models:/m-<id>``,
+    ``runs:/<run>/<path>``: a scikit-learn pipeline, say), registered as it is.
+    """
     from mlflow.exceptions import MlflowException
 
     from airflow_mlops.artifacts import write_atomically
 
-    model_uri, model_id = log_pyfunc_model(tracking_uri, run_id, model_dir, example)
+    model = str(model)
+    if model.startswith(("models:/", "runs:/")):
+        model_uri, model_id = model, logged_model_id(client, model)
+    else:
+        model_uri, model_id = log_pyfunc_model(
+            tracking_uri, run_id, Path(model.removeprefix("file://")), example
+        )
     try:
         client.get_registered_model(name)
     except MlflowException:

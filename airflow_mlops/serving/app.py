@@ -2,7 +2,7 @@
 
 Public routes:
     POST /v1/models/{endpoint}/predict   {"rows": [{feature: value, ...}, ...], "key": "optional sticky key"}
-    POST /v1/models/{endpoint}/explain   {"row": {...}, "steps": 32} -> integrated-gradients attributions
+    POST /v1/models/{endpoint}/explain   {"row": {...}, "steps": 32} -> Captum attributions (explain.py)
     POST /v1/feedback                    {"prediction_id": "...", "reward": 0..1}
     GET  /healthz  (the process is up)   GET /readyz (deployments loaded)   GET /metrics (Prometheus)
 Admin routes (``Authorization: Bearer <token>``):

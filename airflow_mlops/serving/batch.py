@@ -1,7 +1,8 @@
 """Batch prediction: a Parquet partition scored by a registry model, no server (no Airflow import).
 
 The model is resolved to a version once (``models:/name@champion`` -> ``name`` version 3), its
-folder downloaded, and the rows scored in chunks with the model's own preprocessing (``Scorer``).
+folder downloaded, and the rows scored with ``load_scorer`` (in chunks with the model's own
+preprocessing for a package of this suite; through ``predict`` for any other MLflow model).
 The output keeps the rows' key columns and adds ``prediction_id`` (ground truth joins to it
 later), ``probability``, ``model``, ``version`` and ``scored_at``; it is written whole or not at
 all, with a manifest naming the input and the model as its parents.
@@ -31,7 +32,7 @@ def predict_partition(
     chunk_rows: int = 65536,
 ) -> dict[str, Any]:
     """Score every row of ``input_uri`` with ``model_uri``; returns the output's manifest as a dict."""
-    from ..evaluation.scoring import Scorer, read_rows  # noqa: TID252
+    from ..evaluation.scoring import features, load_scorer, read_rows  # noqa: TID252
     from ..models.package import prediction_columns  # noqa: TID252
     from ..registry.versions import model_folder, registered_version  # noqa: TID252
 
@@ -48,12 +49,8 @@ def predict_partition(
     pinned = registered_version(model_uri, tracking_uri)
     resolved = f"models:/{pinned[0]}/{pinned[1]}" if pinned else model_uri
     with tempfile.TemporaryDirectory(prefix="batch-model-") as download:
-        scorer = Scorer(model_folder(resolved, tracking_uri, dst=Path(download)), chunk_rows=chunk_rows)
-        features = [
-            *scorer.config["preprocessing"]["numeric"],
-            *scorer.config["preprocessing"]["categorical"],
-        ]
-        missing = [c for c in features if c not in frame.columns]
+        scorer = load_scorer(model_folder(resolved, tracking_uri, dst=Path(download)), chunk_rows=chunk_rows)
+        missing = [c for c in features(scorer) if c not in frame.columns]
         if missing:
             raise BatchPredictionError(f"input {input_uri!r} lacks the model's feature columns {missing}")
         probabilities = scorer(frame)
@@ -62,9 +59,7 @@ def predict_partition(
         if hasattr(output[column], "cat"):
             output[column] = output[column].astype(object)
     output["prediction_id"] = [uuid.uuid4().hex for _ in range(len(frame))]
-    for column, values in prediction_columns(
-        scorer.task, probabilities, scorer.config["preprocessing"]
-    ).items():
+    for column, values in prediction_columns(scorer.task, probabilities, scorer.classes).items():
         output[column] = values
     output["model"] = pinned[0] if pinned else model_uri
     output["version"] = pinned[1] if pinned else ""

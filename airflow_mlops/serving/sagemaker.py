@@ -22,18 +22,14 @@ MODEL_DIR = "/opt/ml/model"
 
 def create_inference_app(model_dir: str | Path = MODEL_DIR) -> FastAPI:
     # FastAPI reads the handlers' annotations from this module's globals: Request is imported above.
-    from ..evaluation.scoring import Scorer  # noqa: TID252
+    from ..evaluation.scoring import load_scorer  # noqa: TID252
     from .models import RowError, ServedModel
 
-    scorer = Scorer(model_dir)
-    preprocessing = scorer.config["preprocessing"]
     model = ServedModel(
         os.environ.get("MLOPS_MODEL_NAME", ""),
         os.environ.get("MLOPS_MODEL_VERSION", ""),
         Path(model_dir),
-        scorer,
-        tuple(preprocessing["numeric"]),
-        tuple(preprocessing["categorical"]),
+        load_scorer(model_dir),
     )
     app = FastAPI(title="airflow-mlops SageMaker inference")
 
@@ -58,7 +54,7 @@ def create_inference_app(model_dir: str | Path = MODEL_DIR) -> FastAPI:
             "model": model.name,
             "version": model.version,
             "variant": os.environ.get("SAGEMAKER_VARIANT_NAME", ""),  # hint only: SageMaker routes
-            "predictions": [float(p) for p in probabilities],
+            "predictions": model.answers(probabilities),  # as our server answers, per task
         }
 
     return app

@@ -425,7 +425,6 @@ class ModelServer:
             return
         from airflow_mlops.models.package import logged_output, logged_value
 
-        preprocessing = model.scorer.config["preprocessing"]
         at = datetime.now(UTC)
         for prediction_id, row, p in zip(ids, rows, probabilities, strict=True):
             self.request_log.append(
@@ -441,7 +440,7 @@ class ModelServer:
                     "request_key": key,
                     "features": json.dumps(row, default=str),
                     "probability": logged_value(model.task, p),
-                    "output": logged_output(model.task, p, preprocessing),
+                    "output": logged_output(model.task, p, model.scorer.classes),
                     "latency_ms": seconds * 1000.0,
                 },
             )

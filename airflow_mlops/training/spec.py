@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,21 @@ def manifest_path(uri: str, relative_to: str | None = None) -> Path:
     if relative_to is not None and not path.is_absolute():
         return manifest_path(relative_to).parent / path
     return path
+
+
+def read_split(training_set: str, split: str, columns: Sequence[str] | None = None) -> Any:
+    """One split of a training set as a DataFrame, for a model you train yourself (a scikit-learn
+    pipeline, say): ``training_set`` is the manifest's URI (``FeastTrainingDatasetOperator``'s or
+    ``MaterializeDatasetOperator``'s XCom), ``split`` one of its splits (``train``, ``validation``,
+    ``test``). Raises ``SpecError`` naming the manifest and its splits when the split is not there."""
+    import pandas as pd
+
+    splits = json.loads(manifest_path(training_set).read_text()).get("splits", {})
+    if split not in splits:
+        raise SpecError(f"training set {training_set}: no {split!r} split (splits: {sorted(splits)})")
+    return pd.read_parquet(
+        manifest_path(splits[split]["uri"], training_set), columns=list(columns) if columns else None
+    )
 
 
 def find_module(path: str, what: str) -> str:

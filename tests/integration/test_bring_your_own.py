@@ -196,13 +196,79 @@ def test_bad_data_is_named_when_the_data_is_read(
         data.prepare()
 
 
+#: MLflow saves scikit-learn models with skops (no pickle); the types skops does not trust by
+#: default are named when the model is logged (here: our own gradient-boosted trees).
+TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+#: Named, so MLflow does not load each model in a subprocess to infer them (seconds per model).
+PIP = ["scikit-learn", "skops"]
+
+
+def fit_sklearn(manifest: str) -> tuple[object, pd.DataFrame]:
+    """The user's scikit-learn pipeline for the binary label ``late``, fitted on the train split."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.read_parquet(Path(manifest).parent / "train.parquet")
+    inputs = frame[["x1", "x2", "colour"]]
+    encode = ColumnTransformer(
+        [("colour", OneHotEncoder(handle_unknown="ignore"), ["colour"])], remainder="passthrough"
+    )
+    pipeline = make_pipeline(encode, HistGradientBoostingClassifier(max_iter=60, random_state=0))
+    return pipeline.fit(inputs, frame["late"]), inputs
+
+
+def log_and_register_sklearn(client, tracking: str, experiment: str, manifest: str, root: Path) -> dict:
+    """The pipeline logged as an MLflow model by the user, then evaluated and registered by the suite."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from airflow_mlops.evaluation.report import evaluate
+    from airflow_mlops.evaluation.scoring import load_scorer
+    from airflow_mlops.registry.versions import model_folder, register_version
+
+    pipeline, inputs = fit_sklearn(manifest)
+    mlflow.set_tracking_uri(tracking)
+    with mlflow.start_run(experiment_id=experiment) as run:
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=infer_signature(inputs, pipeline.predict_proba(inputs)),
+            input_example=inputs.head(5),
+            pyfunc_predict_fn="predict_proba",
+            metadata={"mlops_task": "binary", "mlops_label": "late"},
+            skops_trusted_types=TRUSTED,
+            pip_requirements=PIP,
+        )
+    test = pd.read_parquet(Path(manifest).parent / "test.parquet")
+    scorer = load_scorer(model_folder(info.model_uri, tracking))
+    evaluation = {"split": "test", **evaluate(scorer(test), test, "late", slices=["colour"], task="binary")}
+    registered = register_version(
+        client,
+        tracking,
+        "late_sklearn",
+        run.info.run_id,
+        info.model_uri,
+        None,
+        evaluation,
+        {"training_set": manifest, "dag_id": "byo", "run_id": "manual__1"},
+        root / "late-card",
+        intended_use="Predict late arrivals.",
+        limitations="Synthetic.",
+    )
+    return {"pipeline": pipeline, "logged": info.model_uri, **registered}  # evaluation: the overall metrics
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, manifest: str):
-    """A regression and a multiclass model trained here, registered in an MLflow registry and
-    deployed on a real model server on loopback."""
+    """A regression and a multiclass network trained here and a user's scikit-learn pipeline
+    logged as an MLflow model, registered in an MLflow registry and deployed on a real model
+    server on loopback."""
     import httpx
     from mlflow import MlflowClient
 
+    from airflow_mlops.registry.versions import registry_client
     from tests.model_server import TOKEN, Server
 
     root = tmp_path_factory.mktemp("byo-served")
@@ -217,6 +283,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, manifest: str):
         client.create_registered_model(name)
         client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
         models[name] = result["model_uri"]
+    sklearn = log_and_register_sklearn(registry_client(tracking), tracking, experiment, manifest, root)
+    models["late_sklearn"] = sklearn["logged"]
     server = Server(root / "state", tracking).start()
     try:
         for name in models:
@@ -227,7 +295,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, manifest: str):
                 json={"variants": {"main": {"name": name, "version": "1"}}, "policy": {"kind": "single"}},
             )
             assert response.status_code == 200, response.text
-        yield {"server": server, "models": models, "tracking": tracking, "root": root}
+        yield {"server": server, "models": models, "tracking": tracking, "root": root, "sklearn": sklearn}
     finally:
         server.stop()
 
@@ -281,6 +349,202 @@ def test_batch_scoring_writes_each_tasks_columns(served: dict, manifest: str, tm
         assert columns <= set(written.columns) and len(written) == len(test)
         assert "probability" not in written.columns
     assert set(pd.read_parquet(tmp_path / "band.parquet")["label"]) <= {"early", "late", "on_time"}
+
+
+def test_a_scikit_learn_model_is_registered_served_explained_and_batch_scored(
+    served: dict, manifest: str, tmp_path: Path
+) -> None:
+    import httpx
+
+    from airflow_mlops.serving.batch import predict_partition
+    from airflow_mlops.serving.models import json_rows
+
+    sklearn, url = served["sklearn"], served["server"].url
+    test = pd.read_parquet(Path(manifest).parent / "test.parquet")
+    expected = sklearn["pipeline"].predict_proba(test[["x1", "x2", "colour"]])[:, 1]
+    # Registered as the user logged it (no package of ours), with the lineage and a card of its metrics.
+    assert sklearn["source"] == sklearn["logged"] and sklearn["version"] == "1"
+    assert sklearn["evaluation"]["auc"] > 0.85
+    assert f"| auc | {sklearn['evaluation']['auc']:.4f} | none |" in Path(sklearn["model_card"]).read_text()
+
+    answer = httpx.post(
+        f"{url}/v1/models/late_sklearn/predict",
+        json={"rows": json_rows(test.head(20), ["x1", "x2", "colour"])},
+    ).json()
+    assert [p["probability"] for p in answer["predictions"]] == pytest.approx(
+        expected[:20].tolist(), abs=1e-6
+    )
+    for row, field, message in (
+        ({"x1": 1.0, "x2": None}, "colour", "field required"),
+        ({"x1": 1.0, "x2": None, "colour": 3}, "colour", "must be a string or null"),
+        ({"x1": "one", "x2": None, "colour": "red"}, "x1", "must be a finite number or null"),
+    ):
+        bad = httpx.post(f"{url}/v1/models/late_sklearn/predict", json={"rows": [row]})
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["detail"][0]["loc"] == ["body", "rows", 0, field]
+        assert bad.json()["detail"][0]["msg"] == message
+
+    # KernelSHAP over the pipeline's predict_proba: the attributions explain the row's probability
+    # against the input example's typical row.
+    row = json_rows(test.head(1), ["x1", "x2", "colour"])[0]
+    explained = httpx.post(f"{url}/v1/models/late_sklearn/explain", json={"row": row}, timeout=60).json()
+    assert explained["method"] == "kernel_shap" and explained["output"] == "probability"
+    assert explained["value"] == pytest.approx(expected[0], abs=1e-6)
+    assert set(explained["attributions"]) == {"x1", "x2", "colour"}
+    total = explained["value"] - explained["baseline_value"]
+    assert sum(explained["attributions"].values()) + explained["convergence_delta"] == pytest.approx(total)
+    assert abs(explained["convergence_delta"]) < 0.05 + 0.2 * abs(total)
+
+    target = tmp_path / "late.parquet"
+    manifest_out = predict_partition(
+        input_uri=(Path(manifest).parent / "test.parquet").as_uri(),
+        model_uri="models:/late_sklearn@challenger",
+        output_uri=str(target),
+        key_columns=["colour"],
+        tracking_uri=served["tracking"],
+    )
+    written = pd.read_parquet(target)
+    assert written["probability"].to_numpy() == pytest.approx(expected, abs=1e-6)
+    assert manifest_out["version"] == "1" and manifest_out["task"] == "binary"
+
+
+def test_a_scikit_learn_model_is_monitored_for_drift_and_performance(
+    served: dict, manifest: str, tmp_path: Path
+) -> None:
+    """The drift monitor reads the MLflow model's features from its signature and scores the
+    registered version's training set for prediction drift; the performance monitor judges it on labels."""
+    from airflow_mlops.evaluation.metrics import task_metrics
+    from airflow_mlops.operators.monitor import DriftMonitorOperator, PerformanceMonitorOperator
+    from tests.connections import mlflow_conn
+
+    test = pd.read_parquet(Path(manifest).parent / "test.parquet").head(400)
+    shifted = test.assign(x1=test["x1"] + 4.0)  # a window whose x1 moved two spreads
+    window = served_window(served, "late_sklearn", shifted)
+    context = {"ti": None, "data_interval_start": None, "data_interval_end": None}
+    drift = DriftMonitorOperator(
+        task_id="drift",
+        endpoint="late_sklearn",
+        request_log=str(window["requests"]),
+        report_dir=str(tmp_path / "drift"),
+        model_name="late_sklearn",
+        mlflow_conn_id=mlflow_conn(served["tracking"]),
+        start=window["start"],
+        end=window["end"],
+        reference_sample=2000,
+    ).execute(context)  # type: ignore[arg-type]
+    assert drift["version"] == "1" and drift["rows"] == 400
+    assert drift["drifted"] == ["x1"] and drift["breached"]
+    assert drift["prediction_psi"] is not None and drift["prediction_psi"] > 0.2  # more rows predicted late
+
+    pd.DataFrame({"prediction_id": window["ids"], "late": shifted["late"].to_numpy()}).to_parquet(
+        tmp_path / "labels.parquet"
+    )
+    performance = PerformanceMonitorOperator(
+        task_id="performance",
+        endpoint="late_sklearn",
+        request_log=str(window["requests"]),
+        report_dir=str(tmp_path / "performance"),
+        labels=str(tmp_path / "labels.parquet"),
+        label_column="late",
+        start=window["start"],
+        end=window["end"],
+        mlflow_conn_id=None,
+        bounds={"auc": {"min": 0.99}},
+    ).execute(context)  # type: ignore[arg-type]
+    served_probability = np.array([p["probability"] for p in window["answer"]["predictions"]])
+    expected = task_metrics("binary", shifted["late"].to_numpy(), served_probability)
+    assert performance["overall"]["auc"] == pytest.approx(expected["auc"], rel=1e-6)
+    assert performance["breached"] == (expected["auc"] < 0.99)
+
+
+def test_explanations_of_a_network_of_ones_own_add_up_to_its_prediction(served: dict, manifest: str) -> None:
+    """KernelSHAP on a network that is not TabularMLP-shaped: for the (additive) linear network
+    the attributions are its Shapley values exactly, and the categorical feature moves it most."""
+    import httpx
+
+    from airflow_mlops.serving.models import json_rows
+
+    test = pd.read_parquet(Path(manifest).parent / "test.parquet")
+    row = json_rows(test.head(1), ["x1", "x2", "colour"])[0]
+    explained = httpx.post(
+        f"{served['server'].url}/v1/models/minutes/explain", json={"row": row, "steps": 64}, timeout=60
+    ).json()
+    assert explained["method"] == "kernel_shap" and explained["output"] == "prediction"
+    assert explained["value"] == pytest.approx(
+        float(Scorer(served["models"]["minutes"])(test.head(1))[0]), abs=1e-4
+    )
+    total = explained["value"] - explained["baseline_value"]
+    assert sum(explained["attributions"].values()) == pytest.approx(total, abs=1e-3 * max(1.0, abs(total)))
+    assert explained["baseline"]["colour"] is None and explained["baseline"]["x1"] == pytest.approx(
+        5.0, abs=0.2
+    )
+    # One numeric feature moved by one of its units moves the prediction by its coefficient (x1's is 10).
+    moved = {**row, "x1": row["x1"] + 1.0}
+    again = httpx.post(
+        f"{served['server'].url}/v1/models/minutes/explain", json={"row": moved}, timeout=60
+    ).json()
+    assert again["attributions"]["x1"] - explained["attributions"]["x1"] == pytest.approx(10.0, abs=1.0)
+
+    band = httpx.post(f"{served['server'].url}/v1/models/band/explain", json={"row": row}, timeout=60).json()
+    assert band["method"] == "kernel_shap" and band["output"].startswith("probability_")
+
+
+def test_a_model_the_suite_cannot_read_is_refused_with_what_it_lacks(tmp_path: Path, manifest: str) -> None:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from airflow_mlops.evaluation.scoring import PyfuncScorer
+    from airflow_mlops.exceptions import MLOpsError
+
+    pipeline, inputs = fit_sklearn(manifest)
+    signature = infer_signature(inputs, pipeline.predict_proba(inputs))
+    cases = [
+        ({}, signature, "its MLflow metadata lacks 'mlops_task'"),
+        ({"mlops_task": "ranking"}, signature, r"metadata mlops_task must be one of .*got 'ranking'"),
+        ({"mlops_task": "multiclass"}, signature, "needs metadata 'mlops_classes'"),
+        ({"mlops_task": "binary"}, None, "has no signature"),
+    ]
+    for i, (metadata, declared, message) in enumerate(cases):
+        folder = tmp_path / f"model{i}"
+        mlflow.sklearn.save_model(
+            pipeline,
+            str(folder),
+            signature=declared,
+            metadata=metadata or None,
+            pyfunc_predict_fn="predict_proba",
+            skops_trusted_types=TRUSTED,
+            pip_requirements=PIP,
+        )
+        with pytest.raises(MLOpsError, match=message):  # SpecError; MLOpsConfigError for the task
+            PyfuncScorer(folder)
+    # A scikit-learn classifier logged without pyfunc_predict_fn="predict_proba" predicts labels
+    # (0 and 1 would pass for probabilities): refused before it loads.
+    folder = tmp_path / "labels"
+    mlflow.sklearn.save_model(
+        pipeline,
+        str(folder),
+        signature=signature,
+        metadata={"mlops_task": "binary"},
+        skops_trusted_types=TRUSTED,
+        pip_requirements=PIP,
+    )
+    with pytest.raises(SpecError, match=r"predicts with 'predict'.*pyfunc_predict_fn='predict_proba'"):
+        PyfuncScorer(folder)
+    # A model whose output does not fit its task is named when it predicts.
+    folder = tmp_path / "two-classes-as-three"
+    mlflow.sklearn.save_model(
+        pipeline,
+        str(folder),
+        signature=signature,
+        metadata={"mlops_task": "multiclass", "mlops_classes": ["a", "b", "c"]},
+        pyfunc_predict_fn="predict_proba",
+        skops_trusted_types=TRUSTED,
+        pip_requirements=PIP,
+    )
+    with pytest.raises(
+        SpecError, match=r"one probability per class \(3 columns, mlops_classes\), got shape \(3, 2\)"
+    ):
+        PyfuncScorer(folder)(inputs.head(3))
 
 
 def served_window(served: dict, endpoint: str, rows: pd.DataFrame) -> dict:

@@ -225,8 +225,8 @@ def test_a_multiclass_window_needs_its_class_probabilities_and_one_set_of_classe
 def test_the_request_log_keeps_a_multiclass_answer_and_nothing_for_the_others() -> None:
     from airflow_mlops.models.package import logged_output
 
-    assert logged_output("binary", 0.3, {}) is None and logged_output("regression", 12.0, {}) is None
+    assert logged_output("binary", 0.3) is None and logged_output("regression", 12.0) is None
     answer = json.loads(
-        logged_output("multiclass", np.array([0.2, 0.8]), {"classes": ["early", "late"]}) or ""
+        logged_output("multiclass", np.array([0.2, 0.8]), ["early", "late"]) or ""
     )
     assert answer == {"label": "late", "probabilities": {"early": 0.2, "late": 0.8}}
