@@ -226,7 +226,5 @@ def test_the_request_log_keeps_a_multiclass_answer_and_nothing_for_the_others() 
     from airflow_mlops.models.package import logged_output
 
     assert logged_output("binary", 0.3) is None and logged_output("regression", 12.0) is None
-    answer = json.loads(
-        logged_output("multiclass", np.array([0.2, 0.8]), ["early", "late"]) or ""
-    )
+    answer = json.loads(logged_output("multiclass", np.array([0.2, 0.8]), ["early", "late"]) or "")
     assert answer == {"label": "late", "probabilities": {"early": 0.2, "late": 0.8}}
