@@ -1,4 +1,5 @@
-"""Second reference pipeline: arrival delay in minutes (regression) with a user's own network."""
+"""Second reference pipeline: arrival delay in minutes (regression) with a user's own network and a
+user's own scikit-learn model, each through the release path."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from airflow_mlops.release import release_task_group
 LAKE = settings.lake_uri()
 DATA = LAKE.removeprefix("file://")
 MODEL = "arrival_delay"
+GBM = "arrival_delay_gbm"
 MLFLOW = settings.mlflow_conn_id()
 HERE = Path(__file__).parent
 ARRIVAL_DELAY_DATASET = Asset(name="flights_arrival_delay_dataset", group="flights")
@@ -64,6 +66,14 @@ another model: the README's "Bring your own model" network (`dags/flights/arriva
    `register` (model `arrival_delay`, its signature and card), `approve` (`[mlops] auto_approve` or
    a person), `promote`, `rollout` to the model server's `arrival_delay` endpoint (no canary).
 5. `batch_score`: the champion scores the training set's test split (`prediction` per flight).
+
+Beside it, the same training set trains **a scikit-learn model** (`dags/flights/arrival_gbm.py`,
+the README's example: a gradient-boosted tree pipeline, logged by the user's own code as an MLflow
+model with its signature and `mlops_task: regression`). `train_gbm` returns the training result
+the release group reads; the group `release_gbm` evaluates, gates (the same gate), registers
+(model `arrival_delay_gbm`, the logged model as it is), approves, promotes and rolls it out to
+the `arrival_delay_gbm` endpoint, and `batch_score_gbm` scores the test split with it. Both
+endpoints are watched by `flights_arrival_delay_monitoring`.
 """,
 ):
 
@@ -140,3 +150,40 @@ another model: the README's "Bring your own model" network (`dags/flights/arriva
         mlflow_conn_id=MLFLOW,
     )
     train >> release >> batch_score
+
+    @task
+    def train_gbm(manifest_uri: str) -> dict:
+        """The user's scikit-learn training (``flights.arrival_gbm.train``), logged to MLflow."""
+        from airflow_mlops.hooks.mlflow import MlflowHook
+        from flights.arrival_gbm import train
+
+        experiment_id = MlflowHook(MLFLOW).activate("flights_arrival_delay")  # MLflow's API on the connection
+        return train(manifest_uri, FEATURES, str(experiment_id))
+
+    trained = train_gbm(training_set.output)
+    release_gbm = release_task_group(
+        model_name=GBM,
+        train=trained,
+        training_set="{{ ti.xcom_pull(task_ids='training_set') }}",
+        report_dir=f"{DATA}/evaluations/{GBM}/{RUN_FOLDER}",
+        card_dir=f"{DATA}/model_cards/{GBM}/{RUN_FOLDER}",
+        gate=str(HERE / "gates" / "arrival_delay.yaml"),
+        slices=["carrier", "origin"],
+        auto_approve=settings.auto_approve(),
+        canary_weight=None,
+        intended_use="Estimate how late a scheduled flight will arrive, in minutes, for planning.",
+        limitations="Trained on New York City departures of 2013 only; a tree ensemble cannot "
+        "predict delays beyond those it saw.",
+        mlflow_conn_id=MLFLOW,
+        group_id="release_gbm",
+        prefix_group_id=True,
+    )
+    gbm_batch_score = BatchPredictionOperator(
+        task_id="batch_score_gbm",
+        input_uri=split,
+        model_uri=f"models:/{GBM}@champion",
+        output_uri=f"{LAKE}/predictions/{GBM}/{RUN_FOLDER}.parquet",
+        key_columns=["flight_id"],
+        mlflow_conn_id=MLFLOW,
+    )
+    trained >> release_gbm >> gbm_batch_score

@@ -50,6 +50,7 @@ def test_every_dag_file_imports_without_errors(dagbag) -> None:
         "flights_tuning",
         "flights_batch_scoring",
         "flights_arrival_delay",
+        "flights_arrival_delay_monitoring",
         "flights_monitoring",
     } <= set(dagbag.dag_ids)
 

@@ -1,6 +1,7 @@
 """flights_features runs for real (dag.test): feature tables, Feast apply, materialize, a training set;
 then the second reference pipeline on those features (flights_arrival_delay: regression, the
-README's network), from its dataset to a served, batch-scored champion."""
+README's network and the README's scikit-learn model), from its dataset to served, explained,
+batch-scored champions, and its monitoring DAG over what they served."""
 
 from __future__ import annotations
 
@@ -85,8 +86,9 @@ def test_flights_features_builds_a_point_in_time_training_set(
 
 def release_the_arrival_delay_model(lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """flights_arrival_delay end to end on the features built above: dataset, training set, training
-    of the README's network (regression), evaluation, gate, registration, approval, promotion,
-    rollout to a real model server, batch scoring."""
+    of the README's network and of the README's scikit-learn pipeline (regression), for each
+    evaluation, gate, registration, approval, promotion, rollout to a real model server, batch
+    scoring; then flights_arrival_delay_monitoring over a window each endpoint served."""
     import httpx
     import mlflow
 
@@ -98,6 +100,7 @@ def release_the_arrival_delay_model(lake: Path, tmp_path: Path, monkeypatch: pyt
     server = Server(tmp_path / "serving", tracking).start()
     try:
         monkeypatch.setenv("AIRFLOW__MLOPS__AUTO_APPROVE", "True")
+        monkeypatch.setenv("AIRFLOW__MLOPS__SERVING_DIR", str(tmp_path / "serving"))
         monkeypatch.setenv(
             "AIRFLOW_CONN_MLOPS_MODEL_SERVER",
             json.dumps(
@@ -108,7 +111,12 @@ def release_the_arrival_delay_model(lake: Path, tmp_path: Path, monkeypatch: pyt
             logical_date=datetime(2013, 3, 1, tzinfo=UTC)
         )
         assert str(run.state) == "success", task_states(run)
-        assert task_states(run).keys() >= {"evaluate", "gate", "register", "approve", "promote", "rollout"}
+        states = task_states(run)
+        assert states.keys() >= {"evaluate", "gate", "register", "approve", "promote", "rollout"}
+        gbm_tasks = {"train_gbm", "batch_score_gbm"} | {
+            f"release_gbm.{t}" for t in ("evaluate", "gate", "register", "approve", "promote", "rollout")
+        }
+        assert {t: states.get(t) for t in gbm_tasks} == dict.fromkeys(gbm_tasks, "success")
 
         (result_file,) = (lake / "models" / "arrival_delay").glob("*/result.json")
         result = json.loads(result_file.read_text())
@@ -136,5 +144,83 @@ def release_the_arrival_delay_model(lake: Path, tmp_path: Path, monkeypatch: pyt
         frame = pd.read_parquet(scored)
         assert len(frame) == len(flights) and frame["prediction"].notna().all()
         assert frame["prediction"].between(-120, 600).all() and frame["version"].astype(str).eq("1").all()
+
+        check_the_scikit_learn_model(lake, server, tracking, flights, inputs)
+        monitor_both_endpoints(lake, server, flights, inputs)
     finally:
         server.stop()
+
+
+def check_the_scikit_learn_model(
+    lake: Path, server, tracking: str, flights: pd.DataFrame, inputs: list
+) -> None:
+    """The user's pipeline was logged as an MLflow model and went the same way: registered as it is
+    (no package of ours), served, explained (KernelSHAP) and batch-scored with the same numbers."""
+    import httpx
+    import mlflow
+
+    from airflow_mlops.serving.models import json_rows
+
+    client = mlflow.MlflowClient(tracking)
+    champion = client.get_model_version_by_alias("arrival_delay_gbm", "champion")
+    assert str(champion.version) == "1" and champion.tags["state"] == "champion"
+    source = mlflow.pyfunc.load_model("models:/arrival_delay_gbm/1")
+    assert source.metadata.flavors.keys() >= {"sklearn", "python_function"}
+    assert source.metadata.metadata["mlops_task"] == "regression"
+    evaluation = json.loads(Path(champion.tags["evaluation_report"].removeprefix("file://")).read_text())
+    assert evaluation["task"] == "regression" and evaluation["overall"]["r2"] > 0.02
+
+    rows = json_rows(flights.head(20), inputs)
+    served = httpx.post(f"{server.url}/v1/models/arrival_delay_gbm/predict", json={"rows": rows}, timeout=60)
+    assert served.status_code == 200, served.text
+    answers = [a["prediction"] for a in served.json()["predictions"]]
+    (scored,) = lake.glob("predictions/arrival_delay_gbm/**/*.parquet")
+    batch = pd.read_parquet(scored).set_index("flight_id")
+    assert answers == pytest.approx(batch.loc[flights.head(20)["flight_id"], "prediction"].tolist(), abs=1e-6)
+
+    explained = httpx.post(
+        f"{server.url}/v1/models/arrival_delay_gbm/explain", json={"row": rows[0]}, timeout=120
+    ).json()
+    assert explained["method"] == "kernel_shap" and set(explained["attributions"]) == set(inputs)
+    assert explained["value"] == pytest.approx(answers[0], abs=1e-6)
+
+
+def monitor_both_endpoints(lake: Path, server, flights: pd.DataFrame, inputs: list) -> None:
+    """The test flights served by both endpoints, then flights_arrival_delay_monitoring over that
+    window: each model's drift (against its own training set) and performance (against the delays)."""
+    import time
+
+    import httpx
+
+    from airflow_mlops.serving.models import json_rows
+    from airflow_mlops.serving.requestlog import read_log
+
+    start = datetime.now(UTC)
+    rows = json_rows(flights, [*inputs, "flight_id"])  # flight_id: the key the labels join on
+    ids = []
+    for endpoint in ("arrival_delay", "arrival_delay_gbm"):
+        answer = httpx.post(f"{server.url}/v1/models/{endpoint}/predict", json={"rows": rows}, timeout=120)
+        assert answer.status_code == 200, answer.text
+        ids += [p["prediction_id"] for p in answer.json()["predictions"]]
+    end = datetime.now(UTC)
+    requests = server.state_dir / "requests"
+    deadline = time.monotonic() + 60  # the request log flushes every 2 s
+    while not set(ids) <= set(read_log(requests)["prediction_id"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+    run = load_reference_dag("flights_arrival_delay_monitoring", "flights_arrival_delay_monitoring.py").test(
+        logical_date=datetime(2013, 3, 2, tzinfo=UTC),
+        run_conf={"start": start.isoformat(), "end": end.isoformat()},
+    )
+    states = task_states(run)
+    assert str(run.state) == "success", states
+    for model in ("arrival_delay", "arrival_delay_gbm"):
+        assert states[f"{model}.drift"] == states[f"{model}.performance"] == "success", states
+        (drift_file,) = lake.glob(f"monitoring/{model}/*/drift.json")
+        drift = json.loads(drift_file.read_text())
+        assert drift["version"] == "1" and drift["prediction_drift"] is not None
+        # The features it read from the model's signature (a package's or an MLflow model's), calendar left out.
+        assert {c["column"] for c in drift["columns"]} == set(inputs) - {"month", "day"}
+        (performance_file,) = lake.glob(f"monitoring/{model}/*/performance.json")
+        performance = json.loads(performance_file.read_text())
+        assert performance["labelled"] == len(flights) and 0 < performance["overall"]["rmse"] < 60
