@@ -176,7 +176,7 @@ endpoints are watched by `flights_arrival_delay_monitoring`.
         "predict delays beyond those it saw.",
         mlflow_conn_id=MLFLOW,
         group_id="release_gbm",
-        prefix_group_id=True,
+        prefix_group_id=True,  # a second release group in the DAG: its tasks are release_gbm.<task>
     )
     gbm_batch_score = BatchPredictionOperator(
         task_id="batch_score_gbm",
@@ -186,4 +186,5 @@ endpoints are watched by `flights_arrival_delay_monitoring`.
         key_columns=["flight_id"],
         mlflow_conn_id=MLFLOW,
     )
-    trained >> release_gbm >> gbm_batch_score
+    trained >> release_gbm
+    release_gbm >> gbm_batch_score

@@ -36,12 +36,16 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
     ``report_dir`` and, with an MLflow run, logs both there as artifacts and the overall metrics
     as ``eval_*``.
 
-    :param model_uri: the model folder (``model.pt`` + ``config.json``; templated).
+    :param model_uri: the model: a model package's folder (``model.pt`` + ``config.json``, as
+        ``LightningTrainOperator`` writes it) or an MLflow model's URI (``models:/m-<id>``,
+        ``runs:/<run>/<name>``: a scikit-learn pipeline you logged, with ``mlops_task`` in its
+        metadata; see ``evaluation.scoring``) (templated).
     :param training_set: the training set manifest whose ``split`` is scored (templated).
     :param report_dir: where the reports go (templated).
     :param champion_uri: the champion's folder, or ``models:/<name>@champion`` in the MLflow
         registry (templated); empty or an alias that does not exist yet: no champion.
-    :param label_column: the label's column in the split; None: the label the model was trained on.
+    :param label_column: the label's column in the split; None: the label the model was trained on
+        (an MLflow model names it with ``mlops_label`` in its metadata, else give it here).
     :param slices: columns to slice by (none by default); ``min_slice_rows``: smaller slices are left out.
     :param threshold: the decision threshold for accuracy, precision, recall and FPR.
     :param importance_rows: rows sampled for permutation importance (0 skips it).

@@ -131,8 +131,8 @@ class DriftMonitorOperator(_RequestLogMonitor):
         the reports' runs go too (None: no registry, no runs).
     :param reference: a training set manifest, a Parquet file or a stored profile (``.json``)
         instead of the served version's training set (templated); ``reference_split``: which split.
-    :param columns: the features to compare (default: the served model's features, from its
-        ``config.json``); ``ignore``: features left out (calendar columns that move by design).
+    :param columns: the features to compare (default: the served model's input columns, from its
+        signature: a model package's or any MLflow model's); ``ignore``: features left out (calendar columns that move by design).
     :param psi_threshold, js_threshold, thresholds: per-metric and per-feature thresholds.
     :param reference_sample: reference rows scored for prediction drift (0: no prediction drift).
 

@@ -17,10 +17,13 @@ if TYPE_CHECKING:
 class BatchPredictionOperator(MlflowOperatorMixin, BaseOperator):
     """Score every row of a Parquet partition with a registered model, chunk by chunk.
 
-    The model (``models:/name@alias``, ``models:/name/3`` or a local model folder) is resolved to
-    one version before scoring, and its own stored preprocessing is applied. The output Parquet
-    holds ``key_columns``, ``prediction_id``, ``probability``, ``model``, ``version`` and
-    ``scored_at``, written atomically with a manifest (parents: the input and the model version).
+    The model (``models:/name@alias``, ``models:/name/3`` or a local model folder; a model package
+    of ours or any MLflow model with a signature, see ``evaluation.scoring``) is resolved to one
+    version before scoring; a package's own stored preprocessing is applied. The output Parquet
+    holds ``key_columns``, ``prediction_id``, the task's columns (``probability`` for a binary
+    model, ``prediction`` for a regression one, ``label`` and ``probability_<class>`` for a
+    multiclass one), ``model``, ``version`` and ``scored_at``, written atomically with a manifest
+    (parents: the input and the model version).
 
     :param input_uri: the partition (templated; ``file://`` or a path).
     :param model_uri: the model (templated).
@@ -29,7 +32,8 @@ class BatchPredictionOperator(MlflowOperatorMixin, BaseOperator):
     :param mlflow_conn_id: the ``mlflow`` connection of the registry (None: a local folder only).
     :param chunk_rows: rows per forward pass.
 
-    XCom: ``{"uri", "sha256", "parents", "rows", "model", "version", "mean_probability"}``; the same
+    XCom: ``{"uri", "sha256", "parents", "rows", "model", "version", "task", "mean_probability"}``
+    (``mean_probability`` None unless binary); the same
     goes into the ``extra`` of every outlet's Asset event.
     """
 

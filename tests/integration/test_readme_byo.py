@@ -67,7 +67,7 @@ def test_the_readme_example_trains_evaluates_and_passes_its_gate(tmp_path: Path,
     from airflow_mlops.training.runtime import run
     from airflow_mlops.training.spec import TrainingSpec
 
-    network, dag = section_blocks("Bring your own model")
+    network, dag, *_ = section_blocks("Bring your own model")
     train = call_arguments(dag, "LightningTrainOperator")
     module, _, _ = train["model"].partition(":")
     path = tmp_path / "code" / Path(*module.split(".")).with_suffix(".py")
@@ -121,8 +121,23 @@ def test_the_readme_example_trains_evaluates_and_passes_its_gate(tmp_path: Path,
 def test_the_second_reference_pipeline_trains_the_readmes_network() -> None:
     """dags/flights/arrival.py (flights_arrival_delay's network) is the README's file, line for line
     after the docstring."""
-    network, _ = section_blocks("Bring your own model")
+    network, *_ = section_blocks("Bring your own model")
     source = (README.parent / "dags" / "flights" / "arrival.py").read_text()
     assert ast.get_docstring(ast.parse(source)) and ast.get_docstring(ast.parse(network))
     body = source.split('"""\n', 2)[-1] if source.count('"""') >= 2 else source
     assert body.lstrip("\n") == network.split("\n", 1)[1].lstrip("\n")
+
+
+def test_the_second_reference_pipeline_runs_the_readmes_scikit_learn_model() -> None:
+    """dags/flights/arrival_gbm.py is the README's file line for line after the docstring, and every
+    line of the README's DAG lines for it is in dags/flights_arrival_delay.py (whose test runs it)."""
+    _, _, gbm, release = section_blocks("Bring your own model")
+    source = (README.parent / "dags" / "flights" / "arrival_gbm.py").read_text()
+    assert source.split('"""\n', 2)[-1].lstrip("\n") == gbm
+    dag = {
+        line.strip()
+        for line in (README.parent / "dags" / "flights_arrival_delay.py").read_text().splitlines()
+    }
+    missing = [line for line in release.splitlines() if line.strip() and line.strip() not in dag]
+    assert not missing, missing
+    ast.parse(release)  # a whole piece of Python, not a fragment
