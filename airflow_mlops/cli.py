@@ -306,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--feature-config", default="feature_store.yaml", help="the repository's configuration file"
     )
+    p.add_argument(
+        "--code-path",
+        action="append",
+        default=None,
+        metavar="FOLDER",
+        help="a folder of your project's own modules that the models import, put on the server's "
+        "path (repeatable; default: [mlops] code_path and the DAG folder, or none with --tracking-uri). "
+        "A model package carries its network's module itself; this is for what that module imports",
+    )
     p = commands.add_parser(
         "serve-sagemaker", help="inference in a SageMaker endpoint container (/ping, /invocations)"
     )
@@ -345,6 +354,12 @@ def serve_models(args: argparse.Namespace) -> None:
         from airflow_mlops.hooks.mlflow import MlflowHook
 
         tracking_uri = MlflowHook(args.mlflow_conn_id or settings.mlflow_conn_id()).tracking_uri
+    code_paths = args.code_path if args.code_path is not None else [] if args.tracking_uri else settings.code_paths()
+    for folder in reversed(code_paths):
+        if not Path(folder).is_dir():
+            raise SystemExit(f"airflow-mlops serve: --code-path {folder!r} is not a folder")
+        if str(Path(folder).resolve()) not in sys.path:
+            sys.path.insert(0, str(Path(folder).resolve()))
     if args.feature_repo:  # what the repository's feature_store.yaml and definitions read
         os.environ.setdefault("MLOPS_FEAST_DIR", settings.feast_dir())
         os.environ.setdefault("MLOPS_FEATURES_URI", settings.features_uri())

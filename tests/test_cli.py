@@ -105,3 +105,18 @@ def test_init_home_refuses_an_option_without_a_value(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"--option must be KEY=VALUE, got 'source_conn_id'"):
         main(["init-home", "--home", str(tmp_path), "--data-dir", str(tmp_path), "--dags-folder", str(tmp_path),
               "--option", "source_conn_id"])  # fmt: skip
+
+
+def test_serve_refuses_a_code_path_that_is_not_a_folder(tmp_path: Path) -> None:
+    from airflow_mlops.cli import main
+
+    with pytest.raises(SystemExit, match=r"--code-path '/nowhere/project' is not a folder"):
+        main(
+            [
+                "serve",
+                "--tracking-uri",
+                f"sqlite:///{tmp_path / 'mlflow.db'}",
+                "--code-path",
+                "/nowhere/project",
+            ]
+        )

@@ -489,6 +489,57 @@ def test_explanations_of_a_network_of_ones_own_add_up_to_its_prediction(served: 
     assert band["method"] == "kernel_shap" and band["output"].startswith("probability_")
 
 
+def test_the_server_imports_what_a_network_imports_from_its_code_path(served: dict, tmp_path: Path) -> None:
+    """A package carries its network's module, not the modules that one imports from the user's
+    project: ``airflow-mlops serve --code-path`` puts the project on the server's path. Without it
+    the deployment fails naming the module, and the server keeps serving."""
+    import httpx
+    from mlflow import MlflowClient
+
+    from tests.model_server import TOKEN, Server
+
+    package = tmp_path / "package"
+    shutil.copytree(Path(served["models"]["minutes"].removeprefix("file://")), package)
+    # The same network under a module name of its own (a server imports a module name once).
+    (package / "code" / "byo_linear.py").rename(package / "code" / "byo_helped.py")
+    network = package / "code" / "byo_helped.py"
+    network.write_text(
+        network.read_text() + "\nfrom byo_helpers import SCALE  # a module of the user's project\n"
+    )
+    config = json.loads((package / "config.json").read_text())
+    config.update(model="byo_helped:LinearNetwork", code="byo_helped.py")
+    (package / "config.json").write_text(json.dumps(config))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "byo_helpers.py").write_text("SCALE = 1.0\n")
+    client = MlflowClient(served["tracking"])
+    run = client.create_run(client.get_experiment_by_name("byo").experiment_id)
+    client.log_artifacts(run.info.run_id, str(package), "model")
+    client.create_registered_model("helped")
+    client.create_model_version("helped", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    body = {"variants": {"main": {"name": "helped", "version": "1"}}, "policy": {"kind": "single"}}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    without = httpx.put(
+        f"{served['server'].url}/v1/admin/deployments/helped", headers=headers, json=body, timeout=300
+    )
+    assert without.status_code >= 400 and "byo_helpers" in without.text, without.text
+    assert httpx.get(f"{served['server'].url}/readyz", timeout=10).status_code == 200
+
+    server = Server(tmp_path / "state", served["tracking"], args=("--code-path", str(project))).start()
+    try:
+        deployed = httpx.put(
+            f"{server.url}/v1/admin/deployments/helped", headers=headers, json=body, timeout=300
+        )
+        assert deployed.status_code == 200, deployed.text
+        row = {"x1": 5.0, "x2": -1.0, "colour": "red"}
+        answer = httpx.post(f"{server.url}/v1/models/helped/predict", json={"rows": [row]}, timeout=30).json()
+        expected = Scorer(served["models"]["minutes"])(pd.DataFrame([row]))
+        assert answer["predictions"][0]["prediction"] == pytest.approx(float(expected[0]), abs=1e-4)
+    finally:
+        server.stop()
+
+
 def test_a_model_the_suite_cannot_read_is_refused_with_what_it_lacks(tmp_path: Path, manifest: str) -> None:
     import mlflow
     from mlflow.models import infer_signature
