@@ -354,7 +354,9 @@ def serve_models(args: argparse.Namespace) -> None:
         from airflow_mlops.hooks.mlflow import MlflowHook
 
         tracking_uri = MlflowHook(args.mlflow_conn_id or settings.mlflow_conn_id()).tracking_uri
-    code_paths = args.code_path if args.code_path is not None else [] if args.tracking_uri else settings.code_paths()
+    code_paths = (
+        args.code_path if args.code_path is not None else [] if args.tracking_uri else settings.code_paths()
+    )
     for folder in reversed(code_paths):
         if not Path(folder).is_dir():
             raise SystemExit(f"airflow-mlops serve: --code-path {folder!r} is not a folder")

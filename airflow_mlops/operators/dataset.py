@@ -67,6 +67,9 @@ class MaterializeDatasetOperator(LineageMixin, BaseOperator):
 
         from airflow_mlops import __version__
         from airflow_mlops.data.datasets import materialize_dataset
+        from airflow_mlops.templating import require_rendered
+
+        require_rendered(self, mappings=("variables",), lists=("periods",))
 
         definition = (
             self.definition

@@ -86,6 +86,9 @@ class DeployModelOperator(LineageMixin, BaseOperator):
 
     def execute(self, context: Context) -> DeploymentResult:
         from airflow_mlops.hooks.model_server import ModelServerHook
+        from airflow_mlops.templating import require_rendered
+
+        require_rendered(self, mappings=("variants", "policy"))
 
         hook = ModelServerHook(self.model_server_conn_id)
         current = hook.deployments().get(self.endpoint) if self.canary_weight is not None else None

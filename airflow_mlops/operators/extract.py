@@ -114,6 +114,9 @@ class SqlExtractOperator(LineageMixin, BaseOperator):
 
         from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact, write_atomically
         from airflow_mlops.exceptions import TargetError
+        from airflow_mlops.templating import require_rendered
+
+        require_rendered(self, mappings=("parameters",))
         from airflow_mlops.hooks.sql import get_sqlalchemy_engine
 
         target = ObjectStoragePath(self.target, conn_id=self.storage_conn_id)

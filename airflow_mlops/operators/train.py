@@ -55,16 +55,10 @@ class TrainingArgumentsMixin(MlflowOperatorMixin):
     ) -> TrainingSpec:
         """The spec of this task's training run; MLflow's part names the connection's tracking URI
         and artifact location (its credentials travel in the environment, never in the spec)."""
-        from airflow_mlops.exceptions import SpecError
+        from airflow_mlops.templating import require_rendered
         from airflow_mlops.training.spec import TrainingSpec
 
-        for name in ("hyperparameters", "features"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, Mapping):
-                raise SpecError(
-                    f"{type(self).__name__} {self.task_id}: {name} must be a mapping, got "
-                    f"{type(value).__name__} {value!r} (a template must render to a mapping: use render_template_as_native_obj)"
-                )
+        require_rendered(self, mappings=("hyperparameters", "features"))
         mlflow: dict[str, str] = {}
         if self.mlflow_conn_id:
             hook = self.mlflow_hook

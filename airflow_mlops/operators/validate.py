@@ -115,6 +115,9 @@ class DataValidationOperator(ExtraMixin, LineageMixin, BaseOperator):
         from airflow_mlops.data.suites import load_suite
         from airflow_mlops.data.validation import check_suite, validate_partition
         from airflow_mlops.exceptions import DataValidationFailed, TargetError
+        from airflow_mlops.templating import require_rendered
+
+        require_rendered(self, mappings=("suite_parameters",))
 
         # GX logs every expectation's defaults at INFO; the task log keeps our findings readable.
         logging.getLogger("great_expectations").setLevel(logging.WARNING)

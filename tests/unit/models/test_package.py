@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_mlops.exceptions import ModelNotFoundError, SpecError
+from airflow_mlops.exceptions import MLOpsConfigError, ModelNotFoundError, SpecError
 from airflow_mlops.models.package import read_config
 
 CONFIG = {"model": "m:M", "init": {}, "preprocessing": {"numeric": {"a": {}}, "categorical": {"c": []}}}
@@ -70,7 +70,9 @@ def test_a_template_that_renders_to_a_string_is_named(name: str) -> None:
         mlflow_conn_id=None,
     )
     setattr(operator, name, "{'hidden': 8}")  # what a Jinja template renders without native objects
-    with pytest.raises(SpecError, match=rf"LightningTrainOperator train: {name} must be a mapping, got str"):
+    with pytest.raises(
+        MLOpsConfigError, match=rf"LightningTrainOperator train: {name} must be a mapping, got str"
+    ):
         operator.training_spec(
             {"dag": SimpleNamespace(dag_id="d"), "run_id": "r"},  # type: ignore[arg-type]
             training_set="s",
