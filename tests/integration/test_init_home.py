@@ -39,6 +39,12 @@ def test_a_fresh_home_gets_its_connections_and_keeps_the_server_token(tmp_path: 
         "artifact_location": str(data / "mlflow" / "artifacts"),
     }
     assert connection(home, "optuna_default")["host"] == str(data / "optuna" / "optuna.db")
+    # The MLflow store's tables exist before any task (its first training does not create them).
+    import sqlite3
+
+    with sqlite3.connect(data / "mlflow" / "mlflow.db") as store:
+        tables = {row[0] for row in store.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"experiments", "runs", "registered_models", "model_versions", "alembic_version"} <= tables
     # A project's home: no source connection of the reference application, no approval without a person.
     airflow = str(BIN / "airflow")
     assert run(home, airflow, "connections", "get", "flights_source", check=False).returncode != 0
