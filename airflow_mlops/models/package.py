@@ -168,22 +168,46 @@ def package_code(module_name: str, output: Path) -> str | None:
 
 
 def import_network(config: Mapping[str, Any], folder: Path) -> Any:
-    """The network class ``config["model"]`` names: from the path if importable there, else from
-    the package's ``code/`` folder (prepended to ``sys.path``)."""
+    """The network class ``config["model"]`` names, for the package in ``folder``.
+
+    When the package carries its network's module (``config["code"]``), that file is imported
+    under a name of its own, derived from its content (``mlops_code_<sha256>_<module>``), not by
+    its module name: a process that loads two versions whose code differs (a server running a
+    canary of a retrained network, an evaluation against the champion) gets each version's own
+    class, never the first one imported. The module's imports of libraries and of modules on the
+    path work as usual. Otherwise (the suite's own networks, a package without code) the module
+    is imported by name from the path.
+    """
+    import hashlib
     import importlib.util
     import sys
 
     from airflow_mlops.training.spec import load_class
 
-    module_name = str(config["model"]).partition(":")[0]
-    code = folder / CODE_DIR
-    try:
-        found = importlib.util.find_spec(module_name)
-    except ImportError:
-        found = None
-    if found is None and config.get("code") and code.is_dir() and str(code) not in sys.path:
-        sys.path.insert(0, str(code))
-    return load_class(str(config["model"]), "model")
+    module_name, _, class_name = str(config["model"]).partition(":")
+    source = folder / CODE_DIR / str(config["code"]) if config.get("code") else None
+    if source is None or not source.is_file():
+        return load_class(str(config["model"]), "model")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    unique = f"mlops_code_{digest}_{module_name.replace('.', '_')}"
+    if unique not in sys.modules:
+        spec = importlib.util.spec_from_file_location(unique, source)
+        if spec is None or spec.loader is None:
+            raise SpecError(f"model {str(folder)!r}: {source} cannot be imported")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[unique] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:
+            del sys.modules[unique]
+            raise SpecError(
+                f"model {str(folder)!r}: its network's module {module_name} ({source.name}) failed to import: "
+                f"{type(err).__name__}: {err}"
+            ) from err
+    network = getattr(sys.modules[unique], class_name, None)
+    if network is None:
+        raise SpecError(f"model {str(folder)!r}: its module {module_name} has no {class_name!r}")
+    return network
 
 
 #: The network of every format-0 package (the reference MLP, same parameters and state dict).

@@ -540,6 +540,25 @@ def test_the_server_imports_what_a_network_imports_from_its_code_path(served: di
         server.stop()
 
 
+def test_two_versions_of_a_network_module_load_side_by_side(
+    served: dict, tmp_path: Path, manifest: str
+) -> None:
+    """A retrained version whose network's code changed, loaded in the process that holds the
+    first (a canary, an evaluation against the champion), runs its own code, not the first one's."""
+    first = Path(served["models"]["minutes"].removeprefix("file://"))
+    second = tmp_path / "second"
+    shutil.copytree(first, second)
+    network = second / "code" / "byo_linear.py"
+    source = network.read_text()
+    assert "return self.task_output(" in source
+    network.write_text(source.replace("return self.task_output(", "return 2 * self.task_output("))
+    rows = pd.read_parquet(Path(manifest).parent / "test.parquet").head(50)
+
+    before, after = Scorer(first)(rows), Scorer(second)(rows)
+    assert after == pytest.approx(2 * before, rel=1e-5)
+    assert Scorer(first)(rows) == pytest.approx(before)  # the first version still runs its own code
+
+
 def test_a_model_the_suite_cannot_read_is_refused_with_what_it_lacks(tmp_path: Path, manifest: str) -> None:
     import mlflow
     from mlflow.models import infer_signature
