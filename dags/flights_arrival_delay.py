@@ -157,8 +157,8 @@ endpoints are watched by `flights_arrival_delay_monitoring`.
         from airflow_mlops.hooks.mlflow import MlflowHook
         from flights.arrival_gbm import train
 
-        experiment_id = MlflowHook(MLFLOW).activate("flights_arrival_delay")  # MLflow's API on the connection
-        return train(manifest_uri, FEATURES, str(experiment_id))
+        with MlflowHook(MLFLOW).activated("flights_arrival_delay") as experiment_id:  # MLflow's API on it
+            return train(manifest_uri, FEATURES, str(experiment_id))
 
     trained = train_gbm(training_set.output)
     release_gbm = release_task_group(

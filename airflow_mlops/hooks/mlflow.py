@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -190,25 +191,35 @@ class MlflowHook(BaseHook):
         self.log.debug("MLflow client on %s", uri)
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
-    def activate(self, experiment: str | None = None) -> str | None:
-        """Point MLflow's own API in this process (``mlflow.start_run``, ``mlflow.sklearn.log_model``)
-        at the connection, for a model you train and log yourself: the tracking and registry URI,
-        the credentials in MLflow's environment variables (never logged). Returns the id of
-        ``experiment``, created with the connection's artifact location if new, and makes it the
-        active one (None without ``experiment``)."""
-        import os
+    @contextmanager
+    def activated(self, experiment: str | None = None) -> Iterator[str | None]:
+        """MLflow's own API (``mlflow.start_run``, ``mlflow.sklearn.log_model``,
+        ``mlflow.pyfunc.load_model("models:/...")``) on the connection inside the ``with`` block,
+        for a model you train and log yourself::
 
-        import mlflow
+            with MlflowHook("mlflow_default").activated("my_experiment") as experiment_id:
+                with mlflow.start_run(experiment_id=experiment_id):
+                    mlflow.sklearn.log_model(...)
 
-        uri = self.prepare_store()
-        os.environ.update(self.credentials_env())
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        if experiment is None:
-            return None
-        experiment_id = self.get_or_create_experiment(experiment)
-        mlflow.set_experiment(experiment_id=experiment_id)
-        return experiment_id
+        Sets the tracking and registry URI and the credentials in MLflow's environment variables
+        (never logged), and yields the id of ``experiment`` (created with the connection's artifact
+        location if new; None without one). On leaving, the URIs and variables are what they were:
+        a process that runs several tasks (``dag.test()``) keeps no other task's store.
+        """
+        from airflow_mlops.registry.versions import mlflow_uris
+
+        credentials = self.credentials_env()
+        saved = {name: os.environ.get(name) for name in (TOKEN_ENV, USERNAME_ENV, PASSWORD_ENV)}
+        os.environ.update(credentials)
+        try:
+            with mlflow_uris(self.prepare_store()):
+                yield self.get_or_create_experiment(experiment) if experiment else None
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
     def get_or_create_experiment(self, name: str) -> str:
         """The id of experiment ``name``, created with the connection's artifact location if new."""

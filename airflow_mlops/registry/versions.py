@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,36 @@ def registry_client(tracking_uri: str | None) -> Any:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+@contextmanager
+def mlflow_uris(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking and registry URI set to ``uri`` inside the block, and put back
+    exactly as they were after it, for MLflow's fluent API (``start_run``, ``log_model``); clients
+    take the URI instead. MLflow keeps the URIs in module globals and mirrors them into
+    ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``; both are restored, so a process that runs
+    several tasks (``dag.test()``, a test worker) keeps no task's store, and a URI that came only
+    from the environment does not become a global (which every ``MlflowClient(tracking_uri)``
+    without a registry URI would then use as its registry)."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_globals
+    from mlflow.tracking._tracking_service import utils as tracking_globals
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {name: os.environ.get(name) for name in names}
+    saved = (tracking_globals._tracking_uri, registry_globals._registry_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved[0])  # type: ignore[arg-type]  # None unsets it
+        registry_globals._registry_uri = saved[1]
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def pinned_requirements() -> list[str]:
@@ -63,8 +94,7 @@ def log_pyfunc_model(tracking_uri: str, run_id: str, model_dir: Path, example: A
         example[column] = example[column].astype(object).where(example[column].notna(), None)
         example[column] = example[column].map(lambda v: v if v is None else str(v))
     signature = mlflow_signature(scorer.config["signature"])
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id):
+    with mlflow_uris(tracking_uri), mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="pyfunc",
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
@@ -126,8 +156,12 @@ def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | No
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
         location, registered = model_uri, registered_version(model_uri, tracking_uri)
-        if registered:  # resolved here: MLflow's models:/ download consults the global registry URI
+        logged = re.fullmatch(r"models:/(m-[0-9a-f]+)", model_uri)
+        # Resolved here: MLflow's models:/ download consults the process-wide URIs, not ours.
+        if registered:
             location = registry_client(tracking_uri).get_model_version_download_uri(*registered)
+        elif logged:  # an MLflow 3 logged model (a user's own, before registration)
+            location = registry_client(tracking_uri).get_logged_model(logged.group(1)).artifact_location
         folder = Path(
             mlflow.artifacts.download_artifacts(
                 artifact_uri=location,
@@ -296,7 +330,9 @@ def register_version(
         client.create_registered_model(name, description="Registered by airflow-mlops")
     tags = {**lineage, "state": "candidate"}
     # An MLflow server checks that a logged model's source names its model (a local store does not).
-    version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
+    # A local store resolves a models:/ source with MLflow's process-wide URI: set it for the call.
+    with mlflow_uris(tracking_uri):
+        version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
     card = model_card(name, version.version, evaluation, lineage, intended_use, limitations)
     write_atomically(card_dir / "model_card.md", card)
     write_atomically(card_dir / "model_card.html", markdown_to_html(card, f"{name} v{version.version}"))

@@ -26,7 +26,7 @@ def train(training_set: str, features: dict, experiment_id: str) -> dict:
         HistGradientBoostingRegressor(max_iter=200, learning_rate=0.1, random_state=0),
     ).fit(rows[columns], rows[label])
 
-    with mlflow.start_run(experiment_id=experiment_id) as run:  # MlflowHook.activate() chose the store
+    with mlflow.start_run(experiment_id=experiment_id) as run:  # in MlflowHook.activated()'s store
         rmse = root_mean_squared_error(validation[label], model.predict(validation[columns]))
         mlflow.log_metric("validation_rmse", rmse)
         logged = mlflow.sklearn.log_model(

@@ -226,11 +226,16 @@ def log_and_register_sklearn(client, tracking: str, experiment: str, manifest: s
 
     from airflow_mlops.evaluation.report import evaluate
     from airflow_mlops.evaluation.scoring import load_scorer
+    from airflow_mlops.hooks.mlflow import MlflowHook
     from airflow_mlops.registry.versions import model_folder, register_version
+    from tests.connections import mlflow_conn
 
     pipeline, inputs = fit_sklearn(manifest)
-    mlflow.set_tracking_uri(tracking)
-    with mlflow.start_run(experiment_id=experiment) as run:
+    with (
+        MlflowHook(mlflow_conn(tracking)).activated("byo") as experiment_id,  # as the user's task would
+        mlflow.start_run(experiment_id=experiment_id) as run,
+    ):
+        assert experiment_id == experiment
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
@@ -766,8 +771,11 @@ def test_a_regression_version_registers_with_its_declared_signature_and_card(
     assert f"| rmse | {evaluation['overall']['rmse']:.4f} | none |" in card
     assert "| colour | rows | RMSE | MAE | R² |" in card and "| slice | mae gap |" in card
 
-    mlflow.set_tracking_uri(served["tracking"])
-    loaded = mlflow.pyfunc.load_model(registered["model_uri"])
+    from airflow_mlops.hooks.mlflow import MlflowHook
+    from tests.connections import mlflow_conn
+
+    with MlflowHook(mlflow_conn(served["tracking"])).activated():
+        loaded = mlflow.pyfunc.load_model(registered["model_uri"])
     inputs = loaded.metadata.get_input_schema().to_dict()
     assert [(c["name"], c["type"]) for c in inputs] == [
         ("x1", "double"),

@@ -164,7 +164,11 @@ def check_the_scikit_learn_model(
     client = mlflow.MlflowClient(tracking)
     champion = client.get_model_version_by_alias("arrival_delay_gbm", "champion")
     assert str(champion.version) == "1" and champion.tags["state"] == "champion"
-    source = mlflow.pyfunc.load_model("models:/arrival_delay_gbm/1")
+    from airflow_mlops.hooks.mlflow import MlflowHook
+
+    with MlflowHook().activated():
+        source = mlflow.pyfunc.load_model("models:/arrival_delay_gbm/1")
+    assert mlflow.get_tracking_uri() != tracking, "the DAG's tasks left their store set in this process"
     assert source.metadata.flavors.keys() >= {"sklearn", "python_function"}
     assert source.metadata.metadata["mlops_task"] == "regression"
     evaluation = json.loads(Path(champion.tags["evaluation_report"].removeprefix("file://")).read_text())

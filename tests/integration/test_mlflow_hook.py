@@ -112,3 +112,35 @@ def test_an_operator_without_a_connection_id_names_it(monkeypatch) -> None:
         MLOpsConfigError, match="PromoteModelOperator: mlflow_conn_id is required here, got ''"
     ):
         operator.mlflow_hook  # noqa: B018
+
+
+def test_mlflows_own_api_works_on_the_connection_inside_activated_and_not_after(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A user's own logging (mlflow.start_run, log_model) reaches the connection's store, in the
+    experiment created with its artifact location; afterwards the process is as it was."""
+    import os
+
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:////elsewhere/registry.db")
+    before = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    hook = connect(monkeypatch, {"extra": {"tracking_uri": uri}})
+    with hook.activated("mine") as experiment_id, mlflow.start_run(experiment_id=experiment_id) as run:
+        assert mlflow.get_tracking_uri() == uri and mlflow.get_registry_uri() == uri
+        mlflow.log_metric("rmse", 3.5)
+    assert hook.get_conn().get_run(run.info.run_id).data.metrics == {"rmse": 3.5}
+    experiment = hook.get_conn().get_experiment(experiment_id)
+    assert experiment.name == "mine"
+    assert experiment.artifact_location.removeprefix("file://") == str(tmp_path / "store" / "artifacts")
+    assert mlflow.get_tracking_uri() == before and "MLFLOW_TRACKING_URI" not in os.environ
+    assert os.environ["MLFLOW_REGISTRY_URI"] == "sqlite:////elsewhere/registry.db"
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI")  # the environment's URI did not become a global
+    assert mlflow.get_registry_uri() != "sqlite:////elsewhere/registry.db"
+
+    server = connect(monkeypatch, {"host": "mlflow.internal", "port": 5000, "password": "s3cret-token"})
+    with server.activated():
+        assert os.environ["MLFLOW_TRACKING_TOKEN"] == "s3cret-token"
+    assert "MLFLOW_TRACKING_TOKEN" not in os.environ

@@ -74,8 +74,10 @@ def test_a_registered_version_carries_lineage_a_signature_and_a_model_card_with_
     )
     assert "<table>" in Path(registered["model_card_html"]).read_text()
 
-    mlflow.set_tracking_uri(trained["tracking"])
-    loaded = mlflow.pyfunc.load_model(registered["model_uri"])
+    from airflow_mlops.hooks.mlflow import MlflowHook
+
+    with MlflowHook(mlflow_conn(trained["tracking"])).activated():  # models:/ resolved in that registry
+        loaded = mlflow.pyfunc.load_model(registered["model_uri"])
     features = [*scorer.config["preprocessing"]["numeric"], *scorer.config["preprocessing"]["categorical"]]
     assert loaded.metadata.get_input_schema().input_names() == features
     predicted = loaded.predict(test[features].head(100))
