@@ -65,6 +65,21 @@ def test_training_starts_on_new_features_or_on_drift(dagbag) -> None:
     assert alert.trigger_rule == "none_failed" and set(alert.upstream_task_ids) == {"drift", "performance"}
 
 
+def test_the_second_pipelines_monitoring_waits_paused_for_its_endpoints(dagbag) -> None:
+    monitoring = dagbag.get_dag("flights_arrival_delay_monitoring")
+    assert (
+        monitoring.is_paused_upon_creation is True
+        and dagbag.get_dag("flights_arrival_delay").schedule is None
+    )
+    groups = {t.task_id.split(".")[0] for t in monitoring.tasks if "." in t.task_id}
+    assert groups == {"arrival_delay", "arrival_delay_gbm"}
+    alerts = [t for t in monitoring.tasks if t.outlets]
+    assert {a.task_id for a in alerts} == {"arrival_delay.model_drift", "arrival_delay_gbm.model_drift"}
+    for alert in alerts:
+        model = alert.task_id.split(".")[0]
+        assert alert.upstream_task_ids == {f"{model}.drift", f"{model}.performance"}
+
+
 def test_every_dag_has_docs_owner_retries_and_tags(dagbag) -> None:
     for dag_id, dag in dagbag.dags.items():
         assert dag.doc_md and len(dag.doc_md.strip()) > 80, f"{dag_id}: doc_md missing or too short"
