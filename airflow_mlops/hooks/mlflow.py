@@ -206,7 +206,7 @@ class MlflowHook(BaseHook):
         location if new; None without one). On leaving, the URIs and variables are what they were:
         a process that runs several tasks (``dag.test()``) keeps no other task's store.
         """
-        from airflow_mlops.registry.versions import mlflow_uris
+        from airflow_mlops.registry.versions import mlflow_uris, restore_environ
 
         credentials = self.credentials_env()
         saved = {name: os.environ.get(name) for name in (TOKEN_ENV, USERNAME_ENV, PASSWORD_ENV)}
@@ -215,11 +215,7 @@ class MlflowHook(BaseHook):
             with mlflow_uris(self.prepare_store()):
                 yield self.get_or_create_experiment(experiment) if experiment else None
         finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+            restore_environ(saved)
 
     def get_or_create_experiment(self, name: str) -> str:
         """The id of experiment ``name``, created with the connection's artifact location if new."""

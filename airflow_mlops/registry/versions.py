@@ -52,11 +52,16 @@ def mlflow_uris(uri: str) -> Iterator[None]:
     finally:
         mlflow.set_tracking_uri(saved[0])  # type: ignore[arg-type]  # None unsets it
         registry_globals._registry_uri = saved[1]
-        for name, value in saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_environ(saved_env)
+
+
+def restore_environ(saved: Mapping[str, str | None]) -> None:
+    """Put environment variables back as ``saved`` has them (None: not set)."""
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def pinned_requirements() -> list[str]:
