@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,23 +26,30 @@ import devtools  # noqa: E402  (the flights package on the path, as in Airflow)
 devtools.export_python_path()
 
 
-def best_of_interleaved(runs: int, *fns) -> list[float]:
-    """The best wall time of each function over ``runs`` rounds, run in turn (a noisy neighbour
-    then slows both sides alike)."""
-    best = [float("inf")] * len(fns)
-    for _ in range(runs):
-        for i, fn in enumerate(fns):
+def paired_rounds(
+    rounds: int, ours: Callable[[], object], raw: Callable[[], object]
+) -> list[tuple[float, float]]:
+    """``(ours_s, raw_s)`` of each round, the two run back to back (which goes first alternates).
+
+    On a shared VM the CPU's speed drifts by tens of percent within seconds; two runs a few hundred
+    milliseconds apart see the same speed, so each round's ratio is fair where the best times of
+    each side, taken from different moments, are not."""
+    times = []
+    for round_ in range(rounds):
+        pair = {}
+        for name, fn in (("ours", ours), ("raw", raw))[:: 1 if round_ % 2 == 0 else -1]:
             started = time.perf_counter()
             fn()
-            best[i] = min(best[i], time.perf_counter() - started)
-    return best
+            pair[name] = time.perf_counter() - started
+        times.append((pair["ours"], pair["raw"]))
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--chunk-rows", type=int, default=65536)
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     import pandas as pd
     import torch
@@ -95,14 +104,22 @@ def main() -> None:
                     )
                 )
 
-    ours_s, raw_s = best_of_interleaved(args.runs, lambda: scorer(frame), raw)
+    scorer(frame)  # warm-up: the first call pays for allocations and imports
+    raw()
+    times = paired_rounds(args.runs, lambda: scorer(frame), raw)
+    ratios = sorted(raw_s / ours_s for ours_s, raw_s in times)
+    median_ratio = statistics.median(ratios)
+    ours_s, raw_s = min(t[0] for t in times), min(t[1] for t in times)
     ours_rate, raw_rate = len(frame) / ours_s, len(frame) / raw_s
     print(
-        f"{len(frame):,} rows: ours {ours_s:.2f}s ({ours_rate:,.0f} rows/s), raw forward {raw_s:.2f}s "
-        f"({raw_rate:,.0f} rows/s); ratio {ours_rate / raw_rate:.3f}"
+        f"{len(frame):,} rows, {args.runs} paired rounds: ours best {ours_s:.2f}s ({ours_rate:,.0f} rows/s), "
+        f"raw forward best {raw_s:.2f}s ({raw_rate:,.0f} rows/s); ratio of the rounds' rates: median "
+        f"{median_ratio:.3f}, quartiles {ratios[len(ratios) // 4]:.3f} to {ratios[3 * len(ratios) // 4]:.3f}; "
+        f"of the best times {ours_rate / raw_rate:.3f}"
     )
     for key, value in {
-        "score_rows_per_s_ratio": ours_rate / raw_rate,
+        "score_rows_per_s_ratio": median_ratio,
+        "score_best_times_ratio": ours_rate / raw_rate,
         "ours_rows_per_s": ours_rate,
         "raw_rows_per_s": raw_rate,
     }.items():

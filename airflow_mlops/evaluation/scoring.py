@@ -73,20 +73,18 @@ class Scorer:
     """A model package of this suite and its preprocessing; ``scorer(frame)`` gives the task's
     predictions, chunk by chunk (a :class:`Predictor`)."""
 
-    def __init__(self, model_dir: str | Path, chunk_rows: int = 65536, block_rows: int = 1_048_576) -> None:
+    def __init__(self, model_dir: str | Path, chunk_rows: int = 65536) -> None:
         from airflow_mlops.training.tabular import load_model
 
-        if chunk_rows < 1 or block_rows < 1:
-            raise MLOpsConfigError(
-                f"chunk_rows and block_rows must be positive, got {chunk_rows!r} and {block_rows!r}"
-            )
+        if chunk_rows < 1:
+            raise MLOpsConfigError(f"chunk_rows must be positive, got {chunk_rows!r}")
         self.model, self.config = load_model(model_dir)
         self.task: str = self.config["task"]
         preprocessing = self.config["preprocessing"]
         self.classes: list[Any] = list(preprocessing.get("classes", ()))
         self.label: str | None = preprocessing.get("label")
         self.signature: dict[str, list[dict[str, Any]]] = self.config["signature"]
-        self.chunk_rows, self.block_rows = chunk_rows, block_rows
+        self.chunk_rows = chunk_rows
 
     def baseline(self) -> dict[str, Any]:
         """The training split's mean of every numeric feature and an unseen category (None) for
@@ -103,26 +101,23 @@ class Scorer:
 
     def __call__(self, frame: Any) -> np.ndarray:
         """Predictions for every row: probabilities (binary: one per row; multiclass: rows x
-        classes) or values (regression). Rows are preprocessed in blocks of ``block_rows`` (per-call
-        pandas overhead made 64k-row preprocessing twice as slow per row) and run through the
-        network in chunks of ``chunk_rows`` (the layers' activations then stay in the CPU caches).
-        Preprocessing a chunk in a thread while the previous one runs through the network was
-        slower: torch already keeps every core busy."""
+        classes) or values (regression). Rows are preprocessed and run through the network in
+        chunks of ``chunk_rows`` (``training.tabular.transform_chunks``): a chunk's inputs and the
+        layers' activations stay in the CPU caches. Preprocessing a chunk in a thread while the
+        previous one runs through the network was slower: torch already keeps every core busy."""
         import torch
 
         from airflow_mlops.models.contract import call_network
-        from airflow_mlops.training.tabular import predictions
+        from airflow_mlops.training.tabular import predictions, transform_chunks
 
         classes = len(self.classes)
         out = np.empty((len(frame), classes) if self.task == "multiclass" else len(frame), dtype="float32")
+        start = 0
         with torch.inference_mode():
-            for block in range(0, len(frame), self.block_rows):
-                inputs = self.inputs(frame.iloc[block : block + self.block_rows])
-                rows = len(next(iter(inputs.values())))
-                for start in range(0, rows, self.chunk_rows):
-                    chunk = {name: tensor[start : start + self.chunk_rows] for name, tensor in inputs.items()}
-                    scores = predictions(self.task, call_network(self.model, chunk))
-                    out[block + start : block + start + len(scores)] = scores.numpy()
+            for chunk in transform_chunks(frame, self.config["preprocessing"], self.chunk_rows):
+                scores = predictions(self.task, call_network(self.model, chunk))
+                out[start : start + len(scores)] = scores.numpy()  # copied before the buffers are reused
+                start += len(scores)
         return out
 
 

@@ -70,14 +70,13 @@ def fit_preprocessing(frame: Any, spec: FeatureSpec) -> dict[str, Any]:
     return preprocessing
 
 
-def transform(frame: Any, preprocessing: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Raw feature rows -> ``{"numeric", "categorical"}`` tensors (see the module docstring).
+def feature_columns(frame: Any, preprocessing: Mapping[str, Any]) -> tuple[list[Any], list[tuple[Any, Any]]]:
+    """The features of raw rows, read once: each numeric one as an array (a view where the column
+    already is a numeric array, NaN marks a missing value) and each categorical one as
+    ``(codes, lookup)``, where ``lookup[codes]`` is the vocabulary index + 1 (0 = missing or unseen).
 
-    Vectorised, because in batch scoring this, not the network, is the cost: numeric columns are
-    copied one by one into a features x rows float32 array (contiguous writes; ``DataFrame.to_numpy``
-    over mixed blocks is several times slower), returned as its transposed view; categories go
-    through pandas' ``Categorical``, which for a column that already is categorical (a Parquet
-    dictionary, see ``evaluation.scoring.read_rows``) only recodes its few categories.
+    A column that already is categorical (a Parquet dictionary, see ``evaluation.scoring.read_rows``)
+    maps only its few categories to the vocabulary; other columns are compared as strings.
     """
     import numpy as np
     import pandas as pd
@@ -87,23 +86,83 @@ def transform(frame: Any, preprocessing: Mapping[str, Any]) -> dict[str, torch.T
     missing = [c for c in (*numeric_columns, *categorical_columns) if c not in frame.columns]
     if missing:
         raise SpecError(f"rows to score: feature columns {missing} are missing")
-    numeric = np.empty((len(numeric_columns), len(frame)), dtype="float32")
-    for i, column in enumerate(numeric_columns):
+    numeric = []
+    for column in numeric_columns:
         values = frame[column]
-        if isinstance(values.dtype, np.dtype) and values.dtype.kind in "fiu":  # NaN marks a missing value
-            numeric[i] = values.to_numpy()
-        else:  # nullable or object columns
-            numeric[i] = values.to_numpy(dtype="float32", na_value=np.nan)
-    categorical = np.empty((len(frame), len(categorical_columns)), dtype="int64")
-    for i, column in enumerate(categorical_columns):
-        values = frame[column]
-        if isinstance(values.dtype, pd.CategoricalDtype):  # the vocabulary holds strings
-            values = values.cat.rename_categories(values.cat.categories.astype(str))
-        elif not (pd.api.types.is_string_dtype(values) or values.dtype == object):
-            values = values.astype(str)
-        codes = pd.Categorical(values, categories=preprocessing["categorical"][column]).codes
-        categorical[:, i] = codes.astype("int64") + 1  # -1 (missing or unseen) -> 0
-    return {"numeric": torch.from_numpy(numeric).T, "categorical": torch.from_numpy(categorical)}
+        if isinstance(values.dtype, np.dtype) and values.dtype.kind in "fiu":
+            numeric.append(values.to_numpy())
+            continue
+        try:  # nullable or object columns
+            numeric.append(values.to_numpy(dtype="float32", na_value=np.nan))
+        except (TypeError, ValueError) as error:
+            raise SpecError(
+                f"rows to score: numeric feature {column!r} must hold numbers or nulls ({error})"
+            ) from error
+    categorical = []
+    for column in categorical_columns:
+        values, vocabulary = frame[column], pd.Index(preprocessing["categorical"][column])
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            lookup = vocabulary.get_indexer(values.cat.categories.astype(str)) + 1
+            codes = values.cat.codes.to_numpy()
+        else:
+            if not (pd.api.types.is_string_dtype(values) or values.dtype == object):
+                values = values.astype(str)
+            codes = pd.Categorical(values, categories=vocabulary).codes
+            lookup = np.arange(1, len(vocabulary) + 1)
+        categorical.append((codes, np.append(lookup, 0).astype("int64")))  # code -1 (missing) -> the 0
+    return numeric, categorical
+
+
+def _fill(
+    columns: tuple[list[Any], list[tuple[Any, Any]]], start: int, stop: int, numeric: Any, categorical: Any
+) -> dict[str, torch.Tensor]:
+    """Rows ``start:stop`` of the feature columns written into the two buffers, as tensors."""
+    import numpy as np
+
+    rows = stop - start
+    for i, values in enumerate(columns[0]):
+        numeric[i, :rows] = values[start:stop]
+    for i, (codes, lookup) in enumerate(columns[1]):
+        np.take(lookup, codes[start:stop], out=categorical[i, :rows])
+    return {
+        "numeric": torch.from_numpy(numeric[:, :rows]).T,
+        "categorical": torch.from_numpy(categorical[:, :rows]).T,
+    }
+
+
+def transform(frame: Any, preprocessing: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Raw feature rows -> ``{"numeric", "categorical"}`` tensors (see the module docstring).
+
+    Vectorised: each column is written into a features x rows array (contiguous writes;
+    ``DataFrame.to_numpy`` over mixed blocks is several times slower), returned as its transposed view.
+    """
+    import numpy as np
+
+    columns = feature_columns(frame, preprocessing)
+    numeric = np.empty((len(columns[0]), len(frame)), dtype="float32")
+    categorical = np.empty((len(columns[1]), len(frame)), dtype="int64")
+    return _fill(columns, 0, len(frame), numeric, categorical)
+
+
+def transform_chunks(
+    frame: Any, preprocessing: Mapping[str, Any], chunk_rows: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """:func:`transform` chunk by chunk into two buffers reused for every chunk: a chunk's tensors are
+    valid until the next chunk is asked for (copy what must outlive it).
+
+    Batch scoring's path: the whole frame's arrays (about 130 MB for a million rows) are never
+    allocated, and a chunk's buffers stay in the CPU caches for the network.
+    """
+    import numpy as np
+
+    if chunk_rows < 1:
+        raise SpecError(f"chunk_rows must be positive, got {chunk_rows!r}")
+    columns = feature_columns(frame, preprocessing)
+    width = min(chunk_rows, len(frame))
+    numeric = np.empty((len(columns[0]), width), dtype="float32")
+    categorical = np.empty((len(columns[1]), width), dtype="int64")
+    for start in range(0, len(frame), chunk_rows):
+        yield _fill(columns, start, min(start + chunk_rows, len(frame)), numeric, categorical)
 
 
 def encode_labels(

@@ -122,3 +122,35 @@ def test_non_string_categories_are_compared_as_strings(training: pd.DataFrame) -
 def test_a_missing_feature_column_is_named(training: pd.DataFrame) -> None:
     with pytest.raises(SpecError, match=r"feature columns \[.wind_gust.\] are missing"):
         transform(training.drop(columns=["wind_gust"]), fit_preprocessing(training))
+
+
+def test_chunks_carry_the_same_tensors_as_one_transform(training: pd.DataFrame, tmp_path: Path) -> None:
+    from airflow_mlops.training.tabular import transform_chunks
+
+    stats = fit_preprocessing(training)
+    scoring = rows(["UA", None, "ZZ", "AA", "DL"] * 9, ["JFK", "EWR", "EWR", "LGA", None] * 9, ["ATL"] * 45)
+    scoring.loc[::3, "distance"] = np.nan
+    scoring["temp"] = scoring["temp"].astype("Float64")  # a nullable column
+    scoring.loc[1, "temp"] = pd.NA
+    scoring.to_parquet(tmp_path / "rows.parquet")
+    for frame in (scoring, read_rows(tmp_path / "rows.parquet")):
+        whole = transform(frame, stats)
+        chunks = [
+            tuple(t.clone() for t in chunk.values()) for chunk in transform_chunks(frame, stats, chunk_rows=7)
+        ]
+        assert [len(c[0]) for c in chunks] == [7] * 6 + [3]
+        for joined, one in zip((torch.cat([c[i] for c in chunks]) for i in range(2)), whole, strict=True):
+            assert torch.equal(joined.nan_to_num(-1), one.nan_to_num(-1))
+        assert whole[1][:5, 1].tolist() == [2, 1, 1, 3, 0]  # a missing origin -> 0
+        assert torch.isnan(whole[0][1, NUMERIC.index("temp")])  # pd.NA -> NaN
+    assert list(transform_chunks(scoring.iloc[:0], stats, chunk_rows=7)) == []
+    with pytest.raises(SpecError, match="chunk_rows must be positive, got 0"):
+        next(transform_chunks(scoring, stats, chunk_rows=0))
+
+
+def test_a_numeric_feature_that_holds_text_is_named(training: pd.DataFrame) -> None:
+    scoring = training.copy()
+    scoring["distance"] = scoring["distance"].astype(object)
+    scoring.loc[2, "distance"] = "far"
+    with pytest.raises(SpecError, match=r"numeric feature 'distance' must hold numbers or nulls"):
+        transform(scoring, fit_preprocessing(training))
