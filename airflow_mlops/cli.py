@@ -318,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--torch-threads", type=int, default=1, help="intra-op threads per request (default 1)")
     p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=16 * 1024 * 1024,
+        help="larger request bodies get 413 before they are read (default 16 MiB)",
+    )
+    p.add_argument(
         "--feature-repo",
         help="a Feast repository: endpoints deployed with a feature service then "
         "take entity keys and get their features from its online store",
@@ -396,6 +402,7 @@ def serve_models(args: argparse.Namespace) -> None:
         feature_repo=args.feature_repo,
         feature_config=args.feature_config,
         request_log_dir=str(args.request_log_dir) if args.request_log_dir else None,
+        max_body_bytes=args.max_body_bytes,
     )
 
 

@@ -122,6 +122,14 @@ class DeploymentError(MLOpsError, ValueError):
     """A deployment request that cannot be carried out; the old routing keeps serving."""
 
 
+class NoEarlierDeployment(DeploymentError):
+    """A rollback of an endpoint already at its oldest deployment (the server answers 409)."""
+
+
+class EndpointUnavailable(MLOpsError, LookupError):
+    """An endpoint whose deployment could not be loaded (the server answers 503 with the reason)."""
+
+
 class UnknownEndpoint(MLOpsError, LookupError):
     """No deployment under this name."""
 

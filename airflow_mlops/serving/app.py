@@ -4,14 +4,17 @@ Public routes:
     POST /v1/models/{endpoint}/predict   {"rows": [{feature: value, ...}, ...], "key": "optional sticky key"}
     POST /v1/models/{endpoint}/explain   {"row": {...}, "steps": 32} -> Captum attributions (explain.py)
     POST /v1/feedback                    {"prediction_id": "...", "reward": 0..1}
-    GET  /healthz  (the process is up)   GET /readyz (deployments loaded)   GET /metrics (Prometheus)
+    GET  /healthz  (the process is up)   GET /readyz (deployments loaded; "failed": endpoints that
+    could not be, with the reason)     GET /metrics (Prometheus)
 Admin routes (``Authorization: Bearer <token>``):
     GET  /v1/admin/deployments                      PUT /v1/admin/deployments/{endpoint}
     POST /v1/admin/deployments/{endpoint}/rollback  GET /v1/admin/deployments/{endpoint}/stats
 
-A malformed row gets 422 with the field's location and the reason, an unknown endpoint 404, a
-request to an admin route without the right token 401/403 (and every admin route answers 403
-when the server was started without a token).
+A malformed row gets 422 with the field's location and the reason (NaN, Infinity, numbers beyond
+the column type's range and over-long strings included; a long value is echoed cut short), a body
+over ``max_body_bytes`` 413, an unknown endpoint 404, a request to an admin route without the right
+token 401/403 (and every admin route answers 403 when the server was started without a token).
+None of these counts as an error of the model.
 """
 
 from __future__ import annotations
@@ -21,18 +24,26 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from .models import RowError
+from .models import RowError, shown
 from .policies import PolicyError
-from .server import DeploymentError, ModelServer, UnknownEndpoint, UnknownPrediction
+from .server import (
+    DeploymentError,
+    EndpointUnavailable,
+    ModelServer,
+    NoEarlierDeployment,
+    UnknownEndpoint,
+    UnknownPrediction,
+)
 
 
 class PredictRequest(BaseModel):
     rows: list[Any] = Field(min_length=1, description="rows of raw features, one object per row")
     key: str | None = Field(
-        default=None, description="sticky routing key (A/B): the same key, the same variant"
+        default=None, max_length=256, description="sticky routing key (A/B): the same key, the same variant"
     )
 
 
@@ -42,8 +53,8 @@ class ExplainRequest(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    prediction_id: str
-    reward: float
+    prediction_id: str = Field(max_length=64)
+    reward: float = Field(allow_inf_nan=False)
 
 
 class DeployRequest(BaseModel):
@@ -61,6 +72,52 @@ class DeployRequest(BaseModel):
 class RollbackRequest(BaseModel):
     who: str = ""
     why: str = ""
+
+
+#: The largest request body the server reads (a 10,000-row request of 40 features is about 6 MB).
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+class BodyLimit:
+    """ASGI middleware: a body whose ``Content-Length`` or streamed size passes ``limit`` bytes is
+    refused with 413 before any route parses it (nothing of it is logged). The body is read here,
+    up to the limit, and handed to the app whole (the routes read it whole anyway)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            await self.too_large(scope, receive, send)
+            return
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:  # a chunked body that never said its length
+                await self.too_large(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def too_large(self, scope: Any, receive: Any, send: Any) -> None:
+        detail = f"the request body is over the limit of {self.limit} bytes"
+        await JSONResponse({"detail": detail}, 413)(scope, receive, send)
 
 
 class Metrics:
@@ -93,7 +150,9 @@ class Metrics:
         self.latency.labels(endpoint, variant, role).observe(seconds)
 
 
-def create_app(server: ModelServer, token: str | None) -> FastAPI:  # noqa: C901 - routes are closures; each is short
+def create_app(  # noqa: C901 - routes are closures; each is short
+    server: ModelServer, token: str | None, max_body_bytes: int = MAX_BODY_BYTES
+) -> FastAPI:
     """The ASGI app; deployments are restored from the server's store at start-up."""
 
     @asynccontextmanager
@@ -103,6 +162,7 @@ def create_app(server: ModelServer, token: str | None) -> FastAPI:  # noqa: C901
         server.close()
 
     app = FastAPI(title="airflow-mlops model server", lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
 
     def admin(authorization: str | None = Header(default=None)) -> None:
         if not token:
@@ -119,13 +179,29 @@ def create_app(server: ModelServer, token: str | None) -> FastAPI:  # noqa: C901
     @app.exception_handler(RowError)
     async def row_error(request: Request, err: RowError) -> JSONResponse:
         return JSONResponse(
-            {"detail": [{"loc": err.loc, "msg": err.msg, "input": err.value}]}, status_code=422
+            {"detail": [{"loc": err.loc, "msg": err.msg, "input": shown(err.value)}]}, status_code=422
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "input": shown(e.get("input"))}
+            for e in err.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(UnknownEndpoint)
     @app.exception_handler(UnknownPrediction)
     async def unknown(request: Request, err: LookupError) -> JSONResponse:
         return JSONResponse({"detail": str(err.args[0])}, status_code=404)
+
+    @app.exception_handler(EndpointUnavailable)
+    async def unavailable(request: Request, err: LookupError) -> JSONResponse:
+        return JSONResponse({"detail": str(err.args[0])}, status_code=503)
+
+    @app.exception_handler(NoEarlierDeployment)
+    async def conflict(request: Request, err: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=409)
 
     @app.exception_handler(DeploymentError)
     @app.exception_handler(PolicyError)
@@ -138,7 +214,7 @@ def create_app(server: ModelServer, token: str | None) -> FastAPI:  # noqa: C901
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        body = {"ready": server.ready, "endpoints": sorted(server.live)}
+        body = {"ready": server.ready, "endpoints": sorted(server.live), "failed": dict(server.failed)}
         return JSONResponse(body, status_code=200 if server.ready else 503)
 
     @app.get("/metrics")
@@ -199,6 +275,7 @@ def serve(
     feature_repo: str | None = None,
     feature_config: str = "feature_store.yaml",
     request_log_dir: str | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> None:
     """Run the server in this process (``airflow-mlops serve``).
 
@@ -224,4 +301,6 @@ def serve(
         online_features=online,
         request_log_dir=request_log_dir,
     )
-    uvicorn.run(create_app(server, token), host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(
+        create_app(server, token, max_body_bytes), host=host, port=port, log_level="info", access_log=False
+    )

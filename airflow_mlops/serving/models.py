@@ -6,12 +6,16 @@ of this suite (weights with ``weights_only=True``, preprocessing from ``config.j
 MLflow pyfunc model with a signature. Rows arriving over HTTP are checked against the model's
 **signature** before anything runs: a missing field, or a value that is not of the column's type,
 is a ``RowError`` naming the row, the field and the reason (the server answers 422). Fields the
-signature does not name are ignored.
+signature does not name are ignored, and never logged.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,28 +23,81 @@ from typing import Any
 
 import numpy as np
 
-from airflow_mlops.exceptions import RowError
+from airflow_mlops.exceptions import DeploymentError, RowError
+
+#: A registered model's name as the server accepts it: it becomes a folder of the model cache.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+#: A registry version (MLflow numbers them from 1) and an alias.
+VERSION = re.compile(r"[1-9][0-9]{0,8}")
+ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
+
+
+def check_reference(variant: str, name: Any, version: Any = None, alias: Any = None) -> None:
+    """A ``DeploymentError`` naming the variant, the field, the rule and the value unless the model
+    reference fits the patterns (so no name or version can reach the filesystem as a path)."""
+    checks = [("name", name, MODEL_NAME, "letters, digits, '.', '_' or '-', starting with a letter or digit")]
+    if version is not None:
+        checks.append(("version", version, VERSION, "a registry version number (1, 2, ...)"))
+    if alias is not None:
+        checks.append(("alias", alias, ALIAS, "letters, digits, '_' or '-'"))
+    for field, value, pattern, rule in checks:
+        if not isinstance(value, str) or not pattern.fullmatch(value) or ".." in value:
+            raise DeploymentError(f"variant {variant!r}: model {field} must be {rule}, got {shown(value)!r}")
+
 
 #: What a JSON value must be for each MLflow column type, and how a 422 says it.
 _NUMBER = "must be a finite number or null"
 _INTEGER = "must be an integer or null"
 _STRING = "must be a string or null"
 _BOOLEAN = "must be true, false or null"
+#: The largest magnitude each MLflow numeric type holds (a larger value is a 422, not an overflow).
+NUMBER_LIMITS: dict[str, float | int] = {
+    "double": 1.7976931348623157e308,
+    "float": 3.4028234663852886e38,
+    "long": 2**63 - 1,
+    "integer": 2**31 - 1,
+}
+#: The longest string a row's field may hold.
+MAX_VALUE_CHARS = 4096
 
 
 def check_value(kind: str, value: Any) -> str | None:
-    """None when ``value`` (from JSON) fits an input column of MLflow type ``kind``, else the rule it breaks."""
+    """None when ``value`` (from JSON) fits an input column of MLflow type ``kind``, else the rule it
+    breaks: NaN, Infinity, a number beyond the type's range (``1e999``, a 400-digit integer) and a
+    string over ``MAX_VALUE_CHARS`` characters are refused here, before any model runs."""
     if value is None:
         return None
-    if kind in ("double", "float", "long", "integer"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isinf(value):
+    limit = NUMBER_LIMITS.get(kind)
+    if limit is not None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             return _NUMBER
-        if kind in ("long", "integer") and not float(value).is_integer():
+        if isinstance(value, float) and not math.isfinite(value):
+            return _NUMBER
+        if kind in ("long", "integer") and isinstance(value, float) and not value.is_integer():
             return _INTEGER
+        if abs(value) > limit:  # exact for Python ints of any size: no float conversion
+            return f"must lie within +-{limit:.7g} (MLflow type {kind})"
         return None
     if kind == "boolean":
         return None if isinstance(value, bool) else _BOOLEAN
-    return None if isinstance(value, str) else _STRING
+    if not isinstance(value, str):
+        return _STRING
+    if len(value) > MAX_VALUE_CHARS:
+        return f"must be at most {MAX_VALUE_CHARS} characters, got {len(value)}"
+    return None
+
+
+def shown(value: Any, limit: int = 120) -> Any:
+    """A value as an error message may echo it: numbers, booleans and short strings as they are,
+    anything longer cut to ``limit`` characters of its text (a 1 MB field is not copied back)."""
+    if value is None or isinstance(value, bool) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    if isinstance(value, float):  # NaN and infinities are not JSON: their text
+        return str(value)
+    text = value if isinstance(value, str) else repr(value)
+    if isinstance(value, int) and len(text) <= limit:
+        return value
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 @dataclass
@@ -55,15 +112,17 @@ class ServedModel:
 
     @classmethod
     def load(cls, name: str, version: str, tracking_uri: str | None, cache: Path) -> ServedModel:
+        """Version ``version`` of registered model ``name``, from the cache or else downloaded from
+        the registry into it. A download lands in a staging folder that is renamed into place
+        whole, with a ``cached.json`` naming the model's folder in it: a half-finished download is
+        never read as a model, and a restart loads from the cache without asking the registry."""
         from airflow_mlops.evaluation.scoring import load_scorer
-        from airflow_mlops.registry.versions import model_folder
 
+        check_reference("-", name, str(version))
         target = cache / name / str(version)
-        try:  # already downloaded by an earlier start of the server
-            folder = model_folder(str(target))
-        except FileNotFoundError:
-            target.mkdir(parents=True, exist_ok=True)
-            folder = model_folder(f"models:/{name}/{version}", tracking_uri, dst=target)
+        folder = cached_folder(target)
+        if folder is None:
+            folder = download(name, str(version), tracking_uri, target)
         return cls(name, str(version), folder, load_scorer(folder))
 
     @property
@@ -98,6 +157,10 @@ class ServedModel:
                     raise RowError(["body", "rows", i, column], broken, row[column])
         return pd.DataFrame.from_records(rows, columns=list(self.features))
 
+    def logged(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields of a checked row the request log keeps: the signature's, nothing a caller added."""
+        return {name: row.get(name) for name in self.features}
+
     def predict(self, frame: Any) -> np.ndarray:
         return np.asarray(self.scorer(frame))
 
@@ -106,6 +169,39 @@ class ServedModel:
         from airflow_mlops.models.package import prediction_records
 
         return prediction_records(self.task, predictions, self.scorer.classes)
+
+
+def cached_folder(target: Path) -> Path | None:
+    """The model folder a completed download left in ``target``, or None."""
+    from airflow_mlops.registry.versions import model_folder
+
+    marker = target / "cached.json"
+    if not marker.is_file():
+        return None
+    relative = json.loads(marker.read_text())["folder"]
+    try:
+        return model_folder(str(target / relative))
+    except FileNotFoundError:
+        return None
+
+
+def download(name: str, version: str, tracking_uri: str | None, target: Path) -> Path:
+    """Download a registry version into ``target`` (see ``ServedModel.load``); its model folder."""
+    from airflow_mlops.registry.versions import model_folder
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}-download-"))
+    try:
+        folder = model_folder(f"models:/{name}/{version}", tracking_uri, dst=staging)
+        relative = folder.relative_to(staging)
+        (staging / "cached.json").write_text(
+            json.dumps({"name": name, "version": version, "folder": str(relative)})
+        )
+        shutil.rmtree(target, ignore_errors=True)  # an incomplete cache entry of an older server
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / relative
 
 
 def json_rows(frame: Any, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -25,10 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from airflow_mlops.exceptions import DeploymentError, UnknownEndpoint, UnknownPrediction
+from airflow_mlops.exceptions import (
+    DeploymentError,
+    EndpointUnavailable,
+    NoEarlierDeployment,
+    UnknownEndpoint,
+    UnknownPrediction,
+)
 
 from ..artifacts import write_atomically  # noqa: TID252
-from .models import RowError, ServedModel
+from .models import RowError, ServedModel, check_reference
 from .policies import Policy, PolicyError, Route
 from .requestlog import RequestLog
 
@@ -88,13 +94,17 @@ class ModelServer:
         # Replicas of one endpoint share a request-log folder (``request_log_dir``), so monitoring sees all traffic.
         self.request_log = RequestLog(request_log_dir or self.state_dir / "requests") if request_log else None
         self.live: dict[str, Live] = {}
+        #: Endpoints whose stored deployment could not be loaded at start-up, with the reason.
+        self.failed: dict[str, str] = {}
         self.ready = False
         self._models: dict[tuple[str, str], ServedModel] = {}
         self._stats: dict[tuple[str, str], VariantStats] = {}
         self._recent: OrderedDict[str, tuple[str, str]] = (
             OrderedDict()
         )  # prediction id -> (endpoint, variant)
-        self._deploy_lock = threading.Lock()
+        # Deploy and rollback read and write the store under it (re-entrant: rollback holds it
+        # around its read of the history and the switch).
+        self._deploy_lock = threading.RLock()
         self._stats_lock = threading.Lock()
         self._shadows = ThreadPoolExecutor(2, thread_name_prefix="shadow")
 
@@ -108,10 +118,17 @@ class ModelServer:
         return json.loads(self.store.read_text()) if self.store.is_file() else {}
 
     def restore(self) -> None:
-        """Load every endpoint's current deployment from the store (after a restart)."""
+        """Load every endpoint's current deployment from the store (after a restart). An endpoint
+        that cannot be loaded is kept in ``failed`` with the reason (``/readyz`` and the admin API
+        report it, its requests get 503); the others serve."""
         for endpoint, entry in self._read_store().items():
             record = entry["current"]
-            self.live[endpoint] = self._build(endpoint, record)
+            try:
+                self.live[endpoint] = self._build(endpoint, record)
+            except DeploymentError as err:
+                self.failed[endpoint] = str(err)
+                log.error("endpoint %s cannot be restored: %s", endpoint, err)
+                continue
             log.info("restored endpoint %s: %s", endpoint, _describe(record))
         self.ready = True
 
@@ -144,23 +161,32 @@ class ModelServer:
         return self._switch(endpoint, record, keep_history=True)
 
     def rollback(self, endpoint: str, who: str = "", why: str = "") -> dict[str, Any]:
-        """Serve the endpoint's previous deployment again."""
-        entry = self._read_store().get(endpoint)
-        if entry is None:
-            raise UnknownEndpoint(f"no model is deployed under {endpoint!r}; deployed: {sorted(self.live)}")
-        if not entry["history"]:
-            raise DeploymentError(f"endpoint {endpoint!r} has no earlier deployment to roll back to")
-        previous = dict(entry["history"][-1])
-        previous.update(
-            deployed_at=datetime.now(UTC).isoformat(),
-            deployed_by=who,
-            reason=f"rollback: {why}" if why else "rollback",
-        )
-        return self._switch(endpoint, previous, keep_history=False)
+        """Serve the endpoint's previous deployment again. The history is read and rewritten under
+        the deploy lock: concurrent rollbacks step back one deployment each, and one at the oldest
+        raises ``NoEarlierDeployment``."""
+        with self._deploy_lock:
+            entry = self._read_store().get(endpoint)
+            if entry is None:
+                raise UnknownEndpoint(
+                    f"no model is deployed under {endpoint!r}; deployed: {sorted(self.live)}"
+                )
+            if not entry["history"]:
+                raise NoEarlierDeployment(f"endpoint {endpoint!r} has no earlier deployment to roll back to")
+            previous = dict(entry["history"][-1])
+            previous.update(
+                deployed_at=datetime.now(UTC).isoformat(),
+                deployed_by=who,
+                reason=f"rollback: {why}" if why else "rollback",
+            )
+            return self._switch(endpoint, previous, keep_history=False)
 
     def deployments(self) -> dict[str, Any]:
         return {
-            endpoint: {**entry["current"], "history": len(entry["history"])}
+            endpoint: {
+                **entry["current"],
+                "history": len(entry["history"]),
+                **({"error": self.failed[endpoint]} if endpoint in self.failed else {}),
+            }
             for endpoint, entry in self._read_store().items()
         }
 
@@ -184,6 +210,7 @@ class ModelServer:
             raise DeploymentError(
                 f"variant {variant!r} must give a model name and either a version or an alias, got {spec!r}"
             )
+        check_reference(variant, spec["name"], spec.get("version") or None, spec.get("alias") or None)
         if spec.get("version"):
             return {"name": str(spec["name"]), "version": str(spec["version"])}
         from mlflow.exceptions import MlflowException
@@ -256,6 +283,7 @@ class ModelServer:
                 for key in [key for key in self._stats if key[0] == endpoint]:
                     del self._stats[key]
             self.live[endpoint] = live  # the switch: one reference assignment
+            self.failed.pop(endpoint, None)
         log.info("endpoint %s now serves %s", endpoint, _describe(record))
         return record
 
@@ -264,6 +292,8 @@ class ModelServer:
     def serving(self, endpoint: str) -> Live:
         """What ``endpoint`` serves now; ``UnknownEndpoint`` names the deployed ones otherwise."""
         live = self.live.get(endpoint)
+        if live is None and endpoint in self.failed:
+            raise EndpointUnavailable(f"endpoint {endpoint!r} could not be loaded: {self.failed[endpoint]}")
         if live is None:
             raise UnknownEndpoint(f"no model is deployed under {endpoint!r}; deployed: {sorted(self.live)}")
         return live
@@ -438,7 +468,7 @@ class ModelServer:
                     "version": model.version,
                     "role": role,
                     "request_key": key,
-                    "features": json.dumps(row, default=str),
+                    "features": json.dumps(model.logged(row), default=str),
                     "probability": logged_value(model.task, p),
                     "output": logged_output(model.task, p, model.scorer.classes),
                     "latency_ms": seconds * 1000.0,

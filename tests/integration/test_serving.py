@@ -179,7 +179,7 @@ def test_malformed_rows_get_422_with_the_field_and_an_unknown_model_404(
     deploy(server, "fresh", {"main": V1})
     no_history = httpx.post(f"{server.url}/v1/admin/deployments/fresh/rollback", headers=ADMIN, json={})
     assert (
-        no_history.status_code == 422
+        no_history.status_code == 409
         and "no earlier deployment to roll back to" in no_history.json()["detail"]
     )
     assert (
@@ -341,7 +341,9 @@ def test_a_model_swap_under_concurrent_load_fails_no_request_and_rollback_restor
     assert predict(server, "swap", {"rows": batch[:1]}).json()["version"] == "1"
 
 
-def test_a_killed_server_restarts_with_its_deployments_intact(registry: dict, tmp_path: Path) -> None:
+def test_a_killed_server_restarts_from_its_cache_with_the_registry_stopped_and_a_broken_endpoint(
+    registry: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = Server(tmp_path / "state", registry["tracking"]).start()
     try:
         deploy(
@@ -353,7 +355,18 @@ def test_a_killed_server_restarts_with_its_deployments_intact(registry: dict, tm
         deploy(first, "other", {"only": V2})
     finally:
         first.kill()
-    second = Server(tmp_path / "state", registry["tracking"])
+    # An endpoint whose version is in neither the cache nor (stopped) registry, and a cache entry
+    # left half-downloaded by a crash: neither stops the restart.
+    store = json.loads((tmp_path / "state" / "deployments.json").read_text())
+    broken = json.loads(json.dumps(store["other"]))
+    broken["current"]["variants"]["only"]["version"] = "7"
+    store["broken"] = broken
+    (tmp_path / "state" / "deployments.json").write_text(json.dumps(store))
+    (tmp_path / "state" / "models" / NAME / ".7-download-crashed").mkdir()
+    # The registry is a tracking server nobody runs: the models must come from the cache.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    second = Server(tmp_path / "state", f"http://127.0.0.1:{free_port()}")
     second.port, second.url = first.port, first.url
     second.start()
     try:
@@ -365,10 +378,120 @@ def test_a_killed_server_restarts_with_its_deployments_intact(registry: dict, tm
             "weight": 0.5,
         }
         assert listed["delay"]["history"] == 0 and listed["other"]["variants"]["only"]["version"] == "2"
+        assert (
+            "error" not in listed["other"]
+            and "cannot load flights_served version 7" in listed["broken"]["error"]
+        )
         assert predict(second, "other", {"rows": rows(registry, 1)}).json()["version"] == "2"
-        assert httpx.get(f"{second.url}/readyz").json() == {"ready": True, "endpoints": ["delay", "other"]}
+        assert predict(second, "delay", {"rows": rows(registry, 1)}).status_code == 200
+        ready = httpx.get(f"{second.url}/readyz").json()
+        assert ready["ready"] is True and ready["endpoints"] == ["delay", "other"]
+        assert list(ready["failed"]) == ["broken"]
+        unavailable = predict(second, "broken", {"rows": rows(registry, 1)})
+        assert unavailable.status_code == 503, unavailable.text
+        assert "endpoint 'broken' could not be loaded" in unavailable.json()["detail"]
     finally:
         second.stop()
+
+
+def test_ten_concurrent_rollbacks_step_back_once_each_and_stop_at_the_oldest(server: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for variants in ({"main": V1}, {"main": V2}, {"main": V1}, {"main": V2}):
+        assert deploy(server, "history", variants).status_code == 200
+    url = f"{server.url}/v1/admin/deployments/history/rollback"
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(
+            pool.map(lambda i: httpx.post(url, headers=ADMIN, json={"why": f"r{i}"}, timeout=60), range(10))
+        )
+    assert sorted(a.status_code for a in answers) == [200] * 3 + [409] * 7
+    served = [a.json()["variants"]["main"]["version"] for a in answers if a.status_code == 200]
+    assert sorted(served) == ["1", "1", "2"]  # V1, V2, V1 stepped back through, one each
+    listed = httpx.get(f"{server.url}/v1/admin/deployments", headers=ADMIN).json()["history"]
+    assert listed["history"] == 0 and listed["variants"]["main"]["version"] == "1"
+
+
+def test_bad_numbers_long_values_and_large_bodies_are_refused_and_count_no_model_error(
+    server: Server, registry: dict
+) -> None:
+    from airflow_mlops.serving.requestlog import read_log
+
+    assert deploy(server, "limits", {"main": V1}).status_code == 200
+    row = rows(registry, 1)[0]
+    url = f"{server.url}/v1/models/limits/predict"
+    body = json.dumps({"rows": [row]})
+    for field, raw, msg in [
+        ("distance", "Infinity", "must be a finite number or null"),
+        ("distance", "-Infinity", "must be a finite number or null"),
+        ("distance", "NaN", "must be a finite number or null"),
+        ("distance", "1e999", "must be a finite number or null"),
+        ("distance", "9" * 400, "must lie within"),
+        ("sched_dep_time", "9" * 30, "must lie within"),
+        ("carrier", json.dumps("x" * 5000), "must be at most 4096 characters, got 5000"),
+    ]:
+        bad = body.replace(f'"{field}": {json.dumps(row[field])}', f'"{field}": {raw}')
+        assert bad != body
+        answer = httpx.post(url, content=bad, headers={"content-type": "application/json"}, timeout=30)
+        assert answer.status_code == 422, (field, raw, answer.text)
+        detail = answer.json()["detail"][0]
+        assert detail["loc"] == ["body", "rows", 0, field] and msg in detail["msg"], detail
+        assert len(json.dumps(detail["input"])) < 200  # a long value is cut short in the answer
+    nan_key = body[:-1] + ', "key": NaN}'
+    answer = httpx.post(url, content=nan_key, headers={"content-type": "application/json"}, timeout=30)
+    assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", "key"]
+    huge = json.dumps({"rows": [{**row, "note": "x" * (17 * 1024 * 1024)}]})
+    assert (
+        httpx.post(url, content=huge, headers={"content-type": "application/json"}, timeout=60).status_code
+        == 413
+    )
+
+    def chunks():  # no Content-Length: the server counts what it reads
+        yield b'{"rows": [{"note": "'
+        for _ in range(17):
+            yield b"x" * (1024 * 1024)
+        yield b'"}]}'
+
+    streamed = httpx.post(url, content=chunks(), headers={"content-type": "application/json"}, timeout=60)
+    assert streamed.status_code == 413, streamed.text
+    stats = httpx.get(f"{server.url}/v1/admin/deployments/limits/stats", headers=ADMIN).json()
+    assert stats["variants"] == {}  # nothing reached the model, nothing counted against it
+    reward = httpx.post(
+        f"{server.url}/v1/feedback",
+        content='{"prediction_id": "x", "reward": NaN}',
+        headers={"content-type": "application/json"},
+    )
+    assert reward.status_code == 422 and reward.json()["detail"][0]["loc"] == ["body", "reward"]
+
+    # A field outside the signature is ignored and never reaches the request log.
+    answer = predict(server, "limits", {"rows": [{**row, "password": "hunter2"}]}).json()
+    prediction_id = answer["predictions"][0]["prediction_id"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        logged = read_log(server.state_dir / "requests")
+        if prediction_id in set(logged["prediction_id"]):
+            break
+        time.sleep(0.2)
+    features = json.loads(logged.set_index("prediction_id").loc[prediction_id, "features"])
+    assert "password" not in features and features["distance"] == row["distance"]
+
+
+def test_model_names_and_versions_that_could_be_paths_are_refused(server: Server) -> None:
+    cache = server.state_dir / "models"
+    before = sorted(p.relative_to(server.state_dir) for p in server.state_dir.rglob("*") if p.is_dir())
+    for spec, field in [
+        ({"name": "../../outside", "version": "1"}, "name"),
+        ({"name": "a/b", "version": "1"}, "name"),
+        ({"name": "..", "version": "1"}, "name"),
+        ({"name": NAME, "version": "1/../../2"}, "version"),
+        ({"name": NAME, "version": "0"}, "version"),
+        ({"name": NAME, "alias": "champion/../x"}, "alias"),
+    ]:
+        refused = deploy(server, "paths", {"main": spec})
+        assert refused.status_code == 422, refused.text
+        assert f"variant 'main': model {field} must be" in refused.json()["detail"]
+    after = sorted(p.relative_to(server.state_dir) for p in server.state_dir.rglob("*") if p.is_dir())
+    assert [p for p in after if p not in before and not str(p).startswith("requests")] == []
+    assert not (cache.parent.parent / "outside").exists()
 
 
 def test_without_a_token_the_admin_api_is_disabled(registry: dict, tmp_path: Path) -> None:

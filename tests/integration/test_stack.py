@@ -168,7 +168,7 @@ def test_stack_up_runs_a_dag_on_celery_workers_with_mlflow_on_postgres(stack: di
         == "stack-check"
     )
     # Both replicas answer through nginx.
-    assert httpx.get(f"{stack['lb']}/readyz").json() == {"ready": True, "endpoints": []}
+    assert httpx.get(f"{stack['lb']}/readyz").json() == {"ready": True, "endpoints": [], "failed": {}}
 
     # A DAG run through the API: the scheduler queues its tasks in Redis, Celery workers run them.
     wait_for(
