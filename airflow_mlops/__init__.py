@@ -171,6 +171,13 @@ def get_provider_info() -> dict[str, Any]:
                         "False",
                         "boolean",
                     ),
+                    "approver_must_differ": _option(
+                        "Separation of duties: the person who triggered the DAG run that trained a "
+                        "version cannot approve it.",
+                        "True",
+                        "False",
+                        "boolean",
+                    ),
                     "serving_dir": _option(
                         "The model server's deployments, model cache and request log.", "/srv/mlops/serving"
                     ),

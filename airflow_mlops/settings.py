@@ -80,6 +80,12 @@ def auto_approve() -> bool:
     return _get("auto_approve", "False").lower() in ("true", "1", "yes")
 
 
+def approver_must_differ() -> bool:
+    """Separation of duties (``[mlops] approver_must_differ``, default False): a version cannot be
+    approved by the person who triggered the DAG run that trained it."""
+    return _get("approver_must_differ", "False").lower() in ("true", "1", "yes")
+
+
 def mlflow_conn_id() -> str:
     """The ``mlflow`` connection of the tracking server and registry (``[mlops] mlflow_conn_id``,
     default ``mlflow_default``), for the plugin and the CLI; operators take ``mlflow_conn_id``."""

@@ -101,6 +101,8 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
             "code_version": airflow_mlops.__version__,
             "dag_id": str(getattr(dag_run, "dag_id", "")),
             "dag_run_id": str(getattr(dag_run, "run_id", "")),
+            # Who triggered the training run ("" for the scheduler): [mlops] approver_must_differ.
+            "triggered_by_user": str(getattr(dag_run, "triggering_user_name", None) or ""),
             "evaluation_report": self.report_uri,
             "mlflow_run_id": result["mlflow_run_id"],
         }

@@ -3,8 +3,16 @@ governance actions (approve, reject, promote, roll back), each by the signed-in 
 
 A plugin's FastAPI app is mounted by Airflow without Airflow's authentication (a Starlette mount
 inherits none of the core API's dependencies), so every route here asks for the user itself
-(``GetUserDep``: the JWT of the ``Authorization`` header or the UI's session cookie). MLflow is
-imported inside the handlers: the plugin is loaded by every Airflow process.
+(``GetUserDep``: the JWT of the ``Authorization`` header or the UI's session cookie) and then asks
+Airflow's auth manager (Simple, FAB or any other) what the user may do:
+
+* reading models, pages and reports needs read access to DAGs (``is_authorized_dag``, GET);
+* approve, reject, promote and roll back need **edit** access to the DAG that trained the version
+  (its ``dag_id`` tag; edit access to DAGs in general for a version registered outside a DAG), so
+  a Viewer gets 403; with ``[mlops] approver_must_differ`` the user who triggered that DAG run
+  cannot approve the version it trained (403). A decision records the user, their role and the reason.
+
+MLflow is imported inside the handlers: the plugin is loaded by every Airflow process.
 """
 
 from __future__ import annotations
@@ -28,10 +36,38 @@ class Decision(BaseModel):
     why: str = Field(min_length=3, description="the reason, recorded with the user's name")
 
 
+def role_of(user: Any) -> str:
+    """The user's role(s) as the auth manager knows them (Simple: ``role``; FAB: ``roles``)."""
+    role = getattr(user, "role", None)
+    if role:
+        return str(role)
+    roles = getattr(user, "roles", None) or []
+    return ", ".join(str(getattr(r, "name", r)) for r in roles) or "no role"
+
+
+def authorize(user: Any, method: str, dag_id: str | None, what: str) -> None:
+    """403 naming the user, the action and the access it needs unless the auth manager grants
+    ``method`` (GET: read, PUT: edit) on DAG ``dag_id`` (DAGs in general when None)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    details = DagDetails(id=dag_id) if dag_id else None
+    if not get_auth_manager().is_authorized_dag(method=method, user=user, details=details):  # type: ignore[arg-type]
+        access = "edit" if method != "GET" else "read"
+        target = f"DAG {dag_id!r}" if dag_id else "DAGs"
+        raise HTTPException(
+            403, f"{user.get_name()} ({role_of(user)}) may not {what}: it needs {access} access to {target}"
+        )
+
+
 def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the app; each is short
     """The app the plugin mounts at ``/mlops``."""
     app = FastAPI(title="airflow-mlops", description=__doc__, version="1")
-    authenticated = [Depends(get_user)]
+
+    def reader(user: GetUserDep) -> None:
+        authorize(user, "GET", None, "read models and reports")
+
+    authenticated = [Depends(get_user), Depends(reader)]
 
     @app.exception_handler(HTTPException)
     async def sign_in_first(request: Request, err: HTTPException) -> Response:
@@ -109,13 +145,25 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
     def act(name: str, version: str, action: str, decision: Decision, user: GetUserDep) -> dict[str, Any]:
         """Approve, reject or promote a version as the signed-in user; 409 with the reason when the
         version's state does not allow it."""
+        from airflow_mlops import settings
         from airflow_mlops.registry.governance import GovernanceError, decide, promote
 
         if action not in ACTIONS:
             raise HTTPException(404, f"unknown action {action!r} (actions: {list(ACTIONS)})")
-        if version not in {str(v.version) for v in versions(name)}:
+        found = {str(v.version): v for v in versions(name)}
+        if version not in found:
             raise HTTPException(404, f"{name} has no version {version!r}")
-        who = f"{user.get_name()} (Airflow UI)"
+        tags = dict(found[version].tags)
+        authorize(user, "PUT", tags.get("dag_id") or None, f"{action} {name} v{version}")
+        if action == "approve" and settings.approver_must_differ():
+            trained_by = tags.get("triggered_by_user", "")
+            if trained_by and trained_by == user.get_name():
+                raise HTTPException(
+                    403,
+                    f"{user.get_name()} triggered the run that trained {name} v{version} and may not approve it "
+                    "([mlops] approver_must_differ)",
+                )
+        who = f"{user.get_name()} ({role_of(user)}, Airflow UI)"
         try:
             if action == "promote":
                 outcome = promote(client(), name, version, who, decision.why)
@@ -128,11 +176,15 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
 
     @app.post("/api/models/{name}/rollback")
     def roll_back(name: str, decision: Decision, user: GetUserDep) -> dict[str, Any]:
-        """Make the champion's predecessor the champion again, as the signed-in user."""
+        """Make the champion's predecessor the champion again, as the signed-in user (edit access
+        to the DAG that trained the current champion)."""
         from airflow_mlops.registry.governance import GovernanceError, rollback
 
-        versions(name)
-        who = f"{user.get_name()} (Airflow UI)"
+        found = versions(name)
+        champion = client().get_registered_model(name).aliases.get("champion")
+        trained = next((v for v in found if str(v.version) == str(champion)), found[-1])
+        authorize(user, "PUT", dict(trained.tags).get("dag_id") or None, f"roll back {name}")
+        who = f"{user.get_name()} ({role_of(user)}, Airflow UI)"
         try:
             outcome = rollback(client(), name, who, decision.why)
         except GovernanceError as err:

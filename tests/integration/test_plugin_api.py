@@ -67,7 +67,8 @@ def api(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__MLOPS__MLFLOW_CONN_ID": mlflow_conn_id,
         "AIRFLOW__MLOPS__LAKE_URI": lake.as_uri(),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer,operator:op",
+        "AIRFLOW__MLOPS__APPROVER_MUST_DIFFER": "True",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
     }
     log = root / "api-server.log"
@@ -94,11 +95,15 @@ def api(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 pass
             assert time.monotonic() < deadline, f"the API server did not start: {log.read_text()[-3000:]}"
             time.sleep(0.5)
-        password = json.loads(passwords.read_text())["admin"]
-        token = httpx.post(f"{url}/auth/token", json={"username": "admin", "password": password}).json()[
-            "access_token"
-        ]
+        passwords_of = json.loads(passwords.read_text())
+
+        def token_of(user: str) -> str:
+            answer = httpx.post(f"{url}/auth/token", json={"username": user, "password": passwords_of[user]})
+            return str(answer.json()["access_token"])
+
+        token = token_of("admin")
         yield {
+            "as": {user: {"Authorization": f"Bearer {token_of(user)}"} for user in ("viewer", "operator")},
             "url": url,
             "headers": {"Authorization": f"Bearer {token}"},
             "client": client,
@@ -153,7 +158,7 @@ def test_approve_then_promote_records_the_signed_in_user_in_the_registry(api: di
     )
     assert approved.status_code == 200, approved.text
     tags = api["client"].get_model_version(MODEL, "1").tags
-    assert tags["state"] == "approved" and tags["state_by"] == "admin (Airflow UI)"
+    assert tags["state"] == "approved" and tags["state_by"] == "admin (admin, Airflow UI)"
     assert tags["state_reason"] == "reviewed the model card"
 
     promoted = http.post(
@@ -225,3 +230,47 @@ def test_only_reports_inside_the_lake_are_served(api: dict) -> None:
     assert escape.status_code == 403
     missing = http.get(f"{url}/mlops/files", params={"uri": f"{api['lake']}/nothing.html"}, headers=headers)
     assert missing.status_code == 404 and "no report at" in missing.json()["detail"]
+
+
+def test_a_viewer_reads_but_cannot_decide_and_the_trainer_cannot_approve_its_own_version(api: dict) -> None:
+    url, viewer, operator = api["url"], api["as"]["viewer"], api["as"]["operator"]
+    version = (
+        api["client"]
+        .create_model_version(
+            MODEL,
+            "/nonexistent/model",
+            tags={"state": "candidate", "dag_id": "train_delay", "triggered_by_user": "operator"},
+        )
+        .version
+    )
+    assert http.get(f"{url}/mlops/api/models/{MODEL}", headers=viewer).status_code == 200
+    assert http.get(f"{url}/mlops/models", headers=viewer).status_code == 200
+    for path, action in (
+        (f"/mlops/api/models/{MODEL}/versions/{version}/approve", f"approve {MODEL} v{version}"),
+        (f"/mlops/api/models/{MODEL}/versions/{version}/reject", f"reject {MODEL} v{version}"),
+        (f"/mlops/api/models/{MODEL}/versions/{version}/promote", f"promote {MODEL} v{version}"),
+        (f"/mlops/api/models/{MODEL}/rollback", f"roll back {MODEL}"),
+    ):
+        refused = http.post(f"{url}{path}", headers=viewer, json={"why": "I can see it"})
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.json()["detail"].startswith(
+            f"viewer (viewer) may not {action}: it needs edit access to"
+        )
+    assert api["client"].get_model_version(MODEL, version).tags["state"] == "candidate"
+
+    # [mlops] approver_must_differ: the user who triggered the training run may not approve it ...
+    own = http.post(
+        f"{url}/mlops/api/models/{MODEL}/versions/{version}/approve",
+        headers=operator,
+        json={"why": "mine is good"},
+    )
+    assert own.status_code == 403 and "operator triggered the run that trained" in own.json()["detail"]
+    assert api["client"].get_model_version(MODEL, version).tags["state"] == "candidate"
+    # ... but may reject it, and another editor may approve it; both are recorded with the role.
+    approved = http.post(
+        f"{url}/mlops/api/models/{MODEL}/versions/{version}/approve",
+        headers=api["headers"],
+        json={"why": "second pair of eyes"},
+    )
+    assert approved.status_code == 200, approved.text
+    assert api["client"].get_model_version(MODEL, version).tags["state_by"] == "admin (admin, Airflow UI)"
