@@ -93,7 +93,8 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         from mlflow.exceptions import MlflowException
 
         try:
-            found = client().search_model_versions(f"name = '{name}'")
+            found = client().search_model_versions(name_filter(name))
+            found = [v for v in found if v.name == name]  # the filter is never trusted alone
         except MlflowException as err:
             raise HTTPException(502, f"the registry did not answer: {err}") from err
         if not found and required:
@@ -192,12 +193,13 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         return {"name": name, "by": who, "why": decision.why, **outcome}
 
     def evaluations(model: dict[str, Any]) -> dict[str, Any]:
+        from airflow_mlops import settings
         from airflow_mlops.evaluation.report import loads
 
         found = {}
-        for version in model["versions"]:
-            path = _local(version["evaluation_report"])
-            if path and path.is_file():
+        for version in model["versions"]:  # a tag is anyone's text: only reports inside the lake are read
+            path = in_lake(version["evaluation_report"], settings.lake_uri())
+            if path and path.suffix == ".json" and path.is_file():
                 found[version["version"]] = loads(path.read_text())
         return found
 
@@ -239,11 +241,10 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         """A report from the lake (HTML, Markdown or JSON); nothing outside the lake is served."""
         from airflow_mlops import settings
 
-        lake, path = _local(settings.lake_uri()), _local(uri)
-        if lake is None or path is None:
+        if _local(settings.lake_uri()) is None or _local(uri) is None:
             raise HTTPException(404, f"{uri!r} is not a local file of the lake")
-        path = path.resolve()
-        if not path.is_relative_to(lake.resolve()) or path.suffix not in REPORT_SUFFIXES:
+        path = in_lake(uri, settings.lake_uri())
+        if path is None or path.suffix not in REPORT_SUFFIXES:
             raise HTTPException(
                 403, f"{uri!r}: only reports ({', '.join(REPORT_SUFFIXES)}) inside the lake are served"
             )
@@ -252,6 +253,24 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         return FileResponse(path, media_type="text/html" if path.suffix == ".html" else "text/plain")
 
     return app
+
+
+def name_filter(name: str) -> str | None:
+    """MLflow's search filter for one model name, quoted so that the name cannot change the filter
+    (its quotes are not escapable); None, every version, for a name holding both kinds of quote."""
+    for quote in ("'", '"'):
+        if quote not in name:
+            return f"name = {quote}{name}{quote}"
+    return None
+
+
+def in_lake(uri: str, lake_uri: str) -> Path | None:
+    """The resolved local path of ``uri`` when it lies inside the (local) lake, else None."""
+    lake, path = _local(lake_uri), _local(uri)
+    if lake is None or path is None:
+        return None
+    path = path.resolve()
+    return path if path.is_relative_to(lake.resolve()) else None
 
 
 def _local(uri: str) -> Path | None:

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 NAV = (("models", "Models"), ("deployments", "Deployments"), ("data", "Data"))
 SCRIPT = """
@@ -21,6 +22,12 @@ async function act(path, verb) {
   document.getElementById("outcome").textContent = answer.ok ? verb + " done by " + body.by : body.detail;
   if (answer.ok) setTimeout(() => location.reload(), 800);
 }
+// Buttons carry their API path and verb as data attributes, read as text: no name from the
+// registry is ever part of a script.
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-path]");
+  if (button) act(button.dataset.path, button.dataset.verb);
+});
 """
 
 
@@ -89,13 +96,25 @@ def metric_chart(name: str, points: Sequence[tuple[str, Mapping[str, float]]]) -
     )
 
 
+def button(path: str, verb: str, label: str, action: str = "") -> str:
+    """A button that calls the plugin's API (``act`` in ``SCRIPT``); ``path`` is URL-quoted by the
+    caller and escaped here for its attribute."""
+    data = f" data-action='{html.escape(action, quote=True)}'" if action else ""
+    return (
+        f"<button{data} data-path='{html.escape(path, quote=True)}' data-verb='{html.escape(verb, quote=True)}'>"
+        f"{html.escape(label)}</button>"
+    )
+
+
+def model_path(name: str) -> str:
+    """The API path of a registered model, its name URL-quoted."""
+    return f"/mlops/api/models/{quote(name, safe='')}"
+
+
 def actions(name: str, version: Mapping[str, Any]) -> str:
     buttons = {"candidate": ("approve", "reject"), "approved": ("promote",)}.get(version["state"], ())
-    base = f"/mlops/api/models/{html.escape(name)}/versions/{html.escape(version['version'])}"
-    return "".join(
-        f"<button data-action='{verb}' onclick=\"act('{base}/{verb}', '{verb}')\">{verb}</button>"
-        for verb in buttons
-    )
+    base = f"{model_path(name)}/versions/{quote(str(version['version']), safe='')}"
+    return "".join(button(f"{base}/{verb}", verb, verb, action=verb) for verb in buttons)
 
 
 def models_page(models: Sequence[Mapping[str, Any]], evaluations: Mapping[str, Mapping[str, Any]]) -> str:
@@ -150,8 +169,7 @@ def models_page(models: Sequence[Mapping[str, Any]], evaluations: Mapping[str, M
                     )
                 )
         parts.append(
-            f"<p><button onclick=\"act('/mlops/api/models/{html.escape(name)}/rollback', 'roll back')\">"
-            "roll back the champion</button></p>"
+            f"<p>{button(f'{model_path(name)}/rollback', 'roll back', 'roll back the champion')}</p>"
         )
     return page("Models", "models", parts or ["<p>No registered model yet.</p>"])
 

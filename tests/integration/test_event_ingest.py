@@ -404,11 +404,11 @@ def approve_in_the_browser(stack: dict, version: str) -> None:
         prompt.send_keys("evaluation and model card reviewed")
         prompt.accept()
         WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "outcome").text)
-        assert driver.find_element(By.ID, "outcome").text == "approve done by admin (Airflow UI)"
+        assert driver.find_element(By.ID, "outcome").text == "approve done by admin (admin, Airflow UI)"
     tags = MlflowClient(tracking, registry_uri=tracking).get_model_version("flight_delay", version).tags
     assert (tags["state"], tags["state_by"], tags["state_reason"]) == (
         "approved",
-        "admin (Airflow UI)",
+        "admin (admin, Airflow UI)",
         "evaluation and model card reviewed",
     )
 

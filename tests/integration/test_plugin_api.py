@@ -103,6 +103,7 @@ def api(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
         token = token_of("admin")
         yield {
+            "password": passwords_of["admin"],
             "as": {user: {"Authorization": f"Bearer {token_of(user)}"} for user in ("viewer", "operator")},
             "url": url,
             "headers": {"Authorization": f"Bearer {token}"},
@@ -274,3 +275,35 @@ def test_a_viewer_reads_but_cannot_decide_and_the_trainer_cannot_approve_its_own
     )
     assert approved.status_code == 200, approved.text
     assert api["client"].get_model_version(MODEL, version).tags["state_by"] == "admin (admin, Airflow UI)"
+
+
+def test_a_crafted_model_name_renders_as_text_and_tags_cannot_read_outside_the_lake(
+    api: dict, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import chromium, sign_in
+
+    crafted = "x',window.pwned=1,'<b>bold"
+    outside = tmp_path / "evaluation.json"  # a report outside the lake that a tag points to
+    outside.write_text(json.dumps({"overall": {"auc": 0.4242}, "slices": {}}))
+    api["client"].create_registered_model(crafted)
+    api["client"].create_model_version(
+        crafted, "/nonexistent/model", tags={"state": "candidate", "evaluation_report": outside.as_uri()}
+    )
+    page = http.get(f"{api['url']}/mlops/models", headers=api["headers"]).text
+    assert "onclick" not in page and "<b>bold" not in page and "0.4242" not in page
+    with chromium() as driver:
+        sign_in(driver, api["url"], "/mlops/models", "admin", api["password"])
+        headings = [h.text for h in driver.find_elements(By.TAG_NAME, "h2")]
+        assert crafted in headings  # the name as text, tags and all
+        section = driver.find_element(By.XPATH, f"//h2[text()={json.dumps(crafted)}]")
+        rollback = section.find_element(By.XPATH, "following::button[@data-verb='roll back'][1]")
+        assert (
+            rollback.get_attribute("data-path")
+            == "/mlops/api/models/x%27%2Cwindow.pwned%3D1%2C%27%3Cb%3Ebold/rollback"
+        )
+        for button in [rollback, *driver.find_elements(By.CSS_SELECTOR, "button[data-action=approve]")]:
+            button.click()
+            driver.switch_to.alert.dismiss()  # the reason prompt: the click reached act() with the path
+        assert driver.execute_script("return window.pwned === undefined")
