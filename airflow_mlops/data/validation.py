@@ -217,7 +217,9 @@ def validate_partition(
         return Validation(ValidationReport(**base, success=False, rows=None, read_error=str(err)))
 
     row_level = max_invalid_fraction is not None
-    outcomes, invalid_index = _run_gx(gx_suite, frame, params, row_level=row_level)
+    # GX names failing rows by index label: with positions as labels, a row is named once even
+    # when the file's own index repeats labels (the split below is by position too).
+    outcomes, invalid_index = _run_gx(gx_suite, frame.reset_index(drop=True), params, row_level=row_level)
     profile = profile_frame(frame)
     divergences: tuple[dict[str, Any], ...] = ()
     if reference_profile is not None:
@@ -238,7 +240,10 @@ def validate_partition(
             outcomes, invalid_index, len(frame), max_invalid_fraction, fail_on_drift, divergences
         )
         if row_split["accepted"]:
-            mask = frame.index.isin(sorted(invalid_index or ()))
+            import numpy as np
+
+            mask = np.zeros(len(frame), dtype=bool)
+            mask[sorted(invalid_index or ())] = True
             valid, invalid = frame[~mask], frame[mask]
             failed = False
     report = ValidationReport(

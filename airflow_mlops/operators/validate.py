@@ -125,6 +125,13 @@ class DataValidationOperator(ExtraMixin, LineageMixin, BaseOperator):
         check_suite(suite, self.suite_parameters)  # before any data is read
         if not self.partition.endswith(".parquet"):
             raise TargetError(f"partition {self.partition!r}: must name a .parquet file")
+        for argument in ("partition", "quarantine_dir", "validated_target"):
+            value = getattr(self, argument) or ""
+            if ".." in value.replace("\\", "/").split("/"):
+                raise TargetError(
+                    f"{argument} {value!r}: must not contain '..' segments (nothing is read or moved "
+                    "outside the folders a task names)"
+                )
         files = PartitionFiles(
             self.partition, self._path, self.quarantine_dir or "", self.validated_target or ""
         )
@@ -137,6 +144,8 @@ class DataValidationOperator(ExtraMixin, LineageMixin, BaseOperator):
                     f"partition {self.partition} was already quarantined; reports: {reports}"
                 )
             raise TargetError(f"partition {self.partition!r}: does not exist")
+        if partition.is_dir():
+            raise TargetError(f"partition {self.partition!r}: is a folder, not a Parquet file")
 
         with partition.open("rb") as handle:
             data = handle.read()

@@ -6,7 +6,8 @@ of this suite (weights with ``weights_only=True``, preprocessing from ``config.j
 MLflow pyfunc model with a signature. Rows arriving over HTTP are checked against the model's
 **signature** before anything runs: a missing field, or a value that is not of the column's type,
 is a ``RowError`` naming the row, the field and the reason (the server answers 422). Fields the
-signature does not name are ignored, and never logged.
+signature does not name are ignored by the model; the request log keeps only short scalars of
+them (ids a performance monitor joins labels by), see ``ServedModel.logged``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ NUMBER_LIMITS: dict[str, float | int] = {
 }
 #: The longest string a row's field may hold.
 MAX_VALUE_CHARS = 4096
+#: Fields outside the signature the request log keeps per row, and their longest string.
+MAX_EXTRA_FIELDS = 8
+MAX_EXTRA_CHARS = 128
 
 
 def check_value(kind: str, value: Any) -> str | None:
@@ -158,8 +162,21 @@ class ServedModel:
         return pd.DataFrame.from_records(rows, columns=list(self.features))
 
     def logged(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The fields of a checked row the request log keeps: the signature's, nothing a caller added."""
-        return {name: row.get(name) for name in self.features}
+        """The fields of a checked row the request log keeps: the signature's, and of the fields a
+        caller added only short scalars (ids such as ``flight_id``, which a performance monitor's
+        ``label_key`` joins labels by); a long string, a list or an object outside the signature is
+        not logged."""
+        kept = {name: row.get(name) for name in self.features}
+        for name, value in row.items():
+            if name in kept or len(kept) >= len(self.features) + MAX_EXTRA_FIELDS:
+                continue
+            if (
+                value is None
+                or isinstance(value, (bool, int, float))
+                or (isinstance(value, str) and len(value) <= MAX_EXTRA_CHARS)
+            ):
+                kept[name] = value
+        return kept
 
     def predict(self, frame: Any) -> np.ndarray:
         return np.asarray(self.scorer(frame))

@@ -210,3 +210,39 @@ def test_a_missing_partition_or_reference_profile_is_a_clear_error(airflow_db, l
             task_id="v", partition=uri + ".csv", suite=suite, suite_parameters=parameters
         ).execute({})
     assert (lake / "raw" / "flights" / "2013-01.parquet").exists()  # untouched
+
+
+def test_a_partition_outside_its_folder_or_a_folder_is_refused_and_nothing_moves(
+    airflow_db, lake, tmp_path
+) -> None:
+    from airflow_mlops.exceptions import TargetError
+    from airflow_mlops.operators.validate import DataValidationOperator
+
+    suite = str(ROOT_DAGS / "suites" / "flights_raw.yaml")
+    parameters = {"year": 2013, "months": [1]}
+    # A failing file outside the lake, reached with '..': it would be quarantined (moved) if read.
+    outside = tmp_path / "outside" / "2013-01.parquet"
+    outside.parent.mkdir()
+    outside.write_bytes(CORRUPTIONS["unknown_category"][0](month_frame("flights", 1)))
+    escaping = f"{(lake / 'raw' / 'flights').as_uri()}/../../../{outside.parent.name}/2013-01.parquet"
+    for argument, values in (
+        ("partition", {"partition": escaping}),
+        ("quarantine_dir", {"quarantine_dir": f"{lake.as_uri()}/../elsewhere"}),
+    ):
+        operator = DataValidationOperator(
+            task_id="v",
+            **{"partition": write_raw(lake, "flights", 1, parquet_bytes(month_frame("flights", 1)))} | values,
+            suite=suite,
+            suite_parameters=parameters,
+        )
+        with pytest.raises(TargetError, match=rf"{argument} '.*': must not contain '\.\.' segments"):
+            operator.execute({})
+    assert outside.read_bytes() == CORRUPTIONS["unknown_category"][0](month_frame("flights", 1))
+    assert not any((tmp_path / "outside").glob("_quarantine*"))
+    folder = lake / "raw" / "flights" / "2013-02.parquet"
+    folder.mkdir(parents=True)
+    with pytest.raises(TargetError, match=r"partition '.*2013-02.parquet': is a folder, not a Parquet file"):
+        DataValidationOperator(
+            task_id="v", partition=folder.as_uri(), suite=suite, suite_parameters=parameters
+        ).execute({})
+    assert folder.is_dir()

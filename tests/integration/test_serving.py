@@ -462,8 +462,10 @@ def test_bad_numbers_long_values_and_large_bodies_are_refused_and_count_no_model
     )
     assert reward.status_code == 422 and reward.json()["detail"][0]["loc"] == ["body", "reward"]
 
-    # A field outside the signature is ignored and never reaches the request log.
-    answer = predict(server, "limits", {"rows": [{**row, "password": "hunter2"}]}).json()
+    # Fields outside the signature: an id is logged (label joins use it), a long value or an
+    # object is not.
+    extra = {"flight_id": 42, "note": "x" * 1000, "nested": {"password": "hunter2"}}
+    answer = predict(server, "limits", {"rows": [{**row, **extra}]}).json()
     prediction_id = answer["predictions"][0]["prediction_id"]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -471,8 +473,10 @@ def test_bad_numbers_long_values_and_large_bodies_are_refused_and_count_no_model
         if prediction_id in set(logged["prediction_id"]):
             break
         time.sleep(0.2)
-    features = json.loads(logged.set_index("prediction_id").loc[prediction_id, "features"])
-    assert "password" not in features and features["distance"] == row["distance"]
+    text = logged.set_index("prediction_id").loc[prediction_id, "features"]
+    features = json.loads(text)
+    assert features["flight_id"] == 42 and features["distance"] == row["distance"]
+    assert "note" not in features and "nested" not in features and "hunter2" not in text
 
 
 def test_model_names_and_versions_that_could_be_paths_are_refused(server: Server) -> None:

@@ -166,3 +166,23 @@ def test_report_html_lists_failures_for_people(flights_suite) -> None:
     assert "FAILED: flights_raw" in page and "expect_column_values_to_be_between" in page
     assert "Quarantined at" in page and "-100" in page
     json.loads(report.to_json())
+
+
+def test_row_level_mode_splits_by_position_when_the_index_repeats_labels(flights_suite) -> None:
+    import io
+
+    import numpy as np
+
+    frame = month_frame("flights", 1)
+    frame.loc[frame.index[::997], "carrier"] = "ZZ"  # 28 bad rows
+    frame.index = np.arange(len(frame)) // 2  # each bad row shares its label with a good one
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)  # the index travels with the file
+    validation = validate_partition(
+        buffer.getvalue(), "p.parquet", flights_suite, parameters=JANUARY, max_invalid_fraction=0.01
+    )
+    assert validation.report.row_split["invalid_rows"] == 28
+    assert validation.report.row_split["valid_rows"] == 26976
+    assert len(validation.valid_rows) == 26976 and len(validation.invalid_rows) == 28
+    assert set(validation.invalid_rows["carrier"]) == {"ZZ"}
+    assert "ZZ" not in set(validation.valid_rows["carrier"])
