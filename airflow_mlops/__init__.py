@@ -181,6 +181,19 @@ def get_provider_info() -> dict[str, Any]:
                     "serving_dir": _option(
                         "The model server's deployments, model cache and request log.", "/srv/mlops/serving"
                     ),
+                    "data_roots": _option(
+                        "URIs, besides the lake and the landing folder, under which data operators "
+                        "may read, write and move data (comma-separated), e.g. an S3 landing bucket.",
+                        "s3://landing",
+                        "",
+                    ),
+                    "trusted_model_modules": _option(
+                        "Modules, besides airflow_mlops, that the model server may import to load a "
+                        "registered model (comma-separated): a network not carried in its package, or "
+                        "an MLflow flavor's loader such as mlflow.sklearn.",
+                        "mlflow.sklearn",
+                        "",
+                    ),
                 },
             }
         },

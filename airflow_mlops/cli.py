@@ -213,6 +213,26 @@ def governance(args: argparse.Namespace) -> None:
         raise SystemExit(f"airflow-mlops {args.command}: the registry refused: {err.message}") from None
 
 
+def digest(args: argparse.Namespace) -> None:
+    """``airflow-mlops record-digest``: the version's package SHA-256 recorded in the registry."""
+    from mlflow.exceptions import MlflowException
+
+    from airflow_mlops import settings
+    from airflow_mlops.exceptions import MLOpsError
+    from airflow_mlops.hooks.mlflow import MlflowHook
+    from airflow_mlops.registry.versions import record_digest
+    from airflow_mlops.serving.models import check_reference
+
+    hook = MlflowHook(args.mlflow_conn_id or settings.mlflow_conn_id())
+    try:
+        check_reference("airflow-mlops record-digest", args.model, args.version)
+        with hook.activated():
+            recorded = record_digest(hook.get_conn(), hook.tracking_uri, args.model, args.version)
+    except (MlflowException, MLOpsError, FileNotFoundError) as err:
+        raise SystemExit(f"airflow-mlops record-digest: {getattr(err, 'message', err)}") from None
+    print(f"{args.model} v{args.version}: package_sha256 {recorded}")
+
+
 def lineage(args: argparse.Namespace) -> None:
     from airflow_mlops import settings
     from airflow_mlops.lineage import print_walk, read_events, server_namespace, walk_back
@@ -286,6 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--by", default=os.environ.get("USER", ""), help="who decides (default: $USER)")
         p.add_argument("--why", required=True, help="the reason, kept in the version's history")
         p.add_argument("--mlflow-conn-id", help="the MLflow connection (default: [mlops] mlflow_conn_id)")
+    p = commands.add_parser(
+        "record-digest",
+        help="record the SHA-256 of a version registered outside RegisterModelOperator, so model "
+        "servers load it (you vouch for its files as they are now)",
+    )
+    p.add_argument("--model", required=True, help="registered model name")
+    p.add_argument("--version", required=True)
+    p.add_argument("--mlflow-conn-id", help="the MLflow connection (default: [mlops] mlflow_conn_id)")
     p = commands.add_parser("serve", help="run the model server (deployments survive restarts)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
@@ -322,6 +350,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=16 * 1024 * 1024,
         help="larger request bodies get 413 before they are read (default 16 MiB)",
+    )
+    p.add_argument(
+        "--follow-aliases-every",
+        type=float,
+        default=30,
+        metavar="SECONDS",
+        help="how often variants deployed by alias (a release's rollout: champion) look up their alias, "
+        "so a promotion or rollback made in the UI, the CLI or MLflow moves the traffic (default 30; 0: never)",
+    )
+    p.add_argument(
+        "--trusted-model-modules",
+        help="modules besides airflow_mlops the server may import to load a model, comma-separated "
+        "(e.g. mlflow.sklearn; default: [mlops] trusted_model_modules, or none with --tracking-uri)",
     )
     p.add_argument(
         "--feature-repo",
@@ -387,6 +428,14 @@ def serve_models(args: argparse.Namespace) -> None:
             raise SystemExit(f"airflow-mlops serve: --code-path {folder!r} is not a folder")
         if str(Path(folder).resolve()) not in sys.path:
             sys.path.insert(0, str(Path(folder).resolve()))
+    if args.follow_aliases_every < 0:
+        raise SystemExit(
+            f"airflow-mlops serve: --follow-aliases-every must be 0 (never) or more seconds, got {args.follow_aliases_every}"
+        )
+    if args.trusted_model_modules is not None:
+        trusted = [m.strip() for m in args.trusted_model_modules.split(",") if m.strip()]
+    else:
+        trusted = [] if args.tracking_uri else settings.trusted_model_modules()
     if args.feature_repo:  # what the repository's feature_store.yaml and definitions read
         os.environ.setdefault("MLOPS_FEAST_DIR", settings.feast_dir())
         os.environ.setdefault("MLOPS_FEATURES_URI", settings.features_uri())
@@ -403,6 +452,8 @@ def serve_models(args: argparse.Namespace) -> None:
         feature_config=args.feature_config,
         request_log_dir=str(args.request_log_dir) if args.request_log_dir else None,
         max_body_bytes=args.max_body_bytes,
+        trusted_modules=trusted,
+        follow_every=args.follow_aliases_every,
     )
 
 
@@ -439,6 +490,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "infer-suite": lambda a: infer_suite(a.partition, a.name, a.out, a.key, a.profile_out),
     "serve-sagemaker": _serve_sagemaker,
     "serve": serve_models,
+    "record-digest": digest,
 }
 
 

@@ -16,6 +16,11 @@ A training DAG adds it in one call after its training task::
         slices=["carrier"],
     )
 
+``rollout`` deploys the ``champion`` alias, not a version number: the endpoint then follows the
+alias, so a rollback or promotion made later in the MLOps pages, with ``airflow-mlops rollback`` or
+in MLflow's UI moves the traffic too (the model server looks the alias up every
+``--follow-aliases-every`` seconds).
+
 Every task is the operator a DAG would write by hand (the docstrings of each say what it pushes and
 emits), wired through XCom by task id; the group only saves the copying. No heavy import here:
 a DAG file that calls it still parses with ``airflow.sdk`` and our operators alone.
@@ -68,6 +73,7 @@ def release_task_group(
     limitations: str = "",
     mlflow_conn_id: str = MlflowHook.default_conn_name,
     model_server_conn_id: str = "mlops_model_server",
+    log_fields: Sequence[str] = (),
     group_id: str = "release",
     prefix_group_id: bool = False,
 ) -> TaskGroup:
@@ -89,6 +95,8 @@ def release_task_group(
     :param auto_approve: approve without a person (a development home's policy).
     :param approval_timeout: how long ``approve`` waits for a person.
     :param intended_use, limitations: the model card's sections.
+    :param log_fields: request fields outside the model's signature the server's request log keeps
+        (the ids a ``PerformanceMonitorOperator``'s ``label_key`` joins labels by, e.g. ``flight_id``).
     :param group_id: the group's id; with ``prefix_group_id`` (default False) the tasks keep their
         plain ids (``evaluate``, ``gate``, ``register``, ...), so the group is only a frame in the UI;
         a DAG with two release groups sets it True.
@@ -158,6 +166,7 @@ def release_task_group(
                 version=version,
                 canary_weight=canary_weight,
                 model_server_conn_id=model_server_conn_id,
+                log_fields=log_fields,
                 reason="canary of the approved challenger",
             )
             analysis = CanaryAnalysisSensor(
@@ -180,8 +189,9 @@ def release_task_group(
                     task_id="rollout",
                     endpoint=endpoint,
                     model_name=model_name,
-                    version=version,
+                    alias="champion",  # what promote just set; the endpoint then follows it
                     model_server_conn_id=model_server_conn_id,
+                    log_fields=log_fields,
                     reason="the champion takes all the traffic",
                 )
             )

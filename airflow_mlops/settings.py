@@ -36,6 +36,13 @@ def landing_dir() -> str:
     return _get("landing_dir", str(airflow_home() / "data" / "landing"))
 
 
+def data_roots() -> list[str]:
+    """Where data operators may read, write and move data: the lake, the landing folder and the
+    URIs of ``[mlops] data_roots`` (comma-separated, e.g. an S3 landing bucket ``s3://landing``)."""
+    extra = [r.strip() for r in _get("data_roots", "").split(",") if r.strip()]
+    return [lake_uri(), landing_dir(), *extra]
+
+
 def source_conn_id() -> str:
     """Airflow connection id of the source database the extract DAGs read (``[mlops] source_conn_id``)."""
     return _get("source_conn_id", "mlops_source")
@@ -100,6 +107,13 @@ def mlflow_ui_url() -> str:
 def serving_dir() -> str:
     """The model server's folder: ``deployments.json``, the model cache and the request log."""
     return _get("serving_dir", str(airflow_home() / "data" / "serving"))
+
+
+def trusted_model_modules() -> list[str]:
+    """Modules besides ``airflow_mlops`` the model server may import to load a registered model
+    (``[mlops] trusted_model_modules``, comma-separated; default none): a network module a package
+    does not carry, or an MLflow flavor's loader (``mlflow.sklearn``). See the README's Security."""
+    return [m.strip() for m in _get("trusted_model_modules", "").split(",") if m.strip()]
 
 
 def code_paths() -> list[str]:

@@ -84,6 +84,7 @@ class RegisteredVersion(TypedDict):
     model_card: str
     model_card_html: str
     tags: dict[str, str]
+    package_sha256: str
     evaluation: dict[str, float]
 
 

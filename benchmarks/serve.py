@@ -71,6 +71,7 @@ def reference_models(work: Path, seeds: Sequence[int]) -> tuple[str, list[Path],
     import torch
     from mlflow import MlflowClient
 
+    from airflow_mlops.registry.versions import record_digest
     from flights.model import FlightDelayModel, fit_preprocessing
     from tests.training_sets import write_training_set
 
@@ -107,7 +108,10 @@ def reference_models(work: Path, seeds: Sequence[int]) -> tuple[str, list[Path],
         )
         run = client.create_run(experiment)
         client.log_artifacts(run.info.run_id, str(folder), "model")
-        client.create_model_version("flight_delay", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+        version = client.create_model_version(
+            "flight_delay", f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+        )
+        record_digest(client, tracking, "flight_delay", version.version)
         folders.append(folder)
     return tracking, folders, test
 

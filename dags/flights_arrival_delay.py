@@ -122,6 +122,7 @@ endpoints are watched by `flights_arrival_delay_monitoring`.
         gate=str(HERE / "gates" / "arrival_delay.yaml"),
         slices=["carrier", "origin"],
         auto_approve=settings.auto_approve(),
+        log_fields=["flight_id"],  # kept in the request log: the monitors join labels by it
         canary_weight=None,
         intended_use="Estimate how late a scheduled flight will arrive, in minutes, for planning.",
         limitations="Trained on New York City departures of 2013 only; delays over a few hours are rare and underestimated.",
@@ -170,6 +171,7 @@ endpoints are watched by `flights_arrival_delay_monitoring`.
         gate=str(HERE / "gates" / "arrival_delay.yaml"),
         slices=["carrier", "origin"],
         auto_approve=settings.auto_approve(),
+        log_fields=["flight_id"],  # kept in the request log: the monitors join labels by it
         canary_weight=None,
         intended_use="Estimate how late a scheduled flight will arrive, in minutes, for planning.",
         limitations="Trained on New York City departures of 2013 only; a tree ensemble cannot "

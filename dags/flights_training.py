@@ -130,6 +130,7 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         gate=GATE,
         slices=["carrier", "origin", "month"],
         auto_approve=settings.auto_approve(),
+        log_fields=["flight_id"],  # kept in the request log: the monitors join labels by it
         canary_weight=0.1,
         intended_use="Rank scheduled flights by the risk of arriving more than 15 minutes late.",
         limitations="Trained on New York City departures of 2013 only; not a causal model.",

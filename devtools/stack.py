@@ -426,6 +426,8 @@ def _start_serving(root: Path, port: dict[str, int], start: Any, tracking_uri: s
                 str(serving / "requests"),
                 "--tracking-uri",
                 tracking_uri,
+                "--follow-aliases-every",  # a rollback in the UI reaches the traffic in seconds
+                "2",
             ],
         )
     nginx = shutil.which("nginx") or next(iter(glob.glob("/usr/sbin/nginx")), None)

@@ -53,7 +53,8 @@ def test_the_group_releases_the_training_tasks_model_through_the_canary() -> Non
     assert register.training_result.operator.task_id == "fit"  # the training task's XCom, not a string
     assert dag.get_task("approve").auto_approve is False
     assert dag.get_task("canary").canary_weight == 0.1
-    assert dag.get_task("rollout").version == "{{ ti.xcom_pull(task_ids='register')['version'] }}"
+    rollout = dag.get_task("rollout")
+    assert rollout.alias == "champion" and rollout.version == ""  # follows the alias promote set
     assert dag.task_group_dict["release"].children.keys() >= {"evaluate", "rollout"}
 
 

@@ -194,11 +194,14 @@ def _chunks(conn: Connection, sql: str, parameters: Mapping[str, Any], chunk_siz
         yield list(result.keys())
         yield from result.partitions(chunk_size)
     except SQLAlchemyError as err:
+        # The driver's own message (SQLAlchemy's text and the chained error would add the bind
+        # values, which may be personal data or secrets: only their names are said).
         cause = getattr(err, "orig", None) or err
+        message = str(cause).split("\n[SQL:")[0][:500]
         raise SourceQueryError(
-            f"query failed in the source database ({type(cause).__name__}: {cause}); "
-            f"sql={' '.join(sql.split())[:300]!r} parameters={dict(parameters)!r}"
-        ) from err
+            f"query failed in the source database ({type(cause).__name__}: {message}); "
+            f"sql={' '.join(sql.split())[:300]!r} bind parameters {sorted(parameters)} (values not shown)"
+        ) from None
 
 
 def stream_query_to_parquet(

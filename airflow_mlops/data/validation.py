@@ -356,7 +356,7 @@ def _run_gx(
                 unexpected_count=details.get("unexpected_count"),
                 unexpected_percent=details.get("unexpected_percent"),
                 sample=tuple(
-                    _jsonable(v) for v in (details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
+                    clip(_jsonable(v)) for v in (details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
                 ),
                 observed=_jsonable_deep(observed),
                 error="; ".join(dict.fromkeys(str(e) for e in errors if e)) or None,
@@ -394,8 +394,22 @@ def _rule(kwargs: Mapping[str, Any]) -> str:
 
 def _short(value: Any, limit: int = 6) -> str:
     if isinstance(value, list | tuple) and len(value) > limit:
-        return f"[{', '.join(map(repr, value[:limit]))}, ... ({len(value)} values)]"
-    return repr(value)
+        return f"[{', '.join(repr(clip(v)) for v in value[:limit])}, ... ({len(value)} values)]"
+    if isinstance(value, list | tuple):
+        return repr([clip(v) for v in value])
+    return repr(clip(value))
+
+
+#: The longest value a report or a failure message copies from the data.
+MAX_SHOWN_CHARS = 200
+
+
+def clip(value: Any) -> Any:
+    """A value as a report or an error message may show it: a string longer than
+    ``MAX_SHOWN_CHARS`` is cut and says how long it was (a 1 MB field is not copied whole)."""
+    if isinstance(value, str) and len(value) > MAX_SHOWN_CHARS:
+        return f"{value[:MAX_SHOWN_CHARS]}... ({len(value)} characters)"
+    return value
 
 
 def _jsonable(value: Any) -> Any:

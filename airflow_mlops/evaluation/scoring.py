@@ -18,6 +18,7 @@ kinds of folder and returns a :class:`Predictor`:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,12 +74,14 @@ class Scorer:
     """A model package of this suite and its preprocessing; ``scorer(frame)`` gives the task's
     predictions, chunk by chunk (a :class:`Predictor`)."""
 
-    def __init__(self, model_dir: str | Path, chunk_rows: int = 65536) -> None:
+    def __init__(
+        self, model_dir: str | Path, chunk_rows: int = 65536, trusted_modules: Sequence[str] | None = None
+    ) -> None:
         from airflow_mlops.training.tabular import load_model
 
         if chunk_rows < 1:
             raise MLOpsConfigError(f"chunk_rows must be positive, got {chunk_rows!r}")
-        self.model, self.config = load_model(model_dir)
+        self.model, self.config = load_model(model_dir, trusted_modules)
         self.task: str = self.config["task"]
         preprocessing = self.config["preprocessing"]
         self.classes: list[Any] = list(preprocessing.get("classes", ()))
@@ -137,13 +140,13 @@ class PyfuncScorer:
     row), for a multiclass one a column per class, for a regression one the values.
     """
 
-    def __init__(self, model_dir: str | Path) -> None:
+    def __init__(self, model_dir: str | Path, trusted_modules: Sequence[str] | None = None) -> None:
         import mlflow.pyfunc
 
         from airflow_mlops.models.package import pyfunc_contract
 
         folder = Path(str(model_dir).removeprefix("file://"))
-        contract = pyfunc_contract(folder)  # checked before the flavor's loader runs
+        contract = pyfunc_contract(folder, trusted_modules)  # checked before the flavor's loader runs
         self.task: str = contract["task"]
         self.classes = list(contract["classes"])
         self.label = contract["label"]
@@ -224,17 +227,24 @@ class PyfuncScorer:
         return row
 
 
-def load_scorer(model_dir: str | Path, chunk_rows: int = 65536) -> Predictor:
+def load_scorer(
+    model_dir: str | Path, chunk_rows: int = 65536, trusted_modules: Sequence[str] | None = None
+) -> Predictor:
     """The model in ``model_dir``: a :class:`Scorer` for a model package of this suite
-    (``config.json``), a :class:`PyfuncScorer` for any other MLflow model (``MLmodel``)."""
+    (``config.json``), a :class:`PyfuncScorer` for any other MLflow model (``MLmodel``).
+
+    With ``trusted_modules`` (the model server passes ``[mlops] trusted_model_modules``), no module
+    the folder names is imported unless it is the suite's own, carried in the package, or trusted:
+    a network's module for a package, the flavor's loader (``mlflow.sklearn``, ...) for an MLflow
+    model. ``None`` (a pipeline's tasks reading their own training output) checks nothing."""
     from airflow_mlops.exceptions import ModelNotFoundError
     from airflow_mlops.models.package import CONFIG_FILE
 
     folder = Path(str(model_dir).removeprefix("file://"))
     if (folder / CONFIG_FILE).is_file():
-        return Scorer(folder, chunk_rows=chunk_rows)
+        return Scorer(folder, chunk_rows=chunk_rows, trusted_modules=trusted_modules)
     if (folder / "MLmodel").is_file():
-        return PyfuncScorer(folder)
+        return PyfuncScorer(folder, trusted_modules)
     raise ModelNotFoundError(
         f"model {str(model_dir)!r}: expected model.pt and {CONFIG_FILE} (a model package) or MLmodel "
         "(an MLflow model) in the folder"

@@ -175,6 +175,7 @@ class ModelServerHook(BaseHook):
         who: str = "",
         why: str = "",
         feature_service: str | None = None,
+        log_fields: Sequence[str] = (),
     ) -> dict[str, Any]:
         body = {
             "variants": variants,
@@ -182,6 +183,7 @@ class ModelServerHook(BaseHook):
             "who": who,
             "why": why,
             "feature_service": feature_service,
+            "log_fields": list(log_fields),
         }
         return self._switch_all("PUT", f"/v1/admin/deployments/{endpoint}", body, endpoint, who, undo=True)
 

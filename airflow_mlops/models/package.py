@@ -167,8 +167,46 @@ def package_code(module_name: str, output: Path) -> str | None:
     return str(relative)
 
 
-def import_network(config: Mapping[str, Any], folder: Path) -> Any:
+#: The module prefix a model server trusts whatever it is configured with: this suite's own networks.
+OWN_MODULES = ("airflow_mlops",)
+#: The model version tag holding the package's digest (:func:`package_digest`), set at registration.
+DIGEST_TAG = "package_sha256"
+
+
+def package_digest(folder: Path) -> str:
+    """SHA-256 of a model folder as a whole: of every file's relative path and content, in path
+    order, so a changed, added or removed file changes it. A symbolic link in the folder is
+    refused (``SpecError``): it could make the loaded file one the digest never saw."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder).as_posix()):
+        if path.is_symlink():
+            raise SpecError(f"model {str(folder)!r}: {path.relative_to(folder)} is a symbolic link")
+        if not path.is_file():
+            continue
+        content = hashlib.sha256()
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                content.update(block)
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{content.hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def is_trusted(module: str, trusted: Sequence[str]) -> bool:
+    """Whether ``module`` is one of ``trusted`` or inside one of them (``mlflow.sklearn`` trusts
+    ``mlflow.sklearn.utils``; ``mlflow`` trusts every MLflow module)."""
+    return any(module == t or module.startswith(f"{t}.") for t in (*OWN_MODULES, *trusted))
+
+
+def import_network(config: Mapping[str, Any], folder: Path, trusted: Sequence[str] | None = None) -> Any:
     """The network class ``config["model"]`` names, for the package in ``folder``.
+
+    With ``trusted`` (a model server's ``[mlops] trusted_model_modules``), a module the package
+    does not carry is imported only when it lies in :data:`OWN_MODULES` or in ``trusted``: a
+    ``config.json`` naming ``subprocess:run`` is a ``SpecError``, and nothing is imported. (The
+    module a package carries is checked by the package's digest before this runs.) Without it
+    (a pipeline's tasks loading their own training output) any module on the path is imported.
 
     When the package carries its network's module (``config["code"]``), that file is imported
     under a name of its own, derived from its content (``mlops_code_<sha256>_<module>``), not by
@@ -186,7 +224,24 @@ def import_network(config: Mapping[str, Any], folder: Path) -> Any:
 
     module_name, _, class_name = str(config["model"]).partition(":")
     source = folder / CODE_DIR / str(config["code"]) if config.get("code") else None
+    if source is not None:
+        if not source.resolve().is_relative_to((folder / CODE_DIR).resolve()):
+            raise SpecError(
+                f"model {str(folder)!r}: {CONFIG_FILE} code {str(config['code'])!r} must be a file inside {CODE_DIR}/"
+            )
+        own = module_name.replace(".", "/")
+        if str(config["code"]) not in (f"{own}.py", f"{own}/__init__.py"):
+            raise SpecError(
+                f"model {str(folder)!r}: {CONFIG_FILE} code {str(config['code'])!r} is not the file of the "
+                f"network's module {module_name!r} ({own}.py)"
+            )
     if source is None or not source.is_file():
+        if trusted is not None and not is_trusted(module_name, trusted):
+            raise SpecError(
+                f"model {str(folder)!r}: its network's module {module_name!r} is neither carried in the "
+                f"package nor trusted ([mlops] trusted_model_modules: {list((*OWN_MODULES, *trusted))}); "
+                "the server imports nothing else"
+            )
         return load_class(str(config["model"]), "model")
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     unique = f"mlops_code_{digest}_{module_name.replace('.', '_')}"
@@ -256,7 +311,21 @@ PYFUNC_TASK, PYFUNC_CLASSES, PYFUNC_LABEL = "mlops_task", "mlops_classes", "mlop
 PYFUNC_INPUT_TYPES = ("double", "float", "long", "integer", "string", "boolean")
 
 
-def pyfunc_contract(folder: Path) -> dict[str, Any]:
+def check_loader(flavors: Mapping[str, Any], where: str, trusted: Sequence[str] | None) -> None:
+    """``SpecError`` unless an MLflow model has a ``python_function`` flavor whose loader module is
+    trusted (any loader when ``trusted`` is None)."""
+    if "python_function" not in flavors:
+        raise SpecError(f"{where}: has no python_function flavor (flavors: {sorted(flavors)})")
+    loader = str(flavors["python_function"].get("loader_module", ""))
+    if trusted is not None and not is_trusted(loader, trusted):
+        raise SpecError(
+            f"{where}: its loader {loader!r} is not trusted ([mlops] trusted_model_modules: "
+            f"{list((*OWN_MODULES, *trusted))}); an MLflow flavor's loader may run code the model carries, "
+            f"so the server loads it only when trusted (add {loader!r} to load models of that flavor)"
+        )
+
+
+def pyfunc_contract(folder: Path, trusted: Sequence[str] | None = None) -> dict[str, Any]:
     """What an MLflow model (``MLmodel``) declares to be served by the suite, checked without
     loading it: a ``python_function`` flavor, a column-based **signature** whose inputs are of
     :data:`PYFUNC_INPUT_TYPES`, and the **task** in the model's metadata::
@@ -269,6 +338,10 @@ def pyfunc_contract(folder: Path) -> dict[str, Any]:
                       "mlops_label": "is_delayed"},      # optional: the label column
         )
 
+    With ``trusted`` (a model server's ``[mlops] trusted_model_modules``), the flavor's loader
+    module (``mlflow.sklearn``; ``mlflow.pyfunc.model`` for a Python model, which runs the code it
+    carries) must be trusted, else ``SpecError`` before anything is loaded.
+
     Returns ``{"task", "classes", "label", "signature", "input_example"}``; raises ``SpecError``
     naming the model and what it lacks.
     """
@@ -279,8 +352,7 @@ def pyfunc_contract(folder: Path) -> dict[str, Any]:
         logged = Model.load(str(folder / "MLmodel"))
     except Exception as err:  # MLflow raises several types for a malformed MLmodel
         raise SpecError(f"{where}: MLmodel cannot be read ({err})") from None
-    if "python_function" not in logged.flavors:
-        raise SpecError(f"{where}: has no python_function flavor (flavors: {sorted(logged.flavors)})")
+    check_loader(logged.flavors, where, trusted)
     metadata = logged.metadata or {}
     task = metadata.get(PYFUNC_TASK)
     if task is None:

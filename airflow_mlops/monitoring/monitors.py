@@ -349,7 +349,7 @@ def labels_by_prediction(served: Any, labels: Any, *, label_key: str, label_colu
             )
     if label_key not in served.columns:
         raise MonitoringError(
-            f"the requests carry no {label_key!r} (rule: label_key is prediction_id or a feature the requests send)"
+            f"the requests carry no {label_key!r} (rule: label_key is prediction_id, a model input, or a field the deployment's log_fields keep)"
         )
     if label_key == "prediction_id":
         return labels

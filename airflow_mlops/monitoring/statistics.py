@@ -61,7 +61,7 @@ def profile_frame(frame: pd.DataFrame, *, top_k: int = 50) -> dict[str, Any]:
         else:
             counts = present.astype(str).value_counts()
             top = counts.iloc[:top_k]
-            frequencies = {str(k): int(v) for k, v in top.items()}
+            frequencies = {category_label(str(k)): int(v) for k, v in top.items()}
             if len(counts) > top_k:
                 frequencies[OTHER] = int(counts.iloc[top_k:].sum())
             entry.update(kind="categorical", distinct=len(counts), frequencies=frequencies)
@@ -245,6 +245,22 @@ def jensen_shannon_distance(reference: Mapping[str, int], current: Mapping[str, 
         return float(np.sum(a[mask] * np.log2(a[mask] / b[mask])))
 
     return math.sqrt(max(0.0, (kl(p, m) + kl(q, m)) / 2))
+
+
+#: The longest category a profile keeps as it is; a longer one is named by its start, length and hash.
+MAX_CATEGORY_CHARS = 200
+
+
+def category_label(value: str) -> str:
+    """A category as a profile names it: itself, or for a value over ``MAX_CATEGORY_CHARS``
+    characters its first 64, its length and its SHA-256 (distinct values stay distinct; a 1 MB
+    field is not copied into reports and Asset events)."""
+    if len(value) <= MAX_CATEGORY_CHARS:
+        return value
+    import hashlib
+
+    digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+    return f"{value[:64]}... ({len(value)} characters, sha256 {digest})"
 
 
 def aligned_frequencies(

@@ -23,6 +23,10 @@ class DeployModelOperator(LineageMixin, BaseOperator):
 
     - ``model_name`` and ``version`` alone: the version replaces whatever the endpoint served
       (policy ``single``; the previous deployment is kept for rollback).
+    - ``model_name`` and ``alias`` (e.g. ``champion``): the version the alias names now replaces
+      whatever the endpoint served, and the endpoint **follows the alias**: when a promotion or a
+      rollback in the Airflow UI, the CLI or MLflow moves it, the server switches to the version
+      it then names (``airflow-mlops serve --follow-aliases-every``).
     - ``model_name``, ``version`` and ``canary_weight``: progressive rollout. If the endpoint
       already serves a model, the new version becomes the ``candidate`` of a canary that sends it
       ``canary_weight`` of the traffic while the current primary keeps the rest; on a new endpoint
@@ -36,11 +40,17 @@ class DeployModelOperator(LineageMixin, BaseOperator):
     :param endpoint: the endpoint name, e.g. ``flight_delay`` (templated).
     :param model_name: registered model name (templated).
     :param version: model version, e.g. ``"3"`` (templated).
+    :param alias: or a registry alias to serve and follow, e.g. ``champion`` (templated; not with
+        ``canary_weight``: a canary compares two fixed versions).
     :param canary_weight: share of traffic for the candidate, in (0, 1).
     :param variants: variant name -> ``{"name", "version"}`` or ``{"name", "alias"}`` (templated).
     :param policy: routing policy for ``variants`` (templated).
     :param feature_service: a Feast feature service: requests then give entity keys and request-time
         fields, and the server completes them from the online store (it needs ``--feature-repo``).
+    :param log_fields: fields of a request's rows outside the model's signature that the request log
+        keeps (ids such as ``flight_id`` that a performance monitor's ``label_key`` joins labels by);
+        the log keeps nothing else a caller sends. Each must be null, a number, a boolean or a string
+        of at most 128 characters in every row, else the request gets 422.
     :param model_server_conn_id: connection of the server (type ``mlopsmodelserver``).
     :param reason: why, recorded with the deployment (templated).
 
@@ -50,7 +60,15 @@ class DeployModelOperator(LineageMixin, BaseOperator):
     the endpoint (namespace ``mlops-model-server://<host>:<port>``) as output.
     """
 
-    template_fields: Sequence[str] = ("endpoint", "model_name", "version", "variants", "policy", "reason")
+    template_fields: Sequence[str] = (
+        "endpoint",
+        "model_name",
+        "version",
+        "alias",
+        "variants",
+        "policy",
+        "reason",
+    )
     ui_color = "#fff3e0"
 
     def __init__(
@@ -59,10 +77,12 @@ class DeployModelOperator(LineageMixin, BaseOperator):
         endpoint: str,
         model_name: str = "",
         version: str = "",
+        alias: str = "",
         canary_weight: float | None = None,
         variants: Mapping[str, Mapping[str, str]] | None = None,
         policy: Mapping[str, Any] | None = None,
         feature_service: str | None = None,
+        log_fields: Sequence[str] = (),
         model_server_conn_id: str = "mlops_model_server",
         reason: str = "",
         **kwargs: Any,
@@ -72,17 +92,28 @@ class DeployModelOperator(LineageMixin, BaseOperator):
             raise MLOpsConfigError(
                 f"{kwargs.get('task_id')}: give model_name and version, or variants and policy"
             )
+        if version and alias:
+            raise MLOpsConfigError(f"{kwargs.get('task_id')}: give version or alias, not both")
+        if alias and canary_weight is not None:
+            raise MLOpsConfigError(
+                f"{kwargs.get('task_id')}: a canary compares two fixed versions; give version, not alias {alias!r}"
+            )
         if canary_weight is not None and not 0 < canary_weight < 1:
             raise MLOpsConfigError(
                 f"{kwargs.get('task_id')}: canary_weight must be within (0, 1), got {canary_weight!r}"
             )
-        self.endpoint, self.model_name, self.version = endpoint, model_name, version
+        self.endpoint, self.model_name, self.version, self.alias = endpoint, model_name, version, alias
         self.canary_weight, self.variants, self.policy = canary_weight, variants, policy
         self.model_server_conn_id, self.reason, self.feature_service = (
             model_server_conn_id,
             reason,
             feature_service,
         )
+        if isinstance(log_fields, str):
+            raise MLOpsConfigError(
+                f"{kwargs.get('task_id')}: log_fields must be a list of field names, got {log_fields!r}"
+            )
+        self.log_fields = list(log_fields)
 
     def execute(self, context: Context) -> DeploymentResult:
         from airflow_mlops.hooks.model_server import ModelServerHook
@@ -100,6 +131,7 @@ class DeployModelOperator(LineageMixin, BaseOperator):
             actor(context, type(self).__name__),
             self.reason or mode,
             self.feature_service,
+            self.log_fields,
         )
         self.log.info(
             "Endpoint %s (%s): %s over %s",
@@ -115,6 +147,12 @@ class DeployModelOperator(LineageMixin, BaseOperator):
         """``(mode, variants, policy)`` to deploy, given the endpoint's current deployment (or None)."""
         if self.variants is not None:
             return "policy", dict(self.variants), dict(self.policy or {"kind": "single"})
+        if self.alias:
+            return (
+                "replace",
+                {"main": {"name": self.model_name, "alias": str(self.alias)}},
+                {"kind": "single"},
+            )
         if not str(self.version):
             raise MLOpsConfigError(
                 f"version of {self.model_name!r} is empty (it is templated: did the upstream task push one?)"

@@ -48,7 +48,9 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
     :param mlflow_conn_id: the ``mlflow`` connection of the tracking server and registry.
     :param intended_use, limitations: the model card's prose.
 
-    XCom: ``{"name", "version", "model_uri", "source", "model_card", "model_card_html", "tags"}``.
+    XCom: ``{"name", "version", "model_uri", "source", "model_card", "model_card_html", "tags",
+    "package_sha256", "evaluation"}``; ``package_sha256`` (also the version's tag of that name) is
+    the digest of the registered files a model server checks before it loads them.
     OpenLineage: the trained model's folder and the evaluation report as inputs; the model version
     (namespace ``mlflow:<registry>``, name ``<model>/<version>``) as output, with a model facet
     (state, held-out metrics, MLflow run, training set).

@@ -54,6 +54,9 @@ class DataValidationOperator(ExtraMixin, LineageMixin, BaseOperator):
     :param drift_thresholds: per-column thresholds (PSI for numeric, Jensen-Shannon for categorical).
     :param fail_on_drift: treat a drifted column as a failure (default: report it only).
     :param max_invalid_fraction: enables row-level mode with this bound on the invalid fraction.
+    :param data_roots: the URIs the partition, ``validated_target`` and ``quarantine_dir`` must lie inside,
+        checked before anything is read or moved (default: the lake, the landing folder and
+        ``[mlops] data_roots``); a path outside them, however spelt, is a ``TargetError``.
 
     XCom: the report's URI (``return_value``) and ``validated_uri``.
     OpenLineage: the partition as input with data-quality facets (column metrics of its profile, one
@@ -93,9 +96,11 @@ class DataValidationOperator(ExtraMixin, LineageMixin, BaseOperator):
         drift_thresholds: Mapping[str, float] | None = None,
         fail_on_drift: bool = False,
         max_invalid_fraction: float | None = None,
+        data_roots: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.data_roots = data_roots
         self.partition = partition
         self.suite = suite
         self.suite_parameters = suite_parameters
@@ -111,10 +116,12 @@ class DataValidationOperator(ExtraMixin, LineageMixin, BaseOperator):
     def execute(self, context: Context) -> str:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from airflow_mlops import settings
         from airflow_mlops.data.quarantine import REPORT_HTML, REPORT_JSON, PartitionFiles
         from airflow_mlops.data.suites import load_suite
         from airflow_mlops.data.validation import check_suite, validate_partition
         from airflow_mlops.exceptions import DataValidationFailed, TargetError
+        from airflow_mlops.layout import confine
         from airflow_mlops.templating import require_rendered
 
         require_rendered(self, mappings=("suite_parameters",))
@@ -131,6 +138,10 @@ class DataValidationOperator(ExtraMixin, LineageMixin, BaseOperator):
                 raise TargetError(
                     f"{argument} {value!r}: must not contain '..' segments (nothing is read or moved "
                     "outside the folders a task names)"
+                )
+            if value:
+                confine(
+                    value, self.data_roots if self.data_roots is not None else settings.data_roots(), argument
                 )
         files = PartitionFiles(
             self.partition, self._path, self.quarantine_dir or "", self.validated_target or ""

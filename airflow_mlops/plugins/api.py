@@ -203,30 +203,47 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
                 found[version["version"]] = loads(path.read_text())
         return found
 
-    @app.get("/models", response_class=HTMLResponse, dependencies=authenticated)
-    def models_view() -> str:
-        """The Models page: metrics per version, states, actions, champion vs challenger per slice."""
-        from airflow_mlops.plugins.pages import models_page
-
-        models = list_models()
-        merged = {}
-        for model in models:
-            merged.update(evaluations(model))
-        return models_page(models, merged)
-
-    @app.get("/deployments", response_class=HTMLResponse, dependencies=authenticated)
-    def deployments_view() -> str:
-        """The Deployments page, from the model server's admin API (connection mlops_model_server)."""
+    @app.get("/api/deployments", dependencies=authenticated)
+    def serving() -> dict[str, Any]:
+        """What the model server serves beside what the registry says: ``deployments`` (endpoint ->
+        the server's record, its variants pinned to versions; a variant deployed by alias also
+        has ``registry_version``, the version the alias names in the registry now, which the
+        server follows within ``--follow-aliases-every`` seconds), ``stats`` per endpoint, and
+        ``error`` when the server (connection ``mlops_model_server``) did not answer."""
         from airflow_mlops.hooks.model_server import ModelServerHook
-        from airflow_mlops.plugins.pages import deployments_page
 
         try:
             hook = ModelServerHook()
             deployments = hook.deployments()
-            stats = {endpoint: hook.stats(endpoint) for endpoint in deployments}
-        except Exception as err:  # the page says why instead of failing: the server may be down
-            return deployments_page({}, {}, error=f"{type(err).__name__}: {err}")
-        return deployments_page(deployments, stats)
+            stats = {e: hook.stats(e) for e, d in deployments.items() if "error" not in d}
+        except Exception as err:  # the pages say why instead of failing: the server may be down
+            return {"deployments": {}, "stats": {}, "error": f"{type(err).__name__}: {err}"}
+        registry = client()
+        for deployment in deployments.values():
+            for spec in deployment.get("variants", {}).values():
+                if spec.get("alias"):
+                    try:
+                        found = registry.get_model_version_by_alias(spec["name"], spec["alias"])
+                        spec["registry_version"] = str(found.version)
+                    except Exception:  # the alias deleted, or the registry down: nothing to compare
+                        spec["registry_version"] = None
+        return {"deployments": deployments, "stats": stats, "error": ""}
+
+    @app.get("/models", response_class=HTMLResponse, dependencies=authenticated)
+    def models_view() -> str:
+        """The Models page: metrics per version, states, actions, champion vs challenger per
+        slice, and where the model server serves each version."""
+        from airflow_mlops.plugins.pages import models_page
+
+        models = list_models()
+        return models_page(models, {m["name"]: evaluations(m) for m in models}, serving())
+
+    @app.get("/deployments", response_class=HTMLResponse, dependencies=authenticated)
+    def deployments_view() -> str:
+        """The Deployments page, from the model server's admin API and the registry's aliases."""
+        from airflow_mlops.plugins.pages import deployments_page
+
+        return deployments_page(serving())
 
     @app.get("/data", response_class=HTMLResponse, dependencies=authenticated)
     def data_view() -> str:

@@ -117,26 +117,50 @@ def actions(name: str, version: Mapping[str, Any]) -> str:
     return "".join(button(f"{base}/{verb}", verb, verb, action=verb) for verb in buttons)
 
 
-def models_page(models: Sequence[Mapping[str, Any]], evaluations: Mapping[str, Mapping[str, Any]]) -> str:
-    """Per model: the metric chart, the versions with states and actions, champion vs challenger per slice."""
+def served_by(serving: Mapping[str, Any]) -> dict[tuple[str, str], list[str]]:
+    """``(model, version)`` -> the ``endpoint/variant`` names that serve it (the server's view)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for endpoint, deployment in serving.get("deployments", {}).items():
+        for variant, spec in deployment.get("variants", {}).items():
+            found.setdefault((str(spec.get("name")), str(spec.get("version"))), []).append(
+                f"{endpoint}/{variant}"
+            )
+    return found
+
+
+def models_page(
+    models: Sequence[Mapping[str, Any]],
+    evaluations: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    serving: Mapping[str, Any] | None = None,
+) -> str:
+    """Per model: the metric chart, the versions with states, aliases (the registry's view) and
+    the endpoints serving them (the server's view) and actions, champion vs challenger per slice.
+    ``evaluations`` is model -> version -> evaluation report; ``serving`` the ``/api/deployments``
+    answer."""
+    serving = serving or {}
+    served = served_by(serving)
     parts = []
+    if serving.get("error"):
+        parts.append(f"<p>The model server did not answer: {cell(serving['error'])}</p>")
     for model in models:
         name = model["name"]
+        evaluations_of = evaluations.get(name, {})
         parts.append(f"<h2>{html.escape(name)}</h2>")
         points = [
-            (v["version"], (evaluations.get(v["version"]) or {}).get("overall", {}))
+            (v["version"], (evaluations_of.get(v["version"]) or {}).get("overall", {}))
             for v in model["versions"]
         ]
         if any(metrics for _, metrics in points):
             parts.append(metric_chart(name, points))
         rows = []
         for version in reversed(model["versions"]):
-            overall = (evaluations.get(version["version"]) or {}).get("overall", {})
+            overall = (evaluations_of.get(version["version"]) or {}).get("overall", {})
             rows.append(
                 [
                     cell(version["version"]),
                     cell(version["state"]),
                     cell(", ".join(version["aliases"])),
+                    cell(", ".join(served.get((name, str(version["version"])), []))),
                     cell(overall.get("auc")),
                     cell(version["by"]),
                     cell(version["why"]),
@@ -146,10 +170,14 @@ def models_page(models: Sequence[Mapping[str, Any]], evaluations: Mapping[str, M
                     actions(name, version),
                 ]
             )
-        parts.append(table(rows, ["version", "state", "aliases", "AUC", "by", "why", "reports", "actions"]))
+        parts.append(
+            table(
+                rows, ["version", "state", "aliases", "served by", "AUC", "by", "why", "reports", "actions"]
+            )
+        )
         champion = next((v for v in model["versions"] if "champion" in v["aliases"]), None)
         newest = model["versions"][-1] if model["versions"] else None
-        report: Mapping[str, Any] = evaluations.get(newest["version"], {}) if newest else {}
+        report: Mapping[str, Any] = evaluations_of.get(newest["version"], {}) if newest else {}
         if newest and report.get("champion") and newest is not champion:
             parts.append(f"<h3>Version {html.escape(newest['version'])} against the champion, per slice</h3>")
             for column, by_value in report["slices"].items():
@@ -174,37 +202,58 @@ def models_page(models: Sequence[Mapping[str, Any]], evaluations: Mapping[str, M
     return page("Models", "models", parts or ["<p>No registered model yet.</p>"])
 
 
-def deployments_page(
-    deployments: Mapping[str, Any], stats: Mapping[str, Mapping[str, Any]], error: str = ""
-) -> str:
-    """Each endpoint's policy and variants, with request volume, error rate and latency per variant."""
-    parts = [f"<p>The model server did not answer: {cell(error)}</p>"] if error else []
-    for endpoint, deployment in deployments.items():
+def deployments_page(serving: Mapping[str, Any]) -> str:
+    """Each endpoint's policy and variants (the server's view, with the registry's: a variant that
+    follows an alias shows the version the alias names now), with request volume, error rate and
+    latency per variant; ``serving`` is the ``/api/deployments`` answer."""
+    parts = (
+        [f"<p>The model server did not answer: {cell(serving['error'])}</p>"] if serving.get("error") else []
+    )
+    for endpoint, deployment in serving.get("deployments", {}).items():
         policy = deployment.get("policy", {})
         parts.append(
             f"<h2>{html.escape(endpoint)}: {cell(policy.get('kind'))}</h2>"
-            f"<p>{cell(json.dumps(policy))}; deployed by {cell(deployment.get('deployed_by'))}</p>"
+            f"<p>{cell(json.dumps(policy))}; deployed by {cell(deployment.get('deployed_by'))}: "
+            f"{cell(deployment.get('reason'))}</p>"
         )
-        variants = (stats.get(endpoint) or {}).get("variants", {})
+        for problem in ("error", "follow_error"):
+            if deployment.get(problem):
+                parts.append(f"<p><strong>{cell(deployment[problem])}</strong></p>")
+        variants = (serving.get("stats", {}).get(endpoint) or {}).get("variants", {})
         parts.append(
             table(
                 [
                     [
                         cell(v),
                         cell(f"{s.get('name')} v{s.get('version')}"),
+                        cell(registry_view(s)),
                         cell(variants.get(v, {}).get("requests")),
                         cell(variants.get(v, {}).get("error_rate")),
                         cell(variants.get(v, {}).get("p99_ms")),
                     ]
                     for v, s in deployment.get("variants", {}).items()
                 ],
-                ["variant", "model", "requests", "error rate", "p99 ms"],
+                ["variant", "served (server)", "registry", "requests", "error rate", "p99 ms"],
             )
         )
     parts.append(
-        "<p><small>Live from the model server's admin API; this page reloads every 15 s.</small></p>"
+        "<p><small>Live from the model server's admin API and the registry; this page reloads every "
+        "15 s. A variant deployed by alias follows it: a promotion or rollback moves its traffic.</small></p>"
     )
     return page("Deployments", "deployments", parts or ["<p>Nothing deployed.</p>"], refresh_s=15)
+
+
+def registry_view(spec: Mapping[str, Any]) -> str:
+    """What the registry says of a served variant: its alias's version now, and whether the server
+    serves it yet; a variant deployed by version is pinned."""
+    if not spec.get("alias"):
+        return "pinned"
+    now = spec.get("registry_version")
+    if now is None:
+        return f"{spec['alias']}: not found in the registry"
+    if str(now) == str(spec.get("version")):
+        return f"{spec['alias']} -> v{now}"
+    return f"{spec['alias']} -> v{now} (not served yet)"
 
 
 def data_page(lake: Path) -> str:

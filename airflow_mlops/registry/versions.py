@@ -338,6 +338,7 @@ def register_version(
     # A local store resolves a models:/ source with MLflow's process-wide URI: set it for the call.
     with mlflow_uris(tracking_uri):
         version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
+    digest = record_digest(client, tracking_uri, name, str(version.version))
     card = model_card(name, version.version, evaluation, lineage, intended_use, limitations)
     write_atomically(card_dir / "model_card.md", card)
     write_atomically(card_dir / "model_card.html", markdown_to_html(card, f"{name} v{version.version}"))
@@ -358,5 +359,21 @@ def register_version(
         "model_card": str((card_dir / "model_card.md").resolve()),
         "model_card_html": str((card_dir / "model_card.html").resolve()),
         "tags": dict(tags),
+        "package_sha256": digest,
         "evaluation": dict(evaluation.get("overall", {})),
     }
+
+
+def record_digest(client: Any, tracking_uri: str | None, name: str, version: str) -> str:
+    """Download registered version ``version`` of ``name`` as a model server would, and record its
+    package's SHA-256 (``models.package.package_digest``) as the version's ``package_sha256`` tag:
+    the digest a model server checks the files against before it loads them. Registration records
+    it; run it yourself only for a version you registered another way and vouch for."""
+    import tempfile
+
+    from airflow_mlops.models.package import DIGEST_TAG, package_digest
+
+    with tempfile.TemporaryDirectory(prefix="mlops-digest-") as staging:
+        digest = package_digest(model_folder(f"models:/{name}/{version}", tracking_uri, dst=Path(staging)))
+    client.set_model_version_tag(name, version, DIGEST_TAG, digest)
+    return digest

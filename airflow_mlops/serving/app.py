@@ -20,6 +20,7 @@ None of these counts as an error of the model.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -64,6 +65,11 @@ class DeployRequest(BaseModel):
     policy: dict[str, Any] = Field(default_factory=lambda: {"kind": "single"})
     feature_service: str | None = Field(
         default=None, description="rows give entity keys; Feast completes them"
+    )
+    log_fields: list[str] = Field(
+        default_factory=list,
+        description="fields outside the signature the request log keeps per row (ids such as "
+        "flight_id that a performance monitor joins labels by); nothing else a row holds is logged",
     )
     who: str = ""
     why: str = ""
@@ -151,13 +157,17 @@ class Metrics:
 
 
 def create_app(  # noqa: C901 - routes are closures; each is short
-    server: ModelServer, token: str | None, max_body_bytes: int = MAX_BODY_BYTES
+    server: ModelServer, token: str | None, max_body_bytes: int = MAX_BODY_BYTES, follow_every: float = 0
 ) -> FastAPI:
-    """The ASGI app; deployments are restored from the server's store at start-up."""
+    """The ASGI app; deployments are restored from the server's store at start-up, and with
+    ``follow_every`` > 0 variants deployed by alias follow the registry's alias every that many
+    seconds (``ModelServer.follow_aliases``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
         server.restore()
+        if follow_every > 0:
+            server.follow(follow_every)
         yield
         server.close()
 
@@ -251,7 +261,9 @@ def create_app(  # noqa: C901 - routes are closures; each is short
 
     @app.put("/v1/admin/deployments/{endpoint}", dependencies=[Depends(admin)])
     def deploy(endpoint: str, body: DeployRequest) -> dict[str, Any]:
-        return server.deploy(endpoint, body.variants, body.policy, body.who, body.why, body.feature_service)
+        return server.deploy(
+            endpoint, body.variants, body.policy, body.who, body.why, body.feature_service, body.log_fields
+        )
 
     @app.post("/v1/admin/deployments/{endpoint}/rollback", dependencies=[Depends(admin)])
     def rollback(endpoint: str, body: RollbackRequest) -> dict[str, Any]:
@@ -276,8 +288,12 @@ def serve(
     feature_config: str = "feature_store.yaml",
     request_log_dir: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    trusted_modules: Sequence[str] = (),
+    follow_every: float = 30,
 ) -> None:
-    """Run the server in this process (``airflow-mlops serve``).
+    """Run the server in this process (``airflow-mlops serve``); ``trusted_modules`` as
+    :class:`~airflow_mlops.serving.server.ModelServer` takes them, ``follow_every`` as
+    :func:`create_app`.
 
     Requests are scored in FastAPI's thread pool, each on ``torch_threads`` intra-op threads:
     online requests are small, so parallelism comes from serving several at once, and more torch
@@ -300,7 +316,12 @@ def serve(
         metrics=Metrics(),
         online_features=online,
         request_log_dir=request_log_dir,
+        trusted_modules=trusted_modules,
     )
     uvicorn.run(
-        create_app(server, token, max_body_bytes), host=host, port=port, log_level="info", access_log=False
+        create_app(server, token, max_body_bytes, follow_every),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
     )

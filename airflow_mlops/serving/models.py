@@ -6,13 +6,14 @@ of this suite (weights with ``weights_only=True``, preprocessing from ``config.j
 MLflow pyfunc model with a signature. Rows arriving over HTTP are checked against the model's
 **signature** before anything runs: a missing field, or a value that is not of the column's type,
 is a ``RowError`` naming the row, the field and the reason (the server answers 422). Fields the
-signature does not name are ignored by the model; the request log keeps only short scalars of
-them (ids a performance monitor joins labels by), see ``ServedModel.logged``.
+signature does not name are ignored by the model and not logged, except those the deployment
+names in ``log_fields`` (ids a performance monitor joins labels by), see ``ServedModel.logged``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import shutil
@@ -26,6 +27,8 @@ import numpy as np
 
 from airflow_mlops.exceptions import DeploymentError, RowError
 
+log = logging.getLogger(__name__)
+
 #: A registered model's name as the server accepts it: it becomes a folder of the model cache.
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 #: A registry version (MLflow numbers them from 1) and an alias.
@@ -33,9 +36,10 @@ VERSION = re.compile(r"[1-9][0-9]{0,8}")
 ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
 
 
-def check_reference(variant: str, name: Any, version: Any = None, alias: Any = None) -> None:
-    """A ``DeploymentError`` naming the variant, the field, the rule and the value unless the model
-    reference fits the patterns (so no name or version can reach the filesystem as a path)."""
+def check_reference(where: str, name: Any, version: Any = None, alias: Any = None) -> None:
+    """A ``DeploymentError`` naming ``where`` (``variant 'main'``), the field, the rule and the value
+    unless the model reference fits the patterns (so no name or version can reach the filesystem
+    as a path)."""
     checks = [("name", name, MODEL_NAME, "letters, digits, '.', '_' or '-', starting with a letter or digit")]
     if version is not None:
         checks.append(("version", version, VERSION, "a registry version number (1, 2, ...)"))
@@ -43,7 +47,7 @@ def check_reference(variant: str, name: Any, version: Any = None, alias: Any = N
         checks.append(("alias", alias, ALIAS, "letters, digits, '_' or '-'"))
     for field, value, pattern, rule in checks:
         if not isinstance(value, str) or not pattern.fullmatch(value) or ".." in value:
-            raise DeploymentError(f"variant {variant!r}: model {field} must be {rule}, got {shown(value)!r}")
+            raise DeploymentError(f"{where}: model {field} must be {rule}, got {shown(value)!r}")
 
 
 #: What a JSON value must be for each MLflow column type, and how a 422 says it.
@@ -60,9 +64,47 @@ NUMBER_LIMITS: dict[str, float | int] = {
 }
 #: The longest string a row's field may hold.
 MAX_VALUE_CHARS = 4096
-#: Fields outside the signature the request log keeps per row, and their longest string.
-MAX_EXTRA_FIELDS = 8
-MAX_EXTRA_CHARS = 128
+#: A field outside the signature that a deployment asks the request log to keep (``log_fields``):
+#: its name, how many a deployment may name, and the longest string it may hold.
+LOG_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+MAX_LOG_FIELDS = 16
+MAX_LOGGED_CHARS = 128
+
+
+def check_log_fields(fields: Any) -> list[str]:
+    """A deployment's ``log_fields`` as a list, or a ``DeploymentError`` naming the rule broken."""
+    if not isinstance(fields, (list, tuple)) or len(fields) > MAX_LOG_FIELDS:
+        raise DeploymentError(
+            f"log_fields must be a list of at most {MAX_LOG_FIELDS} field names, got {shown(fields)!r}"
+        )
+    for field in fields:
+        if not isinstance(field, str) or not LOG_FIELD.fullmatch(field):
+            raise DeploymentError(
+                f"log_fields: {shown(field)!r} is not a field name (a letter or '_', then letters, digits, '_', '.' or '-')"
+            )
+    if len(set(fields)) != len(fields):
+        raise DeploymentError(f"log_fields names a field twice: {list(fields)}")
+    return list(fields)
+
+
+def check_logged(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> None:
+    """A ``RowError`` (422) for a row whose declared log field holds anything but null, a finite
+    number, a boolean or a string of at most ``MAX_LOGGED_CHARS`` characters."""
+    for i, row in enumerate(rows):
+        for field in fields:
+            value = row.get(field) if isinstance(row, Mapping) else None
+            if value is None or isinstance(value, bool):
+                continue
+            if (isinstance(value, (int, float)) and check_value("double", value) is None) or (
+                isinstance(value, str) and len(value) <= MAX_LOGGED_CHARS
+            ):
+                continue
+            raise RowError(
+                ["body", "rows", i, field],
+                f"a field the request log keeps must be null, a finite number, a boolean or a string of at "
+                f"most {MAX_LOGGED_CHARS} characters",
+                value,
+            )
 
 
 def check_value(kind: str, value: Any) -> str | None:
@@ -115,19 +157,29 @@ class ServedModel:
     scorer: Any  # an evaluation.scoring.Predictor
 
     @classmethod
-    def load(cls, name: str, version: str, tracking_uri: str | None, cache: Path) -> ServedModel:
+    def load(
+        cls,
+        name: str,
+        version: str,
+        tracking_uri: str | None,
+        cache: Path,
+        trusted_modules: Sequence[str] = (),
+    ) -> ServedModel:
         """Version ``version`` of registered model ``name``, from the cache or else downloaded from
-        the registry into it. A download lands in a staging folder that is renamed into place
-        whole, with a ``cached.json`` naming the model's folder in it: a half-finished download is
+        the registry into it, and loaded only after two checks: the package's SHA-256 equals the
+        one recorded at registration (the version's ``package_sha256`` tag; the cache entry keeps
+        it and is checked again on every load), and no module it names is imported unless carried
+        in that package or in ``trusted_modules`` (``evaluation.scoring.load_scorer``). A download
+        lands in a staging folder that is renamed into place whole: a half-finished download is
         never read as a model, and a restart loads from the cache without asking the registry."""
         from airflow_mlops.evaluation.scoring import load_scorer
 
-        check_reference("-", name, str(version))
+        check_reference("model server", name, str(version))
         target = cache / name / str(version)
         folder = cached_folder(target)
         if folder is None:
             folder = download(name, str(version), tracking_uri, target)
-        return cls(name, str(version), folder, load_scorer(folder))
+        return cls(name, str(version), folder, load_scorer(folder, trusted_modules=tuple(trusted_modules)))
 
     @property
     def task(self) -> str:
@@ -161,21 +213,14 @@ class ServedModel:
                     raise RowError(["body", "rows", i, column], broken, row[column])
         return pd.DataFrame.from_records(rows, columns=list(self.features))
 
-    def logged(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The fields of a checked row the request log keeps: the signature's, and of the fields a
-        caller added only short scalars (ids such as ``flight_id``, which a performance monitor's
-        ``label_key`` joins labels by); a long string, a list or an object outside the signature is
-        not logged."""
+    def logged(self, row: Mapping[str, Any], fields: Sequence[str] = ()) -> dict[str, Any]:
+        """The fields of a checked row the request log keeps: the signature's, and the ``fields``
+        its deployment declared (``log_fields``: ids such as ``flight_id`` that a performance
+        monitor's ``label_key`` joins labels by; null where a row lacks one). Nothing else a
+        caller sends is logged."""
         kept = {name: row.get(name) for name in self.features}
-        for name, value in row.items():
-            if name in kept or len(kept) >= len(self.features) + MAX_EXTRA_FIELDS:
-                continue
-            if (
-                value is None
-                or isinstance(value, (bool, int, float))
-                or (isinstance(value, str) and len(value) <= MAX_EXTRA_CHARS)
-            ):
-                kept[name] = value
+        for name in fields:
+            kept.setdefault(name, row.get(name))
         return kept
 
     def predict(self, frame: Any) -> np.ndarray:
@@ -189,30 +234,54 @@ class ServedModel:
 
 
 def cached_folder(target: Path) -> Path | None:
-    """The model folder a completed download left in ``target``, or None."""
+    """The model folder a completed download left in ``target`` whose files still have the digest
+    recorded with them, or None (nothing cached, or a cache entry changed since: downloaded again)."""
+    from airflow_mlops.models.package import package_digest
     from airflow_mlops.registry.versions import model_folder
 
     marker = target / "cached.json"
     if not marker.is_file():
         return None
-    relative = json.loads(marker.read_text())["folder"]
+    entry = json.loads(marker.read_text())
     try:
-        return model_folder(str(target / relative))
+        folder = model_folder(str(target / entry["folder"]))
     except FileNotFoundError:
         return None
+    if not entry.get("sha256") or package_digest(folder) != entry["sha256"]:
+        log.warning("model cache entry %s changed since its download: downloading it again", target)
+        return None
+    return folder
 
 
 def download(name: str, version: str, tracking_uri: str | None, target: Path) -> Path:
-    """Download a registry version into ``target`` (see ``ServedModel.load``); its model folder."""
-    from airflow_mlops.registry.versions import model_folder
+    """Download a registry version into ``target`` (see ``ServedModel.load``); its model folder.
+    ``DeploymentError`` when the registry records no digest for the version or the downloaded
+    files do not have it; the staging folder is removed and nothing is loaded."""
+    from airflow_mlops.models.package import DIGEST_TAG, package_digest
+    from airflow_mlops.registry.versions import model_folder, registry_client
 
+    recorded = registry_client(tracking_uri).get_model_version(name, version).tags.get(DIGEST_TAG)
+    if not recorded:
+        raise DeploymentError(
+            f"model {name} version {version}: the registry records no {DIGEST_TAG} for it, so the server "
+            "cannot tell its files from changed ones; register it with RegisterModelOperator, or record "
+            f"the digest of the version as registered with `airflow-mlops record-digest --model {name} "
+            f"--version {version}`"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}-download-"))
     try:
         folder = model_folder(f"models:/{name}/{version}", tracking_uri, dst=staging)
+        digest = package_digest(folder)
+        if digest != recorded:
+            raise DeploymentError(
+                f"model {name} version {version}: the downloaded package's SHA-256 is {digest[:16]}..., "
+                f"the registry recorded {str(recorded)[:16]}... at registration: its files changed since, "
+                "nothing is loaded"
+            )
         relative = folder.relative_to(staging)
         (staging / "cached.json").write_text(
-            json.dumps({"name": name, "version": version, "folder": str(relative)})
+            json.dumps({"name": name, "version": version, "folder": str(relative), "sha256": digest})
         )
         shutil.rmtree(target, ignore_errors=True)  # an incomplete cache entry of an older server
         staging.rename(target)

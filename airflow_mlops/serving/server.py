@@ -34,12 +34,14 @@ from airflow_mlops.exceptions import (
 )
 
 from ..artifacts import write_atomically  # noqa: TID252
-from .models import RowError, ServedModel, check_reference
+from .models import RowError, ServedModel, check_log_fields, check_logged, check_reference
 from .policies import Policy, PolicyError, Route
 from .requestlog import RequestLog
 
 log = logging.getLogger(__name__)
 HISTORY = 20  # earlier deployments kept per endpoint for rollback
+#: What a deployment record is made of: a deployment equal in these to the current one changes nothing.
+DEFINING = ("variants", "policy", "feature_service", "log_fields")
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,11 @@ class ModelServer:
         max_rows: int = 10_000,
         online_features: Any = None,
         request_log_dir: str | Path | None = None,
+        trusted_modules: Sequence[str] = (),
     ) -> None:
         self.state_dir = Path(state_dir)
+        #: Modules besides ``airflow_mlops`` a model may make the server import (``ServedModel.load``).
+        self.trusted_modules = tuple(trusted_modules)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.tracking_uri, self.max_rows, self.metrics = tracking_uri, max_rows, metrics
         self.online_features = online_features  # serving.features.OnlineFeatures, for entity-key rows
@@ -107,6 +112,10 @@ class ModelServer:
         self._deploy_lock = threading.RLock()
         self._stats_lock = threading.Lock()
         self._shadows = ThreadPoolExecutor(2, thread_name_prefix="shadow")
+        #: Endpoints whose alias moved to a version that could not be served, with the reason.
+        self.follow_errors: dict[str, str] = {}
+        self._failed_follow: dict[str, str] = {}
+        self._stop = threading.Event()
 
     # -- deployments -------------------------------------------------------------------------
 
@@ -140,13 +149,16 @@ class ModelServer:
         who: str = "",
         why: str = "",
         feature_service: str | None = None,
+        log_fields: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Serve ``variants`` (variant -> ``{"name", "version" or "alias"}``) under ``policy``; with a
-        ``feature_service``, rows give entity keys and the online store completes them."""
+        ``feature_service``, rows give entity keys and the online store completes them;
+        ``log_fields`` are the fields outside the signature the request log keeps per row."""
         if not endpoint or not endpoint.replace("_", "").replace("-", "").isalnum():
             raise DeploymentError(f"endpoint name must be letters, digits, '-' or '_', got {endpoint!r}")
         if not variants:
             raise DeploymentError(f"deployment of {endpoint!r} names no variants")
+        fields = check_log_fields(log_fields)
         pinned = {variant: self._pin(variant, spec) for variant, spec in variants.items()}
         record = {
             "variants": pinned,
@@ -158,6 +170,8 @@ class ModelServer:
         }
         if feature_service:
             record["feature_service"] = feature_service
+        if fields:
+            record["log_fields"] = fields
         return self._switch(endpoint, record, keep_history=True)
 
     def rollback(self, endpoint: str, who: str = "", why: str = "") -> dict[str, Any]:
@@ -186,6 +200,7 @@ class ModelServer:
                 **entry["current"],
                 "history": len(entry["history"]),
                 **({"error": self.failed[endpoint]} if endpoint in self.failed else {}),
+                **({"follow_error": self.follow_errors[endpoint]} if endpoint in self.follow_errors else {}),
             }
             for endpoint, entry in self._read_store().items()
         }
@@ -210,7 +225,9 @@ class ModelServer:
             raise DeploymentError(
                 f"variant {variant!r} must give a model name and either a version or an alias, got {spec!r}"
             )
-        check_reference(variant, spec["name"], spec.get("version") or None, spec.get("alias") or None)
+        check_reference(
+            f"variant {variant!r}", spec["name"], spec.get("version") or None, spec.get("alias") or None
+        )
         if spec.get("version"):
             return {"name": str(spec["name"]), "version": str(spec["version"])}
         from mlflow.exceptions import MlflowException
@@ -250,7 +267,11 @@ class ModelServer:
             if key not in self._models:
                 try:
                     self._models[key] = ServedModel.load(
-                        spec["name"], spec["version"], self.tracking_uri, self.state_dir / "models"
+                        spec["name"],
+                        spec["version"],
+                        self.tracking_uri,
+                        self.state_dir / "models",
+                        self.trusted_modules,
                     )
                 except Exception as err:
                     raise DeploymentError(
@@ -267,8 +288,7 @@ class ModelServer:
             if (
                 keep_history
                 and current is not None
-                and [current.get(k) for k in ("variants", "policy", "feature_service")]
-                == [record.get(k) for k in ("variants", "policy", "feature_service")]
+                and [current.get(k) for k in DEFINING] == [record.get(k) for k in DEFINING]
             ):
                 return dict(current)  # already served as asked: a retried deployment changes nothing
             live = self._build(endpoint, record)  # fails before anything changes
@@ -305,6 +325,7 @@ class ModelServer:
         live = self.serving(endpoint)
         if not 1 <= len(rows) <= self.max_rows:
             raise RowError(["body", "rows"], f"must hold 1 to {self.max_rows} rows, got {len(rows)}")
+        check_logged(rows, live.record.get("log_fields", ()))
         if live.record.get("feature_service"):
             rows = self.online_features.complete(live.record["feature_service"], rows)
         route = live.policy.route(key)
@@ -468,7 +489,7 @@ class ModelServer:
                     "version": model.version,
                     "role": role,
                     "request_key": key,
-                    "features": json.dumps(model.logged(row), default=str),
+                    "features": json.dumps(model.logged(row, live.record.get("log_fields", ())), default=str),
                     "probability": logged_value(model.task, p),
                     "output": logged_output(model.task, p, model.scorer.classes),
                     "latency_ms": seconds * 1000.0,
@@ -490,7 +511,81 @@ class ModelServer:
             "arms": live.policy.arms() if live.policy.kind == "bandit" else None,
         }
 
+    # -- following the registry --------------------------------------------------------------
+
+    def follow_aliases(self) -> list[str]:
+        """One look at the registry: every variant deployed by alias (``{"name", "alias"}``) whose
+        alias now names another version is switched to it, as a new deployment of its endpoint
+        (by ``registry``, with the move as the reason; the previous one kept for rollback). A
+        promotion or rollback in the Airflow UI, the CLI or MLflow's own UI moves the alias; this
+        moves the traffic. Returns the endpoints switched. An unreachable registry or a version
+        that cannot be loaded leaves the endpoint serving what it served, and is reported in
+        ``follow_errors`` (the admin listing shows it) until the alias moves again."""
+        from airflow_mlops.registry.versions import registry_client
+
+        switched = []
+        for endpoint, live in list(self.live.items()):
+            aliased = {v: spec for v, spec in live.record["variants"].items() if spec.get("alias")}
+            if not aliased:
+                continue
+            try:
+                client = registry_client(self.tracking_uri)
+                now = {
+                    v: str(client.get_model_version_by_alias(spec["name"], spec["alias"]).version)
+                    for v, spec in aliased.items()
+                }
+            except Exception as err:  # the registry down: keep serving; say so
+                self.follow_errors[endpoint] = f"the registry could not be asked: {err}"
+                continue
+            moved = {v: version for v, version in now.items() if version != aliased[v]["version"]}
+            if not moved:
+                self.follow_errors.pop(endpoint, None)
+                continue
+            reason = "; ".join(
+                f"alias {aliased[v]['alias']} of {aliased[v]['name']} moved from v{aliased[v]['version']} to v{version}"
+                for v, version in moved.items()
+            )
+            if self._failed_follow.get(endpoint) == reason:
+                continue  # tried already: not again until the alias moves on
+            record = {
+                **live.record,
+                "variants": {
+                    v: {**spec, "version": moved.get(v, spec["version"])}
+                    for v, spec in live.record["variants"].items()
+                },
+                "deployed_at": datetime.now(UTC).isoformat(),
+                "deployed_by": "registry",
+                "reason": reason,
+            }
+            with self._deploy_lock:
+                if self.live.get(endpoint) is not live:
+                    continue  # deployed anew meanwhile: the next look decides
+                try:
+                    self._switch(endpoint, record, keep_history=True)
+                except DeploymentError as err:
+                    self._failed_follow[endpoint] = reason
+                    self.follow_errors[endpoint] = f"{reason}, but it cannot be served: {err}"
+                    log.error("endpoint %s: %s", endpoint, self.follow_errors[endpoint])
+                    continue
+            self._failed_follow.pop(endpoint, None)
+            self.follow_errors.pop(endpoint, None)
+            switched.append(endpoint)
+        return switched
+
+    def follow(self, every: float) -> None:
+        """Call :meth:`follow_aliases` every ``every`` seconds in a daemon thread until :meth:`close`."""
+
+        def loop() -> None:
+            while not self._stop.wait(every):
+                try:
+                    self.follow_aliases()
+                except Exception:  # a bug here must not stop the loop (or the server)
+                    log.exception("following the registry's aliases failed")
+
+        threading.Thread(target=loop, name="follow-aliases", daemon=True).start()
+
     def close(self) -> None:
+        self._stop.set()
         self._shadows.shutdown(wait=True)
         if self.request_log is not None:
             self.request_log.close()

@@ -490,12 +490,15 @@ class TabularMLP(TabularNetwork):
         return self.task_output(self.mlp(torch.cat([self.standardise(numeric), *embedded], dim=1)))
 
 
-def load_model(model_dir: str | Path) -> tuple[Any, dict[str, Any]]:
+def load_model(
+    model_dir: str | Path, trusted_modules: Sequence[str] | None = None
+) -> tuple[Any, dict[str, Any]]:
     """A saved model without executing pickled code: the architecture from ``config.json``'s
-    ``model`` and ``init``, the weights with ``weights_only=True``."""
+    ``model`` and ``init``, the weights with ``weights_only=True``; with ``trusted_modules``, a
+    network module the package does not carry must be trusted (``models.package.import_network``)."""
     folder = Path(str(model_dir).removeprefix("file://"))
     config = read_config(folder)
-    model = import_network(config, folder)(**config["init"])
+    model = import_network(config, folder, trusted_modules)(**config["init"])
     model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
     model.eval()
     return model, config

@@ -88,7 +88,9 @@ class LoadLandingFileOperator(BaseOperator):
     ``LandingFileTrigger`` payload (``{"uri": ...}``) or an SQS message batch carrying S3 event
     notifications (``SqsSensorTrigger``). A file is checked (required columns, exactly one month of
     2013, unique ``flight_id``) before anything is written; a bad file fails the task at once (no retry) with the rule
-    it broke and stays where it is. A loaded local file is moved to ``_loaded/`` beside it; a retry
+    it broke and stays where it is. Every file must lie inside the landing folder, the lake or
+    ``[mlops] data_roots`` (``airflow_mlops.layout.confine``): a run configured with any other path
+    fails before anything is read or moved. A loaded local file is moved to ``_loaded/`` beside it; a retry
     whose file was already moved reads it from there (loading replaces the month, so that is safe).
 
     :param source_conn_id: Airflow connection of the source database.
@@ -125,7 +127,10 @@ class LoadLandingFileOperator(BaseOperator):
         import pandas as pd
         from airflow.sdk import ObjectStoragePath
 
+        from airflow_mlops import settings
+        from airflow_mlops.exceptions import TargetError
         from airflow_mlops.hooks.sql import get_sqlalchemy_engine
+        from airflow_mlops.layout import confine
         from flights.source import YEAR, load_landing_frame
 
         uris = self._landing_uris(context)
@@ -142,6 +147,11 @@ class LoadLandingFileOperator(BaseOperator):
                 "no landing file to load (rule: give `source`, dag_run.conf['uri'], or trigger the run "
                 "from a landing-file or S3/SQS event)"
             )
+        for uri in uris:  # all of them before any is read: a run names only files of the landing roots
+            try:
+                confine(uri, settings.data_roots(), "landing file")
+            except TargetError as err:
+                raise LandingFileError(str(err)) from None
         engine = get_sqlalchemy_engine(self.source_conn_id)
         loaded: list[LandedFile] = []
         try:

@@ -16,6 +16,7 @@ import pytest
 from airflow_mlops.evaluation.metrics import task_metrics
 from airflow_mlops.evaluation.scoring import Scorer
 from airflow_mlops.exceptions import SpecError
+from airflow_mlops.registry.versions import record_digest
 from airflow_mlops.training.runtime import run
 from airflow_mlops.training.spec import TrainingSpec
 
@@ -287,10 +288,12 @@ def served(tmp_path_factory: pytest.TempPathFactory, manifest: str):
         client.log_artifacts(run.info.run_id, result["model_uri"].removeprefix("file://"), "model")
         client.create_registered_model(name)
         client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+        record_digest(client, tracking, name, "1")
         models[name] = result["model_uri"]
     sklearn = log_and_register_sklearn(registry_client(tracking), tracking, experiment, manifest, root)
     models["late_sklearn"] = sklearn["logged"]
-    server = Server(root / "state", tracking).start()
+    # The scikit-learn flavor's loader is trusted here, as [mlops] trusted_model_modules would say.
+    server = Server(root / "state", tracking, args=("--trusted-model-modules", "mlflow.sklearn")).start()
     try:
         for name in models:
             response = httpx.put(
@@ -522,6 +525,7 @@ def test_the_server_imports_what_a_network_imports_from_its_code_path(served: di
     client.log_artifacts(run.info.run_id, str(package), "model")
     client.create_registered_model("helped")
     client.create_model_version("helped", f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    record_digest(client, served["tracking"], "helped", "1")
     body = {"variants": {"main": {"name": "helped", "version": "1"}}, "policy": {"kind": "single"}}
     headers = {"Authorization": f"Bearer {TOKEN}"}
 

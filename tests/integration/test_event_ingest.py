@@ -96,6 +96,7 @@ def stack(tmp_path_factory, source_db: Path, moto_server: str) -> Iterator[dict]
             {"conn_type": "sqlite", "host": str(data / "optuna" / "optuna.db")}
         ),
         "AIRFLOW__MLOPS__INGEST_QUEUE_URL": queue_url,
+        "AIRFLOW__MLOPS__DATA_ROOTS": "s3://landing",  # the landing bucket the SQS events name
         "AIRFLOW__MLOPS__SERVING_DIR": str(data / "serving"),
         # OpenLineage events of every task, from Airflow's provider, into one file (a thread per emit).
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
@@ -266,7 +267,11 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
     served = httpx.get(
         f"{server.url}/v1/admin/deployments", headers={"Authorization": f"Bearer {TOKEN}"}
     ).json()
-    assert served["flight_delay"]["variants"]["main"] == {"name": "flight_delay", "version": version}
+    assert served["flight_delay"]["variants"]["main"] == {
+        "name": "flight_delay",
+        "version": version,
+        "alias": "champion",  # the rollout follows the alias
+    }
     assert served["flight_delay"]["deployed_by"].startswith("DeployModelOperator (flights_training/")
 
     # Tuning on the same training set: four mapped trials, two at a time, under the LocalExecutor.

@@ -144,6 +144,16 @@ def test_ingest_rejects_a_file_spanning_two_months(airflow_db, source_conn, lake
     assert str(run.state) == "failed"
     assert task_states(run)["load_landing_file"] == "failed"  # at once: a bad file is not retried
     assert bad.exists(), "a rejected landing file must stay where it is"
+    # A good month file outside the landing folder (and the lake): refused before it is read or moved.
+    elsewhere = write_landing_file(2, tmp_path / "elsewhere")
+    for day, uri in enumerate(
+        (elsewhere.as_uri(), f"{(tmp_path / 'landing').as_uri()}/../elsewhere/{elsewhere.name}")
+    ):
+        run = load_dag("flights_ingest").test(
+            logical_date=datetime(2013, 3, 4 + day, tzinfo=UTC), run_conf={"uri": uri}
+        )
+        assert task_states(run)["load_landing_file"] == "failed"
+    assert elsewhere.exists() and not (tmp_path / "elsewhere" / "_loaded").exists()
 
 
 def test_seed_dag_loads_the_source_once(airflow_db, tmp_path, monkeypatch) -> None:

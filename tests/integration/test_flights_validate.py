@@ -225,9 +225,18 @@ def test_a_partition_outside_its_folder_or_a_folder_is_refused_and_nothing_moves
     outside.parent.mkdir()
     outside.write_bytes(CORRUPTIONS["unknown_category"][0](month_frame("flights", 1)))
     escaping = f"{(lake / 'raw' / 'flights').as_uri()}/../../../{outside.parent.name}/2013-01.parquet"
-    for argument, values in (
-        ("partition", {"partition": escaping}),
-        ("quarantine_dir", {"quarantine_dir": f"{lake.as_uri()}/../elsewhere"}),
+    dots, outside_roots = r"must not contain '\.\.' segments", r"must lie inside \[.*lake"
+    for argument, values, message in (
+        ("partition", {"partition": escaping}, dots),
+        ("quarantine_dir", {"quarantine_dir": f"{lake.as_uri()}/../elsewhere"}, dots),
+        # Named directly, or a quarantine or target outside the lake and landing roots: refused too.
+        ("partition", {"partition": outside.as_uri()}, outside_roots),
+        ("quarantine_dir", {"quarantine_dir": (tmp_path / "outside").as_uri()}, outside_roots),
+        (
+            "validated_target",
+            {"validated_target": (tmp_path / "outside" / "v.parquet").as_uri()},
+            outside_roots,
+        ),
     ):
         operator = DataValidationOperator(
             task_id="v",
@@ -235,10 +244,11 @@ def test_a_partition_outside_its_folder_or_a_folder_is_refused_and_nothing_moves
             suite=suite,
             suite_parameters=parameters,
         )
-        with pytest.raises(TargetError, match=rf"{argument} '.*': must not contain '\.\.' segments"):
+        with pytest.raises(TargetError, match=rf"{argument} '.*': {message}"):
             operator.execute({})
     assert outside.read_bytes() == CORRUPTIONS["unknown_category"][0](month_frame("flights", 1))
     assert not any((tmp_path / "outside").glob("_quarantine*"))
+    assert sorted(p.name for p in (tmp_path / "outside").iterdir()) == ["2013-01.parquet"]
     folder = lake / "raw" / "flights" / "2013-02.parquet"
     folder.mkdir(parents=True)
     with pytest.raises(TargetError, match=r"partition '.*2013-02.parquet': is a folder, not a Parquet file"):

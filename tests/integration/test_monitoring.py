@@ -13,6 +13,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from airflow_mlops.registry.versions import record_digest
 from tests.connections import mlflow_conn
 from tests.integration.test_flights_ingest import asset_events, load_dag, task_states
 from tests.model_server import TOKEN, Server
@@ -41,11 +42,17 @@ def served(trained_models: dict, tmp_path_factory: pytest.TempPathFactory) -> An
         run_id=run.info.run_id,
         tags={"training_set": trained_models["training_set"]},
     )
+    record_digest(client, tracking, MODEL, "1")
     server = Server(root / "state", tracking).start()
     answer = httpx.put(
         f"{server.url}/v1/admin/deployments/{MODEL}",
         headers={"Authorization": f"Bearer {TOKEN}"},
-        json={"variants": {"main": {"name": MODEL, "version": "1"}}, "who": "test", "why": "test"},
+        json={
+            "variants": {"main": {"name": MODEL, "version": "1"}},
+            "log_fields": ["flight_id"],  # the performance monitor joins labels by it
+            "who": "test",
+            "why": "test",
+        },
         timeout=60,
     )
     answer.raise_for_status()

@@ -221,6 +221,8 @@ def test_the_pages_show_versions_charts_reports_and_act_through_the_session_cook
     assert data.status_code == 200 and "1.9890" in data.text and "temp, dewp" in data.text
     deployments = http.get(f"{api['url']}/mlops/deployments", cookies=cookies)
     assert deployments.status_code == 200 and "The model server did not answer" in deployments.text
+    serving = http.get(f"{api['url']}/mlops/api/deployments", cookies=cookies).json()
+    assert serving["deployments"] == {} and serving["error"]  # the pages' source says the same
 
 
 def test_only_reports_inside_the_lake_are_served(api: dict) -> None:

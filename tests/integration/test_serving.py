@@ -15,6 +15,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from airflow_mlops.registry.versions import record_digest
 from tests.conftest import free_port
 from tests.connections import mlflow_conn
 from tests.model_server import TOKEN, Server
@@ -39,7 +40,8 @@ def registry(trained_models: dict, tmp_path_factory) -> dict:
     for folder in (trained_models["champion"], trained_models["challenger"]):
         run = client.create_run(experiment)
         client.log_artifacts(run.info.run_id, str(folder), "model")
-        client.create_model_version(NAME, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+        version = client.create_model_version(NAME, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+        record_digest(client, trained_models["tracking"], NAME, version.version)
     client.set_registered_model_alias(NAME, "champion", "1")
     manifest = json.loads(manifest_path(trained_models["training_set"]).read_text())
     test = pd.read_parquet(manifest_path(manifest["splits"]["test"]["uri"], trained_models["training_set"]))
@@ -53,7 +55,12 @@ def registry(trained_models: dict, tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def server(registry: dict, tmp_path_factory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("server") / "state", registry["tracking"]).start()
+    # Aliases looked up every second (30 by default), for the test of following the registry.
+    running = Server(
+        tmp_path_factory.mktemp("server") / "state",
+        registry["tracking"],
+        args=("--follow-aliases-every", "1"),
+    ).start()
     yield running
     running.stop()
 
@@ -64,12 +71,20 @@ def rows(registry: dict, n: int, start: int = 0) -> list[dict]:
     return json_rows(registry["test"].iloc[start : start + n])
 
 
-def deploy(server: Server, endpoint: str, variants: dict, policy: dict | None = None) -> httpx.Response:
+def deploy(
+    server: Server, endpoint: str, variants: dict, policy: dict | None = None, **extra: object
+) -> httpx.Response:
     return httpx.put(
         f"{server.url}/v1/admin/deployments/{endpoint}",
         headers=ADMIN,
         timeout=60,
-        json={"variants": variants, "policy": policy or {"kind": "single"}, "who": "test", "why": "test"},
+        json={
+            "variants": variants,
+            "policy": policy or {"kind": "single"},
+            "who": "test",
+            "why": "test",
+            **extra,
+        },
     )
 
 
@@ -416,7 +431,15 @@ def test_bad_numbers_long_values_and_large_bodies_are_refused_and_count_no_model
 ) -> None:
     from airflow_mlops.serving.requestlog import read_log
 
-    assert deploy(server, "limits", {"main": V1}).status_code == 200
+    for fields, message in [
+        ("flight_id", "Input should be a valid list"),
+        (["flight id"], "'flight id' is not a field name"),
+        (["a", "a"], "names a field twice"),
+        ([f"f{i}" for i in range(17)], "at most 16 field names"),
+    ]:
+        refused = deploy(server, "limits", {"main": V1}, log_fields=fields)
+        assert refused.status_code == 422 and message in json.dumps(refused.json()), refused.text
+    assert deploy(server, "limits", {"main": V1}, log_fields=["flight_id"]).status_code == 200
     row = rows(registry, 1)[0]
     url = f"{server.url}/v1/models/limits/predict"
     body = json.dumps({"rows": [row]})
@@ -462,9 +485,18 @@ def test_bad_numbers_long_values_and_large_bodies_are_refused_and_count_no_model
     )
     assert reward.status_code == 422 and reward.json()["detail"][0]["loc"] == ["body", "reward"]
 
-    # Fields outside the signature: an id is logged (label joins use it), a long value or an
-    # object is not.
-    extra = {"flight_id": 42, "note": "x" * 1000, "nested": {"password": "hunter2"}}
+    # Fields outside the signature: the one the deployment declared (log_fields) is logged, no
+    # other; a declared field holding an object or a long string is a 422.
+    for bad in ({"password": "hunter2"}, "x" * 129, float("inf")):
+        answer = httpx.post(
+            url,
+            content=json.dumps({"rows": [{**row, "flight_id": bad}]}),
+            headers={"content-type": "application/json"},
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"][0]["loc"] == ["body", "rows", 0, "flight_id"]
+        assert "a field the request log keeps must be" in answer.json()["detail"][0]["msg"]
+    extra = {"flight_id": 42, "note": "short", "nested": {"password": "hunter2"}}
     answer = predict(server, "limits", {"rows": [{**row, **extra}]}).json()
     prediction_id = answer["predictions"][0]["prediction_id"]
     deadline = time.monotonic() + 20
@@ -477,6 +509,185 @@ def test_bad_numbers_long_values_and_large_bodies_are_refused_and_count_no_model
     features = json.loads(text)
     assert features["flight_id"] == 42 and features["distance"] == row["distance"]
     assert "note" not in features and "nested" not in features and "hunter2" not in text
+
+
+class Unpickled:
+    """A pickle that runs a command when it is loaded: what an MLflow Python model's file can be."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def register_package(registry: dict, name: str, folder: Path, vouch: bool = True) -> str:
+    """``folder`` registered as a new version of ``name``; its digest recorded unless ``vouch`` is False."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(registry["tracking"])
+    experiment = client.get_experiment_by_name(NAME).experiment_id
+    run = client.create_run(experiment)
+    client.log_artifacts(run.info.run_id, str(folder), "model")
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        client.create_registered_model(name)
+    version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    if vouch:
+        record_digest(client, registry["tracking"], name, version.version)
+    return str(version.version)
+
+
+def test_the_server_loads_only_vouched_packages_and_imports_only_trusted_modules(
+    server: Server, registry: dict, tmp_path: Path
+) -> None:
+    """A registered package naming a module to run, one whose files changed after registration, one
+    registered without a digest and an MLflow Python model that unpickles a command: each is
+    refused with its reason, and no marker file appears (nothing of theirs ran)."""
+    import shutil
+
+    from mlflow import MlflowClient
+    from mlflow.models import Model, infer_signature
+
+    markers = [tmp_path / f"ran-{i}" for i in range(4)]
+
+    by_name = shutil.copytree(registry["challenger"], tmp_path / "by_name")
+    config = json.loads((by_name / "config.json").read_text())
+    named = {k: v for k, v in config.items() if k != "code"}  # the module named, not carried
+    (by_name / "config.json").write_text(
+        json.dumps({**named, "model": "subprocess:run", "init": {"args": ["touch", str(markers[0])]}})
+    )
+    by_name_version = register_package(registry, "evil_by_name", by_name)
+
+    carried = shutil.copytree(registry["challenger"], tmp_path / "carried")
+    (carried / "code").mkdir(exist_ok=True)
+    (carried / "code" / "evil_net.py").write_text("from torch import nn\n\nclass Net(nn.Module):\n    pass\n")
+    (carried / "config.json").write_text(
+        json.dumps({**config, "model": "evil_net:Net", "code": "evil_net.py"})
+    )
+    carried_version = register_package(registry, "evil_carried", carried)
+    # The artifact store's copy changes after registration: the code now runs a command on import.
+    source = MlflowClient(registry["tracking"]).get_model_version("evil_carried", carried_version).source
+    stored = Path(source.removeprefix("file://")) / "code" / "evil_net.py"
+    stored.write_text(f"import os\nos.system('touch {markers[1]}')\n" + stored.read_text())
+
+    unvouched_version = register_package(
+        registry, "unvouched", shutil.copytree(registry["challenger"], tmp_path / "unvouched"), vouch=False
+    )
+
+    python_model = tmp_path / "python_model"
+    python_model.mkdir()
+    (python_model / "python_model.pkl").write_bytes(__import__("pickle").dumps(Unpickled(markers[2])))
+    logged = Model(metadata={"mlops_task": "binary"})
+    logged.add_flavor("python_function", loader_module="mlflow.pyfunc.model", python_model="python_model.pkl")
+    example = rows(registry, 2)
+    logged.signature = infer_signature(pd.DataFrame(example), pd.Series([0.5, 0.5], name="probability"))
+    logged.save(str(python_model / "MLmodel"))
+    python_version = register_package(registry, "evil_pyfunc", python_model)
+
+    for endpoint, name, version, message in [
+        (
+            "by_name",
+            "evil_by_name",
+            by_name_version,
+            r"module 'subprocess' is neither carried in the package nor trusted",
+        ),
+        (
+            "carried",
+            "evil_carried",
+            carried_version,
+            r"the downloaded package's SHA-256 is [0-9a-f]{16}\.\.\., the registry recorded",
+        ),
+        (
+            "unvouched",
+            "unvouched",
+            unvouched_version,
+            r"the registry records no package_sha256 for it.*record-digest --model unvouched",
+        ),
+        ("pyfunc", "evil_pyfunc", python_version, r"its loader 'mlflow.pyfunc.model' is not trusted"),
+    ]:
+        refused = deploy(server, endpoint, {"main": {"name": name, "version": version}})
+        assert refused.status_code == 422, refused.text
+        assert re.search(message, refused.json()["detail"]), refused.json()["detail"]
+        assert predict(server, endpoint, {"rows": example}).status_code == 404
+    assert [m for m in markers if m.exists()] == []
+    # The tampered download left nothing in the cache; the vouched ones are cached as registered.
+    assert not (server.state_dir / "models" / "evil_carried" / carried_version).exists()
+    assert not list((server.state_dir / "models").glob("evil_carried/.*"))
+
+
+def test_a_changed_cache_entry_is_downloaded_again_before_it_loads(registry: dict, tmp_path: Path) -> None:
+    first = Server(tmp_path / "state", registry["tracking"]).start()
+    try:
+        assert deploy(first, "delay", {"main": V2}).status_code == 200
+        expected = predict(first, "delay", {"rows": rows(registry, 3)}).json()["predictions"]
+    finally:
+        first.stop()
+    cached = next((tmp_path / "state" / "models" / NAME / "2").rglob("config.json"))
+    config = json.loads(cached.read_text())
+    cached.write_text(
+        json.dumps({**config, "model": "subprocess:run", "init": {"args": ["touch", str(tmp_path / "ran")]}})
+    )
+    second = Server(tmp_path / "state", registry["tracking"]).start()
+    try:
+        answer = predict(second, "delay", {"rows": rows(registry, 3)}).json()["predictions"]
+        assert [a["probability"] for a in answer] == [e["probability"] for e in expected]
+        assert json.loads(cached.read_text())["model"] == config["model"]  # the registered file again
+        assert not (tmp_path / "ran").exists()
+    finally:
+        second.stop()
+
+
+def test_a_promotion_or_rollback_made_outside_a_dag_moves_the_served_version(
+    server: Server, registry: dict
+) -> None:
+    """An endpoint deployed by alias (a release's rollout) follows the registry: the promotion and
+    the rollback the MLOps pages and the CLI make (``registry.governance``) move the traffic; a
+    version the server must not load leaves it serving, with the reason in the admin listing."""
+    from mlflow import MlflowClient
+
+    from airflow_mlops.registry.governance import decide, promote, rollback
+
+    client = MlflowClient(registry["tracking"])
+    for folder in (registry["champion"], registry["challenger"]):
+        register_package(registry, "followed", folder)
+    decide(client, "followed", "1", True, "alice", "first")
+    promote(client, "followed", "1", "alice", "first")
+    deployed = deploy(server, "followed", {"main": {"name": "followed", "alias": "champion"}})
+    assert deployed.json()["variants"]["main"] == {"name": "followed", "version": "1", "alias": "champion"}
+
+    def served_version(expected: str) -> dict:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            answer = predict(server, "followed", {"rows": rows(registry, 1)}).json()
+            if answer["version"] == expected:
+                return httpx.get(f"{server.url}/v1/admin/deployments", headers=ADMIN).json()["followed"]
+            time.sleep(0.3)
+        raise AssertionError(f"the endpoint still serves v{answer['version']}, not v{expected}")
+
+    decide(client, "followed", "2", True, "bob", "better AUC")
+    promote(client, "followed", "2", "bob", "promoted in the UI")
+    listed = served_version("2")
+    assert listed["deployed_by"] == "registry" and listed["history"] == 1
+    assert listed["reason"] == "alias champion of followed moved from v1 to v2"
+    rollback(client, "followed", "carol", "rolled back in the UI")
+    listed = served_version("1")
+    assert listed["reason"] == "alias champion of followed moved from v2 to v1" and listed["history"] == 2
+
+    # A version registered without a digest: the alias moves, the endpoint keeps serving v1 and says why.
+    unvouched = register_package(registry, "followed", registry["challenger"], vouch=False)
+    decide(client, "followed", unvouched, True, "dave", "hotfix")
+    promote(client, "followed", unvouched, "dave", "hotfix")
+    deadline = time.monotonic() + 30
+    while "follow_error" not in (
+        listed := httpx.get(f"{server.url}/v1/admin/deployments", headers=ADMIN).json()["followed"]
+    ):
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.3)
+    assert f"moved from v1 to v{unvouched}, but it cannot be served" in listed["follow_error"]
+    assert "package_sha256" in listed["follow_error"]
+    assert predict(server, "followed", {"rows": rows(registry, 1)}).json()["version"] == "1"
 
 
 def test_model_names_and_versions_that_could_be_paths_are_refused(server: Server) -> None:

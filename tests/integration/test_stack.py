@@ -261,9 +261,11 @@ def test_one_month_of_continuous_training_on_the_stack(
         served = httpx.get(
             f"http://127.0.0.1:{stack['ports'][name]}/v1/admin/deployments", headers=token
         ).json()
-        assert served["flight_delay"]["variants"]["main"] == {"name": "flight_delay", "version": version}, (
-            name
-        )
+        assert served["flight_delay"]["variants"]["main"] == {
+            "name": "flight_delay",
+            "version": version,
+            "alias": "champion",  # the rollout follows the champion alias
+        }, name
     # The embedded run: the same training task, in this process, on the same training set.
     from types import SimpleNamespace
 
@@ -419,15 +421,40 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
         served = httpx.get(
             f"http://127.0.0.1:{stack['ports'][name]}/v1/admin/deployments", headers=token
         ).json()
-        assert served["flight_delay"]["variants"]["main"] == {"name": "flight_delay", "version": version}, (
-            name
-        )
+        assert served["flight_delay"]["variants"]["main"] == {
+            "name": "flight_delay",
+            "version": version,
+            "alias": "champion",
+        }, name
     month_s = time.monotonic() - stack["retrain"]["started"]
     print(
         f"one month on the stack: {month_s:.0f} s from landing to the retrained model's rollout; {worker} lost "
         f"during retraining, retried on {survivor} from {checkpoint.name}/last.ckpt; canary on "
         f"{verdict['stats']['replicas']} replicas with {traffic['sent']} requests"
     )
+
+    # A rollback on the Models page (the plugin's API, signed in as the admin) moves the champion
+    # alias back in the registry; both replicas follow it (the stack looks every 2 s).
+    first = stack["retrain"]["first_version"]
+    rolled = httpx.post(
+        f"{api.url}/mlops/api/models/flight_delay/rollback",
+        headers=api.headers,
+        json={"why": "rolled back on the Models page"},
+        timeout=60,
+    )
+    assert rolled.status_code == 200 and rolled.json()["champion"] == first, rolled.text
+
+    def followed() -> dict | None:
+        served = {
+            name: httpx.get(
+                f"http://127.0.0.1:{stack['ports'][name]}/v1/admin/deployments", headers=token
+            ).json()["flight_delay"]
+            for name in REPLICAS
+        }
+        return served if all(s["variants"]["main"]["version"] == first for s in served.values()) else None
+
+    served = wait_for("both replicas to follow the rollback made in the UI", followed, 60)
+    assert all(s["deployed_by"] == "registry" for s in served.values()), served
 
 
 def test_a_replica_killed_under_load_and_a_canary_switch_fail_no_request(

@@ -115,6 +115,21 @@ def test_bad_sql_is_a_clear_error_with_no_output(engine, tmp_path: Path, sql: st
     assert lake_files(tmp_path) == []
 
 
+def test_a_failed_query_names_its_bind_parameters_but_never_their_values(engine, tmp_path: Path) -> None:
+    import traceback
+
+    out = target(tmp_path)
+    secret = "s3cret-customer-email@example.com"
+    with engine.connect() as conn, pytest.raises(SourceQueryError) as info:
+        stream_query_to_parquet(
+            conn, "SELECT * FROM no_such_table WHERE x = :email", out, parameters={"email": secret}
+        )
+    shown = "".join(traceback.format_exception(info.value))  # what a task log prints, causes included
+    assert "bind parameters ['email'] (values not shown)" in str(info.value)
+    assert "no such table" in shown and secret not in shown
+    assert lake_files(tmp_path) == []
+
+
 def test_changed_type_against_recorded_schema_fails_before_writing(engine, tmp_path: Path) -> None:
     out = target(tmp_path)
     recorded = [{"name": "id", "type": "int64"}, {"name": "x", "type": "string"}]

@@ -67,6 +67,18 @@ def test_the_message_quotes_samples_and_counts(flights_suite) -> None:
     assert "value_set=['9E', 'AA', 'AS', 'B6', 'DL', 'EV', ... (16 values)]" in failure.rule
 
 
+def test_a_huge_value_is_cut_short_in_the_report_and_the_message(flights_suite) -> None:
+    frame = month_frame("flights", 1)
+    frame["carrier"] = frame["carrier"].astype(object)
+    frame.loc[frame.index[:3], "carrier"] = "Z" * 1_000_000  # a 1 MB category in three rows
+    report = validate_partition(parquet_bytes(frame), "p.parquet", flights_suite, parameters=JANUARY).report
+
+    message = report.failure_message("q")
+    (failure,) = [f for f in report.failures if f.column == "carrier"]
+    assert failure.sample[0] == "Z" * 200 + "... (1000000 characters)"
+    assert len(message) < 5000 and len(report.to_json()) < 200_000  # nothing copied whole
+
+
 def test_revalidating_the_same_bytes_gives_the_same_report(flights_suite, january) -> None:
     first = validate_partition(january, "p.parquet", flights_suite, parameters=JANUARY).report
     second = validate_partition(january, "p.parquet", flights_suite, parameters=JANUARY).report

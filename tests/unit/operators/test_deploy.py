@@ -32,6 +32,12 @@ def test_the_plan_follows_what_the_endpoint_serves() -> None:
         {"main": V2},
         {"kind": "single"},
     )
+    following = operator(model_name="m", alias="champion")
+    assert following.plan(serving_v1) == (
+        "replace",
+        {"main": {"name": "m", "alias": "champion"}},
+        {"kind": "single"},
+    )
     explicit = operator(variants={"a": V1, "b": V2}, policy={"kind": "ab"})
     assert explicit.plan(serving_v1) == ("policy", {"a": V1, "b": V2}, {"kind": "ab"})
 
@@ -47,6 +53,18 @@ def test_the_plan_follows_what_the_endpoint_serves() -> None:
         (
             {"model_name": "m", "version": "2", "canary_weight": 0},
             r"canary_weight must be within \(0, 1\), got 0",
+        ),
+        (
+            {"model_name": "m", "version": "2", "alias": "champion"},
+            r"deploy: give version or alias, not both",
+        ),
+        (
+            {"model_name": "m", "alias": "champion", "canary_weight": 0.1},
+            r"a canary compares two fixed versions; give version, not alias 'champion'",
+        ),
+        (
+            {"model_name": "m", "version": "2", "log_fields": "flight_id"},
+            r"deploy: log_fields must be a list of field names, got 'flight_id'",
         ),
     ],
 )

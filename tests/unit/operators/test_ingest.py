@@ -88,6 +88,7 @@ def test_a_retry_after_the_file_was_moved_loads_it_again_from_loaded(tmp_path, m
 
     db = tmp_path / "source.db"
     monkeypatch.setenv("AIRFLOW_CONN_RETRY_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    monkeypatch.setenv("AIRFLOW__MLOPS__LANDING_DIR", str(tmp_path / "landing"))
     claimed = tmp_path / "landing" / "_claimed"
     landed = write_landing_file(4, claimed)
     (first,) = run_loader(landed.as_uri(), "retry_source")
@@ -104,15 +105,22 @@ def test_a_missing_landing_file_is_a_clear_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv(
         "AIRFLOW_CONN_RETRY_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "s.db")})
     )
+    monkeypatch.setenv("AIRFLOW__MLOPS__LANDING_DIR", str(tmp_path / "landing"))
     from airflow.sdk.exceptions import AirflowFailException
 
     with pytest.raises(
         AirflowFailException, match=r"landing file file:///.*/nope\.parquet: does not exist"
     ) as raised:
-        run_loader((tmp_path / "nope.parquet").as_uri(), "retry_source")
+        run_loader((tmp_path / "landing" / "nope.parquet").as_uri(), "retry_source")
     assert isinstance(
         raised.value.__cause__, LandingFileError
     )  # failed without retry: the file will not appear
+    # Outside the landing folder and the lake: refused before it is looked for, without retry.
+    with pytest.raises(
+        AirflowFailException, match=r"landing file '.*/etc/passwd': must lie inside \["
+    ) as raised:
+        run_loader("file:///etc/passwd", "retry_source")
+    assert isinstance(raised.value.__cause__, LandingFileError)
 
 
 def test_events_naming_no_file_skip_the_run_and_no_source_at_all_is_an_error() -> None:
