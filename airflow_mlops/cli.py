@@ -340,9 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-request-log", action="store_true", help="do not log requests (benchmarks only)")
     p.add_argument(
         "--request-log-dir",
-        type=Path,
-        help="the request log's folder (default: <state-dir>/requests); "
-        "replicas of one server share it, so monitoring reads every replica's requests",
+        help="the request log's folder or object store URI, e.g. s3://bucket/requests (default: "
+        "<state-dir>/requests); replicas of one server share it, so monitoring reads every replica's "
+        "requests. S3 credentials come from the environment (AWS_* variables) or the instance's role",
     )
     p.add_argument("--torch-threads", type=int, default=1, help="intra-op threads per request (default 1)")
     p.add_argument(
@@ -350,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=16 * 1024 * 1024,
         help="larger request bodies get 413 before they are read (default 16 MiB)",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("MLOPS_SERVER_REDIS_URL"),
+        help="share prediction ids and bandit posteriors with every replica started with the same "
+        "Redis (host:port or redis://host:port/db; default: $MLOPS_SERVER_REDIS_URL, which is where a "
+        "URL with a password goes: never on the command line)",
     )
     p.add_argument(
         "--follow-aliases-every",
@@ -432,6 +439,15 @@ def serve_models(args: argparse.Namespace) -> None:
         raise SystemExit(
             f"airflow-mlops serve: --follow-aliases-every must be 0 (never) or more seconds, got {args.follow_aliases_every}"
         )
+    if (
+        args.redis_url
+        and args.redis_url != os.environ.get("MLOPS_SERVER_REDIS_URL")
+        and "@" in args.redis_url
+    ):
+        raise SystemExit(
+            "airflow-mlops serve: --redis-url holds credentials; put the URL in MLOPS_SERVER_REDIS_URL "
+            "instead (a command line shows in ps)"
+        )
     if args.trusted_model_modules is not None:
         trusted = [m.strip() for m in args.trusted_model_modules.split(",") if m.strip()]
     else:
@@ -454,6 +470,7 @@ def serve_models(args: argparse.Namespace) -> None:
         max_body_bytes=args.max_body_bytes,
         trusted_modules=trusted,
         follow_every=args.follow_aliases_every,
+        redis_url=args.redis_url,
     )
 
 

@@ -30,7 +30,8 @@ def home(args: argparse.Namespace) -> None:
         DAGS,
         feature_repo=ROOT / "feature_repo",
         auto_approve=True,  # a development home: the demo approves its own models
-        mlops={"source_conn_id": "flights_source"},
+        # The reference serves the README's scikit-learn pipeline (arrival_delay_gbm) too.
+        mlops={"source_conn_id": "flights_source", "trusted_model_modules": "mlflow.sklearn"},
     )
     source_db.parent.mkdir(parents=True, exist_ok=True)  # the flights_seed DAG loads it
     import_connections(

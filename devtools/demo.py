@@ -376,6 +376,8 @@ def model_server(home: Path, log: Path) -> Iterator[dict[str, Any]]:
                 str(conn["port"]),
                 "--tracking-uri",  # resolved here: the server starts without importing Airflow
                 MlflowHook(settings.mlflow_conn_id()).tracking_uri,
+                "--trusted-model-modules",  # [mlops] trusted_model_modules, read here for the same reason
+                ",".join(settings.trusted_model_modules()),
             ],
             env=env,
             stdout=out,

@@ -428,6 +428,8 @@ def _start_serving(root: Path, port: dict[str, int], start: Any, tracking_uri: s
                 tracking_uri,
                 "--follow-aliases-every",  # a rollback in the UI reaches the traffic in seconds
                 "2",
+                "--redis-url",  # prediction ids and bandits shared by the replicas (db 0 is Celery's, 1 Feast's)
+                f"redis://127.0.0.1:{port['redis']}/2",
             ],
         )
     nginx = shutil.which("nginx") or next(iter(glob.glob("/usr/sbin/nginx")), None)

@@ -39,9 +39,11 @@ class _RequestLogMonitor(MlflowOperatorMixin, BaseOperator):
         end: str = "",
         mlflow_conn_id: str | None = MlflowHook.default_conn_name,
         mlflow_experiment: str = "",
+        storage_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.storage_conn_id = storage_conn_id
         self.endpoint, self.request_log, self.report_dir = endpoint, request_log, report_dir
         self.start, self.end = start, end
         self.mlflow_conn_id = mlflow_conn_id
@@ -52,7 +54,6 @@ class _RequestLogMonitor(MlflowOperatorMixin, BaseOperator):
         from airflow.sdk.exceptions import AirflowSkipException
 
         from airflow_mlops.monitoring.monitors import serving_rows, window
-        from airflow_mlops.serving.requestlog import read_log
 
         start = self.start or context.get("data_interval_start")
         end = self.end or context.get("data_interval_end")
@@ -65,7 +66,7 @@ class _RequestLogMonitor(MlflowOperatorMixin, BaseOperator):
 
         since, until = pd.Timestamp(start), pd.Timestamp(end)
         logged = window(
-            read_log(_local(self.request_log), since=since, until=until),
+            self.read_requests(since, until),
             endpoint=self.endpoint,
             start=start,
             end=end,
@@ -78,6 +79,19 @@ class _RequestLogMonitor(MlflowOperatorMixin, BaseOperator):
             )
         self.log.info("%d predictions of %s in [%s, %s)", len(logged), self.endpoint, start, end)
         return serving_rows(logged), span
+
+    def read_requests(self, since: Any, until: Any) -> Any:
+        """The request log's predictions between ``since`` and ``until`` (by daily partition), from a
+        local folder or through ``ObjectStoragePath`` with ``storage_conn_id`` (``s3://...``)."""
+        from airflow.sdk import ObjectStoragePath
+
+        from airflow_mlops import settings
+        from airflow_mlops.serving.requestlog import read_log
+
+        if "://" not in self.request_log or self.request_log.startswith("file://"):
+            return read_log(_local(self.request_log), since=since, until=until)
+        log = ObjectStoragePath(self.request_log, conn_id=self.storage_conn_id or settings.lake_conn_id())
+        return read_log(log.path, since=since, until=until, fs=log.fs)
 
     def write(self, context: Context, report: Mapping[str, Any], page: str, name: str) -> tuple[str, str]:
         """The report as JSON and HTML in ``report_dir``; the HTML is the task's "Monitoring report" link."""
@@ -125,8 +139,9 @@ class DriftMonitorOperator(_RequestLogMonitor):
     window holds no prediction. Emits no Asset itself: ``ModelDriftAlertOperator`` does, on a breach.
 
     :param endpoint: the model server endpoint; ``request_log``: its request log folder
-        (``<serving_dir>/requests``); ``start``/``end``: the window (templated, ISO times with a
-        zone; default the run's data interval).
+        (``<serving_dir>/requests``) or object store URI (``s3://bucket/requests``, read with
+        ``storage_conn_id``, default ``[mlops] lake_conn_id``); ``start``/``end``: the window
+        (templated, ISO times with a zone; default the run's data interval).
     :param model_name: the registered model served there; ``mlflow_conn_id``: its registry, where
         the reports' runs go too (None: no registry, no runs).
     :param reference: a training set manifest, a Parquet file or a stored profile (``.json``)

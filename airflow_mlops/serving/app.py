@@ -290,10 +290,12 @@ def serve(
     max_body_bytes: int = MAX_BODY_BYTES,
     trusted_modules: Sequence[str] = (),
     follow_every: float = 30,
+    redis_url: str | None = None,
 ) -> None:
     """Run the server in this process (``airflow-mlops serve``); ``trusted_modules`` as
     :class:`~airflow_mlops.serving.server.ModelServer` takes them, ``follow_every`` as
-    :func:`create_app`.
+    :func:`create_app`; with ``redis_url`` the prediction ids and bandit posteriors are shared in
+    Redis (``serving.state.RedisState``) by every replica started with the same URL.
 
     Requests are scored in FastAPI's thread pool, each on ``torch_threads`` intra-op threads:
     online requests are small, so parallelism comes from serving several at once, and more torch
@@ -303,6 +305,8 @@ def serve(
     import uvicorn
 
     torch.set_num_threads(torch_threads)
+
+    from .state import RedisState
 
     online = None
     if feature_repo:
@@ -317,6 +321,7 @@ def serve(
         online_features=online,
         request_log_dir=request_log_dir,
         trusted_modules=trusted_modules,
+        state=RedisState(redis_url) if redis_url else None,
     )
     uvicorn.run(
         create_app(server, token, max_body_bytes, follow_every),

@@ -8,7 +8,9 @@ A deployment names its variants (a registered model version each) and one policy
   one user always sees the same model.
 - ``shadow``: the caller gets ``primary``'s answer; ``shadow`` scores a copy, and both are logged.
 - ``bandit``: Thompson sampling over the variants from Beta posteriors of the rewards posted to
-  ``/v1/feedback`` (reward 1 = the prediction was useful, 0 = it was not).
+  ``/v1/feedback`` (reward 1 = the prediction was useful, 0 = it was not). The posteriors live in
+  the server's state (``serving.state``), shared by its replicas when it is Redis; a policy is
+  only the rule.
 - ``chain``: one composite routine; each variant's probability is added to the rows as a column
   ``<output_column>`` before the next runs, the last one answers.
 - ``ensemble``: one composite routine; the answer is the weighted mean of every variant's probability.
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,8 +51,6 @@ class Policy:
     weight: float = 0.0
     weights: Mapping[str, float] = field(default_factory=dict)
     output_column: str = "upstream_probability"
-    _arms: dict[str, list[float]] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         variants = list(self.variants)
@@ -96,8 +95,6 @@ class Policy:
                 )
             total = float(sum(weights.values()))
             self.weights = {v: float(w) / total for v, w in weights.items()}
-        if self.kind == "bandit":
-            self._arms = {v: [1.0, 1.0] for v in variants}  # Beta(1, 1): no opinion yet
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], variants: Sequence[str]) -> Policy:
@@ -135,8 +132,14 @@ class Policy:
             spec["output_column"] = self.output_column
         return spec
 
-    def route(self, key: str | None = None, rng: random.Random | None = None) -> Route:
-        """The variants for one request (``key`` makes A/B sticky; ``rng`` makes tests repeatable)."""
+    def route(
+        self,
+        key: str | None = None,
+        rng: random.Random | None = None,
+        arms: Mapping[str, tuple[float, float]] | None = None,
+    ) -> Route:
+        """The variants for one request (``key`` makes A/B sticky; ``rng`` makes tests repeatable;
+        ``arms`` are a bandit's Beta posteriors ``(alpha, beta)`` per variant, Beta(1, 1) where absent)."""
         rng = rng or _RNG
         variants = list(self.variants)
         if self.kind == "single":
@@ -151,29 +154,26 @@ class Policy:
             point = _unit_hash(key) if key is not None else rng.random()
             return Route((_pick(self.weights, point),))
         if self.kind == "bandit":
-            with self._lock:
-                draws = {v: rng.betavariate(a, b) for v, (a, b) in self._arms.items()}
+            arms = arms or {}
+            draws = {v: rng.betavariate(*arms.get(v, (1.0, 1.0))) for v in variants}
             return Route((max(draws, key=draws.__getitem__),))
         return Route(tuple(variants), combine=self.kind)
 
-    def reward(self, variant: str, reward: float) -> None:
-        """Feedback for a bandit arm: ``reward`` in [0, 1] is added to its Beta posterior."""
+    def check_reward(self, variant: str, reward: float) -> None:
+        """A ``PolicyError`` unless ``reward`` (in [0, 1]) can be feedback for ``variant`` of this bandit."""
         if self.kind != "bandit":
             raise PolicyError(
                 f"feedback rewards need a bandit policy; this endpoint's policy is {self.kind!r}"
             )
-        if variant not in self._arms:
-            raise PolicyError(f"variant {variant!r} is not an arm of this bandit ({sorted(self._arms)})")
+        if variant not in self.variants:
+            raise PolicyError(f"variant {variant!r} is not an arm of this bandit ({sorted(self.variants)})")
         if not 0.0 <= reward <= 1.0:
             raise PolicyError(f"reward must be within [0, 1], got {reward!r}")
-        with self._lock:
-            self._arms[variant][0] += reward
-            self._arms[variant][1] += 1.0 - reward
 
-    def arms(self) -> dict[str, dict[str, float]]:
-        """The bandit's posteriors: alpha, beta and the mean reward of each arm."""
-        with self._lock:
-            return {v: {"alpha": a, "beta": b, "mean": a / (a + b)} for v, (a, b) in self._arms.items()}
+
+def posteriors(arms: Mapping[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """A bandit's posteriors as the API shows them: alpha, beta and the mean reward of each arm."""
+    return {v: {"alpha": a, "beta": b, "mean": a / (a + b)} for v, (a, b) in arms.items()}
 
 
 _RNG = random.Random()

@@ -1,9 +1,12 @@
 """The request log: every prediction and every feedback, written to Parquet off the request path.
 
 No Airflow import. Requests append records to a queue; a writer thread turns them into Parquet
-files ``<root>/<kind>/date=YYYY-MM-DD/part-<time>-<host>-<pid>-<random>-<n>.parquet``, written under a temporary name
-and renamed, so a reader never sees half a file; host and pid in the name let several replicas share
-one log folder (the scale-out stack's do). It flushes every ``flush_rows`` records or
+files ``<root>/<kind>/date=YYYY-MM-DD/part-<time>-<host>-<pid>-<random>-<n>.parquet``. The root is
+a local folder (each file written under a temporary name and renamed) or an object store URI such
+as ``s3://bucket/requests`` (each file one PUT, which a reader sees whole or not at all; fsspec's
+credentials: the environment, e.g. ``AWS_ENDPOINT_URL`` and the AWS variables, or the instance's
+role). Either way a reader never sees half a file, and host and pid in the name let several
+replicas share one log (the scale-out stack's do). It flushes every ``flush_rows`` records or
 ``flush_seconds``, and on ``close()``. Each prediction has an id (``prediction_id``) that ground
 truth or feedback can later be joined to.
 
@@ -56,8 +59,13 @@ class RequestLog:
         flush_seconds: float = 2.0,
         max_queued: int = 1_000_000,
     ) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        import fsspec
+
+        self.root = str(root).rstrip("/")
+        self.fs, self.path = fsspec.core.url_to_fs(self.root)
+        self.local = "file" in _protocols(self.fs)
+        if self.local:
+            Path(self.path).mkdir(parents=True, exist_ok=True)
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
         self.queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(maxsize=max_queued)
         self.dropped = 0
@@ -108,37 +116,61 @@ class RequestLog:
             if not records:
                 continue
             now = datetime.now(UTC)
-            folder = self.root / kind / f"date={now:%Y-%m-%d}"
+            folder = f"{self.path}/{kind}/date={now:%Y-%m-%d}"
             self._sequence += 1
-            target = folder / f"part-{now:%H%M%S%f}-{self._writer}-{self._sequence:06d}.parquet"
-            temporary = target.with_name(f".{target.name}.tmp")
+            target = f"{folder}/part-{now:%H%M%S%f}-{self._writer}-{self._sequence:06d}.parquet"
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                pq.write_table(pa.Table.from_pylist(records), temporary)
-                os.replace(temporary, target)
+                table = pa.Table.from_pylist(records)
+                if self.local:
+                    temporary = Path(folder) / f".{Path(target).name}.tmp"
+                    try:
+                        Path(folder).mkdir(parents=True, exist_ok=True)
+                        pq.write_table(table, temporary)
+                        os.replace(temporary, target)
+                    finally:
+                        temporary.unlink(missing_ok=True)
+                else:
+                    with self.fs.open(target, "wb") as stream:  # one PUT: whole or absent
+                        pq.write_table(table, stream)
                 self.written += len(records)
             except Exception:  # a failed write must not end the writer; the records are counted
                 log.exception("request log: could not write %d %s records to %s", len(records), kind, target)
                 self.dropped += len(records)
-                if folder.is_dir():
-                    temporary.unlink(missing_ok=True)
 
 
-def read_log(root: str | Path, kind: str = "predictions", *, since: Any = None, until: Any = None) -> Any:
+def read_log(
+    root: str | Path, kind: str = "predictions", *, since: Any = None, until: Any = None, fs: Any = None
+) -> Any:
     """The records of one kind as a DataFrame (empty if there is none yet).
 
-    ``since``/``until`` (datetimes) read only the daily partitions that can hold records made
-    between them: a partition is named by its flush time, a few seconds after the records, so the
-    day after ``until`` is read too (callers filter on ``at``)."""
+    ``root`` is the log's folder or object store URI; ``fs`` an fsspec filesystem to read it with
+    (an Airflow task passes its ``ObjectStoragePath``'s, which carries the connection's
+    credentials), else one from the URI. ``since``/``until`` (datetimes) read only the daily
+    partitions that can hold records made between them: a partition is named by its flush time, a
+    few seconds after the records, so the day after ``until`` is read too (callers filter on ``at``)."""
+    import fsspec
     import pandas as pd
 
+    if fs is None:
+        fs, path = fsspec.core.url_to_fs(str(root))
+    else:
+        path = fs._strip_protocol(str(root))
     first = since.date().isoformat() if since is not None else ""
     last = (until + timedelta(days=1)).date().isoformat() if until is not None else "9999-12-31"
     files = sorted(
         f
-        for f in (Path(root) / kind).glob("date=*/part-*.parquet")
-        if first <= f.parent.name.removeprefix("date=") <= last
+        for f in fs.glob(f"{str(path).rstrip('/')}/{kind}/date=*/part-*.parquet")
+        if first <= f.rsplit("/", 2)[-2].removeprefix("date=") <= last
     )
     if not files:
         return pd.DataFrame(columns=list(PREDICTION_COLUMNS if kind == "predictions" else FEEDBACK_COLUMNS))
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frames = []
+    for name in files:
+        with fs.open(name, "rb") as stream:
+            frames.append(pd.read_parquet(stream))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)

@@ -15,11 +15,12 @@ import logging
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,9 @@ from airflow_mlops.exceptions import (
 
 from ..artifacts import write_atomically  # noqa: TID252
 from .models import RowError, ServedModel, check_log_fields, check_logged, check_reference
-from .policies import Policy, PolicyError, Route
+from .policies import Policy, PolicyError, Route, posteriors
 from .requestlog import RequestLog
+from .state import LocalState, ServingState, deployment_key
 
 log = logging.getLogger(__name__)
 HISTORY = 20  # earlier deployments kept per endpoint for rollback
@@ -52,6 +54,11 @@ class Live:
     policy: Policy
     models: Mapping[str, ServedModel]
     record: Mapping[str, Any]
+
+    @cached_property
+    def key(self) -> str:
+        """The deployment's name in the shared state (``serving.state.deployment_key``)."""
+        return deployment_key(self.record, DEFINING)
 
 
 @dataclass
@@ -89,6 +96,7 @@ class ModelServer:
         online_features: Any = None,
         request_log_dir: str | Path | None = None,
         trusted_modules: Sequence[str] = (),
+        state: ServingState | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         #: Modules besides ``airflow_mlops`` a model may make the server import (``ServedModel.load``).
@@ -104,9 +112,8 @@ class ModelServer:
         self.ready = False
         self._models: dict[tuple[str, str], ServedModel] = {}
         self._stats: dict[tuple[str, str], VariantStats] = {}
-        self._recent: OrderedDict[str, tuple[str, str]] = (
-            OrderedDict()
-        )  # prediction id -> (endpoint, variant)
+        #: Which variant made each prediction, and the bandits' posteriors (local, or shared in Redis).
+        self.state: ServingState = state if state is not None else LocalState(self.state_dir)
         # Deploy and rollback read and write the store under it (re-entrant: rollback holds it
         # around its read of the history and the switch).
         self._deploy_lock = threading.RLock()
@@ -328,7 +335,12 @@ class ModelServer:
         check_logged(rows, live.record.get("log_fields", ()))
         if live.record.get("feature_service"):
             rows = self.online_features.complete(live.record["feature_service"], rows)
-        route = live.policy.route(key)
+        arms = (
+            self.state.arms(endpoint, live.key, live.policy.variants)
+            if live.policy.kind == "bandit"
+            else None
+        )
+        route = live.policy.route(key, arms=arms)
         started = time.perf_counter()
         try:
             probabilities, steps = self._score(live, route, rows)
@@ -343,7 +355,7 @@ class ModelServer:
         variant = route.serve[0] if route.combine == "first" else route.combine
         ids = [uuid.uuid4().hex for _ in rows]
         self._observe(endpoint, variant, "primary", len(rows), latency)
-        self._remember(ids, endpoint, variant)
+        self.state.remember(ids, endpoint, variant, live.key)
         model = live.models[route.serve[-1]]
         self._log(live, variant, "primary", model, rows, ids, probabilities, latency, key)
         for shadow in route.shadows:
@@ -408,16 +420,19 @@ class ModelServer:
         self._log(live, variant, "shadow", model, rows, ids, probabilities, latency, key)
 
     def feedback(self, prediction_id: str, reward: float) -> dict[str, Any]:
-        """A reward for an earlier prediction: the bandit learns from it, and it is logged."""
-        if prediction_id not in self._recent:
+        """A reward for an earlier prediction (made by this replica or, with a shared state, any
+        other): the bandit of the deployment that made it learns from it, and it is logged."""
+        found = self.state.lookup(prediction_id)
+        if found is None:
             raise UnknownPrediction(
-                f"prediction {prediction_id!r} is unknown (or older than the last "
-                f"{self._recent_limit} predictions)"
+                f"prediction {prediction_id!r} is unknown (expired, older than this server's memory "
+                "of predictions, or made by a replica that shares no state with this one)"
             )
-        endpoint, variant = self._recent[prediction_id]
+        endpoint, variant, deployment = found
         live = self.serving(endpoint)
         if live.policy.kind == "bandit":
-            live.policy.reward(variant, reward)
+            live.policy.check_reward(variant, reward)
+            self.state.reward(endpoint, deployment, variant, reward)
         elif not 0.0 <= reward <= 1.0:
             raise PolicyError(f"reward must be within [0, 1], got {reward!r}")
         if self.request_log is not None:
@@ -435,16 +450,13 @@ class ModelServer:
             "prediction_id": prediction_id,
             "endpoint": endpoint,
             "variant": variant,
-            "arms": live.policy.arms() if live.policy.kind == "bandit" else None,
+            "arms": self._arms(live),
         }
 
-    _recent_limit = 200_000
-
-    def _remember(self, ids: Sequence[str], endpoint: str, variant: str) -> None:
-        for prediction_id in ids:
-            self._recent[prediction_id] = (endpoint, variant)
-        while len(self._recent) > self._recent_limit:
-            self._recent.popitem(last=False)
+    def _arms(self, live: Live) -> dict[str, dict[str, float]] | None:
+        if live.policy.kind != "bandit":
+            return None
+        return posteriors(self.state.arms(live.endpoint, live.key, live.policy.variants))
 
     def _observe(
         self, endpoint: str, variant: str, role: str, rows: int, seconds: float, *, error: bool = False
@@ -508,7 +520,7 @@ class ModelServer:
             "policy": live.policy.to_dict(),
             "variants": variants,
             "deployed_at": live.record.get("deployed_at"),
-            "arms": live.policy.arms() if live.policy.kind == "bandit" else None,
+            "arms": self._arms(live),
         }
 
     # -- following the registry --------------------------------------------------------------
@@ -587,6 +599,7 @@ class ModelServer:
     def close(self) -> None:
         self._stop.set()
         self._shadows.shutdown(wait=True)
+        self.state.close()
         if self.request_log is not None:
             self.request_log.close()
 

@@ -97,7 +97,10 @@ def release_the_arrival_delay_model(lake: Path, tmp_path: Path, monkeypatch: pyt
     from tests.model_server import TOKEN, Server
 
     tracking = MlflowHook().tracking_uri
-    server = Server(tmp_path / "serving", tracking).start()
+    # flights_arrival_delay deploys the README's scikit-learn pipeline: its loader is trusted here.
+    server = Server(
+        tmp_path / "serving", tracking, args=("--trusted-model-modules", "mlflow.sklearn")
+    ).start()
     try:
         monkeypatch.setenv("AIRFLOW__MLOPS__AUTO_APPROVE", "True")
         monkeypatch.setenv("AIRFLOW__MLOPS__SERVING_DIR", str(tmp_path / "serving"))

@@ -292,6 +292,90 @@ def test_the_bandit_shifts_traffic_to_the_better_arm(server: Server, registry: d
     )
 
 
+def test_two_replicas_sharing_redis_learn_one_bandit_from_feedback_to_either_and_keep_it_over_a_restart(
+    server: Server, registry: dict, redis_url: str, tmp_path: Path
+) -> None:
+    """Predictions made by one replica get their feedback through the other (as a load balancer
+    sends it); both route with the one posterior, which a restarted replica still has."""
+    import random
+
+    shared = ("--redis-url", f"redis://{redis_url}/0")
+    one = Server(tmp_path / "one", registry["tracking"], args=shared).start()
+    two = Server(tmp_path / "two", registry["tracking"], args=shared).start()
+    alone = server  # the module's server keeps its state locally: its own memory
+    try:
+        for replica in (one, two, alone):
+            assert deploy(replica, "shared", {"a": V1, "b": V2}, {"kind": "bandit"}).status_code == 200
+        batch, world = rows(registry, 1), random.Random(11)
+        success = {"a": 0.1, "b": 0.9}
+        for i in range(120):
+            answer = predict((one, two)[i % 2], "shared", {"rows": batch}).json()
+            reward = float(world.random() < success[answer["variant"]])
+            other = (two, one)[i % 2]  # the feedback reaches the replica that did not predict
+            posted = httpx.post(
+                f"{other.url}/v1/feedback",
+                json={"prediction_id": answer["predictions"][0]["prediction_id"], "reward": reward},
+            )
+            assert posted.status_code == 200, posted.text
+        arms = [
+            httpx.get(f"{r.url}/v1/admin/deployments/shared/stats", headers=ADMIN).json()["arms"]
+            for r in (one, two)
+        ]
+        assert arms[0] == arms[1] and sum(a["alpha"] + a["beta"] for a in arms[0].values()) == pytest.approx(
+            124
+        )
+        assert arms[0]["b"]["mean"] > arms[0]["a"]["mean"]
+        # Without the shared state, the other replica does not know the prediction.
+        made = predict(one, "shared", {"rows": batch}).json()["predictions"][0]["prediction_id"]
+        unknown = httpx.post(f"{alone.url}/v1/feedback", json={"prediction_id": made, "reward": 1})
+        assert unknown.status_code == 404 and "shares no state" in unknown.json()["detail"]
+        one.kill()
+        one.start()  # restored from its store; the posteriors and the prediction are in Redis
+        after = httpx.get(f"{one.url}/v1/admin/deployments/shared/stats", headers=ADMIN).json()["arms"]
+        assert after == arms[0]
+        assert (
+            httpx.post(f"{one.url}/v1/feedback", json={"prediction_id": made, "reward": 1}).status_code == 200
+        )
+    finally:
+        for replica in (one, two):
+            replica.stop()
+
+
+def test_the_request_log_goes_to_object_storage_and_the_monitors_read_it_there(
+    registry: dict, aws_conn: str, moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A server whose request log is an S3 prefix (moto's server) writes its predictions there and
+    nothing locally; a monitor reads the window through the Airflow connection."""
+    import boto3
+    import pandas as pd
+
+    from airflow_mlops.operators.monitor import DriftMonitorOperator
+
+    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket="served-log")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)  # the server's own credentials: the environment
+    started = pd.Timestamp.now(tz="UTC")
+    remote = Server(
+        tmp_path / "state", registry["tracking"], args=("--request-log-dir", "s3://served-log/requests")
+    ).start()
+    try:
+        assert deploy(remote, "remote", {"main": V1}).status_code == 200
+        answer = predict(remote, "remote", {"rows": rows(registry, 5)}).json()
+    finally:
+        remote.stop()  # flushes the log
+    monitor = DriftMonitorOperator(
+        task_id="drift",
+        endpoint="remote",
+        request_log="s3://served-log/requests",
+        report_dir=str(tmp_path / "reports"),
+        model_name=NAME,
+        storage_conn_id=aws_conn,
+        mlflow_conn_id=None,
+    )
+    logged = monitor.read_requests(started, pd.Timestamp.now(tz="UTC"))
+    assert sorted(logged["prediction_id"]) == sorted(p["prediction_id"] for p in answer["predictions"])
+    assert not (tmp_path / "state" / "requests").exists()
+
+
 def test_composite_routines_chain_and_ensemble(server: Server, registry: dict) -> None:
     deploy(server, "ensemble", {"a": V1, "b": V2}, {"kind": "ensemble", "weights": {"a": 1, "b": 3}})
     answer = predict(server, "ensemble", {"rows": rows(registry, 3)}).json()

@@ -90,6 +90,8 @@ def test_the_replicas_and_their_load_balancer_are_configured_alike(compose: dict
             "--state-dir": f"/data/serving/{replica}",
             "--request-log-dir": "/data/serving/requests",
             "--tracking-uri": f"http://mlflow:{PORTS['mlflow']}",
+            "--follow-aliases-every": "2",
+            "--redis-url": f"redis://redis:{PORTS['redis']}/2",  # as the native stack's replicas
         }
 
     def settings(conf: str) -> tuple[set[str], list[str], set[str]]:

@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from airflow_mlops.serving.policies import Policy, PolicyError
+from airflow_mlops.serving.policies import Policy, PolicyError, posteriors
+from airflow_mlops.serving.state import LocalState, deployment_key
 
 
 @pytest.mark.parametrize(
@@ -64,26 +65,45 @@ def test_shadow_serves_the_primary_and_copies_to_the_shadow() -> None:
     assert route.serve == ("a",) and route.shadows == ("b",)
 
 
-def test_thompson_sampling_moves_to_the_arm_with_more_reward() -> None:
+@pytest.mark.parametrize("store", ["local", "reopened"])
+def test_thompson_sampling_moves_to_the_arm_with_more_reward(store: str, tmp_path) -> None:
+    """The policy routes by the posteriors the server's state keeps; with a local state they
+    survive the state being opened again (a restart)."""
     policy = Policy.from_dict({"kind": "bandit"}, ["a", "b", "c"])
+    state = LocalState(tmp_path)
     rng, world = random.Random(3), random.Random(4)
     truth = {"a": 0.3, "b": 0.6, "c": 0.4}
     chosen = []
-    for _ in range(1500):
-        arm = policy.route(rng=rng).serve[0]
+    for i in range(1500):
+        if store == "reopened" and i == 750:
+            state = LocalState(tmp_path)
+        arm = policy.route(rng=rng, arms=state.arms("e", "d1", policy.variants)).serve[0]
         chosen.append(arm)
-        policy.reward(arm, float(world.random() < truth[arm]))
+        reward = float(world.random() < truth[arm])
+        policy.check_reward(arm, reward)
+        state.reward("e", "d1", arm, reward)
     assert Counter(chosen[-500:])["b"] > 400
-    assert max(policy.arms().items(), key=lambda item: item[1]["mean"])[0] == "b"
+    learnt = posteriors(state.arms("e", "d1", policy.variants))
+    assert max(learnt.items(), key=lambda item: item[1]["mean"])[0] == "b"
+    assert sum(a["alpha"] + a["beta"] for a in learnt.values()) == pytest.approx(1500 + 6)
+    assert state.arms("e", "d2", ["a"]) == {"a": (1.0, 1.0)}  # another deployment starts afresh
     with pytest.raises(PolicyError, match=r"reward must be within \[0, 1\], got 2"):
-        policy.reward("a", 2)
+        policy.check_reward("a", 2)
     with pytest.raises(PolicyError, match="variant 'z' is not an arm"):
-        policy.reward("z", 1)
+        policy.check_reward("z", 1)
+
+
+def test_the_deployment_key_is_the_same_on_every_replica_and_changes_with_what_is_served() -> None:
+    record = {"variants": {"a": {"name": "m", "version": "1"}}, "policy": {"kind": "single"}}
+    fields = ("variants", "policy")
+    key = deployment_key({**record, "deployed_at": "t1"}, fields)
+    assert deployment_key({**record, "deployed_at": "t2", "deployed_by": "x"}, fields) == key
+    assert deployment_key({**record, "policy": {"kind": "ab"}}, fields) != key
 
 
 def test_feedback_on_a_policy_that_is_not_a_bandit_is_refused() -> None:
     with pytest.raises(PolicyError, match="need a bandit policy; this endpoint's policy is 'single'"):
-        Policy.from_dict({"kind": "single"}, ["a"]).reward("a", 1)
+        Policy.from_dict({"kind": "single"}, ["a"]).check_reward("a", 1)
 
 
 def test_composites_route_to_every_variant_in_order() -> None:

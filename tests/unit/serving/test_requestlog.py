@@ -88,3 +88,35 @@ def test_writers_sharing_one_folder_keep_every_record(tmp_path: Path) -> None:
     assert sorted(read_log(tmp_path)["prediction_id"]) == sorted(f"p{i}" for i in range(40))
     names = [f.name for f in (tmp_path / "predictions").rglob("part-*.parquet")]
     assert len(names) == len(set(names)) == 40
+
+
+def test_replicas_write_one_log_to_object_storage_and_a_reader_sees_whole_files(
+    moto_server: str, monkeypatch
+) -> None:
+    """The request log on S3 (moto's server): each flush is one object; two writers' records all
+    come back, and nothing is written locally."""
+    import boto3
+
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket="request-log")
+    logs = [RequestLog("s3://request-log/serving", flush_rows=5, flush_seconds=3600) for _ in range(2)]
+    for i in range(30):
+        logs[i % 2].append("predictions", record(i))
+    for log in logs:
+        log.close()
+        assert log.written == 15 and log.dropped == 0
+    assert sorted(read_log("s3://request-log/serving")["prediction_id"]) == sorted(f"p{i}" for i in range(30))
+    listed = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").list_objects_v2(
+        Bucket="request-log"
+    )["Contents"]
+    keys = [o["Key"] for o in listed]
+    assert len(keys) == 6 and all(
+        k.startswith("serving/predictions/date=") and k.endswith(".parquet") for k in keys
+    )
+    assert not Path("request-log").exists() and not Path("s3:").exists()  # nothing fell back to a local path
