@@ -1,4 +1,5 @@
-"""Where data may be read, written and moved: inside the configured roots, however a path is spelt."""
+"""The run folder template, the periods that have a partition, and where data may be read, written
+and moved: inside the configured roots, however a path is spelt."""
 
 from __future__ import annotations
 
@@ -42,3 +43,26 @@ def test_confine_names_what_the_uri_and_the_roots() -> None:
     confine("s3://landing/m.parquet", ["file:///srv/lake", "s3://landing"], "landing file")
     with pytest.raises(TargetError, match=r"partition '/etc/passwd': must lie inside \['file:///srv/lake'\]"):
         confine("/etc/passwd", ["file:///srv/lake"], "partition")
+
+
+def test_partition_periods_lists_the_partitions_not_their_manifests(tmp_path: Path) -> None:
+    from airflow_mlops.layout import partition_periods
+
+    folder = tmp_path / "validated" / "flights"
+    folder.mkdir(parents=True)
+    for name in ("2013-02.parquet", "2013-01.parquet", "2013-01.parquet.manifest.json", "notes.txt"):
+        (folder / name).write_text("x")
+    assert partition_periods(folder.as_uri()) == ["2013-01", "2013-02"]
+    assert partition_periods(f"{folder.as_uri()}/") == ["2013-01", "2013-02"]
+    assert partition_periods((tmp_path / "missing").as_uri()) == []
+
+
+def test_the_run_folder_has_no_characters_object_stores_refuse() -> None:
+    from jinja2 import Template
+
+    from airflow_mlops.layout import RUN_FOLDER
+
+    assert (
+        Template(RUN_FOLDER).render(run_id="manual__2013-03-01T00:00:00+00:00")
+        == "manual__2013-03-01T00_00_00_00_00"
+    )
