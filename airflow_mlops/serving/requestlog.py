@@ -143,18 +143,15 @@ def read_log(
 ) -> Any:
     """The records of one kind as a DataFrame (empty if there is none yet).
 
-    ``root`` is the log's folder or object store URI; ``fs`` an fsspec filesystem to read it with
-    (an Airflow task passes its ``ObjectStoragePath``'s, which carries the connection's
-    credentials), else one from the URI. ``since``/``until`` (datetimes) read only the daily
+    ``root`` is the log's folder or object store URI, or with ``fs`` (an fsspec filesystem: an
+    Airflow task passes its ``ObjectStoragePath``'s ``fs`` and ``path``, which carry the
+    connection's credentials) the path on that filesystem. ``since``/``until`` (datetimes) read only the daily
     partitions that can hold records made between them: a partition is named by its flush time, a
     few seconds after the records, so the day after ``until`` is read too (callers filter on ``at``)."""
     import fsspec
     import pandas as pd
 
-    if fs is None:
-        fs, path = fsspec.core.url_to_fs(str(root))
-    else:
-        path = fs._strip_protocol(str(root))
+    fs, path = fsspec.core.url_to_fs(str(root)) if fs is None else (fs, str(root))
     first = since.date().isoformat() if since is not None else ""
     last = (until + timedelta(days=1)).date().isoformat() if until is not None else "9999-12-31"
     files = sorted(
