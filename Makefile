@@ -24,11 +24,15 @@ test: lint ## lint, format and type checks, then the whole test suite (unit + in
 
 venv: $(VENV)/.installed
 
+# Bytecode is compiled once here: where PYTHONDONTWRITEBYTECODE is set (as on some CI images) Python
+# would otherwise compile every imported module from source in every process (Airflow's import alone
+# took 12.5 s instead of 7.4 s on a 2-core VM, and the suite starts hundreds of such processes).
 $(VENV)/.installed: requirements/lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv pip sync --python $(BIN)/python --index-strategy unsafe-best-match $(TORCH_SOURCE) requirements/lock.txt
+	$(BIN)/uv pip sync --python $(BIN)/python --compile-bytecode --index-strategy unsafe-best-match $(TORCH_SOURCE) requirements/lock.txt
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m compileall -q -j 0 airflow_mlops devtools dags > /dev/null
 	touch $@
 
 home: venv ## project-local AIRFLOW_HOME: config, migrated SQLite DB, connections (the flights source included)
