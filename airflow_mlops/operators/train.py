@@ -129,6 +129,11 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
     :param accelerator: ``cpu`` or ``gpu``; ``precision``, ``max_epochs``, ``seed``: trainer options.
     :param mlflow_conn_id: the ``mlflow`` connection the run is logged to (None: no MLflow).
     :param mlflow_experiment: MLflow experiment name (None: the DAG's id).
+    :param storage_conn_id: the ``aws`` connection of an object store (``s3://``) holding the
+        training set, the checkpoints or the output; its credentials reach the training processes
+        through their environment (:mod:`airflow_mlops.storage`), never the spec. With checkpoints
+        in the object store, a retry on another worker resumes from the ``last.ckpt`` there.
+        None: local paths (or the default AWS credentials of each machine).
 
     XCom: the result JSON (``mlflow_run_id``, ``model_uri``, ``metrics``, ``samples_per_s``, ...).
     OpenLineage: the training set manifest as input, the model folder as output.
@@ -169,9 +174,11 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
         seed: int = 42,
         mlflow_conn_id: str | None = MlflowHook.default_conn_name,
         mlflow_experiment: str | None = None,
+        storage_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.storage_conn_id = storage_conn_id
         self.training_set = training_set
         self.output_dir = output_dir
         self.checkpoint_root = checkpoint_root
@@ -245,23 +252,37 @@ class LightningTrainOperator(TrainingArgumentsMixin, LineageMixin, BaseOperator)
         """Check ``spec``, run the driver (with ``env`` added to its environment), return ``result.json``."""
         from airflow.sdk.exceptions import AirflowFailException
 
+        from airflow_mlops.exceptions import MLOpsConfigError
         from airflow_mlops.models.tasks import headline
-        from airflow_mlops.training.spec import SpecError
+        from airflow_mlops.storage import environment, fsspec_environment
+        from airflow_mlops.training.spec import SpecError, storage_path
 
         try:
-            spec.check()  # options, class paths and data, without importing torch into the task process
+            # Object storage: the connection's credentials for the driver (and the checks here).
+            storage = fsspec_environment(
+                self.storage_conn_id,
+                {
+                    "training_set": spec.training_set,
+                    "output_dir": spec.output_dir,
+                    "checkpoint_root": spec.checkpoint_dir,
+                },
+            )
+            with environment(storage):
+                spec.check()  # options, class paths and data, without importing torch into the task process
             with tempfile.TemporaryDirectory(prefix="airflow-mlops-spec-") as folder:
                 # The driver checks classes and hyperparameters before it writes or starts anything.
                 spec_path = Path(folder) / Path(spec.checkpoint_dir).name / "spec.json"
                 spec_path.parent.mkdir()
                 spec_path.write_text(spec.to_json())
                 rdzv_id = "-".join(Path(spec.checkpoint_dir).parts[-4:])
-                self._run(self.command(spec_path, rdzv_id=rdzv_id), env or {})
-        except SpecError as err:
+                self._run(self.command(spec_path, rdzv_id=rdzv_id), {**storage, **(env or {})})
+        except (SpecError, MLOpsConfigError) as err:
             raise AirflowFailException(str(err)) from err  # a retry cannot fix the spec
         if self.node_rank != 0:
             return {"node_rank": self.node_rank}
-        result: dict[str, Any] = json.loads((Path(spec.output_dir) / "result.json").read_text())
+        with environment(storage):
+            text = (storage_path(spec.output_dir) / "result.json").read_text()
+        result: dict[str, Any] = json.loads(text)
         self.log.info(
             "Trained: %s at %.0f samples/s; MLflow run %s",
             headline(result["metrics"], result.get("task", "binary")),

@@ -18,10 +18,11 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from ..artifacts import write_atomically  # noqa: TID252 (no "airflow" import line in the runtime)
-from .spec import SpecError, TrainingSpec
+from .spec import SpecError, TrainingSpec, is_local, storage_path
 
 log = logging.getLogger(__name__)
 #: Exit status of a driver that refused its spec (nothing was started or written).
@@ -111,20 +112,24 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         return SPEC_ERROR_EXIT
-    spec_path = Path(spec.checkpoint_dir) / "spec.json"  # the workers' copy; every node writes the same
-    write_atomically(spec_path, spec.to_json())
-    if world == 1:
-        _log_result(run(spec))
-        return 0
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args
-    from torch.distributed.run import run as torchrun
+    checkpoints = storage_path(spec.checkpoint_dir)
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-spec-") as scratch:
+        # The spec as trained, a local file the workers read: beside the checkpoints (every node
+        # writes the same) or, when they are in an object store, in this node's scratch folder.
+        spec_path = checkpoints / "spec.json" if is_local(checkpoints) else Path(scratch) / "spec.json"
+        write_atomically(spec_path, spec.to_json())
+        if world == 1:
+            _log_result(run(spec))
+            return 0
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+        from torch.distributed.run import parse_args
+        from torch.distributed.run import run as torchrun
 
-    try:
-        torchrun(parse_args(torchrun_arguments(args, spec_path)))
-    except ChildFailedError as err:
-        print(err.format_msg(), file=sys.stderr, flush=True)
-        return 1
+        try:
+            torchrun(parse_args(torchrun_arguments(args, spec_path)))
+        except ChildFailedError as err:
+            print(err.format_msg(), file=sys.stderr, flush=True)
+            return 1
     return 0
 
 

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from ..evaluation.report import finite  # noqa: TID252
 from ..models.contract import call_network, constructor_arguments  # noqa: TID252
 from ..models.package import package_code  # noqa: TID252
 from ..models.tasks import check_task, metric_names  # noqa: TID252
-from .spec import TrainingSpec, load_class
+from .spec import TrainingSpec, is_local, load_class, storage_path
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
@@ -100,8 +101,9 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
         **constructor_arguments(model_cls, spec.model, spec.hyperparameters, data.model_inputs())
     )
 
-    checkpoints = Path(spec.checkpoint_dir)
-    checkpoints.mkdir(parents=True, exist_ok=True)
+    checkpoints = storage_path(spec.checkpoint_dir)  # a folder or an object store prefix (fsspec)
+    if is_local(checkpoints):
+        checkpoints.mkdir(parents=True, exist_ok=True)
     last = checkpoints / "last.ckpt"
     resume = str(last) if last.exists() else None
     logger: Any = False
@@ -117,7 +119,7 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
             run_id=_previous_run_id(spec) if resume else None,
         )
     callbacks: list[Any] = [
-        ModelCheckpoint(dirpath=checkpoints, save_last=True, save_top_k=1, every_n_epochs=1)
+        ModelCheckpoint(dirpath=str(checkpoints), save_last=True, save_top_k=1, every_n_epochs=1)
     ]
     pruning = None
     if spec.tuning:
@@ -162,25 +164,31 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
     metrics = final_metrics(model, data, task, trainer.callback_metrics)
     metrics["samples_per_s"] = samples / elapsed if elapsed > 0 else 0.0
 
-    output = Path(spec.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    weights = io.BytesIO()
-    torch.save(model.state_dict(), weights)
-    write_atomically(output / "model.pt", weights.getvalue())
-    init = {k: v for k, v in model.hparams.items()}
-    config = package_config(spec, data, task, init, metrics)
-    config["code"] = package_code(spec.model.partition(":")[0], output)
-    write_atomically(
-        output / "config.json", json.dumps(finite(config), indent=2, default=list, allow_nan=False)
-    )
-    run_id = None
-    if logger:
-        run_id = logger.run_id
-        _log_run(logger.experiment, run_id, spec, metrics, trainer.world_size, output)
-        (checkpoints / "mlflow_run_id").write_text(run_id)
+    output = storage_path(spec.output_dir)
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-model-") as scratch:
+        # The package is made in a local folder (MLflow logs files, the user's code is copied as
+        # files); a model in an object store is uploaded from it, result.json last.
+        package = output if is_local(output) else Path(scratch)
+        package.mkdir(parents=True, exist_ok=True)
+        weights = io.BytesIO()
+        torch.save(model.state_dict(), weights)
+        write_atomically(package / "model.pt", weights.getvalue())
+        init = {k: v for k, v in model.hparams.items()}
+        config = package_config(spec, data, task, init, metrics)
+        config["code"] = package_code(spec.model.partition(":")[0], package)
+        write_atomically(
+            package / "config.json", json.dumps(finite(config), indent=2, default=list, allow_nan=False)
+        )
+        run_id = None
+        if logger:
+            run_id = logger.run_id
+            _log_run(logger.experiment, run_id, spec, metrics, trainer.world_size, package)
+            (checkpoints / "mlflow_run_id").write_text(run_id)
+        if not is_local(output):
+            upload_folder(package, output)
     result = {
         "mlflow_run_id": run_id,
-        "model_uri": (output.resolve()).as_uri(),
+        "model_uri": output.resolve().as_uri() if is_local(output) else str(output),
         "model_artifact_uri": f"runs:/{run_id}/model" if run_id else None,
         "task": task,
         "metrics": metrics,
@@ -246,12 +254,24 @@ def package_config(
     }
 
 
-def _checkpoint_epoch(path: Path) -> int:
+def _checkpoint_epoch(path: Any) -> int:
     import torch
 
-    return int(torch.load(path, map_location="cpu", weights_only=True).get("epoch", -1)) + 1
+    with path.open("rb") as handle:  # a local file or an object (fsspec streams it)
+        return int(torch.load(handle, map_location="cpu", weights_only=True).get("epoch", -1)) + 1
 
 
 def _previous_run_id(spec: TrainingSpec) -> str | None:
-    marker = Path(spec.checkpoint_dir) / "mlflow_run_id"
+    marker = storage_path(spec.checkpoint_dir) / "mlflow_run_id"
     return marker.read_text().strip() if marker.exists() else None
+
+
+def upload_folder(folder: Path, target: Any) -> None:
+    """Every file of a local folder to the same relative keys under ``target`` (an object store
+    path), streamed. ``result.json`` is written after the package: a reader that finds it finds
+    the whole package."""
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        destination = target.joinpath(*path.relative_to(folder).parts)
+        with path.open("rb") as source, destination.open("wb") as sink:
+            while chunk := source.read(8 << 20):
+                sink.write(chunk)

@@ -140,13 +140,42 @@ class TrainingSpec:
             make_pruner(self.tuning.get("pruner"))
 
 
-def manifest_path(uri: str, relative_to: str | None = None) -> Path:
-    """A local path from a path or ``file://`` URI; a relative one (a relocated training set, as in a
-    SageMaker channel) is taken from the folder of the manifest ``relative_to``."""
-    path = Path(uri.removeprefix("file://"))
-    if relative_to is not None and not path.is_absolute():
+def storage_path(uri: str | Path) -> Any:
+    """A path to read and write through: a ``pathlib.Path`` for a local path or ``file://`` URI, a
+    ``UPath`` (fsspec) for an object store URI such as ``s3://bucket/key``. Outside Airflow there are
+    no connections: the object store's credentials and endpoint come from fsspec's configuration in
+    the environment (``FSSPEC_S3``, which the training operators set from ``storage_conn_id``)."""
+    text = str(uri)
+    if "://" not in text or text.startswith("file://"):
+        return Path(text.removeprefix("file://"))
+    from upath import UPath
+
+    return UPath(text)
+
+
+def is_local(path: Any) -> bool:
+    """True for a ``pathlib.Path`` (what :func:`storage_path` gives for local files)."""
+    return isinstance(path, Path) and type(path).__module__.startswith("pathlib")
+
+
+def manifest_path(uri: str, relative_to: str | None = None) -> Any:
+    """A path (:func:`storage_path`) from a path or URI; a relative one (a relocated training set, as
+    in a SageMaker channel) is taken from the folder of the manifest ``relative_to``."""
+    path = storage_path(uri)
+    if relative_to is not None and is_local(path) and not path.is_absolute():
         return manifest_path(relative_to).parent / path
     return path
+
+
+def read_parquet(path: Any, columns: Sequence[str] | None = None) -> Any:
+    """A Parquet file as a DataFrame, local or in an object store (streamed through fsspec)."""
+    import pandas as pd
+
+    columns = list(columns) if columns else None
+    if is_local(path):
+        return pd.read_parquet(path, columns=columns)
+    with path.open("rb") as handle:
+        return pd.read_parquet(handle, columns=columns)
 
 
 def read_split(training_set: str, split: str, columns: Sequence[str] | None = None) -> Any:
@@ -154,14 +183,10 @@ def read_split(training_set: str, split: str, columns: Sequence[str] | None = No
     pipeline, say): ``training_set`` is the manifest's URI (``FeastTrainingDatasetOperator``'s or
     ``MaterializeDatasetOperator``'s XCom), ``split`` one of its splits (``train``, ``validation``,
     ``test``). Raises ``SpecError`` naming the manifest and its splits when the split is not there."""
-    import pandas as pd
-
     splits = json.loads(manifest_path(training_set).read_text()).get("splits", {})
     if split not in splits:
         raise SpecError(f"training set {training_set}: no {split!r} split (splits: {sorted(splits)})")
-    return pd.read_parquet(
-        manifest_path(splits[split]["uri"], training_set), columns=list(columns) if columns else None
-    )
+    return read_parquet(manifest_path(splits[split]["uri"], training_set), columns)
 
 
 def find_module(path: str, what: str) -> str:

@@ -38,7 +38,7 @@ from airflow_mlops.models.package import column_types, import_network, read_conf
 from airflow_mlops.models.tasks import Task, check_task
 from airflow_mlops.serving.models import json_rows
 
-from .spec import manifest_path
+from .spec import manifest_path, read_parquet
 
 SPLITS = ("train", "validation", "test")
 #: Rows of the test split kept as the model package's input example.
@@ -272,7 +272,6 @@ class TabularDataModule(pl.LightningDataModule):
 
     def prepare(self) -> None:
         """Read the splits and fit the preprocessing (every process does it: tabular data is small)."""
-        import pandas as pd
 
         manifest = json.loads(manifest_path(self.manifest_uri).read_text())
         splits = manifest.get("splits", {})
@@ -281,7 +280,7 @@ class TabularDataModule(pl.LightningDataModule):
                 raise SpecError(
                     f"training set {self.manifest_uri}: no {split!r} split (splits: {sorted(splits)})"
                 )
-        frames = {s: pd.read_parquet(manifest_path(r["uri"], self.manifest_uri)) for s, r in splits.items()}
+        frames = {s: read_parquet(manifest_path(r["uri"], self.manifest_uri)) for s, r in splits.items()}
         missing = [c for c in self.spec.columns if c not in frames["train"].columns]
         if missing:
             raise SpecError(

@@ -308,3 +308,60 @@ print("HEAVY", sorted(m for m in ("torch", "pytorch_lightning", "mlflow") if m i
     ).stdout
     assert "REFUSED training spec: hyperparameter hidden=0 is out of range" in out
     assert "HEAVY []" in out
+
+
+def test_training_reads_and_writes_object_storage_and_a_retry_resumes_from_the_checkpoint_there(
+    tmp_path: Path, training_set: str, aws_conn: str, moto_server: str
+) -> None:
+    """The training set, the checkpoints and the model in S3 (moto's server), reached through the
+    task's ``aws`` connection alone: the first attempt trains one epoch; the retry (two DDP
+    processes, nothing of the first attempt on their disk) resumes from ``last.ckpt`` in the bucket."""
+    import boto3
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_mlops.operators.train import LightningTrainOperator
+
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    s3.create_bucket(Bucket="lake")
+    local = json.loads(Path(training_set.removeprefix("file://")).read_text())
+    manifest = {"splits": {}}
+    for name, split in local["splits"].items():
+        key = f"training_sets/flights/{name}.parquet"
+        s3.upload_file(split["uri"].removeprefix("file://"), "lake", key)
+        manifest["splits"][name] = {**split, "uri": f"s3://lake/{key}"}
+    s3.put_object(Bucket="lake", Key="training_sets/flights/manifest.json", Body=json.dumps(manifest))
+    arguments = {
+        "task_id": "train",
+        "training_set": "s3://lake/training_sets/flights/manifest.json",
+        "output_dir": "s3://lake/models/flights",
+        "checkpoint_root": "s3://lake/checkpoints",
+        "hyperparameters": {"hidden": 16},
+        "model": MODEL,
+        "data": DATA,
+        "batch_size": 512,
+        "mlflow_conn_id": None,
+        "storage_conn_id": aws_conn,
+    }
+    first = LightningTrainOperator(max_epochs=1, **arguments).execute(context())  # type: ignore[arg-type]
+    assert first["model_uri"] == "s3://lake/models/flights" and first["epochs"] == 1
+    assert first["resumed_from"] is None
+    last = "checkpoints/dag/run/train/last.ckpt"
+    assert s3.head_object(Bucket="lake", Key=last)["ContentLength"] > 0
+
+    retry = LightningTrainOperator(max_epochs=2, devices=2, master_port=free_port(), **arguments)
+    second = retry.execute(context())  # type: ignore[arg-type]
+    assert second["resumed_from"] == f"s3://lake/{last}" and second["world_size"] == 2
+    assert second["epochs"] == 2 and second["metrics"]["test_auc"] > 0.55
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="models/flights/")["Contents"]}
+    assert {"models/flights/model.pt", "models/flights/config.json", "models/flights/result.json"} <= keys
+    config = json.loads(s3.get_object(Bucket="lake", Key="models/flights/config.json")["Body"].read())
+    assert config["training_set"] == arguments["training_set"]
+    assert "testing" not in json.dumps(config)  # the connection's secret never lands in the package
+
+    # An object store the connection cannot reach is refused before anything starts, naming it.
+    with pytest.raises(
+        AirflowFailException, match=r"output_dir 'gs://lake/models/flights': .* must be s3://"
+    ):
+        LightningTrainOperator(
+            max_epochs=1, **{**arguments, "output_dir": "gs://lake/models/flights"}
+        ).execute(context())  # type: ignore[arg-type]

@@ -1,0 +1,80 @@
+"""Object storage for processes that run without Airflow (the training driver and its workers).
+
+A task reaches the lake through ``ObjectStoragePath`` and an Airflow connection; the processes it
+starts have no connections. :func:`fsspec_environment` turns the connection into fsspec's own
+configuration variable (``FSSPEC_S3``: key, secret, token, endpoint and region), which every fsspec
+filesystem the child creates reads at import, so ``UPath("s3://...")`` there reaches the same bucket
+with the same credentials. The variables go only into the child's environment, never into a spec
+file, a log line or XCom.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from airflow_mlops.exceptions import MLOpsConfigError
+
+#: URI schemes whose credentials :func:`fsspec_environment` hands on (the amazon provider's).
+S3_SCHEMES = ("s3://", "s3a://", "s3n://")
+
+
+def fsspec_environment(conn_id: str | None, uris: Mapping[str, str]) -> dict[str, str]:
+    """The environment variables that give a child process the object store of ``uris`` (what each
+    is, e.g. ``{"training_set": "s3://..."}``) through the Airflow connection ``conn_id``.
+
+    Local paths need nothing (an empty mapping). ``s3://`` URIs take an ``aws`` connection; without
+    one the child uses the default AWS credential chain of its machine. Another scheme is refused,
+    naming the argument and its value, because its credentials would silently be missing."""
+    remote = {what: uri for what, uri in uris.items() if "://" in uri and not uri.startswith("file://")}
+    if not remote:
+        return {}
+    other = {what: uri for what, uri in remote.items() if not uri.startswith(S3_SCHEMES)}
+    if other:
+        what, uri = next(iter(other.items()))
+        raise MLOpsConfigError(
+            f"{what} {uri!r}: object storage for training must be s3:// (an aws connection); "
+            "other schemes have no credentials to hand to the training processes"
+        )
+    if conn_id is None:
+        return {}
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook = S3Hook(aws_conn_id=conn_id)
+    credentials = hook.get_credentials()
+    options: dict[str, object] = {"key": credentials.access_key, "secret": credentials.secret_key}
+    if credentials.token:
+        options["token"] = credentials.token
+    endpoint = hook.conn_config.get_service_endpoint_url(service_name="s3")
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    if hook.conn_region_name:
+        options["client_kwargs"] = {"region_name": hook.conn_region_name}
+    return {"FSSPEC_S3": json.dumps(options)}
+
+
+@contextmanager
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """``variables`` set in this process for the block (and fsspec's configuration reloaded), then
+    the previous values back: for checks in the task process that read what the child will."""
+    import fsspec.config
+
+    def reload() -> None:
+        fsspec.config.conf.clear()
+        fsspec.config.set_conf_files(fsspec.config.conf_dir, fsspec.config.conf)
+        fsspec.config.set_conf_env(fsspec.config.conf)
+
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    reload()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        reload()
