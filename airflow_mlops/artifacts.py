@@ -106,3 +106,30 @@ def write_parquet_atomically(path: Any, frame: Any) -> str:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return write_atomically(path, buffer.getvalue())
+
+
+def upload_folder(folder: Any, target: Any) -> None:
+    """Every file of a local folder to the same relative keys under ``target`` (an object store
+    path: ``UPath`` or ``ObjectStoragePath``), streamed in 8 MiB pieces."""
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        destination = target.joinpath(*path.relative_to(folder).parts)
+        with path.open("rb") as source, destination.open("wb") as sink:
+            while chunk := source.read(8 << 20):
+                sink.write(chunk)
+
+
+def download_folder(source: Any, folder: Any) -> int:
+    """Every object under ``source`` (an object store path) to the same relative paths under the
+    local ``folder``, streamed; returns how many. An empty prefix raises ``FileNotFoundError``
+    naming it (a model folder that is not there is an error, not an empty model)."""
+    fs, prefix = source.fs, source.path.rstrip("/")
+    keys = [key for key in fs.find(prefix) if not key.endswith("/")]
+    if not keys:
+        raise FileNotFoundError(f"{source.as_uri()}: no objects under this prefix")
+    for key in keys:
+        target = folder.joinpath(*key[len(prefix) + 1 :].split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open(key, "rb") as src, target.open("wb") as sink:
+            while chunk := src.read(8 << 20):
+                sink.write(chunk)
+    return len(keys)

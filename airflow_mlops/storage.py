@@ -1,4 +1,10 @@
-"""Object storage for processes that run without Airflow (the training driver and its workers).
+"""Object storage for tasks and for the processes they start without Airflow (the training driver
+and its workers).
+
+In a task, :func:`object_path` gives a ``pathlib.Path`` for a local path and an
+``ObjectStoragePath`` with the task's connection for an object store URI; :func:`uri_of` names
+either as a URI, and :func:`local_folder` gives a model folder as local files (downloaded from an
+object store into a scratch folder for the block).
 
 A task reaches the lake through ``ObjectStoragePath`` and an Airflow connection; the processes it
 starts have no connections. :func:`fsspec_environment` turns the connection into fsspec's own
@@ -12,8 +18,11 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from airflow_mlops.exceptions import MLOpsConfigError
 
@@ -78,3 +87,38 @@ def environment(variables: Mapping[str, str]) -> Iterator[None]:
             else:
                 os.environ[name] = value
         reload()
+
+
+def is_remote(uri: str) -> bool:
+    """True for an object store URI (``s3://...``); False for a path or a ``file://`` URI."""
+    return "://" in uri and not uri.startswith("file://")
+
+
+def object_path(uri: str, conn_id: str | None) -> Any:
+    """Where a task reads or writes ``uri``: a ``pathlib.Path`` for a local path or ``file://`` URI,
+    an ``ObjectStoragePath`` through the connection ``conn_id`` for an object store URI."""
+    if not is_remote(str(uri)):
+        return Path(str(uri).removeprefix("file://"))
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(str(uri), conn_id=conn_id)
+
+
+def uri_of(path: Any) -> str:
+    """The URI of a path :func:`object_path` gave (``file:///...`` or ``s3://bucket/key``, without
+    the connection id ``ObjectStoragePath`` keeps in its own string form)."""
+    return path.resolve().as_uri() if isinstance(path, Path) else str(path.as_uri())
+
+
+@contextmanager
+def local_folder(path: Any) -> Iterator[Path]:
+    """A folder as local files for the block: a local folder as it is; an object store prefix
+    downloaded (streamed, object by object) into a scratch folder that is removed after."""
+    if isinstance(path, Path):
+        yield path
+        return
+    from airflow_mlops.artifacts import download_folder
+
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-fetch-") as scratch:
+        download_folder(path, Path(scratch))
+        yield Path(scratch)

@@ -51,6 +51,8 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
     :param importance_rows: rows sampled for permutation importance (0 skips it).
     :param mlflow_run_id: the training run to log into (templated; empty: log nothing).
     :param mlflow_conn_id: the ``mlflow`` connection of that run and of the champion's registry.
+    :param storage_conn_id: the connection of an object store (``s3://``) holding the model folder,
+        the training set or the report folder; a model folder there is downloaded for the task.
 
     XCom: ``{"report_uri", "report_html_uri", "overall", "champion_overall", "fairness", "rows"}``.
     Extra links: "Evaluation report" (the HTML page) and "MLflow run" (with ``[mlops] mlflow_ui_url``).
@@ -85,9 +87,11 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         importance_rows: int = 5000,
         mlflow_run_id: str = "",
         mlflow_conn_id: str | None = MlflowHook.default_conn_name,
+        storage_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.storage_conn_id = storage_conn_id
         if isinstance(slices, str):
             raise MLOpsConfigError(f"slices must be a list of column names, got the string {slices!r}")
         if not 0 < threshold < 1:
@@ -110,16 +114,23 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         from airflow_mlops.evaluation.report import dumps, evaluate, finite, importance, render_html
         from airflow_mlops.evaluation.scoring import features, load_scorer, read_rows
         from airflow_mlops.models.tasks import metric_names, primary_metric
+        from airflow_mlops.storage import is_remote, local_folder, object_path, uri_of
         from airflow_mlops.training.spec import manifest_path
 
-        manifest = json.loads(manifest_path(self.training_set).read_text())
+        manifest = json.loads(object_path(self.training_set, self.storage_conn_id).read_text())
         if self.split not in manifest["splits"]:
             raise MLOpsConfigError(
                 f"training_set {self.training_set!r} has no split {self.split!r} "
                 f"(splits: {sorted(manifest['splits'])})"
             )
-        frame = read_rows(manifest_path(manifest["splits"][self.split]["uri"], self.training_set))
-        scorer = load_scorer(self._model_folder())
+        split_uri = manifest["splits"][self.split]["uri"]
+        frame = read_rows(
+            object_path(split_uri, self.storage_conn_id)
+            if is_remote(split_uri)
+            else manifest_path(split_uri, self.training_set)
+        )
+        with local_folder(object_path(self._model_folder(), self.storage_conn_id)) as model_folder:
+            scorer = load_scorer(model_folder)
         label = self.label_column or scorer.label
         if not label:
             raise MLOpsConfigError(
@@ -166,7 +177,7 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
                 "model_uri": self.champion_uri,
                 **evaluate(champion_scorer(frame), frame, label, **judged),
             }
-        folder = _local(self.report_dir)
+        folder = object_path(self.report_dir, self.storage_conn_id)
         write_atomically(folder / "evaluation.json", dumps(report))
         write_atomically(folder / "evaluation.html", render_html(report, f"Evaluation of {self.model_uri}"))
         overall = report["overall"]
@@ -182,7 +193,7 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         if self.mlflow_conn_id and self.mlflow_run_id:
             self._log_to_mlflow(folder, overall)
             MLflowRunLink.persist(context, mlflow_run_url(self.mlflow_run_id))
-        EvaluationReportLink.persist(context, report_url((folder / "evaluation.html").resolve().as_uri()))
+        EvaluationReportLink.persist(context, report_url(uri_of(folder / "evaluation.html")))
         self.record_lineage(
             lambda: (
                 [
@@ -190,18 +201,15 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
                     storage_name(self.training_set),
                     *([self._champion_dataset(champion)] if champion else []),
                 ],
-                [
-                    storage_name(str((folder / name).resolve()))
-                    for name in ("evaluation.json", "evaluation.html")
-                ],
+                [storage_name(uri_of(folder / name)) for name in ("evaluation.json", "evaluation.html")],
             )
         )
         return cast(
             EvaluationResult,
             finite(
                 {
-                    "report_uri": (folder / "evaluation.json").resolve().as_uri(),
-                    "report_html_uri": (folder / "evaluation.html").resolve().as_uri(),
+                    "report_uri": uri_of(folder / "evaluation.json"),
+                    "report_html_uri": uri_of(folder / "evaluation.html"),
                     "overall": overall,
                     "champion_overall": report["champion"]["overall"] if report["champion"] else None,
                     "fairness": report["fairness"],
@@ -245,10 +253,13 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
                 return None
             raise
 
-    def _log_to_mlflow(self, folder: Path, overall: Mapping[str, float]) -> None:
+    def _log_to_mlflow(self, folder: Any, overall: Mapping[str, float]) -> None:
+        from airflow_mlops.storage import local_folder
+
         client = self.mlflow_hook.get_conn()
-        for name in ("evaluation.json", "evaluation.html"):
-            client.log_artifact(self.mlflow_run_id, str(folder / name), "evaluation")
+        with local_folder(folder) as files:  # MLflow logs local files
+            for name in ("evaluation.json", "evaluation.html"):
+                client.log_artifact(self.mlflow_run_id, str(files / name), "evaluation")
         for key, value in overall.items():
             if value == value:  # an undefined metric (NaN) is null in the report, absent in MLflow
                 client.log_metric(self.mlflow_run_id, f"eval_{key}", float(value))
@@ -269,6 +280,7 @@ class EvaluationGateOperator(MlflowOperatorMixin, BaseOperator):
     :param gate: the rules as a mapping, or the path of a YAML/JSON file holding them (templated).
     :param mlflow_run_id: the candidate's run, tagged with the decision (templated; empty: none).
     :param mlflow_conn_id: the ``mlflow`` connection of that run.
+    :param storage_conn_id: the connection of an object store (``s3://``) holding the report.
 
     XCom (on pass): ``{"passed": true, "rules": [{"rule", "passed", "observed", "bound", "detail"}, ...]}``.
     """
@@ -283,9 +295,11 @@ class EvaluationGateOperator(MlflowOperatorMixin, BaseOperator):
         gate: Mapping[str, Any] | str,
         mlflow_run_id: str = "",
         mlflow_conn_id: str | None = MlflowHook.default_conn_name,
+        storage_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.storage_conn_id = storage_conn_id
         self.report_uri = report_uri
         self.gate = gate
         self.mlflow_run_id = mlflow_run_id
@@ -315,9 +329,10 @@ class EvaluationGateOperator(MlflowOperatorMixin, BaseOperator):
         from airflow_mlops.artifacts import write_atomically
         from airflow_mlops.evaluation.gate import as_records, check_gate, evaluate_gate
         from airflow_mlops.evaluation.report import dumps, finite, loads, render_html
+        from airflow_mlops.storage import object_path
 
         gate = self.load_gate()
-        path = _local(self.report_uri)
+        path = object_path(self.report_uri, self.storage_conn_id)
         report = loads(path.read_text())
         check_gate(gate, report.get("task", "binary"))  # its metrics must be the model's task's
         passed, results = evaluate_gate(gate, report, report.get("champion"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
@@ -47,6 +46,8 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
     :param card_dir: where the model card goes (templated).
     :param mlflow_conn_id: the ``mlflow`` connection of the tracking server and registry.
     :param intended_use, limitations: the model card's prose.
+    :param storage_conn_id: the connection of an object store (``s3://``) holding the model package,
+        the report, the training set or the card folder; a package there is downloaded for the task.
 
     XCom: ``{"name", "version", "model_uri", "source", "model_card", "model_card_html", "tags",
     "package_sha256", "evaluation"}``; ``package_sha256`` (also the version's tag of that name) is
@@ -70,31 +71,39 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         mlflow_conn_id: str = MlflowHook.default_conn_name,
         intended_use: str = "",
         limitations: str = "",
+        storage_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.storage_conn_id = storage_conn_id
         self.name, self.training_result, self.report_uri = name, training_result, report_uri
         self.card_dir, self.mlflow_conn_id = card_dir, mlflow_conn_id
         self.intended_use, self.limitations = intended_use, limitations
 
     def execute(self, context: Context) -> RegisteredVersion:
-        import pandas as pd
+        from contextlib import nullcontext
 
         import airflow_mlops
         from airflow_mlops.evaluation.report import finite, loads
         from airflow_mlops.registry.versions import register_version
-        from airflow_mlops.training.spec import manifest_path
+        from airflow_mlops.storage import is_remote, local_folder, object_path
+        from airflow_mlops.training.spec import manifest_path, read_parquet
 
         result = self.training_result
         if isinstance(result, str):
             result = json.loads(result)
         if not result or not result.get("mlflow_run_id"):
             raise MLOpsConfigError(f"training_result must name an MLflow run (mlflow_run_id), got {result!r}")
-        evaluation = loads(Path(self.report_uri.removeprefix("file://")).read_text())
+        evaluation = loads(object_path(self.report_uri, self.storage_conn_id).read_text())
         manifest_uri = evaluation["training_set"]
-        manifest = json.loads(manifest_path(manifest_uri).read_text())
+        manifest = json.loads(object_path(manifest_uri, self.storage_conn_id).read_text())
         split = manifest["splits"][evaluation.get("split", "test")]
-        example = pd.read_parquet(manifest_path(split["uri"], manifest_uri)).head(5)
+        rows = (
+            object_path(split["uri"], self.storage_conn_id)
+            if is_remote(split["uri"])
+            else manifest_path(split["uri"], manifest_uri)
+        )
+        example = read_parquet(rows).head(5)
         dag_run = context.get("dag_run")
         lineage = {
             "training_set": manifest_uri,
@@ -108,19 +117,26 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
             "evaluation_report": self.report_uri,
             "mlflow_run_id": result["mlflow_run_id"],
         }
-        registered = register_version(
-            self.mlflow_hook.get_conn(),
-            self.mlflow_hook.tracking_uri,
-            self.name,
-            result["mlflow_run_id"],
-            result["model_uri"],
-            example,
-            evaluation,
-            lineage,
-            Path(self.card_dir.removeprefix("file://")),
-            self.intended_use or "Not stated (the registering task gave no intended_use).",
-            self.limitations or "Not stated (the registering task gave no limitations).",
+        model_uri = str(result["model_uri"])
+        package = (
+            object_path(model_uri, self.storage_conn_id)
+            if is_remote(model_uri) and not model_uri.startswith(("runs:/", "models:/"))
+            else None
         )
+        with local_folder(package) if package is not None else nullcontext(model_uri) as model:
+            registered = register_version(
+                self.mlflow_hook.get_conn(),
+                self.mlflow_hook.tracking_uri,
+                self.name,
+                result["mlflow_run_id"],
+                model,
+                example,
+                evaluation,
+                lineage,
+                object_path(self.card_dir, self.storage_conn_id),
+                self.intended_use or "Not stated (the registering task gave no intended_use).",
+                self.limitations or "Not stated (the registering task gave no limitations).",
+            )
         self.log.info(
             "Registered %s version %s (challenger); model card %s",
             self.name,

@@ -307,7 +307,7 @@ def register_version(
     example: Any,
     evaluation: Mapping[str, Any],
     lineage: Mapping[str, str],
-    card_dir: Path,
+    card_dir: Any,
     intended_use: str,
     limitations: str,
 ) -> dict[str, Any]:
@@ -316,11 +316,13 @@ def register_version(
 
     ``model`` is a model package's folder, logged here as the suite's pyfunc model (with
     ``example``), or the URI of an MLflow model already logged in ``run_id`` (``models:/m-<id>``,
-    ``runs:/<run>/<path>``: a scikit-learn pipeline, say), registered as it is.
+    ``runs:/<run>/<path>``: a scikit-learn pipeline, say), registered as it is. ``card_dir`` is a
+    local folder or an object store path (``ObjectStoragePath``) for the model card.
     """
     from mlflow.exceptions import MlflowException
 
     from airflow_mlops.artifacts import write_atomically
+    from airflow_mlops.storage import local_folder, uri_of
 
     model = str(model)
     if model.startswith(("models:/", "runs:/")):
@@ -342,22 +344,25 @@ def register_version(
     card = model_card(name, version.version, evaluation, lineage, intended_use, limitations)
     write_atomically(card_dir / "model_card.md", card)
     write_atomically(card_dir / "model_card.html", markdown_to_html(card, f"{name} v{version.version}"))
-    for file in ("model_card.md", "model_card.html"):
-        client.log_artifact(run_id, str(card_dir / file), "model_card")
+    with local_folder(card_dir) as files:  # MLflow logs local files
+        for file in ("model_card.md", "model_card.html"):
+            client.log_artifact(run_id, str(files / file), "model_card")
     client.set_model_version_tag(
         name, version.version, "model_card", f"runs:/{run_id}/model_card/model_card.md"
     )
-    client.set_model_version_tag(
-        name, version.version, "model_card_path", str((card_dir / "model_card.md").resolve())
-    )
+
+    def where(file: str) -> str:  # a local card by its path (as the Models page reads it), else its URI
+        return str((card_dir / file).resolve()) if isinstance(card_dir, Path) else uri_of(card_dir / file)
+
+    client.set_model_version_tag(name, version.version, "model_card_path", where("model_card.md"))
     client.set_registered_model_alias(name, "challenger", version.version)
     return {
         "name": name,
         "version": str(version.version),
         "model_uri": f"models:/{name}/{version.version}",
         "source": model_uri,
-        "model_card": str((card_dir / "model_card.md").resolve()),
-        "model_card_html": str((card_dir / "model_card.html").resolve()),
+        "model_card": where("model_card.md"),
+        "model_card_html": where("model_card.html"),
         "tags": dict(tags),
         "package_sha256": digest,
         "evaluation": dict(evaluation.get("overall", {})),

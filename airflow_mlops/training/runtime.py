@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import write_atomically  # noqa: TID252 (no "airflow" import line in the runtime)
+from ..artifacts import upload_folder, write_atomically  # noqa: TID252 (no "airflow" import line in the runtime)
 from ..evaluation.report import finite  # noqa: TID252
 from ..models.contract import call_network, constructor_arguments  # noqa: TID252
 from ..models.package import package_code  # noqa: TID252
@@ -264,14 +264,3 @@ def _checkpoint_epoch(path: Any) -> int:
 def _previous_run_id(spec: TrainingSpec) -> str | None:
     marker = storage_path(spec.checkpoint_dir) / "mlflow_run_id"
     return marker.read_text().strip() if marker.exists() else None
-
-
-def upload_folder(folder: Path, target: Any) -> None:
-    """Every file of a local folder to the same relative keys under ``target`` (an object store
-    path), streamed. ``result.json`` is written after the package: a reader that finds it finds
-    the whole package."""
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        destination = target.joinpath(*path.relative_to(folder).parts)
-        with path.open("rb") as source, destination.open("wb") as sink:
-            while chunk := source.read(8 << 20):
-                sink.write(chunk)

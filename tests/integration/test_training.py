@@ -310,12 +310,13 @@ print("HEAVY", sorted(m for m in ("torch", "pytorch_lightning", "mlflow") if m i
     assert "HEAVY []" in out
 
 
-def test_training_reads_and_writes_object_storage_and_a_retry_resumes_from_the_checkpoint_there(
+def test_training_and_evaluation_on_object_storage_and_a_retry_resumes_from_the_checkpoint_there(
     tmp_path: Path, training_set: str, aws_conn: str, moto_server: str
 ) -> None:
     """The training set, the checkpoints and the model in S3 (moto's server), reached through the
     task's ``aws`` connection alone: the first attempt trains one epoch; the retry (two DDP
-    processes, nothing of the first attempt on their disk) resumes from ``last.ckpt`` in the bucket."""
+    processes, nothing of the first attempt on their disk) resumes from ``last.ckpt`` in the bucket;
+    the evaluation and the gate then read the model and write the report in the bucket."""
     import boto3
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -348,7 +349,9 @@ def test_training_reads_and_writes_object_storage_and_a_retry_resumes_from_the_c
     last = "checkpoints/dag/run/train/last.ckpt"
     assert s3.head_object(Bucket="lake", Key=last)["ContentLength"] > 0
 
-    retry = LightningTrainOperator(max_epochs=2, devices=2, master_port=free_port(), **arguments)
+    retry = LightningTrainOperator(
+        max_epochs=2, devices=2, master_port=free_port(), **{**arguments, "mlflow_conn_id": "mlflow_default"}
+    )
     second = retry.execute(context())  # type: ignore[arg-type]
     assert second["resumed_from"] == f"s3://lake/{last}" and second["world_size"] == 2
     assert second["epochs"] == 2 and second["metrics"]["test_auc"] > 0.55
@@ -357,6 +360,47 @@ def test_training_reads_and_writes_object_storage_and_a_retry_resumes_from_the_c
     config = json.loads(s3.get_object(Bucket="lake", Key="models/flights/config.json")["Body"].read())
     assert config["training_set"] == arguments["training_set"]
     assert "testing" not in json.dumps(config)  # the connection's secret never lands in the package
+
+    # Evaluation and the gate read the model, the training set and the report in the bucket too.
+    from airflow_mlops.operators.evaluate import EvaluateModelOperator, EvaluationGateOperator
+
+    evaluated = EvaluateModelOperator(
+        task_id="evaluate",
+        model_uri=second["model_uri"],
+        training_set=arguments["training_set"],
+        report_dir="s3://lake/reports/flights",
+        importance_rows=0,
+        mlflow_conn_id=None,
+        storage_conn_id=aws_conn,
+    ).execute(context())  # type: ignore[arg-type]
+    assert evaluated["report_uri"] == "s3://lake/reports/flights/evaluation.json"
+    assert evaluated["overall"]["auc"] == pytest.approx(second["metrics"]["test_auc"], abs=1e-4)
+    EvaluationGateOperator(
+        task_id="gate",
+        report_uri=evaluated["report_uri"],
+        gate={"rules": [{"metric": "auc", "min": 0.55}], "no_champion": "absolute_only"},
+        mlflow_conn_id=None,
+        storage_conn_id=aws_conn,
+    ).execute(context())  # type: ignore[arg-type]
+    report = json.loads(s3.get_object(Bucket="lake", Key="reports/flights/evaluation.json")["Body"].read())
+    assert report["gate"]["passed"] and report["overall"]["rows"] == second["metrics"]["test_rows"]
+    assert s3.head_object(Bucket="lake", Key="reports/flights/evaluation.html")["ContentLength"] > 0
+
+    # Registration logs the package from the bucket and writes the model card there.
+    from airflow_mlops.operators.registry import RegisterModelOperator
+
+    registered = RegisterModelOperator(
+        task_id="register",
+        name="flights_on_s3",
+        training_result=second,
+        report_uri=evaluated["report_uri"],
+        card_dir="s3://lake/cards/flights_on_s3",
+        storage_conn_id=aws_conn,
+    ).execute(context())  # type: ignore[arg-type]
+    assert registered["model_card"] == "s3://lake/cards/flights_on_s3/model_card.md"
+    assert registered["package_sha256"] and registered["tags"]["training_set"] == arguments["training_set"]
+    card = s3.get_object(Bucket="lake", Key="cards/flights_on_s3/model_card.md")["Body"].read().decode()
+    assert card.startswith(f"# Model card: flights_on_s3 version {registered['version']}")
 
     # An object store the connection cannot reach is refused before anything starts, naming it.
     with pytest.raises(
