@@ -104,6 +104,15 @@ def object_path(uri: str, conn_id: str | None) -> Any:
     return ObjectStoragePath(str(uri), conn_id=conn_id)
 
 
+def split_path(uri: str, manifest_uri: str, conn_id: str | None) -> Any:
+    """A training set split's file named in a manifest: an object store URI through the connection;
+    a local one, possibly relative to the manifest's folder, as ``training.spec.manifest_path``
+    resolves it."""
+    from airflow_mlops.training.spec import manifest_path
+
+    return object_path(uri, conn_id) if is_remote(uri) else manifest_path(uri, manifest_uri)
+
+
 def uri_of(path: Any) -> str:
     """The URI of a path :func:`object_path` gave (``file:///...`` or ``s3://bucket/key``, without
     the connection id ``ObjectStoragePath`` keeps in its own string form)."""

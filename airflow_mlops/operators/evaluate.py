@@ -114,8 +114,7 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         from airflow_mlops.evaluation.report import dumps, evaluate, finite, importance, render_html
         from airflow_mlops.evaluation.scoring import features, load_scorer, read_rows
         from airflow_mlops.models.tasks import metric_names, primary_metric
-        from airflow_mlops.storage import is_remote, local_folder, object_path, uri_of
-        from airflow_mlops.training.spec import manifest_path
+        from airflow_mlops.storage import local_folder, object_path, split_path, uri_of
 
         manifest = json.loads(object_path(self.training_set, self.storage_conn_id).read_text())
         if self.split not in manifest["splits"]:
@@ -123,11 +122,8 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
                 f"training_set {self.training_set!r} has no split {self.split!r} "
                 f"(splits: {sorted(manifest['splits'])})"
             )
-        split_uri = manifest["splits"][self.split]["uri"]
         frame = read_rows(
-            object_path(split_uri, self.storage_conn_id)
-            if is_remote(split_uri)
-            else manifest_path(split_uri, self.training_set)
+            split_path(manifest["splits"][self.split]["uri"], self.training_set, self.storage_conn_id)
         )
         with local_folder(object_path(self._model_folder(), self.storage_conn_id)) as model_folder:
             scorer = load_scorer(model_folder)

@@ -86,8 +86,8 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         import airflow_mlops
         from airflow_mlops.evaluation.report import finite, loads
         from airflow_mlops.registry.versions import register_version
-        from airflow_mlops.storage import is_remote, local_folder, object_path
-        from airflow_mlops.training.spec import manifest_path, read_parquet
+        from airflow_mlops.storage import is_remote, local_folder, object_path, split_path
+        from airflow_mlops.training.spec import read_parquet
 
         result = self.training_result
         if isinstance(result, str):
@@ -98,12 +98,7 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
         manifest_uri = evaluation["training_set"]
         manifest = json.loads(object_path(manifest_uri, self.storage_conn_id).read_text())
         split = manifest["splits"][evaluation.get("split", "test")]
-        rows = (
-            object_path(split["uri"], self.storage_conn_id)
-            if is_remote(split["uri"])
-            else manifest_path(split["uri"], manifest_uri)
-        )
-        example = read_parquet(rows).head(5)
+        example = read_parquet(split_path(split["uri"], manifest_uri, self.storage_conn_id)).head(5)
         dag_run = context.get("dag_run")
         lineage = {
             "training_set": manifest_uri,

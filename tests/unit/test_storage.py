@@ -54,3 +54,50 @@ def test_the_environment_block_sets_the_configuration_and_restores_it(
     with environment({"FSSPEC_S3": json.dumps({"endpoint_url": "http://e"})}):
         assert os.environ["FSSPEC_S3"] and fsspec.config.conf["s3"] == {"endpoint_url": "http://e"}
     assert "FSSPEC_S3" not in os.environ and "s3" not in fsspec.config.conf
+
+
+def test_local_paths_stay_pathlib_and_object_store_uris_keep_their_connection(
+    lake_conn: str, tmp_path
+) -> None:
+    from pathlib import Path
+
+    from airflow_mlops.storage import object_path, split_path, uri_of
+
+    assert object_path(f"file://{tmp_path}/r", lake_conn) == Path(tmp_path / "r")
+    remote = object_path("s3://lake/reports/r", lake_conn)
+    assert uri_of(remote / "evaluation.json") == "s3://lake/reports/r/evaluation.json"
+    assert remote.conn_id == lake_conn
+    assert uri_of(Path(tmp_path / "r")) == (tmp_path / "r").as_uri()
+    # A relocated training set names its splits relative to the manifest.
+    assert (
+        split_path("test.parquet", f"{tmp_path}/set/manifest.json", None) == tmp_path / "set" / "test.parquet"
+    )
+    assert uri_of(split_path("s3://lake/set/test.parquet", "s3://lake/set/manifest.json", lake_conn)) == (
+        "s3://lake/set/test.parquet"
+    )
+
+
+def test_a_folder_round_trips_through_an_object_store_and_an_empty_prefix_is_an_error(tmp_path) -> None:
+    from pathlib import Path
+
+    from upath import UPath
+
+    from airflow_mlops.artifacts import download_folder, upload_folder
+    from airflow_mlops.storage import local_folder
+
+    source = tmp_path / "package"
+    (source / "code" / "net").mkdir(parents=True)
+    (source / "model.pt").write_bytes(b"\0" * (9 << 20))  # over one 8 MiB piece
+    (source / "code" / "net" / "__init__.py").write_text("x = 1\n")
+    store = UPath("memory://bucket/models/m")
+    upload_folder(source, store)
+    with local_folder(store) as fetched:
+        assert isinstance(fetched, Path) and fetched != source
+        assert sorted(p.relative_to(fetched).as_posix() for p in fetched.rglob("*") if p.is_file()) == [
+            "code/net/__init__.py",
+            "model.pt",
+        ]
+        assert (fetched / "model.pt").read_bytes() == (source / "model.pt").read_bytes()
+    assert not fetched.exists()  # the scratch folder goes with the block
+    with pytest.raises(FileNotFoundError, match="memory://bucket/models/none: no objects"):
+        download_folder(UPath("memory://bucket/models/none"), tmp_path / "none")
