@@ -117,6 +117,10 @@ def run(spec: TrainingSpec) -> dict[str, Any] | None:
             tags=spec.tags or None,
             artifact_location=spec.mlflow.get("artifact_location"),
             run_id=_previous_run_id(spec) if resume else None,
+            # Step metrics go through MLflow's async queue instead of one store transaction each
+            # (on SQLite about 40 ms apiece, 6 per epoch: 10 s of a 40-epoch fit on two cores). The
+            # queue is drained when Lightning ends the run; the final metrics are logged after it.
+            synchronous=False,
         )
     callbacks: list[Any] = [
         ModelCheckpoint(dirpath=str(checkpoints), save_last=True, save_top_k=1, every_n_epochs=1)

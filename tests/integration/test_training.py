@@ -108,11 +108,15 @@ def test_the_runtime_runs_without_airflow_and_logs_to_mlflow(tmp_path: Path, tra
     assert metrics["test_auc"] > 0.6 and metrics["test_log_loss"] < metrics["test_baseline_log_loss"] - 0.01
     import mlflow
 
-    run = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'solo' / 'mlflow.db'}").get_run(
-        outcome["mlflow_run_id"]
-    )
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'solo' / 'mlflow.db'}")
+    run = client.get_run(outcome["mlflow_run_id"])
     assert run.data.metrics["test_auc"] == pytest.approx(metrics["test_auc"])
     assert run.data.params["hidden"] == "32"
+    # Every epoch's val_loss, logged through MLflow's async queue, is in the store when the run ends.
+    history = client.get_metric_history(outcome["mlflow_run_id"], "val_loss")
+    last = max(history, key=lambda m: m.step)
+    assert len({m.step for m in history}) >= 2 and last.value == pytest.approx(metrics["val_loss"])
+    assert run.info.status == "FINISHED"
 
     from flights.model import load_model
 
