@@ -120,12 +120,15 @@ def upload_folder(folder: Any, target: Any) -> None:
 
 def download_folder(source: Any, folder: Any) -> int:
     """Every object under ``source`` (an object store path) to the same relative paths under the
-    local ``folder``, streamed; returns how many. An empty prefix raises ``FileNotFoundError``
-    naming it (a model folder that is not there is an error, not an empty model)."""
+    local ``folder``, streamed; returns how many. An empty prefix raises ``ArtifactNotFoundError``
+    (a ``FileNotFoundError``) naming it: a model folder that is not there is an error, not an
+    empty model."""
+    from airflow_mlops.exceptions import ArtifactNotFoundError
+
     fs, prefix = source.fs, source.path.rstrip("/")
     keys = [key for key in fs.find(prefix) if not key.endswith("/")]
     if not keys:
-        raise FileNotFoundError(f"{source.as_uri()}: no objects under this prefix")
+        raise ArtifactNotFoundError(f"{source.as_uri()}: no objects under this prefix")
     for key in keys:
         target = folder.joinpath(*key[len(prefix) + 1 :].split("/"))
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,10 @@ class ModelNotFoundError(MLOpsError, FileNotFoundError):
     """A model URI names no model folder (``model.pt`` and ``config.json``)."""
 
 
+class ArtifactNotFoundError(MLOpsError, FileNotFoundError):
+    """An artifact (a model folder, a report) is not where its URI says, e.g. an empty object store prefix."""
+
+
 class UnknownColumnError(MLOpsError, KeyError):
     """A column asked for is not in the data or profile it is looked up in."""
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from airflow_mlops.exceptions import MLOpsConfigError
+from airflow_mlops.exceptions import ArtifactNotFoundError, MLOpsConfigError
 from airflow_mlops.storage import environment, fsspec_environment
 
 
@@ -99,5 +99,5 @@ def test_a_folder_round_trips_through_an_object_store_and_an_empty_prefix_is_an_
         ]
         assert (fetched / "model.pt").read_bytes() == (source / "model.pt").read_bytes()
     assert not fetched.exists()  # the scratch folder goes with the block
-    with pytest.raises(FileNotFoundError, match="memory://bucket/models/none: no objects"):
+    with pytest.raises(ArtifactNotFoundError, match="memory://bucket/models/none: no objects"):
         download_folder(UPath("memory://bucket/models/none"), tmp_path / "none")
