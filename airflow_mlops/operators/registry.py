@@ -113,11 +113,8 @@ class RegisterModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
             "mlflow_run_id": result["mlflow_run_id"],
         }
         model_uri = str(result["model_uri"])
-        package = (
-            object_path(model_uri, self.storage_conn_id)
-            if is_remote(model_uri) and not model_uri.startswith(("runs:/", "models:/"))
-            else None
-        )
+        # A package in the bucket is downloaded; a local folder or an MLflow URI (runs:/, models:/) is not.
+        package = object_path(model_uri, self.storage_conn_id) if is_remote(model_uri) else None
         with local_folder(package) if package is not None else nullcontext(model_uri) as model:
             registered = register_version(
                 self.mlflow_hook.get_conn(),
