@@ -70,9 +70,13 @@ def fit_preprocessing(frame: Any, spec: FeatureSpec) -> dict[str, Any]:
     return preprocessing
 
 
+#: NumPy types ``torch.from_numpy`` views without a copy.
+TORCH_VIEWABLE = frozenset({"float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8"})
+
+
 def feature_columns(frame: Any, preprocessing: Mapping[str, Any]) -> tuple[list[Any], list[tuple[Any, Any]]]:
     """The features of raw rows, read once: each numeric one as an array (a view where the column
-    already is a numeric array, NaN marks a missing value) and each categorical one as
+    already is a numeric array, a tensor view where torch can take it; NaN marks a missing value) and each categorical one as
     ``(codes, lookup)``, where ``lookup[codes]`` is the vocabulary index + 1 (0 = missing or unseen).
 
     A column that already is categorical (a Parquet dictionary, see ``evaluation.scoring.read_rows``)
@@ -86,11 +90,14 @@ def feature_columns(frame: Any, preprocessing: Mapping[str, Any]) -> tuple[list[
     missing = [c for c in (*numeric_columns, *categorical_columns) if c not in frame.columns]
     if missing:
         raise SpecError(f"rows to score: feature columns {missing} are missing")
-    numeric = []
+    numeric: list[Any] = []
     for column in numeric_columns:
         values = frame[column]
         if isinstance(values.dtype, np.dtype) and values.dtype.kind in "fiu":
-            numeric.append(values.to_numpy())
+            array = values.to_numpy()
+            # a tensor view where torch takes the array as it is (read only here)
+            tensor = array.flags.writeable and array.dtype.name in TORCH_VIEWABLE
+            numeric.append(torch.from_numpy(array) if tensor else array)
             continue
         try:  # nullable or object columns
             numeric.append(values.to_numpy(dtype="float32", na_value=np.nan))
@@ -120,10 +127,16 @@ def _fill(
     import numpy as np
 
     rows = stop - start
+    into = torch.from_numpy(numeric)
     for i, values in enumerate(columns[0]):
-        numeric[i, :rows] = values[start:stop]
+        if isinstance(values, torch.Tensor):
+            into[i, :rows].copy_(values[start:stop])  # torch's cast: vectorised, about 20 % faster
+        else:
+            numeric[i, :rows] = values[start:stop]
     for i, (codes, lookup) in enumerate(columns[1]):
-        np.take(lookup, codes[start:stop], out=categorical[i, :rows])
+        # codes are within the lookup (-1 is its last entry); "wrap" skips the buffered
+        # bounds check that mode="raise" makes with ``out`` (six times slower)
+        np.take(lookup, codes[start:stop], out=categorical[i, :rows], mode="wrap")
     return {
         "numeric": torch.from_numpy(numeric[:, :rows]).T,
         "categorical": torch.from_numpy(categorical[:, :rows]).T,
@@ -144,23 +157,36 @@ def transform(frame: Any, preprocessing: Mapping[str, Any]) -> dict[str, torch.T
     return _fill(columns, 0, len(frame), numeric, categorical)
 
 
+def chunk_buffers(preprocessing: Mapping[str, Any], rows: int) -> tuple[Any, Any]:
+    """The two arrays :func:`transform_chunks` writes chunks of up to ``rows`` rows into:
+    float32 numeric features x rows and int64 categorical features x rows."""
+    import numpy as np
+
+    return (
+        np.empty((len(preprocessing["numeric"]), rows), dtype="float32"),
+        np.empty((len(preprocessing["categorical"]), rows), dtype="int64"),
+    )
+
+
 def transform_chunks(
-    frame: Any, preprocessing: Mapping[str, Any], chunk_rows: int
+    frame: Any, preprocessing: Mapping[str, Any], chunk_rows: int, buffers: tuple[Any, Any] | None = None
 ) -> Iterator[dict[str, torch.Tensor]]:
     """:func:`transform` chunk by chunk into two buffers reused for every chunk: a chunk's tensors are
     valid until the next chunk is asked for (copy what must outlive it).
 
     Batch scoring's path: the whole frame's arrays (about 130 MB for a million rows) are never
-    allocated, and a chunk's buffers stay in the CPU caches for the network.
+    allocated, and a chunk's buffers stay in the CPU caches for the network. ``buffers``
+    (:func:`chunk_buffers` of at least ``min(chunk_rows, len(frame))`` rows) are used instead of
+    new ones: a caller that scores many frames keeps its pages mapped (a fresh 8 MB buffer costs
+    2,000 page faults per call).
     """
-    import numpy as np
-
     if chunk_rows < 1:
         raise SpecError(f"chunk_rows must be positive, got {chunk_rows!r}")
     columns = feature_columns(frame, preprocessing)
     width = min(chunk_rows, len(frame))
-    numeric = np.empty((len(columns[0]), width), dtype="float32")
-    categorical = np.empty((len(columns[1]), width), dtype="int64")
+    if buffers is None or buffers[0].shape[1] < width:
+        buffers = chunk_buffers(preprocessing, width)
+    numeric, categorical = buffers
     for start in range(0, len(frame), chunk_rows):
         yield _fill(columns, start, min(start + chunk_rows, len(frame)), numeric, categorical)
 

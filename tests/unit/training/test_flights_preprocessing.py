@@ -154,3 +154,56 @@ def test_a_numeric_feature_that_holds_text_is_named(training: pd.DataFrame) -> N
     scoring.loc[2, "distance"] = "far"
     with pytest.raises(SpecError, match=r"numeric feature 'distance' must hold numbers or nulls"):
         transform(scoring, fit_preprocessing(training))
+
+
+def test_given_buffers_are_written_in_place_and_too_small_ones_replaced(training: pd.DataFrame) -> None:
+    from airflow_mlops.training.tabular import chunk_buffers, transform_chunks
+
+    stats = fit_preprocessing(training)
+    scoring = rows(["UA", "AA", None] * 4, ["JFK"] * 12, ["ORD"] * 12)
+    scoring["plane_year"] = scoring["plane_year"].astype("int8")  # columns torch views without a copy,
+    scoring["hour"] = scoring["hour"].astype("float16")  # of other types,
+    read_only = scoring["day"].to_numpy().copy()
+    read_only.flags.writeable = False  # and one torch would warn about: copied by NumPy instead
+    scoring["day"] = read_only
+    expected = transform(scoring, stats)
+    buffers = chunk_buffers(stats, 5)
+    chunks = [tuple(t.clone() for t in c.values()) for c in transform_chunks(scoring, stats, 5, buffers)]
+    assert buffers[0][NUMERIC.index("distance"), :2].tolist() == scoring["distance"].iloc[10:12].tolist()
+    for joined, one in zip((torch.cat([c[i] for c in chunks]) for i in range(2)), expected, strict=True):
+        assert torch.equal(joined, one)
+    small = chunk_buffers(stats, 2)
+    assert [len(c["numeric"]) for c in transform_chunks(scoring, stats, 5, small)] == [5, 5, 2]
+    assert small[0].shape == (len(NUMERIC), 2)  # not written: too small for a chunk of 5
+
+
+def test_a_scorer_called_from_several_threads_keeps_each_threads_chunks_apart(
+    training: pd.DataFrame, tmp_path: Path
+) -> None:
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from airflow_mlops.evaluation.scoring import Scorer
+
+    stats = fit_preprocessing(training)
+    torch.manual_seed(0)
+    model = FlightDelayModel(
+        num_numeric=len(NUMERIC),
+        cardinalities=[len(stats["categorical"][c]) + 1 for c in CATEGORICAL],
+        hidden=8,
+        numeric_mean=[s["mean"] for s in stats["numeric"].values()],
+        numeric_std=[s["std"] for s in stats["numeric"].values()],
+    )
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    config = {"model": "flights.model:FlightDelayModel", "init": dict(model.hparams), "preprocessing": stats}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    frames = [rows(["UA", "AA", "DL"] * k, ["JFK", "EWR", "LGA"] * k, ["ORD"] * 3 * k) for k in (1, 40, 7)]
+    for k, frame in enumerate(frames):
+        frame["distance"] = frame["distance"] * (k + 1)
+    expected = [Scorer(tmp_path, chunk_rows=16)(f) for f in frames]  # a fresh scorer per frame
+    scorer = Scorer(tmp_path, chunk_rows=16)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: scorer(frames[i % 3]), range(60)))
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result, expected[i % 3])
+    assert not np.allclose(expected[0], expected[2][:3])  # the frames' first rows score apart
