@@ -236,6 +236,7 @@ def digest(args: argparse.Namespace) -> None:
 def lineage(args: argparse.Namespace) -> None:
     from airflow_mlops import settings
     from airflow_mlops.lineage import print_walk, read_events, server_namespace, walk_back
+    from airflow_mlops.storage import object_path, uri_of
 
     if args.endpoint:
         host, _, port = args.server.rpartition(":")
@@ -244,12 +245,24 @@ def lineage(args: argparse.Namespace) -> None:
         dataset = (args.namespace, args.name)
     else:
         raise SystemExit("airflow-mlops lineage: give --endpoint (and --server), or --namespace and --name")
-    events = (
-        args.events or Path(settings.lake_uri().removeprefix("file://")).parent / "lineage" / "events.jsonl"
-    )
+    events = object_path(args.events or default_events(settings.lake_uri()), settings.lake_conn_id())
     if not events.exists():
-        raise SystemExit(f"airflow-mlops lineage: no events at {events} (is [openlineage] transport set?)")
+        where = events if isinstance(events, Path) else uri_of(events)
+        raise SystemExit(f"airflow-mlops lineage: no events at {where} (is [openlineage] transport set?)")
     print_walk(walk_back(read_events(events), *dataset))
+
+
+def default_events(lake_uri: str) -> str:
+    """The file transport's events beside the lake: ``<lake>/../lineage/events.jsonl`` for a local
+    lake, the folder ``<lake>/../lineage/events`` (one object per event) for an object store."""
+    import posixpath
+
+    from airflow_mlops.storage import is_remote
+
+    if not is_remote(lake_uri):
+        return str(Path(lake_uri.removeprefix("file://")).parent / "lineage" / "events.jsonl")
+    scheme, _, rest = lake_uri.rstrip("/").partition("://")
+    return f"{scheme}://{posixpath.join(posixpath.dirname(rest) or rest, 'lineage', 'events')}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -359,6 +372,21 @@ def build_parser() -> argparse.ArgumentParser:
         "URL with a password goes: never on the command line)",
     )
     p.add_argument(
+        "--batch-max-rows",
+        type=int,
+        default=256,
+        help="dynamic batching: requests waiting for the same variant are scored together, up to this "
+        "many rows per model call (default 256; 0: off, each request scored alone in its thread); a "
+        "deployment's batching overrides it per endpoint",
+    )
+    p.add_argument(
+        "--batch-max-wait-ms",
+        type=float,
+        default=0.0,
+        help="how long a batch waits for more requests after its first (default 0: only the requests "
+        "already waiting join, so a lone request is never delayed)",
+    )
+    p.add_argument(
         "--follow-aliases-every",
         type=float,
         default=30,
@@ -397,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ignored", nargs="*", help="SageMaker passes 'serve'")
     p = commands.add_parser("lineage", help="walk a dataset back to its sources through OpenLineage events")
     p.add_argument(
-        "--events", type=Path, help="the file transport's events (default: <data>/lineage/events.jsonl)"
+        "--events",
+        help="the file transport's events, a file or a folder, local or s3:// (default: beside the "
+        "lake, <data>/lineage/events.jsonl; for an s3:// lake the folder <lake>/../lineage/events)",
     )
     p.add_argument("--endpoint", help="a served endpoint, e.g. flight_delay (with --server)")
     p.add_argument(
@@ -471,6 +501,7 @@ def serve_models(args: argparse.Namespace) -> None:
         trusted_modules=trusted,
         follow_every=args.follow_aliases_every,
         redis_url=args.redis_url,
+        batching={"max_rows": args.batch_max_rows, "max_wait_ms": args.batch_max_wait_ms},
     )
 
 

@@ -265,11 +265,12 @@ class LineageMixin:
 # Reading the events back ----------------------------------------------------------------------
 
 
-def read_events(path: str | Path) -> list[dict[str, Any]]:
+def read_events(path: Any) -> list[dict[str, Any]]:
     """The run events of a file transport: one JSON document per line (``append: true``), or a
-    folder of one-event files (``append: false``)."""
-    path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    folder of one-event files (``append: false``, what the transport writes to an object store).
+    ``path``: a local path, or a path object of an object store (``ObjectStoragePath``)."""
+    path = Path(path) if isinstance(path, str) else path
+    files = sorted((p for p in path.iterdir() if p.is_file()), key=str) if path.is_dir() else [path]
     events = []
     for file in files:
         for line in file.read_text().splitlines():

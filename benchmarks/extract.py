@@ -4,7 +4,11 @@ Both paths run the same query on the same SQLite source in this run, alternating
 Peak memory is the peak RSS (VmHWM) of a fresh child process per path (RSS never shrinks, so
 each path needs its own process); both children import the same libraries. Prints one `RESULT name=value` line per headline figure.
 
-    .venv/bin/python benchmarks/extract.py [--repeats 3] [--source /path/flights.db]
+With ``--lake s3`` both write to an S3 bucket on moto's server (started in this process, on
+loopback): ours through the ``aws`` connection (``storage_conn_id``), the baseline through
+``to_parquet("s3://...")`` (s3fs), and the RESULT names carry ``_s3``.
+
+    .venv/bin/python benchmarks/extract.py [--repeats 3] [--source /path/flights.db] [--lake s3]
 """
 
 from __future__ import annotations
@@ -29,6 +33,22 @@ QUERY = "SELECT * FROM flights ORDER BY flight_id"
 TIME_TYPES = {"time_hour": "timestamp[us, tz=UTC]"}
 
 
+def target_uri(out: Path) -> str:
+    """Where a path writes: the local file, or the same name in the benchmark's bucket."""
+    return f"s3://bench/{out.name}" if os.environ.get("BENCH_LAKE") == "s3" else out.as_uri()
+
+
+def row_count(uri: str) -> int:
+    import pyarrow.parquet as pq
+
+    if uri.startswith("s3://"):
+        import s3fs
+
+        with s3fs.S3FileSystem().open(uri, "rb") as handle:
+            return int(pq.read_metadata(handle).num_rows)
+    return int(pq.read_metadata(uri.removeprefix("file://")).num_rows)
+
+
 def ours(source: Path, out: Path) -> int:
     from airflow_mlops.operators.extract import SqlExtractOperator
 
@@ -37,9 +57,10 @@ def ours(source: Path, out: Path) -> int:
         task_id="bench",
         source_conn_id="bench_source",
         sql=QUERY,
-        target=out.as_uri(),
+        target=target_uri(out),
         column_types=TIME_TYPES,
         enforce_schema=False,
+        storage_conn_id="aws_default" if os.environ.get("BENCH_LAKE") == "s3" else None,
     )
     context = {
         "dag": SimpleNamespace(dag_id="bench"),
@@ -48,9 +69,7 @@ def ours(source: Path, out: Path) -> int:
         "outlet_events": {},
     }
     op.execute(context)  # type: ignore[arg-type]
-    import pyarrow.parquet as pq
-
-    return int(pq.read_metadata(out).num_rows)
+    return row_count(target_uri(out))
 
 
 def baseline(source: Path, out: Path) -> int:
@@ -59,7 +78,8 @@ def baseline(source: Path, out: Path) -> int:
 
     engine = create_engine(f"sqlite:///{source}")
     frame = pd.read_sql(QUERY, engine)
-    frame.to_parquet(out, index=False)
+    uri = target_uri(out)
+    frame.to_parquet(uri if uri.startswith("s3://") else out, index=False)
     engine.dispose()
     return len(frame)
 
@@ -95,12 +115,19 @@ def main() -> None:
     parser.add_argument("--source", type=Path)
     parser.add_argument("--child", choices=sorted(PATHS))
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--lake", choices=("local", "s3"), default="local")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.source, args.out)
         return
 
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))
+    suffix = ""
+    if args.lake == "s3":
+        from moto_lake import start_moto_bucket  # benchmarks/moto_lake.py
+
+        start_moto_bucket("bench")
+        suffix = "_s3"
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         source = ensure_source(args.source, work)
@@ -137,10 +164,10 @@ def main() -> None:
         print(
             f"{name:>8}: {best[name]:.2f} s best of {args.repeats}, {rate[name]:,.0f} rows/s, peak RSS {peaks[name]:.0f} MiB"
         )
-    print(f"RESULT extract_rows_per_s_ratio={rate['ours'] / rate['baseline']:.2f}")
-    print(f"RESULT extract_peak_rss_mib={peaks['ours']:.0f}")
-    print(f"RESULT baseline_peak_rss_mib={peaks['baseline']:.0f}")
-    print(f"RESULT extract_peak_rss_ratio={peaks['ours'] / peaks['baseline']:.2f}")
+    print(f"RESULT extract_rows_per_s_ratio{suffix}={rate['ours'] / rate['baseline']:.2f}")
+    print(f"RESULT extract_peak_rss_mib{suffix}={peaks['ours']:.0f}")
+    print(f"RESULT baseline_peak_rss_mib{suffix}={peaks['baseline']:.0f}")
+    print(f"RESULT extract_peak_rss_ratio{suffix}={peaks['ours'] / peaks['baseline']:.2f}")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,14 @@ reference network (hidden 64, saved like a trained one) with its preprocessing (
 bare endpoint parses ``{"rows": [...]}``, builds the DataFrame, scores it and returns the
 probabilities: nothing else. Ours is ``airflow-mlops serve`` with the model deployed from an
 MLflow registry: row checks, routing, prediction ids, Prometheus metrics, per-variant statistics
-and the request log. Each request carries one real 2013 flight. Overheads are reported
+and the request log, scored through its dynamic batching (the default: the requests waiting for a
+variant form one model call). Each request carries one real 2013 flight. Overheads are reported
 separately: request logging (our server with and without ``--no-request-log``) and routing (a
 canary over two variants of the same model vs a single variant).
+
+The peer is LitServe wrapping the same Scorer (``benchmarks/litserve_peer.py``: an API process
+decoding requests, an inference worker process scoring them), without batching and with its own
+batching (64 requests, 1 ms); ``ours_vs_litserve`` compares with the better of the two.
 
     .venv/bin/python benchmarks/serve.py [--requests 1500]
 """
@@ -60,6 +65,13 @@ def bare_server(port: int, model_dir: str) -> None:
         return {"ready": True}
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def litserve_server(port: int, model_dir: str, max_batch_size: int) -> None:
+    """The peer: LitServe wrapping the same Scorer (``benchmarks/litserve_peer.py``)."""
+    from litserve_peer import run  # benchmarks/litserve_peer.py (LitServe pickles the API class by name)
+
+    run(port, model_dir, max_batch_size)
 
 
 def reference_models(work: Path, seeds: Sequence[int]) -> tuple[str, list[Path], Any]:
@@ -116,7 +128,9 @@ def reference_models(work: Path, seeds: Sequence[int]) -> tuple[str, list[Path],
     return tracking, folders, test
 
 
-def start(command: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start(
+    command: list[str], port: int, env: dict[str, str] | None = None, ready: str = "/readyz"
+) -> subprocess.Popen:
     import httpx
 
     process = subprocess.Popen(
@@ -129,7 +143,7 @@ def start(command: list[str], port: int, env: dict[str, str] | None = None) -> s
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}{ready}", timeout=1).status_code == 200:
                 return process
         except httpx.TransportError:
             time.sleep(0.2)
@@ -187,9 +201,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--bare-server", nargs=2, metavar=("PORT", "MODEL_DIR"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--litserve-server", nargs=3, metavar=("PORT", "MODEL_DIR", "BATCH"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.bare_server:
         bare_server(int(args.bare_server[0]), args.bare_server[1])
+        return
+    if args.litserve_server:
+        port, model_dir, batch = args.litserve_server
+        litserve_server(int(port), model_dir, int(batch))
         return
     import httpx
 
@@ -230,8 +251,15 @@ def main() -> None:
             f"http://127.0.0.1:{port}/predict",
         )
 
+    def litserve(batch: int) -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        command = [sys.executable, __file__, "--litserve-server", str(port), str(folder), str(batch)]
+        return start(command, port, ready="/health"), f"http://127.0.0.1:{port}/predict"
+
     servers = {
         "bare": bare,
+        "litserve": lambda: litserve(1),
+        "litserve_batch": lambda: litserve(64),
         "ours": lambda: ours(True, {"kind": "single"}, {"main": v1}),
         "ours_no_log": lambda: ours(False, {"kind": "single"}, {"main": v1}),
         "ours_canary": lambda: ours(
@@ -253,18 +281,25 @@ def main() -> None:
         for process, _ in running.values():
             stop(process)
 
-    print(f"{'server':<12} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    report(results)
+
+
+def report(results: dict[tuple[str, int], dict[str, float]]) -> None:
+    """The table and the RESULT lines: against the bare endpoint, the overheads of the request log
+    and of routing, and against LitServe (the better of its two configurations at each concurrency)."""
+    print(f"{'server':<15} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for (name, concurrency), r in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
-        print(f"{name:<12} {concurrency:>4} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
+        print(f"{name:<15} {concurrency:>4} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
     for concurrency in (1, 16, 64):
-        bare_rps, ours_rps = results[("bare", concurrency)]["rps"], results[("ours", concurrency)]["rps"]
-        logging = 1 - ours_rps / results[("ours_no_log", concurrency)]["rps"]
-        routing = 1 - results[("ours_canary", concurrency)]["rps"] / ours_rps
-        print(f"RESULT serve_rps_ratio_c{concurrency}={ours_rps / bare_rps:.3f}")
-        print(f"RESULT logging_overhead_c{concurrency}={logging:.3f}")
-        print(f"RESULT routing_overhead_c{concurrency}={routing:.3f}")
+        rps = {name: results[(name, concurrency)]["rps"] for name, c in results if c == concurrency}
+        litserve = max(rps["litserve"], rps["litserve_batch"])
+        print(f"RESULT serve_rps_ratio_c{concurrency}={rps['ours'] / rps['bare']:.3f}")
+        print(f"RESULT logging_overhead_c{concurrency}={1 - rps['ours'] / rps['ours_no_log']:.3f}")
+        print(f"RESULT routing_overhead_c{concurrency}={1 - rps['ours_canary'] / rps['ours']:.3f}")
+        print(f"RESULT ours_vs_litserve_c{concurrency}={rps['ours'] / litserve:.3f}")
+        print(f"RESULT ours_canary_vs_litserve_c{concurrency}={rps['ours_canary'] / litserve:.3f}")
         print(f"RESULT ours_p99_ms_c{concurrency}={results[('ours', concurrency)]['p99']:.2f}")
-        print(f"RESULT bare_p99_ms_c{concurrency}={results[('bare', concurrency)]['p99']:.2f}")
+        print(f"RESULT litserve_p99_ms_c{concurrency}={results[('litserve', concurrency)]['p99']:.2f}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,12 @@ profile. The baseline reads the same bytes with pandas and evaluates each expect
 suite file with plain pandas operations (a small interpreter over the suite, so both paths check
 exactly the same rules). Importing GX is timed once, separately. Prints `RESULT name=value` lines.
 
-    .venv/bin/python benchmarks/validate.py [--repeats 3]
+With ``--lake s3`` the partition is an object in a bucket on moto's server (in this process, on
+loopback) and each timed run reads it from there: ours as the operator does (``ObjectStoragePath``
+with the ``aws`` connection, the whole object, then ``validate_partition``), the baseline with
+``pandas.read_parquet("s3://...")`` (s3fs); the RESULT names carry ``_s3``.
+
+    .venv/bin/python benchmarks/validate.py [--repeats 3] [--lake s3]
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ def _resolve(value: Any, parameters: Mapping[str, Any]) -> Any:
     return parameters[value["$PARAMETER"]] if isinstance(value, dict) and "$PARAMETER" in value else value
 
 
-def pandas_checks(data: bytes, suite: Mapping[str, Any], parameters: Mapping[str, Any]) -> list[str]:
-    """Every expectation of the suite in plain pandas; returns the failed ones."""
-    frame = pd.read_parquet(io.BytesIO(data))
+def pandas_checks(data: Any, suite: Mapping[str, Any], parameters: Mapping[str, Any]) -> list[str]:
+    """Every expectation of the suite in plain pandas; returns the failed ones. ``data``: the
+    Parquet bytes, or an ``s3://`` URI pandas reads itself."""
+    frame = pd.read_parquet(data if isinstance(data, str) else io.BytesIO(data))
     failed = []
     for expectation in suite["expectations"]:
         kind = expectation["type"]
@@ -94,7 +100,17 @@ def best_of(repeats: int, run: Callable[[], Any]) -> tuple[float, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--lake", choices=("local", "s3"), default="local")
     args = parser.parse_args()
+    suffix = "_s3" if args.lake == "s3" else ""
+    if args.lake == "s3":
+        import os
+        import tempfile
+
+        from moto_lake import start_moto_bucket  # benchmarks/moto_lake.py
+
+        os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))
+        endpoint = start_moto_bucket("bench")
 
     started = time.perf_counter()
     import great_expectations  # noqa: F401
@@ -123,10 +139,26 @@ def main() -> None:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         data = buffer.getvalue()
+        source: Any = data
+        if args.lake == "s3":
+            import boto3
 
-        def ours(data: bytes = data, parameters: dict = parameters) -> list[str]:
+            key = f"raw/flights/{name}.parquet"
+            boto3.client("s3", endpoint_url=endpoint).put_object(Bucket="bench", Key=key, Body=data)
+            source = f"s3://bench/{key}"
+
+        def read(source: Any = source) -> bytes:
+            """The partition's bytes as the operator reads them (the object, through the connection)."""
+            if isinstance(source, bytes):
+                return source
+            from airflow.sdk import ObjectStoragePath
+
+            with ObjectStoragePath(source, conn_id="aws_default").open("rb") as handle:
+                return bytes(handle.read())
+
+        def ours(parameters: dict = parameters) -> list[str]:
             report = validate_partition(
-                data,
+                read(),
                 "bench.parquet",
                 suite,
                 parameters=parameters,
@@ -135,8 +167,8 @@ def main() -> None:
             ).report
             return [f"{o.expectation}({o.column or ''})" for o in report.failures]
 
-        def baseline(data: bytes = data, parameters: dict = parameters) -> list[str]:
-            return pandas_checks(data, suite_dict, parameters)
+        def baseline(source: Any = source, parameters: dict = parameters) -> list[str]:
+            return pandas_checks(source, suite_dict, parameters)
 
         # Warm both paths once (GX builds its registry and metric graph on first use).
         ours(), baseline()
@@ -152,9 +184,9 @@ def main() -> None:
             f"{name}: {len(frame):,} rows, {len(suite.expectations)} expectations; GX path {ours_s:.3f}s, "
             f"pandas {baseline_s:.3f}s, ratio {ours_s / baseline_s:.1f}; both found {ours_failed or 'nothing'}"
         )
-        results[f"validate_{name}_s"] = ours_s
-        results[f"pandas_{name}_s"] = baseline_s
-        results[f"validate_{name}_ratio"] = ours_s / baseline_s
+        results[f"validate_{name}_s{suffix}"] = ours_s
+        results[f"pandas_{name}_s{suffix}"] = baseline_s
+        results[f"validate_{name}_ratio{suffix}"] = ours_s / baseline_s
     results["gx_import_s"] = gx_import_s
     for key, value in results.items():
         print(f"RESULT {key}={value:.3f}")

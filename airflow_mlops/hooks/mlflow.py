@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
@@ -241,10 +243,11 @@ class MlflowHook(BaseHook):
         tags: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         metrics: Mapping[str, float | None] | None = None,
-        files: Sequence[str | Path] = (),
+        files: Sequence[Any] = (),
     ) -> str:
         """One finished run in ``experiment`` (created if new) with its params, the finite metrics and
-        ``files`` as artifacts; returns the run id. Values MLflow cannot store are cut to its limits
+        ``files`` (local paths or ``file://`` URIs, or path objects of an object store, streamed
+        through a scratch copy) as artifacts; returns the run id. Values MLflow cannot store are cut to its limits
         (params 500 characters, metric keys 250), non-finite metrics are left out."""
         client = self.get_conn()
         run = client.create_run(
@@ -257,7 +260,14 @@ class MlflowHook(BaseHook):
             if number is not None and math.isfinite(number):
                 client.log_metric(run_id, key[:250], float(number))
         for file in files:
-            client.log_artifact(run_id, str(file).removeprefix("file://"))
+            if isinstance(file, str | Path):
+                client.log_artifact(run_id, str(file).removeprefix("file://"))
+                continue
+            with tempfile.TemporaryDirectory(prefix="airflow-mlops-log-") as scratch:
+                copy = Path(scratch) / file.name  # an object store's file: MLflow logs local files
+                with file.open("rb") as source, copy.open("wb") as target:
+                    shutil.copyfileobj(source, target)
+                client.log_artifact(run_id, str(copy))
         client.set_terminated(run_id)
         self.log.debug("MLflow run %s in experiment %s", run_id, experiment)
         return run_id

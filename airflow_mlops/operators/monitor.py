@@ -19,10 +19,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-def _local(uri: str) -> Path:
-    return Path(uri.removeprefix("file://"))
-
-
 class _RequestLogMonitor(MlflowOperatorMixin, BaseOperator):
     """What both monitors share: the window of the request log, the report files, the MLflow run."""
 
@@ -80,33 +76,46 @@ class _RequestLogMonitor(MlflowOperatorMixin, BaseOperator):
         self.log.info("%d predictions of %s in [%s, %s)", len(logged), self.endpoint, start, end)
         return serving_rows(logged), span
 
+    @property
+    def conn_id(self) -> str | None:
+        """The object store's connection: ``storage_conn_id``, else ``[mlops] lake_conn_id``."""
+        from airflow_mlops import settings
+
+        return self.storage_conn_id or settings.lake_conn_id()
+
+    def path(self, uri: str) -> Any:
+        """``uri`` as a ``pathlib.Path`` (local) or an ``ObjectStoragePath`` with :attr:`conn_id`."""
+        from airflow_mlops.storage import object_path
+
+        return object_path(uri, self.conn_id)
+
     def read_requests(self, since: Any, until: Any) -> Any:
         """The request log's predictions between ``since`` and ``until`` (by daily partition), from a
         local folder or through ``ObjectStoragePath`` with ``storage_conn_id`` (``s3://...``)."""
-        from airflow.sdk import ObjectStoragePath
-
-        from airflow_mlops import settings
         from airflow_mlops.serving.requestlog import read_log
 
-        if "://" not in self.request_log or self.request_log.startswith("file://"):
-            return read_log(_local(self.request_log), since=since, until=until)
-        log = ObjectStoragePath(self.request_log, conn_id=self.storage_conn_id or settings.lake_conn_id())
+        log = self.path(self.request_log)
+        if isinstance(log, Path):
+            return read_log(log, since=since, until=until)
         return read_log(log.path, since=since, until=until, fs=log.fs)
 
-    def write(self, context: Context, report: Mapping[str, Any], page: str, name: str) -> tuple[str, str]:
-        """The report as JSON and HTML in ``report_dir``; the HTML is the task's "Monitoring report" link."""
+    def write(self, context: Context, report: Mapping[str, Any], page: str, name: str) -> tuple[Any, Any]:
+        """The report as JSON and HTML in ``report_dir`` (local or in an object store), each written
+        whole or not at all; the HTML is the task's "Monitoring report" link. Returns both paths."""
         from airflow_mlops.artifacts import write_atomically
         from airflow_mlops.evaluation.report import dumps
+        from airflow_mlops.storage import uri_of
 
-        folder = _local(self.report_dir)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = self.path(self.report_dir)
+        if isinstance(folder, Path):
+            folder.mkdir(parents=True, exist_ok=True)
         write_atomically(folder / f"{name}.json", dumps(report).encode())
         write_atomically(folder / f"{name}.html", page.encode())
-        MonitoringReportLink.persist(context, report_url((folder / f"{name}.html").as_uri()))
-        return (folder / f"{name}.json").as_uri(), (folder / f"{name}.html").as_uri()
+        MonitoringReportLink.persist(context, report_url(uri_of(folder / f"{name}.html")))
+        return folder / f"{name}.json", folder / f"{name}.html"
 
     def log_to_mlflow(
-        self, run_name: str, metrics: Mapping[str, float], params: Mapping[str, Any], files: Sequence[str]
+        self, run_name: str, metrics: Mapping[str, float], params: Mapping[str, Any], files: Sequence[Any]
     ) -> str:
         """One MLflow run per report in the endpoint's monitoring experiment; "" without a connection."""
         if not self.mlflow_conn_id:
@@ -203,6 +212,7 @@ class DriftMonitorOperator(_RequestLogMonitor):
         from airflow_mlops.evaluation.report import finite
         from airflow_mlops.monitoring.monitors import drift_breaches, drift_report, prediction_drift
         from airflow_mlops.monitoring.report import render_drift_html
+        from airflow_mlops.storage import uri_of
 
         served, span = self.served(context)
         version = str(served["version"].value_counts().idxmax()) if "version" in served else ""
@@ -250,9 +260,8 @@ class DriftMonitorOperator(_RequestLogMonitor):
             reasons=reasons,
             versions_served={str(k): int(v) for k, v in served["version"].value_counts().items()},
         )
-        report_uri, html_uri = self.write(
-            context, report, render_drift_html(report, f"Drift of {self.endpoint}"), "drift"
-        )
+        written = self.write(context, report, render_drift_html(report, f"Drift of {self.endpoint}"), "drift")
+        report_uri, html_uri = map(uri_of, written)
         features = {c["column"]: round(c["value"], 4) for c in report["columns"] if c["drifted"]}
         metrics = {
             "drift_score": report["score"],
@@ -266,7 +275,7 @@ class DriftMonitorOperator(_RequestLogMonitor):
             f"drift {span['start']}..{span['end']}",
             metrics,
             {"reference": reference_name, "version": version, **span},
-            [report_uri, html_uri],
+            written,
         )
         for reason in reasons or ["no drift"]:
             self.log.info("%s: %s", self.endpoint, reason)
@@ -312,6 +321,7 @@ class DriftMonitorOperator(_RequestLogMonitor):
     def _reference(self, version: str) -> tuple[Any, str]:
         """The reference rows (or profile) and where they come from."""
         from airflow_mlops.evaluation.scoring import read_rows
+        from airflow_mlops.storage import is_remote, split_path
         from airflow_mlops.training.spec import manifest_path
 
         uri = self.reference
@@ -323,7 +333,7 @@ class DriftMonitorOperator(_RequestLogMonitor):
                     f"{self.task_id}: {self.model_name} version {version} has no training_set tag "
                     "(rule: a registered version names its training set); give reference"
                 )
-        path = manifest_path(uri)
+        path = self.path(uri) if is_remote(uri) else manifest_path(uri)
         if path.suffix == ".parquet":
             return read_rows(path), uri
         document = json.loads(path.read_text())
@@ -336,7 +346,7 @@ class DriftMonitorOperator(_RequestLogMonitor):
                 f"(splits: {sorted(splits)})"
             )
         return read_rows(
-            manifest_path(splits[self.reference_split]["uri"], uri)
+            split_path(splits[self.reference_split]["uri"], uri, self.conn_id)
         ), f"{uri} ({self.reference_split})"
 
 
@@ -406,7 +416,6 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
         self.min_auc, self.max_calibration_error, self.threshold = min_auc, max_calibration_error, threshold
 
     def execute(self, context: Context) -> PerformanceResult:
-        import pandas as pd
         from airflow.sdk.exceptions import AirflowSkipException
 
         from airflow_mlops.evaluation.metrics import calibration_curve
@@ -420,9 +429,10 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
             performance_report,
         )
         from airflow_mlops.monitoring.report import render_performance_html
+        from airflow_mlops.storage import uri_of
 
         served, span = self.served(context)
-        labels = pd.read_parquet(_local(self.labels))
+        labels = read_labels(self.path(self.labels))
         try:
             labels = labels_by_prediction(
                 served, labels, label_key=self.label_key, label_column=self.label_column, source=self.labels
@@ -469,9 +479,10 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
                 joined[self.label_column].to_numpy(dtype="float64"),
                 joined["probability"].to_numpy(dtype="float64"),
             )
-        report_uri, html_uri = self.write(
+        written = self.write(
             context, report, render_performance_html(report, f"Performance of {self.endpoint}"), "performance"
         )
+        report_uri, html_uri = map(uri_of, written)
         primary = primary_metric(self.task)
         metrics = {k: overall[k] for k in (*metric_names(self.task), "labelled")}
         metrics.update({f"{primary}_v{v}": m[primary] for v, m in versions.items()})
@@ -479,7 +490,7 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
             f"performance {span['start']}..{span['end']}",
             metrics,
             {"labels": self.labels, **span},
-            [report_uri, html_uri],
+            written,
         )
         self.log.info(
             "%s: %s %.4f on %d labelled predictions (%d without a label yet)%s",
@@ -558,3 +569,19 @@ class ModelDriftAlertOperator(BaseOperator):
             context["outlet_events"][outlet].extra = extra
         self.log.warning("%s: %s", self.endpoint, "; ".join(extra["reasons"]))
         return extra
+
+
+def read_labels(path: Any) -> Any:
+    """The labels: one Parquet file, or a folder of them (read in name order), local or in an
+    object store (each object streamed)."""
+    import pandas as pd
+
+    from airflow_mlops.storage import uri_of
+    from airflow_mlops.training.spec import read_parquet
+
+    if isinstance(path, Path) or not path.is_dir():
+        return pd.read_parquet(path) if isinstance(path, Path) else read_parquet(path)
+    files = sorted((p for p in path.rglob("*.parquet") if p.is_file()), key=str)
+    if not files:
+        raise MLOpsConfigError(f"labels {uri_of(path)!r} is a folder without Parquet files")
+    return pd.concat([read_parquet(p) for p in files], ignore_index=True)

@@ -17,6 +17,7 @@ MLflow is imported inside the handlers: the plugin is loaded by every Airflow pr
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -197,8 +198,17 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         from airflow_mlops.evaluation.report import loads
 
         found = {}
+        lake = settings.lake_uri()
         for version in model["versions"]:  # a tag is anyone's text: only reports inside the lake are read
-            path = in_lake(version["evaluation_report"], settings.lake_uri())
+            if _local(lake) is None:
+                if str(version["evaluation_report"]).endswith(".json"):
+                    with contextlib.suppress(HTTPException):
+                        text = object_report_bytes(
+                            version["evaluation_report"], lake, settings.lake_conn_id()
+                        )
+                        found[version["version"]] = loads(text.decode())
+                continue
+            path = in_lake(version["evaluation_report"], lake)
             if path and path.suffix == ".json" and path.is_file():
                 found[version["version"]] = loads(path.read_text())
         return found
@@ -253,12 +263,16 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
 
         return data_page(_local(settings.lake_uri()) or Path("."))
 
-    @app.get("/files", dependencies=authenticated)
-    def report_file(uri: str) -> FileResponse:
-        """A report from the lake (HTML, Markdown or JSON); nothing outside the lake is served."""
+    @app.get("/files", dependencies=authenticated, response_model=None)
+    def report_file(uri: str) -> Response:
+        """A report from the lake (HTML, Markdown or JSON); nothing outside the lake is served. A
+        lake in an object store (``[mlops] lake`` ``s3://...``) is read through ``[mlops]
+        lake_conn_id``."""
         from airflow_mlops import settings
 
-        if _local(settings.lake_uri()) is None or _local(uri) is None:
+        if _local(settings.lake_uri()) is None:
+            return object_report(uri, settings.lake_uri(), settings.lake_conn_id())
+        if _local(uri) is None:
             raise HTTPException(404, f"{uri!r} is not a local file of the lake")
         path = in_lake(uri, settings.lake_uri())
         if path is None or path.suffix not in REPORT_SUFFIXES:
@@ -279,6 +293,32 @@ def name_filter(name: str) -> str | None:
         if quote not in name:
             return f"name = {quote}{name}{quote}"
     return None
+
+
+def object_report(uri: str, lake_uri: str, conn_id: str | None) -> Response:
+    """A report in a lake in an object store (:func:`object_report_bytes`) as a response."""
+    body = object_report_bytes(uri, lake_uri, conn_id)
+    return Response(body, media_type="text/html" if uri.endswith(".html") else "text/plain")
+
+
+def object_report_bytes(uri: str, lake_uri: str, conn_id: str | None) -> bytes:
+    """A report in a lake in an object store: inside the lake (``layout.within``: the same bucket,
+    a key under the lake's prefix however ``..`` spells it) and a report's suffix, else 403;
+    read through the lake's connection, 404 when there is no such object."""
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_mlops.layout import within
+
+    suffix = Path(uri).suffix
+    if not within(uri, lake_uri) or suffix not in REPORT_SUFFIXES:
+        raise HTTPException(
+            403, f"{uri!r}: only reports ({', '.join(REPORT_SUFFIXES)}) inside the lake are served"
+        )
+    path = ObjectStoragePath(uri, conn_id=conn_id)
+    if not path.is_file():
+        raise HTTPException(404, f"no report at {uri!r}")
+    with path.open("rb") as handle:
+        return bytes(handle.read())
 
 
 def in_lake(uri: str, lake_uri: str) -> Path | None:

@@ -20,7 +20,7 @@ None of these counts as an error of the model.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -70,6 +70,11 @@ class DeployRequest(BaseModel):
         default_factory=list,
         description="fields outside the signature the request log keeps per row (ids such as "
         "flight_id that a performance monitor joins labels by); nothing else a row holds is logged",
+    )
+    batching: dict[str, Any] | None = Field(
+        default=None,
+        description='dynamic batching for this endpoint, {"max_rows": 256, "max_wait_ms": 0} '
+        '({"max_rows": 0}: off); default: the server\'s --batch-max-rows and --batch-max-wait-ms',
     )
     who: str = ""
     why: str = ""
@@ -241,9 +246,11 @@ def create_app(  # noqa: C901 - routes are closures; each is short
         )
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/models/{endpoint}/predict")
-    def predict(endpoint: str, body: PredictRequest) -> dict[str, Any]:
-        return server.predict(endpoint, body.rows, body.key)
+    @app.post("/v1/models/{endpoint}/predict", response_model=None)
+    def predict(endpoint: str, body: PredictRequest) -> JSONResponse:
+        # Rendered here, in the request's worker thread: FastAPI would otherwise walk the answer
+        # with jsonable_encoder on the event loop (measured: 148 -> 191 req/s at 64 clients).
+        return JSONResponse(server.predict(endpoint, body.rows, body.key))
 
     @app.post("/v1/models/{endpoint}/explain")
     def explain(endpoint: str, body: ExplainRequest) -> dict[str, Any]:
@@ -262,7 +269,14 @@ def create_app(  # noqa: C901 - routes are closures; each is short
     @app.put("/v1/admin/deployments/{endpoint}", dependencies=[Depends(admin)])
     def deploy(endpoint: str, body: DeployRequest) -> dict[str, Any]:
         return server.deploy(
-            endpoint, body.variants, body.policy, body.who, body.why, body.feature_service, body.log_fields
+            endpoint,
+            body.variants,
+            body.policy,
+            body.who,
+            body.why,
+            body.feature_service,
+            body.log_fields,
+            body.batching,
         )
 
     @app.post("/v1/admin/deployments/{endpoint}/rollback", dependencies=[Depends(admin)])
@@ -291,21 +305,25 @@ def serve(
     trusted_modules: Sequence[str] = (),
     follow_every: float = 30,
     redis_url: str | None = None,
+    batching: Mapping[str, Any] | None = None,
 ) -> None:
-    """Run the server in this process (``airflow-mlops serve``); ``trusted_modules`` as
+    """Run the server in this process (``airflow-mlops serve``); ``batching`` is every endpoint's
+    default dynamic batching (``serving.batching.BatchingConfig``); ``trusted_modules`` as
     :class:`~airflow_mlops.serving.server.ModelServer` takes them, ``follow_every`` as
     :func:`create_app`; with ``redis_url`` the prediction ids and bandit posteriors are shared in
     Redis (``serving.state.RedisState``) by every replica started with the same URL.
 
-    Requests are scored in FastAPI's thread pool, each on ``torch_threads`` intra-op threads:
-    online requests are small, so parallelism comes from serving several at once, and more torch
-    threads per request only oversubscribe the cores (p99 latency suffers first).
+    Requests are checked in FastAPI's thread pool (off the event loop) and scored by each
+    variant's batcher thread (or, without batching, in the request's thread), on ``torch_threads``
+    intra-op threads: online requests are small, so more torch threads per call only oversubscribe
+    the cores (p99 latency suffers first).
     """
     import torch
     import uvicorn
 
     torch.set_num_threads(torch_threads)
 
+    from .batching import BatchingConfig
     from .state import RedisState
 
     online = None
@@ -322,6 +340,7 @@ def serve(
         request_log_dir=request_log_dir,
         trusted_modules=trusted_modules,
         state=RedisState(redis_url) if redis_url else None,
+        batching=BatchingConfig.from_dict(batching, BatchingConfig()),
     )
     uvicorn.run(
         create_app(server, token, max_body_bytes, follow_every),

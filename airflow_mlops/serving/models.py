@@ -197,8 +197,22 @@ class ServedModel:
     def frame(self, rows: Sequence[Mapping[str, Any]]) -> Any:
         """The rows as a DataFrame of the model's features, after checking every field against the
         signature (every input is a field of the row; null where the value is missing)."""
+        self.check(rows)
+        return self.checked_frame(rows)
+
+    def checked_frame(self, rows: Sequence[Mapping[str, Any]]) -> Any:
+        """:meth:`frame` of rows :meth:`check` has passed."""
         import pandas as pd
 
+        return pd.DataFrame.from_records(rows, columns=list(self.features))
+
+    def score_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Predictions for rows :meth:`check` has passed (a dynamic batch of several requests)."""
+        return self.predict(self.checked_frame(rows))
+
+    def check(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """A ``RowError`` naming the row, the field and the rule for the first field the signature
+        refuses (every input is a field of the row; null where the value is missing)."""
         inputs = [(column["name"], column["type"]) for column in self.inputs]
         for i, row in enumerate(rows):
             if not isinstance(row, Mapping):
@@ -211,7 +225,6 @@ class ServedModel:
                 broken = check_value(kind, row[column])
                 if broken:
                     raise RowError(["body", "rows", i, column], broken, row[column])
-        return pd.DataFrame.from_records(rows, columns=list(self.features))
 
     def logged(self, row: Mapping[str, Any], fields: Sequence[str] = ()) -> dict[str, Any]:
         """The fields of a checked row the request log keeps: the signature's, and the ``fields``

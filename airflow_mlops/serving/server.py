@@ -35,6 +35,7 @@ from airflow_mlops.exceptions import (
 )
 
 from ..artifacts import write_atomically  # noqa: TID252
+from .batching import Batcher, BatchingConfig
 from .models import RowError, ServedModel, check_log_fields, check_logged, check_reference
 from .policies import Policy, PolicyError, Route, posteriors
 from .requestlog import RequestLog
@@ -42,8 +43,10 @@ from .state import LocalState, ServingState, deployment_key
 
 log = logging.getLogger(__name__)
 HISTORY = 20  # earlier deployments kept per endpoint for rollback
+#: What names a deployment in the shared state (a bandit's posteriors belong to it).
+KEYED = ("variants", "policy", "feature_service", "log_fields")
 #: What a deployment record is made of: a deployment equal in these to the current one changes nothing.
-DEFINING = ("variants", "policy", "feature_service", "log_fields")
+DEFINING = (*KEYED, "batching")
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,17 @@ class Live:
     policy: Policy
     models: Mapping[str, ServedModel]
     record: Mapping[str, Any]
+    #: Each variant's dynamic batcher (``serving.batching``); empty when the endpoint does not batch.
+    batchers: Mapping[str, Batcher] = field(default_factory=dict)
 
     @cached_property
     def key(self) -> str:
         """The deployment's name in the shared state (``serving.state.deployment_key``)."""
-        return deployment_key(self.record, DEFINING)
+        return deployment_key(self.record, KEYED)
+
+    def close(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.close()
 
 
 @dataclass
@@ -97,8 +106,11 @@ class ModelServer:
         request_log_dir: str | Path | None = None,
         trusted_modules: Sequence[str] = (),
         state: ServingState | None = None,
+        batching: BatchingConfig | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        #: How endpoints batch unless their deployment says otherwise (``serving.batching``).
+        self.batching = batching if batching is not None else BatchingConfig()
         #: Modules besides ``airflow_mlops`` a model may make the server import (``ServedModel.load``).
         self.trusted_modules = tuple(trusted_modules)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -157,10 +169,13 @@ class ModelServer:
         why: str = "",
         feature_service: str | None = None,
         log_fields: Sequence[str] = (),
+        batching: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Serve ``variants`` (variant -> ``{"name", "version" or "alias"}``) under ``policy``; with a
         ``feature_service``, rows give entity keys and the online store completes them;
-        ``log_fields`` are the fields outside the signature the request log keeps per row."""
+        ``log_fields`` are the fields outside the signature the request log keeps per row;
+        ``batching`` (``{"max_rows", "max_wait_ms"}``, ``serving.batching``) overrides the server's
+        dynamic batching for this endpoint (``{"max_rows": 0}``: off)."""
         if not endpoint or not endpoint.replace("_", "").replace("-", "").isalnum():
             raise DeploymentError(f"endpoint name must be letters, digits, '-' or '_', got {endpoint!r}")
         if not variants:
@@ -179,6 +194,12 @@ class ModelServer:
             record["feature_service"] = feature_service
         if fields:
             record["log_fields"] = fields
+        if batching is not None:
+            try:
+                config = BatchingConfig.from_dict(batching, self.batching)
+            except PolicyError as err:
+                raise DeploymentError(f"endpoint {endpoint!r}: {err}") from err
+            record["batching"] = {"max_rows": config.max_rows, "max_wait_ms": config.max_wait_ms}
         return self._switch(endpoint, record, keep_history=True)
 
     def rollback(self, endpoint: str, who: str = "", why: str = "") -> dict[str, Any]:
@@ -285,7 +306,15 @@ class ModelServer:
                         f"variant {variant!r}: cannot load {spec['name']} version {spec['version']}: {err}"
                     ) from err
             models[variant] = self._models[key]
-        return Live(endpoint, policy, models, dict(record))
+        try:
+            batching = BatchingConfig.from_dict(record.get("batching"), self.batching)
+        except PolicyError as err:
+            raise DeploymentError(f"endpoint {endpoint!r}: {err}") from err
+        batchers = {}
+        if batching.max_rows > 0 and policy.kind != "ensemble" and policy.kind != "chain":
+            for variant, model in models.items():
+                batchers[variant] = Batcher(model.score_rows, batching, f"{endpoint}-{variant}")
+        return Live(endpoint, policy, models, dict(record), batchers)
 
     def _switch(self, endpoint: str, record: dict[str, Any], *, keep_history: bool) -> dict[str, Any]:
         with self._deploy_lock:
@@ -309,8 +338,11 @@ class ModelServer:
             with self._stats_lock:
                 for key in [key for key in self._stats if key[0] == endpoint]:
                     del self._stats[key]
+            previous = self.live.get(endpoint)
             self.live[endpoint] = live  # the switch: one reference assignment
             self.failed.pop(endpoint, None)
+            if previous is not None:
+                previous.close()  # its queued requests are scored first
         log.info("endpoint %s now serves %s", endpoint, _describe(record))
         return record
 
@@ -379,7 +411,11 @@ class ModelServer:
     ) -> tuple[np.ndarray, dict[str, Any]]:
         if route.combine == "first":
             model = live.models[route.serve[0]]
-            return model.predict(model.frame(rows)), {}
+            batcher = live.batchers.get(route.serve[0])
+            if batcher is None:
+                return model.predict(model.frame(rows)), {}
+            model.check(rows)  # a bad row is this request's 422, before it joins a batch
+            return batcher(rows), {}
         steps: dict[str, Any] = {}
         if route.combine == "chain":
             if any(live.models[v].task == "multiclass" for v in route.serve):
@@ -509,7 +545,8 @@ class ModelServer:
             )
 
     def stats(self, endpoint: str) -> dict[str, Any]:
-        """Requests, errors and latency percentiles per variant since the endpoint's last deployment."""
+        """Requests, errors and latency percentiles per variant since the endpoint's last deployment;
+        ``batching``: each batching variant's requests and model calls (their ratio is the mean batch)."""
         live = self.serving(endpoint)
         with self._stats_lock:
             variants = {
@@ -521,6 +558,10 @@ class ModelServer:
             "variants": variants,
             "deployed_at": live.record.get("deployed_at"),
             "arms": self._arms(live),
+            "batching": {
+                variant: {"requests": b.requests, "model_calls": b.batches, "max_rows": b.config.max_rows}
+                for variant, b in live.batchers.items()
+            },
         }
 
     # -- following the registry --------------------------------------------------------------
@@ -598,6 +639,8 @@ class ModelServer:
 
     def close(self) -> None:
         self._stop.set()
+        for live in list(self.live.values()):
+            live.close()
         self._shadows.shutdown(wait=True)
         self.state.close()
         if self.request_log is not None:

@@ -9,12 +9,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
 import pytest
 
+from airflow_mlops.exceptions import BatchPredictionError, MLOpsConfigError
 from airflow_mlops.registry.versions import record_digest
 from tests.conftest import free_port
 from tests.connections import mlflow_conn
@@ -345,13 +348,19 @@ def test_the_request_log_goes_to_object_storage_and_the_monitors_read_it_there(
     registry: dict, aws_conn: str, moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A server whose request log is an S3 prefix (moto's server) writes its predictions there and
-    nothing locally; a monitor reads the window through the Airflow connection."""
+    nothing locally; the monitors read the window, the reference training set and the labels
+    through the Airflow connection and write their reports to the bucket (logged to MLflow from
+    there), with no local file."""
+    import io
+
     import boto3
     import pandas as pd
 
-    from airflow_mlops.operators.monitor import DriftMonitorOperator
+    from airflow_mlops.evaluation.report import loads
+    from airflow_mlops.operators.monitor import DriftMonitorOperator, PerformanceMonitorOperator
 
-    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket="served-log")
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    s3.create_bucket(Bucket="served-log")
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)  # the server's own credentials: the environment
     started = pd.Timestamp.now(tz="UTC")
     remote = Server(
@@ -359,21 +368,94 @@ def test_the_request_log_goes_to_object_storage_and_the_monitors_read_it_there(
     ).start()
     try:
         assert deploy(remote, "remote", {"main": V1}).status_code == 200
-        answer = predict(remote, "remote", {"rows": rows(registry, 5)}).json()
+        answer = predict(remote, "remote", {"rows": rows(registry, 400)}).json()
     finally:
         remote.stop()  # flushes the log
+    ended = pd.Timestamp.now(tz="UTC")
+    monitored = {
+        "endpoint": "remote",
+        "request_log": "s3://served-log/requests",
+        "storage_conn_id": aws_conn,
+        "start": started.isoformat(),
+        "end": ended.isoformat(),
+    }
     monitor = DriftMonitorOperator(
         task_id="drift",
-        endpoint="remote",
-        request_log="s3://served-log/requests",
-        report_dir=str(tmp_path / "reports"),
+        report_dir="s3://served-log/reports/drift",
         model_name=NAME,
-        storage_conn_id=aws_conn,
         mlflow_conn_id=None,
+        **monitored,
     )
-    logged = monitor.read_requests(started, pd.Timestamp.now(tz="UTC"))
+    logged = monitor.read_requests(started, ended)
     assert sorted(logged["prediction_id"]) == sorted(p["prediction_id"] for p in answer["predictions"])
     assert not (tmp_path / "state" / "requests").exists()
+
+    # The reference: a training set whose manifest and split are objects in the bucket.
+    buffer = io.BytesIO()
+    registry["test"].to_parquet(buffer)
+    s3.put_object(Bucket="served-log", Key="sets/flights/test.parquet", Body=buffer.getvalue())
+    manifest = {"splits": {"test": {"uri": "s3://served-log/sets/flights/test.parquet"}}}
+    s3.put_object(Bucket="served-log", Key="sets/flights/manifest.json", Body=json.dumps(manifest))
+    context = {"ti": None, "data_interval_start": None, "data_interval_end": None}
+    drift = DriftMonitorOperator(
+        task_id="drift",
+        report_dir="s3://served-log/reports/drift",
+        model_name=NAME,
+        mlflow_conn_id=mlflow_conn(registry["tracking"]),
+        reference="s3://served-log/sets/flights/manifest.json",
+        reference_split="test",
+        reference_sample=400,
+        **monitored,
+    ).execute(context)  # type: ignore[arg-type]
+    body = lambda key: s3.get_object(Bucket="served-log", Key=key)["Body"].read()  # noqa: E731
+    assert drift["report_uri"] == "s3://served-log/reports/drift/drift.json" and drift["rows"] == 400
+    report = loads(body("reports/drift/drift.json").decode())
+    assert report["reference"] == "s3://served-log/sets/flights/manifest.json (test)"
+    assert report["current_rows"] == 400 and {"distance", "carrier"} <= {
+        c["column"] for c in report["columns"]
+    }
+    assert report["prediction_drift"] is not None  # the model scored the reference rows read from the bucket
+    assert b"<img" in body("reports/drift/drift.html")
+
+    # The labels: a folder of Parquet objects keyed by prediction id.
+    labels = pd.DataFrame(
+        {
+            "prediction_id": [p["prediction_id"] for p in answer["predictions"]],
+            "is_delayed": registry["test"]["is_delayed"].iloc[:400].to_numpy(),
+        }
+    )
+    for part, half in enumerate((labels.iloc[:200], labels.iloc[200:])):
+        buffer = io.BytesIO()
+        half.to_parquet(buffer)
+        s3.put_object(Bucket="served-log", Key=f"labels/part-{part}.parquet", Body=buffer.getvalue())
+    performance = PerformanceMonitorOperator(
+        task_id="performance",
+        report_dir="s3://served-log/reports/performance",
+        labels="s3://served-log/labels",
+        label_column="is_delayed",
+        mlflow_conn_id=mlflow_conn(registry["tracking"]),
+        **monitored,
+    ).execute(context)  # type: ignore[arg-type]
+    assert performance["overall"]["labelled"] == 400 and performance["overall"]["unlabeled_predictions"] == 0
+    assert loads(body("reports/performance/performance.json").decode())["labelled"] == 400
+    assert not [*tmp_path.rglob("drift.*"), *tmp_path.rglob("performance.*")]  # no report written locally
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(registry["tracking"])
+    for run_id, name in ((drift["mlflow_run_id"], "drift"), (performance["mlflow_run_id"], "performance")):
+        assert {f.path for f in client.list_artifacts(run_id)} == {f"{name}.json", f"{name}.html"}
+    with pytest.raises(
+        MLOpsConfigError, match=r"labels 's3://served-log/reports/drift' is a folder without Parquet"
+    ):
+        PerformanceMonitorOperator(
+            task_id="performance",
+            report_dir="s3://served-log/reports/none",
+            labels="s3://served-log/reports/drift",
+            label_column="is_delayed",
+            mlflow_conn_id=None,
+            **monitored,
+        ).execute(context)  # type: ignore[arg-type]
 
 
 def test_composite_routines_chain_and_ensemble(server: Server, registry: dict) -> None:
@@ -438,6 +520,42 @@ def test_a_model_swap_under_concurrent_load_fails_no_request_and_rollback_restor
     )
     assert rolled.status_code == 200 and rolled.json()["variants"]["main"]["version"] == "1"
     assert predict(server, "swap", {"rows": batch[:1]}).json()["version"] == "1"
+
+
+def test_concurrent_requests_are_batched_and_each_answer_is_its_own(server: Server, registry: dict) -> None:
+    """Sixteen clients at once: the variant's batcher scores waiting requests in shared model calls,
+    each answer equals its rows scored alone (by an endpoint deployed without batching, which
+    scores every request in its own call), and a bad row is still its own request's 422."""
+    assert (
+        deploy(server, "batched", {"main": V1}, batching={"max_rows": 64, "max_wait_ms": 2}).status_code
+        == 200
+    )
+    requests = [rows(registry, 1 + i % 3, start=i * 3) for i in range(96)]
+
+    def send(i: int) -> httpx.Response:
+        body = {"rows": requests[i]} if i != 50 else {"rows": [{**requests[i][0], "distance": "far"}]}
+        return predict(server, "batched", body)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(send, range(len(requests))))
+    assert answers[50].status_code == 422 and answers[50].json()["detail"][0]["loc"][-1] == "distance"
+    for i, answer in enumerate(answers):
+        if i != 50:
+            assert answer.status_code == 200, answer.text
+            assert len(answer.json()["predictions"]) == len(requests[i])
+    stats = httpx.get(f"{server.url}/v1/admin/deployments/batched/stats", headers=ADMIN).json()["batching"]
+    assert stats["main"]["requests"] == 95 and stats["main"]["model_calls"] < 95  # shared calls
+    assert deploy(server, "unbatched", {"main": V1}, batching={"max_rows": 0}).status_code == 200
+    for i in (0, 1, 2, 49, 51, 95):  # the same rows, each request scored in its own call
+        alone = predict(server, "unbatched", {"rows": requests[i]}).json()["predictions"]
+        expected = [p["probability"] for p in alone]
+        assert [p["probability"] for p in answers[i].json()["predictions"]] == pytest.approx(
+            expected, abs=1e-6
+        )
+    unbatched = httpx.get(f"{server.url}/v1/admin/deployments/unbatched/stats", headers=ADMIN).json()
+    assert unbatched["batching"] == {}
+    refused = deploy(server, "batched", {"main": V1}, batching={"max_rows": -1})
+    assert refused.status_code == 422 and "max_rows must be a whole number >= 0" in refused.text
 
 
 def test_a_killed_server_restarts_from_its_cache_with_the_registry_stopped_and_a_broken_endpoint(
@@ -1085,36 +1203,102 @@ def test_the_hook_refuses_a_replicas_extra_that_is_not_a_list_of_addresses(monke
             ModelServerHook("bad_replicas").deploy("x", {"main": V1}, {"kind": "single"})
 
 
+@pytest.mark.parametrize("lake", ["local", "s3"])
 def test_batch_prediction_scores_a_partition_with_the_champion_version(
-    registry: dict, tmp_path: Path
+    registry: dict, tmp_path: Path, lake: str, request: pytest.FixtureRequest
 ) -> None:
+    """The partition, the predictions and their manifest on the local lake or in S3 (moto's
+    server, reached through the task's ``aws`` connection only)."""
     from airflow_mlops.artifacts import MANIFEST_SUFFIX, Artifact
     from airflow_mlops.evaluation.scoring import Scorer
     from airflow_mlops.operators.predict import BatchPredictionOperator
 
     partition = tmp_path / "flights.parquet"
     registry["test"].to_parquet(partition)
+    read = {"predictions.parquet": lambda: pd.read_parquet(tmp_path / "out" / "predictions.parquet")}
+    read[MANIFEST_SUFFIX] = lambda: (tmp_path / "out" / f"predictions{MANIFEST_SUFFIX}").read_text()
+    input_uri, output_uri, conn = partition.as_uri(), str(tmp_path / "out" / "predictions.parquet"), None
+    if lake == "s3":
+        import io
+
+        s3, conn = s3_bucket(request), request.getfixturevalue("aws_conn")
+        s3.upload_file(str(partition), "lake", "flights/2013-06.parquet")
+        partition.unlink()  # nothing on the local disk
+        input_uri, output_uri = "s3://lake/flights/2013-06.parquet", "s3://lake/predictions/2013-06.parquet"
+        body = lambda key: s3.get_object(Bucket="lake", Key=key)["Body"].read()  # noqa: E731
+        read["predictions.parquet"] = lambda: pd.read_parquet(io.BytesIO(body("predictions/2013-06.parquet")))
+        read[MANIFEST_SUFFIX] = lambda: body(f"predictions/2013-06{MANIFEST_SUFFIX}").decode()
     result = BatchPredictionOperator(
         task_id="score",
-        input_uri=partition.as_uri(),
+        input_uri=input_uri,
         model_uri=f"models:/{NAME}@champion",
-        output_uri=str(tmp_path / "out" / "predictions.parquet"),
+        output_uri=output_uri,
         key_columns=["flight_id"],
         mlflow_conn_id=mlflow_conn(registry["tracking"]),
         chunk_rows=1000,
+        storage_conn_id=conn,
     ).execute({"outlet_events": {}})  # type: ignore[arg-type]
-    predictions = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
+    predictions = read["predictions.parquet"]()
     assert result["rows"] == len(registry["test"]) == len(predictions) and result["version"] == "1"
     assert predictions["flight_id"].tolist() == registry["test"]["flight_id"].tolist()
     assert predictions["probability"].to_numpy() == pytest.approx(
         Scorer(registry["champion"])(registry["test"]), abs=1e-6
     )
     assert predictions["prediction_id"].is_unique and set(predictions["version"]) == {"1"}
-    manifest = Artifact.from_json((tmp_path / "out" / f"predictions{MANIFEST_SUFFIX}").read_text())
-    assert (
-        manifest.parents == (partition.resolve().as_uri(), f"models:/{NAME}/1")
-        and manifest.sha256 == result["sha256"]
+    manifest = Artifact.from_json(read[MANIFEST_SUFFIX]())
+    expected_input = input_uri if lake == "s3" else partition.resolve().as_uri()
+    assert manifest.parents == (expected_input, f"models:/{NAME}/1") and manifest.sha256 == result["sha256"]
+    assert result["uri"] == (output_uri if lake == "s3" else Path(output_uri).resolve().as_uri())
+
+
+def test_batch_prediction_downloads_a_model_folder_from_object_storage(
+    registry: dict, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A model package that is only in the bucket (a training task's output before registration)."""
+    from airflow_mlops.evaluation.scoring import Scorer
+    from airflow_mlops.operators.predict import BatchPredictionOperator
+
+    s3, conn = s3_bucket(request), request.getfixturevalue("aws_conn")
+    for file in Path(registry["champion"]).rglob("*"):
+        if file.is_file():
+            s3.upload_file(str(file), "lake", f"models/candidate/{file.relative_to(registry['champion'])}")
+    registry["test"].head(300).to_parquet(tmp_path / "rows.parquet")
+    s3.upload_file(str(tmp_path / "rows.parquet"), "lake", "rows.parquet")
+    result = BatchPredictionOperator(
+        task_id="score",
+        input_uri="s3://lake/rows.parquet",
+        model_uri="s3://lake/models/candidate",
+        output_uri=str(tmp_path / "scored.parquet"),
+        key_columns=["flight_id"],
+        mlflow_conn_id=None,
+        storage_conn_id=conn,
+    ).execute({"outlet_events": {}})  # type: ignore[arg-type]
+    scored = pd.read_parquet(tmp_path / "scored.parquet")
+    assert scored["probability"].to_numpy() == pytest.approx(
+        Scorer(registry["champion"])(registry["test"].head(300)), abs=1e-6
     )
+    assert result["model"] == "s3://lake/models/candidate" and result["version"] == ""
+    assert result["parents"] == ["s3://lake/rows.parquet", "s3://lake/models/candidate"]
+    with pytest.raises(BatchPredictionError, match=r"input 's3://lake/nothing.parquet' does not exist"):
+        BatchPredictionOperator(
+            task_id="score",
+            input_uri="s3://lake/nothing.parquet",
+            model_uri="s3://lake/models/candidate",
+            output_uri=str(tmp_path / "none.parquet"),
+            mlflow_conn_id=None,
+            storage_conn_id=conn,
+        ).execute({"outlet_events": {}})  # type: ignore[arg-type]
+    assert not (tmp_path / "none.parquet").exists()
+
+
+def s3_bucket(request: pytest.FixtureRequest) -> Any:
+    """A client of moto's S3 server with the bucket ``lake`` (created once per server)."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=request.getfixturevalue("moto_server"), region_name="us-east-1")
+    if "lake" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket="lake")
+    return s3
 
 
 @pytest.mark.parametrize(
@@ -1129,7 +1313,7 @@ def test_batch_prediction_scores_a_partition_with_the_champion_version(
 def test_batch_prediction_refuses_bad_input_and_writes_nothing(
     registry: dict, tmp_path: Path, change: dict, message: str
 ) -> None:
-    from airflow_mlops.serving.batch import BatchPredictionError, predict_partition
+    from airflow_mlops.serving.batch import predict_partition
 
     partition = tmp_path / "flights.parquet"
     if change.get("garbage"):

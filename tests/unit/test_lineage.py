@@ -191,3 +191,54 @@ def test_the_lineage_command_prints_the_walk_and_refuses_bad_input(tmp_path, cap
         main(["lineage", "--events", str(events), "--namespace", "file"])
     with pytest.raises(SystemExit, match=f"no events at {tmp_path / 'none.jsonl'}"):
         main(["lineage", "--events", str(tmp_path / "none.jsonl"), "--endpoint", "flight_delay"])
+
+
+def test_the_lineage_command_reads_the_transports_events_in_an_s3_lake(
+    aws_conn: str, moto_server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """OpenLineage's own file transport writes one object per event to the bucket (``append:
+    false``); the command finds them beside an ``s3://`` lake and reads them through the lake's
+    connection."""
+    import boto3
+    from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+    from openlineage.client.transport.file import FileConfig, FileTransport
+
+    from airflow_mlops.cli import default_events, main
+
+    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket="lineage-lake")
+    transport = FileTransport(
+        FileConfig(
+            log_file_path="s3://lineage-lake/lineage/events/event",
+            append=False,
+            storage_options={"endpoint_url": moto_server, "key": "testing", "secret": "testing"},
+        )
+    )
+    for minute, (job, inputs, outputs) in enumerate(
+        [
+            ("flights_ingest.extract", [], ["data/raw/2013-02.parquet"]),
+            ("flights_training.train", ["data/raw/2013-02.parquet"], ["data/models/m"]),
+        ]
+    ):
+        transport.emit(
+            RunEvent(
+                eventType=RunState.COMPLETE,
+                eventTime=f"2026-01-01T00:0{minute}:00Z",
+                run=Run(runId=f"0190cf4c-1d4c-7c3b-8f2e-00000000000{minute}"),
+                job=Job(namespace="airflow", name=job),
+                producer="tests",
+                inputs=[InputDataset(namespace="s3://lineage-lake", name=n) for n in inputs],
+                outputs=[OutputDataset(namespace="s3://lineage-lake", name=n) for n in outputs],
+            )
+        )
+    assert default_events("s3://lineage-lake/data") == "s3://lineage-lake/lineage/events"
+    assert default_events("/srv/mlops/data").endswith("/srv/mlops/lineage/events.jsonl")
+    monkeypatch.setenv("AIRFLOW__MLOPS__LAKE_URI", "s3://lineage-lake/data")
+    monkeypatch.setenv("AIRFLOW__MLOPS__LAKE_CONN_ID", aws_conn)
+    main(["lineage", "--namespace", "s3://lineage-lake", "--name", "data/models/m"])
+    assert [line for line in capsys.readouterr().out.splitlines() if " <- " in line] == [
+        "s3://lineage-lake data/models/m  <- flights_training.train",
+        "  s3://lineage-lake data/raw/2013-02.parquet  <- flights_ingest.extract",
+    ]
+    monkeypatch.setenv("AIRFLOW__MLOPS__LAKE_URI", "s3://lineage-lake/elsewhere/data")
+    with pytest.raises(SystemExit, match=r"no events at s3://lineage-lake/elsewhere/lineage/events"):
+        main(["lineage", "--namespace", "s3://lineage-lake", "--name", "data/models/m"])

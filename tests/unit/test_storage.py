@@ -101,3 +101,34 @@ def test_a_folder_round_trips_through_an_object_store_and_an_empty_prefix_is_an_
     assert not fetched.exists()  # the scratch folder goes with the block
     with pytest.raises(ArtifactNotFoundError, match="memory://bucket/models/none: no objects"):
         download_folder(UPath("memory://bucket/models/none"), tmp_path / "none")
+
+
+def test_the_plugin_serves_reports_of_a_lake_in_s3_and_nothing_outside_it(
+    aws_conn: str, moto_server: str
+) -> None:
+    """``/mlops/files`` and the Models page read reports of an ``s3://`` lake through the lake's
+    connection; a key outside the lake's prefix (however ``..`` spells it), another bucket or a
+    file that is not a report is refused before anything is read."""
+    import boto3
+    from fastapi import HTTPException
+
+    from airflow_mlops.plugins.api import object_report, object_report_bytes
+
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    s3.create_bucket(Bucket="plugin-lake")
+    s3.put_object(Bucket="plugin-lake", Key="mlops/monitoring/m/drift.html", Body=b"<h1>drift</h1>")
+    s3.put_object(Bucket="plugin-lake", Key="secrets/token.json", Body=b"{}")
+    lake = "s3://plugin-lake/mlops"
+    served = object_report("s3://plugin-lake/mlops/monitoring/m/drift.html", lake, aws_conn)
+    assert served.body == b"<h1>drift</h1>" and served.media_type == "text/html"
+    for uri, status in (
+        ("s3://plugin-lake/mlops/../secrets/token.json", 403),
+        ("s3://plugin-lake/secrets/token.json", 403),
+        ("s3://other/mlops/monitoring/m/drift.html", 403),
+        ("s3://plugin-lake/mlops/monitoring/m/model.pt", 403),
+        ("/etc/hostname", 403),
+        ("s3://plugin-lake/mlops/monitoring/m/none.html", 404),
+    ):
+        with pytest.raises(HTTPException) as refused:
+            object_report_bytes(uri, lake, aws_conn)
+        assert refused.value.status_code == status, uri

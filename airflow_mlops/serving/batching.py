@@ -1,0 +1,157 @@
+"""Dynamic batching: requests for one served variant scored together (no Airflow import).
+
+A request's thread checks its rows against the signature (a bad row is still that request's 422),
+hands them to the variant's :class:`Batcher` and waits. The batcher's own thread takes the first
+waiting request, then every request that is already waiting or arrives within ``max_wait_ms``, up
+to ``max_rows`` rows, builds one DataFrame of them and runs the model once; each request gets its
+own slice of the predictions. With ``max_wait_ms=0`` (the default) nothing waits for company:
+under light load every request is scored alone, as soon as the model is free; under load the
+requests that queued while the model was busy form the next batch, so the per-call costs of
+pandas and torch (about a millisecond here) are paid once per batch instead of once per request.
+
+If scoring a batch raises, its requests are scored one by one, so one request's failure never
+becomes another's.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from airflow_mlops.exceptions import PolicyError
+
+Rows = Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """How one endpoint batches: up to ``max_rows`` rows per model call (0: no batching, each
+    request scored in its own thread), waiting up to ``max_wait_ms`` for more requests."""
+
+    max_rows: int = 256
+    max_wait_ms: float = 0.0
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any] | None, default: BatchingConfig) -> BatchingConfig:
+        """A deployment's ``batching`` (None: the server's default); bad values name the field."""
+        if config is None:
+            return default
+        unknown = sorted(set(config) - {"max_rows", "max_wait_ms"})
+        if unknown:
+            raise PolicyError(f"batching: unknown fields {unknown} (fields: max_rows, max_wait_ms)")
+        max_rows = config.get("max_rows", default.max_rows)
+        max_wait_ms = config.get("max_wait_ms", default.max_wait_ms)
+        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0:
+            raise PolicyError(f"batching: max_rows must be a whole number >= 0 (0: off), got {max_rows!r}")
+        if (
+            isinstance(max_wait_ms, bool)
+            or not isinstance(max_wait_ms, int | float)
+            or not 0 <= max_wait_ms <= 1000
+        ):
+            raise PolicyError(f"batching: max_wait_ms must be a number within [0, 1000], got {max_wait_ms!r}")
+        return cls(max_rows, float(max_wait_ms))
+
+
+@dataclass
+class _Request:
+    rows: Rows
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class Batcher:
+    """Scores requests through ``score`` (rows -> predictions, one per row) in batches; see the
+    module docstring. ``batcher(rows)`` blocks the calling thread until its rows are scored."""
+
+    def __init__(self, score: Callable[[Rows], np.ndarray], config: BatchingConfig, name: str = "") -> None:
+        if config.max_rows < 1:
+            raise PolicyError(f"batching: a Batcher needs max_rows >= 1, got {config.max_rows}")
+        self.score, self.config = score, config
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._held: _Request | None = None  # a request that did not fit the last batch
+        self._closed = False
+        #: Requests and model calls so far (``requests / batches`` is the mean batch size).
+        self.requests = self.batches = 0
+        self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
+        self._thread.start()
+
+    def __call__(self, rows: Rows) -> np.ndarray:
+        if self._closed:  # a request that took the endpoint before a redeployment closed this one
+            return np.asarray(self.score(rows))
+        request = _Request(rows)
+        self._queue.put(request)
+        while not request.done.wait(1.0):
+            if not self._thread.is_alive():  # queued behind the close: scored here instead
+                return np.asarray(self.score(rows))
+        if request.error is not None:
+            raise request.error
+        return np.asarray(request.result)
+
+    def close(self) -> None:
+        """Score what is queued, then stop the thread; a later call scores in its own thread."""
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _next(self, timeout: float | None) -> _Request | None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            return held
+        if timeout is not None and timeout <= 0:
+            return self._queue.get_nowait()
+        return self._queue.get(timeout=timeout)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping or self._held is not None:
+            first = self._next(None) if not stopping else self._next(0)
+            if first is None:
+                stopping = True
+                continue
+            batch, rows = [first], len(first.rows)
+            deadline = time.monotonic() + self.config.max_wait_ms / 1000
+            while rows < self.config.max_rows and not stopping:
+                try:
+                    more = self._next(deadline - time.monotonic())
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                elif rows + len(more.rows) > self.config.max_rows:
+                    self._held = more  # the first of the next batch
+                    break
+                else:
+                    batch.append(more)
+                    rows += len(more.rows)
+            self._score(batch)
+
+    def _score(self, batch: list[_Request]) -> None:
+        self.requests += len(batch)
+        self.batches += 1
+        try:
+            if len(batch) == 1:
+                batch[0].result = self.score(batch[0].rows)
+            else:
+                scores = np.asarray(self.score([row for request in batch for row in request.rows]))
+                start = 0
+                for request in batch:
+                    request.result = scores[start : start + len(request.rows)]
+                    start += len(request.rows)
+        except Exception as err:
+            if len(batch) == 1:
+                batch[0].error = err
+            else:  # one request's failure must not become the others': each alone
+                for request in batch:
+                    try:
+                        request.result = self.score(request.rows)
+                    except Exception as err:
+                        request.error = err
+        for request in batch:
+            request.done.set()

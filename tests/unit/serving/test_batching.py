@@ -1,0 +1,112 @@
+"""Dynamic batching: requests that wait together are scored in one call, each gets its own rows'
+predictions, a batch never passes its size, one request's failure stays its own."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+
+from airflow_mlops.exceptions import PolicyError
+from airflow_mlops.serving.batching import Batcher, BatchingConfig
+
+
+class Model:
+    """Scores a row as ``2 * x``; slow enough that requests queue behind a call; records each call's rows."""
+
+    def __init__(self, seconds: float = 0.01) -> None:
+        self.seconds, self.calls = seconds, []
+        self.lock = threading.Lock()
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        with self.lock:
+            self.calls.append(len(rows))
+        if any(row.get("bad") for row in rows):
+            raise ValueError(f"cannot score {sum(bool(r.get('bad')) for r in rows)} bad row(s)")
+        time.sleep(self.seconds)
+        return np.array([2.0 * row["x"] for row in rows])
+
+
+def test_concurrent_requests_share_calls_and_each_gets_its_own_rows() -> None:
+    model = Model()
+    batcher = Batcher(model, BatchingConfig(max_rows=64), "t")
+    requests = [[{"x": float(i * 10 + j)} for j in range(1 + i % 3)] for i in range(200)]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(batcher, requests))
+    batcher.close()
+    for rows, answer in zip(requests, answers, strict=True):
+        assert answer.tolist() == [2.0 * row["x"] for row in rows]
+    assert sum(model.calls) == sum(map(len, requests))  # every row scored once
+    assert max(model.calls) <= 64 and batcher.requests == 200
+    assert batcher.batches < 100  # 16 waiting clients share calls (one call per request would be 200)
+
+
+def test_a_lone_request_waits_for_nobody_unless_asked() -> None:
+    model = Model(seconds=0)
+    alone = Batcher(model, BatchingConfig(max_rows=64, max_wait_ms=0), "alone")
+    started = time.perf_counter()
+    assert alone([{"x": 1.0}]).tolist() == [2.0]
+    assert time.perf_counter() - started < 0.15
+    alone.close()
+    patient = Batcher(model, BatchingConfig(max_rows=64, max_wait_ms=300), "patient")
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(patient, [{"x": 1.0}])
+        time.sleep(0.05)  # the second arrives within the first's wait: one call for both
+        second = pool.submit(patient, [{"x": 2.0}, {"x": 3.0}])
+        assert first.result().tolist() == [2.0] and second.result().tolist() == [4.0, 6.0]
+    assert patient.batches == 1 and model.calls[-1] == 3
+    patient.close()
+
+
+def test_one_requests_failure_is_its_own_and_a_request_over_the_size_goes_alone() -> None:
+    model = Model()
+    batcher = Batcher(model, BatchingConfig(max_rows=8, max_wait_ms=100), "t")
+    with ThreadPoolExecutor(4) as pool:
+        good = [pool.submit(batcher, [{"x": float(i)}]) for i in range(3)]
+        bad = pool.submit(batcher, [{"x": 0.0, "bad": True}])
+        big = pool.submit(batcher, [{"x": float(i)} for i in range(20)])
+        assert [f.result().tolist() for f in good] == [[0.0], [2.0], [4.0]]
+        with pytest.raises(ValueError, match=r"cannot score 1 bad row\(s\)"):
+            bad.result()
+        assert big.result().tolist() == [2.0 * i for i in range(20)]
+    assert 20 in model.calls and all(n <= 8 for n in model.calls if n != 20)
+    batcher.close()
+
+
+def test_close_scores_what_is_queued_and_later_calls_score_in_their_own_thread() -> None:
+    model = Model(seconds=0.05)
+    batcher = Batcher(model, BatchingConfig(max_rows=1), "t")
+    with ThreadPoolExecutor(4) as pool:
+        queued = [pool.submit(batcher, [{"x": float(i)}]) for i in range(4)]
+        time.sleep(0.02)
+        batcher.close()
+        assert [f.result().tolist() for f in queued] == [[0.0], [2.0], [4.0], [6.0]]
+    assert batcher([{"x": 5.0}]).tolist() == [10.0]  # after close: scored by the caller
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"max_rows": -1}, r"max_rows must be a whole number >= 0 \(0: off\), got -1"),
+        ({"max_rows": "64"}, r"max_rows must be a whole number >= 0 \(0: off\), got '64'"),
+        ({"max_wait_ms": 5000}, r"max_wait_ms must be a number within \[0, 1000\], got 5000"),
+        ({"max_wait_ms": True}, r"max_wait_ms must be a number within \[0, 1000\], got True"),
+        ({"rows": 8}, r"batching: unknown fields \['rows'\]"),
+    ],
+)
+def test_bad_batching_is_refused_naming_the_field_and_value(config: dict, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        BatchingConfig.from_dict(config, BatchingConfig())
+
+
+def test_a_deployment_takes_the_servers_default_for_what_it_leaves_out() -> None:
+    default = BatchingConfig(max_rows=128, max_wait_ms=2.0)
+    assert BatchingConfig.from_dict(None, default) == default
+    assert BatchingConfig.from_dict({"max_rows": 0}, default) == BatchingConfig(0, 2.0)
+    with pytest.raises(PolicyError, match="needs max_rows >= 1"):
+        Batcher(Model(), BatchingConfig(max_rows=0))
