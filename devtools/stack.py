@@ -250,7 +250,6 @@ def _http_ok(url: str) -> bool:
 
 def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[str, Any]:
     """Start the stack under ``root`` (created; refused when a stack runs there). Returns its record."""
-    import redis
 
     root = root.resolve()
     if (root / "stack.json").exists():
@@ -325,28 +324,7 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
                     f"CREATE DATABASE {database}",
                 ]
             )
-        redis_server = shutil.which("redis-server")
-        if not redis_server:
-            raise StackError("redis-server not found: install Debian's redis-server")
-        start(
-            "redis",
-            [
-                redis_server,
-                "--port",
-                str(port["redis"]),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-        )
-        _wait(
-            "redis",
-            lambda: redis.Redis(port=port["redis"], socket_timeout=1).ping(),
-            root / "logs" / "redis.log",
-        )
+        _start_redis(root, port, start)
         start(
             "mlflow",
             [
@@ -405,6 +383,33 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
     return record
 
 
+def _start_redis(root: Path, port: dict[str, int], start: Any) -> None:
+    """Redis, in memory only: the Celery broker (db 0), Feast's online store (db 1) and the
+    replicas' shared state (db 2)."""
+    import redis
+
+    redis_server = shutil.which("redis-server")
+    if not redis_server:
+        raise StackError("redis-server not found: install Debian's redis-server")
+    start(
+        "redis",
+        [
+            redis_server,
+            "--port",
+            str(port["redis"]),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+    )
+    _wait(
+        "redis", lambda: redis.Redis(port=port["redis"], socket_timeout=1).ping(), root / "logs" / "redis.log"
+    )
+
+
 def _start_serving(root: Path, port: dict[str, int], start: Any, tracking_uri: str) -> None:
     """The model-server replicas and nginx in front of them; waits until both answer through it.
     The replicas get the registry's URI on their command line (no credentials: the stack's MLflow
@@ -448,8 +453,8 @@ def _start_serving(root: Path, port: dict[str, int], start: Any, tracking_uri: s
 
 
 def serving_up(root: Path, tracking_uri: str, token: str, *, offset: int = 0) -> dict[str, Any]:
-    """Only the model-server replicas and their load balancer, on models from ``tracking_uri`` (the
-    load benchmark's stack); ``down`` stops it. Returns its record, as ``up`` does."""
+    """Only Redis, the model-server replicas and their load balancer, on models from
+    ``tracking_uri`` (the load benchmark's stack); ``down`` stops it. Returns its record, as ``up`` does."""
     root = root.resolve()
     if (root / "stack.json").exists():
         raise StackError(
@@ -466,6 +471,7 @@ def serving_up(root: Path, tracking_uri: str, token: str, *, offset: int = 0) ->
         record["pids"][name] = _start(root, name, command, env)
 
     try:
+        _start_redis(root, port, start)  # the replicas share prediction ids and bandits there
         _start_serving(root, port, start, tracking_uri)
     except BaseException:
         _abandon(root, record)
