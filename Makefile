@@ -45,7 +45,9 @@ lint: venv ## ruff (lint and format) and mypy; any finding fails
 
 bench: home
 	$(BIN)/python benchmarks/extract.py
+	$(BIN)/python benchmarks/extract.py --lake s3
 	$(BIN)/python benchmarks/validate.py
+	$(BIN)/python benchmarks/validate.py --lake s3
 	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/evaluate.py

@@ -261,7 +261,12 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         from airflow_mlops import settings
         from airflow_mlops.plugins.pages import data_page
 
-        return data_page(_local(settings.lake_uri()) or Path("."))
+        lake = _local(settings.lake_uri())
+        if lake is None:
+            from airflow.sdk import ObjectStoragePath
+
+            return data_page(ObjectStoragePath(settings.lake_uri(), conn_id=settings.lake_conn_id()))
+        return data_page(lake)
 
     @app.get("/files", dependencies=authenticated, response_model=None)
     def report_file(uri: str) -> Response:

@@ -256,11 +256,25 @@ def registry_view(spec: Mapping[str, Any]) -> str:
     return f"{spec['alias']} -> v{now} (not served yet)"
 
 
-def data_page(lake: Path) -> str:
-    """Validation reports (passed and quarantined partitions) and the monitors' reports, newest first."""
-    validated = sorted(lake.glob("validated/*/*.report.html"))
-    quarantined = sorted(lake.glob("quarantine/*/*/*/report.html"))
-    monitoring = sorted(lake.glob("monitoring/*/*/"), key=lambda p: p.stat().st_mtime, reverse=True)
+def data_page(lake: Any) -> str:
+    """Validation reports (passed and quarantined partitions) and the monitors' reports, newest
+    first. ``lake``: a local folder, or the lake in an object store (``ObjectStoragePath`` with
+    the lake's connection; its folders are listed level by level)."""
+    from airflow_mlops.storage import uri_of
+
+    if isinstance(lake, Path):
+        validated = sorted(lake.glob("validated/*/*.report.html"))
+        quarantined = sorted(lake.glob("quarantine/*/*/*/report.html"))
+        monitoring = sorted(lake.glob("monitoring/*/*/"), key=lambda p: p.stat().st_mtime, reverse=True)
+    else:  # an object store keeps no folder times: run folders newest name first
+        validated = sorted(
+            (p for p in _below(lake / "validated", 2) if p.name.endswith(".report.html")), key=str
+        )
+        quarantined = sorted(
+            (p / "report.html" for p in _below(lake / "quarantine", 3) if (p / "report.html").is_file()),
+            key=str,
+        )
+        monitoring = sorted((p for p in _below(lake / "monitoring", 2) if p.is_dir()), key=str, reverse=True)
     parts = [
         "<h2>Validated partitions</h2>",
         table(
@@ -268,7 +282,7 @@ def data_page(lake: Path) -> str:
                 [
                     cell(p.parent.name),
                     cell(p.name.removesuffix(".report.html")),
-                    file_link(p.as_uri(), "report"),
+                    file_link(uri_of(p), "report"),
                 ]
                 for p in validated
             ],
@@ -276,7 +290,14 @@ def data_page(lake: Path) -> str:
         ),
         "<h2>Quarantined partitions</h2>",
         table(
-            [[cell(p.parts[-4]), cell(p.parts[-3]), file_link(p.as_uri(), "report")] for p in quarantined],
+            [
+                [
+                    cell(p.parent.parent.parent.name),
+                    cell(p.parent.parent.name),
+                    file_link(uri_of(p), "report"),
+                ]
+                for p in quarantined
+            ],
             ["table", "partition", ""],
         ),
         "<h2>Drift and performance</h2>",
@@ -292,8 +313,8 @@ def data_page(lake: Path) -> str:
                 cell(drift.get("score") if drift else None),
                 cell(", ".join(drift.get("drifted", [])) if drift else ""),
                 cell((performance or {}).get("overall", {}).get("auc")),
-                file_link((folder / "drift.html").as_uri(), "drift") if drift else "",
-                file_link((folder / "performance.html").as_uri(), "performance") if performance else "",
+                file_link(uri_of(folder / "drift.html"), "drift") if drift else "",
+                file_link(uri_of(folder / "performance.html"), "performance") if performance else "",
             ]
         )
     by_window = sorted((row for row in rows if row[1]), key=lambda row: row[1])
@@ -339,7 +360,17 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _below(folder: Any, depth: int) -> list[Any]:
+    """What lies ``depth`` levels below ``folder`` (an object store path), listing folder by folder."""
+    level = [folder] if folder.is_dir() else []
+    for step in range(depth):
+        level = [
+            child for parent in level for child in parent.iterdir() if step == depth - 1 or child.is_dir()
+        ]
+    return level
+
+
+def _read(path: Any) -> dict[str, Any] | None:
     from airflow_mlops.evaluation.report import loads
 
     return loads(path.read_text()) if path.is_file() else None

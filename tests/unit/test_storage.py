@@ -132,3 +132,36 @@ def test_the_plugin_serves_reports_of_a_lake_in_s3_and_nothing_outside_it(
         with pytest.raises(HTTPException) as refused:
             object_report_bytes(uri, lake, aws_conn)
         assert refused.value.status_code == status, uri
+
+
+def test_the_data_page_lists_the_reports_of_a_lake_in_s3(aws_conn: str, moto_server: str) -> None:
+    """Validated and quarantined partitions and the monitors' runs of an ``s3://`` lake, each linked
+    by its ``s3://`` URI (which ``/mlops/files`` then serves through the lake's connection)."""
+    import boto3
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_mlops.plugins.pages import data_page
+
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    s3.create_bucket(Bucket="page-lake")
+    drift = {"window": {"start": "2013-06-01T00:00:00+00:00"}, "score": 0.31, "drifted": ["temp"]}
+    for key, body in {
+        "mlops/validated/flights/2013-05.report.html": "<p>ok</p>",
+        "mlops/validated/flights/2013-05.parquet": "x",
+        "mlops/quarantine/flights/2013-06/20130701T000000/report.html": "<p>bad</p>",
+        "mlops/monitoring/flight_delay/manual__2013-06-30/drift.json": json.dumps(drift),
+        "mlops/monitoring/flight_delay/manual__2013-06-30/drift.html": "<p>drift</p>",
+    }.items():
+        s3.put_object(Bucket="page-lake", Key=key, Body=body.encode())
+    page = data_page(ObjectStoragePath("s3://page-lake/mlops", conn_id=aws_conn))
+    assert "/mlops/files?uri=s3://page-lake/mlops/validated/flights/2013-05.report.html" in page
+    assert "2013-05.parquet" not in page
+    assert (
+        "/mlops/files?uri=s3://page-lake/mlops/quarantine/flights/2013-06/20130701T000000/report.html" in page
+    )
+    assert (
+        "/mlops/files?uri=s3://page-lake/mlops/monitoring/flight_delay/manual__2013-06-30/drift.html" in page
+    )
+    assert "<td>2013-06</td>" in page and "temp" in page and "0.31" in page
+    empty = data_page(ObjectStoragePath("s3://page-lake/nothing", conn_id=aws_conn))
+    assert "Validated partitions" in empty and "s3://" not in empty
