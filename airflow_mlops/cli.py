@@ -257,10 +257,10 @@ def default_events(lake_uri: str) -> str:
     lake, the folder ``<lake>/../lineage/events`` (one object per event) for an object store."""
     import posixpath
 
-    from airflow_mlops.storage import is_remote
+    from airflow_mlops.storage import is_remote, local_path
 
     if not is_remote(lake_uri):
-        return str(Path(lake_uri.removeprefix("file://")).parent / "lineage" / "events.jsonl")
+        return str(local_path(lake_uri, "[mlops] lake_uri").parent / "lineage" / "events.jsonl")
     scheme, _, rest = lake_uri.rstrip("/").partition("://")
     return f"{scheme}://{posixpath.join(posixpath.dirname(rest) or rest, 'lineage', 'events')}"
 

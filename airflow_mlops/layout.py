@@ -32,9 +32,10 @@ def within(uri: str, root: str) -> bool:
     from pathlib import Path
     from urllib.parse import urlsplit
 
+    from airflow_mlops.storage import is_remote, local_path
+
     def local(text: str) -> Path | None:
-        rest = text.removeprefix("file://")
-        return None if "://" in rest else Path(rest).resolve()
+        return None if is_remote(text) else local_path(text).resolve()
 
     here, there = local(uri), local(root)
     if here is not None or there is not None:

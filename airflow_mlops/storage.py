@@ -94,11 +94,24 @@ def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
+def local_path(location: str | Path, what: str = "path") -> Path:
+    """The ``pathlib.Path`` of a local path or ``file://`` URI: the one place a ``file://`` prefix is
+    taken off. An object store URI is refused naming ``what``: code that needs local files takes a
+    path object instead, or downloads first (:func:`local_folder`)."""
+    text = str(location)
+    if is_remote(text):
+        raise MLOpsConfigError(
+            f"{what} {text!r}: a local path or file:// URI is needed here (an object store's files "
+            "are read through a path object, or downloaded first)"
+        )
+    return Path(text.removeprefix("file://"))
+
+
 def object_path(uri: str, conn_id: str | None) -> Any:
     """Where a task reads or writes ``uri``: a ``pathlib.Path`` for a local path or ``file://`` URI,
     an ``ObjectStoragePath`` through the connection ``conn_id`` for an object store URI."""
     if not is_remote(str(uri)):
-        return Path(str(uri).removeprefix("file://"))
+        return local_path(uri)
     from airflow.sdk import ObjectStoragePath
 
     return ObjectStoragePath(str(uri), conn_id=conn_id)

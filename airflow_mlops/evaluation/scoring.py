@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from airflow_mlops.exceptions import MLOpsConfigError, SpecError
+from airflow_mlops.storage import local_path
 
 
 class Predictor(Protocol):
@@ -68,7 +69,7 @@ def read_rows(path: Any) -> Any:
         return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
 
     if isinstance(path, str | Path):
-        local = str(path).removeprefix("file://")
+        local = str(local_path(path, "rows"))
         return pq.read_table(local, read_dictionary=strings(pq.read_schema(local))).to_pandas()
     with path.open("rb") as handle:
         dictionaries = strings(pq.read_schema(handle))
@@ -158,7 +159,7 @@ class PyfuncScorer:
 
         from airflow_mlops.models.package import pyfunc_contract
 
-        folder = Path(str(model_dir).removeprefix("file://"))
+        folder = local_path(model_dir, "model folder")
         contract = pyfunc_contract(folder, trusted_modules)  # checked before the flavor's loader runs
         self.task: str = contract["task"]
         self.classes = list(contract["classes"])
@@ -253,7 +254,7 @@ def load_scorer(
     from airflow_mlops.exceptions import ModelNotFoundError
     from airflow_mlops.models.package import CONFIG_FILE
 
-    folder = Path(str(model_dir).removeprefix("file://"))
+    folder = local_path(model_dir, "model folder")
     if (folder / CONFIG_FILE).is_file():
         return Scorer(folder, chunk_rows=chunk_rows, trusted_modules=trusted_modules)
     if (folder / "MLmodel").is_file():

@@ -16,6 +16,7 @@ from airflow.sdk.bases.hook import BaseHook
 
 from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.extras import ExtraMixin
+from airflow_mlops.storage import local_path
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -261,7 +262,7 @@ class MlflowHook(BaseHook):
                 client.log_metric(run_id, key[:250], float(number))
         for file in files:
             if isinstance(file, str | Path):
-                client.log_artifact(run_id, str(file).removeprefix("file://"))
+                client.log_artifact(run_id, str(local_path(file, "artifact")))
                 continue
             with tempfile.TemporaryDirectory(prefix="airflow-mlops-log-") as scratch:
                 copy = Path(scratch) / file.name  # an object store's file: MLflow logs local files

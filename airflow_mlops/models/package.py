@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.exceptions import ModelNotFoundError, SpecError
+from airflow_mlops.storage import local_path
 
 from .tasks import check_task
 
@@ -271,7 +272,7 @@ LEGACY_NETWORK = "airflow_mlops.training.tabular:TabularMLP"
 
 def read_config(folder: str | Path) -> dict[str, Any]:
     """``config.json`` of a model folder, checked and completed for a folder of the unversioned format."""
-    path = Path(str(folder).removeprefix("file://"))
+    path = local_path(folder, "model folder")
     config_path = path / CONFIG_FILE
     if not config_path.is_file() or not (path / WEIGHTS_FILE).is_file():
         raise ModelNotFoundError(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.sdk import BaseOperator
@@ -13,14 +12,11 @@ from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.lineage import LineageMixin, storage_name
 from airflow_mlops.links import EvaluationReportLink, MLflowRunLink, mlflow_run_url, report_url
+from airflow_mlops.storage import local_path
 from airflow_mlops.xcom import EvaluationResult, GateOutcome
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-
-def _local(uri: str) -> Path:
-    return Path(uri.removeprefix("file://"))
 
 
 class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
@@ -308,7 +304,7 @@ class EvaluationGateOperator(MlflowOperatorMixin, BaseOperator):
         if isinstance(gate, str):
             import yaml
 
-            path = _local(gate)
+            path = local_path(gate, "gate")
             if not path.is_file():
                 raise GateError(f"gate: file {gate!r} does not exist")
             gate = yaml.safe_load(path.read_text())

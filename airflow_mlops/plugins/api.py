@@ -337,6 +337,8 @@ def in_lake(uri: str, lake_uri: str) -> Path | None:
 
 def _local(uri: str) -> Path | None:
     """A local path for a ``file://`` URI or a plain path; None for object storage."""
-    if not uri or "://" in uri.removeprefix("file://"):
+    from airflow_mlops.storage import is_remote, local_path
+
+    if not uri or is_remote(uri):
         return None
-    return Path(uri.removeprefix("file://"))
+    return local_path(uri)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops.exceptions import ModelNotFoundError
+from airflow_mlops.storage import local_path
 
 REQUIREMENTS = ("torch", "pytorch-lightning", "pandas", "numpy", "pyarrow", "scikit-learn")
 
@@ -176,7 +177,7 @@ def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | No
             )
         )
     else:
-        folder = Path(model_uri.removeprefix("file://"))
+        folder = local_path(model_uri, "model_uri")
     if (folder / "config.json").is_file() and (folder / "model.pt").is_file():
         return folder
     if (folder / "MLmodel").is_file():
@@ -328,9 +329,7 @@ def register_version(
     if model.startswith(("models:/", "runs:/")):
         model_uri, model_id = model, logged_model_id(client, model)
     else:
-        model_uri, model_id = log_pyfunc_model(
-            tracking_uri, run_id, Path(model.removeprefix("file://")), example
-        )
+        model_uri, model_id = log_pyfunc_model(tracking_uri, run_id, local_path(model, "model"), example)
     try:
         client.get_registered_model(name)
     except MlflowException:

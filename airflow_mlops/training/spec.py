@@ -145,9 +145,11 @@ def storage_path(uri: str | Path) -> Any:
     ``UPath`` (fsspec) for an object store URI such as ``s3://bucket/key``. Outside Airflow there are
     no connections: the object store's credentials and endpoint come from fsspec's configuration in
     the environment (``FSSPEC_S3``, which the training operators set from ``storage_conn_id``)."""
+    from airflow_mlops.storage import is_remote, local_path
+
     text = str(uri)
-    if "://" not in text or text.startswith("file://"):
-        return Path(text.removeprefix("file://"))
+    if not is_remote(text):
+        return local_path(text)
     from upath import UPath
 
     return UPath(text)

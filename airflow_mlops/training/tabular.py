@@ -37,6 +37,7 @@ from airflow_mlops.models.features import FeatureSpec
 from airflow_mlops.models.package import column_types, import_network, read_config
 from airflow_mlops.models.tasks import Task, check_task
 from airflow_mlops.serving.models import json_rows
+from airflow_mlops.storage import local_path
 
 from .spec import manifest_path, read_parquet
 
@@ -521,7 +522,7 @@ def load_model(
     """A saved model without executing pickled code: the architecture from ``config.json``'s
     ``model`` and ``init``, the weights with ``weights_only=True``; with ``trusted_modules``, a
     network module the package does not carry must be trusted (``models.package.import_network``)."""
-    folder = Path(str(model_dir).removeprefix("file://"))
+    folder = local_path(model_dir, "model folder")
     config = read_config(folder)
     model = import_network(config, folder, trusted_modules)(**config["init"])
     model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))

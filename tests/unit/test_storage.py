@@ -165,3 +165,39 @@ def test_the_data_page_lists_the_reports_of_a_lake_in_s3(aws_conn: str, moto_ser
     assert "<td>2013-06</td>" in page and "temp" in page and "0.31" in page
     empty = data_page(ObjectStoragePath("s3://page-lake/nothing", conn_id=aws_conn))
     assert "Validated partitions" in empty and "s3://" not in empty
+
+
+def test_only_the_storage_module_turns_a_file_uri_into_a_local_path() -> None:
+    """Issue 21's rule: no code path strips ``file://`` itself to build a local path (which would
+    make ``s3://bucket/key`` into the local path ``s3:/bucket/key``). Everything goes through
+    ``storage.local_path`` (refusing object store URIs by name) or a path object."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "airflow_mlops"
+    offenders = []
+    for module in sorted(root.rglob("*.py")):
+        if module.name == "storage.py" and module.parent == root:
+            continue
+        for node in ast.walk(ast.parse(module.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("removeprefix", "replace", "lstrip", "split", "partition")
+                and any(isinstance(a, ast.Constant) and a.value == "file://" for a in node.args)
+            ):
+                offenders.append(f"{module.relative_to(root.parent)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_local_path_takes_paths_and_file_uris_and_refuses_object_stores() -> None:
+    from pathlib import Path
+
+    from airflow_mlops.storage import local_path
+
+    assert local_path("file:///srv/lake/x.parquet") == Path("/srv/lake/x.parquet")
+    assert local_path(Path("/srv/lake")) == Path("/srv/lake") and local_path("rel/x") == Path("rel/x")
+    with pytest.raises(
+        MLOpsConfigError, match=r"model folder 's3://lake/models/m': a local path or file:// URI"
+    ):
+        local_path("s3://lake/models/m", "model folder")
