@@ -334,7 +334,11 @@ class ModelServer:
                 entry["history"] = entry["history"][:-1]
             entry["current"] = record
             store[endpoint] = entry
-            write_atomically(self.store, json.dumps(store, indent=2, sort_keys=True))
+            try:
+                write_atomically(self.store, json.dumps(store, indent=2, sort_keys=True))
+            except BaseException:
+                live.close()  # never switched to: its batcher threads go with it
+                raise
             with self._stats_lock:
                 for key in [key for key in self._stats if key[0] == endpoint]:
                     del self._stats[key]
