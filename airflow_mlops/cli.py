@@ -449,7 +449,9 @@ def serve_models(args: argparse.Namespace) -> None:
     """``airflow-mlops serve``: the registry from ``--tracking-uri``, else from the MLflow connection
     (its credentials, if any, stay in this process's environment); the rest from ``[mlops]``."""
     from airflow_mlops import settings
+    from airflow_mlops.exceptions import PolicyError
     from airflow_mlops.serving.app import serve
+    from airflow_mlops.serving.batching import BatchingConfig
 
     if args.tracking_uri:
         tracking_uri = args.tracking_uri
@@ -478,6 +480,11 @@ def serve_models(args: argparse.Namespace) -> None:
             "airflow-mlops serve: --redis-url holds credentials; put the URL in MLOPS_SERVER_REDIS_URL "
             "instead (a command line shows in ps)"
         )
+    batching = {"max_rows": args.batch_max_rows, "max_wait_ms": args.batch_max_wait_ms}
+    try:
+        BatchingConfig.from_dict(batching, BatchingConfig())
+    except PolicyError as err:  # refused before the server starts, naming the option's field
+        raise SystemExit(f"airflow-mlops serve: --batch-*: {err}") from None
     if args.trusted_model_modules is not None:
         trusted = [m.strip() for m in args.trusted_model_modules.split(",") if m.strip()]
     else:
@@ -501,7 +508,7 @@ def serve_models(args: argparse.Namespace) -> None:
         trusted_modules=trusted,
         follow_every=args.follow_aliases_every,
         redis_url=args.redis_url,
-        batching={"max_rows": args.batch_max_rows, "max_wait_ms": args.batch_max_wait_ms},
+        batching=batching,
     )
 
 

@@ -95,16 +95,24 @@ def is_remote(uri: str) -> bool:
 
 
 def local_path(location: str | Path, what: str = "path") -> Path:
-    """The ``pathlib.Path`` of a local path or ``file://`` URI: the one place a ``file://`` prefix is
-    taken off. An object store URI is refused naming ``what``: code that needs local files takes a
-    path object instead, or downloads first (:func:`local_folder`)."""
-    text = str(location)
-    if is_remote(text):
+    """The ``pathlib.Path`` of a local path or ``file://`` URI (percent-escapes decoded, as
+    ``Path.as_uri`` writes them): the one place a ``file://`` URI becomes a path. An object store
+    URI is refused naming ``what``: code that needs local files takes a path object instead, or
+    downloads first (:func:`local_folder`)."""
+    from urllib.parse import unquote, urlsplit
+
+    if isinstance(location, Path):
+        return location
+    if is_remote(location):
         raise MLOpsConfigError(
-            f"{what} {text!r}: a local path or file:// URI is needed here (an object store's files "
+            f"{what} {location!r}: a local path or file:// URI is needed here (an object store's files "
             "are read through a path object, or downloaded first)"
         )
-    return Path(text.removeprefix("file://"))
+    if not location.startswith("file:"):
+        return Path(location)
+    parts = urlsplit(location)  # file:///srv/x; a host part other than localhost reads as a relative folder
+    host = "" if parts.netloc in ("", "localhost") else parts.netloc
+    return Path(unquote(host + parts.path))
 
 
 def object_path(uri: str, conn_id: str | None) -> Any:

@@ -383,6 +383,11 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
     return record
 
 
+def redis_command(server: str, port: int) -> list[str]:
+    """``redis-server`` on loopback, in memory only (no snapshots, no append-only file)."""
+    return [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+
 def _start_redis(root: Path, port: dict[str, int], start: Any) -> None:
     """Redis, in memory only: the Celery broker (db 0), Feast's online store (db 1) and the
     replicas' shared state (db 2)."""
@@ -391,20 +396,7 @@ def _start_redis(root: Path, port: dict[str, int], start: Any) -> None:
     redis_server = shutil.which("redis-server")
     if not redis_server:
         raise StackError("redis-server not found: install Debian's redis-server")
-    start(
-        "redis",
-        [
-            redis_server,
-            "--port",
-            str(port["redis"]),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-    )
+    start("redis", redis_command(redis_server, port["redis"]))
     _wait(
         "redis", lambda: redis.Redis(port=port["redis"], socket_timeout=1).ping(), root / "logs" / "redis.log"
     )

@@ -279,20 +279,10 @@ def redis_url() -> Iterator[str]:
         pytest.skip("redis-server not found and cannot be installed (not root or no apt-get)")
     port = free_port()
     root = Path(tempfile.mkdtemp(prefix="airflow-mlops-redis-"))
+    from devtools.stack import redis_command
+
     process = subprocess.Popen(
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(root),
-        ],
+        [*redis_command(server, port), "--dir", str(root)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -107,6 +107,23 @@ def test_init_home_refuses_an_option_without_a_value(tmp_path: Path) -> None:
               "--option", "source_conn_id"])  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            ["--batch-max-rows", "-1"],
+            r"--batch-\*: batching: max_rows must be a whole number >= 0 \(0: off\), got -1",
+        ),
+        (["--batch-max-wait-ms", "5000"], r"max_wait_ms must be a number within \[0, 1000\], got 5000"),
+    ],
+)
+def test_serve_refuses_bad_batching_before_it_starts(tmp_path: Path, option: list[str], message: str) -> None:
+    from airflow_mlops.cli import main
+
+    with pytest.raises(SystemExit, match=message):
+        main(["serve", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *option])
+
+
 def test_serve_refuses_a_code_path_that_is_not_a_folder(tmp_path: Path) -> None:
     from airflow_mlops.cli import main
 

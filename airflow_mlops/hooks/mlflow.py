@@ -248,7 +248,8 @@ class MlflowHook(BaseHook):
     ) -> str:
         """One finished run in ``experiment`` (created if new) with its params, the finite metrics and
         ``files`` (local paths or ``file://`` URIs, or path objects of an object store, streamed
-        through a scratch copy) as artifacts; returns the run id. Values MLflow cannot store are cut to its limits
+        through a scratch copy) as artifacts; returns the run id. Values MLflow cannot store are
+        cut to its limits
         (params 500 characters, metric keys 250), non-finite metrics are left out."""
         client = self.get_conn()
         run = client.create_run(

@@ -223,9 +223,10 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
     def _model_folder(self) -> str:
         """The challenger's folder: a local path as it is; an MLflow model URI (``runs:/``,
         ``models:/``) downloaded."""
-        if not self.model_uri.startswith(("runs:/", "models:/")):
+        from airflow_mlops.registry.versions import in_registry, model_folder
+
+        if not in_registry(self.model_uri):
             return self.model_uri
-        from airflow_mlops.registry.versions import model_folder
 
         return str(model_folder(self.model_uri, self.mlflow_store_uri))
 

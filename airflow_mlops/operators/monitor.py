@@ -579,8 +579,8 @@ def read_labels(path: Any) -> Any:
     from airflow_mlops.storage import uri_of
     from airflow_mlops.training.spec import read_parquet
 
-    if isinstance(path, Path) or not path.is_dir():
-        return pd.read_parquet(path) if isinstance(path, Path) else read_parquet(path)
+    if isinstance(path, Path) or not path.is_dir():  # pandas reads a local folder itself
+        return read_parquet(path)
     files = sorted((p for p in path.rglob("*.parquet") if p.is_file()), key=str)
     if not files:
         raise MLOpsConfigError(f"labels {uri_of(path)!r} is a folder without Parquet files")

@@ -19,8 +19,8 @@ class BatchPredictionOperator(MlflowOperatorMixin, BaseOperator):
 
     The model (``models:/name@alias``, ``models:/name/3`` or a model folder, local or in an object
     store; a model package of ours or any MLflow model with a signature, see ``evaluation.scoring``)
-    is resolved to one version before scoring; a package's own stored preprocessing is applied. The output Parquet
-    holds ``key_columns``, ``prediction_id``, the task's columns (``probability`` for a binary
+    is resolved to one version before scoring; a package's own stored preprocessing is applied. The
+    output Parquet holds ``key_columns``, ``prediction_id``, the task's columns (``probability`` for a binary
     model, ``prediction`` for a regression one, ``label`` and ``probability_<class>`` for a
     multiclass one), ``model``, ``version`` and ``scored_at``, written atomically with a manifest
     (parents: the input and the model version).
@@ -64,13 +64,15 @@ class BatchPredictionOperator(MlflowOperatorMixin, BaseOperator):
         self.key_columns, self.mlflow_conn_id, self.chunk_rows = list(key_columns), mlflow_conn_id, chunk_rows
 
     def execute(self, context: Context) -> PredictionResult:
+        from airflow_mlops.registry.versions import in_registry
         from airflow_mlops.serving.batch import predict_partition
         from airflow_mlops.storage import object_path
 
-        in_registry = self.model_uri.startswith(("models:/", "runs:/"))
         result = predict_partition(
             object_path(self.input_uri, self.storage_conn_id),
-            self.model_uri if in_registry else object_path(self.model_uri, self.storage_conn_id),
+            self.model_uri
+            if in_registry(self.model_uri)
+            else object_path(self.model_uri, self.storage_conn_id),
             object_path(self.output_uri, self.storage_conn_id),
             tracking_uri=self.mlflow_store_uri,
             key_columns=self.key_columns,

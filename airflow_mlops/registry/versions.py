@@ -131,6 +131,12 @@ def logged_model_id(client: Any, model_uri: str) -> str | None:
     return None
 
 
+def in_registry(model: Any) -> bool:
+    """Whether ``model`` is an MLflow model URI (``models:/...``, ``runs:/...``) rather than a folder
+    (a path, a URI or a path object)."""
+    return isinstance(model, str) and model.startswith(("models:/", "runs:/"))
+
+
 def registered_version(model_uri: str, tracking_uri: str | None = None) -> tuple[str, str] | None:
     """``(name, version)`` of ``models:/name/3`` or ``models:/name@alias`` (the alias resolved now);
     None for any other URI."""
@@ -155,7 +161,7 @@ def model_folder(model_uri: str, tracking_uri: str | None = None, dst: Path | No
     """
     import yaml
 
-    if model_uri.startswith(("models:/", "runs:/")):
+    if in_registry(model_uri):
         import mlflow
 
         # No progress bar per file: the server's and the tasks' logs stay readable (a person may still turn it on).
@@ -326,7 +332,7 @@ def register_version(
     from airflow_mlops.storage import local_folder, uri_of
 
     model = str(model)
-    if model.startswith(("models:/", "runs:/")):
+    if in_registry(model):
         model_uri, model_id = model, logged_model_id(client, model)
     else:
         model_uri, model_id = log_pyfunc_model(tracking_uri, run_id, local_path(model, "model"), example)

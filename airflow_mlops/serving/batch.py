@@ -48,7 +48,7 @@ def predict_partition(
     """
     from ..evaluation.scoring import features, load_scorer, read_rows  # noqa: TID252
     from ..models.package import prediction_columns  # noqa: TID252
-    from ..registry.versions import model_folder, registered_version  # noqa: TID252
+    from ..registry.versions import in_registry, model_folder, registered_version  # noqa: TID252
     from ..storage import uri_of  # noqa: TID252
 
     source, target = as_path(input_uri), as_path(output_uri)
@@ -62,11 +62,10 @@ def predict_partition(
     missing_keys = [c for c in key_columns if c not in frame.columns]
     if missing_keys:
         raise BatchPredictionError(f"key_columns {missing_keys} are not columns of {name!r}")
-    in_registry = isinstance(model_uri, str) and model_uri.startswith(("models:/", "runs:/"))
-    pinned = registered_version(model_uri, tracking_uri) if in_registry else None
-    model = as_path(model_uri) if not in_registry else None
+    model = None if in_registry(model_uri) else as_path(model_uri)
+    pinned = registered_version(model_uri, tracking_uri) if model is None else None
     model_name = (
-        f"models:/{pinned[0]}/{pinned[1]}" if pinned else (model_uri if in_registry else uri_of(model))
+        f"models:/{pinned[0]}/{pinned[1]}" if pinned else (model_uri if model is None else uri_of(model))
     )
     with tempfile.TemporaryDirectory(prefix="batch-model-") as download:
         if model is None:

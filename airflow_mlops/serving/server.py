@@ -194,12 +194,8 @@ class ModelServer:
             record["feature_service"] = feature_service
         if fields:
             record["log_fields"] = fields
-        if batching is not None:
-            try:
-                config = BatchingConfig.from_dict(batching, self.batching)
-            except PolicyError as err:
-                raise DeploymentError(f"endpoint {endpoint!r}: {err}") from err
-            record["batching"] = {"max_rows": config.max_rows, "max_wait_ms": config.max_wait_ms}
+        if batching is not None:  # checked when the deployment is built; what it omits stays the server's
+            record["batching"] = dict(batching)
         return self._switch(endpoint, record, keep_history=True)
 
     def rollback(self, endpoint: str, who: str = "", why: str = "") -> dict[str, Any]:
@@ -311,7 +307,7 @@ class ModelServer:
         except PolicyError as err:
             raise DeploymentError(f"endpoint {endpoint!r}: {err}") from err
         batchers = {}
-        if batching.max_rows > 0 and policy.kind != "ensemble" and policy.kind != "chain":
+        if batching.max_rows > 0 and policy.kind not in ("chain", "ensemble"):  # those score per request
             for variant, model in models.items():
                 batchers[variant] = Batcher(model.score_rows, batching, f"{endpoint}-{variant}")
         return Live(endpoint, policy, models, dict(record), batchers)

@@ -77,8 +77,8 @@ TORCH_VIEWABLE = frozenset({"float64", "float32", "float16", "int64", "int32", "
 
 def feature_columns(frame: Any, preprocessing: Mapping[str, Any]) -> tuple[list[Any], list[tuple[Any, Any]]]:
     """The features of raw rows, read once: each numeric one as an array (a view where the column
-    already is a numeric array, a tensor view where torch can take it; NaN marks a missing value) and each categorical one as
-    ``(codes, lookup)``, where ``lookup[codes]`` is the vocabulary index + 1 (0 = missing or unseen).
+    already is a numeric array, a tensor view where torch can take it; NaN marks a missing value)
+    and each categorical one as ``(codes, lookup)``, where ``lookup[codes]`` is the vocabulary index + 1 (0 = missing or unseen).
 
     A column that already is categorical (a Parquet dictionary, see ``evaluation.scoring.read_rows``)
     maps only its few categories to the vocabulary; other columns are compared as strings.

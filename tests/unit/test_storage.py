@@ -196,6 +196,9 @@ def test_local_path_takes_paths_and_file_uris_and_refuses_object_stores() -> Non
     from airflow_mlops.storage import local_path
 
     assert local_path("file:///srv/lake/x.parquet") == Path("/srv/lake/x.parquet")
+    spaced = Path("/srv/my lake/100%.parquet")
+    assert local_path(spaced.as_uri()) == spaced  # the escapes uri_of writes are read back
+    assert local_path("file://localhost/srv/x") == Path("/srv/x")
     assert local_path(Path("/srv/lake")) == Path("/srv/lake") and local_path("rel/x") == Path("rel/x")
     with pytest.raises(
         MLOpsConfigError, match=r"model folder 's3://lake/models/m': a local path or file:// URI"
