@@ -66,7 +66,11 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Feast", "python-modules": ["airflow_mlops.operators.features"]},
             {
                 "integration-name": "PyTorch Lightning",
-                "python-modules": ["airflow_mlops.operators.train", "airflow_mlops.operators.sagemaker"],
+                "python-modules": [
+                    "airflow_mlops.operators.train",
+                    "airflow_mlops.operators.sagemaker",
+                    "airflow_mlops.operators.kubernetes",
+                ],
             },
             {"integration-name": "Optuna", "python-modules": ["airflow_mlops.operators.tune"]},
             {
@@ -180,6 +184,11 @@ def get_provider_info() -> dict[str, Any]:
                     ),
                     "serving_dir": _option(
                         "The model server's deployments, model cache and request log.", "/srv/mlops/serving"
+                    ),
+                    "request_log_uri": _option(
+                        "The model servers' request log that the monitors read: a folder or an object "
+                        "store URI (read through lake_conn_id); default <serving_dir>/requests.",
+                        "s3://my-bucket/serving/requests",
                     ),
                     "data_roots": _option(
                         "URIs, besides the lake and the landing folder, under which data operators "

@@ -27,6 +27,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "features": ("feast",),
     "validation": ("great_expectations",),
     "serving": ("torch", "captum", "mlflow", "uvicorn", "prometheus_client"),
+    "kubernetes": ("kubernetes", "airflow.providers.cncf.kubernetes"),
 }
 
 

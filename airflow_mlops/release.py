@@ -74,6 +74,7 @@ def release_task_group(
     mlflow_conn_id: str = MlflowHook.default_conn_name,
     model_server_conn_id: str = "mlops_model_server",
     log_fields: Sequence[str] = (),
+    storage_conn_id: str | None = None,
     group_id: str = "release",
     prefix_group_id: bool = False,
 ) -> TaskGroup:
@@ -97,6 +98,9 @@ def release_task_group(
     :param intended_use, limitations: the model card's sections.
     :param log_fields: request fields outside the model's signature the server's request log keeps
         (the ids a ``PerformanceMonitorOperator``'s ``label_key`` joins labels by, e.g. ``flight_id``).
+    :param storage_conn_id: the ``aws`` connection of an object store (``s3://``) holding the model
+        package, the training set, the reports and the model card (evaluate, gate, register); None:
+        local paths.
     :param group_id: the group's id; with ``prefix_group_id`` (default False) the tasks keep their
         plain ids (``evaluate``, ``gate``, ``register``, ...), so the group is only a frame in the UI;
         a DAG with two release groups sets it True.
@@ -126,6 +130,7 @@ def release_task_group(
             slices=list(slices),
             mlflow_conn_id=mlflow_conn_id,
             mlflow_run_id=pull(train_id, "mlflow_run_id"),
+            storage_conn_id=storage_conn_id,
         )
         gate_task = EvaluationGateOperator(
             task_id="gate",
@@ -133,6 +138,7 @@ def release_task_group(
             gate=gate,
             mlflow_conn_id=mlflow_conn_id,
             mlflow_run_id=pull(train_id, "mlflow_run_id"),
+            storage_conn_id=storage_conn_id,
         )
         register = RegisterModelOperator(
             task_id="register",
@@ -143,6 +149,7 @@ def release_task_group(
             mlflow_conn_id=mlflow_conn_id,
             intended_use=intended_use,
             limitations=limitations,
+            storage_conn_id=storage_conn_id,
         )
         version = pull(register.task_id, "version")
         approve = ModelApprovalSensor(

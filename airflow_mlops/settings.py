@@ -109,6 +109,13 @@ def serving_dir() -> str:
     return _get("serving_dir", str(airflow_home() / "data" / "serving"))
 
 
+def request_log_uri() -> str:
+    """The model servers' request log, which the monitors read (``[mlops] request_log_uri``): a
+    folder or an object store URI such as ``s3://bucket/requests`` (read through ``[mlops]
+    lake_conn_id``); default ``<serving_dir>/requests``, the embedded server's own."""
+    return _get("request_log_uri", str(Path(serving_dir()) / "requests"))
+
+
 def trusted_model_modules() -> list[str]:
     """Modules besides ``airflow_mlops`` the model server may import to load a registered model
     (``[mlops] trusted_model_modules``, comma-separated; default none): a network module a package

@@ -111,6 +111,7 @@ endpoints are watched by `flights_arrival_delay_monitoring`.
         batch_size=512,
         max_epochs=3,
         mlflow_conn_id=MLFLOW,
+        storage_conn_id=settings.lake_conn_id(),
         execution_timeout=timedelta(minutes=30),
     )
     release = release_task_group(
@@ -127,6 +128,7 @@ endpoints are watched by `flights_arrival_delay_monitoring`.
         intended_use="Estimate how late a scheduled flight will arrive, in minutes, for planning.",
         limitations="Trained on New York City departures of 2013 only; delays over a few hours are rare and underestimated.",
         mlflow_conn_id=MLFLOW,
+        storage_conn_id=settings.lake_conn_id(),
     )
 
     @task
@@ -149,6 +151,7 @@ endpoints are watched by `flights_arrival_delay_monitoring`.
         output_uri=f"{LAKE}/predictions/{MODEL}/{RUN_FOLDER}.parquet",
         key_columns=["flight_id"],
         mlflow_conn_id=MLFLOW,
+        storage_conn_id=settings.lake_conn_id(),
     )
     train >> release >> batch_score
 
@@ -177,6 +180,7 @@ endpoints are watched by `flights_arrival_delay_monitoring`.
         limitations="Trained on New York City departures of 2013 only; a tree ensemble cannot "
         "predict delays beyond those it saw.",
         mlflow_conn_id=MLFLOW,
+        storage_conn_id=settings.lake_conn_id(),
         group_id="release_gbm",
         prefix_group_id=True,  # a second release group in the DAG: its tasks are release_gbm.<task>
     )
@@ -187,6 +191,7 @@ endpoints are watched by `flights_arrival_delay_monitoring`.
         output_uri=f"{LAKE}/predictions/{GBM}/{RUN_FOLDER}.parquet",
         key_columns=["flight_id"],
         mlflow_conn_id=MLFLOW,
+        storage_conn_id=settings.lake_conn_id(),
     )
     trained >> release_gbm
     release_gbm >> gbm_batch_score

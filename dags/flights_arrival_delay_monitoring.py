@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, ObjectStoragePath, TaskGroup, task
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, TaskGroup, task
 
 from airflow_mlops import settings
 from airflow_mlops.events import latest_event_value
@@ -17,13 +14,14 @@ from airflow_mlops.operators.monitor import (
     DriftMonitorOperator,
     ModelDriftAlertOperator,
     PerformanceMonitorOperator,
+    write_dataset_labels,
 )
 
 LAKE = settings.lake_uri()
 DATA = LAKE.removeprefix("file://")
 MODELS = ("arrival_delay", "arrival_delay_gbm")
 MLFLOW = settings.mlflow_conn_id()
-REQUEST_LOG = str(Path(settings.serving_dir()) / "requests")
+REQUEST_LOG = settings.request_log_uri()
 START = "{{ (dag_run.conf or {}).get('start', '') }}"
 END = "{{ (dag_run.conf or {}).get('end', '') }}"
 
@@ -69,25 +67,13 @@ The DAG is created paused: unpause it once `flights_arrival_delay` has deployed 
     @task(inlets=[ARRIVAL_DELAY_DATASET])
     def labels(**context: Any) -> str:
         """``flight_id, arr_delay_minutes`` of every flight of the newest dataset version, as one Parquet file."""
-        import pandas as pd
-
         manifest_uri = latest_event_value(context, ARRIVAL_DELAY_DATASET, "manifest_uri")
-        manifest = json.loads(ObjectStoragePath(manifest_uri, conn_id=settings.lake_conn_id()).read_text())
-        frames = [
-            pd.read_parquet(
-                ObjectStoragePath(split["uri"], conn_id=settings.lake_conn_id()).open("rb"),
-                columns=["flight_id", "arr_delay_minutes"],
-            )
-            for split in manifest["splits"].values()
-        ]
-        version = manifest.get("version") or hashlib.sha256(manifest_uri.encode()).hexdigest()[:16]
-        out = Path(DATA, "labels", "arrival_delay", f"{version}.parquet")
-        if not out.exists():
-            from airflow_mlops.artifacts import write_atomically
-
-            out.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(out, pd.concat(frames, ignore_index=True).to_parquet(index=False))
-        return out.as_uri()
+        return write_dataset_labels(
+            manifest_uri,
+            ["flight_id", "arr_delay_minutes"],
+            f"{LAKE}/labels/{'arrival_delay'}",
+            settings.lake_conn_id(),
+        )
 
     delays = labels()
     for model in MODELS:

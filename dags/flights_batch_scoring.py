@@ -60,5 +60,6 @@ probability.
         + "{{ run_id | replace(':', '_') | replace('+', '_') }}.parquet",
         key_columns=["flight_id"],
         mlflow_conn_id=settings.mlflow_conn_id(),
+        storage_conn_id=settings.lake_conn_id(),
         outlets=[FLIGHT_DELAY_PREDICTIONS],
     )

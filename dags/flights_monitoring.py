@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, ObjectStoragePath, task
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, task
 
 from airflow_mlops import settings
 from airflow_mlops.events import latest_event_value
@@ -17,13 +14,14 @@ from airflow_mlops.operators.monitor import (
     DriftMonitorOperator,
     ModelDriftAlertOperator,
     PerformanceMonitorOperator,
+    write_dataset_labels,
 )
 
 LAKE = settings.lake_uri()
 DATA = LAKE.removeprefix("file://")
 MODEL = "flight_delay"
 MLFLOW = settings.mlflow_conn_id()
-REQUEST_LOG = str(Path(settings.serving_dir()) / "requests")
+REQUEST_LOG = settings.request_log_uri()
 # conf {"start": ..., "end": ...} (ISO times with a zone) overrides the run's data interval.
 START = "{{ (dag_run.conf or {}).get('start', '') }}"
 END = "{{ (dag_run.conf or {}).get('end', '') }}"
@@ -74,25 +72,10 @@ window and lists every report.
     def labels(**context: Any) -> str:
         """``flight_id, is_delayed`` of every flight of the newest dataset version (or conf
         ``{"manifest_uri": ...}``), as one Parquet file."""
-        import pandas as pd
-
         manifest_uri = latest_event_value(context, FLIGHTS_DELAY_DATASET, "manifest_uri")
-        manifest = json.loads(ObjectStoragePath(manifest_uri, conn_id=settings.lake_conn_id()).read_text())
-        frames = [
-            pd.read_parquet(
-                ObjectStoragePath(split["uri"], conn_id=settings.lake_conn_id()).open("rb"),
-                columns=["flight_id", "is_delayed"],
-            )
-            for split in manifest["splits"].values()
-        ]
-        version = manifest.get("version") or hashlib.sha256(manifest_uri.encode()).hexdigest()[:16]
-        out = Path(DATA, "labels", MODEL, f"{version}.parquet")
-        if not out.exists():
-            from airflow_mlops.artifacts import write_atomically
-
-            out.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(out, pd.concat(frames, ignore_index=True).to_parquet(index=False))
-        return out.as_uri()
+        return write_dataset_labels(
+            manifest_uri, ["flight_id", "is_delayed"], f"{LAKE}/labels/{MODEL}", settings.lake_conn_id()
+        )
 
     drift = DriftMonitorOperator(
         task_id="drift",

@@ -118,6 +118,7 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         devices=2,
         max_epochs=3,
         mlflow_conn_id=MLFLOW,
+        storage_conn_id=settings.lake_conn_id(),  # an s3:// lake: checkpoints and the model in the bucket
         execution_timeout=timedelta(minutes=30),
     )
     # evaluate -> gate -> register -> approve -> canary -> canary_analysis -> promote -> rollout
@@ -135,4 +136,5 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         intended_use="Rank scheduled flights by the risk of arriving more than 15 minutes late.",
         limitations="Trained on New York City departures of 2013 only; not a causal model.",
         mlflow_conn_id=MLFLOW,
+        storage_conn_id=settings.lake_conn_id(),
     )

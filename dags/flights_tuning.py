@@ -75,6 +75,7 @@ stops a trial whose validation loss after an epoch is worse than the median of e
         mlflow_conn_id=settings.mlflow_conn_id(),
         optuna_conn_id=settings.optuna_conn_id(),
         mlflow_experiment="flights-tuning",
+        storage_conn_id=settings.lake_conn_id(),
         execution_timeout=timedelta(minutes=30),
     ).expand(slot=slots.output)
     best = BestTrialOperator(

@@ -66,8 +66,14 @@ def demo(args: argparse.Namespace) -> None:
 
 
 def stack(args: argparse.Namespace) -> None:
-    from devtools.stack import StackError, down, start_service, stop_service, up
+    from devtools.stack import StackError, create_object_store, down, machine, start_service, stop_service, up
 
+    if args.action == "object-store":  # docker/compose.yaml's airflow-init: its buckets and queue
+        if not args.endpoint:
+            raise SystemExit("devtools stack object-store: give --endpoint URL (the S3/SQS server)")
+        create_object_store(args.endpoint)
+        print(f"buckets and the landing queue made on {args.endpoint}")
+        return
     try:
         if args.action in ("stop", "start") and not args.service:
             raise StackError("give --service NAME (e.g. worker1, replica2, redis, postgres)")
@@ -88,7 +94,7 @@ def stack(args: argparse.Namespace) -> None:
     print(f"stack up in {record['root']}: " + ", ".join(f"{k} {v}" for k, v in record["ports"].items()))
     print(
         f"  Airflow UI http://127.0.0.1:{record['ports']['api']} (admin; password in "
-        f"{record['root']}/airflow/simple_auth_manager_passwords.json.generated)"
+        f"{machine(Path(record['root']), 'api-server')['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated)"
     )
     print(f"  environment: set -a; . {record['root']}/stack.env; set +a    logs: {record['root']}/logs/")
 
@@ -124,11 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = commands.add_parser(
         "stack",
-        help="start or stop the scale-out stack on this machine: Postgres, Redis, "
-        "an MLflow server, Airflow with the CeleryExecutor and two workers, two model-server "
-        "replicas behind nginx (stop/start: one service of it)",
+        help="start or stop the scale-out stack on this machine: Postgres, Redis, an S3/SQS server "
+        "(moto) holding the lake, an MLflow server, Airflow with the CeleryExecutor and two workers, "
+        "two model-server replicas behind nginx (stop/start: one service of it; object-store: make "
+        "the stack's buckets and landing queue on an S3/SQS server, as compose's airflow-init does)",
     )
-    p.add_argument("action", choices=["up", "down", "stop", "start"])
+    p.add_argument("action", choices=["up", "down", "stop", "start", "object-store"])
+    p.add_argument("--endpoint", help="object-store: the S3/SQS server's URL, e.g. http://s3:29000")
     p.add_argument("--service", help="stop/start: the service (worker1, replica2, redis, postgres, ...)")
     p.add_argument("--kill", action="store_true", help="stop: SIGKILL, as if its machine were lost")
     p.add_argument(

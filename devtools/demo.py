@@ -599,7 +599,7 @@ def champion_version(registry: MlflowHook) -> str:
 
 def serve_rows(server: dict[str, Any], rows: Any, per_request: int = 10) -> dict[str, str]:
     """Send ``rows`` to the endpoint (``per_request`` flights a request) and wait until the request
-    log has them; returns the window ``{"start", "end"}`` (UTC, ISO) that holds exactly these predictions."""
+    log (``server["requests"]``, else ``<state_dir>/requests``) has them; returns the window ``{"start", "end"}`` (UTC, ISO) that holds exactly these predictions."""
     from datetime import datetime
 
     import httpx
@@ -617,8 +617,10 @@ def serve_rows(server: dict[str, Any], rows: Any, per_request: int = 10) -> dict
             ids += [p["prediction_id"] for p in answer.json()["predictions"]]
     end = datetime.now(UTC)
     deadline = time.monotonic() + 30  # the request log flushes every 2 s, off the request path
+    # The server's own folder, or a shared log's path object (an ObjectStoragePath in a bucket).
+    requests = server.get("requests") or server["state_dir"] / "requests"
     while time.monotonic() < deadline:
-        logged = read_log(server["state_dir"] / "requests")
+        logged = read_log(requests) if isinstance(requests, Path) else read_log(requests.path, fs=requests.fs)
         if set(ids) <= set(logged["prediction_id"]):
             break
         time.sleep(0.5)

@@ -1,19 +1,28 @@
 """The scale-out stack on one machine, from Debian and PyPI packages (no Docker engine needed).
 
 ``python -m devtools stack up --dir D`` starts, each as its own process (group) with its log in ``D/logs``:
-PostgreSQL (databases ``airflow``, ``mlflow``, ``optuna``, ``flights``), Redis (the Celery broker
-on db 0, Feast's online store on db 1), an MLflow tracking server on Postgres with its
-artifacts in ``D/mlflow-artifacts``, and Airflow with the CeleryExecutor: api-server, scheduler,
-dag-processor, triggerer and two Celery workers; two model-server replicas (``airflow-mlops
-serve``, each with its own deployments and model cache, one shared request log) behind nginx, the
-address of the ``mlops_model_server`` connection (whose extra lists the replicas, so deployments
-reach both). The Feast operators use the ``feast_default`` connection: the repository's
-``feature_store.redis.yaml``, online store in Redis db 1. ``stack down --dir D`` stops them in
-reverse order. The Airflow components, the workers and MLflow are started again when they exit
-(``SUPERVISED``). Run as root, PostgreSQL runs as the ``postgres`` user with its data in a folder
-of its own under the system's temporary folder (named in ``D/stack.json``). ``D/stack.env`` holds
-the environment a shell needs to talk to the stack (``set -a; . D/stack.env``; owner-only: it
-holds the model servers' admin token), ``D/stack.json`` the processes and ports.
+PostgreSQL (databases ``airflow``, ``mlflow``, ``optuna``, ``flights``, ``feast``), Redis (the
+Celery broker on db 0, Feast's online store on db 1, the replicas' shared state on db 2), moto's
+S3/SQS server (``s3``: the bucket ``mlops`` with the lake ``s3://mlops/lake``, the request log and
+MLflow's artifacts; the bucket ``landing``, whose object-created notifications go to the SQS queue
+``flights-landing``), an MLflow tracking server on Postgres with its artifacts in the bucket, and
+Airflow with the CeleryExecutor: api-server, scheduler, dag-processor, triggerer and two Celery
+workers; two model-server replicas (``airflow-mlops serve``, each with its own deployments and
+model cache, one request log in S3) behind nginx, the address of the ``mlops_model_server``
+connection (whose extra lists the replicas, so deployments reach both). The Feast operators use
+the ``feast_default`` connection: the repository's ``feature_store.scaleout.yaml`` (registry in
+Postgres, online store in Redis, the feature tables in S3).
+
+**No service reads another's disk** (:func:`machine`): each has its own Airflow home, scratch
+folders and temporary folder under ``D/machines/<service>``, as on a host of its own; what they
+share is in S3, Postgres and Redis. The Airflow processes share their keys (JWT secret, API secret
+key, Fernet key) through the environment, made once in ``D/secrets.json`` (owner-only, with the
+model servers' admin token). ``stack down --dir D`` stops the services in reverse order. The
+Airflow components, the workers and MLflow are started again when they exit (``SUPERVISED``). Run
+as root, PostgreSQL runs as the ``postgres`` user with its data in a folder of its own under the
+system's temporary folder (named in ``D/stack.json``). ``D/stack.env`` holds the environment a shell
+needs to talk to the stack (``set -a; . D/stack.env``; owner-only: it holds the secrets),
+``D/stack.json`` the processes and ports.
 
 ``stop_service``/``start_service`` stop and start one recorded service again (the fault tests
 use them: a worker killed during training, a replica killed under load, Redis and Postgres
@@ -47,6 +56,7 @@ class StackError(RuntimeError):
 PORTS = {
     "postgres": 25432,
     "redis": 26379,
+    "s3": 29000,
     "mlflow": 25000,
     "api": 28080,
     "triggerer_logs": 28794,
@@ -64,11 +74,21 @@ AIRFLOW_PROCESSES = (
 )
 WORKERS = ("worker1", "worker2")
 REPLICAS = ("replica1", "replica2")
-DATABASES = ("airflow", "mlflow", "optuna", "flights")
+DATABASES = ("airflow", "mlflow", "optuna", "flights", "feast")
+#: The object store (moto's S3 and SQS server): the lake, the request log, lineage and MLflow's
+#: artifacts in one bucket; month files land in another, whose notifications go to an SQS queue.
+BUCKET = "mlops"
+LANDING_BUCKET = "landing"
+LANDING_QUEUE = "flights-landing"
+#: moto's fixed account id, part of every queue URL it gives.
+MOTO_ACCOUNT = "123456789012"
+#: moto accepts any key; these stand for the store's credentials in the stack's connection.
+S3_KEY, S3_SECRET = "mlops", "mlops-secret"
 #: Every service of the stack, in start order (the compose file declares the same).
 SERVICES = (
     "postgres",
     "redis",
+    "s3",
     "mlflow",
     *(name for name, _ in AIRFLOW_PROCESSES),
     *WORKERS,
@@ -81,22 +101,32 @@ def ports(offset: int = 0) -> dict[str, int]:
     return {name: port + offset for name, port in PORTS.items()}
 
 
-def environment(root: Path, port: dict[str, int], dags_folder: Path, token: str) -> dict[str, str]:
-    """What every Airflow process of the stack (and a shell talking to it) needs. ``token`` is the
-    model servers' admin token (the connection's password)."""
+def environment(
+    root: Path, port: dict[str, int], dags_folder: Path, secrets: dict[str, str]
+) -> dict[str, str]:
+    """What every Airflow process of the stack (and a shell talking to it) needs. ``secrets``: the
+    model servers' admin token (the connection's password) and the secrets the Airflow processes
+    share (``jwt_secret``, ``secret_key``, ``fernet_key``), which processes with homes of their own
+    cannot take from one airflow.cfg. The lake, the request log and MLflow's artifacts are in S3;
+    ``root/data`` is only the scratch of a shell that talks to the stack (each service has its own,
+    :func:`machine`)."""
     pg = f"mlops@127.0.0.1:{port['postgres']}"
+    s3 = f"http://127.0.0.1:{port['s3']}"
     model_server = {
         "conn_type": "mlopsmodelserver",
         "host": "127.0.0.1",
         "port": port["model_server"],
-        "password": token,
+        "password": secrets["token"],
         "extra": {"replicas": [f"127.0.0.1:{port[name]}" for name in REPLICAS]},
     }
     feast = {
         "conn_type": "feast",
         "extra": {
-            "config_file": "feature_store.redis.yaml",
-            "variables": {"MLOPS_REDIS": f"127.0.0.1:{port['redis']},db=1"},
+            "config_file": "feature_store.scaleout.yaml",
+            "variables": {
+                "MLOPS_REDIS": f"127.0.0.1:{port['redis']},db=1",
+                "MLOPS_FEAST_REGISTRY": f"postgresql+psycopg2://{pg}/feast",
+            },
         },
     }
     return {
@@ -115,7 +145,22 @@ def environment(root: Path, port: dict[str, int], dags_folder: Path, token: str)
         # A worker that dies is noticed after a minute (default 5) and its task retried elsewhere.
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "10",
-        "AIRFLOW__MLOPS__LAKE_URI": (root / "data" / "lake").as_uri(),
+        "AIRFLOW__CORE__FERNET_KEY": secrets["fernet_key"],
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets["jwt_secret"],
+        "AIRFLOW__API__SECRET_KEY": secrets["secret_key"],
+        "AIRFLOW__MLOPS__LAKE_URI": f"s3://{BUCKET}/lake",
+        "AIRFLOW__MLOPS__LAKE_CONN_ID": "aws_default",
+        "AIRFLOW__MLOPS__REQUEST_LOG_URI": f"s3://{BUCKET}/serving/requests",
+        "AIRFLOW__MLOPS__INGEST_QUEUE_URL": f"{s3}/{MOTO_ACCOUNT}/{LANDING_QUEUE}",
+        "AIRFLOW__MLOPS__DATA_ROOTS": f"s3://{LANDING_BUCKET}",
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+            {
+                "conn_type": "aws",
+                "login": S3_KEY,
+                "password": S3_SECRET,
+                "extra": {"endpoint_url": s3, "region_name": "us-east-1"},
+            }
+        ),
         "AIRFLOW__MLOPS__LANDING_DIR": str(root / "data" / "landing"),
         "AIRFLOW__MLOPS__FEAST_DIR": str(root / "data" / "feast"),
         "AIRFLOW__MLOPS__FEATURE_REPO": str(dags_folder.parent / "feature_repo"),
@@ -129,8 +174,59 @@ def environment(root: Path, port: dict[str, int], dags_folder: Path, token: str)
         "AIRFLOW__MLOPS__SOURCE_CONN_ID": "flights_source",
         "AIRFLOW_CONN_MLOPS_MODEL_SERVER": json.dumps(model_server),
         "AIRFLOW_CONN_FEAST_DEFAULT": json.dumps(feast),
-        "MLOPS_SERVER_TOKEN": token,
+        "MLOPS_SERVER_TOKEN": secrets["token"],
     }
+
+
+def machine(root: Path, name: str) -> dict[str, str]:
+    """A service's own folders, as on a host of its own: Airflow's home (its airflow.cfg and task
+    logs), the suite's scratch folders and the temporary folder. No service reads another's: what
+    they share is in S3, Postgres and Redis."""
+    own = root / "machines" / name
+    return {
+        "AIRFLOW_HOME": str(own / "airflow"),
+        "AIRFLOW__MLOPS__LANDING_DIR": str(own / "landing"),
+        "AIRFLOW__MLOPS__FEAST_DIR": str(own / "feast"),
+        "AIRFLOW__MLOPS__SERVING_DIR": str(own / "serving"),
+        "TMPDIR": str(own / "tmp"),
+    }
+
+
+def s3_environment(port: dict[str, int]) -> dict[str, str]:
+    """The object store for the processes that start without Airflow connections (the MLflow
+    server, the model-server replicas): AWS's variables, and fsspec's (the request log)."""
+    endpoint = f"http://127.0.0.1:{port['s3']}"
+    return {
+        "AWS_ACCESS_KEY_ID": S3_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MLFLOW_S3_ENDPOINT_URL": endpoint,
+        "FSSPEC_S3": json.dumps({"key": S3_KEY, "secret": S3_SECRET, "endpoint_url": endpoint}),
+    }
+
+
+def create_object_store(endpoint: str) -> None:
+    """The stack's buckets and the landing queue on the S3/SQS server at ``endpoint``: object-created
+    notifications of the landing bucket go to the queue (the ``flights_ingest_s3`` DAG's trigger)."""
+    import boto3
+
+    options = {
+        "endpoint_url": endpoint,
+        "aws_access_key_id": S3_KEY,
+        "aws_secret_access_key": S3_SECRET,
+        "region_name": "us-east-1",
+    }
+    s3, sqs = boto3.client("s3", **options), boto3.client("sqs", **options)
+    for bucket in (BUCKET, LANDING_BUCKET):
+        s3.create_bucket(Bucket=bucket)
+    queue = sqs.create_queue(QueueName=LANDING_QUEUE)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=LANDING_BUCKET,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
 
 
 def nginx_conf(root: Path, port: dict[str, int]) -> str:
@@ -259,20 +355,18 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
     port = ports(offset)
     dags = (dags_folder or Path(__file__).resolve().parents[1] / "dags").resolve()
     (root / "logs").mkdir(parents=True, exist_ok=True)
-    token_file = root / "model-server.token"
-    if not token_file.exists():  # kept across ups: the served deployments' admin token
-        token_file.write_text(secrets.token_urlsafe(24))
-        token_file.chmod(0o600)
-    stack_env = environment(root, port, dags, token_file.read_text())
+    stack_env = environment(root, port, dags, _secrets(root))
     env = {**os.environ, **stack_env}
     pids: dict[str, int] = {}
     commands: dict[str, list[str]] = {}
     record: dict[str, Any] = {"root": str(root), "ports": port, "pids": pids, "commands": commands}
 
     def start(name: str, command: list[str], extra: dict[str, str] | None = None) -> None:
+        extra = {**machine(root, name), **(extra or {})}  # each service on a "host" of its own
+        Path(extra["TMPDIR"]).mkdir(parents=True, exist_ok=True)
         commands[name] = command
-        record.setdefault("extra_env", {})[name] = extra or {}
-        pids[name] = _start(root, name, command, {**env, **(extra or {})})
+        record.setdefault("extra_env", {})[name] = extra
+        pids[name] = _start(root, name, command, {**env, **extra})
 
     try:
         pg = _postgres_bin()
@@ -325,6 +419,7 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
                 ]
             )
         _start_redis(root, port, start)
+        _start_object_store(root, port, start)
         start(
             "mlflow",
             [
@@ -336,9 +431,10 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
                 str(port["mlflow"]),
                 "--backend-store-uri",
                 f"postgresql+psycopg2://mlops@127.0.0.1:{port['postgres']}/mlflow",
-                "--artifacts-destination",
-                str(root / "mlflow-artifacts"),
+                "--artifacts-destination",  # served to clients through the tracking server
+                f"s3://{BUCKET}/mlflow-artifacts",
             ],
+            s3_environment(port),
         )
         migrate = subprocess.run([_bin("airflow"), "db", "migrate"], env=env, capture_output=True, text=True)
         if migrate.returncode != 0:
@@ -364,7 +460,14 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
             lambda: _http_ok(f"http://127.0.0.1:{port['mlflow']}/health"),
             root / "logs" / "mlflow.log",
         )
-        _start_serving(root, port, start, f"http://127.0.0.1:{port['mlflow']}")
+        _start_serving(
+            root,
+            port,
+            start,
+            f"http://127.0.0.1:{port['mlflow']}",
+            f"s3://{BUCKET}/serving/requests",
+            s3_environment(port),
+        )
         _wait(
             "the Airflow API server",
             lambda: _http_ok(f"http://127.0.0.1:{port['api']}/api/v2/monitor/health"),
@@ -381,6 +484,32 @@ def up(root: Path, *, offset: int = 0, dags_folder: Path | None = None) -> dict[
         raise
     _record_stack(root, record, stack_env)
     return record
+
+
+def _secrets(root: Path) -> dict[str, str]:
+    """The stack's secrets, made at the first ``up`` and kept (owner-only) across ups: the model
+    servers' admin token (their deployments keep it) and the Airflow processes' shared keys."""
+    from cryptography.fernet import Fernet
+
+    path = root / "secrets.json"
+    if not path.exists():
+        made = {
+            "token": secrets.token_urlsafe(24),
+            "jwt_secret": secrets.token_urlsafe(32),
+            "secret_key": secrets.token_urlsafe(32),
+            "fernet_key": Fernet.generate_key().decode(),
+        }
+        path.touch(0o600)
+        path.write_text(json.dumps(made))
+    return dict(json.loads(path.read_text()))
+
+
+def _start_object_store(root: Path, port: dict[str, int], start: Any) -> None:
+    """moto's S3 and SQS server (in memory), then the stack's buckets and landing queue."""
+    start("s3", [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port["s3"])])
+    endpoint = f"http://127.0.0.1:{port['s3']}"
+    _wait("the S3 server", lambda: _http_ok(f"{endpoint}/moto-api/"), root / "logs" / "s3.log")
+    create_object_store(endpoint)
 
 
 def redis_command(server: str, port: int) -> list[str]:
@@ -402,12 +531,13 @@ def _start_redis(root: Path, port: dict[str, int], start: Any) -> None:
     )
 
 
-def _start_serving(root: Path, port: dict[str, int], start: Any, tracking_uri: str) -> None:
+def _start_serving(
+    root: Path, port: dict[str, int], start: Any, tracking_uri: str, request_log: str, env: dict[str, str]
+) -> None:
     """The model-server replicas and nginx in front of them; waits until both answer through it.
     The replicas get the registry's URI on their command line (no credentials: the stack's MLflow
     server has none), so they start without importing Airflow to resolve a connection."""
-    serving = root / "data" / "serving"
-    for name in REPLICAS:  # own deployments and model cache each; one request log for monitoring
+    for name in REPLICAS:  # own deployments and model cache each; one request log in S3 for monitoring
         start(
             name,
             [
@@ -418,9 +548,9 @@ def _start_serving(root: Path, port: dict[str, int], start: Any, tracking_uri: s
                 "--port",
                 str(port[name]),
                 "--state-dir",
-                str(serving / name),
+                machine(root, name)["AIRFLOW__MLOPS__SERVING_DIR"],
                 "--request-log-dir",
-                str(serving / "requests"),
+                request_log,
                 "--tracking-uri",
                 tracking_uri,
                 "--follow-aliases-every",  # a rollback in the UI reaches the traffic in seconds
@@ -428,6 +558,7 @@ def _start_serving(root: Path, port: dict[str, int], start: Any, tracking_uri: s
                 "--redis-url",  # prediction ids and bandits shared by the replicas (db 0 is Celery's, 1 Feast's)
                 f"redis://127.0.0.1:{port['redis']}/2",
             ],
+            env,
         )
     nginx = shutil.which("nginx") or next(iter(glob.glob("/usr/sbin/nginx")), None)
     if not nginx:
@@ -458,13 +589,13 @@ def serving_up(root: Path, tracking_uri: str, token: str, *, offset: int = 0) ->
     env = {**os.environ, **saved}
     record: dict[str, Any] = {"root": str(root), "ports": port, "pids": {}, "commands": {}, "extra_env": {}}
 
-    def start(name: str, command: list[str]) -> None:
-        record["commands"][name], record["extra_env"][name] = command, {}
-        record["pids"][name] = _start(root, name, command, env)
+    def start(name: str, command: list[str], extra: dict[str, str] | None = None) -> None:
+        record["commands"][name], record["extra_env"][name] = command, extra or {}
+        record["pids"][name] = _start(root, name, command, {**env, **(extra or {})})
 
     try:
         _start_redis(root, port, start)  # the replicas share prediction ids and bandits there
-        _start_serving(root, port, start, tracking_uri)
+        _start_serving(root, port, start, tracking_uri, str(root / "data" / "serving" / "requests"), {})
     except BaseException:
         _abandon(root, record)
         raise

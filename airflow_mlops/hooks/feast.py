@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.bases.hook import BaseHook
 
 from airflow_mlops.exceptions import FeatureStoreError
+from airflow_mlops.storage import S3_SCHEMES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +32,13 @@ class FeastHook(BaseHook):
     :param repo_path: the repository (default: the connection's, else ``[mlops] feature_repo``).
     :param config_file: the configuration file name in the repository (default ``feature_store.yaml``).
     :param variables: extra environment variables for the configuration and the definitions.
+    :param storage_conn_id: the ``aws`` connection of the object store holding the feature tables
+        when ``${MLOPS_FEATURES_URI}`` is an ``s3://`` URI (default ``[mlops] lake_conn_id``). Feast's
+        DuckDB offline store then reads them through that connection: the hook registers the
+        connection's s3fs filesystem with Feast's DuckDB connection and hands the repository the
+        tables' URI as ``s3a://bucket/...`` (s3fs's other name for S3), which DuckDB routes to that
+        filesystem. DuckDB's own ``s3://`` would need its ``httpfs`` extension, downloaded at run
+        time (not on an offline worker), and credentials of its own.
     """
 
     conn_name_attr = "feast_conn_id"
@@ -45,13 +53,16 @@ class FeastHook(BaseHook):
         repo_path: str | None = None,
         config_file: str | None = None,
         variables: Mapping[str, str] | None = None,
+        storage_conn_id: str | None = None,
     ) -> None:
         super().__init__()
+        self.storage_conn_id = storage_conn_id
         self.feast_conn_id = feast_conn_id
         self.repo_path = repo_path
         self.config_file = config_file
         self.variables = dict(variables or {})
         self._store: FeatureStore | None = None
+        self._object_store: Any = None  # the feature tables' filesystem, when they are in S3
         self._services: dict[str, FeatureService] = {}
 
     @classmethod
@@ -89,11 +100,37 @@ class FeastHook(BaseHook):
             from feast import FeatureStore
 
             repo, config_file, variables = self._settings()
+            features = variables["MLOPS_FEATURES_URI"]
+            if features.startswith(S3_SCHEMES):
+                variables["MLOPS_FEATURES_URI"] = "s3a://" + features.split("://", 1)[1]
             os.environ.update(variables)  # feature_store.yaml and the definitions read them
             Path(variables["MLOPS_FEAST_DIR"]).mkdir(parents=True, exist_ok=True)
             self.log.debug("Opening the Feast repository %s (%s)", repo, config_file)
-            self._store = FeatureStore(repo_path=str(repo), fs_yaml_file=repo / config_file)
+            store = FeatureStore(repo_path=str(repo), fs_yaml_file=repo / config_file)
+            if features.startswith(S3_SCHEMES):
+                self._object_store = self._register_object_store(features, store)
+            self._store = store
         return self._store
+
+    def _register_object_store(self, features: str, store: FeatureStore) -> Any:
+        """The feature tables' s3fs filesystem (from the storage connection), registered with the
+        DuckDB connection Feast's DuckDB offline store reads through (``ibis``'s default backend);
+        a filesystem registered before (another hook in this process) is replaced."""
+        from airflow.sdk import ObjectStoragePath
+
+        from airflow_mlops import settings
+
+        conn_id = self.storage_conn_id or settings.lake_conn_id()
+        filesystem = ObjectStoragePath(features, conn_id=conn_id).fs
+        if store.config.offline_store.type == "duckdb":
+            import ibis
+
+            duckdb = ibis.get_backend().con
+            name = filesystem.protocol if isinstance(filesystem.protocol, str) else filesystem.protocol[0]
+            if name in duckdb.list_filesystems():
+                duckdb.unregister_filesystem(name)
+            duckdb.register_filesystem(filesystem)
+        return filesystem
 
     def parse_repo(self) -> RepoContents:
         """The objects the repository's Python files declare.
@@ -136,16 +173,24 @@ class FeastHook(BaseHook):
         registry_diff, _, _ = self.get_conn().plan(self.parse_repo())
         return _plain_text(str(registry_diff.to_string()))
 
-    @staticmethod
-    def _check_sources(contents: RepoContents) -> None:
-        """Every local file source must match a file: a view over nothing would serve only NULLs."""
+    def _check_sources(self, contents: RepoContents) -> None:
+        """Every file source, local or in the feature tables' object store, must match a file: a view
+        over nothing would serve only NULLs."""
         import glob
 
         from feast import FileSource
 
         for view in contents.feature_views:
             source = view.batch_source
-            if isinstance(source, FileSource) and "://" not in source.path and not glob.glob(source.path):
+            if not isinstance(source, FileSource):
+                continue
+            if "://" not in source.path:
+                found = glob.glob(source.path)
+            elif self._object_store is not None and source.path.startswith(("s3a://", *S3_SCHEMES)):
+                found = self._object_store.glob(source.path.split("://", 1)[1])
+            else:
+                continue  # another store: Feast reads it with its own credentials
+            if not found:
                 raise FeatureStoreError(
                     f"feature view {view.name!r}: its source {source.path} matches no file "
                     "(rule: build the feature tables before applying)"

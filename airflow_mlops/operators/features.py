@@ -185,6 +185,8 @@ class FeastTrainingDatasetOperator(LineageMixin, _FeastOperator):
                 getattr(store.get_feature_view(projection.name), "batch_source", None), "path", None
             )
             if path:
+                if path.startswith("s3a://"):  # FeastHook's name for the lake's S3 tables (DuckDB's route)
+                    path = "s3://" + path.removeprefix("s3a://")
                 folder, _, pattern = path.rpartition("/")
                 files += (
                     sorted(str(p) for p in self._path(folder).glob(pattern)) if "*" in pattern else [path]

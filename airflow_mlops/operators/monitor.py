@@ -585,3 +585,28 @@ def read_labels(path: Any) -> Any:
     if not files:
         raise MLOpsConfigError(f"labels {uri_of(path)!r} is a folder without Parquet files")
     return pd.concat([read_parquet(p) for p in files], ignore_index=True)
+
+
+def write_dataset_labels(manifest_uri: str, columns: Sequence[str], folder: str, conn_id: str | None) -> str:
+    """``columns`` (the key and the label) of every split of a dataset version, written once as
+    ``<folder>/<version>.parquet`` (local or in an object store through ``conn_id``): the labels a
+    ``PerformanceMonitorOperator`` joins the request log with. Returns the file's URI; a version
+    already written is reused (a version never changes)."""
+    import hashlib
+
+    import pandas as pd
+
+    from airflow_mlops.artifacts import write_atomically
+    from airflow_mlops.storage import object_path, split_path, uri_of
+    from airflow_mlops.training.spec import read_parquet
+
+    manifest = json.loads(object_path(manifest_uri, conn_id).read_text())
+    version = manifest.get("version") or hashlib.sha256(manifest_uri.encode()).hexdigest()[:16]
+    out = object_path(folder, conn_id) / f"{version}.parquet"
+    if not out.exists():
+        frames = [
+            read_parquet(split_path(split["uri"], manifest_uri, conn_id), columns=list(columns))
+            for split in manifest["splits"].values()
+        ]
+        write_atomically(out, pd.concat(frames, ignore_index=True).to_parquet(index=False))
+    return uri_of(out)

@@ -224,6 +224,7 @@ class TuneTrialOperator(LightningTrainOperator):
     def execute(self, context: Context) -> TrialResult:  # type: ignore[override]  # a trial pushes its summary
         from optuna.trial import TrialState
 
+        from airflow_mlops.storage import object_path
         from airflow_mlops.training.tuning import STORAGE_ENV, distributions
 
         url = storage_url(self.optuna_conn_id)
@@ -231,7 +232,9 @@ class TuneTrialOperator(LightningTrainOperator):
         metric = study.user_attrs["metric"]
         base = self.build_spec(context)
         number, trial_id = self._trial(
-            study, Path(base.checkpoint_dir) / "trial.json", distributions(study.user_attrs["search_space"])
+            study,
+            object_path(base.checkpoint_dir, self.storage_conn_id) / "trial.json",  # local or in the bucket
+            distributions(study.user_attrs["search_space"]),
         )
         frozen = study.trials[number]
         if frozen.state.is_finished():  # a retry after the study was told: report it again
@@ -271,7 +274,7 @@ class TuneTrialOperator(LightningTrainOperator):
         return self._summary(study.trials[number], metric)
 
     @staticmethod
-    def _trial(study: Any, marker: Path, space: dict[str, Any]) -> tuple[int, int]:
+    def _trial(study: Any, marker: Any, space: dict[str, Any]) -> tuple[int, int]:
         if marker.exists():
             record = json.loads(marker.read_text())
             return int(record["number"]), int(record["trial_id"])

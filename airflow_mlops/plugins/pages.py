@@ -361,7 +361,9 @@ def _number(text: str) -> float | None:
 
 
 def _below(folder: Any, depth: int) -> list[Any]:
-    """What lies ``depth`` levels below ``folder`` (an object store path), listing folder by folder."""
+    """What lies ``depth`` levels below ``folder`` (an object store path), listing folder by folder
+    (afresh: the API server lives long, and s3fs would answer from listings cached before)."""
+    folder.fs.invalidate_cache()
     level = [folder] if folder.is_dir() else []
     for step in range(depth):
         level = [

@@ -152,6 +152,7 @@ def read_log(
     import pandas as pd
 
     fs, path = fsspec.core.url_to_fs(str(root)) if fs is None else (fs, str(root))
+    fs.invalidate_cache()  # the log grows: an object store's cached listings would miss new parts
     first = since.date().isoformat() if since is not None else ""
     last = (until + timedelta(days=1)).date().isoformat() if until is not None else "9999-12-31"
     files = sorted(

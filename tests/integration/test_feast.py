@@ -290,3 +290,63 @@ def test_the_feast_connection_names_repository_configuration_and_variables(
     assert os.environ["MLOPS_LAKE_URI"] == lake.as_uri()  # the lake's root, for a repository's sources
     hook.apply()
     assert hook.get_feature_service(SERVICE).name == SERVICE
+
+
+def test_the_scale_out_configuration_reads_feature_tables_in_s3_through_the_lake_connection(
+    lake: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    aws_conn: str,
+    moto_server: str,
+    redis_url: str,
+) -> None:
+    """feature_store.scaleout.yaml: a SQL registry, Redis online, the feature tables in S3 (moto) read
+    by DuckDB through the lake's connection. The point-in-time join and the online values equal
+    those of the same tables on local disk; a view over no objects is refused before apply."""
+    import boto3
+    from airflow.sdk import ObjectStoragePath
+
+    boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket="feast-lake")
+    monkeypatch.setenv("AIRFLOW__MLOPS__LAKE_URI", "s3://feast-lake/lake")
+    monkeypatch.setenv("AIRFLOW__MLOPS__LAKE_CONN_ID", aws_conn)
+    # AWS_* in the environment are the moto fixture's: only the connection knows the endpoint.
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    variables = {"MLOPS_FEAST_REGISTRY": f"sqlite:///{tmp_path / 'registry.db'}", "MLOPS_REDIS": redis_url}
+
+    def scale_out() -> FeastHook:
+        return FeastHook(config_file="feature_store.scaleout.yaml", variables=variables)
+
+    with pytest.raises(
+        FeatureStoreError, match=r"feature view '\w+': its source s3a://feast-lake/.* matches no file"
+    ):
+        scale_out().apply()
+
+    local = FeastHook()  # the embedded configuration over the same tables on local disk
+    january, february = month_frame("flights", 1), month_frame("flights", 2)
+    tables = {
+        **month_feature_tables("2013-02", [january, february], month_frame("weather", 2)),
+        "plane_attributes": plane_features(read_table("planes")),
+    }
+    features = ObjectStoragePath("s3://feast-lake/lake/features", conn_id=aws_conn)
+    for name, frame in tables.items():
+        (lake / "features" / name).mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(lake / "features" / name / "2013-02.parquet", index=False)
+        with (features / name / "2013-02.parquet").open("wb") as handle:
+            frame.to_parquet(handle, index=False)
+    monkeypatch.setenv("AIRFLOW__MLOPS__LAKE_URI", lake.as_uri())
+    local.apply()
+    monkeypatch.setenv("AIRFLOW__MLOPS__LAKE_URI", "s3://feast-lake/lake")
+    remote = scale_out()
+    remote.apply()
+    assert remote.get_conn().config.registry.registry_type == "sql"
+    rows = add_entity_keys(february.sample(300, random_state=5))
+    key = ["flight_id"]
+    joined = remote.get_historical_features(rows, SERVICE).sort_values(key).reset_index(drop=True)
+    expected = local.get_historical_features(rows, SERVICE).sort_values(key).reset_index(drop=True)
+    assert len(joined) == 300 and joined["carrier_delay_rate_30d"].notna().any()
+    pd.testing.assert_frame_equal(joined, expected[joined.columns], check_dtype=False)
+
+    end = datetime(2013, 3, 1, tzinfo=UTC)
+    remote.materialize(datetime(2012, 12, 1, tzinfo=UTC), end)
+    assert remote.get_conn().config.online_store.type == "redis"
+    assert_online_matches_offline(remote, end)

@@ -1,9 +1,12 @@
-"""The native scale-out stack (issue 10), started by `python -m devtools stack up` for this module: Postgres,
-Redis, an MLflow server on Postgres, Airflow with the CeleryExecutor and two workers, two model-server
-replicas behind nginx. On it: one month of the continuous-training loop (the first model from a landed month; its
-served traffic drifts; the retraining loses its Celery worker, resumes on the other and is
-released through a canary), then the other fault tests (a replica killed under load and a canary
-switch during it, Redis restarted, Postgres restarted during a DAG run), then `stack down`.
+"""The native scale-out stack (issues 10 and 21), started by `python -m devtools stack up` for this module:
+Postgres, Redis, an S3/SQS server (moto), an MLflow server on Postgres with its artifacts in S3, Airflow with
+the CeleryExecutor and two workers, two model-server replicas behind nginx. The lake, the request log and
+the checkpoints are in S3; every service has folders of its own and none shared (devtools.stack.machine).
+On it: one month of the continuous-training loop (the month lands as an object in the landing bucket;
+the first model; its served traffic drifts; the retraining loses its Celery worker, resumes on the
+other from the checkpoint in S3 and is released through a canary), then the other fault tests (a
+replica killed under load and a canary switch during it, Redis restarted, Postgres restarted during
+a DAG run), then `stack down`.
 
 The tests run in file order and build on each other (the month's model is the one served under load);
 everything talks to the stack as a user would: the REST API, the model server through nginx, the CLI.
@@ -25,7 +28,17 @@ import pytest
 
 from benchmarks.load import run_load
 from devtools.processes import alive, group_alive, process_tree, processes
-from devtools.stack import REPLICAS, StackError, down, start_service, stop_service, up
+from devtools.stack import (
+    BUCKET,
+    LANDING_BUCKET,
+    REPLICAS,
+    StackError,
+    down,
+    machine,
+    start_service,
+    stop_service,
+    up,
+)
 from tests.conftest import _apt_install, _postgres_bin
 from tests.connections import mlflow_conn
 
@@ -40,9 +53,8 @@ class Api:
 
     def __init__(self, root: Path, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
-        password = json.loads(
-            (root / "airflow" / "simple_auth_manager_passwords.json.generated").read_text()
-        )["admin"]
+        home = Path(machine(root, "api-server")["AIRFLOW_HOME"])
+        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
         token = httpx.post(f"{self.url}/auth/token", json={"username": "admin", "password": password}).json()
         self.headers = {"Authorization": f"Bearer {token['access_token']}"}
 
@@ -88,6 +100,32 @@ def wait_for(what: str, check: Any, timeout: float = 300, every: float = 2) -> A
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def lake(path: str = "") -> Any:
+    """The stack's lake in S3 (``s3://mlops/lake/<path>``) through its ``aws_default`` connection
+    (the ``stack_env`` fixture sets it in this process)."""
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(f"s3://{BUCKET}/lake/{path}".rstrip("/"), conn_id="aws_default")
+
+
+def training_set_manifest() -> Any:
+    (manifest,) = [
+        p / "manifest.json"
+        for p in lake("training_sets/flight_delay_v1").iterdir()
+        if (p / "manifest.json").exists()
+    ]
+    return manifest
+
+
+def read_test_split(manifest: Any) -> Any:
+    """The training set's test split as a DataFrame, read from S3."""
+    from airflow_mlops.storage import split_path
+    from airflow_mlops.training.spec import read_parquet
+
+    uri = json.loads(manifest.read_text())["splits"]["test"]["uri"]
+    return read_parquet(split_path(uri, str(manifest.as_uri()), "aws_default"))
 
 
 def workers_ran(root: Path) -> dict[str, int]:
@@ -189,22 +227,24 @@ def test_stack_up_runs_a_dag_on_celery_workers_with_mlflow_on_postgres(stack: di
 def test_one_month_of_continuous_training_on_the_stack(
     stack: dict[str, Any], stack_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """A month lands as a file; ingestion, validation, the dataset, Feast and training follow on the
-    Celery workers by Asset events alone; a person approves with the CLI; the model is rolled out to
+    """A month lands as an object in the landing bucket (S3 -> SQS -> the triggerer); ingestion,
+    validation, the dataset, Feast and training follow on the Celery workers by Asset events alone,
+    reading and writing the lake in S3; a person approves with the CLI; the model is rolled out to
     both replicas, and equals an embedded training of the same training set; served traffic
-    (through nginx, to both replicas) is monitored, its drift starts the retraining."""
-    import pandas as pd
+    (through nginx, to both replicas, logged to S3) is monitored, its drift starts the retraining."""
     import pyarrow.parquet as pq
+    from airflow.sdk import ObjectStoragePath
 
-    from airflow_mlops.training.spec import manifest_path
     from devtools.demo import serve_rows
     from flights.source import write_landing_file
 
     root, api = stack["root"], stack["api"]
-    lake = root / "data" / "lake"
     started = time.monotonic()
-    write_landing_file(MONTH_LANDED, root / "data" / "landing")
-    for dag_id in ("flights_ingest", "flights_validate", "flights_dataset", "flights_features"):
+    month_file = write_landing_file(MONTH_LANDED, tmp_path / "landing")
+    ObjectStoragePath(f"s3://{LANDING_BUCKET}/{month_file.name}", conn_id="aws_default").write_bytes(
+        month_file.read_bytes()
+    )
+    for dag_id in ("flights_ingest_s3", "flights_validate", "flights_dataset", "flights_features"):
         run = api.finished(dag_id, timeout=300)
         assert run["state"] == "success", (
             dag_id,
@@ -212,11 +252,11 @@ def test_one_month_of_continuous_training_on_the_stack(
         )
     period = f"2013-{MONTH_LANDED:02d}"
     # The embedded run's figures for this landed month (test_event_ingest, test_flights_ingest).
-    assert pq.read_metadata(lake / "raw" / "flights" / f"{period}.parquet").num_rows == 24951
-    assert (lake / "validated" / "flights" / f"{period}.parquet").read_bytes() == (
-        lake / "raw" / "flights" / f"{period}.parquet"
-    ).read_bytes()
-    (training_set,) = (lake / "training_sets" / "flight_delay_v1").glob("*/manifest.json")
+    raw = lake(f"raw/flights/{period}.parquet")
+    with raw.open("rb") as handle:
+        assert pq.read_metadata(handle).num_rows == 24951
+    assert lake(f"validated/flights/{period}.parquet").read_bytes() == raw.read_bytes()
+    training_set = training_set_manifest()
 
     def registered() -> str | None:
         runs = api.runs("flights_training")
@@ -273,7 +313,7 @@ def test_one_month_of_continuous_training_on_the_stack(
 
     embedded = LightningTrainOperator(
         task_id="train",
-        training_set=training_set.as_uri(),
+        training_set=str(training_set.as_uri()),  # read from S3 through the stack's connection
         output_dir=str(tmp_path / "model"),
         checkpoint_root=str(tmp_path / "checkpoints"),
         hyperparameters={"hidden": 64, "layers": 2, "lr": 0.002},
@@ -283,6 +323,7 @@ def test_one_month_of_continuous_training_on_the_stack(
         devices=2,
         max_epochs=3,
         mlflow_conn_id=None,
+        storage_conn_id="aws_default",
     )
     spec = embedded.build_spec({"dag": SimpleNamespace(dag_id="embedded"), "run_id": "embedded"})
     result = embedded.train(spec)
@@ -293,11 +334,10 @@ def test_one_month_of_continuous_training_on_the_stack(
         f"AUC {trained['metrics']['test_auc']:.4f} (embedded {result['metrics']['test_auc']:.4f})"
     )
 
-    splits = json.loads(training_set.read_text())["splits"]
-    test = pd.read_parquet(manifest_path(splits["test"]["uri"], str(training_set)))
+    requests = ObjectStoragePath(f"s3://{BUCKET}/serving/requests", conn_id="aws_default")
     window = serve_rows(
-        {"url": stack["lb"], "state_dir": root / "data" / "serving", "log": root / "logs"},
-        test.head(400).drop(columns=["is_delayed"]),
+        {"url": stack["lb"], "requests": requests, "log": root / "logs"},
+        read_test_split(training_set).head(400).drop(columns=["is_delayed"]),
         per_request=4,
     )
     answered = {
@@ -311,7 +351,14 @@ def test_one_month_of_continuous_training_on_the_stack(
     run = api.finished("flights_monitoring", "month_check", timeout=300)
     assert run["state"] == "success", api.get("/dags/flights_monitoring/dagRuns/month_check/taskInstances")
     drift = api.xcom("flights_monitoring", "month_check", "drift")
-    assert drift["rows"] == 400, drift  # the shared request log holds both replicas' predictions
+    assert drift["rows"] == 400, drift  # the request log in S3 holds both replicas' predictions
+    # No service wrote the lake, the request log or MLflow's artifacts to a disk of its own.
+    assert not list((root / "machines").rglob("*.parquet")), list((root / "machines").rglob("*.parquet"))[:5]
+    assert not list((root / "machines").rglob("*.ckpt"))
+    assert (
+        lake(f"raw/flights/{period}.parquet").exists()
+        and ObjectStoragePath(f"s3://{BUCKET}/mlflow-artifacts", conn_id="aws_default").is_dir()
+    )
 
     # The served flights drifted from the training data: model_drift alone starts flights_training
     # again (the next test kills its worker during `train`, then releases it through a canary).
@@ -339,11 +386,8 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
 
     root, api = stack["root"], stack["api"]
     run_id = stack["retrain"]["run_id"]
-    lake = root / "data" / "lake"
-    checkpoint = (
-        lake / "checkpoints" / "flights_training" / run_id.replace(":", "_").replace("+", "_") / "train"
-    )
-    wait_for("the first epoch's checkpoint", (checkpoint / "last.ckpt").exists, 300, every=0.5)
+    checkpoint = lake(f"checkpoints/flights_training/{run_id.replace(':', '_').replace('+', '_')}/train")
+    wait_for("the first epoch's checkpoint in S3", (checkpoint / "last.ckpt").exists, 300, every=0.5)
     trainers = _training_processes()
     worker = next(
         (
@@ -370,7 +414,7 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
         start_service(root, worker)  # the stack has two workers again, whatever happened
     assert train["try_number"] == 2 and workers_ran(root)[survivor] > before
     result = api.xcom("flights_training", run_id, "train")
-    assert result["resumed_from"] == str(checkpoint / "last.ckpt") and result["world_size"] == 2
+    assert result["resumed_from"] == f"{checkpoint.as_uri()}/last.ckpt" and result["world_size"] == 2
 
     def registered() -> str | None:
         register = api.task("flights_training", run_id, "register")
@@ -401,11 +445,7 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
         check=True,
         capture_output=True,
     )
-    (training_set,) = (lake / "training_sets" / "flight_delay_v1").glob("*/manifest.json")
-    test_split = json.loads(training_set.read_text())["splits"]["test"]["uri"].removeprefix("file://")
-    import pandas as pd
-
-    flights = pd.read_parquet(test_split).head(500).drop(columns=["is_delayed"])
+    flights = read_test_split(training_set_manifest()).head(500).drop(columns=["is_delayed"])
     with canary_traffic({"url": stack["lb"], "token": stack_env["MLOPS_SERVER_TOKEN"]}, flights) as traffic:
         run = api.finished("flights_training", run_id, timeout=420)
     assert run["state"] == "success", api.get(f"/dags/flights_training/dagRuns/{run_id}/taskInstances")
@@ -429,7 +469,7 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
     month_s = time.monotonic() - stack["retrain"]["started"]
     print(
         f"one month on the stack: {month_s:.0f} s from landing to the retrained model's rollout; {worker} lost "
-        f"during retraining, retried on {survivor} from {checkpoint.name}/last.ckpt; canary on "
+        f"during retraining, retried on {survivor} from {checkpoint.as_uri()}/last.ckpt; canary on "
         f"{verdict['stats']['replicas']} replicas with {traffic['sent']} requests"
     )
 
@@ -460,15 +500,11 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
 def test_a_replica_killed_under_load_and_a_canary_switch_fail_no_request(
     stack: dict[str, Any], stack_env: dict[str, str]
 ) -> None:
-    import pandas as pd
-
     from airflow_mlops.hooks.model_server import ModelServerHook
     from airflow_mlops.serving.models import json_rows
 
     root = stack["root"]
-    (training_set,) = (root / "data" / "lake" / "training_sets" / "flight_delay_v1").glob("*/manifest.json")
-    test_split = json.loads(training_set.read_text())["splits"]["test"]["uri"].removeprefix("file://")
-    rows = json_rows(pd.read_parquet(test_split).head(200).drop(columns=["is_delayed"]))
+    rows = json_rows(read_test_split(training_set_manifest()).head(200).drop(columns=["is_delayed"]))
     hook = ModelServerHook()
     version = hook.deployments()["flight_delay"]["variants"]["main"]["version"]
     model = {"name": "flight_delay", "version": version}

@@ -120,3 +120,15 @@ def test_replicas_write_one_log_to_object_storage_and_a_reader_sees_whole_files(
         k.startswith("serving/predictions/date=") and k.endswith(".parquet") for k in keys
     )
     assert not Path("request-log").exists() and not Path("s3:").exists()  # nothing fell back to a local path
+
+    # A reader that keeps its filesystem (a monitor's ObjectStoragePath, the demo waiting for its
+    # requests) sees parts written after its first read: s3fs's cached listing is not trusted.
+    import fsspec
+
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)  # not the writers' instance: as in another process
+    assert len(read_log("request-log/serving", fs=fs)) == 30
+    later = RequestLog("s3://request-log/serving", flush_rows=5, flush_seconds=3600)
+    for i in range(30, 35):
+        later.append("predictions", record(i))
+    later.close()
+    assert len(read_log("request-log/serving", fs=fs)) == 35
