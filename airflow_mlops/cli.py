@@ -359,6 +359,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--torch-threads", type=int, default=1, help="intra-op threads per request (default 1)")
     p.add_argument(
+        "--keep-alive-s",
+        type=float,
+        default=75.0,
+        help="how long an idle client connection stays open (default 75 s: longer than a load "
+        "balancer's idle timeout, 60 s on AWS's, so the balancer closes first and never sends a "
+        "request on a connection the server is closing; and a busy client's connections are not "
+        "dropped and reopened)",
+    )
+    p.add_argument(
         "--max-body-bytes",
         type=int,
         default=16 * 1024 * 1024,
@@ -505,6 +514,7 @@ def serve_models(args: argparse.Namespace) -> None:
         feature_config=args.feature_config,
         request_log_dir=str(args.request_log_dir) if args.request_log_dir else None,
         max_body_bytes=args.max_body_bytes,
+        keep_alive_s=args.keep_alive_s,
         trusted_modules=trusted,
         follow_every=args.follow_aliases_every,
         redis_url=args.redis_url,

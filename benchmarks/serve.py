@@ -161,7 +161,7 @@ async def load(url: str, rows: list[dict], concurrency: int, requests: int) -> d
     import numpy as np
 
     latencies: list[float] = []
-    counter = iter(range(50))  # the warm-up
+    counter: Any = iter(())
 
     async def client(session: httpx.AsyncClient) -> None:
         for i in counter:
@@ -176,18 +176,27 @@ async def load(url: str, rows: list[dict], concurrency: int, requests: int) -> d
             if response.status_code != 200:
                 raise SystemExit(f"{url}: HTTP {response.status_code}: {response.text[:300]}")
 
-    # Idle connections expire on our side first: uvicorn closes a keep-alive connection idle for 5 s, and
-    # one reused at that instant fails with ReadError (the tail of a run on a slow VM left some idle that long).
-    limits = httpx.Limits(
-        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0
-    )
-    async with httpx.AsyncClient(timeout=60, limits=limits) as session:
-        await asyncio.gather(*(client(session) for _ in range(min(concurrency, 8))))  # warm-up connections
+    # One connection per client, as separate users (or a load balancer's upstream connections)
+    # have. A shared httpx pool with 64 requests in flight spends more of the two cores assigning
+    # requests to connections than the servers spend answering (its assignment loop walks every
+    # queued request over every connection), hands requests to the first idle connection so the
+    # others idle until they expire, and reopens them: against a server whose answers come in
+    # bursts (a batch answers many requests at once) it opened 2 to 4 times as many connections
+    # and measured the load generator instead of the server. Idle connections expire on the
+    # client first (4 s; uvicorn's default keep-alive, which LitServe keeps, is 5 s).
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=4.0)
+    sessions = [httpx.AsyncClient(timeout=60, limits=limits) for _ in range(concurrency)]
+    try:
+        counter = iter(range(concurrency))  # the warm-up: each client opens its connection
+        await asyncio.gather(*(client(session) for session in sessions))
         latencies.clear()
         counter = iter(range(requests))
         started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        await asyncio.gather(*(client(session) for session in sessions))
         elapsed = time.perf_counter() - started
+    finally:
+        for session in sessions:
+            await session.aclose()
     ms = np.asarray(latencies) * 1000
     return {
         "rps": requests / elapsed,

@@ -302,6 +302,7 @@ def serve(
     feature_config: str = "feature_store.yaml",
     request_log_dir: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    keep_alive_s: float = 75.0,
     trusted_modules: Sequence[str] = (),
     follow_every: float = 30,
     redis_url: str | None = None,
@@ -311,7 +312,9 @@ def serve(
     default dynamic batching (``serving.batching.BatchingConfig``); ``trusted_modules`` as
     :class:`~airflow_mlops.serving.server.ModelServer` takes them, ``follow_every`` as
     :func:`create_app`; with ``redis_url`` the prediction ids and bandit posteriors are shared in
-    Redis (``serving.state.RedisState``) by every replica started with the same URL.
+    Redis (``serving.state.RedisState``) by every replica started with the same URL;
+    ``keep_alive_s`` is how long an idle client connection stays open (uvicorn's keep-alive
+    timeout: longer than a load balancer's idle timeout, so the balancer closes first).
 
     Requests are checked in FastAPI's thread pool (off the event loop) and scored by each
     variant's batcher thread (or, without batching, in the request's thread), on ``torch_threads``
@@ -348,4 +351,5 @@ def serve(
         port=port,
         log_level="info",
         access_log=False,
+        timeout_keep_alive=int(keep_alive_s) if keep_alive_s >= 1 else 1,
     )
