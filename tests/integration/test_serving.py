@@ -110,18 +110,24 @@ def test_admin_routes_refuse_requests_without_the_token(server: Server) -> None:
 def test_an_idle_client_connection_outlives_a_load_balancers_idle_timeout_window(server: Server) -> None:
     """`serve --keep-alive-s` (default 75 s, longer than a balancer's 60 s idle timeout): a connection
     idle for longer than uvicorn's own default of 5 s is still open and answers."""
-    import socket
+    import http.client
     import time
     from urllib.parse import urlsplit
 
     address = urlsplit(server.url)
-    request = f"GET /healthz HTTP/1.1\r\nHost: {address.hostname}\r\n\r\n".encode()
-    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
-        sock.sendall(request)
-        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    try:
+        connection.request("GET", "/healthz")
+        first = connection.getresponse()
+        assert first.status == 200 and first.read()
+        local = connection.sock.getsockname()
         time.sleep(6)
-        sock.sendall(request)  # the same connection after the idle time: no reset, no EOF
-        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        connection.request("GET", "/healthz")  # a closed connection: RemoteDisconnected here
+        again = connection.getresponse()
+        assert again.status == 200 and again.read()
+        assert connection.sock.getsockname() == local  # the same connection, not a new one
+    finally:
+        connection.close()
 
 
 def test_the_champion_alias_serves_real_flights_with_its_own_preprocessing_and_logs_them(

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,10 @@ pytestmark = pytest.mark.integration
 OFFSET = 1000  # beside a stack a developer may run on the default ports
 MONTH_LANDED = 2  # the month the loop walks: landed as a file, as in the standalone (LocalExecutor) test
 AIRFLOW_MLOPS = str(Path(sys.executable).with_name("airflow-mlops"))
+#: The stack's `aws_default` connection under a name of its own in this process (and its
+#: `[mlops] lake_conn_id` here): Airflow keeps one object-store filesystem per connection id for the
+#: process's life, and in the other tests of this worker `aws_default` is another moto server.
+STACK_S3 = "stack_s3"
 
 
 class Api:
@@ -103,11 +108,11 @@ def wait_for(what: str, check: Any, timeout: float = 300, every: float = 2) -> A
 
 
 def lake(path: str = "") -> Any:
-    """The stack's lake in S3 (``s3://mlops/lake/<path>``) through its ``aws_default`` connection
-    (the ``stack_env`` fixture sets it in this process)."""
+    """The stack's lake in S3 (``s3://mlops/lake/<path>``) through its connection, named
+    ``STACK_S3`` in this process (the ``stack_env`` fixture sets it)."""
     from airflow.sdk import ObjectStoragePath
 
-    return ObjectStoragePath(f"s3://{BUCKET}/lake/{path}".rstrip("/"), conn_id="aws_default")
+    return ObjectStoragePath(f"s3://{BUCKET}/lake/{path}".rstrip("/"), conn_id=STACK_S3)
 
 
 def training_set_manifest() -> Any:
@@ -125,7 +130,7 @@ def read_test_split(manifest: Any) -> Any:
     from airflow_mlops.training.spec import read_parquet
 
     uri = json.loads(manifest.read_text())["splits"]["test"]["uri"]
-    return read_parquet(split_path(uri, str(manifest.as_uri()), "aws_default"))
+    return read_parquet(split_path(uri, str(manifest.as_uri()), STACK_S3))
 
 
 def workers_ran(root: Path) -> dict[str, int]:
@@ -169,8 +174,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 def stack_env(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """This process configured like the stack's own (its connections, lake, MLflow server)."""
     for key, value in stack["env"].items():
-        if key != "AIRFLOW_HOME":
+        if key not in ("AIRFLOW_HOME", "AIRFLOW_CONN_AWS_DEFAULT"):
             monkeypatch.setenv(key, value)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{STACK_S3.upper()}", stack["env"]["AIRFLOW_CONN_AWS_DEFAULT"])
+    monkeypatch.setenv("AIRFLOW__MLOPS__LAKE_CONN_ID", STACK_S3)
     return stack["env"]
 
 
@@ -241,7 +248,7 @@ def test_one_month_of_continuous_training_on_the_stack(
     root, api = stack["root"], stack["api"]
     started = time.monotonic()
     month_file = write_landing_file(MONTH_LANDED, tmp_path / "landing")
-    ObjectStoragePath(f"s3://{LANDING_BUCKET}/{month_file.name}", conn_id="aws_default").write_bytes(
+    ObjectStoragePath(f"s3://{LANDING_BUCKET}/{month_file.name}", conn_id=STACK_S3).write_bytes(
         month_file.read_bytes()
     )
     for dag_id in ("flights_ingest_s3", "flights_validate", "flights_dataset", "flights_features"):
@@ -267,6 +274,28 @@ def test_one_month_of_continuous_training_on_the_stack(
         return runs[0]["dag_run_id"] if register["state"] == "success" else None
 
     run_id = wait_for("flights_training to register a model version", registered, 420)
+    # The embedded run: the same training task, in this process, on the same training set; in a
+    # thread meanwhile, while the stack's release mostly waits (approval, canary, rollout).
+    from types import SimpleNamespace
+
+    from airflow_mlops.operators.train import LightningTrainOperator
+
+    operator = LightningTrainOperator(
+        task_id="train",
+        training_set=str(training_set.as_uri()),  # read from S3 through the stack's connection
+        output_dir=str(tmp_path / "model"),
+        checkpoint_root=str(tmp_path / "checkpoints"),
+        hyperparameters={"hidden": 64, "layers": 2, "lr": 0.002},
+        model="flights.model:FlightDelayModel",
+        data="flights.model:FlightDataModule",
+        batch_size=512,
+        devices=2,
+        max_epochs=3,
+        mlflow_conn_id=None,
+        storage_conn_id=STACK_S3,
+    )
+    spec = operator.build_spec({"dag": SimpleNamespace(dag_id="embedded"), "run_id": "embedded"})
+    embedded = ThreadPoolExecutor(1).submit(operator.train, spec)
     version = str(api.xcom("flights_training", run_id, "register")["version"])
     tracking = stack_tracking_uri(stack_env)
     subprocess.run(
@@ -306,27 +335,7 @@ def test_one_month_of_continuous_training_on_the_stack(
             "version": version,
             "alias": "champion",  # the rollout follows the champion alias
         }, name
-    # The embedded run: the same training task, in this process, on the same training set.
-    from types import SimpleNamespace
-
-    from airflow_mlops.operators.train import LightningTrainOperator
-
-    embedded = LightningTrainOperator(
-        task_id="train",
-        training_set=str(training_set.as_uri()),  # read from S3 through the stack's connection
-        output_dir=str(tmp_path / "model"),
-        checkpoint_root=str(tmp_path / "checkpoints"),
-        hyperparameters={"hidden": 64, "layers": 2, "lr": 0.002},
-        model="flights.model:FlightDelayModel",
-        data="flights.model:FlightDataModule",
-        batch_size=512,
-        devices=2,
-        max_epochs=3,
-        mlflow_conn_id=None,
-        storage_conn_id="aws_default",
-    )
-    spec = embedded.build_spec({"dag": SimpleNamespace(dag_id="embedded"), "run_id": "embedded"})
-    result = embedded.train(spec)
+    result = embedded.result(timeout=600)
     assert result["metrics"]["test_auc"] == pytest.approx(trained["metrics"]["test_auc"], abs=1e-6)
     assert result["metrics"]["test_log_loss"] == pytest.approx(trained["metrics"]["test_log_loss"], abs=1e-6)
     print(
@@ -334,7 +343,7 @@ def test_one_month_of_continuous_training_on_the_stack(
         f"AUC {trained['metrics']['test_auc']:.4f} (embedded {result['metrics']['test_auc']:.4f})"
     )
 
-    requests = ObjectStoragePath(f"s3://{BUCKET}/serving/requests", conn_id="aws_default")
+    requests = ObjectStoragePath(f"s3://{BUCKET}/serving/requests", conn_id=STACK_S3)
     window = serve_rows(
         {"url": stack["lb"], "requests": requests, "log": root / "logs"},
         read_test_split(training_set).head(400).drop(columns=["is_delayed"]),
@@ -357,7 +366,7 @@ def test_one_month_of_continuous_training_on_the_stack(
     assert not list((root / "machines").rglob("*.ckpt"))
     assert (
         lake(f"raw/flights/{period}.parquet").exists()
-        and ObjectStoragePath(f"s3://{BUCKET}/mlflow-artifacts", conn_id="aws_default").is_dir()
+        and ObjectStoragePath(f"s3://{BUCKET}/mlflow-artifacts", conn_id=STACK_S3).is_dir()
     )
 
     # The served flights drifted from the training data: model_drift alone starts flights_training
