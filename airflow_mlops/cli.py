@@ -360,8 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--torch-threads", type=int, default=1, help="intra-op threads per request (default 1)")
     p.add_argument(
         "--keep-alive-s",
-        type=float,
-        default=75.0,
+        type=int,
+        default=75,
         help="how long an idle client connection stays open (default 75 s: longer than a load "
         "balancer's idle timeout, 60 s on AWS's, so the balancer closes first and never sends a "
         "request on a connection the server is closing; and a busy client's connections are not "
@@ -476,6 +476,10 @@ def serve_models(args: argparse.Namespace) -> None:
             raise SystemExit(f"airflow-mlops serve: --code-path {folder!r} is not a folder")
         if str(Path(folder).resolve()) not in sys.path:
             sys.path.insert(0, str(Path(folder).resolve()))
+    if args.keep_alive_s < 1:
+        raise SystemExit(
+            f"airflow-mlops serve: --keep-alive-s must be 1 or more seconds, got {args.keep_alive_s}"
+        )
     if args.follow_aliases_every < 0:
         raise SystemExit(
             f"airflow-mlops serve: --follow-aliases-every must be 0 (never) or more seconds, got {args.follow_aliases_every}"

@@ -115,6 +115,7 @@ def test_init_home_refuses_an_option_without_a_value(tmp_path: Path) -> None:
             r"--batch-\*: batching: max_rows must be a whole number >= 0 \(0: off\), got -1",
         ),
         (["--batch-max-wait-ms", "5000"], r"max_wait_ms must be a number within \[0, 1000\], got 5000"),
+        (["--keep-alive-s", "0"], r"--keep-alive-s must be 1 or more seconds, got 0"),
     ],
 )
 def test_serve_refuses_bad_batching_before_it_starts(tmp_path: Path, option: list[str], message: str) -> None:

@@ -13,6 +13,16 @@ from airflow.sdk.bases.hook import BaseHook
 from airflow_mlops.exceptions import FeatureStoreError
 from airflow_mlops.storage import S3_SCHEMES
 
+#: The scheme the hook gives S3 feature tables (s3fs's other name for S3): DuckDB sends it to the
+#: filesystem the hook registers, while it keeps ``s3://`` for its own httpfs extension.
+DUCKDB_S3 = "s3a://"
+
+
+def table_uri(path: str) -> str:
+    """A feature source's path as the rest of the suite names it (``s3://`` for the hook's ``s3a://``)."""
+    return "s3://" + path.removeprefix(DUCKDB_S3) if path.startswith(DUCKDB_S3) else path
+
+
 if TYPE_CHECKING:
     import pandas as pd
     from feast import FeatureService, FeatureStore
@@ -101,13 +111,14 @@ class FeastHook(BaseHook):
 
             repo, config_file, variables = self._settings()
             features = variables["MLOPS_FEATURES_URI"]
-            if features.startswith(S3_SCHEMES):
-                variables["MLOPS_FEATURES_URI"] = "s3a://" + features.split("://", 1)[1]
+            remote = features.startswith(S3_SCHEMES)
+            if remote:
+                variables["MLOPS_FEATURES_URI"] = DUCKDB_S3 + features.split("://", 1)[1]
             os.environ.update(variables)  # feature_store.yaml and the definitions read them
             Path(variables["MLOPS_FEAST_DIR"]).mkdir(parents=True, exist_ok=True)
             self.log.debug("Opening the Feast repository %s (%s)", repo, config_file)
             store = FeatureStore(repo_path=str(repo), fs_yaml_file=repo / config_file)
-            if features.startswith(S3_SCHEMES):
+            if remote:
                 self._object_store = self._register_object_store(features, store)
             self._store = store
         return self._store
@@ -186,7 +197,7 @@ class FeastHook(BaseHook):
                 continue
             if "://" not in source.path:
                 found = glob.glob(source.path)
-            elif self._object_store is not None and source.path.startswith(("s3a://", *S3_SCHEMES)):
+            elif self._object_store is not None and source.path.startswith((DUCKDB_S3, *S3_SCHEMES)):
                 found = self._object_store.glob(source.path.split("://", 1)[1])
             else:
                 continue  # another store: Feast reads it with its own credentials

@@ -179,18 +179,17 @@ class FeastTrainingDatasetOperator(LineageMixin, _FeastOperator):
 
     def _source_files(self, hook: FeastHook, service: Any) -> list[str]:
         """The files each file-backed feature view of ``service`` reads now (its source is a glob)."""
+        from airflow_mlops.hooks.feast import table_uri
+
         store, files = hook.get_conn(), []
         for projection in service.feature_view_projections:
             path = getattr(
                 getattr(store.get_feature_view(projection.name), "batch_source", None), "path", None
             )
             if path:
-                if path.startswith("s3a://"):  # FeastHook's name for the lake's S3 tables (DuckDB's route)
-                    path = "s3://" + path.removeprefix("s3a://")
-                folder, _, pattern = path.rpartition("/")
-                files += (
-                    sorted(str(p) for p in self._path(folder).glob(pattern)) if "*" in pattern else [path]
-                )
+                uri = table_uri(path)
+                folder, _, pattern = uri.rpartition("/")
+                files += sorted(str(p) for p in self._path(folder).glob(pattern)) if "*" in pattern else [uri]
         return files
 
     def execute(self, context: Context) -> str:

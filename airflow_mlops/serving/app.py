@@ -302,7 +302,7 @@ def serve(
     feature_config: str = "feature_store.yaml",
     request_log_dir: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
-    keep_alive_s: float = 75.0,
+    keep_alive_s: int = 75,
     trusted_modules: Sequence[str] = (),
     follow_every: float = 30,
     redis_url: str | None = None,
@@ -351,5 +351,5 @@ def serve(
         port=port,
         log_level="info",
         access_log=False,
-        timeout_keep_alive=int(keep_alive_s) if keep_alive_s >= 1 else 1,
+        timeout_keep_alive=keep_alive_s,
     )
