@@ -1,4 +1,5 @@
-"""LitServe serving the reference network through the same ``Scorer`` as our server, for
+"""LitServe serving the reference network through the same ``Scorer`` as our server (rows scored
+with ``Scorer.score_records``, as ours scores them), for
 ``benchmarks/serve.py``: its API process decodes requests, one inference worker process scores
 them (with ``max_batch_size`` > 1, LitServe's own dynamic batching, 1 ms timeout). A module of its
 own because LitServe starts the worker by pickling the API class by name."""
@@ -28,25 +29,21 @@ class ScorerAPI(ls.LitAPI):  # type: ignore[misc]
         return list(request["rows"])
 
     def predict(self, rows: Any) -> Any:
-        import pandas as pd
-
-        return [float(p) for p in self.scorer(pd.DataFrame.from_records(rows))]
+        return [float(p) for p in self.scorer.score_records(rows)]  # as our server scores rows
 
     def encode_response(self, output: list[float]) -> dict[str, Any]:
         return {"predictions": output}
 
 
 class BatchedScorerAPI(ScorerAPI):
-    """The same with LitServe's batching: one DataFrame for the requests of a batch."""
+    """The same with LitServe's batching: one scorer call for the requests of a batch."""
 
     def batch(self, inputs: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
         return inputs
 
     def predict(self, requests: Any) -> Any:
-        import pandas as pd
-
         rows = [row for request in requests for row in request]
-        scores = [float(p) for p in self.scorer(pd.DataFrame.from_records(rows))]
+        scores = [float(p) for p in self.scorer.score_records(rows)]
         out, start = [], 0
         for request in requests:
             out.append(scores[start : start + len(request)])

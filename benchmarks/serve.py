@@ -2,9 +2,9 @@
 calling the same model, in the same run.
 
 Both servers are uvicorn processes on loopback with one worker and no access log, serving the
-reference network (hidden 64, saved like a trained one) with its preprocessing (``Scorer``). The
-bare endpoint parses ``{"rows": [...]}``, builds the DataFrame, scores it and returns the
-probabilities: nothing else. Ours is ``airflow-mlops serve`` with the model deployed from an
+reference network (hidden 64, saved like a trained one) with its preprocessing (``Scorer``; every
+server scores JSON rows with ``Scorer.score_records``, without a DataFrame). The bare endpoint
+parses ``{"rows": [...]}``, scores them and returns the probabilities: nothing else. Ours is ``airflow-mlops serve`` with the model deployed from an
 MLflow registry: row checks, routing, prediction ids, Prometheus metrics, per-variant statistics
 and the request log, scored through its dynamic batching (the default: the requests waiting for a
 variant form one model call). Each request carries one real 2013 flight. Overheads are reported
@@ -40,11 +40,11 @@ import devtools  # noqa: E402  (the flights package on the path, as in Airflow)
 devtools.export_python_path()
 
 TOKEN = "benchmark-token"
+SERVERS = ("bare", "litserve", "litserve_batch", "ours", "ours_no_log", "ours_canary")
 
 
 def bare_server(port: int, model_dir: str) -> None:
-    """The baseline: FastAPI + the same Scorer, nothing else."""
-    import pandas as pd
+    """The baseline: FastAPI + the same Scorer (``score_records``, as ours), nothing else."""
     import torch
     import uvicorn
     from fastapi import Body, FastAPI
@@ -57,7 +57,7 @@ def bare_server(port: int, model_dir: str) -> None:
 
     @app.post("/predict")
     def predict(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008 (FastAPI's idiom)
-        probabilities = scorer(pd.DataFrame.from_records(body["rows"]))
+        probabilities = scorer.score_records(body["rows"])
         return {"predictions": [float(p) for p in probabilities]}
 
     @app.get("/readyz")
@@ -209,11 +209,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help="comma-separated subset of the servers to run (default: all; the RESULT lines need their inputs)",
+    )
     parser.add_argument("--bare-server", nargs=2, metavar=("PORT", "MODEL_DIR"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--litserve-server", nargs=3, metavar=("PORT", "MODEL_DIR", "BATCH"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
+    chosen = args.servers.split(",")
+    if unknown := sorted(set(chosen) - set(SERVERS)):
+        parser.error(f"--servers: unknown {unknown} (servers: {', '.join(SERVERS)})")
     if args.bare_server:
         bare_server(int(args.bare_server[0]), args.bare_server[1])
         return
@@ -276,7 +284,7 @@ def main() -> None:
         ),
     }
     results: dict[tuple[str, int], dict[str, float]] = {}
-    running = {name: factory() for name, factory in servers.items()}
+    running = {name: servers[name]() for name in SERVERS if name in chosen}
     try:
         for _ in range(args.rounds):  # rounds in turn: a noisy neighbour slows every server alike
             for concurrency in (1, 16, 64):
@@ -299,16 +307,35 @@ def report(results: dict[tuple[str, int], dict[str, float]]) -> None:
     print(f"{'server':<15} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for (name, concurrency), r in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
         print(f"{name:<15} {concurrency:>4} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
-    for concurrency in (1, 16, 64):
-        rps = {name: results[(name, concurrency)]["rps"] for name, c in results if c == concurrency}
-        litserve = max(rps["litserve"], rps["litserve_batch"])
-        print(f"RESULT serve_rps_ratio_c{concurrency}={rps['ours'] / rps['bare']:.3f}")
-        print(f"RESULT logging_overhead_c{concurrency}={1 - rps['ours'] / rps['ours_no_log']:.3f}")
-        print(f"RESULT routing_overhead_c{concurrency}={1 - rps['ours_canary'] / rps['ours']:.3f}")
-        print(f"RESULT ours_vs_litserve_c{concurrency}={rps['ours'] / litserve:.3f}")
-        print(f"RESULT ours_canary_vs_litserve_c{concurrency}={rps['ours_canary'] / litserve:.3f}")
-        print(f"RESULT ours_p99_ms_c{concurrency}={results[('ours', concurrency)]['p99']:.2f}")
-        print(f"RESULT litserve_p99_ms_c{concurrency}={results[('litserve', concurrency)]['p99']:.2f}")
+    for c in (1, 16, 64):
+        rps = {name: r["rps"] for (name, concurrency), r in results.items() if concurrency == c}
+        p99 = {name: r["p99"] for (name, concurrency), r in results.items() if concurrency == c}
+        for name, value in figures(rps, p99).items():
+            print(f"RESULT {name}_c{c}={value:.3f}")
+
+
+def figures(rps: dict[str, float], p99: dict[str, float]) -> dict[str, float]:
+    """The headline figures at one concurrency, each where the servers it needs were run."""
+
+    def litserve() -> float:  # the better of LitServe's two configurations
+        return max(rps[n] for n in ("litserve", "litserve_batch") if n in rps)
+
+    formulas = {
+        "serve_rps_ratio": lambda: rps["ours"] / rps["bare"],
+        "logging_overhead": lambda: 1 - rps["ours"] / rps["ours_no_log"],
+        "routing_overhead": lambda: 1 - rps["ours_canary"] / rps["ours"],
+        "ours_vs_litserve": lambda: rps["ours"] / litserve(),
+        "ours_canary_vs_litserve": lambda: rps["ours_canary"] / litserve(),
+        "ours_p99_ms": lambda: p99["ours"],
+        "litserve_p99_ms": lambda: p99["litserve"],
+    }
+    values = {}
+    for name, formula in formulas.items():
+        try:
+            values[name] = formula()
+        except (KeyError, ValueError):  # a server this run left out (max() of nothing: ValueError)
+            continue
+    return values
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ kinds of folder and returns a :class:`Predictor`:
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -96,6 +96,7 @@ class Scorer:
         self.signature: dict[str, list[dict[str, Any]]] = self.config["signature"]
         self.chunk_rows = chunk_rows
         self._local = threading.local()  # each thread's chunk buffers, kept between calls
+        self._positions: dict[str, dict[str, int]] | None = None  # for score_records, made once
 
     def baseline(self) -> dict[str, Any]:
         """The training split's mean of every numeric feature and an unseen category (None) for
@@ -117,21 +118,41 @@ class Scorer:
         layers' activations stay in the CPU caches; each calling thread keeps its two chunk buffers
         between calls. Preprocessing a chunk in a thread while the previous one runs through the
         network was slower: torch already keeps every core busy."""
+        from airflow_mlops.training.tabular import feature_columns
+
+        return self._run(feature_columns(frame, self.config["preprocessing"]), len(frame))
+
+    def score_records(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """``scorer(DataFrame.from_records(rows))`` for rows given as mappings (a request's JSON
+        rows), without the DataFrame where every column is plain (``training.tabular.record_columns``):
+        the same predictions, bit for bit, at a fraction of the cost for a few rows."""
+        from airflow_mlops.training.tabular import record_columns, vocabulary_positions
+
+        if self._positions is None:
+            self._positions = vocabulary_positions(self.config["preprocessing"])
+        columns = record_columns(rows, self.config["preprocessing"], self._positions)
+        if columns is None:
+            import pandas as pd
+
+            return self(pd.DataFrame.from_records(list(rows), columns=features(self)))
+        return self._run(columns, len(rows))
+
+    def _run(self, columns: tuple[list[Any], list[tuple[Any, Any]]], rows: int) -> np.ndarray:
         import torch
 
         from airflow_mlops.models.contract import call_network
-        from airflow_mlops.training.tabular import chunk_buffers, predictions, transform_chunks
+        from airflow_mlops.training.tabular import chunk_buffers, fill_chunks, predictions
 
         preprocessing = self.config["preprocessing"]
         classes = len(self.classes)
-        out = np.empty((len(frame), classes) if self.task == "multiclass" else len(frame), dtype="float32")
+        out = np.empty((rows, classes) if self.task == "multiclass" else rows, dtype="float32")
         buffers = getattr(self._local, "buffers", None)
-        width = min(self.chunk_rows, len(frame))
+        width = min(self.chunk_rows, rows)
         if buffers is None or buffers[0].shape[1] < width:
             buffers = self._local.buffers = chunk_buffers(preprocessing, width)
         start = 0
         with torch.inference_mode():
-            for chunk in transform_chunks(frame, preprocessing, self.chunk_rows, buffers):
+            for chunk in fill_chunks(columns, rows, preprocessing, self.chunk_rows, buffers):
                 scores = predictions(self.task, call_network(self.model, chunk))
                 out[start : start + len(scores)] = scores.numpy()  # copied before the buffers are reused
                 start += len(scores)

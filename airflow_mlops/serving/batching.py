@@ -1,13 +1,18 @@
-"""Dynamic batching: requests for one served variant scored together (no Airflow import).
+"""Dynamic batching: an endpoint's requests scored together, one thread per endpoint (no Airflow import).
 
 A request's thread checks its rows against the signature (a bad row is still that request's 422),
-hands them to the variant's :class:`Batcher` and waits. The batcher's own thread takes the first
-waiting request, then every request that is already waiting or arrives within ``max_wait_ms``, up
-to ``max_rows`` rows, builds one DataFrame of them and runs the model once; each request gets its
-own slice of the predictions. With ``max_wait_ms=0`` (the default) nothing waits for company:
-under light load every request is scored alone, as soon as the model is free; under load the
-requests that queued while the model was busy form the next batch, so the per-call costs of
-pandas and torch (about a millisecond here) are paid once per batch instead of once per request.
+hands them with its variant to the endpoint's :class:`Batcher` and waits. The batcher's own thread
+takes the first waiting request, then every request that is already waiting or arrives within
+``max_wait_ms``, up to ``max_rows`` rows, and scores them variant by variant: one DataFrame and one
+model call per variant, each request getting its own slice of its variant's predictions. With
+``max_wait_ms=0`` (the default) nothing waits for company: under light load every request is scored
+alone, as soon as the model is free; under load the requests that queued while the model was busy
+form the next batch, so the per-call costs of pandas and torch (about a millisecond here) are paid
+once per batch instead of once per request.
+
+One thread for all of an endpoint's variants, not one per variant: a canary's two variants would
+otherwise score at the same time on the same cores (each slower for the other, and the candidate's
+small calls as dear as the primary's large ones); in turn, each variant's call gets the cores.
 
 If scoring a batch raises, its requests are scored one by one, so one request's failure never
 becomes another's.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +33,7 @@ import numpy as np
 from airflow_mlops.exceptions import PolicyError
 
 Rows = Sequence[Mapping[str, Any]]
+Score = Callable[[Rows], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class BatchingConfig:
 
 @dataclass
 class _Request:
+    variant: str
     rows: Rows
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
@@ -67,29 +75,33 @@ class _Request:
 
 
 class Batcher:
-    """Scores requests through ``score`` (rows -> predictions, one per row) in batches; see the
-    module docstring. ``batcher(rows)`` blocks the calling thread until its rows are scored."""
+    """Scores an endpoint's requests in batches, each variant through its own ``scorers[variant]``
+    (rows -> predictions, one per row); see the module docstring. ``batcher(variant, rows)`` blocks
+    the calling thread until its rows are scored."""
 
-    def __init__(self, score: Callable[[Rows], np.ndarray], config: BatchingConfig, name: str = "") -> None:
+    def __init__(self, scorers: Mapping[str, Score], config: BatchingConfig, name: str = "") -> None:
         if config.max_rows < 1:
             raise PolicyError(f"batching: a Batcher needs max_rows >= 1, got {config.max_rows}")
-        self.score, self.config = score, config
+        self.scorers, self.config = dict(scorers), config
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._held: _Request | None = None  # a request that did not fit the last batch
         self._closed = False
-        #: Requests and model calls so far (``requests / batches`` is the mean batch size).
-        self.requests = self.batches = 0
+        #: Requests and model calls so far per variant (``requests / model_calls``: the mean batch).
+        self.requests: Counter[str] = Counter()
+        self.model_calls: Counter[str] = Counter()
         self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
-    def __call__(self, rows: Rows) -> np.ndarray:
+    def __call__(self, variant: str, rows: Rows) -> np.ndarray:
+        if variant not in self.scorers:
+            raise PolicyError(f"batcher: no variant {variant!r} (variants: {sorted(self.scorers)})")
         if self._closed:  # a request that took the endpoint before a redeployment closed this one
-            return np.asarray(self.score(rows))
-        request = _Request(rows)
+            return np.asarray(self.scorers[variant](rows))
+        request = _Request(variant, rows)
         self._queue.put(request)
         while not request.done.wait(1.0):
             if not self._thread.is_alive():  # queued behind the close: scored here instead
-                return np.asarray(self.score(rows))
+                return np.asarray(self.scorers[variant](rows))
         if request.error is not None:
             raise request.error
         return np.asarray(request.result)
@@ -130,16 +142,23 @@ class Batcher:
                 else:
                     batch.append(more)
                     rows += len(more.rows)
-            self._score(batch)
+            by_variant: dict[str, list[_Request]] = {}
+            for request in batch:
+                by_variant.setdefault(request.variant, []).append(request)
+            for variant, requests in by_variant.items():
+                self._score(variant, requests)
+                for request in requests:
+                    request.done.set()
 
-    def _score(self, batch: list[_Request]) -> None:
-        self.requests += len(batch)
-        self.batches += 1
+    def _score(self, variant: str, batch: list[_Request]) -> None:
+        score = self.scorers[variant]
+        self.requests[variant] += len(batch)
+        self.model_calls[variant] += 1
         try:
             if len(batch) == 1:
-                batch[0].result = self.score(batch[0].rows)
+                batch[0].result = score(batch[0].rows)
             else:
-                scores = np.asarray(self.score([row for request in batch for row in request.rows]))
+                scores = np.asarray(score([row for request in batch for row in request.rows]))
                 start = 0
                 for request in batch:
                     request.result = scores[start : start + len(request.rows)]
@@ -150,8 +169,6 @@ class Batcher:
             else:  # one request's failure must not become the others': each alone
                 for request in batch:
                     try:
-                        request.result = self.score(request.rows)
+                        request.result = score(request.rows)
                     except Exception as err:
                         request.error = err
-        for request in batch:
-            request.done.set()

@@ -207,7 +207,11 @@ class ServedModel:
         return pd.DataFrame.from_records(rows, columns=list(self.features))
 
     def score_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Predictions for rows :meth:`check` has passed (a dynamic batch of several requests)."""
+        """Predictions for rows :meth:`check` has passed (a dynamic batch of several requests); a
+        model package of this suite scores them without a DataFrame (``Scorer.score_records``)."""
+        score_records = getattr(self.scorer, "score_records", None)
+        if score_records is not None:
+            return np.asarray(score_records(rows))
         return self.predict(self.checked_frame(rows))
 
     def check(self, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -121,6 +121,63 @@ def feature_columns(frame: Any, preprocessing: Mapping[str, Any]) -> tuple[list[
     return numeric, categorical
 
 
+def record_columns(
+    rows: Sequence[Mapping[str, Any]],
+    preprocessing: Mapping[str, Any],
+    positions: Mapping[str, Mapping[str, int]],
+) -> tuple[list[Any], list[tuple[Any, Any]]] | None:
+    """:func:`feature_columns` of rows given as mappings (a request's JSON rows), without building a
+    DataFrame: the arrays are the ones ``pd.DataFrame.from_records(rows)`` would give
+    :func:`feature_columns`, so the predictions are the same bit for bit. ``positions``: each
+    categorical column's ``{value: vocabulary index}`` (:func:`vocabulary_positions`).
+
+    Only for plain columns: numbers of one kind (all whole numbers, or floats with whole numbers
+    and nulls, or all nulls) and categories that are all strings (or nulls) or all whole numbers. Any other
+    column (booleans, mixed kinds, a missing field) returns None: the caller takes the DataFrame
+    path, which handles (or refuses, naming the column) everything.
+    """
+    import numpy as np
+
+    numeric: list[Any] = []
+    categorical: list[tuple[Any, Any]] = []
+    try:
+        for column in preprocessing["numeric"]:
+            values = [row[column] for row in rows]
+            kinds = {type(v) for v in values}
+            if kinds == {int}:  # pandas: an int64 column
+                array = np.array(values, dtype="int64")
+            elif kinds <= {int, float, type(None)} and kinds & {int, float}:  # float64, NaN for null
+                array = np.array(values, dtype="float64")
+            elif kinds == {type(None)}:  # pandas: an object column, read as float32 NaN
+                numeric.append(np.full(len(values), np.nan, dtype="float32"))
+                continue
+            else:
+                return None
+            numeric.append(torch.from_numpy(array))
+        for column in preprocessing["categorical"]:
+            values = [row[column] for row in rows]
+            kinds = {type(v) for v in values}
+            if kinds == {int}:  # pandas: int64, compared as strings
+                values = [str(v) for v in values]
+            elif not kinds <= {str, type(None)}:
+                return None
+            index = positions[column]
+            codes = np.fromiter((index.get(v, -1) for v in values), dtype="int64", count=len(values))
+            lookup = np.append(np.arange(1, len(index) + 1), 0).astype("int64")
+            categorical.append((codes, lookup))
+    except (KeyError, OverflowError):  # a missing field, a number past int64: the DataFrame path
+        return None
+    return numeric, categorical
+
+
+def vocabulary_positions(preprocessing: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """Each categorical column's ``{value: index in its vocabulary}`` (for :func:`record_columns`)."""
+    return {
+        column: {value: i for i, value in enumerate(vocabulary)}
+        for column, vocabulary in preprocessing["categorical"].items()
+    }
+
+
 def _fill(
     columns: tuple[list[Any], list[tuple[Any, Any]]], start: int, stop: int, numeric: Any, categorical: Any
 ) -> dict[str, torch.Tensor]:
@@ -181,15 +238,25 @@ def transform_chunks(
     new ones: a caller that scores many frames keeps its pages mapped (a fresh 8 MB buffer costs
     2,000 page faults per call).
     """
+    return fill_chunks(feature_columns(frame, preprocessing), len(frame), preprocessing, chunk_rows, buffers)
+
+
+def fill_chunks(
+    columns: tuple[list[Any], list[tuple[Any, Any]]],
+    rows: int,
+    preprocessing: Mapping[str, Any],
+    chunk_rows: int,
+    buffers: tuple[Any, Any] | None = None,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """:func:`transform_chunks` of columns already read (:func:`feature_columns`, :func:`record_columns`)."""
     if chunk_rows < 1:
         raise SpecError(f"chunk_rows must be positive, got {chunk_rows!r}")
-    columns = feature_columns(frame, preprocessing)
-    width = min(chunk_rows, len(frame))
+    width = min(chunk_rows, rows)
     if buffers is None or buffers[0].shape[1] < width:
         buffers = chunk_buffers(preprocessing, width)
     numeric, categorical = buffers
-    for start in range(0, len(frame), chunk_rows):
-        yield _fill(columns, start, min(start + chunk_rows, len(frame)), numeric, categorical)
+    for start in range(0, rows, chunk_rows):
+        yield _fill(columns, start, min(start + chunk_rows, rows), numeric, categorical)
 
 
 def encode_labels(

@@ -248,6 +248,8 @@ def test_canary_share_is_within_tolerance_and_ab_is_sticky(server: Server, regis
     assert (
         stats["variants"]["new"]["requests"] == variants["new"] and stats["variants"]["main"]["errors"] == 0
     )
+    # One batcher for the endpoint, each variant's requests scored by its own model.
+    assert {v: b["requests"] for v, b in stats["batching"].items()} == dict(variants)
 
     deploy(server, "delay", {"a": V1, "b": V2}, {"kind": "ab", "weights": {"a": 1, "b": 1}})
     seen = {}

@@ -5,8 +5,8 @@ the checkpoints are in S3; every service has folders of its own and none shared 
 On it: one month of the continuous-training loop (the month lands as an object in the landing bucket;
 the first model; its served traffic drifts; the retraining loses its Celery worker, resumes on the
 other from the checkpoint in S3 and is released through a canary), then the other fault tests (a
-replica killed under load and a canary switch during it, Redis restarted, Postgres restarted during
-a DAG run), then `stack down`.
+replica killed under load and a canary switch during it, a bandit over both replicas learning from
+feedback that reaches either, Redis restarted, Postgres restarted during a DAG run), then `stack down`.
 
 The tests run in file order and build on each other (the month's model is the one served under load);
 everything talks to the stack as a user would: the REST API, the model server through nginx, the CLI.
@@ -475,6 +475,7 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
             "version": version,
             "alias": "champion",
         }, name
+    stack["versions"] = (stack["retrain"]["first_version"], version)
     month_s = time.monotonic() - stack["retrain"]["started"]
     print(
         f"one month on the stack: {month_s:.0f} s from landing to the retrained model's rollout; {worker} lost "
@@ -550,6 +551,63 @@ def test_a_replica_killed_under_load_and_a_canary_switch_fail_no_request(
         f"under load with a replica killed and a canary switch: {load['requests']} requests, 0 failed, "
         f"p99 {load['p99_ms']:.0f} ms"
     )
+
+
+def test_a_bandit_on_both_replicas_learns_from_feedback_that_reaches_either(
+    stack: dict[str, Any], stack_env: dict[str, str]
+) -> None:
+    """The month's two versions as a bandit's arms on both replicas (one deployment through the
+    hook); predictions through nginx, each one's feedback posted to the replicas in turn, so about
+    half reaches the replica that did not predict. Both route with one posterior in Redis, which
+    learns the better arm and is still there after a replica is killed and started again."""
+    import random
+
+    from airflow_mlops.hooks.model_server import ModelServerHook
+    from airflow_mlops.serving.models import json_rows
+
+    root = stack["root"]
+    first, retrained = stack["versions"]
+    arms = {
+        "a": {"name": "flight_delay", "version": first},
+        "b": {"name": "flight_delay", "version": retrained},
+    }
+    ModelServerHook().deploy("delay_bandit", arms, {"kind": "bandit"}, who="stack-test", why="bandit")
+    row = json_rows(read_test_split(training_set_manifest()).head(1).drop(columns=["is_delayed"]))
+    replicas = [f"http://127.0.0.1:{stack['ports'][name]}" for name in REPLICAS]
+    token = {"Authorization": f"Bearer {stack_env['MLOPS_SERVER_TOKEN']}"}
+    success, world, chosen = {"a": 0.1, "b": 0.9}, random.Random(5), []
+    with httpx.Client(timeout=30) as client:
+        for i in range(160):
+            answer = client.post(f"{stack['lb']}/v1/models/delay_bandit/predict", json={"rows": row})
+            assert answer.status_code == 200, answer.text
+            chosen.append(answer.json()["variant"])
+            reward = float(world.random() < success[chosen[-1]])
+            posted = client.post(
+                f"{replicas[i % 2]}/v1/feedback",
+                json={"prediction_id": answer.json()["predictions"][0]["prediction_id"], "reward": reward},
+            )
+            assert posted.status_code == 200, (i, posted.text)  # a replica that did not predict knows the id
+
+        def seen() -> list[dict[str, Any]]:
+            return [
+                client.get(f"{url}/v1/admin/deployments/delay_bandit/stats", headers=token).json()
+                for url in replicas
+            ]
+
+        stats = seen()
+        served = [sum(v["requests"] for v in s["variants"].values()) for s in stats]
+        assert sum(served) == 160 and min(served) > 0, served  # nginx sent predictions to both replicas
+        assert stats[0]["arms"] == stats[1]["arms"]  # one posterior
+        posterior = stats[0]["arms"]
+        assert sum(a["alpha"] + a["beta"] for a in posterior.values()) == pytest.approx(160 + 4)
+        assert posterior["b"]["mean"] > posterior["a"]["mean"] and chosen[-60:].count("b") > 45, (
+            posterior,
+            chosen[-60:],
+        )
+        stop_service(root, "replica2", kill=True)
+        start_service(root, "replica2")  # restored from its own store; the posterior is in Redis
+        assert seen()[1]["arms"] == posterior
+    print(f"bandit on both replicas: the last 60 routed {chosen[-60:].count('b')} times to the better arm")
 
 
 def _training_processes() -> list[int]:
