@@ -79,7 +79,12 @@ def get_provider_info() -> dict[str, Any]:
             },
             {
                 "integration-name": "MLOps model server",
-                "python-modules": ["airflow_mlops.operators.deploy", "airflow_mlops.operators.predict"],
+                "python-modules": [
+                    "airflow_mlops.operators.deploy",
+                    "airflow_mlops.operators.infra",
+                    "airflow_mlops.operators.predict",
+                    "airflow_mlops.operators.rollout",
+                ],
             },
             {"integration-name": "MLOps monitoring", "python-modules": ["airflow_mlops.operators.monitor"]},
         ],
@@ -178,6 +183,13 @@ def get_provider_info() -> dict[str, Any]:
                     "approver_must_differ": _option(
                         "Separation of duties: the person who triggered the DAG run that trained a "
                         "version cannot approve it.",
+                        "True",
+                        "False",
+                        "boolean",
+                    ),
+                    "require_infra_blessing": _option(
+                        "DeployModelOperator deploys a version only after InfraValidateOperator "
+                        "blessed it (the version's infra_blessing tag).",
                         "True",
                         "False",
                         "boolean",

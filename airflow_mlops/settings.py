@@ -93,6 +93,12 @@ def approver_must_differ() -> bool:
     return _get("approver_must_differ", "False").lower() in ("true", "1", "yes")
 
 
+def require_infra_blessing() -> bool:
+    """Whether ``DeployModelOperator`` deploys only versions ``InfraValidateOperator`` blessed
+    (``[mlops] require_infra_blessing``, default False)."""
+    return _get("require_infra_blessing", "False").lower() in ("true", "1", "yes")
+
+
 def mlflow_conn_id() -> str:
     """The ``mlflow`` connection of the tracking server and registry (``[mlops] mlflow_conn_id``,
     default ``mlflow_default``), for the plugin and the CLI; operators take ``mlflow_conn_id``."""

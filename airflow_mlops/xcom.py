@@ -121,6 +121,29 @@ class DeploymentResult(TypedDict):
     deployment: dict[str, Any]
 
 
+class InfraValidation(TypedDict, total=False):
+    """``InfraValidateOperator`` (a blessed version; one that fails is rejected and skipped)."""
+
+    blessed: bool
+    model: str
+    version: str
+    champion: str | None
+    checks: list[dict[str, Any]]
+    limits: dict[str, Any]
+    at: str
+    report_uri: str
+    p50_ms: float
+    p99_ms: float
+    peak_rss_mb: float
+    requests: int
+
+
+class RolloutResult(DeploymentResult):
+    """``StepwiseRolloutOperator``: the deployment served at the end and every step's decision."""
+
+    steps: list[dict[str, Any]]
+
+
 class CanaryVerdict(TypedDict):
     """``CanaryAnalysisSensor``: a healthy canary's verdict (an unhealthy one is rolled back and skipped)."""
 

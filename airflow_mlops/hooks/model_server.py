@@ -239,13 +239,14 @@ def combine_stats(answers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for answer in answers:
         for name, s in answer.get("variants", {}).items():
             total = variants.setdefault(
-                name, {"requests": 0, "rows": 0, "errors": 0, "p50_ms": None, "p99_ms": None}
+                name, {"requests": 0, "rows": 0, "errors": 0, "refused": 0, "p50_ms": None, "p99_ms": None}
             )
-            for count in ("requests", "rows", "errors"):
+            for count in ("requests", "rows", "errors", "refused"):
                 total[count] += s.get(count) or 0
             for percentile in ("p50_ms", "p99_ms"):
                 if s.get(percentile) is not None:
                     total[percentile] = max(total[percentile] or 0.0, s[percentile])
     for total in variants.values():
         total["error_rate"] = total["errors"] / total["requests"] if total["requests"] else None
+        total["refused_rate"] = total["refused"] / total["requests"] if total["requests"] else None
     return {**first, "variants": variants, "replicas": len(answers)}

@@ -53,6 +53,12 @@ class DeployModelOperator(LineageMixin, BaseOperator):
         of at most 128 characters in every row, else the request gets 422.
     :param model_server_conn_id: connection of the server (type ``mlopsmodelserver``).
     :param reason: why, recorded with the deployment (templated).
+    :param require_infra_blessing: deploy only versions ``InfraValidateOperator`` blessed (their
+        ``infra_blessing`` tag is ``blessed``); a version this deployment brings to the endpoint
+        without it is refused, naming the tag's value, before the server is asked. Versions the
+        endpoint already serves (a canary's primary) are not checked again. None (the default):
+        ``[mlops] require_infra_blessing``.
+    :param mlflow_conn_id: the ``mlflow`` connection of the registry, read for the blessing.
 
     XCom: ``{"endpoint", "mode" ("replace", "canary", "first" or "policy"), "deployment"}`` where
     ``deployment`` is the server's record (variants pinned to versions, policy, who, when, why).
@@ -85,9 +91,13 @@ class DeployModelOperator(LineageMixin, BaseOperator):
         log_fields: Sequence[str] = (),
         model_server_conn_id: str = "mlops_model_server",
         reason: str = "",
+        require_infra_blessing: bool | None = None,
+        mlflow_conn_id: str = "mlflow_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.require_infra_blessing = require_infra_blessing
+        self.mlflow_conn_id: str | None = mlflow_conn_id
         if variants is None and not model_name:
             raise MLOpsConfigError(
                 f"{kwargs.get('task_id')}: give model_name and version, or variants and policy"
@@ -121,9 +131,20 @@ class DeployModelOperator(LineageMixin, BaseOperator):
 
         require_rendered(self, mappings=("variants", "policy"))
 
+        from airflow_mlops import settings
+
+        required = (
+            settings.require_infra_blessing()
+            if self.require_infra_blessing is None
+            else self.require_infra_blessing
+        )
         hook = ModelServerHook(self.model_server_conn_id)
-        current = hook.deployments().get(self.endpoint) if self.canary_weight is not None else None
+        current = (
+            hook.deployments().get(self.endpoint) if self.canary_weight is not None or required else None
+        )
         mode, variants, policy = self.plan(current)
+        if required:
+            self.check_blessed(variants, current)
         record = hook.deploy(
             self.endpoint,
             variants,
@@ -142,6 +163,37 @@ class DeployModelOperator(LineageMixin, BaseOperator):
         )
         self.record_lineage(lambda: endpoint_lineage(hook, self.endpoint, record))
         return {"endpoint": self.endpoint, "mode": mode, "deployment": record}
+
+    def check_blessed(
+        self, variants: Mapping[str, Mapping[str, str]], current: Mapping[str, Any] | None
+    ) -> None:
+        """Refuse a version this deployment brings to the endpoint that infra validation did not bless."""
+        from airflow_mlops.exceptions import DeploymentError
+        from airflow_mlops.hooks.mlflow import MlflowHook
+        from airflow_mlops.operators.infra import BLESSING_TAG
+        from airflow_mlops.registry.governance import alias_version
+
+        if not self.mlflow_conn_id:
+            raise DeploymentError(
+                f"{self.endpoint}: require_infra_blessing needs an mlflow_conn_id, got none"
+            )
+        client = MlflowHook(self.mlflow_conn_id).get_conn()
+        served = {
+            (v["name"], str(v["version"]))
+            for v in (current or {}).get("variants", {}).values()
+            if "version" in v
+        }
+        for variant, spec in variants.items():
+            version = spec.get("version") or alias_version(client, spec["name"], spec["alias"])
+            if version is None or (spec["name"], str(version)) in served:
+                continue  # an alias that names nothing fails at the server; a served version was let in before
+            tag = client.get_model_version(spec["name"], str(version)).tags.get(BLESSING_TAG)
+            if tag != "blessed":
+                raise DeploymentError(
+                    f"{self.endpoint}: variant {variant!r} ({spec['name']} v{version}) is not blessed by infra "
+                    f"validation (its {BLESSING_TAG} tag is {tag!r}; rule: require_infra_blessing): "
+                    "run InfraValidateOperator on it first"
+                )
 
     def plan(self, current: Mapping[str, Any] | None) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """``(mode, variants, policy)`` to deploy, given the endpoint's current deployment (or None)."""

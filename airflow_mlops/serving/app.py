@@ -283,6 +283,12 @@ def create_app(  # noqa: C901 - routes are closures; each is short
     def rollback(endpoint: str, body: RollbackRequest) -> dict[str, Any]:
         return server.rollback(endpoint, body.who, body.why)
 
+    @app.get("/v1/admin/deployments/{endpoint}/signatures", dependencies=[Depends(admin)])
+    def signatures(endpoint: str) -> dict[str, Any]:
+        """Each variant's version, task, input columns and input example (admin only: the
+        example holds rows of the training data)."""
+        return server.signatures(endpoint)
+
     @app.get("/v1/admin/deployments/{endpoint}/stats", dependencies=[Depends(admin)])
     def stats(endpoint: str) -> dict[str, Any]:
         return server.stats(endpoint)
@@ -316,8 +322,8 @@ def serve(
     ``keep_alive_s`` is how long an idle client connection stays open (uvicorn's keep-alive
     timeout: longer than a load balancer's idle timeout, so the balancer closes first).
 
-    Requests are checked in FastAPI's thread pool (off the event loop) and scored by each
-    variant's batcher thread (or, without batching, in the request's thread), on ``torch_threads``
+    Requests are checked in FastAPI's thread pool (off the event loop) and scored by their
+    endpoint's batcher thread (or, without batching, in the request's thread), on ``torch_threads``
     intra-op threads: online requests are small, so more torch threads per call only oversubscribe
     the cores (p99 latency suffers first).
     """

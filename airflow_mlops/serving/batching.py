@@ -12,7 +12,11 @@ once per batch instead of once per request.
 
 One thread for all of an endpoint's variants, not one per variant: a canary's two variants would
 otherwise score at the same time on the same cores (each slower for the other, and the candidate's
-small calls as dear as the primary's large ones); in turn, each variant's call gets the cores.
+small calls as dear as the primary's large ones); in turn, each variant's call gets the cores. The
+variants take turns going first, batch after batch: in a fixed order every request of the second
+would also wait for the first's call, and a canary's latency check would see a candidate as
+slower than it is (the first version did, on the scale-out stack: p99 29 ms against 15 ms for two
+copies of one model).
 
 If scoring a batch raises, its requests are scored one by one, so one request's failure never
 becomes another's.
@@ -89,6 +93,7 @@ class Batcher:
         #: Requests and model calls so far per variant (``requests / model_calls``: the mean batch).
         self.requests: Counter[str] = Counter()
         self.model_calls: Counter[str] = Counter()
+        self._turn = 0  # which variant goes first in the next batch (they take turns)
         self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -145,10 +150,17 @@ class Batcher:
             by_variant: dict[str, list[_Request]] = {}
             for request in batch:
                 by_variant.setdefault(request.variant, []).append(request)
-            for variant, requests in by_variant.items():
-                self._score(variant, requests)
-                for request in requests:
+            for variant in self._in_turn(by_variant):
+                self._score(variant, by_variant[variant])
+                for request in by_variant[variant]:
                     request.done.set()
+
+    def _in_turn(self, variants: Mapping[str, Any]) -> list[str]:
+        """The batch's variants, starting from the one whose turn it is (see the module docstring)."""
+        order = list(self.scorers)
+        self._turn = (self._turn + 1) % len(order)
+        rotated = order[self._turn :] + order[: self._turn]
+        return [variant for variant in rotated if variant in variants]
 
     def _score(self, variant: str, batch: list[_Request]) -> None:
         score = self.scorers[variant]

@@ -1,9 +1,11 @@
 """Canary analysis: is the candidate as healthy online as the primary? (no Airflow import)
 
 Judged on the server's per-variant statistics since the canary was deployed (``/stats``): the
-candidate must have served ``min_requests``; its error rate may exceed the primary's by at most
-``max_error_rate_increase``, and its p99 latency may be at most ``max_latency_ratio`` times the
-primary's (plus ``latency_slack_ms``, so a sub-millisecond primary does not fail every canary).
+candidate must have served ``min_requests``; its failure rate (server errors, and the requests its
+signature refused with 422: a candidate whose inputs differ from the primary's refuses what the
+primary answers) may exceed the primary's by at most ``max_error_rate_increase``, and its p99
+latency may be at most ``max_latency_ratio`` times the primary's (plus ``latency_slack_ms``, so a
+sub-millisecond primary does not fail every canary).
 """
 
 from __future__ import annotations
@@ -67,12 +69,14 @@ def judge(stats: Mapping[str, Any], criteria: CanaryCriteria) -> Verdict:
             False, False, [f"candidate served {served} of the {criteria.min_requests} requests needed"]
         )
     reasons, healthy = [], True
-    candidate_errors, primary_errors = candidate.get("error_rate") or 0.0, primary.get("error_rate") or 0.0
+    candidate_errors, primary_errors = failure_rate(candidate), failure_rate(primary)
     ok = candidate_errors <= primary_errors + criteria.max_error_rate_increase
     healthy &= ok
+    refused = int(candidate.get("refused") or 0)
     reasons.append(
         f"{'pass' if ok else 'FAIL'} error rate {candidate_errors:.4f} vs primary {primary_errors:.4f} "
         f"(at most +{criteria.max_error_rate_increase})"
+        + (f"; the candidate refused {refused} requests (422)" if refused else "")
     )
     if candidate.get("p99_ms") is not None and primary.get("p99_ms") is not None:
         bound = primary["p99_ms"] * criteria.max_latency_ratio + criteria.latency_slack_ms
@@ -83,3 +87,10 @@ def judge(stats: Mapping[str, Any], criteria: CanaryCriteria) -> Verdict:
             f"{primary['p99_ms']:.2f} ms (at most {bound:.2f} ms)"
         )
     return Verdict(True, healthy, reasons)
+
+
+def failure_rate(variant: Mapping[str, Any]) -> float:
+    """Server errors and signature refusals (422) over the requests a variant was routed."""
+    requests = int(variant.get("requests") or 0)
+    refused = int(variant.get("refused") or 0) / requests if requests else 0.0
+    return float(variant.get("error_rate") or 0.0) + refused

@@ -194,6 +194,25 @@ class ServedModel:
     def features(self) -> tuple[str, ...]:
         return tuple(column["name"] for column in self.inputs)
 
+    @property
+    def input_example(self) -> list[dict[str, Any]]:
+        """The few rows the package keeps as its input example (a model package's ``config.json``,
+        an MLflow model's logged example); empty when it has none."""
+        example = getattr(self.scorer, "input_example", None)
+        if example is None:
+            example = getattr(self.scorer, "config", {}).get("input_example", [])
+        return [dict(row) for row in example]
+
+    def describe(self) -> dict[str, Any]:
+        """The version, its task and its signature's inputs, with the input example."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "task": self.task,
+            "inputs": self.inputs,
+            "input_example": self.input_example,
+        }
+
     def frame(self, rows: Sequence[Mapping[str, Any]]) -> Any:
         """The rows as a DataFrame of the model's features, after checking every field against the
         signature (every input is a field of the row; null where the value is missing)."""

@@ -79,6 +79,9 @@ class VariantStats:
     requests: int = 0
     rows: int = 0
     errors: int = 0
+    #: Requests routed to the variant that its signature refused (422): a candidate whose inputs
+    #: differ from the primary's refuses what the primary answers (``serving.canary`` counts them).
+    refused: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
     def summary(self) -> dict[str, float | int | None]:
@@ -88,6 +91,8 @@ class VariantStats:
             "rows": self.rows,
             "errors": self.errors,
             "error_rate": self.errors / self.requests if self.requests else None,
+            "refused": self.refused,
+            "refused_rate": self.refused / self.requests if self.requests else None,
             "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else None,
             "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None,
         }
@@ -360,6 +365,10 @@ class ModelServer:
             raise UnknownEndpoint(f"no model is deployed under {endpoint!r}; deployed: {sorted(self.live)}")
         return live
 
+    def signatures(self, endpoint: str) -> dict[str, Any]:
+        """What each variant of ``endpoint`` takes: ``{variant: ServedModel.describe()}``."""
+        return {variant: model.describe() for variant, model in self.serving(endpoint).models.items()}
+
     def predict(
         self, endpoint: str, rows: Sequence[Mapping[str, Any]], key: str | None = None
     ) -> dict[str, Any]:
@@ -379,7 +388,8 @@ class ModelServer:
         started = time.perf_counter()
         try:
             probabilities, steps = self._score(live, route, rows)
-        except RowError:
+        except RowError:  # the routed variant's signature refused a row: counted against it
+            self._observe(endpoint, route.serve[0], "primary", len(rows), 0.0, refused=True)
             raise
         except Exception:
             self._observe(
@@ -497,7 +507,15 @@ class ModelServer:
         return posteriors(self.state.arms(live.endpoint, live.key, live.policy.variants))
 
     def _observe(
-        self, endpoint: str, variant: str, role: str, rows: int, seconds: float, *, error: bool = False
+        self,
+        endpoint: str,
+        variant: str,
+        role: str,
+        rows: int,
+        seconds: float,
+        *,
+        error: bool = False,
+        refused: bool = False,
     ) -> None:
         with self._stats_lock:
             stats = self._stats.setdefault(
@@ -506,7 +524,11 @@ class ModelServer:
             stats.requests += 1
             stats.rows += rows
             stats.errors += int(error)
-            stats.latencies_ms.append(seconds * 1000.0)
+            stats.refused += int(refused)
+            if not refused:  # a refusal's latency is the check's, not the model's
+                stats.latencies_ms.append(seconds * 1000.0)
+        if refused:
+            return
         if self.metrics is not None:
             self.metrics.observe(endpoint, variant, role, rows, seconds, error)
 

@@ -1466,3 +1466,302 @@ def test_rows_with_entity_keys_are_completed_from_the_feast_online_store(
         assert "join key of feature service 'flight_delay_v1'" in missing["detail"][0]["msg"]
     finally:
         keyed.stop()
+
+
+INFRA = "flights_infra"
+
+
+@pytest.fixture(scope="module")
+def infra_registry(registry: dict, trained_models: dict, tmp_path_factory) -> dict:
+    """``flights_infra`` v1 (the champion alias; hidden 4), v2 (hidden 32) and v3: v2 with a changed
+    input schema, a required field ``gate`` the champion never took (in its signature and example)."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(registry["tracking"])
+    root = tmp_path_factory.mktemp("infra")
+    changed = root / "changed"
+    shutil.copytree(trained_models["challenger"], changed)
+    config = json.loads((changed / "config.json").read_text())
+    config["signature"]["inputs"].append({"name": "gate", "type": "string", "required": True})
+    config["input_example"] = [{**row, "gate": "B12"} for row in config["input_example"]]
+    (changed / "config.json").write_text(json.dumps(config))
+    experiment = client.create_experiment(INFRA, artifact_location=str(root / "artifacts"))
+    client.create_registered_model(INFRA)
+    for folder in (trained_models["champion"], trained_models["challenger"], changed):
+        run = client.create_run(experiment)
+        client.log_artifacts(run.info.run_id, str(folder), "model")
+        version = client.create_model_version(INFRA, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+        record_digest(client, registry["tracking"], INFRA, version.version)
+    client.set_registered_model_alias(INFRA, "champion", "1")
+    return {"tracking": registry["tracking"], "conn": mlflow_conn(registry["tracking"])}
+
+
+def logged_traffic(server: Server, registry: dict, endpoint: str, n: int) -> None:
+    """``n`` requests of one real flight each to ``endpoint``, then wait for the request log's flush."""
+    from airflow_mlops.serving.requestlog import read_log
+
+    for i in range(n):
+        assert predict(server, endpoint, {"rows": rows(registry, 1, start=i)}).status_code == 200
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        log = read_log(server.state_dir / "requests")
+        if (log["endpoint"] == endpoint).sum() >= n if len(log) else False:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the request log did not get {n} requests of {endpoint} in 20 s")
+
+
+def test_infra_validation_blesses_a_servable_version_and_deploy_requires_the_blessing(
+    server: Server, registry: dict, infra_registry: dict, server_connection: str, monkeypatch
+) -> None:
+    """v2 in a sandbox server: it loads, answers its example and the champion's, and the requests the
+    endpoint logged; within the limits: blessed, tagged, reported. A deployment that requires the
+    blessing takes v2 and refuses v1, which was never validated, before asking the server."""
+    from mlflow import MlflowClient
+
+    from airflow_mlops.exceptions import DeploymentError
+    from airflow_mlops.operators.deploy import DeployModelOperator
+    from airflow_mlops.operators.infra import InfraValidateOperator
+
+    assert deploy(server, "infra", {"main": {"name": INFRA, "version": "1"}}).status_code == 200
+    logged_traffic(server, registry, "infra", 25)
+    monkeypatch.setenv("AIRFLOW__MLOPS__LAKE_URI", str(server.state_dir.parent / "lake"))
+    result = InfraValidateOperator(
+        task_id="infra_validate",
+        model_name=INFRA,
+        version="2",
+        endpoint="infra",
+        request_log_uri=str(server.state_dir / "requests"),
+        mlflow_conn_id=infra_registry["conn"],
+    ).execute(context())  # type: ignore[arg-type]
+    assert result["blessed"] and result["champion"] == "1", result["checks"]
+    assert [c["check"] for c in result["checks"]] == ["loads", "answers", "latency", "memory", "inputs"]
+    inputs = next(c for c in result["checks"] if c["check"] == "inputs")
+    # its own 3 example rows + the 25 logged ones; the champion's example and the logged ones compared
+    assert result["requests"] == 28 and inputs["detail"].startswith("28 of the 28 requests the champion")
+    assert 0 < result["p99_ms"] < 1000 and 100 < result["peak_rss_mb"] < 4096
+    print(f"infra validation: p99 {result['p99_ms']} ms, peak RSS {result['peak_rss_mb']} MB")
+    report = json.loads(Path(result["report_uri"].removeprefix("file://")).read_text())
+    assert report["blessed"] and report["version"] == "2"
+    tags = MlflowClient(registry["tracking"]).get_model_version(INFRA, "2").tags
+    assert tags["infra_blessing"] == "blessed" and tags["infra_report"] == result["report_uri"]
+
+    monkeypatch.setenv("AIRFLOW__MLOPS__REQUIRE_INFRA_BLESSING", "True")
+    canary = DeployModelOperator(
+        task_id="canary",
+        endpoint="infra",
+        model_name=INFRA,
+        version="2",
+        canary_weight=0.2,
+        mlflow_conn_id=infra_registry["conn"],
+    ).execute(context())  # type: ignore[arg-type]
+    assert canary["mode"] == "canary"  # v1, already served, is not asked for a blessing again
+    with pytest.raises(
+        DeploymentError,
+        match=r"flights_infra v1\) is not blessed by infra validation \(its infra_blessing tag is None",
+    ):
+        DeployModelOperator(
+            task_id="d",
+            endpoint="elsewhere",
+            model_name=INFRA,
+            version="1",
+            mlflow_conn_id=infra_registry["conn"],
+        ).execute(context())  # type: ignore[arg-type]
+    assert "elsewhere" not in httpx.get(f"{server.url}/v1/admin/deployments", headers=ADMIN).json()
+
+
+def test_a_candidate_with_a_changed_input_schema_fails_infra_validation_and_never_takes_traffic(
+    server: Server, registry: dict, infra_registry: dict, server_connection: str, monkeypatch
+) -> None:
+    """v3 requires a field the champion never took: the requests the champion answers get 422 from
+    it, the check names the field; v3 is tagged not blessed and rejected, the task is skipped, and a
+    deployment that requires the blessing refuses it. Tight limits fail the latency and memory checks."""
+    from airflow.sdk.exceptions import AirflowSkipException
+    from mlflow import MlflowClient
+
+    from airflow_mlops.exceptions import DeploymentError
+    from airflow_mlops.operators.deploy import DeployModelOperator
+    from airflow_mlops.operators.infra import InfraValidateOperator
+    from airflow_mlops.serving.infra import InfraLimits, validate
+
+    monkeypatch.setenv("AIRFLOW__MLOPS__LAKE_URI", str(server.state_dir.parent / "lake"))
+    before = httpx.get(f"{server.url}/v1/admin/deployments", headers=ADMIN).json()
+    operator = InfraValidateOperator(
+        task_id="infra_validate", model_name=INFRA, version="3", mlflow_conn_id=infra_registry["conn"]
+    )
+    with pytest.raises(
+        AirflowSkipException, match=r"flights_infra v3: infra validation failed: inputs: 0 of the 3 requests"
+    ):
+        operator.execute(context())  # type: ignore[arg-type]
+    tags = MlflowClient(registry["tracking"]).get_model_version(INFRA, "3").tags
+    assert tags["infra_blessing"] == "not_blessed" and tags["state"] == "rejected"
+    assert "body.rows.0.gate: field required" in tags["state_reason"]
+    assert "fields the champion does not take: ['gate']" in tags["state_reason"]
+    monkeypatch.setenv("AIRFLOW__MLOPS__REQUIRE_INFRA_BLESSING", "True")
+    with pytest.raises(DeploymentError, match=r"its infra_blessing tag is 'not_blessed'"):
+        DeployModelOperator(
+            task_id="d",
+            endpoint="infra",
+            model_name=INFRA,
+            version="3",
+            canary_weight=0.1,
+            mlflow_conn_id=infra_registry["conn"],
+        ).execute(context())  # type: ignore[arg-type]
+    assert httpx.get(f"{server.url}/v1/admin/deployments", headers=ADMIN).json() == before  # no traffic
+
+    tight = validate(
+        {"name": INFRA, "version": "2"},
+        None,
+        registry["tracking"],
+        limits=InfraLimits(max_p99_ms=0.001, max_rss_mb=1),
+    )
+    failed = {c["check"]: c["detail"] for c in tight["checks"] if not c["passed"]}
+    assert not tight["blessed"] and set(failed) == {"latency", "memory"}, tight["checks"]
+    assert "(at most 0.001 ms)" in failed["latency"] and "(at most 1 MB)" in failed["memory"]
+    missing = validate({"name": INFRA, "version": "9"}, None, registry["tracking"])
+    assert [(c["check"], c["passed"]) for c in missing["checks"]] == [("loads", False)]
+    assert "cannot load flights_infra version 9" in missing["checks"][0]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"limits": {"max_p99_ms": 0}}, r"infra limits: max_p99_ms must be a positive number, got 0"),
+        ({"limits": {"max_rss": 10}}, r"infra limits: unknown fields \['max_rss'\]"),
+        ({"limits": {"max_rss_mb": "1G"}}, r"max_rss_mb must be a positive number, got '1G'"),
+        ({"sample_requests": -1}, r"sample_requests must be a whole number >= 0, got -1"),
+        ({"lookback_days": 0}, r"lookback_days must be positive, got 0"),
+    ],
+)
+def test_bad_infra_validation_arguments_are_refused_when_the_dag_is_parsed(
+    kwargs: dict, message: str
+) -> None:
+    from airflow_mlops.operators.infra import InfraValidateOperator
+
+    with pytest.raises(MLOpsConfigError, match=message):
+        InfraValidateOperator(task_id="infra_validate", model_name=INFRA, version="2", **kwargs)
+
+
+class Traffic:
+    """Clients sending real flights to an endpoint in a thread until stopped; ``rows(weight)`` picks
+    each request's rows from the candidate's share the endpoint serves now."""
+
+    def __init__(self, server: Server, endpoint: str, rows_for: Any) -> None:
+        self.server, self.endpoint, self.rows_for = server, endpoint, rows_for
+        self.sent, self.stopped = Counter(), threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self.stopped.is_set():
+                served = client.get(f"{self.server.url}/v1/admin/deployments", headers=ADMIN).json()
+                weight = served.get(self.endpoint, {}).get("policy", {}).get("weight", 1.0)
+                for _ in range(10):
+                    answer = client.post(
+                        f"{self.server.url}/v1/models/{self.endpoint}/predict",
+                        json={"rows": self.rows_for(weight)},
+                    )
+                    self.sent[answer.status_code] += 1
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join(30)
+
+
+def rollout_from_v1(server: Server, infra_registry: dict, endpoint: str, version: str) -> Any:
+    """``endpoint`` serving flights_infra v1 alone, and a rollout of ``version`` in three steps."""
+    from airflow_mlops.operators.rollout import StepwiseRolloutOperator
+
+    assert deploy(server, endpoint, {"main": {"name": INFRA, "version": "1"}}).status_code == 200
+    return StepwiseRolloutOperator(
+        task_id="rollout",
+        endpoint=endpoint,
+        model_name=INFRA,
+        version=version,
+        steps=[0.25, 0.5, 1.0],
+        criteria={"min_requests": 8, "max_latency_ratio": 5.0, "latency_slack_ms": 200},
+        poll_interval=0.2,
+        step_timeout=60,
+        deferrable=False,
+        mlflow_conn_id=infra_registry["conn"],
+    )
+
+
+def test_a_stepwise_rollout_takes_every_step_judged_on_its_own_traffic(
+    server: Server, registry: dict, infra_registry: dict, server_connection: str
+) -> None:
+    from mlflow import MlflowClient
+
+    operator = rollout_from_v1(server, infra_registry, "stepwise", "2")
+    with Traffic(server, "stepwise", lambda weight: rows(registry, 1)) as traffic:
+        result = operator.execute(context())  # type: ignore[arg-type]
+    assert [(s["step"], s["weight"], s["healthy"]) for s in result["steps"]] == [
+        (1, 0.25, True),
+        (2, 0.5, True),
+    ]
+    assert all(s["candidate_requests"] >= 8 for s in result["steps"]) and set(traffic.sent) == {200}
+    assert result["deployment"]["variants"] == {"main": {"name": INFRA, "version": "2"}}
+    assert result["deployment"]["reason"].startswith("stepwise rollout: step 3 of 3 (100%)")
+    tags = MlflowClient(registry["tracking"]).get_model_version(INFRA, "2").tags
+    assert json.loads(tags["rollout"]) == result["steps"]
+
+
+def test_a_rollout_whose_second_step_breaches_the_error_budget_rolls_back_and_records_why(
+    server: Server, registry: dict, infra_registry: dict, server_connection: str
+) -> None:
+    """v3 requires the field ``gate``: callers send it during the first step (both versions answer),
+    then stop sending it; at 50 % the candidate refuses its share (422), the primary answers all:
+    the rollout puts v1 back alone, records v3 rejected with the step and the reason, and skips."""
+    from airflow.sdk.exceptions import AirflowSkipException
+    from mlflow import MlflowClient
+
+    operator = rollout_from_v1(server, infra_registry, "breach", "3")
+
+    def flights(weight: float) -> list[dict]:  # with the field until the 50 % step is seen
+        row = rows(registry, 1)[0]
+        return [row if weight == 0.5 else {**row, "gate": "B12"}]
+
+    with (
+        Traffic(server, "breach", flights),
+        pytest.raises(
+            AirflowSkipException,
+            match=r"rollout of flights_infra v3 on breach rolled back at step 2 of 3 \(50%\): FAIL error rate",
+        ),
+    ):
+        operator.execute(context())  # type: ignore[arg-type]
+    served = httpx.get(f"{server.url}/v1/admin/deployments", headers=ADMIN).json()["breach"]
+    assert served["variants"] == {"main": {"name": INFRA, "version": "1"}} and served["policy"] == {
+        "kind": "single"
+    }
+    assert "rolled back at step 2 of 3" in served["reason"]
+    tags = MlflowClient(registry["tracking"]).get_model_version(INFRA, "3").tags
+    steps = json.loads(tags["rollout"])
+    assert [(s["step"], s["healthy"]) for s in steps] == [(1, True), (2, False)]
+    assert "the candidate refused" in steps[1]["reasons"][0]
+    assert tags["state"] == "rejected" and "stepwise rollout rolled back at step 2" in tags["state_reason"]
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        (
+            [0.5, 0.25, 1.0],
+            r"steps must increase and end at 1.0 \(the version alone\), got \[0.5, 0.25, 1.0\]",
+        ),
+        ([0.1, 0.5], r"steps must increase and end at 1.0"),
+        ([0, 1.0], r"every step must be a share within \(0, 1\], got 0 in \[0, 1.0\]"),
+        ("0.1,1", r"steps must be a list of traffic shares, got '0.1,1'"),
+        ([], r"steps must be a list of traffic shares, got \[\]"),
+    ],
+)
+def test_bad_rollout_steps_are_refused_when_the_dag_is_parsed(steps: Any, message: str) -> None:
+    from airflow_mlops.operators.rollout import StepwiseRolloutOperator
+
+    with pytest.raises(MLOpsConfigError, match=message):
+        StepwiseRolloutOperator(task_id="rollout", endpoint="e", model_name=INFRA, version="2", steps=steps)

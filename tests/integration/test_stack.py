@@ -435,6 +435,7 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
         )
 
     version = wait_for("the retrained model's registration", registered, 300)
+    stack["versions"] = (stack["retrain"]["first_version"], version)  # the bandit test's two arms
     tracking = stack_tracking_uri(stack_env)
     subprocess.run(
         [
@@ -475,7 +476,6 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
             "version": version,
             "alias": "champion",
         }, name
-    stack["versions"] = (stack["retrain"]["first_version"], version)
     month_s = time.monotonic() - stack["retrain"]["started"]
     print(
         f"one month on the stack: {month_s:.0f} s from landing to the retrained model's rollout; {worker} lost "

@@ -4,6 +4,7 @@ stays its own, and an endpoint's variants never score at the same time."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -146,3 +147,30 @@ def test_a_deployment_takes_the_servers_default_for_what_it_leaves_out() -> None
     assert BatchingConfig.from_dict({"max_rows": 0}, default) == BatchingConfig(0, 2.0)
     with pytest.raises(PolicyError, match="needs max_rows >= 1"):
         Batcher({"main": Model()}, BatchingConfig(max_rows=0))
+
+
+def test_the_variants_take_turns_going_first_so_a_canary_waits_like_its_primary() -> None:
+    """Batches that hold both variants: the first model call alternates between them (in a fixed
+    order the second variant's requests would always wait for the first's call)."""
+    calls: list[str] = []
+
+    class Named(Model):
+        def __init__(self, name: str) -> None:
+            super().__init__(seconds=0.005)
+            self.name = name
+
+        def __call__(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+            calls.append(self.name)
+            return super().__call__(rows)
+
+    batcher = Batcher(
+        {"a": Named("a"), "b": Named("b")}, BatchingConfig(max_rows=64, max_wait_ms=150), "turns"
+    )
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(4):  # each pair arrives within one batch's wait: one batch of both
+            pair = [pool.submit(batcher, v, [{"x": 1.0}]) for v in ("a", "b")]
+            assert [f.result().tolist() for f in pair] == [[2.0], [2.0]]
+    batcher.close()
+    assert len(calls) == 8 and batcher.model_calls == {"a": 4, "b": 4}
+    firsts = calls[0::2]
+    assert set(firsts) == {"a", "b"} and all(x != y for x, y in itertools.pairwise(firsts)), calls

@@ -57,3 +57,20 @@ def test_an_endpoint_without_a_canary_passes_at_once() -> None:
 def test_criteria_that_cannot_work_are_refused(criteria: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         CanaryCriteria(**criteria)
+
+
+def test_requests_the_candidate_refused_count_as_failures_beside_the_primarys() -> None:
+    """A candidate whose inputs differ from the primary's refuses (422) what the primary answers;
+    refusals both variants make (a caller's bad rows) cancel out."""
+    criteria = CanaryCriteria(min_requests=100, max_error_rate_increase=0.01)
+    primary = {"requests": 900, "error_rate": 0.0, "refused": 9, "p99_ms": 10.0}
+    changed = judge(
+        stats({"requests": 100, "error_rate": 0.0, "refused": 30, "p99_ms": 9.0}, primary), criteria
+    )
+    assert not changed.healthy and changed.reasons[0] == (
+        "FAIL error rate 0.3000 vs primary 0.0100 (at most +0.01); the candidate refused 30 requests (422)"
+    )
+    callers = judge(
+        stats({"requests": 100, "error_rate": 0.0, "refused": 1, "p99_ms": 9.0}, primary), criteria
+    )
+    assert callers.healthy, callers.reasons
