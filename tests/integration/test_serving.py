@@ -704,7 +704,21 @@ def test_bad_numbers_long_values_and_large_bodies_are_refused_and_count_no_model
     streamed = httpx.post(url, content=chunks(), headers={"content-type": "application/json"}, timeout=60)
     assert streamed.status_code == 413, streamed.text
     stats = httpx.get(f"{server.url}/v1/admin/deployments/limits/stats", headers=ADMIN).json()
-    assert stats["variants"] == {}  # nothing reached the model, nothing counted against it
+    # Nothing reached the model: no model error, no latency. The 7 rows its signature refused are
+    # counted as refusals (a canary compares them with the primary's); the key and the bodies
+    # refused before routing are nobody's.
+    assert stats["variants"] == {
+        "main": {
+            "requests": 7,
+            "rows": 7,
+            "errors": 0,
+            "error_rate": 0.0,
+            "refused": 7,
+            "refused_rate": 1.0,
+            "p50_ms": None,
+            "p99_ms": None,
+        }
+    }
     reward = httpx.post(
         f"{server.url}/v1/feedback",
         content='{"prediction_id": "x", "reward": NaN}',
