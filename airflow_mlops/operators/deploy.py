@@ -131,13 +131,7 @@ class DeployModelOperator(LineageMixin, BaseOperator):
 
         require_rendered(self, mappings=("variants", "policy"))
 
-        from airflow_mlops import settings
-
-        required = (
-            settings.require_infra_blessing()
-            if self.require_infra_blessing is None
-            else self.require_infra_blessing
-        )
+        required = self.blessing_required()
         hook = ModelServerHook(self.model_server_conn_id)
         current = (
             hook.deployments().get(self.endpoint) if self.canary_weight is not None or required else None
@@ -163,6 +157,14 @@ class DeployModelOperator(LineageMixin, BaseOperator):
         )
         self.record_lineage(lambda: endpoint_lineage(hook, self.endpoint, record))
         return {"endpoint": self.endpoint, "mode": mode, "deployment": record}
+
+    def blessing_required(self) -> bool:
+        """``require_infra_blessing``, or ``[mlops] require_infra_blessing`` when it is None."""
+        from airflow_mlops import settings
+
+        if self.require_infra_blessing is None:
+            return settings.require_infra_blessing()
+        return self.require_infra_blessing
 
     def check_blessed(
         self, variants: Mapping[str, Mapping[str, str]], current: Mapping[str, Any] | None
@@ -214,8 +216,7 @@ class DeployModelOperator(LineageMixin, BaseOperator):
             return "replace", {"main": model}, {"kind": "single"}
         if current is None:
             return "first", {"main": model}, {"kind": "single"}
-        primary_name = current["policy"].get("primary") or next(iter(current["variants"]))
-        primary = {k: current["variants"][primary_name][k] for k in ("name", "version")}
+        primary = current_primary(current)
         if primary == model:
             return "replace", {"main": model}, {"kind": "single"}
         return (
@@ -253,3 +254,10 @@ class RollbackDeploymentOperator(LineageMixin, BaseOperator):
         self.record_lineage(lambda: endpoint_lineage(hook, self.endpoint, record))
         self.log.info("Endpoint %s rolled back: %s", self.endpoint, record["variants"])
         return record
+
+
+def current_primary(current: Mapping[str, Any]) -> dict[str, str]:
+    """The ``{"name", "version"}`` an endpoint's deployment serves as its primary (its only variant,
+    or a policy's ``primary``)."""
+    name = current["policy"].get("primary") or next(iter(current["variants"]))
+    return {k: str(current["variants"][name][k]) for k in ("name", "version")}

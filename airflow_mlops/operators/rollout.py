@@ -14,7 +14,7 @@ from airflow.sdk import conf
 from airflow_mlops.audit import actor
 from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.hooks.mlflow import MlflowHook
-from airflow_mlops.operators.deploy import DeployModelOperator
+from airflow_mlops.operators.deploy import DeployModelOperator, current_primary
 from airflow_mlops.xcom import RolloutResult
 
 if TYPE_CHECKING:
@@ -88,7 +88,6 @@ class StepwiseRolloutOperator(DeployModelOperator):
     # -- the steps ---------------------------------------------------------------------------
 
     def execute(self, context: Context) -> RolloutResult:
-        from airflow_mlops import settings
         from airflow_mlops.hooks.model_server import ModelServerHook
 
         if not str(self.version):
@@ -98,12 +97,7 @@ class StepwiseRolloutOperator(DeployModelOperator):
         hook = ModelServerHook(self.model_server_conn_id)
         current = hook.deployments().get(self.endpoint)
         model = self.model()
-        required = (
-            settings.require_infra_blessing()
-            if self.require_infra_blessing is None
-            else self.require_infra_blessing
-        )
-        if required:
+        if self.blessing_required():
             self.check_blessed({"candidate": model}, current)
         if current is None:
             record = hook.deploy(
@@ -114,8 +108,7 @@ class StepwiseRolloutOperator(DeployModelOperator):
                 "stepwise rollout: first deployment",
             )
             return {"endpoint": self.endpoint, "mode": "first", "steps": [], "deployment": record}
-        primary_name = current["policy"].get("primary") or next(iter(current["variants"]))
-        primary = {k: str(current["variants"][primary_name][k]) for k in ("name", "version")}
+        primary = current_primary(current)
         if primary == model:  # already served alone: a retried rollout changes nothing
             return {"endpoint": self.endpoint, "mode": "stepwise", "steps": [], "deployment": current}
         return self.step(context, 0, primary, [])
