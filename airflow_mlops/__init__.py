@@ -86,7 +86,10 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_mlops.operators.rollout",
                 ],
             },
-            {"integration-name": "MLOps monitoring", "python-modules": ["airflow_mlops.operators.monitor"]},
+            {
+                "integration-name": "MLOps monitoring",
+                "python-modules": ["airflow_mlops.operators.experiment", "airflow_mlops.operators.monitor"],
+            },
         ],
         "hooks": [
             {"integration-name": "MLOps source data", "python-modules": ["airflow_mlops.hooks.sql"]},
@@ -193,6 +196,29 @@ def get_provider_info() -> dict[str, Any]:
                         "True",
                         "False",
                         "boolean",
+                    ),
+                    "alert_email_to": _option(
+                        "Who gets alerts (drift, a failed gate, a rollback, a pending approval) by mail, "
+                        "comma-separated; empty: no mail.",
+                        "mlops-team@example.com",
+                        "",
+                    ),
+                    "alert_email_from": _option(
+                        "The sender of alert mail.", "airflow@example.com", "airflow-mlops@localhost"
+                    ),
+                    "alert_smtp_conn_id": _option(
+                        "The SMTP connection alert mail goes through.", "smtp_default", "smtp_default"
+                    ),
+                    "alert_slack_conn_id": _option(
+                        "A Slack incoming-webhook connection alerts are posted to (the Slack provider); "
+                        "empty: none.",
+                        "slack_alerts",
+                        "",
+                    ),
+                    "alerts_base_url": _option(
+                        "The Airflow UI's address for the report links in alerts; default [api] base_url.",
+                        "https://airflow.example.com",
+                        "",
                     ),
                     "serving_dir": _option(
                         "The model server's deployments, model cache and request log.", "/srv/mlops/serving"

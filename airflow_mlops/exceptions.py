@@ -102,6 +102,10 @@ class MonitoringError(MLOpsError, ValueError):
     """Inputs a monitor cannot compare: the message names the input, the rule and the value."""
 
 
+class ExperimentError(MLOpsConfigError):
+    """An experiment that cannot be analysed as asked: a missing variant, too few outcomes, a bad setting."""
+
+
 class SpecError(MLOpsError, ValueError):
     """A training spec is invalid: unknown class, bad hyperparameter, missing data. Nothing was launched."""
 

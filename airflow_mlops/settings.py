@@ -99,6 +99,31 @@ def require_infra_blessing() -> bool:
     return _get("require_infra_blessing", "False").lower() in ("true", "1", "yes")
 
 
+def alert_email_to() -> list[str]:
+    """Who gets the suite's alerts by mail (``[mlops] alert_email_to``, comma-separated; none by default)."""
+    return [a.strip() for a in _get("alert_email_to", "").split(",") if a.strip()]
+
+
+def alert_email_from() -> str:
+    """The sender of alert mail (``[mlops] alert_email_from``, default ``airflow-mlops@localhost``)."""
+    return _get("alert_email_from", "airflow-mlops@localhost")
+
+
+def alert_smtp_conn_id() -> str:
+    """The SMTP connection alert mail goes through (``[mlops] alert_smtp_conn_id``, default ``smtp_default``)."""
+    return _get("alert_smtp_conn_id", "smtp_default")
+
+
+def alert_slack_conn_id() -> str:
+    """The Slack incoming-webhook connection alerts are posted to (``[mlops] alert_slack_conn_id``; none by default)."""
+    return _get("alert_slack_conn_id", "")
+
+
+def alerts_base_url() -> str:
+    """The Airflow UI's address for links in alerts (``[mlops] alerts_base_url``; default ``[api] base_url``)."""
+    return _get("alerts_base_url", "")
+
+
 def mlflow_conn_id() -> str:
     """The ``mlflow`` connection of the tracking server and registry (``[mlops] mlflow_conn_id``,
     default ``mlflow_default``), for the plugin and the CLI; operators take ``mlflow_conn_id``."""

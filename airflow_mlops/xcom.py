@@ -144,6 +144,25 @@ class RolloutResult(DeploymentResult):
     steps: list[dict[str, Any]]
 
 
+class ExperimentResult(TypedDict, total=False):
+    """``ExperimentAnalysisOperator``: per-variant estimates, each challenger against the control."""
+
+    report_uri: str
+    report_html_uri: str
+    metric: str
+    method: str
+    control: str
+    variants: dict[str, Any]
+    comparisons: dict[str, Any]
+    winner: str | None
+    decision: str
+    outcomes: int
+    without_outcome: int
+    gate: dict[str, Any] | None
+    window: dict[str, str]
+    mlflow_run_id: str
+
+
 class CanaryVerdict(TypedDict):
     """``CanaryAnalysisSensor``: a healthy canary's verdict (an unhealthy one is rolled back and skipped)."""
 

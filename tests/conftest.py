@@ -143,6 +143,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture
+def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A local SMTP server that ``[mlops]`` sends alerts to (``tests.smtp``): ``inbox.wait(n)``."""
+    from tests.smtp import smtp_inbox
+
+    yield from smtp_inbox(monkeypatch)
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """moto's S3/SQS server on loopback; yields its endpoint URL."""

@@ -10,6 +10,15 @@ A gate is a mapping (YAML in the reference DAG)::
       - {slice_metric: auc, slices: [carrier, origin], max_drop: 0.05, min_rows: 200}
       - {fairness: tpr_gap, slices: [carrier], max: 0.15}
 
+An online experiment's gate (``ExperimentAnalysisOperator(gate=...)``) has experiment rules only,
+each bounding a figure of the challenger it judges (the winner, else the one most likely better;
+see :mod:`airflow_mlops.evaluation.experiment`)::
+
+    rules:
+      - {experiment: probability_better, min: 0.95}
+      - {experiment: difference_lower, min: 0.0}     # the interval's lower end
+      - {experiment: sample_fraction, min: 1.0}      # the samples min_effect needs, reached
+
 ``metric`` and ``slice_metric`` are any metric of the model's task (binary: auc, log_loss,
 accuracy, ...; multiclass: accuracy, macro_f1, log_loss; regression: rmse, mae, r2; see
 :mod:`airflow_mlops.models.tasks`). A ``fairness`` rule bounds the largest gap between the slices
@@ -37,6 +46,16 @@ _ABSOLUTE = {"metric", "min", "max"}
 _MARGIN = {"metric", "min_margin_over_champion"}
 _SLICE = {"slice_metric", "slices", "max_drop", "min_rows"}
 _FAIRNESS = {"fairness", "slices", "max"}
+_EXPERIMENT = {"experiment", "min", "max"}
+#: What an experiment rule may bound (``evaluation.experiment.gate_view`` of an analysis).
+EXPERIMENT_FIELDS = (
+    "probability_better",
+    "difference",
+    "difference_lower",
+    "difference_upper",
+    "samples",
+    "sample_fraction",
+)
 
 
 @dataclass(frozen=True)
@@ -48,9 +67,10 @@ class RuleResult:
     detail: str
 
 
-def check_gate(gate: Mapping[str, Any], task: str | None = None) -> None:
+def check_gate(gate: Mapping[str, Any], task: str | None = None, *, experiment: bool = False) -> None:
     """Refuse a gate whose rules are not understood (for ``task``: metrics of another task too),
-    before any model is evaluated."""
+    before any model is evaluated. ``experiment``: the gate of an online experiment, whose rules
+    are all experiment rules (an offline evaluation's gate has none)."""
     if not isinstance(gate, Mapping):
         raise GateError(f"gate must be a mapping with 'rules', got {type(gate).__name__}: {gate!r}")
     if gate.get("no_champion", "absolute_only") not in NO_CHAMPION:
@@ -63,7 +83,30 @@ def check_gate(gate: Mapping[str, Any], task: str | None = None) -> None:
     metrics = set(TASK_METRICS[task]) if task in TASK_METRICS else METRICS
     gaps = set(FAIRNESS_GAPS[task]) if task in FAIRNESS_GAPS else GAPS
     for i, rule in enumerate(rules):
-        _check_rule(i, rule, metrics, gaps, task)
+        if (isinstance(rule, Mapping) and "experiment" in rule) or experiment:
+            _check_experiment_rule(i, rule, experiment)
+        else:
+            _check_rule(i, rule, metrics, gaps, task)
+
+
+def _check_experiment_rule(i: int, rule: Any, experiment: bool) -> None:
+    if not experiment:
+        raise GateError(
+            f"gate rule {i} {rule!r}: an experiment rule judges an online experiment, not an offline "
+            "evaluation (rule: give it to ExperimentAnalysisOperator(gate=...))"
+        )
+    keys = set(rule) if isinstance(rule, Mapping) else set()
+    if "experiment" not in keys or not keys <= _EXPERIMENT or not keys & {"min", "max"}:
+        raise GateError(
+            f"gate rule {i} {rule!r}: an online experiment's gate takes {{experiment, min|max}} rules only"
+        )
+    if rule["experiment"] not in EXPERIMENT_FIELDS:
+        raise GateError(
+            f"gate rule {i} {rule!r}: experiment must be one of {list(EXPERIMENT_FIELDS)}, got {rule['experiment']!r}"
+        )
+    for key in keys & {"min", "max"}:
+        if not isinstance(rule[key], int | float) or isinstance(rule[key], bool):
+            raise GateError(f"gate rule {i}: {key} must be a number, got {rule[key]!r}")
 
 
 def _check_rule(i: int, rule: Any, metrics: set[str], gaps: set[str], task: str | None) -> None:
@@ -100,11 +143,17 @@ def evaluate_gate(
 ) -> tuple[bool, list[RuleResult]]:
     """Judge a challenger's evaluation (``{"overall": metrics, "slices": {...}}``) against the rules.
 
+    An online experiment's gate judges ``{"experiment": gate_view(analysis)}`` (see
+    :func:`airflow_mlops.evaluation.experiment.gate_view`) with no champion.
+
     Returns the decision and one result per judged rule (each slice of a slice rule is its own result).
     """
-    check_gate(gate)
+    experiment = "experiment" in challenger
+    check_gate(gate, experiment=experiment)
     results: list[RuleResult] = []
     policy = gate.get("no_champion", "absolute_only")
+    if experiment:
+        return _experiment(gate["rules"], challenger["experiment"])
     if champion is None and policy != "absolute_only":
         results.append(
             RuleResult(
@@ -231,6 +280,26 @@ def _fairness(rule: Mapping[str, Any], fairness: Mapping[str, Any]) -> list[Rule
             )
         )
     return out
+
+
+def _experiment(rules: list[Mapping[str, Any]], view: Mapping[str, Any]) -> tuple[bool, list[RuleResult]]:
+    out = []
+    for rule in rules:
+        field, value = rule["experiment"], view.get(rule["experiment"])
+        for bound_key, sign in (("min", ">="), ("max", "<=")):
+            if bound_key not in rule:
+                continue
+            bound = rule[bound_key]
+            if value is None or math.isnan(value):
+                passed, detail = (
+                    False,
+                    f"{field} is unknown for {view.get('challenger')!r} ({view.get('why_unknown', 'not computed')})",
+                )
+            else:
+                passed = value >= bound if bound_key == "min" else value <= bound
+                detail = f"{field} of {view.get('challenger')!r} vs {view.get('control')!r} = {value:.4f}, must be {sign} {bound}"
+            out.append(RuleResult(f"{field} {sign} {bound}", passed, value, bound, detail))
+    return all(r.passed for r in out), out
 
 
 def as_records(results: list[RuleResult]) -> list[dict[str, Any]]:

@@ -223,7 +223,7 @@ def performance_report(
             "performance: no prediction has a label yet (rule: at least one labelled prediction)"
         )
     if task == "multiclass":
-        labels, predictions = _class_probabilities(joined, label_column)
+        labels, predictions = class_probabilities(joined, label_column)
     else:
         labels = joined[label_column].to_numpy(dtype="float64")
         predictions = joined["probability"].to_numpy(dtype="float64")
@@ -236,7 +236,7 @@ def performance_report(
     }
 
 
-def _class_probabilities(joined: Any, label_column: str) -> tuple[Any, Any]:
+def class_probabilities(joined: Any, label_column: str) -> tuple[Any, Any]:
     """A multiclass model's labels as class indices and its served probabilities as a matrix, in
     the class order its answers have (the request log's ``output``)."""
     if "output" not in joined.columns or joined["output"].isna().any():
@@ -287,6 +287,81 @@ def drift_breaches(
     if predictions and predictions["psi"] > prediction_psi_threshold:
         reasons.append(f"predictions drifted: PSI {predictions['psi']:.3f} > {prediction_psi_threshold}")
     return reasons
+
+
+def attribution_drift(
+    reference: Any, served: Any, *, psi_threshold: float = 0.25, share_threshold: float = 0.1
+) -> dict[str, Any]:
+    """Feature-attribution drift: how much each feature moves the model's output on served rows
+    against the reference (training) rows. ``reference`` and ``served`` are attributions, one row
+    per scored row and one column per feature (``serving.explain.attribution_frame``).
+
+    Per feature: the mean absolute attribution on each side, its share of all features' (the
+    feature's importance), the change of that share, and the PSI of the absolute attributions.
+    A feature drifts when its share moves by at least ``share_threshold`` and the PSI of its
+    magnitudes reaches ``psi_threshold`` (shares add up to 1: when one feature's grows, the others'
+    shrink with their own attributions unchanged, and the PSI tells those apart). ``score`` is
+    the largest share change. A feature whose values stay put can still drift here: its
+    importance moves with the other features it acts with.
+    """
+    import numpy as np
+
+    from .statistics import PERCENTILES, psi
+
+    missing = sorted(set(reference.columns) ^ set(served.columns))
+    if missing:
+        raise MonitoringError(
+            f"attribution drift: features {missing} are attributed on one side only (rule: the "
+            "reference and served rows are attributed by the same model)"
+        )
+    if len(reference) == 0 or len(served) == 0:
+        raise MonitoringError(
+            f"attribution drift: {len(reference)} reference and {len(served)} served rows attributed "
+            "(rule: at least one on each side)"
+        )
+    magnitude = {"reference": reference.abs(), "served": served.abs()}
+    means = {side: frame.mean() for side, frame in magnitude.items()}
+    shares = {side: m / m.sum() if m.sum() > 0 else m * 0.0 for side, m in means.items()}
+    columns = []
+    for column in reference.columns:
+        values = {side: frame[column].to_numpy(dtype="float64") for side, frame in magnitude.items()}
+        value = psi(*(np.quantile(values[side], PERCENTILES) for side in ("reference", "served")))
+        change = float(shares["served"][column] - shares["reference"][column])
+        columns.append(
+            {
+                "column": column,
+                "reference_mean_abs": float(means["reference"][column]),
+                "served_mean_abs": float(means["served"][column]),
+                "reference_share": float(shares["reference"][column]),
+                "served_share": float(shares["served"][column]),
+                "share_change": change,
+                "psi": value,
+                "drifted": abs(change) >= share_threshold and value >= psi_threshold,
+            }
+        )
+    columns.sort(key=lambda c: -abs(c["share_change"]))
+    return {
+        "columns": columns,
+        "drifted": [c["column"] for c in columns if c["drifted"]],
+        "score": max(abs(c["share_change"]) for c in columns),
+        "reference_rows": len(reference),
+        "served_rows": len(served),
+        "psi_threshold": psi_threshold,
+        "share_threshold": share_threshold,
+    }
+
+
+def attribution_breaches(report: Mapping[str, Any]) -> list[str]:
+    """Why an attribution drift report breaches (empty: it does not): the features that drifted,
+    each with its share before and after and its PSI."""
+    if not report["drifted"]:
+        return []
+    details = "; ".join(
+        f"{c['column']} share {c['reference_share']:.3f} -> {c['served_share']:.3f}, psi={c['psi']:.3f}"
+        for c in report["columns"]
+        if c["drifted"]
+    )
+    return [f"attribution of {len(report['drifted'])} feature(s) drifted: {details}"]
 
 
 def performance_breaches(

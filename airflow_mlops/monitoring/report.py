@@ -138,6 +138,40 @@ def render_drift_html(report: Mapping[str, Any], title: str) -> str:
             f"{predictions['current_mean']:.4f} served</p>",
             f"<img alt='predictions' src='{_quantile_plot('Predicted probabilities', predictions['quantiles'])}'>",
         ]
+    attributions = report.get("attribution_drift")
+    if attributions:
+        parts += [
+            f"<h2>Feature attributions: {len(attributions['drifted'])} feature(s) drifted, largest share "
+            f"change {attributions['score']:.4f}</h2>",
+            f"<p>Mean absolute attribution per feature on {attributions['reference_rows']} reference and "
+            f"{attributions['served_rows']} served rows; a feature drifts when its share moves by at least "
+            f"{attributions['share_threshold']} and the PSI of its magnitude reaches {attributions['psi_threshold']}.</p>",
+            html_table(
+                [
+                    [
+                        c["column"],
+                        c["reference_mean_abs"],
+                        c["served_mean_abs"],
+                        c["reference_share"],
+                        c["served_share"],
+                        c["share_change"],
+                        c["psi"],
+                        "DRIFT" if c["drifted"] else "",
+                    ]
+                    for c in attributions["columns"]
+                ],
+                [
+                    "feature",
+                    "mean |attr| (reference)",
+                    "mean |attr| (served)",
+                    "share (reference)",
+                    "share (served)",
+                    "change",
+                    "PSI",
+                    "",
+                ],
+            ),
+        ]
     return html_page(title, parts)
 
 
@@ -176,3 +210,83 @@ def render_performance_html(report: Mapping[str, Any], title: str) -> str:
         )
         parts.append(f"<h2>Calibration</h2><img alt='calibration' src='{png_uri(figure)}'>")
     return html_page(title, parts)
+
+
+def render_experiment_html(report: Mapping[str, Any], title: str) -> str:
+    """The experiment report as a page: the decision, each variant's estimate with its interval
+    (a plot and a table), each challenger against the control, and the gate when there is one."""
+    window, variants = report.get("window", {}), report.get("variants", {})
+    level = f"{report.get('confidence', 0.95):.0%}"
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{report.get('outcomes')} predictions with an outcome ({html.escape(str(report.get('outcome')))}: "
+        f"{html.escape(str(report.get('source')))}) from {html.escape(str(window.get('start', '')))} to "
+        f"{html.escape(str(window.get('end', '')))}; {report.get('without_outcome')} without one yet. Metric "
+        f"{html.escape(str(report.get('metric')))}, method {html.escape(str(report.get('method')))}, "
+        f"{level} intervals, control {html.escape(str(report.get('control')))}.</p>",
+        f"<h2>{html.escape(str(report.get('decision', '')))}</h2>",
+        html_table(
+            [
+                [
+                    v,
+                    e["samples"],
+                    e["value"],
+                    e["lower"],
+                    e["upper"],
+                    ", ".join(report.get("versions", {}).get(v, [])),
+                ]
+                for v, e in variants.items()
+            ],
+            ["variant", "samples", str(report.get("metric")), f"{level} lower", f"{level} upper", "versions"],
+        ),
+    ]
+    if variants:
+        parts.append(interval_plot(variants, f"{report.get('metric')} ({level} interval)"))
+    comparisons = report.get("comparisons", {})
+    parts.append(
+        html_table(
+            [
+                [
+                    c,
+                    v["difference"],
+                    v["lower"],
+                    v["upper"],
+                    v["probability_better"],
+                    v["required_samples"],
+                    v["verdict"],
+                ]
+                for c, v in comparisons.items()
+            ],
+            ["challenger", "difference", "lower", "upper", "P(better)", "samples needed", "verdict"],
+        )
+    )
+    gate = report.get("gate")
+    if gate:
+        parts.append(f"<h2>Gate: {'passed' if gate['passed'] else 'FAILED'}</h2>")
+        parts.append(
+            html_table(
+                [[r["rule"], r["passed"], r["detail"]] for r in gate["rules"]], ["rule", "passed", "detail"]
+            )
+        )
+    return html_page(title, parts)
+
+
+def interval_plot(estimates: Mapping[str, Mapping[str, Any]], xlabel: str) -> str:
+    """Each variant's estimate with its interval (``{variant: {"value", "lower", "upper"}}``), as an
+    embedded PNG ``<img>``: the experiment report's and the Deployments page's picture."""
+    plt = pyplot()
+    names = list(estimates)
+    figure, axis = plt.subplots(figsize=(5.0, 0.9 + 0.45 * len(names)))
+    values = np.array([float(estimates[v]["value"]) for v in names])
+    errors = np.array(
+        [
+            [values[i] - float(estimates[v]["lower"]) for i, v in enumerate(names)],
+            [float(estimates[v]["upper"]) - values[i] for i, v in enumerate(names)],
+        ]
+    )
+    axis.errorbar(values, range(len(names)), xerr=errors, fmt="o", capsize=4)
+    axis.set_yticks(range(len(names)), names)
+    axis.set_ylim(-0.6, len(names) - 0.4)
+    axis.set(xlabel=xlabel, title="Per variant")
+    figure.tight_layout()
+    return f"<img alt='estimates per variant' src='{png_uri(figure)}'>"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.alerts import AlertingMixin
 from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.lineage import LineageMixin, storage_name
@@ -258,7 +259,7 @@ class EvaluateModelOperator(MlflowOperatorMixin, LineageMixin, BaseOperator):
                 client.log_metric(self.mlflow_run_id, f"eval_{key}", float(value))
 
 
-class EvaluationGateOperator(MlflowOperatorMixin, BaseOperator):
+class EvaluationGateOperator(AlertingMixin, MlflowOperatorMixin, BaseOperator):
     """Judge an evaluation against declarative rules; on failure, stop the deployment branch.
 
     Rules (see ``airflow_mlops.evaluation.gate``): absolute thresholds, a margin over the champion,
@@ -267,7 +268,9 @@ class EvaluationGateOperator(MlflowOperatorMixin, BaseOperator):
     written into the evaluation report (``evaluation.json`` and the HTML page). Pass: the task
     succeeds. Fail: the MLflow run is tagged ``gate=rejected`` with the failed rules, and the task
     is skipped (``AirflowSkipException``), so the tasks after it (registration, deployment) are
-    skipped while the DAG run itself does not fail.
+    skipped while the DAG run itself does not fail. A failure is an alert too (kind
+    ``gate_failed``, the failed rules and the report's link) through ``notifiers`` (default: the
+    ``[mlops]`` alert configuration, see ``airflow_mlops.alerts``).
 
     :param report_uri: ``evaluation.json`` from ``EvaluateModelOperator`` (templated).
     :param gate: the rules as a mapping, or the path of a YAML/JSON file holding them (templated).
@@ -343,6 +346,16 @@ class EvaluationGateOperator(MlflowOperatorMixin, BaseOperator):
             if failed:
                 client.set_tag(self.mlflow_run_id, "gate_reasons", "; ".join(r.detail for r in failed)[:5000])
         if not passed:
+            from airflow_mlops.alerts import report_links
+
+            self.alert(
+                context,
+                "gate_failed",
+                f"evaluation gate failed for {report.get('model_uri') or self.report_uri}: "
+                f"{len(failed)} of {len(results)} rules",
+                [f"{r.rule}: {r.detail}" for r in failed],
+                report_links(evaluation=self.report_uri),
+            )
             raise AirflowSkipException(
                 f"evaluation gate failed {len(failed)} of {len(results)} rules: "
                 + "; ".join(f"{r.rule} ({r.detail})" for r in failed)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
 
+from airflow_mlops.alerts import AlertingMixin, report_links
 from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.links import MonitoringReportLink, report_url
@@ -45,8 +46,9 @@ class _RequestLogMonitor(MlflowOperatorMixin, BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.mlflow_experiment = mlflow_experiment or f"{endpoint}-monitoring"
 
-    def served(self, context: Context) -> tuple[Any, dict[str, str]]:
-        """The endpoint's predictions in the window, as rows with their features; skips when none."""
+    def served(self, context: Context, *, answered_only: bool = False) -> tuple[Any, dict[str, str]]:
+        """The endpoint's predictions in the window, as rows with their features; skips when none.
+        ``answered_only``: leave out shadow copies (scored and logged, never sent to a caller)."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         from airflow_mlops.monitoring.monitors import serving_rows, window
@@ -67,6 +69,8 @@ class _RequestLogMonitor(MlflowOperatorMixin, BaseOperator):
             start=start,
             end=end,
         )
+        if answered_only and len(logged):
+            logged = logged[logged["role"] != "shadow"].reset_index(drop=True)
         span = {"start": str(start), "end": str(end)}
         if len(logged) == 0:
             raise AirflowSkipException(
@@ -89,15 +93,16 @@ class _RequestLogMonitor(MlflowOperatorMixin, BaseOperator):
 
         return object_path(uri, self.conn_id)
 
-    def read_requests(self, since: Any, until: Any) -> Any:
-        """The request log's predictions between ``since`` and ``until`` (by daily partition), from a
-        local folder or through ``ObjectStoragePath`` with ``storage_conn_id`` (``s3://...``)."""
+    def read_requests(self, since: Any, until: Any, kind: str = "predictions") -> Any:
+        """The request log's predictions (or ``kind="feedback"``) between ``since`` and ``until``
+        (by daily partition; ``None``: open-ended), from a local folder or through
+        ``ObjectStoragePath`` with ``storage_conn_id`` (``s3://...``)."""
         from airflow_mlops.serving.requestlog import read_log
 
         log = self.path(self.request_log)
         if isinstance(log, Path):
-            return read_log(log, since=since, until=until)
-        return read_log(log.path, since=since, until=until, fs=log.fs)
+            return read_log(log, kind, since=since, until=until)
+        return read_log(log.path, kind, since=since, until=until, fs=log.fs)
 
     def write(self, context: Context, report: Mapping[str, Any], page: str, name: str) -> tuple[Any, Any]:
         """The report as JSON and HTML in ``report_dir`` (local or in an object store), each written
@@ -159,9 +164,17 @@ class DriftMonitorOperator(_RequestLogMonitor):
         signature: a model package's or any MLflow model's); ``ignore``: features left out (calendar columns that move by design).
     :param psi_threshold, js_threshold, thresholds: per-metric and per-feature thresholds.
     :param reference_sample: reference rows scored for prediction drift (0: no prediction drift).
+    :param attribution_sample: rows of each side (reference and served) attributed for
+        feature-attribution drift (0: none): the explanation layer's attributions
+        (``serving.explain.attribution_frame``: integrated gradients for the reference network,
+        KernelSHAP for any other model), compared per feature by the share of the mean absolute
+        attribution and the PSI of its magnitude, both over their bounds (``monitoring.monitors.attribution_drift``);
+        ``attribution_share_threshold`` and ``attribution_psi_threshold`` bound them. A feature
+        whose attribution drifts breaches like a drifted feature: it is in ``reasons`` and in the
+        ``model_drift`` event's ``features`` (as ``attribution:<feature>``).
 
     XCom: ``{"report_uri", "report_html_uri", "score", "drifted", "features", "breached",
-    "reasons", "rows", "version", "prediction_psi", "window", "mlflow_run_id"}``.
+    "reasons", "rows", "version", "prediction_psi", "attribution_drifted", "window", "mlflow_run_id"}``.
     """
 
     template_fields: Sequence[str] = (
@@ -189,9 +202,35 @@ class DriftMonitorOperator(_RequestLogMonitor):
         min_drifted: int = 1,
         prediction_psi_threshold: float = 0.2,
         reference_sample: int = 20_000,
+        attribution_sample: int = 0,
+        attribution_share_threshold: float = 0.1,
+        attribution_psi_threshold: float = 0.25,
         **kwargs: Any,
     ) -> None:
         super().__init__(endpoint=endpoint, request_log=request_log, report_dir=report_dir, **kwargs)
+        if (
+            isinstance(attribution_sample, bool)
+            or not isinstance(attribution_sample, int)
+            or attribution_sample < 0
+        ):
+            raise MLOpsConfigError(
+                f"{self.task_id}: attribution_sample must be a whole number of rows, 0 for none; got {attribution_sample!r}"
+            )
+        if attribution_sample and not model_name:
+            raise MLOpsConfigError(
+                f"{self.task_id}: attribution_sample needs model_name (the served version's model attributes the rows)"
+            )
+        for name, bound in (
+            ("attribution_share_threshold", attribution_share_threshold),
+            ("attribution_psi_threshold", attribution_psi_threshold),
+        ):
+            if not bound > 0:
+                raise MLOpsConfigError(f"{self.task_id}: {name} must be positive, got {bound!r}")
+        self.attribution_sample = attribution_sample
+        self.attribution_share_threshold, self.attribution_psi_threshold = (
+            attribution_share_threshold,
+            attribution_psi_threshold,
+        )
         if not model_name and not reference:
             raise MLOpsConfigError(
                 f"{self.task_id}: give model_name (the reference is the served version's training "
@@ -244,18 +283,24 @@ class DriftMonitorOperator(_RequestLogMonitor):
                     "reference": np.quantile(expected, grid).tolist(),
                     "served": np.quantile(served["probability"], grid).tolist(),
                 }
+            attributions = self._attribution_drift(model_dir, version, reference, served)
         reasons = drift_breaches(
             report,
             predictions,
             min_drifted=self.min_drifted,
             prediction_psi_threshold=self.prediction_psi_threshold,
         )
+        if attributions is not None:
+            from airflow_mlops.monitoring.monitors import attribution_breaches
+
+            reasons += attribution_breaches(attributions)
         report.update(
             endpoint=self.endpoint,
             window=span,
             version=version,
             reference=reference_name,
             prediction_drift=predictions,
+            attribution_drift=attributions,
             breached=bool(reasons),
             reasons=reasons,
             versions_served={str(k): int(v) for k, v in served["version"].value_counts().items()},
@@ -263,6 +308,9 @@ class DriftMonitorOperator(_RequestLogMonitor):
         written = self.write(context, report, render_drift_html(report, f"Drift of {self.endpoint}"), "drift")
         report_uri, html_uri = map(uri_of, written)
         features = {c["column"]: round(c["value"], 4) for c in report["columns"] if c["drifted"]}
+        for column in (attributions or {}).get("columns", []):
+            if column["drifted"]:
+                features[f"attribution:{column['column']}"] = round(column["share_change"], 4)
         metrics = {
             "drift_score": report["score"],
             "drifted_features": float(len(report["drifted"])),
@@ -271,6 +319,10 @@ class DriftMonitorOperator(_RequestLogMonitor):
         }
         if predictions:
             metrics["prediction_psi"] = predictions["psi"]
+        if attributions is not None:
+            metrics["attribution_score"] = attributions["score"]
+            for column in attributions["columns"]:
+                metrics[f"attribution_share_{column['column']}"] = column["served_share"]
         run_id = self.log_to_mlflow(
             f"drift {span['start']}..{span['end']}",
             metrics,
@@ -294,11 +346,41 @@ class DriftMonitorOperator(_RequestLogMonitor):
                         "rows": len(served),
                         "version": version,
                         "prediction_psi": predictions["psi"] if predictions else None,
+                        "attribution_drifted": attributions["drifted"] if attributions else [],
                         "window": span,
                         "mlflow_run_id": run_id,
                     }
                 )
             ),
+        )
+
+    def _attribution_drift(
+        self, model_dir: Path | None, version: str, reference: Any, served: Any
+    ) -> dict[str, Any] | None:
+        """Attribution drift of ``attribution_sample`` rows each side (None when not asked)."""
+        if not self.attribution_sample:
+            return None
+        if model_dir is None or isinstance(reference, Mapping):
+            raise MLOpsConfigError(
+                f"{self.task_id}: attribution drift needs the served model (model_name with "
+                f"mlflow_conn_id) and reference rows, not a stored profile; got model "
+                f"{'found' if model_dir else 'none'} and a {'profile' if isinstance(reference, Mapping) else 'rows'} reference"
+            )
+        from airflow_mlops.evaluation.scoring import load_scorer
+        from airflow_mlops.monitoring.monitors import attribution_drift
+        from airflow_mlops.serving.explain import attribution_frame
+        from airflow_mlops.serving.models import ServedModel
+
+        model = ServedModel(self.model_name, version, model_dir, load_scorer(model_dir))
+        sides = {
+            side: rows.sample(min(len(rows), self.attribution_sample), random_state=0)
+            for side, rows in (("reference", reference), ("served", served))
+        }
+        return attribution_drift(
+            attribution_frame(model, sides["reference"]),
+            attribution_frame(model, sides["served"]),
+            psi_threshold=self.attribution_psi_threshold,
+            share_threshold=self.attribution_share_threshold,
         )
 
     def _model_dir(self, version: str, scratch: Path) -> Path | None:
@@ -521,7 +603,7 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
         )
 
 
-class ModelDriftAlertOperator(BaseOperator):
+class ModelDriftAlertOperator(AlertingMixin, BaseOperator):
     """Emit the ``model_drift`` Asset event when a monitor breached its threshold; skip otherwise.
 
     Reads the XCom of the monitor tasks ``monitor_task_ids`` (a monitor that was skipped, for
@@ -532,6 +614,10 @@ class ModelDriftAlertOperator(BaseOperator):
     Event ``extra``: ``{"endpoint", "window", "features": {feature: score}, "score",
     "prediction_psi", "auc", "reasons", "reports": [report URIs], "version"}``; a training DAG
     scheduled on the Asset sees it as its triggering event. XCom: the same dict.
+
+    A breach is also an alert (``airflow_mlops.alerts``, kind ``drift``) with the reasons and
+    links to the monitors' reports, through ``notifiers`` (default: ``[mlops] alert_email_to`` /
+    ``alert_slack_conn_id``).
     """
 
     ui_color = "#f28b82"
@@ -568,6 +654,13 @@ class ModelDriftAlertOperator(BaseOperator):
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
         self.log.warning("%s: %s", self.endpoint, "; ".join(extra["reasons"]))
+        self.alert(
+            context,
+            "drift",
+            f"{self.endpoint}: model drift",
+            extra["reasons"],
+            report_links(**{f"report_{i + 1}": uri for i, uri in enumerate(extra["reports"])}),
+        )
         return extra
 
 

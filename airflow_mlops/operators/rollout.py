@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import conf
 
+from airflow_mlops.alerts import AlertingMixin, rollback_links
 from airflow_mlops.audit import actor
 from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.hooks.mlflow import MlflowHook
@@ -25,7 +26,7 @@ ROLLOUT_TAG = "rollout"
 DEFAULT_STEPS = (0.05, 0.25, 0.5, 1.0)
 
 
-class StepwiseRolloutOperator(DeployModelOperator):
+class StepwiseRolloutOperator(AlertingMixin, DeployModelOperator):
     """Roll ``version`` out to ``endpoint`` in steps, e.g. 5 % -> 25 % -> 50 % -> 100 %, as KServe's
     and SageMaker's progressive rollouts do, with an analysis between steps and automatic rollback.
 
@@ -242,6 +243,13 @@ class StepwiseRolloutOperator(DeployModelOperator):
                 who,
                 f"stepwise rollout {why}",
             )
+        self.alert(
+            context,
+            "rolled_back",
+            f"rollout of {self.model_name} v{self.version} on {self.endpoint} rolled back",
+            [why],
+            rollback_links(self.endpoint, self.model_name, self.version),
+        )
         raise AirflowSkipException(f"rollout of {self.model_name} v{self.version} on {self.endpoint} {why}")
 
     # -- helpers -----------------------------------------------------------------------------

@@ -250,23 +250,18 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
 
     @app.get("/deployments", response_class=HTMLResponse, dependencies=authenticated)
     def deployments_view() -> str:
-        """The Deployments page, from the model server's admin API and the registry's aliases."""
-        from airflow_mlops.plugins.pages import deployments_page
+        """The Deployments page, from the model server's admin API and the registry's aliases,
+        with each endpoint's newest experiment analysis from the lake."""
+        from airflow_mlops.plugins.pages import deployments_page, latest_experiments
 
-        return deployments_page(serving())
+        return deployments_page(serving(), latest_experiments(lake_root()))
 
     @app.get("/data", response_class=HTMLResponse, dependencies=authenticated)
     def data_view() -> str:
         """The Data page: validation reports, quarantined partitions, drift and performance reports."""
-        from airflow_mlops import settings
         from airflow_mlops.plugins.pages import data_page
 
-        lake = _local(settings.lake_uri())
-        if lake is None:
-            from airflow.sdk import ObjectStoragePath
-
-            return data_page(ObjectStoragePath(settings.lake_uri(), conn_id=settings.lake_conn_id()))
-        return data_page(lake)
+        return data_page(lake_root())
 
     @app.get("/files", dependencies=authenticated, response_model=None)
     def report_file(uri: str) -> Response:
@@ -324,6 +319,18 @@ def object_report_bytes(uri: str, lake_uri: str, conn_id: str | None) -> bytes:
         raise HTTPException(404, f"no report at {uri!r}")
     with path.open("rb") as handle:
         return bytes(handle.read())
+
+
+def lake_root() -> Any:
+    """The lake (``[mlops] lake``) as a ``Path``, or an ``ObjectStoragePath`` with the lake's connection."""
+    from airflow_mlops import settings
+
+    lake = _local(settings.lake_uri())
+    if lake is None:
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(settings.lake_uri(), conn_id=settings.lake_conn_id())
+    return lake
 
 
 def in_lake(uri: str, lake_uri: str) -> Path | None:

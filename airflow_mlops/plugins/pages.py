@@ -202,10 +202,14 @@ def models_page(
     return page("Models", "models", parts or ["<p>No registered model yet.</p>"])
 
 
-def deployments_page(serving: Mapping[str, Any]) -> str:
+def deployments_page(
+    serving: Mapping[str, Any], experiments: Mapping[str, tuple[Mapping[str, Any], str]] | None = None
+) -> str:
     """Each endpoint's policy and variants (the server's view, with the registry's: a variant that
     follows an alias shows the version the alias names now), with request volume, error rate and
-    latency per variant; ``serving`` is the ``/api/deployments`` answer."""
+    latency per variant, and the newest experiment analysis of the endpoint; ``serving`` is the
+    ``/api/deployments`` answer, ``experiments`` :func:`latest_experiments`."""
+    experiments = experiments or {}
     parts = (
         [f"<p>The model server did not answer: {cell(serving['error'])}</p>"] if serving.get("error") else []
     )
@@ -236,11 +240,73 @@ def deployments_page(serving: Mapping[str, Any]) -> str:
                 ["variant", "served (server)", "registry", "requests", "error rate", "p99 ms"],
             )
         )
+        if endpoint in experiments:
+            parts.append(experiment_view(*experiments[endpoint]))
     parts.append(
         "<p><small>Live from the model server's admin API and the registry; this page reloads every "
         "15 s. A variant deployed by alias follows it: a promotion or rollback moves its traffic.</small></p>"
     )
     return page("Deployments", "deployments", parts or ["<p>Nothing deployed.</p>"], refresh_s=15)
+
+
+def experiment_view(report: Mapping[str, Any], uri: str) -> str:
+    """An experiment analysis (``ExperimentAnalysisOperator``'s report) on the Deployments page:
+    the decision, each variant's estimate with its interval, each challenger against the control."""
+    from airflow_mlops.monitoring.report import interval_plot
+
+    window, variants = report.get("window", {}), report.get("variants", {})
+    level = f"{float(report.get('confidence', 0.95)):.0%}"
+    parts = [
+        f"<h3>Experiment {cell(window.get('start'))} to {cell(window.get('end'))}: "
+        f"{cell(report.get('decision'))}</h3>",
+        f"<p>{cell(report.get('metric'))} from {cell(report.get('outcome'))}, {cell(report.get('method'))}, "
+        f"{level} intervals; control {cell(report.get('control'))}; {cell(report.get('outcomes'))} "
+        f"predictions with an outcome, {cell(report.get('without_outcome'))} without. "
+        f"{file_link(uri, 'report')}</p>",
+    ]
+    if variants:
+        parts.append(interval_plot(variants, f"{report.get('metric')} ({level} interval)"))
+    parts.append(
+        table(
+            [
+                [
+                    cell(c),
+                    cell(v.get("difference")),
+                    f"[{cell(v.get('lower'))}, {cell(v.get('upper'))}]",
+                    cell(v.get("probability_better")),
+                    cell(v.get("required_samples")),
+                    cell(v.get("verdict")),
+                ]
+                for c, v in report.get("comparisons", {}).items()
+            ],
+            ["challenger", "difference", f"{level} interval", "P(better)", "samples needed", "verdict"],
+        )
+    )
+    return "".join(parts)
+
+
+def latest_experiments(lake: Any) -> dict[str, tuple[dict[str, Any], str]]:
+    """The newest experiment report per endpoint under ``<lake>/experiments/<endpoint>/<run>/``
+    (local: by the file's time; an object store: by the run folder's name), with its HTML's URI."""
+    from airflow_mlops.storage import uri_of
+
+    if isinstance(lake, Path):
+        found = sorted(lake.glob("experiments/*/*/experiment.json"), key=lambda p: p.stat().st_mtime)
+    else:
+        found = sorted(
+            (
+                p / "experiment.json"
+                for p in _below(lake / "experiments", 2)
+                if (p / "experiment.json").is_file()
+            ),
+            key=str,
+        )
+    latest = {}
+    for path in found:  # oldest first: the newest of each endpoint stays
+        report = _read(path)
+        if report is not None:
+            latest[path.parent.parent.name] = (report, uri_of(path.with_suffix(".html")))
+    return latest
 
 
 def registry_view(spec: Mapping[str, Any]) -> str:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, conf
 
+from airflow_mlops.alerts import AlertingMixin
 from airflow_mlops.audit import actor
 from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.triggers import check_event
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class ModelApprovalSensor(MlflowOperatorMixin, BaseSensorOperator):
+class ModelApprovalSensor(AlertingMixin, MlflowOperatorMixin, BaseSensorOperator):
     """Wait for a person to approve or reject a model version.
 
     A decision is the version's ``state`` tag, set by ``airflow-mlops approve|reject`` (or the UI
@@ -25,6 +26,10 @@ class ModelApprovalSensor(MlflowOperatorMixin, BaseSensorOperator):
     with the reviewer's reason, so promotion is skipped. No decision within ``timeout``: the task
     fails (Airflow's sensor timeout). ``auto_approve=True`` approves at once (the demo's policy),
     recorded as such.
+
+    A version found undecided is an alert (kind ``approval_pending``, once per version: the
+    version's ``approval_requested`` tag records when) with the link to it on the Models page,
+    through ``notifiers`` (default: the ``[mlops]`` alert configuration, see ``airflow_mlops.alerts``).
 
     Poke and reschedule modes read the tag on each poke; ``deferrable=True`` hands the wait to
     ``ModelApprovalTrigger`` in the triggerer, so no worker slot is held.
@@ -70,11 +75,12 @@ class ModelApprovalSensor(MlflowOperatorMixin, BaseSensorOperator):
                 "auto_approve=True in the DAG (demo policy)",
             )
             return self._outcome("approved")
-        if not self.deferrable:
-            return super().execute(context)
         decision = self._decision()
         if decision is not None:
             return self._outcome(decision)
+        self._request_approval(context)
+        if not self.deferrable:
+            return super().execute(context)
         from airflow_mlops.triggers.approval import ModelApprovalTrigger
 
         self.defer(
@@ -98,6 +104,28 @@ class ModelApprovalSensor(MlflowOperatorMixin, BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> ApprovalOutcome:
         return self._outcome(check_event(event, f"approval of {self.name} v{self.version}")["decision"])
+
+    def _request_approval(self, context: Context) -> None:
+        """Tell the reviewers, once per version (the ``approval_requested`` tag says it was)."""
+        from datetime import UTC, datetime
+
+        from airflow_mlops.links import model_version_url
+
+        client = self.mlflow_hook.get_conn()
+        version = client.get_model_version(self.name, str(self.version))
+        if version.tags.get("approval_requested"):
+            return
+        client.set_model_version_tag(
+            self.name, str(self.version), "approval_requested", datetime.now(UTC).isoformat()
+        )
+        reasons = [f"{key}: {version.tags[key]}" for key in ("gate", "training_set") if version.tags.get(key)]
+        self.alert(
+            context,
+            "approval_pending",
+            f"{self.name} v{self.version} waits for approval",
+            reasons,
+            {f"{self.name} v{self.version}": model_version_url(self.name, self.version)},
+        )
 
     def _decision(self) -> str | None:
         from airflow_mlops.registry.governance import decision

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, conf
 
+from airflow_mlops.alerts import AlertingMixin, rollback_links
 from airflow_mlops.audit import actor
 from airflow_mlops.hooks.mlflow import MlflowHook, MlflowOperatorMixin
 from airflow_mlops.hooks.model_server import ModelServerHook
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 DEFERRAL_MARGIN_S = 120.0
 
 
-class CanaryAnalysisSensor(MlflowOperatorMixin, LineageMixin, BaseSensorOperator):
+class CanaryAnalysisSensor(AlertingMixin, MlflowOperatorMixin, LineageMixin, BaseSensorOperator):
     """Wait until a canary's candidate has served enough requests, then compare it with the primary.
 
     The verdict uses the server's statistics since the canary was deployed: the candidate's error
@@ -148,4 +149,12 @@ class CanaryAnalysisSensor(MlflowOperatorMixin, LineageMixin, BaseSensorOperator
                 who,
                 f"canary failed: {why}",
             )
+        self.alert(
+            context,
+            "rolled_back",
+            f"canary on {self.endpoint} rolled back"
+            + (f": {self.model_name} v{self.version} rejected" if self.model_name and self.version else ""),
+            [why],
+            rollback_links(self.endpoint, self.model_name, self.version),
+        )
         raise AirflowSkipException(f"canary on {self.endpoint} failed, rolled back: {why}")

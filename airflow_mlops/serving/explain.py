@@ -113,12 +113,51 @@ def kernel_shap(model: ServedModel, row: Mapping[str, Any], steps: int = 32) -> 
 def integrated_gradients(model: ServedModel, row: Mapping[str, Any], steps: int = 32) -> dict[str, Any]:
     """Integrated gradients on a TabularMLP-shaped network's logit (see the module docstring)."""
     import torch
+
+    values, logits, baselines, deltas = _integrated_gradients(model, model.frame([row]), steps)
+    first = {column: float(v[0]) for column, v in values.items()}
+    return {
+        "method": "integrated_gradients",
+        "output": "logit",
+        "logit": float(logits[0]),
+        "baseline_logit": float(baselines[0]),
+        "probability": float(torch.sigmoid(torch.tensor(float(logits[0])))),
+        "convergence_delta": float(deltas[0]),
+        "attributions": dict(sorted(first.items(), key=lambda item: -abs(item[1]))),
+    }
+
+
+def attribution_frame(model: ServedModel, frame: Any, steps: int = 32) -> Any:
+    """Attributions of many rows (a DataFrame of the model's features): one row of attributions
+    per row, one column per feature, by the method :func:`explain_row` would choose: integrated
+    gradients in one batch for a TabularMLP-shaped network, KernelSHAP row by row otherwise
+    (each row checked against the signature first, as a request would be)."""
+    import pandas as pd
+
+    from .models import json_rows
+
+    network = getattr(model.scorer, "model", None)
+    if model.task == "binary" and all(hasattr(network, part) for part in GRADIENT_PARTS):
+        values, *_ = _integrated_gradients(model, model.frame(json_rows(frame, list(model.features))), steps)
+        return pd.DataFrame({column: np.asarray(v, dtype="float64") for column, v in values.items()})
+    rows = json_rows(frame, list(model.features))
+    return pd.DataFrame(
+        [kernel_shap(model, row, steps)["attributions"] for row in rows], columns=list(model.features)
+    ).astype("float64")
+
+
+def _integrated_gradients(
+    model: ServedModel, frame: Any, steps: int
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Per-feature attributions of every row of ``frame`` (checked rows), with each row's logit,
+    baseline logit and convergence delta."""
+    import torch
     from captum.attr import IntegratedGradients
 
     network = model.scorer.model
     numeric_columns = list(model.scorer.config["preprocessing"]["numeric"])
     categorical_columns = list(model.scorer.config["preprocessing"]["categorical"])
-    inputs = model.scorer.inputs(model.frame([row]))
+    inputs = model.scorer.inputs(frame)
     numeric, categorical = inputs["numeric"], inputs["categorical"]
     mean = network.numeric_mean.expand_as(numeric)
     numeric = torch.where(torch.isnan(numeric), mean, numeric)
@@ -134,18 +173,10 @@ def integrated_gradients(model: ServedModel, row: Mapping[str, Any], steps: int 
     attributions, delta = IntegratedGradients(logit).attribute(
         inputs, baselines=baselines, n_steps=steps, return_convergence_delta=True
     )
-    values = dict(zip(numeric_columns, attributions[0][0].tolist(), strict=True))
+    values = {c: attributions[0][:, i].detach().numpy() for i, c in enumerate(numeric_columns)}
     values.update(
-        {column: float(a[0].sum()) for column, a in zip(categorical_columns, attributions[1:], strict=True)}
+        {c: a.sum(dim=1).detach().numpy() for c, a in zip(categorical_columns, attributions[1:], strict=True)}
     )
     with torch.no_grad():
-        value, base = float(logit(*inputs)[0]), float(logit(*baselines)[0])
-    return {
-        "method": "integrated_gradients",
-        "output": "logit",
-        "logit": value,
-        "baseline_logit": base,
-        "probability": float(torch.sigmoid(torch.tensor(value))),
-        "convergence_delta": float(delta[0]),
-        "attributions": dict(sorted(values.items(), key=lambda item: -abs(item[1]))),
-    }
+        logits, base = logit(*inputs).numpy(), logit(*baselines).numpy()
+    return values, logits, base, delta.detach().numpy()

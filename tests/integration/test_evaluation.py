@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
@@ -157,7 +159,8 @@ def test_the_gate_passes_a_better_challenger_and_writes_its_rules_into_the_repor
     assert "Gate: PASSED" in (tmp_path / "evaluation.html").read_text()
 
 
-def test_a_failed_gate_skips_the_branch_names_every_rule_and_tags_the_run(tmp_path: Path) -> None:
+def test_a_failed_gate_skips_the_branch_names_every_rule_and_tags_the_run(tmp_path: Path, inbox: Any) -> None:
+    """...and mails the failed rules with the evaluation report's link (a local SMTP server)."""
     import mlflow
     from airflow.sdk.exceptions import AirflowSkipException
 
@@ -185,6 +188,11 @@ def test_a_failed_gate_skips_the_branch_names_every_rule_and_tags_the_run(tmp_pa
     tags = client.get_run(run.info.run_id).data.tags
     assert tags["gate"] == "rejected" and "must be >= 0.6" in tags["gate_reasons"]
     assert json.loads(report.read_text())["gate"]["passed"] is False
+    (mail,) = inbox.wait(1)
+    assert mail["Subject"].startswith("[airflow-mlops] evaluation gate failed for ")
+    body = inbox.body(mail)
+    assert "auc &gt;= 0.6: auc = " in body and "must be &gt;= 0.6" in body and "carrier=AA" in body
+    assert f"/mlops/files?uri={quote(str(tmp_path / 'evaluation.html'), safe='')}" in body
 
 
 def test_the_first_model_is_judged_on_absolute_rules_only(tmp_path: Path) -> None:

@@ -150,8 +150,10 @@ def test_served_training_rows_show_no_drift_and_their_performance_joins_labels_b
 
 
 def test_a_summer_heat_wave_in_the_requests_is_drift_and_emits_model_drift_naming_the_features(
-    served: dict, monitoring: Any, lake: Path
+    served: dict, monitoring: Any, lake: Path, inbox: Any
 ) -> None:
+    """...and the alert mail (a local SMTP server, ``[mlops] alert_email_to``) says why, with the
+    drift report's link."""
     shifted = (
         served["splits"]["test"]
         .head(1500)
@@ -166,6 +168,12 @@ def test_a_summer_heat_wave_in_the_requests_is_drift_and_emits_model_drift_namin
     assert {"temp", "dewp"} <= set(event["features"]) and event["features"]["temp"] > 0.2
     assert event["endpoint"] == MODEL and event["version"] == "1"
     assert any("temp psi=" in reason for reason in event["reasons"])
+    (mail,) = inbox.wait(1)
+    assert mail["Subject"] == f"[airflow-mlops] {MODEL}: model drift"
+    body = inbox.body(mail)
+    assert "temp psi=" in body
+    drift_page = quote((reports(lake, dag_run.run_id)["folder"] / "drift.html").as_uri(), safe="")
+    assert f"http://airflow.example.com:8080/mlops/files?uri={drift_page}" in body
 
 
 def test_a_window_without_predictions_skips_the_monitors_and_emits_nothing(
@@ -283,3 +291,75 @@ def test_drift_refuses_a_reference_it_cannot_compare_with(served: dict, tmp_path
     with pytest.raises(ValueError, match="give columns: without a registered model"):
         no_columns.execute(monitor_context())  # type: ignore[arg-type]
     assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_attribution_drift_flags_the_feature_whose_importance_moves(
+    served: dict, trained_models: dict, tmp_path: Path
+) -> None:
+    """Attributions (integrated gradients of the served network, in one batch: the same numbers
+    as the explanation of each row alone) of served training rows match the training set's; in a
+    heat wave, temp's share of the attributions moves and is a breach naming it, in the report,
+    the XCom and the MLflow run."""
+    from mlflow import MlflowClient
+
+    from airflow_mlops.evaluation.report import loads
+    from airflow_mlops.evaluation.scoring import load_scorer
+    from airflow_mlops.operators.monitor import DriftMonitorOperator
+    from airflow_mlops.serving.explain import attribution_frame, integrated_gradients
+    from airflow_mlops.serving.models import ServedModel, json_rows
+
+    test = served["splits"]["test"]
+    folder = Path(trained_models["challenger"])  # version 1's package
+    model = ServedModel(MODEL, "1", folder, load_scorer(folder))
+    batch = attribution_frame(model, test.head(5))
+    for i, row in enumerate(json_rows(test.head(5), list(model.features))):
+        alone = integrated_gradients(model, row)["attributions"]
+        assert batch.iloc[i].to_dict() == pytest.approx(alone, abs=1e-5)
+
+    def monitored(frame: pd.DataFrame, name: str) -> dict:
+        window = serve(served, frame)
+        return DriftMonitorOperator(
+            task_id="drift",
+            endpoint=MODEL,
+            request_log=str(served["server"].state_dir / "requests"),
+            report_dir=str(tmp_path / name),
+            model_name=MODEL,
+            mlflow_conn_id=mlflow_conn(served["tracking"]),
+            ignore=["month", "day"],
+            reference_sample=0,
+            attribution_sample=400,
+            **window,
+        ).execute(monitor_context())  # type: ignore[arg-type]
+
+    calm = monitored(served["splits"]["train"].sample(600, random_state=3), "calm")
+    assert calm["attribution_drifted"] == []
+    report = loads((tmp_path / "calm" / "drift.json").read_text())["attribution_drift"]
+    assert {c["column"] for c in report["columns"]} == set(model.features)
+    assert sum(c["served_share"] for c in report["columns"]) == pytest.approx(1.0)
+    hot = monitored(test.tail(600).assign(temp=lambda f: f["temp"] + 45.0), "hot")
+    assert "temp" in hot["attribution_drifted"] and hot["breached"]
+    assert "attribution:temp" in hot["features"]
+    assert any(r.startswith("attribution of") and "temp share" in r for r in hot["reasons"])
+    assert "Feature attributions" in (tmp_path / "hot" / "drift.html").read_text()
+    metrics = MlflowClient(served["tracking"]).get_run(hot["mlflow_run_id"]).data.metrics
+    assert metrics["attribution_share_temp"] > metrics.get("attribution_share_dewp", 0)
+    with pytest.raises(
+        ValueError, match="attribution_sample must be a whole number of rows, 0 for none; got -1"
+    ):
+        DriftMonitorOperator(
+            task_id="drift",
+            endpoint=MODEL,
+            request_log="x",
+            report_dir="x",
+            model_name=MODEL,
+            attribution_sample=-1,
+        )
+    with pytest.raises(ValueError, match="attribution_sample needs model_name"):
+        DriftMonitorOperator(
+            task_id="drift",
+            endpoint=MODEL,
+            request_log="x",
+            report_dir="x",
+            reference="r",
+            attribution_sample=10,
+        )

@@ -17,6 +17,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from airflow_mlops.evaluation.gate import GateError
 from airflow_mlops.exceptions import BatchPredictionError, MLOpsConfigError
 from airflow_mlops.registry.versions import record_digest
 from tests.conftest import free_port
@@ -318,6 +319,148 @@ def test_the_bandit_shifts_traffic_to_the_better_arm(server: Server, registry: d
         httpx.post(f"{server.url}/v1/feedback", json={"prediction_id": "nope", "reward": 1}).status_code
         == 404
     )
+
+
+def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_its_interval(
+    server: Server, registry: dict, tmp_path: Path
+) -> None:
+    """A/B traffic (sticky per user) where b's answers are useful 45 % of the time and a's 25 %:
+    feedback for all but 20 predictions; the analysis finds b ahead with the true lift (0.2) in
+    its interval, enough samples for an effect of 0.15, logs to MLflow, passes its gate; a stricter
+    gate skips after writing the report; labels judge AUC per variant; bad settings are refused."""
+    import random
+
+    import pandas as pd
+    from airflow.sdk.exceptions import AirflowSkipException
+    from mlflow import MlflowClient
+
+    from airflow_mlops.evaluation.experiment import ExperimentError
+    from airflow_mlops.evaluation.report import loads
+    from airflow_mlops.monitoring.monitors import MonitoringError
+    from airflow_mlops.operators.experiment import ExperimentAnalysisOperator
+    from airflow_mlops.serving.requestlog import read_log
+
+    started = pd.Timestamp.now(tz="UTC")
+    deploy(server, "experiment", {"a": V1, "b": V2}, {"kind": "ab", "weights": {"a": 1, "b": 1}})
+    useful = {"a": 0.25, "b": 0.45}
+    world = random.Random(11)
+    answered = []
+    for user in range(700):
+        answer = predict(
+            server, "experiment", {"rows": rows(registry, 1, start=user), "key": f"user-{user}"}
+        ).json()
+        prediction_id = answer["predictions"][0]["prediction_id"]
+        answered.append((prediction_id, answer["variant"]))
+        if user < 680:
+            reward = float(world.random() < useful[answer["variant"]])
+            assert (
+                httpx.post(
+                    f"{server.url}/v1/feedback", json={"prediction_id": prediction_id, "reward": reward}
+                ).status_code
+                == 200
+            )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        feedback = read_log(server.state_dir / "requests", "feedback")
+        logged = read_log(server.state_dir / "requests")
+        if (feedback["endpoint"] == "experiment").sum() >= 680 and (
+            logged["endpoint"] == "experiment"
+        ).sum() >= 700:
+            break
+        time.sleep(0.5)
+    window = {
+        "endpoint": "experiment",
+        "request_log": str(server.state_dir / "requests"),
+        "start": started.isoformat(),
+        "end": pd.Timestamp.now(tz="UTC").isoformat(),
+        "control": "a",
+    }
+    result = ExperimentAnalysisOperator(
+        task_id="experiment",
+        report_dir=str(tmp_path / "experiments" / "experiment" / "run-1"),
+        min_effect=0.15,  # needs ~150 per variant at these rates; ~340 each are sent
+        gate={"rules": [{"experiment": "probability_better", "min": 0.95}]},
+        mlflow_conn_id=mlflow_conn(registry["tracking"]),
+        **window,
+    ).execute({"ti": None})  # type: ignore[arg-type]
+    assert result["method"] == "bayesian" and result["outcomes"] == 680 and result["without_outcome"] == 20
+    assert sum(v["samples"] for v in result["variants"].values()) == 680
+    b = result["comparisons"]["b"]
+    assert result["winner"] == "b" and b["verdict"] == "challenger" and b["probability_better"] > 0.99
+    assert b["lower"] < 0.2 < b["upper"] and b["enough_samples"] is True
+    assert result["gate"]["passed"] is True
+    report = loads((tmp_path / "experiments/experiment/run-1/experiment.json").read_text())
+    assert report["versions"] == {"a": ["1"], "b": ["2"]} and report["decision"].startswith("b beats a")
+    assert "<img" in (tmp_path / "experiments/experiment/run-1/experiment.html").read_text()
+    run = MlflowClient(registry["tracking"]).get_run(result["mlflow_run_id"])
+    assert run.data.metrics["p_better_b"] == pytest.approx(b["probability_better"])
+    assert run.data.metrics["samples_a"] + run.data.metrics["samples_b"] == 680
+
+    strict = ExperimentAnalysisOperator(
+        task_id="strict",
+        report_dir=str(tmp_path / "strict"),
+        gate={"rules": [{"experiment": "difference_lower", "min": 0.5}]},
+        mlflow_conn_id=None,
+        **window,
+    )
+    with pytest.raises(
+        AirflowSkipException, match=r"difference_lower >= 0.5 \(difference_lower of 'b' vs 'a' = 0.1"
+    ):
+        strict.execute({"ti": None})  # type: ignore[arg-type]
+    assert loads((tmp_path / "strict/experiment.json").read_text())["gate"]["passed"] is False
+
+    labels = pd.DataFrame(
+        {
+            "prediction_id": [p for p, _ in answered],
+            "is_delayed": registry["test"]["is_delayed"].iloc[:700].to_numpy(),
+        }
+    )
+    labels.to_parquet(tmp_path / "labels.parquet")
+    by_label = ExperimentAnalysisOperator(
+        task_id="auc",
+        report_dir=str(tmp_path / "auc"),
+        labels=str(tmp_path / "labels.parquet"),
+        label_column="is_delayed",
+        draws=300,
+        mlflow_conn_id=None,
+        **window,
+    ).execute({"ti": None})  # type: ignore[arg-type]
+    assert by_label["metric"] == "auc" and by_label["method"] == "bootstrap" and by_label["outcomes"] == 700
+    for variant, estimate in by_label["variants"].items():
+        assert estimate["lower"] <= estimate["value"] <= estimate["upper"], variant
+
+    with pytest.raises(
+        ExperimentError,
+        match=r"control 'c' has no outcomes in the window \(variants with outcomes: \['a', 'b'\]",
+    ):
+        ExperimentAnalysisOperator(
+            task_id="nocontrol",
+            report_dir=str(tmp_path / "x"),
+            mlflow_conn_id=None,
+            **{**window, "control": "c"},
+        ).execute({"ti": None})  # type: ignore[arg-type]
+    with pytest.raises(
+        MLOpsConfigError, match=r"metric 'auc' with feedback: the metric of feedback is 'reward'"
+    ):
+        ExperimentAnalysisOperator(task_id="bad", report_dir="x", metric="auc", **window)
+    with pytest.raises(
+        GateError, match=r"an online experiment's gate takes \{experiment, min\|max\} rules only"
+    ):
+        ExperimentAnalysisOperator(
+            task_id="bad", report_dir="x", gate={"rules": [{"metric": "auc", "min": 0.6}]}, **window
+        )
+    again = httpx.post(f"{server.url}/v1/feedback", json={"prediction_id": answered[0][0], "reward": 1.0})
+    assert again.status_code == 200
+    deadline = time.monotonic() + 20
+    while (read_log(server.state_dir / "requests", "feedback")["prediction_id"] == answered[0][0]).sum() < 2:
+        assert time.monotonic() < deadline, "the second feedback was not logged in 20 s"
+        time.sleep(0.5)
+    with pytest.raises(
+        MonitoringError, match=rf"predictions \['{answered[0][0]}'\] have more than one feedback"
+    ):
+        ExperimentAnalysisOperator(
+            task_id="twice", report_dir=str(tmp_path / "y"), mlflow_conn_id=None, **window
+        ).execute({"ti": None})  # type: ignore[arg-type]
 
 
 def test_two_replicas_sharing_redis_learn_one_bandit_from_feedback_to_either_and_keep_it_over_a_restart(
@@ -1727,7 +1870,7 @@ def test_a_stepwise_rollout_takes_every_step_judged_on_its_own_traffic(
 
 
 def test_a_rollout_whose_second_step_breaches_the_error_budget_rolls_back_and_records_why(
-    server: Server, registry: dict, infra_registry: dict, server_connection: str
+    server: Server, registry: dict, infra_registry: dict, server_connection: str, inbox: Any
 ) -> None:
     """v3 requires the field ``gate``: callers send it during the first step (both versions answer),
     then stop sending it; at 50 % the candidate refuses its share (422), the primary answers all:
@@ -1759,6 +1902,9 @@ def test_a_rollout_whose_second_step_breaches_the_error_budget_rolls_back_and_re
     assert [(s["step"], s["healthy"]) for s in steps] == [(1, True), (2, False)]
     assert "the candidate refused" in steps[1]["reasons"][0]
     assert tags["state"] == "rejected" and "stepwise rollout rolled back at step 2" in tags["state_reason"]
+    (mail,) = inbox.wait(1)  # the alert: a local SMTP server, [mlops] alert_email_to
+    assert mail["Subject"] == f"[airflow-mlops] rollout of {INFRA} v3 on breach rolled back"
+    assert "the candidate refused" in inbox.body(mail) and f"/mlops/models#{INFRA}-v3" in inbox.body(mail)
 
 
 @pytest.mark.parametrize(

@@ -228,3 +228,32 @@ def test_the_request_log_keeps_a_multiclass_answer_and_nothing_for_the_others() 
     assert logged_output("binary", 0.3) is None and logged_output("regression", 12.0) is None
     answer = json.loads(logged_output("multiclass", np.array([0.2, 0.8]), ["early", "late"]) or "")
     assert answer == {"label": "late", "probabilities": {"early": 0.2, "late": 0.8}}
+
+
+def test_attribution_drift_flags_the_feature_whose_importance_moves_and_not_the_others() -> None:
+    from airflow_mlops.monitoring.monitors import attribution_breaches, attribution_drift
+
+    rng = np.random.default_rng(0)
+
+    def attributions(weight_b: float, n: int = 800) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "a": rng.normal(0, 1.0, n),
+                "b": rng.normal(0, weight_b, n),
+                "c": rng.normal(0, 0.5, n),
+            }
+        )
+
+    same = attribution_drift(attributions(1.0), attributions(1.0))
+    assert same["drifted"] == [] and same["score"] < 0.05 and attribution_breaches(same) == []
+    assert sum(c["reference_share"] for c in same["columns"]) == pytest.approx(1.0)
+    moved = attribution_drift(attributions(1.0), attributions(3.0))
+    assert moved["drifted"] == ["b"]  # a and c lose share, but their own attributions did not move
+    b = next(c for c in moved["columns"] if c["column"] == "b")
+    assert b["share_change"] > 0.2 and b["psi"] > 0.25 and moved["columns"][0]["column"] == "b"
+    (reason,) = attribution_breaches(moved)
+    assert reason.startswith("attribution of 1 feature(s) drifted: b share 0.39") and "-> 0.66" in reason
+    with pytest.raises(MonitoringError, match=r"features \['c'\] are attributed on one side only"):
+        attribution_drift(attributions(1.0), attributions(1.0).drop(columns=["c"]))
+    with pytest.raises(MonitoringError, match="0 served rows attributed"):
+        attribution_drift(attributions(1.0), attributions(1.0).head(0))
