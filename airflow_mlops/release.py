@@ -1,5 +1,6 @@
 """The release path of a trained model as one task group: evaluate -> gate -> register -> approve ->
-canary -> canary analysis -> promote -> rollout.
+canary -> canary analysis -> promote -> rollout; or, with ``rollout_steps``, evaluate -> gate ->
+register -> infra validation -> approve -> stepwise rollout -> promote -> rollout.
 
 A training DAG adds it in one call after its training task::
 
@@ -38,7 +39,9 @@ from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.hooks.mlflow import MlflowHook
 from airflow_mlops.operators.deploy import DeployModelOperator
 from airflow_mlops.operators.evaluate import EvaluateModelOperator, EvaluationGateOperator
+from airflow_mlops.operators.infra import InfraValidateOperator
 from airflow_mlops.operators.registry import PromoteModelOperator, RegisterModelOperator
+from airflow_mlops.operators.rollout import StepwiseRolloutOperator
 from airflow_mlops.sensors.approval import ModelApprovalSensor
 from airflow_mlops.sensors.canary import CanaryAnalysisSensor
 
@@ -67,6 +70,8 @@ def release_task_group(
     canary_criteria: Mapping[str, Any] | None = None,
     canary_poke_interval: float = 15,
     canary_timeout: timedelta = timedelta(hours=6),
+    rollout_steps: Sequence[float] | None = None,
+    infra_limits: Mapping[str, Any] | None = None,
     auto_approve: bool = False,
     approval_timeout: timedelta = timedelta(days=7),
     intended_use: str = "",
@@ -92,7 +97,15 @@ def release_task_group(
     :param deploy: False stops after promotion (a model that a batch job uses, not a server).
     :param canary_weight: the candidate's share of the traffic during the canary; None deploys it to
         all traffic at once after approval (no canary and no analysis).
-    :param canary_criteria: ``CanaryAnalysisSensor``'s criteria (default ``DEFAULT_CANARY_CRITERIA``).
+    :param canary_criteria: ``CanaryAnalysisSensor``'s criteria (default ``DEFAULT_CANARY_CRITERIA``),
+        or each rollout step's.
+    :param rollout_steps: the candidate's traffic shares, e.g. ``[0.1, 0.5, 1.0]``: instead of one
+        canary, ``infra_validate`` (``InfraValidateOperator``: the version proven servable in a
+        sandboxed server, replaying the endpoint's recent requests, before approval) and
+        ``stepwise_rollout`` (``StepwiseRolloutOperator``: a canary per step judged on its own
+        traffic, requiring the infra blessing, rolled back automatically) replace ``canary`` and
+        ``canary_analysis``. ``canary_timeout`` bounds each step, ``canary_poke_interval`` its polls.
+    :param infra_limits: ``InfraValidateOperator``'s limits (with ``rollout_steps``).
     :param auto_approve: approve without a person (a development home's policy).
     :param approval_timeout: how long ``approve`` waits for a person.
     :param intended_use, limitations: the model card's sections.
@@ -107,8 +120,14 @@ def release_task_group(
 
     Tasks: ``evaluate``, ``gate``, ``register``, ``approve``, then ``canary``,
     ``canary_analysis``, ``promote``, ``rollout`` (``promote``, ``rollout`` without a canary;
-    ``promote`` alone when ``deploy`` is False). Each pushes what its operator's docstring says.
+    ``promote`` alone when ``deploy`` is False); with ``rollout_steps``: ``evaluate``, ``gate``,
+    ``register``, ``infra_validate``, ``approve``, ``stepwise_rollout``, ``promote``, ``rollout``.
+    Each pushes what its operator's docstring says.
     """
+    if rollout_steps is not None and not deploy:
+        raise MLOpsConfigError(
+            f"release {model_name!r}: rollout_steps roll a version out to the model server; with deploy=False there is none"
+        )
     if canary_weight is not None and not 0 < canary_weight < 1:
         raise MLOpsConfigError(
             f"release {model_name!r}: canary_weight must be within (0, 1), got {canary_weight!r}"
@@ -165,7 +184,34 @@ def release_task_group(
             task_id="promote", name=model_name, version=version, mlflow_conn_id=mlflow_conn_id
         )
         steps: list[Any] = [evaluate, gate_task, register, approve]
-        if deploy and canary_weight is not None:
+        if rollout_steps is not None:
+            infra = InfraValidateOperator(
+                task_id="infra_validate",
+                model_name=model_name,
+                version=version,
+                endpoint=endpoint,
+                champion_alias=champion_alias or "",
+                limits=infra_limits,
+                mlflow_conn_id=mlflow_conn_id,
+                storage_conn_id=storage_conn_id,
+            )
+            stepwise = StepwiseRolloutOperator(
+                task_id="stepwise_rollout",
+                endpoint=endpoint,
+                model_name=model_name,
+                version=version,
+                steps=rollout_steps,
+                criteria=dict(canary_criteria or DEFAULT_CANARY_CRITERIA),
+                step_timeout=canary_timeout.total_seconds(),
+                poll_interval=canary_poke_interval,
+                deferrable=True,
+                require_infra_blessing=True,
+                mlflow_conn_id=mlflow_conn_id,
+                model_server_conn_id=model_server_conn_id,
+                log_fields=log_fields,
+            )
+            steps = [evaluate, gate_task, register, infra, approve, stepwise]
+        elif deploy and canary_weight is not None:
             canary = DeployModelOperator(
                 task_id="canary",
                 endpoint=endpoint,

@@ -69,20 +69,30 @@ slices against the champion and its model card), or
 `champion` alias and archives the previous champion. Runs of this DAG never overlap
 (`max_active_runs=1`), so neither do promotions.
 
-Progressive rollout on the model server (connection `mlops_model_server`, started with
-`airflow-mlops serve`): `canary` sends 10 % of the `flight_delay` endpoint's traffic to the new
-version while the current model keeps the rest (the very first model is deployed alone).
-`canary_analysis` waits in the triggerer for 200 requests to the candidate and compares its
-error rate and p99 latency with the primary's; if the candidate is worse, the endpoint is rolled
-back, the version is recorded as rejected, and `promote` and `rollout` are skipped. Otherwise
-`promote` makes it the registry's champion and `rollout` gives it all the traffic. Behind a load
-balancer (the scale-out stack: `python -m devtools stack up`), the connection's extra `replicas` lists
-the replicas: every deployment and rollback reaches each of them, and the canary analysis adds up
-their traffic.
+Before it takes traffic, `infra_validate` proves the registered version servable: the model server
+runs as a sandbox on the worker (its own process and loopback port), the version is deployed there
+as production would, and its input example, the champion's and the endpoint's 200 most recent
+logged requests are replayed. It must load, answer, accept every request the champion accepts, and
+stay within the latency and memory limits; the verdict is the version's `infra_blessing` tag (a
+version that fails is recorded rejected and the rest is skipped). Approval comes after it.
+
+Stepwise rollout on the model server (connection `mlops_model_server`, started with
+`airflow-mlops serve`): `stepwise_rollout` sends 10 %, then 50 % of the `flight_delay` endpoint's
+traffic to the blessed version beside the current model (the very first model is deployed alone).
+Each step waits in the triggerer for 200 requests to the candidate and compares its failures
+(server errors and the 422s its signature causes) and p99 latency with the primary's, on that
+step's own traffic; a step that fails puts the current model back alone, records the version
+rejected with the step and the reasons, and skips `promote` and `rollout`. After the last step the
+version serves alone; `promote` makes it the registry's champion and `rollout` has the endpoint
+follow the `champion` alias. Every step's decision is on the version (tag `rollout`) and in the
+task's XCom. Behind a load balancer (the scale-out stack: `python -m devtools stack up`), the
+connection's extra `replicas` lists the replicas: every deployment and rollback reaches each of
+them, and each step's analysis adds up their traffic. A failed gate, a rollback and a pending
+approval are alerts (`[mlops] alert_email_to`, `alert_slack_conn_id`).
 
 In the UI: `train`, `evaluate` and `register` link to the **MLflow run** (with `[mlops]
 mlflow_ui_url`), `evaluate` to its **Evaluation report**, `register` to the **Model version**;
-**MLOps → Deployments** shows the canary's traffic split, requests, errors and p99 live. Every
+**MLOps → Deployments** shows each step's traffic split, requests, errors and p99 live. Every
 task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint flight_delay`).
 """,
 ):
@@ -121,7 +131,7 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         storage_conn_id=settings.lake_conn_id(),  # an s3:// lake: checkpoints and the model in the bucket
         execution_timeout=timedelta(minutes=30),
     )
-    # evaluate -> gate -> register -> approve -> canary -> canary_analysis -> promote -> rollout
+    # evaluate -> gate -> register -> infra_validate -> approve -> stepwise_rollout -> promote -> rollout
     train >> release_task_group(
         model_name=MODEL,
         train=train,
@@ -132,7 +142,7 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         slices=["carrier", "origin", "month"],
         auto_approve=settings.auto_approve(),
         log_fields=["flight_id"],  # kept in the request log: the monitors join labels by it
-        canary_weight=0.1,
+        rollout_steps=[0.1, 0.5, 1.0],  # infra validation first, then a canary per step
         intended_use="Rank scheduled flights by the risk of arriving more than 15 minutes late.",
         limitations="Trained on New York City departures of 2013 only; not a causal model.",
         mlflow_conn_id=MLFLOW,

@@ -315,18 +315,15 @@ def walk_month(steps: Steps, server: dict[str, Any], month: int, landing: Path) 
         )
     with canary_traffic(server, sample.drop(columns=["is_delayed"])) as traffic:
         steps.run(
-            "    retrain: train, evaluate, gate, register, approve, canary, promote (flights_training)",
+            "    retrain: train, evaluate, gate, register, infra validation, approve, stepwise rollout, promote"
+            " (flights_training)",
             "flights_training",
             date,
             {"manifest_uri": training_set.as_uri()},
         )
     after = champion_version(tracking)
     if after != champion:
-        outcome = f"yes: v{after}" + (
-            f" after a canary ({traffic['sent']} requests, 10 % to v{after})"
-            if traffic["sent"]
-            else " (the first deployment: no canary)"
-        )
+        outcome = f"yes: v{after}, {release_steps(tracking, after)}"
     else:
         outcome = f"no: {release_outcome(lake, tracking)}"
     return {
@@ -682,6 +679,23 @@ def canary_traffic(server: dict[str, Any], rows: Any) -> Iterator[dict[str, int]
         thread.join(timeout=30)
 
 
+def release_steps(registry: MlflowHook, version: str) -> str:
+    """How a version got to production: its infra validation and each rollout step's decision
+    (the version's ``infra_blessing``, ``infra_report`` and ``rollout`` tags)."""
+    tags = registry.get_conn().get_model_version(MODEL, version).tags
+    infra = tags.get("infra_blessing", "not validated")
+    if tags.get("infra_report"):
+        report = json.loads(Path(tags["infra_report"].removeprefix("file://")).read_text())
+        infra += f" (p99 {report.get('p99_ms', 0):.0f} ms, {report.get('requests', 0)} requests)"
+    steps = json.loads(tags.get("rollout") or "[]")
+    if not steps:
+        return f"infra {infra}; the first deployment: no steps"
+    judged = ", ".join(
+        f"{s['weight']:.0%} {'ok' if s['healthy'] else 'FAILED'} ({s['candidate_requests']})" for s in steps
+    )
+    return f"infra {infra}; steps {judged}, 100 %"
+
+
 def release_outcome(lake: Path, registry: MlflowHook) -> str:
     """Why the newest training run's model was not promoted: the gate's failed rules, or its state."""
 
@@ -719,5 +733,6 @@ def print_walk(table: Sequence[dict[str, Any]]) -> None:
     print(
         "  drift score: the largest PSI (numeric) or Jensen-Shannon (categorical) value of the served features "
         "against the champion's training set; '!' marks a month that raised model_drift. AUC: the champion's "
-        "predictions of the month joined with the flights' outcomes by prediction id."
+        "predictions of the month joined with the flights' outcomes by prediction id. promoted: the infra "
+        "validation's verdict, then each rollout step's share, decision and requests to the candidate."
     )

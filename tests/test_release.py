@@ -94,3 +94,27 @@ def test_a_canary_weight_outside_0_1_is_refused() -> None:
         MLOpsConfigError, match=r"release 'minutes': canary_weight must be within \(0, 1\), got 1.5"
     ):
         training_dag(canary_weight=1.5)
+
+
+def test_rollout_steps_validate_the_infrastructure_before_approval_and_roll_out_in_steps() -> None:
+    dag = training_dag(rollout_steps=[0.1, 0.5, 1.0], infra_limits={"max_p99_ms": 300}, log_fields=["id"])
+    assert path(dag) == [
+        "evaluate", "gate", "register", "infra_validate", "approve", "stepwise_rollout", "promote", "rollout"
+    ]  # fmt: skip
+    infra, stepwise = dag.get_task("infra_validate"), dag.get_task("stepwise_rollout")
+    version = "{{ ti.xcom_pull(task_ids='register')['version'] }}"
+    assert infra.version == stepwise.version == version and infra.endpoint == "minutes"
+    assert infra.limits["max_p99_ms"] == 300 and infra.champion_alias == "champion"
+    assert stepwise.steps == [0.1, 0.5, 1.0] and stepwise.require_infra_blessing is True
+    assert stepwise.criteria["min_requests"] == 200 and stepwise.deferrable is True
+    assert stepwise.log_fields == ["id"] and stepwise.step_timeout == 6 * 3600
+    assert dag.get_task("rollout").alias == "champion"
+
+
+def test_rollout_steps_without_a_deployment_or_with_bad_steps_are_refused() -> None:
+    with pytest.raises(
+        MLOpsConfigError, match="rollout_steps roll a version out to the model server; with deploy=False"
+    ):
+        training_dag(rollout_steps=[0.5, 1.0], deploy=False)
+    with pytest.raises(MLOpsConfigError, match=r"steps must increase and end at 1.0"):
+        training_dag(rollout_steps=[0.5, 0.2])

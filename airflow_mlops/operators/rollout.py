@@ -53,7 +53,7 @@ class StepwiseRolloutOperator(AlertingMixin, DeployModelOperator):
     :param mlflow_conn_id: the registry, where the decisions and a rejection are recorded.
 
     XCom: ``{"endpoint", "mode" ("stepwise" or "first"), "steps": [{"step", "weight", "healthy",
-    "reasons", "candidate_requests"}], "deployment"}``.
+    "reasons", "candidate_requests", "replicas"}], "deployment"}``.
     """
 
     ui_color = "#ede7f6"
@@ -107,6 +107,8 @@ class StepwiseRolloutOperator(AlertingMixin, DeployModelOperator):
                 {"kind": "single"},
                 self.who(context),
                 "stepwise rollout: first deployment",
+                feature_service=self.feature_service,
+                log_fields=self.log_fields,
             )
             return {"endpoint": self.endpoint, "mode": "first", "steps": [], "deployment": record}
         primary = current_primary(current)
@@ -130,6 +132,8 @@ class StepwiseRolloutOperator(AlertingMixin, DeployModelOperator):
                 {"kind": "single"},
                 self.who(context),
                 f"stepwise rollout: {where}, after {index} healthy steps",
+                feature_service=self.feature_service,
+                log_fields=self.log_fields,
             )
             self.log.info(
                 "Rollout of %s v%s on %s: %s, complete", self.model_name, self.version, self.endpoint, where
@@ -142,6 +146,8 @@ class StepwiseRolloutOperator(AlertingMixin, DeployModelOperator):
             {"kind": "canary", "primary": "main", "candidate": "candidate", "weight": weight},
             self.who(context),
             f"stepwise rollout: {where} to {self.model_name} v{self.version}",
+            feature_service=self.feature_service,
+            log_fields=self.log_fields,
         )
         self.log.info(
             "Rollout of %s v%s on %s: %s deployed", self.model_name, self.version, self.endpoint, where
@@ -216,6 +222,7 @@ class StepwiseRolloutOperator(AlertingMixin, DeployModelOperator):
                 "healthy": healthy,
                 "reasons": reasons,
                 "candidate_requests": int(candidate.get("requests") or 0),
+                "replicas": int(verdict.get("stats", {}).get("replicas") or 1),
             },
         ]
         for reason in reasons:
@@ -230,6 +237,8 @@ class StepwiseRolloutOperator(AlertingMixin, DeployModelOperator):
             {"kind": "single"},
             who,
             f"stepwise rollout of v{self.version} {why}",
+            feature_service=self.feature_service,
+            log_fields=self.log_fields,
         )
         self.keep(decisions)
         if self.mlflow_conn_id:

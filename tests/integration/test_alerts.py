@@ -85,6 +85,7 @@ def test_a_notifier_that_cannot_send_is_logged_and_the_others_still_send(
         "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 0, "timeout": 2},
     }
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_CLOSED", json.dumps(closed))
+
     def mail_to(to: str, conn_id: str) -> SmtpNotifier:
         return SmtpNotifier(
             to=to,

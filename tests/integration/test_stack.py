@@ -457,13 +457,15 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
     )
     flights = read_test_split(training_set_manifest()).head(500).drop(columns=["is_delayed"])
     with canary_traffic({"url": stack["lb"], "token": stack_env["MLOPS_SERVER_TOKEN"]}, flights) as traffic:
-        run = api.finished("flights_training", run_id, timeout=420)
+        run = api.finished("flights_training", run_id, timeout=600)
     assert run["state"] == "success", api.get(f"/dags/flights_training/dagRuns/{run_id}/taskInstances")
-    verdict = api.xcom("flights_training", run_id, "canary_analysis")
-    assert verdict["healthy"] and verdict["stats"]["replicas"] == 2 and traffic["sent"] >= 200, (
-        verdict,
-        traffic,
-    )
+    blessing = api.xcom("flights_training", run_id, "infra_validate")  # the sandbox on a worker
+    assert blessing["blessed"] and blessing["champion"] == stack["retrain"]["first_version"], blessing
+    assert blessing["report_uri"].startswith("s3://"), blessing  # the lake is the bucket
+    rollout = api.xcom("flights_training", run_id, "stepwise_rollout")
+    steps = [(s["weight"], s["healthy"], s["replicas"]) for s in rollout["steps"]]
+    assert steps == [(0.1, True, 2), (0.5, True, 2)] and traffic["sent"] >= 400, (rollout, traffic)
+    assert all(s["candidate_requests"] >= 200 for s in rollout["steps"]), rollout
     champion = MlflowClient(tracking).get_model_version_by_alias("flight_delay", "champion")
     assert str(champion.version) == version != stack["retrain"]["first_version"]
     token = {"Authorization": f"Bearer {stack_env['MLOPS_SERVER_TOKEN']}"}
@@ -479,8 +481,9 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
     month_s = time.monotonic() - stack["retrain"]["started"]
     print(
         f"one month on the stack: {month_s:.0f} s from landing to the retrained model's rollout; {worker} lost "
-        f"during retraining, retried on {survivor} from {checkpoint.as_uri()}/last.ckpt; canary on "
-        f"{verdict['stats']['replicas']} replicas with {traffic['sent']} requests"
+        f"during retraining, retried on {survivor} from {checkpoint.as_uri()}/last.ckpt; infra validated "
+        f"(p99 {blessing['p99_ms']:.0f} ms), rolled out in {len(steps)} steps on 2 replicas with "
+        f"{traffic['sent']} requests"
     )
 
     # A rollback on the Models page (the plugin's API, signed in as the admin) moves the champion
