@@ -136,7 +136,11 @@ def send(alert: Alert, context: Mapping[str, Any], notifiers: Sequence[Any] | No
     """Send ``alert`` through ``notifiers`` (None: :func:`configured_notifiers`); returns how many
     sent it. Each notifier is copied first (rendering its templates changes it), called with the
     context plus ``mlops_alert``; one that fails is logged, with the alert's text, and skipped."""
-    chosen = configured_notifiers() if notifiers is None else list(notifiers)
+    try:
+        chosen = configured_notifiers() if notifiers is None else list(notifiers)
+    except MLOpsConfigError as err:  # a misconfigured alert is reported, not a failed task
+        log.error("alert not sent: %s: %s", err, alert.text())
+        return 0
     if not chosen:
         log.info("alert (no notifier configured): %s", alert.text())
         return 0

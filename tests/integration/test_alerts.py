@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from airflow_mlops.alerts import Alert, send
+from airflow_mlops.alerts import Alert, configured_notifiers, send
 from airflow_mlops.exceptions import MLOpsConfigError
 from tests.conftest import free_port
 from tests.smtp import Inbox
@@ -142,6 +142,30 @@ def test_slack_alerts_post_to_the_webhook_the_connection_names(monkeypatch: pyte
     assert (
         post["body"]["text"] == "m v2 waits for approval\nm v2: http://airflow.example.com/mlops/models#m-v2"
     )
+
+
+def test_slack_without_its_provider_is_named_and_the_alert_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_slack(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("airflow.providers.slack"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_slack)
+    monkeypatch.setenv("AIRFLOW__MLOPS__ALERT_SLACK_CONN_ID", "slack_alerts")
+    with pytest.raises(
+        MLOpsConfigError,
+        match=r"alert_slack_conn_id is 'slack_alerts' but the Slack provider is not installed",
+    ):
+        configured_notifiers()
+    with caplog.at_level("ERROR", logger="airflow_mlops.alerts"):
+        assert send(Alert("drift", "m: model drift", ["psi 0.9"]), {}) == 0
+    assert "alert not sent" in caplog.text and "m: model drift" in caplog.text and "psi 0.9" in caplog.text
 
 
 def test_bad_alert_configuration_is_refused_by_name() -> None:
