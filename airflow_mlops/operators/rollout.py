@@ -164,9 +164,9 @@ class StepwiseRolloutOperator(AlertingMixin, DeployModelOperator):
                     criteria=self.criteria,
                     deadline=deadline,
                     poll_interval=self.poll_interval,
+                    carry={"index": index, "primary": primary, "decisions": decisions},
                 ),
                 method_name="step_complete",
-                kwargs={"index": index, "primary": primary, "decisions": decisions},
                 timeout=timedelta(seconds=self.step_timeout + DEFERRAL_MARGIN_S),
             )
         criteria = CanaryCriteria(**self.criteria)
@@ -177,23 +177,14 @@ class StepwiseRolloutOperator(AlertingMixin, DeployModelOperator):
                 return self.judged(context, index, primary, decisions, {**verdict.to_dict(), "stats": stats})
             time.sleep(self.poll_interval)
 
-    def step_complete(
-        self,
-        context: Context,
-        event: dict[str, Any],
-        index: int,
-        primary: dict[str, str],
-        decisions: list[dict[str, Any]],
-    ) -> RolloutResult:
+    def step_complete(self, context: Context, event: dict[str, Any]) -> RolloutResult:
+        """Resume after a step's trigger: the step and the decisions so far come back in the event."""
         from airflow_mlops.triggers import check_event
 
-        return self.judged(
-            context,
-            index,
-            primary,
-            decisions,
-            check_event(event, f"rollout step {index + 1} on {self.endpoint}"),
-        )
+        carry = (event or {}).get("carry") or {}
+        index = int(carry.get("index", 0))
+        verdict = check_event(event, f"rollout step {index + 1} on {self.endpoint}")
+        return self.judged(context, index, carry["primary"], list(carry["decisions"]), verdict)
 
     def judged(
         self,

@@ -20,9 +20,13 @@ class CanaryAnalysisTrigger(BaseTrigger):
     :param criteria: ``CanaryCriteria`` as a dict.
     :param deadline: epoch seconds after which the last statistics are sent, judged or not.
     :param poll_interval: seconds between reads.
+    :param carry: the deferring task's own state, returned in the event as it was given (a
+        stepwise rollout's step and decisions so far). Carried by the trigger rather than in
+        ``defer(kwargs=...)``: ``dag.test`` (Airflow 3.3) resumes an inline trigger with the event
+        alone and drops those kwargs.
 
-    Event payload: ``{"status": "success", "done", "healthy", "reasons", "stats"}``, or
-    ``{"status": "error", "message"}`` when the server cannot be read.
+    Event payload: ``{"status": "success", "done", "healthy", "reasons", "stats", "carry"}``, or
+    ``{"status": "error", "message", "carry"}`` when the server cannot be read.
     """
 
     def __init__(
@@ -33,8 +37,10 @@ class CanaryAnalysisTrigger(BaseTrigger):
         criteria: dict[str, Any],
         deadline: float,
         poll_interval: float = 10.0,
+        carry: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.carry = carry
         self.model_server_conn_id, self.endpoint, self.criteria = model_server_conn_id, endpoint, criteria
         self.deadline, self.poll_interval = deadline, poll_interval
 
@@ -47,6 +53,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
                 "criteria": self.criteria,
                 "deadline": self.deadline,
                 "poll_interval": self.poll_interval,
+                "carry": self.carry,
             },
         )
 
@@ -59,10 +66,14 @@ class CanaryAnalysisTrigger(BaseTrigger):
             try:
                 stats = await hook.astats(self.endpoint)
             except Exception as err:  # the task fails with the reason, instead of the triggerer logging it
-                yield TriggerEvent({"status": "error", "message": f"{type(err).__name__}: {err}"})
+                yield TriggerEvent(
+                    {"status": "error", "message": f"{type(err).__name__}: {err}", "carry": self.carry}
+                )
                 return
             verdict = judge(stats, criteria)
             if verdict.done or time.time() >= self.deadline:
-                yield TriggerEvent({"status": "success", **verdict.to_dict(), "stats": stats})
+                yield TriggerEvent(
+                    {"status": "success", **verdict.to_dict(), "stats": stats, "carry": self.carry}
+                )
                 return
             await asyncio.sleep(self.poll_interval)

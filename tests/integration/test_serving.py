@@ -1869,6 +1869,43 @@ def test_a_stepwise_rollout_takes_every_step_judged_on_its_own_traffic(
     assert json.loads(tags["rollout"]) == result["steps"]
 
 
+def test_a_deferred_rollout_resumes_each_step_from_the_trigger_event_alone(
+    server: Server, registry: dict, infra_registry: dict, server_connection: str
+) -> None:
+    """With ``deferrable=True`` every step waits in ``CanaryAnalysisTrigger``; resumed as ``dag.test``
+    resumes it (Airflow 3.3 passes the event alone, no ``defer`` kwargs), the rollout goes on from
+    the step and the decisions the trigger carried back."""
+    import asyncio
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    operator = rollout_from_v1(server, infra_registry, "deferred", "2")
+    operator.deferrable = True
+    # Judged on a few requests a step, one slow request is the p99: this test is about resuming.
+    operator.criteria = {**operator.criteria, "latency_slack_ms": 5000}
+    waits = 0
+    with Traffic(server, "deferred", lambda weight: rows(registry, 1)):
+        try:
+            result = operator.execute(context())  # type: ignore[arg-type]
+        except TaskDeferred as deferred:
+            while True:
+                waits += 1
+
+                async def first_event(trigger: Any = deferred.trigger) -> dict:
+                    async for event in trigger.run():
+                        return event.payload
+                    raise AssertionError("the trigger ended without an event")
+
+                event = asyncio.run(first_event())
+                try:
+                    result = getattr(operator, deferred.method_name)(context(), event=event)
+                    break
+                except TaskDeferred as again:
+                    deferred = again
+    assert waits == 2 and [(s["step"], s["healthy"]) for s in result["steps"]] == [(1, True), (2, True)]
+    assert result["deployment"]["variants"] == {"main": {"name": INFRA, "version": "2"}}
+
+
 def test_a_rollout_whose_second_step_breaches_the_error_budget_rolls_back_and_records_why(
     server: Server, registry: dict, infra_registry: dict, server_connection: str, inbox: Any
 ) -> None:
