@@ -143,6 +143,7 @@ task's inputs and outputs go to OpenLineage (`airflow-mlops lineage --endpoint f
         auto_approve=settings.auto_approve(),
         log_fields=["flight_id"],  # kept in the request log: the monitors join labels by it
         rollout_steps=[0.1, 0.5, 1.0],  # infra validation first, then a canary per step
+        canary_poke_interval=5,  # each step's statistics read every 5 s in the triggerer
         intended_use="Rank scheduled flights by the risk of arriving more than 15 minutes late.",
         limitations="Trained on New York City departures of 2013 only; not a causal model.",
         mlflow_conn_id=MLFLOW,

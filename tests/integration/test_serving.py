@@ -95,8 +95,9 @@ def deploy(
 V1, V2 = {"name": NAME, "version": "1"}, {"name": NAME, "version": "2"}
 
 
-def predict(server: Server, endpoint: str, body: dict) -> httpx.Response:
-    return httpx.post(f"{server.url}/v1/models/{endpoint}/predict", json=body, timeout=30)
+def predict(server: Server, endpoint: str, body: dict, client: httpx.Client | None = None) -> httpx.Response:
+    """One predict request; many in a row go faster through one ``client`` (a kept connection)."""
+    return (client or httpx).post(f"{server.url}/v1/models/{endpoint}/predict", json=body, timeout=30)
 
 
 def test_admin_routes_refuse_requests_without_the_token(server: Server) -> None:
@@ -242,7 +243,8 @@ def test_canary_share_is_within_tolerance_and_ab_is_sticky(server: Server, regis
     )
     batch = rows(registry, 1)
     n = 400
-    variants = Counter(predict(server, "delay", {"rows": batch}).json()["variant"] for _ in range(n))
+    client = httpx.Client()
+    variants = Counter(predict(server, "delay", {"rows": batch}, client).json()["variant"] for _ in range(n))
     share = variants["new"] / n
     assert abs(share - 0.2) < 4 * (0.2 * 0.8 / n) ** 0.5, variants  # 4 standard deviations
     stats = httpx.get(f"{server.url}/v1/admin/deployments/delay/stats", headers=ADMIN).json()
@@ -256,12 +258,13 @@ def test_canary_share_is_within_tolerance_and_ab_is_sticky(server: Server, regis
     seen = {}
     for user in range(40):
         answers = {
-            predict(server, "delay", {"rows": batch, "key": f"user-{user}"}).json()["variant"]
+            predict(server, "delay", {"rows": batch, "key": f"user-{user}"}, client).json()["variant"]
             for _ in range(3)
         }
         assert len(answers) == 1, f"user-{user} saw {answers}"
         seen[user] = answers.pop()
     assert set(seen.values()) == {"a", "b"}
+    client.close()
 
 
 def test_shadow_returns_the_primary_answer_and_logs_both(server: Server, registry: dict) -> None:
@@ -303,15 +306,16 @@ def test_the_bandit_shifts_traffic_to_the_better_arm(server: Server, registry: d
     success = {"a": 0.2, "b": 0.8}  # a simulated world where b's predictions are more useful
     world = random.Random(7)
     chosen = []
-    for _ in range(200):
-        answer = predict(server, "bandit", {"rows": batch}).json()
-        chosen.append(answer["variant"])
-        reward = float(world.random() < success[answer["variant"]])
-        feedback = httpx.post(
-            f"{server.url}/v1/feedback",
-            json={"prediction_id": answer["predictions"][0]["prediction_id"], "reward": reward},
-        )
-        assert feedback.status_code == 200, feedback.text
+    with httpx.Client() as client:
+        for _ in range(200):
+            answer = predict(server, "bandit", {"rows": batch}, client).json()
+            chosen.append(answer["variant"])
+            reward = float(world.random() < success[answer["variant"]])
+            feedback = client.post(
+                f"{server.url}/v1/feedback",
+                json={"prediction_id": answer["predictions"][0]["prediction_id"], "reward": reward},
+            )
+            assert feedback.status_code == 200, feedback.text
     assert chosen[-100:].count("b") > 75, Counter(chosen[-100:])
     arms = httpx.get(f"{server.url}/v1/admin/deployments/bandit/stats", headers=ADMIN).json()["arms"]
     assert arms["b"]["mean"] > arms["a"]["mean"]
@@ -325,7 +329,7 @@ def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_it
     server: Server, registry: dict, tmp_path: Path
 ) -> None:
     """A/B traffic (sticky per user) where b's answers are useful 45 % of the time and a's 25 %:
-    feedback for all but 20 predictions; the analysis finds b ahead with the true lift (0.2) in
+    500 users, feedback for all but 20 predictions; the analysis finds b ahead with the true lift (0.2) in
     its interval, enough samples for an effect of 0.15, logs to MLflow, passes its gate; a stricter
     gate skips after writing the report; labels judge AUC per variant; bad settings are refused."""
     import random
@@ -345,27 +349,24 @@ def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_it
     useful = {"a": 0.25, "b": 0.45}
     world = random.Random(11)
     answered = []
-    for user in range(700):
-        answer = predict(
-            server, "experiment", {"rows": rows(registry, 1, start=user), "key": f"user-{user}"}
-        ).json()
-        prediction_id = answer["predictions"][0]["prediction_id"]
-        answered.append((prediction_id, answer["variant"]))
-        if user < 680:
-            reward = float(world.random() < useful[answer["variant"]])
-            assert (
-                httpx.post(
-                    f"{server.url}/v1/feedback", json={"prediction_id": prediction_id, "reward": reward}
-                ).status_code
-                == 200
-            )
+    with httpx.Client(base_url=server.url, timeout=30) as client:  # one connection: 4 times faster
+        for user, row in enumerate(rows(registry, 500)):
+            answer = client.post(
+                "/v1/models/experiment/predict", json={"rows": [row], "key": f"user-{user}"}
+            ).json()
+            prediction_id = answer["predictions"][0]["prediction_id"]
+            answered.append((prediction_id, answer["variant"]))
+            if user < 480:
+                reward = float(world.random() < useful[answer["variant"]])
+                fed = client.post("/v1/feedback", json={"prediction_id": prediction_id, "reward": reward})
+                assert fed.status_code == 200, fed.text
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         feedback = read_log(server.state_dir / "requests", "feedback")
         logged = read_log(server.state_dir / "requests")
-        if (feedback["endpoint"] == "experiment").sum() >= 680 and (
+        if (feedback["endpoint"] == "experiment").sum() >= 480 and (
             logged["endpoint"] == "experiment"
-        ).sum() >= 700:
+        ).sum() >= 500:
             break
         time.sleep(0.5)
     window = {
@@ -378,13 +379,13 @@ def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_it
     result = ExperimentAnalysisOperator(
         task_id="experiment",
         report_dir=str(tmp_path / "experiments" / "experiment" / "run-1"),
-        min_effect=0.15,  # needs ~150 per variant at these rates; ~340 each are sent
+        min_effect=0.15,  # needs ~150 per variant at these rates; ~240 each are sent
         gate={"rules": [{"experiment": "probability_better", "min": 0.95}]},
         mlflow_conn_id=mlflow_conn(registry["tracking"]),
         **window,
     ).execute({"ti": None})  # type: ignore[arg-type]
-    assert result["method"] == "bayesian" and result["outcomes"] == 680 and result["without_outcome"] == 20
-    assert sum(v["samples"] for v in result["variants"].values()) == 680
+    assert result["method"] == "bayesian" and result["outcomes"] == 480 and result["without_outcome"] == 20
+    assert sum(v["samples"] for v in result["variants"].values()) == 480
     b = result["comparisons"]["b"]
     assert result["winner"] == "b" and b["verdict"] == "challenger" and b["probability_better"] > 0.99
     assert b["lower"] < 0.2 < b["upper"] and b["enough_samples"] is True
@@ -394,7 +395,7 @@ def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_it
     assert "<img" in (tmp_path / "experiments/experiment/run-1/experiment.html").read_text()
     run = MlflowClient(registry["tracking"]).get_run(result["mlflow_run_id"])
     assert run.data.metrics["p_better_b"] == pytest.approx(b["probability_better"])
-    assert run.data.metrics["samples_a"] + run.data.metrics["samples_b"] == 680
+    assert run.data.metrics["samples_a"] + run.data.metrics["samples_b"] == 480
 
     strict = ExperimentAnalysisOperator(
         task_id="strict",
@@ -404,7 +405,8 @@ def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_it
         **window,
     )
     with pytest.raises(
-        AirflowSkipException, match=r"difference_lower >= 0.5 \(difference_lower of 'b' vs 'a' = 0.1"
+        AirflowSkipException,
+        match=r"difference_lower >= 0.5 \(difference_lower of 'b' vs 'a' = 0\.[01][0-9]*, must be >= 0.5",
     ):
         strict.execute({"ti": None})  # type: ignore[arg-type]
     assert loads((tmp_path / "strict/experiment.json").read_text())["gate"]["passed"] is False
@@ -412,7 +414,7 @@ def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_it
     labels = pd.DataFrame(
         {
             "prediction_id": [p for p, _ in answered],
-            "is_delayed": registry["test"]["is_delayed"].iloc[:700].to_numpy(),
+            "is_delayed": registry["test"]["is_delayed"].iloc[:500].to_numpy(),
         }
     )
     labels.to_parquet(tmp_path / "labels.parquet")
@@ -421,11 +423,11 @@ def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_it
         report_dir=str(tmp_path / "auc"),
         labels=str(tmp_path / "labels.parquet"),
         label_column="is_delayed",
-        draws=300,
+        draws=200,
         mlflow_conn_id=None,
         **window,
     ).execute({"ti": None})  # type: ignore[arg-type]
-    assert by_label["metric"] == "auc" and by_label["method"] == "bootstrap" and by_label["outcomes"] == 700
+    assert by_label["metric"] == "auc" and by_label["method"] == "bootstrap" and by_label["outcomes"] == 500
     for variant, estimate in by_label["variants"].items():
         assert estimate["lower"] <= estimate["value"] <= estimate["upper"], variant
 
@@ -479,15 +481,17 @@ def test_two_replicas_sharing_redis_learn_one_bandit_from_feedback_to_either_and
             assert deploy(replica, "shared", {"a": V1, "b": V2}, {"kind": "bandit"}).status_code == 200
         batch, world = rows(registry, 1), random.Random(11)
         success = {"a": 0.1, "b": 0.9}
+        client = httpx.Client()
         for i in range(120):
-            answer = predict((one, two)[i % 2], "shared", {"rows": batch}).json()
+            answer = predict((one, two)[i % 2], "shared", {"rows": batch}, client).json()
             reward = float(world.random() < success[answer["variant"]])
             other = (two, one)[i % 2]  # the feedback reaches the replica that did not predict
-            posted = httpx.post(
+            posted = client.post(
                 f"{other.url}/v1/feedback",
                 json={"prediction_id": answer["predictions"][0]["prediction_id"], "reward": reward},
             )
             assert posted.status_code == 200, posted.text
+        client.close()
         arms = [
             httpx.get(f"{r.url}/v1/admin/deployments/shared/stats", headers=ADMIN).json()["arms"]
             for r in (one, two)
@@ -1659,8 +1663,9 @@ def logged_traffic(server: Server, registry: dict, endpoint: str, n: int) -> Non
     """``n`` requests of one real flight each to ``endpoint``, then wait for the request log's flush."""
     from airflow_mlops.serving.requestlog import read_log
 
-    for i in range(n):
-        assert predict(server, endpoint, {"rows": rows(registry, 1, start=i)}).status_code == 200
+    with httpx.Client() as client:
+        for i in range(n):
+            assert predict(server, endpoint, {"rows": rows(registry, 1, start=i)}, client).status_code == 200
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         log = read_log(server.state_dir / "requests")
