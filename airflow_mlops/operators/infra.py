@@ -160,18 +160,11 @@ class InfraValidateOperator(MlflowOperatorMixin, BaseOperator):
         """The most recent ``sample_requests`` logged rows of ``endpoint``, each as a request of one row."""
         if not self.endpoint or self.sample_requests == 0:
             return []
-        from pathlib import Path
-
-        from airflow_mlops.serving.requestlog import read_log
-        from airflow_mlops.storage import object_path
+        from airflow_mlops.operators.monitor import read_request_log
 
         uri = self.request_log_uri or settings.request_log_uri()
-        location = object_path(uri, self.storage_conn_id)
         since = datetime.now(UTC) - timedelta(days=self.lookback_days)
-        if isinstance(location, Path):
-            log = read_log(location, since=since)
-        else:
-            log = read_log(location.path, since=since, fs=location.fs)
+        log = read_request_log(uri, self.storage_conn_id, since, None)
         if len(log) == 0:
             return []
         log = log[log["endpoint"] == self.endpoint].sort_values("at").tail(self.sample_requests)

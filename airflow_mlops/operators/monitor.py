@@ -97,12 +97,7 @@ class _RequestLogMonitor(MlflowOperatorMixin, BaseOperator):
         """The request log's predictions (or ``kind="feedback"``) between ``since`` and ``until``
         (by daily partition; ``None``: open-ended), from a local folder or through
         ``ObjectStoragePath`` with ``storage_conn_id`` (``s3://...``)."""
-        from airflow_mlops.serving.requestlog import read_log
-
-        log = self.path(self.request_log)
-        if isinstance(log, Path):
-            return read_log(log, kind, since=since, until=until)
-        return read_log(log.path, kind, since=since, until=until, fs=log.fs)
+        return read_request_log(self.request_log, self.conn_id, since, until, kind)
 
     def write(self, context: Context, report: Mapping[str, Any], page: str, name: str) -> tuple[Any, Any]:
         """The report as JSON and HTML in ``report_dir`` (local or in an object store), each written
@@ -662,6 +657,18 @@ class ModelDriftAlertOperator(AlertingMixin, BaseOperator):
             report_links(**{f"report_{i + 1}": uri for i, uri in enumerate(extra["reports"])}),
         )
         return extra
+
+
+def read_request_log(uri: str, conn_id: str | None, since: Any, until: Any, kind: str = "predictions") -> Any:
+    """The records of ``kind`` in the request log at ``uri`` (a folder, or an object store URI read
+    through ``conn_id``) between ``since`` and ``until`` (``serving.requestlog.read_log``)."""
+    from airflow_mlops.serving.requestlog import read_log
+    from airflow_mlops.storage import object_path
+
+    log = object_path(uri, conn_id)
+    if isinstance(log, Path):
+        return read_log(log, kind, since=since, until=until)
+    return read_log(log.path, kind, since=since, until=until, fs=log.fs)
 
 
 def read_labels(path: Any) -> Any:

@@ -397,27 +397,25 @@ def test_a_worker_lost_during_retraining_is_retried_from_its_checkpoint_and_the_
     run_id = stack["retrain"]["run_id"]
     checkpoint = lake(f"checkpoints/flights_training/{run_id.replace(':', '_').replace('+', '_')}/train")
     wait_for("the first epoch's checkpoint in S3", (checkpoint / "last.ckpt").exists, 300, every=0.5)
-    trainers = _training_processes()
-    worker = next(
-        (
-            name
-            for name in ("worker1", "worker2")
-            if set(trainers) & set(process_tree(stack["record"]["pids"][name]))
-        ),
-        None,
-    )
-    assert worker is not None, f"no worker runs the training processes {trainers}"
+    # Only the stack's own: the other xdist worker may be running training tests of its own.
+    everywhere = set(_training_processes())
+    on = {
+        name: everywhere & set(process_tree(stack["record"]["pids"][name])) for name in ("worker1", "worker2")
+    }
+    worker = next((name for name, found in on.items() if found), None)
+    assert worker is not None, f"no worker runs the training processes {sorted(everywhere)}"
+    trainers = sorted(on[worker])
     survivor = "worker2" if worker == "worker1" else "worker1"
     before = workers_ran(root)[survivor]
-    stop_service(root, worker, kill=True)  # the worker, its task runner and the DDP processes: a lost machine
-    assert not [pid for pid in trainers if alive(pid)]
 
     def trained() -> dict | None:
         train = api.task("flights_training", run_id, "train")
         assert train["state"] not in ("failed", "upstream_failed"), train
         return train if train["state"] == "success" else None
 
+    stop_service(root, worker, kill=True)  # the worker, its task runner and the DDP processes: a lost machine
     try:
+        assert not [pid for pid in trainers if alive(pid)]
         train = wait_for("the retried train task", trained, 420)
     finally:
         start_service(root, worker)  # the stack has two workers again, whatever happened

@@ -29,6 +29,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "criteria": {"min_requests": 200, "max_error_rate_increase": 0.01},
         "deadline": 1_790_000_000.5,
         "poll_interval": 15.0,
+        "carry": {"index": 1, "primary": {"name": "flight_delay", "version": "2"}, "decisions": []},
     },
     "airflow_mlops.triggers.landing.LandingFileTrigger": {
         "directory": "/srv/landing",
