@@ -214,7 +214,7 @@ def analyze(
         for v in samples
         if v != control
     }
-    winner, decision = _decide(comparisons, control, confidence)
+    winner, decision = _decide(comparisons, control)
     return {
         "metric": metric,
         "lower_is_better": lower_is_better,
@@ -381,7 +381,7 @@ def _compare(
     )
 
 
-def _decide(comparisons: Mapping[str, Comparison], control: str, confidence: float) -> tuple[str | None, str]:
+def _decide(comparisons: Mapping[str, Comparison], control: str) -> tuple[str | None, str]:
     won = [c for c in comparisons.values() if c.verdict == "challenger"]
     if won:
         best = max(won, key=lambda c: c.probability_better)

@@ -235,22 +235,11 @@ class ExperimentAnalysisOperator(AlertingMixin, _RequestLogMonitor):
     def _outcomes(self, served: Any, span: Mapping[str, str]) -> tuple[Any, str]:
         """The served predictions that have an outcome, with it in ``outcome`` (feedback) or
         ``label_column`` (labels); and where the outcomes came from."""
-        from airflow_mlops.monitoring.monitors import MonitoringError, join_labels, labels_by_prediction
-        from airflow_mlops.operators.monitor import read_labels
+        from airflow_mlops.monitoring.monitors import MonitoringError
 
         if self.labels:
-            labels = read_labels(self.path(self.labels))
-            try:
-                labels = labels_by_prediction(
-                    served,
-                    labels,
-                    label_key=self.label_key,
-                    label_column=self.label_column,
-                    source=self.labels,
-                )
-            except MonitoringError as err:
-                raise MonitoringError(f"{self.task_id} ({self.endpoint!r}): {err}") from err
-            return join_labels(served, labels, label_column=self.label_column, task=self.task), self.labels
+            joined = self.labelled(served, self.labels, self.label_key, self.label_column, self.task)
+            return joined, self.labels
         import pandas as pd
 
         feedback = self.read_requests(pd.Timestamp(span["start"]), None, kind="feedback")

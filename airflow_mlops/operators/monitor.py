@@ -99,6 +99,20 @@ class _RequestLogMonitor(MlflowOperatorMixin, BaseOperator):
         ``ObjectStoragePath`` with ``storage_conn_id`` (``s3://...``)."""
         return read_request_log(self.request_log, self.conn_id, since, until, kind)
 
+    def labelled(self, served: Any, labels_uri: str, label_key: str, label_column: str, task: str) -> Any:
+        """The served predictions joined with their labels from ``labels_uri`` (keyed by
+        ``label_key``: ``prediction_id`` or a logged feature; ``monitoring.monitors.join_labels``)."""
+        from airflow_mlops.monitoring.monitors import MonitoringError, join_labels, labels_by_prediction
+
+        labels = read_labels(self.path(labels_uri))
+        try:
+            labels = labels_by_prediction(
+                served, labels, label_key=label_key, label_column=label_column, source=labels_uri
+            )
+        except MonitoringError as err:
+            raise MonitoringError(f"{self.task_id} ({self.endpoint!r}): {err}") from err
+        return join_labels(served, labels, label_column=label_column, task=task)
+
     def write(self, context: Context, report: Mapping[str, Any], page: str, name: str) -> tuple[Any, Any]:
         """The report as JSON and HTML in ``report_dir`` (local or in an object store), each written
         whole or not at all; the HTML is the task's "Monitoring report" link. Returns both paths."""
@@ -498,25 +512,12 @@ class PerformanceMonitorOperator(_RequestLogMonitor):
         from airflow_mlops.evaluation.metrics import calibration_curve
         from airflow_mlops.evaluation.report import finite
         from airflow_mlops.models.tasks import metric_names, primary_metric
-        from airflow_mlops.monitoring.monitors import (
-            MonitoringError,
-            join_labels,
-            labels_by_prediction,
-            performance_breaches,
-            performance_report,
-        )
+        from airflow_mlops.monitoring.monitors import performance_breaches, performance_report
         from airflow_mlops.monitoring.report import render_performance_html
         from airflow_mlops.storage import uri_of
 
         served, span = self.served(context)
-        labels = read_labels(self.path(self.labels))
-        try:
-            labels = labels_by_prediction(
-                served, labels, label_key=self.label_key, label_column=self.label_column, source=self.labels
-            )
-        except MonitoringError as err:
-            raise MonitoringError(f"{self.task_id} ({self.endpoint!r}): {err}") from err
-        joined = join_labels(served, labels, label_column=self.label_column, task=self.task)
+        joined = self.labelled(served, self.labels, self.label_key, self.label_column, self.task)
         if len(joined) == 0:
             raise AirflowSkipException(
                 f"none of the {len(served)} predictions of {self.endpoint!r} in the window "
