@@ -52,7 +52,25 @@ def test_every_dag_file_imports_without_errors(dagbag) -> None:
         "flights_arrival_delay",
         "flights_arrival_delay_monitoring",
         "flights_monitoring",
+        "flights_experiment",
     } <= set(dagbag.dag_ids)
+
+
+def test_the_experiment_ends_with_the_champion_serving_alone_whatever_happened(dagbag) -> None:
+    """conclude is a teardown of deploy: it runs after a failed analysis or a skipped promotion,
+    and the run still fails when the analysis did; the challenger is required to trigger it."""
+    dag = dagbag.get_dag("flights_experiment")
+    conclude, deploy = dag.get_task("conclude"), dag.get_task("deploy")
+    assert conclude.is_teardown and deploy.is_setup and conclude.alias == "champion"
+    assert dag.get_task("analysis").upstream_task_ids == {"enough_traffic", "labels"}
+    assert dag.get_task("promote").upstream_task_ids == {"analysis"}
+    assert deploy.require_infra_blessing is True and deploy.policy["kind"] == "ab"
+    challenger = dag.params.get_param("challenger")
+    with pytest.raises(ValueError, match="No value passed"):  # a trigger without it is refused
+        challenger.resolve()
+    with pytest.raises(ValueError, match="'' should be non-empty"):
+        challenger.resolve("")
+    assert dag.params.get_param("samples_per_variant").resolve() == 2000
 
 
 def test_training_starts_on_new_features_or_on_drift(dagbag) -> None:

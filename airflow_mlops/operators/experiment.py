@@ -33,6 +33,9 @@ class ExperimentAnalysisOperator(AlertingMixin, _RequestLogMonitor):
         times with a zone; default the run's data interval).
     :param control: the variant the others are compared with (e.g. ``"a"`` of an A/B test, the
         canary's ``"primary"``, the bandit arm serving the champion).
+    :param variants: the experiment's variants (with ``control``); predictions of any other variant
+        in the window (the deployment the experiment replaced, still answering while the new one
+        loaded) are left out and counted in the report's ``other_variants``. Empty: every variant.
     :param report_dir: where ``experiment.json`` and ``experiment.html`` go (templated; the
         Deployments page shows the newest under ``<lake>/experiments/<endpoint>/``).
     :param labels: judge on labels instead of feedback (templated); ``label_key``,
@@ -69,6 +72,7 @@ class ExperimentAnalysisOperator(AlertingMixin, _RequestLogMonitor):
         request_log: str,
         report_dir: str,
         control: str,
+        variants: Sequence[str] = (),
         labels: str = "",
         label_key: str = "prediction_id",
         label_column: str = "label",
@@ -94,6 +98,12 @@ class ExperimentAnalysisOperator(AlertingMixin, _RequestLogMonitor):
             raise MLOpsConfigError(
                 f"{self.task_id}: control must name the variant the others are compared with"
             )
+        if variants and control not in variants:
+            raise MLOpsConfigError(
+                f"{self.task_id}: control {control!r} is not one of variants {list(variants)} "
+                "(rule: the control is a variant of the experiment)"
+            )
+        self.variants = list(variants)
         self.task = check_task(task, f"{self.task_id}: task")
         self.metric = metric or (primary_metric(task) if labels else REWARD)
         if labels and self.metric != REWARD:
@@ -135,6 +145,20 @@ class ExperimentAnalysisOperator(AlertingMixin, _RequestLogMonitor):
         from airflow_mlops.storage import uri_of
 
         served, span = self.served(context, answered_only=True)
+        other_variants: dict[str, int] = {}
+        if self.variants:
+            ours = served["variant"].isin(self.variants)
+            other_variants = {str(k): int(v) for k, v in served.loc[~ours, "variant"].value_counts().items()}
+            served = served[ours].reset_index(drop=True)
+            if other_variants:
+                self.log.info(
+                    "left out: predictions of variants outside %s: %s", self.variants, other_variants
+                )
+            if len(served) == 0:
+                raise AirflowSkipException(
+                    f"no prediction of variants {self.variants} of {self.endpoint!r} in the window "
+                    f"(only {other_variants}): nothing to analyse"
+                )
         outcomes, source = self._outcomes(served, span)
         if len(outcomes) == 0:
             raise AirflowSkipException(
@@ -178,6 +202,7 @@ class ExperimentAnalysisOperator(AlertingMixin, _RequestLogMonitor):
             "versions": versions,
             "outcomes": len(outcomes),
             "without_outcome": len(served) - len(outcomes),
+            "other_variants": other_variants,
             "gate": gate,
         }
         written = self.write(
@@ -270,3 +295,32 @@ class ExperimentAnalysisOperator(AlertingMixin, _RequestLogMonitor):
                     rows["probability"].to_numpy(dtype="float64"),
                 )
         return samples
+
+
+def predictions_per_variant(
+    request_log: str,
+    endpoint: str,
+    since: str,
+    until: str | None = None,
+    storage_conn_id: str | None = None,
+) -> dict[str, int]:
+    """Predictions the callers got from each variant of ``endpoint`` in ``[since, until)`` (ISO
+    times with a zone; ``until`` default now), by the request log at ``request_log`` (a folder, or
+    ``s3://...`` through ``storage_conn_id``); shadow copies are not counted.
+
+    What a sensor waits on before an experiment's one analysis: the sample size is fixed in
+    advance (by the smallest effect worth detecting), not by peeking until a winner shows."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from airflow_mlops.monitoring.monitors import window
+    from airflow_mlops.operators.monitor import read_request_log
+
+    start = pd.Timestamp(since)
+    end = pd.Timestamp(until) if until else pd.Timestamp(datetime.now(UTC))
+    logged = window(
+        read_request_log(request_log, storage_conn_id, start, end), endpoint=endpoint, start=start, end=end
+    )
+    answered = logged[logged["role"] != "shadow"] if len(logged) else logged
+    return {str(k): int(v) for k, v in answered.groupby("variant").size().items()} if len(answered) else {}

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
@@ -170,6 +171,17 @@ def finished_run(engine, dag_id: str):
             {"d": dag_id},
         ).first()
     return row
+
+
+def finished_state(engine, dag_id: str, run_id: str) -> str | None:
+    """The run's state once it has finished (None before)."""
+    with engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r AND state IN ('success', 'failed')"
+            ),
+            {"d": dag_id, "r": run_id},
+        ).scalar()
 
 
 def consumed_payloads(engine, dag_id: str, run_id: str) -> list[dict]:
@@ -330,22 +342,88 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
     )
 
     def monitored() -> str | None:
+        return finished_state(stack["engine"], "flights_monitoring", "window_check")
+
+    assert wait_for("flights_monitoring to finish", monitored, log=stack["log"]) == "success"
+    a_b_test_of_the_champion_against_itself(stack, version, held_out)
+    the_other_pages_in_the_browser(stack)
+
+
+def a_b_test_of_the_champion_against_itself(stack: dict, version: str, flights: Any) -> None:
+    """flights_experiment under the scheduler, with the standalone's one version as both variants
+    (an A/A test, the check of an experiment platform): the held-out flights are served to both, the
+    sensor waits for 300 per variant, the analysis judges their AUC on the dataset's labels and
+    finds no winner, the promotion is skipped, and the teardown leaves the champion serving alone."""
+    from devtools.demo import serve_rows
+
+    server = stack["model_server"]
+    subprocess.run(
+        [
+            "airflow",
+            "dags",
+            "trigger",
+            "flights_experiment",
+            "--run-id",
+            "a_a_test",
+            "--conf",
+            json.dumps({"challenger": version, "samples_per_variant": 300}),
+        ],
+        env=stack["env"],
+        check=True,
+        capture_output=True,
+    )
+
+    def state(task_id: str) -> str | None:
         with stack["engine"].connect() as conn:
             return conn.execute(
                 text(
-                    "SELECT state FROM dag_run WHERE dag_id = 'flights_monitoring' AND "
-                    "run_id = 'window_check' AND state IN ('success', 'failed')"
-                )
+                    "SELECT state FROM task_instance WHERE dag_id = 'flights_experiment' "
+                    "AND run_id = 'a_a_test' AND task_id = :task_id"
+                ),
+                {"task_id": task_id},
             ).scalar()
 
-    assert wait_for("flights_monitoring to finish", monitored, log=stack["log"]) == "success"
-    the_other_pages_in_the_browser(stack)
+    assert wait_for("the A/B deployment", lambda: state("deploy") in ("success", "failed"), log=stack["log"])
+    assert state("deploy") == "success", stack["log"].read_text()[-3000:]
+    policy = httpx.get(
+        f"{server.url}/v1/admin/deployments", headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()["flight_delay"]["policy"]
+    assert policy == {"kind": "ab", "weights": {"a": 1, "b": 1}}, policy
+    serve_rows(
+        {"url": server.url, "state_dir": server.state_dir, "log": server.state_dir}, flights, per_request=10
+    )  # 100 requests, each to a or b at random: about 500 flights each
+
+    def finished() -> str | None:
+        return finished_state(stack["engine"], "flights_experiment", "a_a_test")
+
+    assert wait_for("flights_experiment to finish", finished, log=stack["log"]) == "success"
+    # The gate failed (no winner): the analysis is skipped once its report is written, and so is
+    # the promotion; the teardown ran all the same.
+    assert (state("analysis"), state("promote"), state("conclude")) == ("skipped", "skipped", "success")
+    from airflow_mlops.evaluation.report import loads
+
+    report = stack["data"] / "lake" / "experiments" / "flight_delay" / "a_a_test" / "experiment.json"
+    analysis = loads(report.read_text())
+    assert analysis["metric"] == "auc" and analysis["winner"] is None, analysis["decision"]
+    assert analysis["outcomes"] >= 600 and min(v["samples"] for v in analysis["variants"].values()) >= 300
+    b = analysis["comparisons"]["b"]
+    # Whatever the draw of requests, 500 flights a variant are far fewer than an AUC effect of 0.02
+    # needs (thousands): no verdict, however the intervals fall.
+    assert b["verdict"] == "inconclusive" and b["enough_samples"] is False and b["required_samples"] > 1000, b
+    assert analysis["gate"]["passed"] is False and analysis["versions"] == {"a": [version], "b": [version]}
+    served = httpx.get(
+        f"{server.url}/v1/admin/deployments", headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()
+    assert served["flight_delay"]["policy"]["kind"] == "single" and served["flight_delay"]["variants"] == {
+        "main": {"name": "flight_delay", "version": version, "alias": "champion"}
+    }, served
 
 
 def test_lineage_of_the_served_model_walks_back_to_its_partitions_from_openlineage_events(stack) -> None:
     """From the OpenLineage events alone: endpoint <- model version <- model <- training set <- dataset
     <- validated partitions <- raw partitions <- source tables. The endpoint's latest deployment is
-    version 1's (a breach of the monitoring window would retrain, but nobody approves that candidate)."""
+    the A/A test's conclusion, of version 1 (a breach of the monitoring window would retrain, but
+    nobody approves that candidate)."""
     from airflow_mlops.lineage import read_events, server_namespace, storage_name, walk_back
 
     events = read_events(stack["home"] / "lineage.jsonl")
@@ -353,9 +431,9 @@ def test_lineage_of_the_served_model_walks_back_to_its_partitions_from_openlinea
     names = [(s["dataset"][1], s["job"]) for s in steps]
     lake = stack["data"] / "lake"
     by_name = {s["dataset"][1]: s for s in steps}
-    assert steps[0]["job"].startswith("flights_training.") and steps[0]["inputs"][0][1] == "flight_delay/1", (
-        names
-    )
+    assert (
+        steps[0]["job"] == "flights_experiment.conclude" and steps[0]["inputs"][0][1] == "flight_delay/1"
+    ), names
     model_version = by_name["flight_delay/1"]
     assert model_version["job"] == "flights_training.register"
     facet = next(o for o in model_version["event"]["outputs"] if o["name"] == "flight_delay/1")["facets"]
@@ -419,7 +497,8 @@ def approve_in_the_browser(stack: dict, version: str) -> None:
 
 
 def the_other_pages_in_the_browser(stack: dict) -> None:
-    """Deployments (the live server's endpoint) and Data (partitions, the drift chart), with screenshots."""
+    """Deployments (the live server's endpoint with the A/A test's analysis) and Data (partitions, the
+    drift chart), with screenshots."""
     from selenium.webdriver.common.by import By
 
     from tests.browser import chromium, full_page_screenshot, image_loaded, sign_in
@@ -430,6 +509,9 @@ def the_other_pages_in_the_browser(stack: dict) -> None:
         assert (
             "flight_delay: single" in page and "flight_delay v1" in page and "did not answer" not in page
         ), page
+        # The A/A test's analysis under the endpoint: its decision, the intervals, the comparison.
+        assert "no winner yet: P(b better than a)" in page and "samples needed" in page, page
+        assert image_loaded(driver, "estimates per variant")
         full_page_screenshot(driver, "deployments")
         driver.get(f"{stack['url']}/mlops/data")
         page = driver.find_element(By.TAG_NAME, "body").text

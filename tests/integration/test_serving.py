@@ -330,7 +330,8 @@ def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_it
 ) -> None:
     """A/B traffic (sticky per user) where b's answers are useful 45 % of the time and a's 25 %:
     500 users, feedback for all but 20 predictions; the analysis finds b ahead with the true lift (0.2) in
-    its interval, enough samples for an effect of 0.15, logs to MLflow, passes its gate; a stricter
+    its interval, enough samples for an effect of 0.15, leaves out the 10 answers of the deployment
+    before the experiment, logs to MLflow, passes its gate; a stricter
     gate skips after writing the report; labels judge AUC per variant; bad settings are refused."""
     import random
 
@@ -341,10 +342,15 @@ def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_it
     from airflow_mlops.evaluation.experiment import ExperimentError
     from airflow_mlops.evaluation.report import loads
     from airflow_mlops.monitoring.monitors import MonitoringError
-    from airflow_mlops.operators.experiment import ExperimentAnalysisOperator
+    from airflow_mlops.operators.experiment import ExperimentAnalysisOperator, predictions_per_variant
     from airflow_mlops.serving.requestlog import read_log
 
     started = pd.Timestamp.now(tz="UTC")
+    deploy(server, "experiment", {"main": V1})  # what the endpoint served before the experiment
+    before = httpx.post(
+        f"{server.url}/v1/models/experiment/predict", json={"rows": rows(registry, 10)}, timeout=30
+    )
+    assert before.status_code == 200, before.text
     deploy(server, "experiment", {"a": V1, "b": V2}, {"kind": "ab", "weights": {"a": 1, "b": 1}})
     useful = {"a": 0.25, "b": 0.45}
     world = random.Random(11)
@@ -366,9 +372,13 @@ def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_it
         logged = read_log(server.state_dir / "requests")
         if (feedback["endpoint"] == "experiment").sum() >= 480 and (
             logged["endpoint"] == "experiment"
-        ).sum() >= 500:
+        ).sum() >= 510:
             break
         time.sleep(0.5)
+    counted = predictions_per_variant(str(server.state_dir / "requests"), "experiment", started.isoformat())
+    assert counted["main"] == 10 and counted["a"] + counted["b"] == 500 and counted["a"] > 150, counted
+    with pytest.raises(MonitoringError, match=r"window: start 2026-01-01T00:00:00 has no time zone"):
+        predictions_per_variant(str(server.state_dir / "requests"), "experiment", "2026-01-01T00:00:00")
     window = {
         "endpoint": "experiment",
         "request_log": str(server.state_dir / "requests"),
@@ -382,6 +392,7 @@ def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_it
         min_effect=0.15,  # needs ~150 per variant at these rates; ~240 each are sent
         gate={"rules": [{"experiment": "probability_better", "min": 0.95}]},
         mlflow_conn_id=mlflow_conn(registry["tracking"]),
+        variants=["a", "b"],  # the 10 answers of "main" before the switch are not the experiment's
         **window,
     ).execute({"ti": None})  # type: ignore[arg-type]
     assert result["method"] == "bayesian" and result["outcomes"] == 480 and result["without_outcome"] == 20
@@ -392,6 +403,7 @@ def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_it
     assert result["gate"]["passed"] is True
     report = loads((tmp_path / "experiments/experiment/run-1/experiment.json").read_text())
     assert report["versions"] == {"a": ["1"], "b": ["2"]} and report["decision"].startswith("b beats a")
+    assert report["other_variants"] == {"main": 10}
     assert "<img" in (tmp_path / "experiments/experiment/run-1/experiment.html").read_text()
     run = MlflowClient(registry["tracking"]).get_run(result["mlflow_run_id"])
     assert run.data.metrics["p_better_b"] == pytest.approx(b["probability_better"])
@@ -441,6 +453,11 @@ def test_an_ab_test_with_a_known_effect_is_analysed_from_the_request_log_with_it
             mlflow_conn_id=None,
             **{**window, "control": "c"},
         ).execute({"ti": None})  # type: ignore[arg-type]
+    with pytest.raises(
+        MLOpsConfigError,
+        match=r"control 'a' is not one of variants \['b', 'c'\] \(rule: the control is a variant",
+    ):
+        ExperimentAnalysisOperator(task_id="bad", report_dir="x", variants=["b", "c"], **window)
     with pytest.raises(
         MLOpsConfigError, match=r"metric 'auc' with feedback: the metric of feedback is 'reward'"
     ):
