@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -233,8 +234,8 @@ class DriftMonitorOperator(_RequestLogMonitor):
             ("attribution_share_threshold", attribution_share_threshold),
             ("attribution_psi_threshold", attribution_psi_threshold),
         ):
-            if not bound > 0:
-                raise MLOpsConfigError(f"{self.task_id}: {name} must be positive, got {bound!r}")
+            if isinstance(bound, bool) or not isinstance(bound, int | float) or not 0 < bound < math.inf:
+                raise MLOpsConfigError(f"{self.task_id}: {name} must be a positive number, got {bound!r}")
         self.attribution_sample = attribution_sample
         self.attribution_share_threshold, self.attribution_psi_threshold = (
             attribution_share_threshold,

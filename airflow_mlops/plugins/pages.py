@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+log = logging.getLogger(__name__)
 
 NAV = (("models", "Models"), ("deployments", "Deployments"), ("data", "Data"))
 SCRIPT = """
@@ -439,6 +442,19 @@ def _below(folder: Any, depth: int) -> list[Any]:
 
 
 def _read(path: Any) -> dict[str, Any] | None:
+    """A report (None when there is none); one that does not parse is shown as unreadable, with
+    the reason, rather than taking the whole page down or vanishing from it."""
     from airflow_mlops.evaluation.report import loads
+    from airflow_mlops.storage import uri_of
 
-    return loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        report = loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        reason = f"the report {uri_of(path)} cannot be read: {error}"
+        log.warning("%s", reason)
+        return {"decision": reason, "unreadable": reason}
+    if not isinstance(report, dict):
+        return {"decision": f"the report {uri_of(path)} is not a JSON object"}
+    return report

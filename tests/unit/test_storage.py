@@ -167,6 +167,37 @@ def test_the_data_page_lists_the_reports_of_a_lake_in_s3(aws_conn: str, moto_ser
     assert "Validated partitions" in empty and "s3://" not in empty
 
 
+def test_the_deployments_page_finds_the_newest_experiment_of_a_lake_in_s3(
+    aws_conn: str, moto_server: str
+) -> None:
+    """In an object store the newest report per endpoint is the last run folder by name (an object
+    has no reliable modification time through every store), linked by its ``s3://`` URI."""
+    import boto3
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_mlops.plugins.pages import latest_experiments
+
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    s3.create_bucket(Bucket="experiment-lake")
+    for key, body in {
+        "mlops/experiments/flight_delay/manual__2013-06-01/experiment.json": json.dumps({"decision": "old"}),
+        "mlops/experiments/flight_delay/manual__2013-06-30/experiment.json": json.dumps({"decision": "new"}),
+        "mlops/experiments/flight_delay/manual__2013-06-30/experiment.html": "<p>new</p>",
+        "mlops/experiments/flight_delay/manual__2013-07-01/notes.txt": "no report in this run",
+        "mlops/experiments/other/run/experiment.json": "{not json",
+    }.items():
+        s3.put_object(Bucket="experiment-lake", Key=key, Body=body.encode())
+    found = latest_experiments(ObjectStoragePath("s3://experiment-lake/mlops", conn_id=aws_conn))
+    assert set(found) == {"flight_delay", "other"}
+    assert found["other"][0]["decision"].startswith(
+        "the report s3://experiment-lake/mlops/experiments/other/run/experiment.json cannot be read: Expecting"
+    )  # shown as unreadable, not a broken page
+    report, uri = found["flight_delay"]
+    assert report == {"decision": "new"}
+    assert uri == "s3://experiment-lake/mlops/experiments/flight_delay/manual__2013-06-30/experiment.html"
+    assert latest_experiments(ObjectStoragePath("s3://experiment-lake/nothing", conn_id=aws_conn)) == {}
+
+
 def test_only_the_storage_module_turns_a_file_uri_into_a_local_path() -> None:
     """Issue 21's rule: no code path strips ``file://`` itself to build a local path (which would
     make ``s3://bucket/key`` into the local path ``s3:/bucket/key``). Everything goes through
