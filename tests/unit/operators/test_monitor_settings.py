@@ -8,30 +8,25 @@ from airflow_mlops.exceptions import MLOpsConfigError
 from airflow_mlops.operators.monitor import DriftMonitorOperator
 
 
-@pytest.mark.parametrize("name", ["attribution_share_threshold", "attribution_psi_threshold"])
-@pytest.mark.parametrize("bad", [0, -0.1, float("nan"), float("inf"), "0.1", True, None])
-def test_an_attribution_threshold_that_is_not_a_positive_number_is_refused(name: str, bad: object) -> None:
-    with pytest.raises(MLOpsConfigError, match=rf"drift: {name} must be a positive number, got {bad!r}"):
-        DriftMonitorOperator(
-            task_id="drift",
-            endpoint="flight_delay",
-            request_log="/srv/requests",
-            report_dir="/srv/reports",
-            model_name="flight_delay",
-            attribution_sample=100,
-            **{name: bad},
-        )
-
-
-def test_positive_thresholds_are_kept() -> None:
-    drift = DriftMonitorOperator(
+def drift(**attribution: object) -> DriftMonitorOperator:
+    return DriftMonitorOperator(
         task_id="drift",
         endpoint="flight_delay",
         request_log="/srv/requests",
         report_dir="/srv/reports",
         model_name="flight_delay",
         attribution_sample=100,
-        attribution_share_threshold=0.05,
-        attribution_psi_threshold=1,
+        **attribution,  # type: ignore[arg-type]
     )
-    assert (drift.attribution_share_threshold, drift.attribution_psi_threshold) == (0.05, 1)
+
+
+@pytest.mark.parametrize("name", ["attribution_share_threshold", "attribution_psi_threshold"])
+@pytest.mark.parametrize("bad", [0, -0.1, float("nan"), float("inf"), "0.1", True, None])
+def test_an_attribution_threshold_that_is_not_a_positive_number_is_refused(name: str, bad: object) -> None:
+    with pytest.raises(MLOpsConfigError, match=rf"drift: {name} must be a positive number, got {bad!r}"):
+        drift(**{name: bad})
+
+
+def test_positive_thresholds_are_kept() -> None:
+    kept = drift(attribution_share_threshold=0.05, attribution_psi_threshold=1)
+    assert (kept.attribution_share_threshold, kept.attribution_psi_threshold) == (0.05, 1)
