@@ -10,7 +10,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 TORCH_WHEELS ?= /opt/wheels
 TORCH_SOURCE := $(if $(wildcard $(TORCH_WHEELS)/torch-2.13.0+cpu-*.whl),--find-links $(TORCH_WHEELS),--extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: demo test venv home lint lock bench clean
+.PHONY: demo test venv home lint lock bench clean ui
 
 demo: home ## run the reference pipeline end to end on the embedded default
 	$(BIN)/python -m devtools demo
@@ -58,6 +58,9 @@ bench: home
 lock: ## re-resolve requirements/lock.txt from pyproject.toml and requirements/pins.txt
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra postgres --extra celery -c requirements/pins.txt \
 	  --python-version 3.11 --index-strategy unsafe-best-match $(TORCH_SOURCE) --no-header -o requirements/lock.txt
+
+ui: ## rebuild the React views' bundle (airflow_mlops/plugins/static/mlops.js) from ui/ and its lock file
+	cd ui && npm ci --no-audit --no-fund && npm run build
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_HOME) $(CURDIR)/data

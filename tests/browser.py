@@ -72,17 +72,28 @@ def chromium() -> Iterator[Any]:
 
 
 def full_page_screenshot(driver: Any, name: str) -> Path:
-    """The whole page (not only the window) as ``<screenshots>/<name>.png``."""
-    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": clip})
+    """The whole page (not only the window) as ``<screenshots>/<name>.png``. Airflow's UI scrolls
+    inside its main panel, not the document, so the window grows to the tallest scrolling
+    element first (at most 4,000 px) and shrinks back after."""
+    size = driver.get_window_size()
+    tallest = driver.execute_script(
+        "return Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))"
+    )
+    driver.set_window_size(size["width"], min(max(int(tallest) + 40, size["height"]), 4000))
+    try:
+        metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": metrics["width"], "height": metrics["height"], "scale": 1}
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": clip})
+    finally:
+        driver.set_window_size(size["width"], size["height"])
     path = screenshots_dir() / f"{name}.png"
     path.write_bytes(base64.b64decode(shot["data"]))
     return path
 
 
-def sign_in(driver: Any, url: str, page: str, username: str, password: str) -> None:
-    """Open ``page``; Airflow's login form comes first (the plugin sends browsers there), then the page."""
+def sign_in(driver: Any, url: str, page: str, username: str, password: str, ready: str = "h1") -> None:
+    """Open ``page``; Airflow's login form comes first (the plugin and Airflow's UI send browsers
+    there), then the page, once it shows an element that matches the CSS selector ``ready``."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -92,7 +103,7 @@ def sign_in(driver: Any, url: str, page: str, username: str, password: str) -> N
     wait.until(expected_conditions.presence_of_element_located((By.NAME, "username"))).send_keys(username)
     driver.find_element(By.NAME, "password").send_keys(password)
     wait.until(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "button[type=submit]"))).click()
-    wait.until(lambda d: d.current_url.startswith(f"{url}{page}") and d.find_elements(By.TAG_NAME, "h1"))
+    wait.until(lambda d: d.current_url.startswith(f"{url}{page}") and d.find_elements(By.CSS_SELECTOR, ready))
 
 
 def image_loaded(driver: Any, alt: str) -> bool:

@@ -1,5 +1,7 @@
 """The Airflow plugin of airflow-mlops (entry point ``airflow.plugins``): the MLOps API mounted at
-``/mlops`` in the Airflow API server (``plugins/api.py``)."""
+``/mlops`` in the Airflow API server (``plugins/api.py``) and the React views that Airflow's own
+UI shows from it (``react_apps``; their bundle, ``plugins/static/mlops.js``, is built from ``ui/``
+by ``make ui`` and ships in the package, so users need no Node.js)."""
 
 from __future__ import annotations
 
@@ -23,18 +25,35 @@ class _FastAPIApps:
         return [{"app": _app(), "url_prefix": "/mlops", "name": "airflow-mlops"}]
 
 
+# Relative to the UI's base URL (Airflow resolves it against document.baseURI), so a deployment
+# under a path prefix loads it too. Airflow imports the bundle once; the bundle registers one
+# component per view name below on globalThis, which is where Airflow looks for it.
+BUNDLE = "mlops/static/mlops.js"
+ICON = "mlops/static/icon.svg"
+REACT_APPS = [
+    # The MLOps pages (Models, Deployments, Data) as a top-level entry of Airflow's navigation.
+    {
+        "name": "MLOps",
+        "bundle_url": BUNDLE,
+        "destination": "nav",
+        "url_route": "mlops",
+        "nav_top_level": True,
+        "icon": ICON,
+    },
+    # A "Model" tab on every DAG run and task instance: the versions that run registered.
+    {"name": "Model", "bundle_url": BUNDLE, "destination": "dag_run", "url_route": "mlops-run-model"},
+    {"name": "Model", "bundle_url": BUNDLE, "destination": "task_instance", "url_route": "mlops-task-model"},
+    # A "Data" tab on task instances: a validation task's report (passed or quarantined).
+    {"name": "Data", "bundle_url": BUNDLE, "destination": "task_instance", "url_route": "mlops-task-data"},
+]
+
+
 class MLOpsPlugin(AirflowPlugin):
-    """Registers airflow-mlops with Airflow's plugin manager: the API and pages at ``/mlops`` and an
-    "MLOps" entry in the UI's navigation that opens the Models page."""
+    """Registers airflow-mlops with Airflow's plugin manager: the API and the plain HTML pages at
+    ``/mlops``, an "MLOps" entry in the UI's navigation (Models, Deployments, Data inside
+    Airflow's own UI), a "Model" tab on DAG runs and task instances and a "Data" tab on task
+    instances."""
 
     name = "airflow_mlops"
     fastapi_apps = _FastAPIApps()
-    external_views = [
-        {
-            "name": "MLOps",
-            "href": "/mlops/models",
-            "destination": "nav",
-            "url_route": "mlops",
-            "category": "browse",
-        }
-    ]
+    react_apps = REACT_APPS

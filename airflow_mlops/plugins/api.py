@@ -25,10 +25,12 @@ from airflow.api_fastapi.core_api.security import GetUserDep, get_user
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 ACTIONS = ("approve", "reject", "promote")
 REPORT_SUFFIXES = (".html", ".md", ".json")
+STATIC = Path(__file__).with_name("static")
 
 
 class Decision(BaseModel):
@@ -122,9 +124,7 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         """Every registered model with its versions' states and aliases."""
         models = []
         for model in client().search_registered_models():
-            aliases: dict[str, list[str]] = {}
-            for alias, version in (model.aliases or {}).items():
-                aliases.setdefault(str(version), []).append(alias)
+            aliases = aliases_of(model)
             models.append(
                 {
                     "name": model.name,  # a model registered without versions yet is listed empty
@@ -137,10 +137,7 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
     def model(name: str) -> dict[str, Any]:
         """One model's versions, states and aliases; 404 when there is no such model."""
         found = versions(name)
-        registered = client().get_registered_model(name)
-        aliases: dict[str, list[str]] = {}
-        for alias, version in (registered.aliases or {}).items():
-            aliases.setdefault(str(version), []).append(alias)
+        aliases = aliases_of(client().get_registered_model(name))
         return {"name": name, "versions": [describe(v, aliases) for v in found]}
 
     @app.post("/api/models/{name}/versions/{version}/{action}")
@@ -193,25 +190,119 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
             raise HTTPException(409, str(err)) from err
         return {"name": name, "by": who, "why": decision.why, **outcome}
 
-    def evaluations(model: dict[str, Any]) -> dict[str, Any]:
+    def evaluation(report_uri: str) -> dict[str, Any] | None:
+        """A JSON report inside the lake (the evaluation report a version's tag names: metrics,
+        slices, the champion's, the gate; or a validation report), or None; a tag is anyone's
+        text: only reports inside the lake are read."""
         from airflow_mlops import settings
         from airflow_mlops.evaluation.report import loads
 
-        found = {}
         lake = settings.lake_uri()
-        for version in model["versions"]:  # a tag is anyone's text: only reports inside the lake are read
-            if _local(lake) is None:
-                if str(version["evaluation_report"]).endswith(".json"):
-                    with contextlib.suppress(HTTPException):
-                        text = object_report_bytes(
-                            version["evaluation_report"], lake, settings.lake_conn_id()
-                        )
-                        found[version["version"]] = loads(text.decode())
-                continue
-            path = in_lake(version["evaluation_report"], lake)
-            if path and path.suffix == ".json" and path.is_file():
-                found[version["version"]] = loads(path.read_text())
+        if not str(report_uri).endswith(".json"):
+            return None
+        if _local(lake) is None:
+            with contextlib.suppress(HTTPException):
+                return dict(loads(object_report_bytes(report_uri, lake, settings.lake_conn_id()).decode()))
+            return None
+        path = in_lake(report_uri, lake)
+        return dict(loads(path.read_text())) if path and path.is_file() else None
+
+    def evaluations(model: dict[str, Any]) -> dict[str, Any]:
+        found = {}
+        for version in model["versions"]:
+            report = evaluation(version["evaluation_report"])
+            if report is not None:
+                found[version["version"]] = report
         return found
+
+    @app.get("/api/me", dependencies=authenticated)
+    def me(user: GetUserDep) -> dict[str, Any]:
+        """The signed-in user: ``name``, ``role`` and ``may_decide`` (edit access to DAGs, which
+        approve, reject, promote and roll back need; the views show their buttons only then, and
+        each action is still authorized against the DAG that trained the version)."""
+        from airflow.api_fastapi.app import get_auth_manager
+
+        may = get_auth_manager().is_authorized_dag(method="PUT", user=user)
+        return {"name": user.get_name(), "role": role_of(user), "may_decide": bool(may)}
+
+    @app.get("/api/models/{name}/evaluations", dependencies=authenticated)
+    def model_evaluations(name: str) -> dict[str, Any]:
+        """Version -> its evaluation report (``overall`` metrics, ``slices``, the ``champion``'s
+        at evaluation time, the ``gate`` and its rules); versions without a report are left out."""
+        return evaluations(model(name))
+
+    @app.get("/api/runs/{dag_id}/{run_id}/models")
+    def run_models(dag_id: str, run_id: str, user: GetUserDep) -> list[dict[str, Any]]:
+        """The model versions DAG run ``run_id`` of ``dag_id`` registered (their ``dag_id`` and
+        ``dag_run_id`` tags), each as in ``/api/models/{name}`` plus ``name`` and ``evaluation``
+        (its report, or None): what the Model view of a training run shows. Needs read access
+        to that DAG."""
+        authorize(user, "GET", dag_id, f"read the models of {dag_id} runs")
+        found = []
+        for registered in client().search_registered_models():
+            aliases = aliases_of(registered)
+            for version in versions(registered.name, required=False):
+                tags = dict(version.tags)
+                if tags.get("dag_id") == dag_id and tags.get("dag_run_id") == run_id:
+                    described = {"name": registered.name, **describe(version, aliases)}
+                    described["evaluation"] = evaluation(described["evaluation_report"])
+                    found.append(described)
+        return found
+
+    @app.get("/api/task-instances/{dag_id}/{run_id}/{task_id}/validation")
+    def task_validation(
+        dag_id: str, run_id: str, task_id: str, user: GetUserDep, map_index: int = -1
+    ) -> dict[str, Any]:
+        """The validation report a task instance recorded (its "Validation report" link, passed or
+        quarantined): ``report`` (the HTML report's URI) and ``summary`` (the JSON report beside
+        it: ``success``, ``rows``, ``outcomes`` per expectation, ``row_split`` for quarantined
+        rows; None when it cannot be read). 404 when the task instance recorded no report (not a
+        validation task, or it has not run). Needs read access to that DAG."""
+        from urllib.parse import parse_qs, urlsplit
+
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        from airflow_mlops.links import ValidationReportLink
+
+        authorize(user, "GET", dag_id, f"read the validation reports of {dag_id}")
+        query = XComModel.get_many(
+            run_id=run_id,
+            key=ValidationReportLink().xcom_key,
+            task_ids=task_id,
+            dag_ids=dag_id,
+            map_indexes=map_index,
+        )
+        with create_session() as session:
+            row = session.scalars(query).first()
+            link = XComModel.deserialize_value(row) if row is not None else None
+        uri = (parse_qs(urlsplit(str(link)).query).get("uri") or [""])[0] if link else ""
+        if not uri:
+            raise HTTPException(
+                404,
+                f"task {task_id!r} of {dag_id} run {run_id!r} (map index {map_index}) recorded no "
+                "validation report (rule: only a DataValidationOperator that ran records one)",
+            )
+        summary = None
+        if uri.endswith(".html"):
+            summary = evaluation(uri.removesuffix(".html") + ".json")
+        return {"report": uri, "summary": summary}
+
+    @app.get("/api/experiments", dependencies=authenticated)
+    def experiments() -> dict[str, Any]:
+        """Endpoint -> its newest experiment analysis in the lake: ``report``
+        (``ExperimentAnalysisOperator``'s JSON) and ``uri`` (its HTML report)."""
+        from airflow_mlops.plugins.pages import latest_experiments
+
+        return {e: {"report": r, "uri": u} for e, (r, u) in latest_experiments(lake_root()).items()}
+
+    @app.get("/api/data", dependencies=authenticated)
+    def data() -> dict[str, Any]:
+        """Validated and quarantined partitions and the monitors' windows (drift score, drifted
+        features, served AUC, report URIs), newest window first: ``pages.data_summary``."""
+        from airflow_mlops.plugins.pages import data_summary
+
+        return data_summary(lake_root())
 
     @app.get("/api/deployments", dependencies=authenticated)
     def serving() -> dict[str, Any]:
@@ -239,6 +330,10 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
                         spec["registry_version"] = None
         return {"deployments": deployments, "stats": stats, "error": ""}
 
+    # The React views' bundle (built from ui/ by `make ui`, shipped in the package): public, as
+    # Airflow's own UI assets are; every answer it shows comes from the routes above.
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
     @app.get("/models", response_class=HTMLResponse, dependencies=authenticated)
     def models_view() -> str:
         """The Models page: metrics per version, states, actions, champion vs challenger per
@@ -261,7 +356,7 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         """The Data page: validation reports, quarantined partitions, drift and performance reports."""
         from airflow_mlops.plugins.pages import data_page
 
-        return data_page(lake_root())
+        return data_page(data())
 
     @app.get("/files", dependencies=authenticated, response_model=None)
     def report_file(uri: str) -> Response:
@@ -284,6 +379,14 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         return FileResponse(path, media_type="text/html" if path.suffix == ".html" else "text/plain")
 
     return app
+
+
+def aliases_of(registered: Any) -> dict[str, list[str]]:
+    """Version -> the aliases a registered model gives it."""
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (registered.aliases or {}).items():
+        aliases.setdefault(str(version), []).append(alias)
+    return aliases
 
 
 def name_filter(name: str) -> str | None:

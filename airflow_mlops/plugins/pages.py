@@ -325,10 +325,13 @@ def registry_view(spec: Mapping[str, Any]) -> str:
     return f"{spec['alias']} -> v{now} (not served yet)"
 
 
-def data_page(lake: Any) -> str:
-    """Validation reports (passed and quarantined partitions) and the monitors' reports, newest
-    first. ``lake``: a local folder, or the lake in an object store (``ObjectStoragePath`` with
-    the lake's connection; its folders are listed level by level)."""
+def data_summary(lake: Any) -> dict[str, Any]:
+    """What the Data page and view show, as JSON (``GET /mlops/api/data``): ``validated`` and
+    ``quarantined`` partitions (``table``, ``partition``, ``report``: the report's URI) and
+    ``monitoring``, one row per monitoring window, newest first (``endpoint``, ``window_start``,
+    ``drift_score``, ``drifted``, ``auc``, ``drift_report``, ``performance_report``). ``lake``: a
+    local folder, or the lake in an object store (``ObjectStoragePath`` with the lake's
+    connection; its folders are listed level by level)."""
     from airflow_mlops.storage import uri_of
 
     if isinstance(lake, Path):
@@ -344,51 +347,74 @@ def data_page(lake: Any) -> str:
             key=str,
         )
         monitoring = sorted((p for p in _below(lake / "monitoring", 2) if p.is_dir()), key=str, reverse=True)
+    windows = []
+    for folder in monitoring:
+        drift = _read(folder / "drift.json")
+        performance = _read(folder / "performance.json")
+        windows.append(
+            {
+                "endpoint": folder.parent.name,
+                "run": folder.name,
+                "window_start": (drift or performance or {}).get("window", {}).get("start"),
+                "drift_score": drift.get("score") if drift else None,
+                "drifted": list(drift.get("drifted", [])) if drift else [],
+                "auc": (performance or {}).get("overall", {}).get("auc"),
+                "drift_report": uri_of(folder / "drift.html") if drift else "",
+                "performance_report": uri_of(folder / "performance.html") if performance else "",
+            }
+        )
+    return {
+        "validated": [
+            {"table": p.parent.name, "partition": p.name.removesuffix(".report.html"), "report": uri_of(p)}
+            for p in validated
+        ],
+        "quarantined": [
+            {"table": p.parent.parent.parent.name, "partition": p.parent.parent.name, "report": uri_of(p)}
+            for p in quarantined
+        ],
+        "monitoring": windows,
+    }
+
+
+def data_page(summary: Mapping[str, Any]) -> str:
+    """The Data page from :func:`data_summary`: validation reports (passed and quarantined
+    partitions) and the monitors' reports, newest first, with drift and served AUC per window."""
     parts = [
         "<h2>Validated partitions</h2>",
         table(
             [
-                [
-                    cell(p.parent.name),
-                    cell(p.name.removesuffix(".report.html")),
-                    file_link(uri_of(p), "report"),
-                ]
-                for p in validated
+                [cell(p["table"]), cell(p["partition"]), file_link(p["report"], "report")]
+                for p in summary["validated"]
             ],
             ["table", "partition", ""],
         ),
         "<h2>Quarantined partitions</h2>",
         table(
             [
-                [
-                    cell(p.parent.parent.parent.name),
-                    cell(p.parent.parent.name),
-                    file_link(uri_of(p), "report"),
-                ]
-                for p in quarantined
+                [cell(p["table"]), cell(p["partition"]), file_link(p["report"], "report")]
+                for p in summary["quarantined"]
             ],
             ["table", "partition", ""],
         ),
         "<h2>Drift and performance</h2>",
     ]
-    rows = []
-    for folder in monitoring:
-        drift = _read(folder / "drift.json")
-        performance = _read(folder / "performance.json")
-        rows.append(
-            [
-                cell(folder.parent.name),
-                cell((drift or performance or {}).get("window", {}).get("start")),
-                cell(drift.get("score") if drift else None),
-                cell(", ".join(drift.get("drifted", [])) if drift else ""),
-                cell((performance or {}).get("overall", {}).get("auc")),
-                file_link(uri_of(folder / "drift.html"), "drift") if drift else "",
-                file_link(uri_of(folder / "performance.html"), "performance") if performance else "",
-            ]
-        )
-    by_window = sorted((row for row in rows if row[1]), key=lambda row: row[1])
+    rows = [
+        [
+            cell(w["endpoint"]),
+            cell(w["window_start"]),
+            cell(w["drift_score"]),
+            cell(", ".join(w["drifted"])),
+            cell(w["auc"]),
+            file_link(w["drift_report"], "drift"),
+            file_link(w["performance_report"], "performance"),
+        ]
+        for w in summary["monitoring"]
+    ]
+    by_window = sorted(
+        (w for w in summary["monitoring"] if w["window_start"]), key=lambda w: w["window_start"]
+    )
     if by_window:
-        starts = [html.unescape(row[1]) for row in by_window]
+        starts = [str(w["window_start"]) for w in by_window]
         # Windows within one day (a replayed month, a demo) are told apart by their time.
         windows = (
             [s[:10] for s in starts]
@@ -401,7 +427,7 @@ def data_page(lake: Any) -> str:
                 "Drift score per monitoring window",
                 "window start",
                 windows,
-                {"drift score": [_number(row[2]) for row in by_window]},
+                {"drift score": [_number(w["drift_score"]) for w in by_window]},
             )
         )
         parts.append(
@@ -410,7 +436,7 @@ def data_page(lake: Any) -> str:
                 "AUC of the served model per window",
                 "window start",
                 windows,
-                {"AUC": [_number(row[4]) for row in by_window]},
+                {"AUC": [_number(w["auc"]) for w in by_window]},
             )
         )
     parts.append(table(rows, ["endpoint", "window start", "drift score", "drifted", "AUC", "", ""]))
@@ -422,10 +448,10 @@ def _count(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def _number(text: str) -> float | None:
+def _number(value: Any) -> float | None:
     try:
-        return float(text)
-    except ValueError:
+        return float(value)
+    except (TypeError, ValueError):
         return None
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 import boto3
 import httpx
@@ -463,9 +463,10 @@ def test_lineage_of_the_served_model_walks_back_to_its_partitions_from_openlinea
 
 
 def approve_in_the_browser(stack: dict, version: str) -> None:
-    """Headless Chromium against the stack's API server: Airflow's login form, the Models page with
-    its chart, the approve button (its prompt answered), the registry records the signed-in user.
-    Screenshots go to test-artifacts/screenshots/ (the README's come from there)."""
+    """Headless Chromium against the stack's API server: Airflow's login form, then the "Model" view
+    on the ``register`` task instance of the training run inside Airflow's own UI (the version, its
+    gate, its evaluation against the champion), approved there with a reason; the registry records
+    the signed-in user. Screenshots go to test-artifacts/screenshots/ (the README's come from there)."""
     from mlflow import MlflowClient
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -473,21 +474,34 @@ def approve_in_the_browser(stack: dict, version: str) -> None:
     from tests.browser import chromium, full_page_screenshot, image_loaded, sign_in
 
     tracking = json.loads(stack["env"]["AIRFLOW_CONN_MLFLOW_DEFAULT"])["extra"]["tracking_uri"]
+    with stack["engine"].connect() as conn:
+        (run_id,) = conn.execute(
+            text("SELECT run_id FROM dag_run WHERE dag_id = 'flights_training' ORDER BY id DESC")
+        ).first()
     with chromium() as driver:
         sign_in(driver, stack["url"], "/mlops/models", "admin", stack["password"])
-        assert image_loaded(driver, "flight_delay metrics per version")
-        versions_table = "//table[.//th[text()='state']]//tr[td]"  # not the per-slice tables
-        rows = {
-            r.find_element(By.TAG_NAME, "td").text: r for r in driver.find_elements(By.XPATH, versions_table)
-        }
-        assert list(rows) == [version] and "candidate" in rows[version].text
+        assert image_loaded(driver, "flight_delay metrics per version")  # the plain HTML page
         full_page_screenshot(driver, "models")
-        rows[version].find_element(By.CSS_SELECTOR, "button[data-action=approve]").click()
-        prompt = driver.switch_to.alert
-        prompt.send_keys("evaluation and model card reviewed")
-        prompt.accept()
-        WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "outcome").text)
-        assert driver.find_element(By.ID, "outcome").text == "approve done by admin (admin, Airflow UI)"
+        view = f"/dags/flights_training/runs/{quote(run_id, safe='')}/tasks/register/plugin/mlops-task-model"
+        driver.get(f"{stack['url']}{view}")
+        wait = WebDriverWait(driver, 60)
+        section = wait.until(
+            lambda d: d.find_element(
+                By.CSS_SELECTOR, f"[data-view=model] section[data-version='flight_delay@{version}']"
+            )
+        )
+        assert "candidate" in section.text and f"flight_delay v{version}" in section.text, section.text
+        assert section.find_element(By.CSS_SELECTOR, "[data-testid=gate]").text == "Gate: passed"
+        assert section.find_elements(By.CSS_SELECTOR, "table[data-table='gate rules'] tbody tr")
+        assert section.find_elements(By.CSS_SELECTOR, f"table[data-table='v{version} by carrier'] tbody tr")
+        full_page_screenshot(driver, "model-view")
+        section.find_element(By.CSS_SELECTOR, "button[data-action=approve]").click()
+        form = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=decision-form]"))
+        form.find_element(By.TAG_NAME, "textarea").send_keys("evaluation and model card reviewed")
+        form.find_element(By.CSS_SELECTOR, "button[data-action=confirm]").click()
+        wait.until(lambda d: "done by" in d.find_element(By.CSS_SELECTOR, "[data-testid=outcome]").text)
+        outcome = driver.find_element(By.CSS_SELECTOR, "[data-testid=outcome]").text
+        assert outcome == "approve done by admin (admin, Airflow UI)", outcome
     tags = MlflowClient(tracking, registry_uri=tracking).get_model_version("flight_delay", version).tags
     assert (tags["state"], tags["state_by"], tags["state_reason"]) == (
         "approved",
@@ -500,6 +514,7 @@ def the_other_pages_in_the_browser(stack: dict) -> None:
     """Deployments (the live server's endpoint with the A/A test's analysis) and Data (partitions, the
     drift chart), with screenshots."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     from tests.browser import chromium, full_page_screenshot, image_loaded, sign_in
 
@@ -520,6 +535,69 @@ def the_other_pages_in_the_browser(stack: dict) -> None:
             driver, "served AUC per window"
         )
         full_page_screenshot(driver, "data")
+        # The same pages inside Airflow's own UI (the plugin's React app), drawn from the JSON API.
+        driver.get(f"{stack['url']}/plugin/mlops")
+        wait = WebDriverWait(driver, 60)
+        versions = "section[data-model=flight_delay] table[data-table='flight_delay versions'] tbody tr"
+        # The champion's row says where it serves (the server's view beside the registry's).
+        wait.until(
+            lambda d: any("flight_delay/main" in r.text for r in d.find_elements(By.CSS_SELECTOR, versions))
+        )
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "circle[data-series=auc]"))
+        full_page_screenshot(driver, "react-models")
+        driver.find_element(By.XPATH, "//button[normalize-space()='Deployments']").click()
+        experiment = wait.until(
+            lambda d: d.find_element(
+                By.CSS_SELECTOR, "section[data-endpoint=flight_delay] [data-testid=experiment]"
+            )
+        )
+        assert "no winner yet: P(b better than a)" in experiment.text, experiment.text
+        estimates = {
+            g.get_attribute("data-series")
+            for g in experiment.find_elements(By.CSS_SELECTOR, "g[data-series]")
+        }
+        assert estimates == {"a", "b"}
+        full_page_screenshot(driver, "react-deployments")
+        driver.find_element(By.XPATH, "//button[normalize-space()='Data']").click()
+        drift = wait.until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "circle[data-series='drift score']") or None
+        )
+        served = http_json(stack, "/mlops/api/data")["monitoring"]
+        assert sorted(float(p.get_attribute("data-y")) for p in drift) == sorted(
+            w["drift_score"] for w in served if w["drift_score"] is not None and w["window_start"]
+        )
+        full_page_screenshot(driver, "react-data")
+
+        # The "Data" view of a validation task instance (a mapped one: the month's flights partition).
+        with stack["engine"].connect() as conn:
+            run_id, map_index = conn.execute(
+                text(
+                    "SELECT run_id, map_index FROM task_instance WHERE dag_id = 'flights_validate'"
+                    " AND task_id = 'validate_flights' AND state = 'success' ORDER BY start_date"
+                )
+            ).first()
+        task = f"/dags/flights_validate/runs/{quote(run_id, safe='')}/tasks/validate_flights"
+        driver.get(f"{stack['url']}{task}/mapped/{map_index}/plugin/mlops-task-data")
+        verdict = wait.until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "[data-view=validation] [data-testid=verdict]")
+        )
+        wait.until(lambda d: verdict.text.startswith("Passed"))
+        expectations = driver.find_elements(By.CSS_SELECTOR, "table[data-table=expectations] tbody tr")
+        assert expectations and all(
+            r.find_elements(By.TAG_NAME, "td")[2].text == "pass" for r in expectations
+        )
+        assert driver.find_element(By.CSS_SELECTOR, "iframe[title='validation report']").get_attribute("src")
+        full_page_screenshot(driver, "data-view")
+
+
+def http_json(stack: dict, path: str) -> Any:
+    """A GET of the stack's API server as the admin (a token from Airflow's /auth/token)."""
+    token = httpx.post(
+        f"{stack['url']}/auth/token", json={"username": "admin", "password": stack["password"]}, timeout=60
+    ).json()["access_token"]
+    answer = httpx.get(f"{stack['url']}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
 
 
 def check_published_study(stack: dict, tracking: str) -> None:

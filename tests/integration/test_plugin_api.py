@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -309,3 +310,163 @@ def test_a_crafted_model_name_renders_as_text_and_tags_cannot_read_outside_the_l
             button.click()
             driver.switch_to.alert.dismiss()  # the reason prompt: the click reached act() with the path
         assert driver.execute_script("return window.pwned === undefined")
+
+
+def test_the_models_of_a_run_and_the_openapi_schema_of_the_views_api(api: dict) -> None:
+    """``/api/runs/{dag}/{run}/models`` answers the versions that DAG run registered (their tags)
+    with their evaluation; another run's, none; without a token, 401. Every route the views read
+    is in the app's OpenAPI schema."""
+    url, headers, client = api["url"], api["headers"], api["client"]
+    report = api["lake"] / "evaluations" / MODEL / "run1" / "evaluation.json"
+    version = client.create_model_version(
+        MODEL,
+        "/nonexistent/model",
+        tags={
+            "state": "candidate",
+            "dag_id": "train_delay",
+            "dag_run_id": "manual__2013-03-01",
+            "evaluation_report": report.as_uri(),
+        },
+    ).version
+    found = http.get(f"{url}/mlops/api/runs/train_delay/manual__2013-03-01/models", headers=headers)
+    assert found.status_code == 200, found.text
+    (only,) = found.json()
+    assert (only["name"], only["version"], only["state"]) == (MODEL, str(version), "candidate")
+    assert only["evaluation"]["overall"]["auc"] == 0.7052
+    other = http.get(f"{url}/mlops/api/runs/train_delay/manual__2013-04-01/models", headers=headers)
+    assert other.status_code == 200 and other.json() == []
+    assert http.get(f"{url}/mlops/api/runs/train_delay/manual__2013-03-01/models").status_code == 401
+    no_report = http.get(
+        f"{url}/mlops/api/task-instances/train_delay/manual__2013-03-01/train/validation", headers=headers
+    )
+    assert no_report.status_code == 404
+    assert (
+        "task 'train' of train_delay run 'manual__2013-03-01' (map index -1) recorded no validation report"
+        in (no_report.json()["detail"])
+    )
+    me = http.get(f"{url}/mlops/api/me", headers=api["as"]["viewer"]).json()
+    assert me == {"name": "viewer", "role": "viewer", "may_decide": False}
+    assert http.get(f"{url}/mlops/api/me", headers=headers).json()["may_decide"] is True
+    schema = http.get(f"{url}/mlops/openapi.json").json()
+    assert {
+        "/api/me",
+        "/api/models",
+        "/api/models/{name}/evaluations",
+        "/api/runs/{dag_id}/{run_id}/models",
+        "/api/deployments",
+        "/api/experiments",
+        "/api/data",
+        "/api/task-instances/{dag_id}/{run_id}/{task_id}/validation",
+    } <= set(schema["paths"])
+    client.delete_model_version(MODEL, str(version))  # the views' test counts the versions
+    assert http.get(f"{url}/mlops/static/mlops.js").status_code == 200
+
+
+def test_the_react_views_inside_airflows_ui_show_the_apis_values_and_decide_as_the_user(api: dict) -> None:
+    """The "MLOps" entry of Airflow's own navigation (the plugin's React app, in Airflow's React tree
+    and theme): the versions table, the chart's points and hover values equal to what the JSON API
+    answers, the Data tab's drift chart, light and dark theme; approving from the view records the
+    signed-in user and the reason; a Viewer sees the pages without any action button."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.browser import chromium, full_page_screenshot, sign_in
+
+    url, client = api["url"], api["client"]
+    version = client.create_model_version(MODEL, "/nonexistent/model", tags={"state": "candidate"}).version
+    evaluations = http.get(f"{url}/mlops/api/models/{MODEL}/evaluations", headers=api["headers"]).json()
+    assert (
+        evaluations["1"]["overall"]["auc"] == 0.7052
+        and evaluations["2"]["champion"]["overall"]["auc"] == 0.7052
+    )
+    data = http.get(f"{url}/mlops/api/data", headers=api["headers"]).json()
+    assert [(w["endpoint"], w["drift_score"], w["drifted"]) for w in data["monitoring"]] == [
+        (MODEL, 1.989, ["temp", "dewp"])
+    ]
+
+    def section(driver: Any) -> Any:
+        return driver.find_element(By.CSS_SELECTOR, f"section[data-model='{MODEL}']")
+
+    with chromium() as driver:
+        wait = WebDriverWait(driver, 60)
+        sign_in(driver, url, "/plugin/mlops", "admin", api["password"], ready="[data-view=mlops]")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"section[data-model='{MODEL}'] table"))
+        assert driver.find_elements(By.CSS_SELECTOR, "nav a[href$='plugin/mlops'], a[href$='plugin/mlops']")
+        points = wait.until(
+            lambda d: section(d).find_elements(By.CSS_SELECTOR, "circle[data-series=auc]") or None
+        )
+        charted = {p.get_attribute("data-x"): float(p.get_attribute("data-y")) for p in points}
+        assert charted == {v: e["overall"]["auc"] for v, e in evaluations.items()}
+        ActionChains(driver).move_to_element(points[-1]).perform()
+        tooltip = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=chart-tooltip]"))
+        assert f"auc: {evaluations['2']['overall']['auc']:.4f}" in tooltip.text
+        rows = section(driver).find_elements(By.CSS_SELECTOR, "table[data-table$=versions] tbody tr")
+        assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == [str(version), "3", "2", "1"]
+        assert "rejected" in rows[2].text and "worse on B6" in rows[2].text
+        full_page_screenshot(driver, "api-models")
+
+        # Approve the new version from the view: the API records who and why.
+        rows[0].find_element(By.CSS_SELECTOR, "button[data-action=approve]").click()
+        form = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=decision-form]"))
+        form.find_element(By.TAG_NAME, "textarea").send_keys("better on every slice")
+        form.find_element(By.CSS_SELECTOR, "button[data-action=confirm]").click()
+        outcome = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=outcome]"))
+        wait.until(lambda d: "done by" in outcome.text)
+        tags = client.get_model_version(MODEL, str(version)).tags
+        assert (tags["state"], tags["state_by"], tags["state_reason"]) == (
+            "approved",
+            "admin (admin, Airflow UI)",
+            "better on every slice",
+        )
+        assert "approve done by admin (admin, Airflow UI)" in outcome.text
+
+        # An older monitoring window: "all" charts both, "30 d" (before the newest) only the newest.
+        older = api["lake"] / "monitoring" / MODEL / "manual__0"
+        older.mkdir()
+        (older / "drift.json").write_text(
+            json.dumps({"score": 0.25, "drifted": [], "window": {"start": "2013-01-01T00:00:00+00:00"}})
+        )
+        driver.find_element(By.XPATH, "//button[normalize-space()='Data']").click()
+
+        def drift_points(d: Any) -> list[tuple[str, float]]:
+            found = d.find_elements(By.CSS_SELECTOR, "circle[data-series='drift score']")
+            return [(p.get_attribute("data-x"), float(p.get_attribute("data-y"))) for p in found]
+
+        wait.until(lambda d: len(drift_points(d)) == 2)
+        assert drift_points(driver) == [("2013-01-01", 0.25), ("2013-03-01", 1.989)]
+        driver.find_element(By.CSS_SELECTOR, "button[data-range='30 d']").click()
+        wait.until(lambda d: drift_points(d) == [("2013-03-01", 1.989)])
+        assert (
+            "temp, dewp"
+            in driver.find_element(By.CSS_SELECTOR, "table[data-table='monitoring windows']").text
+        )
+        full_page_screenshot(driver, "api-data")
+
+        # Dark theme: Airflow's own switch (next-themes, localStorage "theme"); the views follow it.
+        driver.execute_script("localStorage.setItem('theme', 'dark')")
+        driver.refresh()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"section[data-model='{MODEL}'] table"))
+        background = driver.execute_script(
+            "return getComputedStyle(document.querySelector('[data-view=mlops]').closest('main') || document.body).backgroundColor"
+        )
+        assert _luminance(background) < 0.3, background
+        assert "dark" in driver.execute_script(
+            "return document.documentElement.className + document.documentElement.dataset.theme"
+        )
+        full_page_screenshot(driver, "api-models-dark")
+
+    with chromium() as driver:  # a Viewer: the same pages, no action buttons
+        passwords = json.loads((Path(api["log"]).parent / "passwords.json").read_text())
+        sign_in(driver, url, "/plugin/mlops", "viewer", passwords["viewer"], ready="[data-view=mlops]")
+        WebDriverWait(driver, 60).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, f"section[data-model='{MODEL}'] table")
+        )
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "circle[data-series=auc]"))
+        assert driver.find_elements(By.CSS_SELECTOR, "button[data-action]") == []
+
+
+def _luminance(css_colour: str) -> float:
+    """0 (black) to 1 (white) for a computed ``rgb(...)``/``rgba(...)`` colour."""
+    r, g, b = (float(c) for c in css_colour[css_colour.index("(") + 1 : -1].split(",")[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255

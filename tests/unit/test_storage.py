@@ -140,7 +140,7 @@ def test_the_data_page_lists_the_reports_of_a_lake_in_s3(aws_conn: str, moto_ser
     import boto3
     from airflow.sdk import ObjectStoragePath
 
-    from airflow_mlops.plugins.pages import data_page
+    from airflow_mlops.plugins.pages import data_page, data_summary
 
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     s3.create_bucket(Bucket="page-lake")
@@ -153,7 +153,27 @@ def test_the_data_page_lists_the_reports_of_a_lake_in_s3(aws_conn: str, moto_ser
         "mlops/monitoring/flight_delay/manual__2013-06-30/drift.html": "<p>drift</p>",
     }.items():
         s3.put_object(Bucket="page-lake", Key=key, Body=body.encode())
-    page = data_page(ObjectStoragePath("s3://page-lake/mlops", conn_id=aws_conn))
+    summary = data_summary(ObjectStoragePath("s3://page-lake/mlops", conn_id=aws_conn))
+    assert summary["monitoring"] == [
+        {
+            "endpoint": "flight_delay",
+            "run": "manual__2013-06-30",
+            "window_start": "2013-06-01T00:00:00+00:00",
+            "drift_score": 0.31,
+            "drifted": ["temp"],
+            "auc": None,
+            "drift_report": "s3://page-lake/mlops/monitoring/flight_delay/manual__2013-06-30/drift.html",
+            "performance_report": "",
+        }
+    ]
+    assert summary["quarantined"] == [
+        {
+            "table": "flights",
+            "partition": "2013-06",
+            "report": "s3://page-lake/mlops/quarantine/flights/2013-06/20130701T000000/report.html",
+        }
+    ]
+    page = data_page(summary)
     assert "/mlops/files?uri=s3://page-lake/mlops/validated/flights/2013-05.report.html" in page
     assert "2013-05.parquet" not in page
     assert (
@@ -163,7 +183,7 @@ def test_the_data_page_lists_the_reports_of_a_lake_in_s3(aws_conn: str, moto_ser
         "/mlops/files?uri=s3://page-lake/mlops/monitoring/flight_delay/manual__2013-06-30/drift.html" in page
     )
     assert "<td>2013-06</td>" in page and "temp" in page and "0.31" in page
-    empty = data_page(ObjectStoragePath("s3://page-lake/nothing", conn_id=aws_conn))
+    empty = data_page(data_summary(ObjectStoragePath("s3://page-lake/nothing", conn_id=aws_conn)))
     assert "Validated partitions" in empty and "s3://" not in empty
 
 
