@@ -10,7 +10,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 TORCH_WHEELS ?= /opt/wheels
 TORCH_SOURCE := $(if $(wildcard $(TORCH_WHEELS)/torch-2.13.0+cpu-*.whl),--find-links $(TORCH_WHEELS),--extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: demo test venv home lint lock bench clean ui
+.PHONY: demo test venv home lint lock bench clean ui openapi
 
 demo: home ## run the reference pipeline end to end on the embedded default
 	$(BIN)/python -m devtools demo
@@ -61,6 +61,10 @@ lock: ## re-resolve requirements/lock.txt from pyproject.toml and requirements/p
 
 ui: ## rebuild the React views' bundle (airflow_mlops/plugins/static/mlops.js) from ui/ and its lock file
 	cd ui && npm ci --no-audit --no-fund && npm run build
+
+openapi: venv ## regenerate docs/api/mlops-openapi.json, the OpenAPI schema of the plugin's /mlops API
+	$(BIN)/python -c "import json; from airflow_mlops.plugins.api import create_app; \
+	  print(json.dumps(create_app().openapi(), indent=2, sort_keys=True))" > docs/api/mlops-openapi.json
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_HOME) $(CURDIR)/data

@@ -114,3 +114,30 @@ def image_loaded(driver: Any, alt: str) -> bool:
             alt,
         )
     )
+
+
+def set_theme(driver: Any, theme: str) -> None:
+    """Airflow's light or dark theme (its own switch: next-themes' ``localStorage.theme``), reloaded."""
+    driver.execute_script("localStorage.setItem('theme', arguments[0])", theme)
+    driver.refresh()
+
+
+def background_luminance(driver: Any, css: str) -> float:
+    """0 (black) to 1 (white): the painted background behind the element ``css``.
+
+    The nearest ancestor (the element included) whose background is not transparent, painted on a
+    1x1 canvas so that any CSS colour syntax (Chakra's ``oklch(...)`` included) reads as sRGB; a
+    page that paints none shows the browser's white canvas.
+    """
+    r, g, b = driver.execute_script(
+        "const ctx = document.createElement('canvas').getContext('2d');"
+        "for (let e = document.querySelector(arguments[0]); e; e = e.parentElement) {"
+        "  const c = getComputedStyle(e).backgroundColor;"
+        "  ctx.clearRect(0, 0, 1, 1); ctx.fillStyle = c; ctx.fillRect(0, 0, 1, 1);"
+        "  const [r, g, b, a] = ctx.getImageData(0, 0, 1, 1).data;"
+        "  if (a > 0) return [r, g, b];"
+        "}"
+        "return [255, 255, 255]",
+        css,
+    )
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255

@@ -28,6 +28,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from airflow_mlops.plugins import schemas
+
 ACTIONS = ("approve", "reject", "promote")
 REPORT_SUFFIXES = (".html", ".md", ".json")
 STATIC = Path(__file__).with_name("static")
@@ -117,9 +119,10 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
             "training_set": tags.get("training_set", ""),
             "evaluation_report": tags.get("evaluation_report", ""),
             "model_card": tags.get("model_card_path") or tags.get("model_card", ""),
+            "rollout": rollout_steps(tags.get("rollout")),
         }
 
-    @app.get("/api/models", dependencies=authenticated)
+    @app.get("/api/models", dependencies=authenticated, response_model=list[schemas.Model])
     def list_models() -> list[dict[str, Any]]:
         """Every registered model with its versions' states and aliases."""
         models = []
@@ -133,7 +136,7 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
             )
         return models
 
-    @app.get("/api/models/{name}", dependencies=authenticated)
+    @app.get("/api/models/{name}", dependencies=authenticated, response_model=schemas.Model)
     def model(name: str) -> dict[str, Any]:
         """One model's versions, states and aliases; 404 when there is no such model."""
         found = versions(name)
@@ -215,7 +218,7 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
                 found[version["version"]] = report
         return found
 
-    @app.get("/api/me", dependencies=authenticated)
+    @app.get("/api/me", dependencies=authenticated, response_model=schemas.Me)
     def me(user: GetUserDep) -> dict[str, Any]:
         """The signed-in user: ``name``, ``role`` and ``may_decide`` (edit access to DAGs, which
         approve, reject, promote and roll back need; the views show their buttons only then, and
@@ -231,7 +234,7 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         at evaluation time, the ``gate`` and its rules); versions without a report are left out."""
         return evaluations(model(name))
 
-    @app.get("/api/runs/{dag_id}/{run_id}/models")
+    @app.get("/api/runs/{dag_id}/{run_id}/models", response_model=list[schemas.RunVersion])
     def run_models(dag_id: str, run_id: str, user: GetUserDep) -> list[dict[str, Any]]:
         """The model versions DAG run ``run_id`` of ``dag_id`` registered (their ``dag_id`` and
         ``dag_run_id`` tags), each as in ``/api/models/{name}`` plus ``name`` and ``evaluation``
@@ -249,7 +252,9 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
                     found.append(described)
         return found
 
-    @app.get("/api/task-instances/{dag_id}/{run_id}/{task_id}/validation")
+    @app.get(
+        "/api/task-instances/{dag_id}/{run_id}/{task_id}/validation", response_model=schemas.TaskValidation
+    )
     def task_validation(
         dag_id: str, run_id: str, task_id: str, user: GetUserDep, map_index: int = -1
     ) -> dict[str, Any]:
@@ -296,7 +301,7 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
 
         return {e: {"report": r, "uri": u} for e, (r, u) in latest_experiments(lake_root()).items()}
 
-    @app.get("/api/data", dependencies=authenticated)
+    @app.get("/api/data", dependencies=authenticated, response_model=schemas.DataSummary)
     def data() -> dict[str, Any]:
         """Validated and quarantined partitions and the monitors' windows (drift score, drifted
         features, served AUC, report URIs), newest window first: ``pages.data_summary``."""
@@ -328,6 +333,11 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
                         spec["registry_version"] = str(found.version)
                     except Exception:  # the alias deleted, or the registry down: nothing to compare
                         spec["registry_version"] = None
+                try:  # the stepwise rollout's decisions that brought this version here
+                    tags = registry.get_model_version(spec["name"], str(spec["version"])).tags
+                    spec["rollout"] = rollout_steps(dict(tags).get("rollout"))
+                except Exception:  # a version the registry no longer has, or the registry down
+                    spec["rollout"] = []
         return {"deployments": deployments, "stats": stats, "error": ""}
 
     # The React views' bundle (built from ui/ by `make ui`, shipped in the package): public, as
@@ -379,6 +389,19 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         return FileResponse(path, media_type="text/html" if path.suffix == ".html" else "text/plain")
 
     return app
+
+
+def rollout_steps(tag: str | None) -> list[dict[str, Any]]:
+    """A version's ``rollout`` tag (``StepwiseRolloutOperator``'s decisions, JSON): each step's
+    ``step``, ``weight``, ``healthy``, ``reasons``, ``candidate_requests``; [] without one, or for a
+    tag that is not such a list (a tag is anyone's text)."""
+    import json
+
+    try:
+        steps = json.loads(tag) if tag else []
+    except ValueError:
+        return []
+    return [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
 
 
 def aliases_of(registered: Any) -> dict[str, list[str]]:

@@ -329,7 +329,8 @@ def data_summary(lake: Any) -> dict[str, Any]:
     """What the Data page and view show, as JSON (``GET /mlops/api/data``): ``validated`` and
     ``quarantined`` partitions (``table``, ``partition``, ``report``: the report's URI) and
     ``monitoring``, one row per monitoring window, newest first (``endpoint``, ``window_start``,
-    ``drift_score``, ``drifted``, ``auc``, ``drift_report``, ``performance_report``). ``lake``: a
+    ``drift_score``, ``drifted``, ``features``: each compared column's divergence, ``auc``,
+    ``drift_report``, ``performance_report``). ``lake``: a
     local folder, or the lake in an object store (``ObjectStoragePath`` with the lake's
     connection; its folders are listed level by level)."""
     from airflow_mlops.storage import uri_of
@@ -358,6 +359,11 @@ def data_summary(lake: Any) -> dict[str, Any]:
                 "window_start": (drift or performance or {}).get("window", {}).get("start"),
                 "drift_score": drift.get("score") if drift else None,
                 "drifted": list(drift.get("drifted", [])) if drift else [],
+                "features": {
+                    str(c["column"]): c.get("value")
+                    for c in (drift or {}).get("columns", [])
+                    if isinstance(c, dict) and "column" in c
+                },
                 "auc": (performance or {}).get("overall", {}).get("auc"),
                 "drift_report": uri_of(folder / "drift.html") if drift else "",
                 "performance_report": uri_of(folder / "performance.html") if performance else "",

@@ -27,6 +27,14 @@ from sqlalchemy import create_engine, text
 
 from devtools.processes import stop_group
 from flights.source import write_landing_file
+from tests.browser import (
+    background_luminance,
+    chromium,
+    full_page_screenshot,
+    image_loaded,
+    set_theme,
+    sign_in,
+)
 from tests.model_server import TOKEN, Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -346,7 +354,7 @@ def test_file_dropped_in_landing_folder_runs_ingest_validation_dataset_and_featu
 
     assert wait_for("flights_monitoring to finish", monitored, log=stack["log"]) == "success"
     a_b_test_of_the_champion_against_itself(stack, version, held_out)
-    the_other_pages_in_the_browser(stack)
+    the_other_pages_in_the_browser(stack, held_out)
 
 
 def a_b_test_of_the_champion_against_itself(stack: dict, version: str, flights: Any) -> None:
@@ -471,8 +479,6 @@ def approve_in_the_browser(stack: dict, version: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from tests.browser import chromium, full_page_screenshot, image_loaded, sign_in
-
     tracking = json.loads(stack["env"]["AIRFLOW_CONN_MLFLOW_DEFAULT"])["extra"]["tracking_uri"]
     with stack["engine"].connect() as conn:
         (run_id,) = conn.execute(
@@ -495,6 +501,17 @@ def approve_in_the_browser(stack: dict, version: str) -> None:
         assert section.find_elements(By.CSS_SELECTOR, "table[data-table='gate rules'] tbody tr")
         assert section.find_elements(By.CSS_SELECTOR, f"table[data-table='v{version} by carrier'] tbody tr")
         full_page_screenshot(driver, "model-view")
+        set_theme(driver, "dark")  # the same view in Airflow's dark theme, then back
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-view=model] [data-testid=gate]"))
+        assert background_luminance(driver, "[data-view=model]") < 0.3
+        full_page_screenshot(driver, "model-view-dark")
+        set_theme(driver, "light")
+        section = wait.until(
+            lambda d: d.find_element(
+                By.CSS_SELECTOR, f"[data-view=model] section[data-version='flight_delay@{version}']"
+            )
+        )
+        assert background_luminance(driver, "[data-view=model]") > 0.7
         section.find_element(By.CSS_SELECTOR, "button[data-action=approve]").click()
         form = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=decision-form]"))
         form.find_element(By.TAG_NAME, "textarea").send_keys("evaluation and model card reviewed")
@@ -510,13 +527,14 @@ def approve_in_the_browser(stack: dict, version: str) -> None:
     )
 
 
-def the_other_pages_in_the_browser(stack: dict) -> None:
-    """Deployments (the live server's endpoint with the A/A test's analysis) and Data (partitions, the
-    drift chart), with screenshots."""
+def the_other_pages_in_the_browser(stack: dict, flights: Any) -> None:
+    """Deployments (the live server's endpoint with the A/A test's analysis, live charts while
+    ``flights`` are served) and Data (partitions, the drift chart), with screenshots."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from tests.browser import chromium, full_page_screenshot, image_loaded, sign_in
+    from devtools.demo import serve_rows
 
     with chromium() as driver:
         sign_in(driver, stack["url"], "/mlops/deployments", "admin", stack["password"])
@@ -546,6 +564,18 @@ def the_other_pages_in_the_browser(stack: dict) -> None:
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "circle[data-series=auc]"))
         full_page_screenshot(driver, "react-models")
         driver.find_element(By.XPATH, "//button[normalize-space()='Deployments']").click()
+        # The tab's first reading of the server's statistics (the variants table shows it): since the
+        # A/A test's conclusion the endpoint has served nothing. Then 60 flights arrive; the live
+        # chart's next reading (15 s later) is the API's count.
+        wait.until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "table[data-table='flight_delay variants'] tbody tr")
+        )
+        server = stack["model_server"]
+        serve_rows(
+            {"url": server.url, "state_dir": server.state_dir},
+            flights.drop(columns=["is_delayed"], errors="ignore").head(60),
+            per_request=10,
+        )
         experiment = wait.until(
             lambda d: d.find_element(
                 By.CSS_SELECTOR, "section[data-endpoint=flight_delay] [data-testid=experiment]"
@@ -557,6 +587,22 @@ def the_other_pages_in_the_browser(stack: dict) -> None:
             for g in experiment.find_elements(By.CSS_SELECTOR, "g[data-series]")
         }
         assert estimates == {"a", "b"}
+        # The rollout that brought each served version there, from its version's tag.
+        serving = http_json(stack, "/mlops/api/deployments")
+        for variant, spec in serving["deployments"]["flight_delay"]["variants"].items():
+            table = f"table[data-table^='flight_delay/{variant} rollout'] tbody tr"
+            assert len(driver.find_elements(By.CSS_SELECTOR, table)) == len(spec["rollout"]), spec
+        requests = serving["stats"]["flight_delay"]["variants"]["main"]["requests"]
+        assert requests > 0, serving["stats"]
+        live = "figure[data-chart^='flight_delay: requests per variant'] circle[data-series=main]"
+
+        def charted(d: Any) -> list[float]:
+            return [float(p.get_attribute("data-y")) for p in d.find_elements(By.CSS_SELECTOR, live)]
+
+        WebDriverWait(driver, 60, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: charted(d)[-1:] == [requests]
+        )
+        assert charted(driver)[0] == 0.0, charted(driver)
         full_page_screenshot(driver, "react-deployments")
         driver.find_element(By.XPATH, "//button[normalize-space()='Data']").click()
         drift = wait.until(
@@ -588,6 +634,11 @@ def the_other_pages_in_the_browser(stack: dict) -> None:
         )
         assert driver.find_element(By.CSS_SELECTOR, "iframe[title='validation report']").get_attribute("src")
         full_page_screenshot(driver, "data-view")
+        set_theme(driver, "dark")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "table[data-table=expectations] tbody tr"))
+        assert background_luminance(driver, "[data-view=validation]") < 0.3
+        full_page_screenshot(driver, "data-view-dark")
+        set_theme(driver, "light")
 
 
 def http_json(stack: dict, path: str) -> Any:

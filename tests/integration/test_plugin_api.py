@@ -21,6 +21,26 @@ from tests.connections import mlflow_conn
 
 pytestmark = pytest.mark.integration
 MODEL = "flight_delay"
+ROLLOUT_OF_2 = [
+    {
+        "step": 1,
+        "weight": 0.05,
+        "healthy": True,
+        "reasons": ["pass error rate 0.0000 vs primary 0.0000 (at most +0.02)"],
+        "candidate_requests": 40,
+        "replicas": 1,
+    },
+    {
+        "step": 2,
+        "weight": 0.25,
+        "healthy": False,
+        "reasons": [
+            "FAIL error rate 0.1200 vs primary 0.0000 (at most +0.02); the candidate refused 12 requests (422)"
+        ],
+        "candidate_requests": 100,
+        "replicas": 1,
+    },
+]
 # The first page of a fresh API server imports MLflow and matplotlib: allow for a slow machine.
 http = httpx.Client(timeout=60)
 
@@ -52,6 +72,8 @@ def api(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         client.create_model_version(
             MODEL, str(root / "model"), tags={"state": "candidate", "evaluation_report": report.as_uri()}
         )
+    # Version 2's stepwise rollout, as StepwiseRolloutOperator keeps it: healthy at 5 %, rolled back at 25 %.
+    client.set_model_version_tag(MODEL, "2", "rollout", json.dumps(ROLLOUT_OF_2))
     monitoring = lake / "monitoring" / MODEL / "manual__1"
     monitoring.mkdir(parents=True)
     (monitoring / "drift.json").write_text(
@@ -371,7 +393,7 @@ def test_the_react_views_inside_airflows_ui_show_the_apis_values_and_decide_as_t
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from tests.browser import chromium, full_page_screenshot, sign_in
+    from tests.browser import background_luminance, chromium, full_page_screenshot, set_theme, sign_in
 
     url, client = api["url"], api["client"]
     version = client.create_model_version(MODEL, "/nonexistent/model", tags={"state": "candidate"}).version
@@ -404,6 +426,17 @@ def test_the_react_views_inside_airflows_ui_show_the_apis_values_and_decide_as_t
         rows = section(driver).find_elements(By.CSS_SELECTOR, "table[data-table$=versions] tbody tr")
         assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == [str(version), "3", "2", "1"]
         assert "rejected" in rows[2].text and "worse on B6" in rows[2].text
+        # Version 2's rollout: a row per step, its share, decision and reasons, as the API answers.
+        answered = http.get(f"{url}/mlops/api/models/{MODEL}", headers=api["headers"]).json()
+        (two,) = [v for v in answered["versions"] if v["version"] == "2"]
+        assert two["rollout"] == ROLLOUT_OF_2
+        steps = section(driver).find_elements(
+            By.CSS_SELECTOR, f"table[data-table='{MODEL} v2 rollout'] tbody tr"
+        )
+        assert [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in steps] == [
+            ["1", "5 %", "healthy: next step", "40", ROLLOUT_OF_2[0]["reasons"][0]],
+            ["2", "25 %", "rolled back", "100", ROLLOUT_OF_2[1]["reasons"][0]],
+        ]
         full_page_screenshot(driver, "api-models")
 
         # Approve the new version from the view: the API records who and why.
@@ -444,17 +477,18 @@ def test_the_react_views_inside_airflows_ui_show_the_apis_values_and_decide_as_t
         full_page_screenshot(driver, "api-data")
 
         # Dark theme: Airflow's own switch (next-themes, localStorage "theme"); the views follow it.
-        driver.execute_script("localStorage.setItem('theme', 'dark')")
-        driver.refresh()
+        assert background_luminance(driver, "[data-view=mlops]") > 0.7
+        set_theme(driver, "dark")
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"section[data-model='{MODEL}'] table"))
-        background = driver.execute_script(
-            "return getComputedStyle(document.querySelector('[data-view=mlops]').closest('main') || document.body).backgroundColor"
-        )
-        assert _luminance(background) < 0.3, background
-        assert "dark" in driver.execute_script(
-            "return document.documentElement.className + document.documentElement.dataset.theme"
-        )
+        assert background_luminance(driver, "[data-view=mlops]") < 0.3
         full_page_screenshot(driver, "api-models-dark")
+        for tab, ready in (
+            ("Deployments", "[data-testid=problem]"),  # no model server here: the view says so
+            ("Data", "circle[data-series='drift score']"),
+        ):
+            driver.find_element(By.XPATH, f"//button[normalize-space()='{tab}']").click()
+            wait.until(lambda d, ready=ready: d.find_elements(By.CSS_SELECTOR, ready))
+            full_page_screenshot(driver, f"api-{tab.lower()}-dark")
 
     with chromium() as driver:  # a Viewer: the same pages, no action buttons
         passwords = json.loads((Path(api["log"]).parent / "passwords.json").read_text())
@@ -464,9 +498,3 @@ def test_the_react_views_inside_airflows_ui_show_the_apis_values_and_decide_as_t
         )
         WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "circle[data-series=auc]"))
         assert driver.find_elements(By.CSS_SELECTOR, "button[data-action]") == []
-
-
-def _luminance(css_colour: str) -> float:
-    """0 (black) to 1 (white) for a computed ``rgb(...)``/``rgba(...)`` colour."""
-    r, g, b = (float(c) for c in css_colour[css_colour.index("(") + 1 : -1].split(",")[:3])
-    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255

@@ -144,7 +144,15 @@ def test_the_data_page_lists_the_reports_of_a_lake_in_s3(aws_conn: str, moto_ser
 
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     s3.create_bucket(Bucket="page-lake")
-    drift = {"window": {"start": "2013-06-01T00:00:00+00:00"}, "score": 0.31, "drifted": ["temp"]}
+    drift = {
+        "window": {"start": "2013-06-01T00:00:00+00:00"},
+        "score": 0.31,
+        "drifted": ["temp"],
+        "columns": [
+            {"column": "temp", "metric": "psi", "value": 0.31, "threshold": 0.2, "drifted": True},
+            {"column": "dewp", "metric": "psi", "value": 0.04, "threshold": 0.2, "drifted": False},
+        ],
+    }
     for key, body in {
         "mlops/validated/flights/2013-05.report.html": "<p>ok</p>",
         "mlops/validated/flights/2013-05.parquet": "x",
@@ -161,6 +169,7 @@ def test_the_data_page_lists_the_reports_of_a_lake_in_s3(aws_conn: str, moto_ser
             "window_start": "2013-06-01T00:00:00+00:00",
             "drift_score": 0.31,
             "drifted": ["temp"],
+            "features": {"temp": 0.31, "dewp": 0.04},
             "auc": None,
             "drift_report": "s3://page-lake/mlops/monitoring/flight_delay/manual__2013-06-30/drift.html",
             "performance_report": "",

@@ -18,6 +18,14 @@ export interface Evaluation {
   gate?: { passed: boolean; rules: GateRule[] } | null;
 }
 
+export interface RolloutStep {
+  step?: number;
+  weight?: number;
+  healthy?: boolean;
+  reasons?: string[];
+  candidate_requests?: number;
+}
+
 export interface Version {
   version: string;
   state: string;
@@ -29,6 +37,7 @@ export interface Version {
   training_set: string;
   evaluation_report: string;
   model_card: string;
+  rollout: RolloutStep[];
 }
 
 export interface Model {
@@ -52,6 +61,7 @@ export interface VariantSpec {
   version?: string;
   alias?: string;
   registry_version?: string | null;
+  rollout?: RolloutStep[];
 }
 
 export interface Deployment {
@@ -106,6 +116,7 @@ export interface MonitoringWindow {
   window_start: string | null;
   drift_score: number | null;
   drifted: string[];
+  features: Record<string, number | null>;
   auc: number | null;
   drift_report: string;
   performance_report: string;

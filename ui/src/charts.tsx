@@ -14,7 +14,7 @@ const PALETTE = ["blue.solid", "orange.solid", "green.solid", "purple.solid", "r
 const token = (name: string): string => `var(--chakra-colors-${name.replaceAll(".", "-")})`;
 const WIDTH = 560;
 const HEIGHT = 220;
-const PAD = { bottom: 36, left: 52, right: 16, top: 12 };
+const PAD = { bottom: 36, left: 52, right: 36, top: 12 };
 
 export const format = (value: number | null | undefined, digits = 4): string =>
   value === null || value === undefined || Number.isNaN(value)
@@ -57,8 +57,10 @@ export function LineChart({ title, xs, series, xLabel }: { title: string; xs: st
   let low = Math.min(...numbers);
   let high = Math.max(...numbers);
   if (low === high) {
-    low -= Math.abs(low) * 0.1 || 1;
-    high += Math.abs(high) * 0.1 || 1;
+    // A flat line: some room around it, never below zero for a quantity that cannot be negative.
+    const room = Math.abs(low) * 0.1 || 1;
+    low = low >= 0 ? Math.max(0, low - room) : low - room;
+    high += room;
   }
   const yTicks = niceTicks(low, high);
   const yDigits = decimalsOf(yTicks);

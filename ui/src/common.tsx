@@ -3,7 +3,7 @@
 import { Alert, Badge, Box, Button, HStack, Link, Spinner, Table, Text, Textarea } from "@chakra-ui/react";
 import { type ReactNode, useCallback, useEffect, useState } from "react";
 
-import { get, post, reportUrl } from "./api";
+import { type RolloutStep, get, post, reportUrl } from "./api";
 
 /** An API answer, reloaded every ``everyS`` seconds when given, and a ``reload`` for after an action. */
 export function useApi<T>(path: string | null, everyS?: number) {
@@ -156,6 +156,31 @@ export function Decide({ actions, done }: { actions: { label: string; path: stri
           {outcome.text}
         </Text>
       )}
+    </Box>
+  );
+}
+
+/** A stepwise rollout's decisions: each step's share of the traffic, its verdict and why. */
+export function RolloutSteps({ steps, label }: { steps: RolloutStep[]; label: string }) {
+  if (steps.length === 0) {
+    return null;
+  }
+  return (
+    <Box data-testid="rollout">
+      <Text fontSize="sm" fontWeight="semibold" mt={2}>
+        {label}
+      </Text>
+      <DataTable
+        label={label}
+        header={["step", "traffic", "decision", "candidate requests", "why"]}
+        rows={steps.map((s, i) => [
+          String(s.step ?? i + 1),
+          typeof s.weight === "number" ? `${Math.round(s.weight * 100)} %` : "–",
+          s.healthy === undefined ? "–" : s.healthy ? "healthy: next step" : "rolled back",
+          s.candidate_requests === undefined ? "–" : String(s.candidate_requests),
+          (s.reasons ?? []).join("; "),
+        ])}
+      />
     </Box>
   );
 }

@@ -3,9 +3,22 @@
 import { Heading, Stack } from "@chakra-ui/react";
 import { useState } from "react";
 
-import { type DataSummary } from "./api";
+import { type DataSummary, type MonitoringWindow } from "./api";
 import { LineChart, TimeRange, format, inRange, windowLabels } from "./charts";
 import { DataTable, Loaded, ReportLink, useApi } from "./common";
+
+/** The ``count`` features with the largest divergence in any window. */
+function mostMoved(windows: MonitoringWindow[], count: number): string[] {
+  const largest = new Map<string, number>();
+  for (const w of windows) {
+    for (const [feature, value] of Object.entries(w.features ?? {})) {
+      if (typeof value === "number") {
+        largest.set(feature, Math.max(value, largest.get(feature) ?? -Infinity));
+      }
+    }
+  }
+  return [...largest.entries()].sort((a, b) => b[1] - a[1]).slice(0, count).map(([feature]) => feature);
+}
 
 export function DataTab() {
   const data = useApi<DataSummary>("data", 60);
@@ -44,6 +57,15 @@ export function DataTab() {
                 <TimeRange days={days} onChange={setDays} />
                 <LineChart title="Drift score per monitoring window" xLabel="window start" xs={windowLabels(times)} series={per("drift_score")} />
                 <LineChart title="AUC of the served model per window" xLabel="window start" xs={windowLabels(times)} series={per("auc")} />
+                <LineChart
+                  title="Drift per feature (the six that moved most)"
+                  xLabel="window start"
+                  xs={windowLabels(times)}
+                  series={mostMoved(windows, 6).map((feature) => ({
+                    name: feature,
+                    values: times.map((t) => windows.find((w) => w.window_start === t && feature in (w.features ?? {}))?.features[feature] ?? null),
+                  }))}
+                />
               </>
             )}
             <DataTable

@@ -1,11 +1,20 @@
 // Deployments: each endpoint's policy and variants as the model server serves them (with what the
 // registry's aliases say), live requests, error rate and latency per variant, the traffic share,
 // and the newest experiment analysis with each variant's interval.
-import { Box, Heading, Stack, Text } from "@chakra-ui/react";
+import { Box, Heading, SimpleGrid, Stack, Text } from "@chakra-ui/react";
+import { useEffect, useState } from "react";
 
-import { type Deployment, type ExperimentReport, type Serving, type VariantSpec } from "./api";
-import { IntervalChart, format } from "./charts";
-import { DataTable, Loaded, Problem, ReportLink, useApi } from "./common";
+import { type Deployment, type ExperimentReport, type Me, type Serving, type VariantSpec, segment } from "./api";
+import { IntervalChart, LineChart, format } from "./charts";
+import { DataTable, Decide, Loaded, Problem, ReportLink, RolloutSteps, useApi } from "./common";
+
+/** One reading of the server's statistics, kept while the tab is open (the server keeps totals only). */
+interface Reading {
+  at: string;
+  stats: Serving["stats"];
+}
+
+const KEEP = 40; // readings: 10 minutes at one every 15 s
 
 /** What the registry says of a served variant: its alias's version now, or "pinned". */
 export function registryView(spec: VariantSpec): string {
@@ -54,9 +63,56 @@ function Experiment({ report, uri }: { report: ExperimentReport; uri: string }) 
   );
 }
 
-function Endpoint({ name, deployment, serving, experiment }: { name: string; deployment: Deployment; serving: Serving; experiment?: { report: ExperimentReport; uri: string } }) {
+function LiveCharts({ name, variants, readings }: { name: string; variants: string[]; readings: Reading[] }) {
+  if (readings.length < 2) {
+    return (
+      <Text fontSize="xs" color="fg.muted">
+        The live charts start with the next reading (every 15 s).
+      </Text>
+    );
+  }
+  const xs = readings.map((r) => r.at);
+  const series = (field: "requests" | "p99_ms" | "error_rate") =>
+    variants.map((v) => ({
+      name: v,
+      // An endpoint's statistics without a variant: it served nothing since the deployment.
+      values: readings.map((r) => {
+        const endpoint = r.stats[name];
+        const value = endpoint?.variants?.[v]?.[field];
+        return value ?? (endpoint && field === "requests" ? 0 : null);
+      }),
+    }));
+  return (
+    <SimpleGrid columns={{ base: 1, xl: 3 }} gap={4}>
+      <LineChart title={`${name}: requests per variant (since deployment)`} xLabel="time" xs={xs} series={series("requests")} />
+      <LineChart title={`${name}: p99 latency per variant (ms)`} xLabel="time" xs={xs} series={series("p99_ms")} />
+      <LineChart title={`${name}: error rate per variant`} xLabel="time" xs={xs} series={series("error_rate")} />
+    </SimpleGrid>
+  );
+}
+
+function Endpoint({
+  name,
+  deployment,
+  serving,
+  experiment,
+  readings,
+  me,
+  done,
+}: {
+  name: string;
+  deployment: Deployment;
+  serving: Serving;
+  experiment?: { report: ExperimentReport; uri: string };
+  readings: Reading[];
+  me: Me;
+  done: () => void;
+}) {
   const stats = serving.stats[name]?.variants ?? {};
   const total = Object.values(stats).reduce((sum, s) => sum + (s.requests ?? 0), 0);
+  const variants = Object.entries(deployment.variants ?? {});
+  // A variant that follows the champion alias moves with a rollback of its model.
+  const followed = [...new Set(variants.filter(([, s]) => s.alias === "champion" && s.name).map(([, s]) => s.name as string))];
   return (
     <Box as="section" data-endpoint={name} mb={8}>
       <Heading size="md">
@@ -81,14 +137,33 @@ function Endpoint({ name, deployment, serving, experiment }: { name: string; dep
           format(stats[v]?.p99_ms, 2),
         ])}
       />
+      <LiveCharts name={name} variants={variants.map(([v]) => v)} readings={readings} />
+      {variants.map(([v, s]) => (
+        <RolloutSteps key={v} steps={s.rollout ?? []} label={`${name}/${v} rollout of ${s.name} v${s.version}`} />
+      ))}
+      {me.may_decide && followed.length > 0 ? (
+        <Box mt={2}>
+          <Decide
+            actions={followed.map((model) => ({ label: `roll back ${model}`, path: `models/${segment(model)}/rollback` }))}
+            done={done}
+          />
+        </Box>
+      ) : null}
       {experiment ? <Experiment report={experiment.report} uri={experiment.uri} /> : null}
     </Box>
   );
 }
 
-export function DeploymentsTab() {
+export function DeploymentsTab({ me }: { me: Me }) {
   const serving = useApi<Serving>("deployments", 15);
   const experiments = useApi<Record<string, { report: ExperimentReport; uri: string }>>("experiments", 60);
+  const [readings, setReadings] = useState<Reading[]>([]);
+  useEffect(() => {
+    if (serving.data !== undefined) {
+      const at = new Date().toTimeString().slice(0, 8);
+      setReadings((kept) => [...kept, { at, stats: serving.data!.stats }].slice(-KEEP));
+    }
+  }, [serving.data]);
   return (
     <Stack>
       <Loaded state={serving}>
@@ -97,7 +172,16 @@ export function DeploymentsTab() {
             {answer.error ? <Problem>The model server did not answer: {answer.error}</Problem> : null}
             {Object.keys(answer.deployments).length === 0 && !answer.error ? <Text>Nothing deployed.</Text> : null}
             {Object.entries(answer.deployments).map(([name, d]) => (
-              <Endpoint key={name} name={name} deployment={d} serving={answer} experiment={experiments.data?.[name]} />
+              <Endpoint
+                key={name}
+                name={name}
+                deployment={d}
+                serving={answer}
+                experiment={experiments.data?.[name]}
+                readings={readings}
+                me={me}
+                done={serving.reload}
+              />
             ))}
           </>
         )}

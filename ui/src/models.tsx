@@ -4,7 +4,7 @@ import { Box, Heading, Stack, Text } from "@chakra-ui/react";
 
 import { type Evaluation, type Me, type Model, type Serving, type Version, segment } from "./api";
 import { LineChart, format } from "./charts";
-import { DataTable, Decide, Loaded, Problem, ReportLink, StateBadge, useApi } from "./common";
+import { DataTable, Decide, Loaded, Problem, ReportLink, RolloutSteps, StateBadge, useApi } from "./common";
 
 /** The actions a version's state allows (the API refuses the others with 409). */
 export function actionsOf(name: string, version: Version): { label: string; path: string }[] {
@@ -127,6 +127,9 @@ function ModelSection({ model, me, serving, reload }: { model: Model; me: Me; se
           ...(me.may_decide ? [<Decide actions={actionsOf(model.name, v)} done={decided} />] : []),
         ])}
       />
+      {[...model.versions].reverse().map((v) => (
+        <RolloutSteps key={v.version} steps={v.rollout ?? []} label={`${model.name} v${v.version} rollout`} />
+      ))}
       {newest && newestReport?.champion && newest !== champion && (
         <Box mt={4}>
           <Heading size="sm">Version {newest.version} against the champion</Heading>

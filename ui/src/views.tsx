@@ -4,7 +4,7 @@
 import { Box, Heading, HStack, Stack, Tabs, Text } from "@chakra-ui/react";
 
 import { type Me, type RunVersion, segment } from "./api";
-import { Decide, Loaded, ReportLink, StateBadge, useApi } from "./common";
+import { Decide, Loaded, ReportLink, RolloutSteps, StateBadge, useApi } from "./common";
 import { DataTab } from "./data";
 import { DeploymentsTab } from "./deployments";
 import { AgainstChampion, Gate, ModelsTab, actionsOf } from "./models";
@@ -36,7 +36,7 @@ export function MLOpsApp() {
               <ModelsTab me={user} />
             </Tabs.Content>
             <Tabs.Content value="deployments">
-              <DeploymentsTab />
+              <DeploymentsTab me={user} />
             </Tabs.Content>
             <Tabs.Content value="data">
               <DataTab />
@@ -77,6 +77,7 @@ function RunVersionView({ version, me, done }: { version: RunVersion; me: Me; do
           trained on {version.training_set}
         </Text>
       ) : null}
+      <RolloutSteps steps={version.rollout ?? []} label={`${version.name} v${version.version} rollout`} />
       {version.evaluation ? (
         <>
           <Gate evaluation={version.evaluation} />
