@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from airflow_mlops.data.quarantine import PartitionFiles
     from airflow_mlops.data.validation import Validation, ValidationReport
 
+#: The XCom key of the quarantined rows' URI (the plugin's Data view reads it).
+QUARANTINED_XCOM = "quarantined_uri"
+
 
 class DataValidationOperator(ExtraMixin, LineageMixin, BaseOperator):
     """Check one Parquet partition against an expectation suite before anything downstream reads it.
@@ -58,7 +61,9 @@ class DataValidationOperator(ExtraMixin, LineageMixin, BaseOperator):
         checked before anything is read or moved (default: the lake, the landing folder and
         ``[mlops] data_roots``); a path outside them, however spelt, is a ``TargetError``.
 
-    XCom: the report's URI (``return_value``) and ``validated_uri``.
+    XCom: the report's URI (``return_value``), ``validated_uri``, and ``quarantined_uri`` when rows
+    went to quarantine (the failed partition's quarantined copy, also when the task fails, or the
+    row-level split's ``.invalid.parquet``); the plugin's Data view shows those rows.
     OpenLineage: the partition as input with data-quality facets (column metrics of its profile, one
     assertion per expectation); as output the validated partition with its schema, or the
     quarantined copy (also when the task fails).
@@ -184,6 +189,7 @@ class DataValidationOperator(ExtraMixin, LineageMixin, BaseOperator):
                     self.validated_target,
                 )
             ValidationReportLink.persist(context, report_url(f"{location}/{REPORT_HTML}"))
+            context["ti"].xcom_push(key=QUARANTINED_XCOM, value=moved)
             error = DataValidationFailed(
                 report.failure_message(location), report_uri=f"{location}/{REPORT_JSON}"
             )
@@ -224,6 +230,7 @@ class DataValidationOperator(ExtraMixin, LineageMixin, BaseOperator):
         extra: dict[str, Any] = {}
         if accepted.invalid_uri is not None:
             extra.update(invalid_rows=accepted.invalid_rows, invalid_uri=accepted.invalid_uri)
+            context["ti"].xcom_push(key=QUARANTINED_XCOM, value=accepted.invalid_uri)
             self.log.warning(
                 "Row-level split: %d valid rows to %s, %d invalid rows to %s",
                 accepted.rows,

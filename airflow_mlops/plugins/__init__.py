@@ -10,9 +10,14 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from airflow_mlops.plugins.openapi import OpenAPIWithPlugin
+
+MOUNT = "/mlops"
+
 
 @functools.cache
-def _app() -> Any:
+def mlops_app() -> Any:
+    """The plugin's FastAPI app (one per process), mounted at ``MOUNT`` by Airflow's API server."""
     from airflow_mlops.plugins.api import create_app
 
     return create_app()
@@ -22,7 +27,7 @@ class _FastAPIApps:
     """Builds the app when Airflow asks for it (the API server), not in every process that loads plugins."""
 
     def __get__(self, instance: Any, owner: Any) -> list[dict[str, Any]]:
-        return [{"app": _app(), "url_prefix": "/mlops", "name": "airflow-mlops"}]
+        return [{"app": mlops_app(), "url_prefix": MOUNT, "name": "airflow-mlops"}]
 
 
 # Relative to the UI's base URL (Airflow resolves it against document.baseURI), so a deployment
@@ -52,8 +57,17 @@ class MLOpsPlugin(AirflowPlugin):
     """Registers airflow-mlops with Airflow's plugin manager: the API and the plain HTML pages at
     ``/mlops``, an "MLOps" entry in the UI's navigation (Models, Deployments, Data inside
     Airflow's own UI), a "Model" tab on DAG runs and task instances and a "Data" tab on task
-    instances."""
+    instances; and the API's paths in the schema of Airflow's own API docs (``/docs``)."""
 
     name = "airflow_mlops"
     fastapi_apps = _FastAPIApps()
+    # The API's paths in Airflow's own /docs (a mounted app is missing from its parent's schema).
+    fastapi_root_middlewares = [
+        {
+            "middleware": OpenAPIWithPlugin,
+            "args": [],
+            "kwargs": {"mount": MOUNT},
+            "name": "airflow-mlops OpenAPI",
+        }
+    ]
     react_apps = REACT_APPS

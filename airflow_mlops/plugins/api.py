@@ -18,6 +18,7 @@ MLflow is imported inside the handlers: the plugin is loaded by every Airflow pr
 from __future__ import annotations
 
 import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -259,16 +260,19 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         dag_id: str, run_id: str, task_id: str, user: GetUserDep, map_index: int = -1
     ) -> dict[str, Any]:
         """The validation report a task instance recorded (its "Validation report" link, passed or
-        quarantined): ``report`` (the HTML report's URI) and ``summary`` (the JSON report beside
+        quarantined): ``report`` (the HTML report's URI), ``summary`` (the JSON report beside
         it: ``success``, ``rows``, ``outcomes`` per expectation, ``row_split`` for quarantined
-        rows; None when it cannot be read). 404 when the task instance recorded no report (not a
-        validation task, or it has not run). Needs read access to that DAG."""
+        rows; None when it cannot be read) and ``quarantined`` (the rows it put in quarantine,
+        :func:`quarantined_rows`; None when it quarantined nothing). 404 when the task instance
+        recorded no report (not a validation task, or it has not run). Needs read access to
+        that DAG."""
         from urllib.parse import parse_qs, urlsplit
 
         from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session
 
         from airflow_mlops.links import ValidationReportLink
+        from airflow_mlops.operators.validate import QUARANTINED_XCOM
 
         authorize(user, "GET", dag_id, f"read the validation reports of {dag_id}")
         query = XComModel.get_many(
@@ -291,7 +295,23 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         summary = None
         if uri.endswith(".html"):
             summary = evaluation(uri.removesuffix(".html") + ".json")
-        return {"report": uri, "summary": summary}
+        quarantined = None
+        with create_session() as session:
+            row = session.scalars(
+                XComModel.get_many(
+                    run_id=run_id,
+                    key=QUARANTINED_XCOM,
+                    task_ids=task_id,
+                    dag_ids=dag_id,
+                    map_indexes=map_index,
+                )
+            ).first()
+            moved = XComModel.deserialize_value(row) if row is not None else None
+        if moved:
+            from airflow_mlops import settings
+
+            quarantined = quarantined_rows(str(moved), settings.lake_uri(), settings.lake_conn_id())
+        return {"report": uri, "summary": summary, "quarantined": quarantined}
 
     @app.get("/api/experiments", dependencies=authenticated)
     def experiments() -> dict[str, Any]:
@@ -402,6 +422,46 @@ def rollout_steps(tag: str | None) -> list[dict[str, Any]]:
     except ValueError:
         return []
     return [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
+
+
+QUARANTINE_SAMPLE = 20
+
+
+def quarantined_rows(
+    uri: str, lake_uri: str, conn_id: str | None, limit: int = QUARANTINE_SAMPLE
+) -> dict[str, Any]:
+    """The rows a validation put in quarantine (Parquet at ``uri``): ``uri``, ``rows`` (how many),
+    ``columns``, the first ``limit`` as ``sample`` (JSON values: NaN as null, times in ISO 8601)
+    and ``error``: why they were not read instead (outside the lake, which is the only place
+    the API reads; or gone, e.g. moved by hand)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from airflow_mlops.layout import within
+
+    answer: dict[str, Any] = {"uri": uri, "rows": None, "columns": [], "sample": [], "error": None}
+    if not within(uri, lake_uri):
+        answer["error"] = f"{uri!r} lies outside the lake {lake_uri!r} (rule: only the lake's files are read)"
+        return answer
+    try:
+        local = _local(uri)
+        if local is not None:
+            parquet = pq.ParquetFile(local)
+        else:
+            from airflow.sdk import ObjectStoragePath
+
+            with ObjectStoragePath(uri, conn_id=conn_id).open("rb") as handle:
+                parquet = pq.ParquetFile(io.BytesIO(handle.read()))
+        answer["rows"] = parquet.metadata.num_rows
+        answer["columns"] = list(parquet.schema_arrow.names)
+        first = next(parquet.iter_batches(batch_size=limit), None)
+        if first is not None:
+            frame = first.to_pandas()
+            answer["sample"] = json.loads(frame.to_json(orient="records", date_format="iso"))
+    except Exception as err:  # the answer says why, the rest of the view still shows
+        answer["error"] = f"{uri!r} could not be read: {type(err).__name__}: {err}"
+    return answer
 
 
 def aliases_of(registered: Any) -> dict[str, list[str]]:

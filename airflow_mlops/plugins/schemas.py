@@ -77,6 +77,17 @@ class DataSummary(_Open):
     monitoring: list[MonitoringWindow] = Field(description="newest first")
 
 
+class QuarantinedRows(_Open):
+    uri: str = Field(description="the quarantined Parquet (a failed partition, or a split's invalid rows)")
+    rows: int | None = Field(description="how many rows it holds; None when it was not read")
+    columns: list[str]
+    sample: list[dict[str, Any]] = Field(description="the first rows (NaN as null, times in ISO 8601)")
+    error: str | None = Field(description="why the rows were not read (outside the lake, gone), else None")
+
+
 class TaskValidation(_Open):
     report: str = Field(description="the HTML report's URI")
     summary: dict[str, Any] | None = Field(description="the JSON report beside it, or None")
+    quarantined: QuarantinedRows | None = Field(
+        None, description="the rows the task put in quarantine, or None when it quarantined none"
+    )

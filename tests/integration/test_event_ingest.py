@@ -615,13 +615,7 @@ def the_other_pages_in_the_browser(stack: dict, flights: Any) -> None:
         full_page_screenshot(driver, "react-data")
 
         # The "Data" view of a validation task instance (a mapped one: the month's flights partition).
-        with stack["engine"].connect() as conn:
-            run_id, map_index = conn.execute(
-                text(
-                    "SELECT run_id, map_index FROM task_instance WHERE dag_id = 'flights_validate'"
-                    " AND task_id = 'validate_flights' AND state = 'success' ORDER BY start_date"
-                )
-            ).first()
+        run_id, map_index = first_success(stack, "flights_validate", "validate_flights")
         task = f"/dags/flights_validate/runs/{quote(run_id, safe='')}/tasks/validate_flights"
         driver.get(f"{stack['url']}{task}/mapped/{map_index}/plugin/mlops-task-data")
         verdict = wait.until(
@@ -639,6 +633,45 @@ def the_other_pages_in_the_browser(stack: dict, flights: Any) -> None:
         assert background_luminance(driver, "[data-view=validation]") < 0.3
         full_page_screenshot(driver, "data-view-dark")
         set_theme(driver, "light")
+
+        # Quarantined rows: February's weather passed after its row-level split (one sensor glitch,
+        # a 1048 mph wind at EWR); its Data view shows the quarantined row itself.
+        run_id, map_index = first_success(stack, "flights_validate", "validate_weather")
+        answer = http_json(
+            stack,
+            f"/mlops/api/task-instances/flights_validate/{quote(run_id, safe='')}/validate_weather"
+            f"/validation?map_index={map_index}",
+        )
+        quarantined, split = answer["quarantined"], answer["summary"]["row_split"]
+        assert quarantined["error"] is None and quarantined["rows"] == split["invalid_rows"] >= 1, answer
+        assert quarantined["uri"].endswith(".invalid.parquet")
+        assert any((row.get("wind_speed") or 0) > 1000 for row in quarantined["sample"]), quarantined
+        task = f"/dags/flights_validate/runs/{quote(run_id, safe='')}/tasks/validate_weather"
+        driver.get(f"{stack['url']}{task}/mapped/{map_index}/plugin/mlops-task-data")
+        shown = wait.until(
+            lambda d: (
+                d.find_elements(By.CSS_SELECTOR, "table[data-table='quarantined rows'] tbody tr") or None
+            )
+        )
+        assert len(shown) == len(quarantined["sample"]) and "1048" in " ".join(r.text for r in shown)
+        verdict = driver.find_element(By.CSS_SELECTOR, "[data-view=validation] [data-testid=verdict]").text
+        invalid = split["invalid_rows"]
+        assert verdict == f"Passed after quarantining {invalid} row{'' if invalid == 1 else 's'}", verdict
+        full_page_screenshot(driver, "data-view-quarantined")
+
+
+def first_success(stack: dict, dag_id: str, task_id: str) -> tuple[str, int]:
+    """The run id and map index of the first task instance of ``task_id`` that succeeded."""
+    with stack["engine"].connect() as conn:
+        found = conn.execute(
+            text(
+                "SELECT run_id, map_index FROM task_instance WHERE dag_id = :dag_id"
+                " AND task_id = :task_id AND state = 'success' ORDER BY start_date"
+            ),
+            {"dag_id": dag_id, "task_id": task_id},
+        ).first()
+    assert found is not None, f"no {dag_id}.{task_id} succeeded"
+    return str(found[0]), int(found[1])
 
 
 def http_json(stack: dict, path: str) -> Any:

@@ -98,6 +98,10 @@ def test_good_months_are_validated_reported_and_announced(airflow_db, lake) -> N
     import pandas as pd
 
     assert pd.read_parquet(invalid)["wind_speed"].tolist() == [1048.36058]
+    # The task says where its quarantined rows are (the plugin's Data view shows them); the
+    # flights, which split nothing, say nothing.
+    assert xcoms(run, "validate_weather", "quarantined_uri") == [weather_event["invalid_uri"]]
+    assert xcoms(run, "validate_flights", "quarantined_uri") == []
 
 
 def test_revalidating_a_partition_is_idempotent(airflow_db, lake) -> None:
@@ -134,6 +138,7 @@ def test_each_corruption_is_quarantined_with_its_report_and_nothing_downstream(
     assert not (lake / "raw" / "flights" / "2013-01.parquet").exists()
     (folder,) = (lake / "quarantine" / "flights" / "2013-01").iterdir()
     assert (folder / "2013-01.parquet").read_bytes() == data  # kept byte for byte, never deleted
+    assert xcoms(run, "validate_flights", "quarantined_uri") == [(folder / "2013-01.parquet").as_uri()]
     assert (folder / f"2013-01.parquet{MANIFEST_SUFFIX}").exists()
     report = ValidationReport.from_json((folder / "report.json").read_text())
     message = report.failure_message()

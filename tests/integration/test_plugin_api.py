@@ -380,6 +380,12 @@ def test_the_models_of_a_run_and_the_openapi_schema_of_the_views_api(api: dict) 
         "/api/data",
         "/api/task-instances/{dag_id}/{run_id}/{task_id}/validation",
     } <= set(schema["paths"])
+    # ... and in Airflow's own API docs: the root schema (what /docs shows) lists them under /mlops.
+    root = http.get(f"{url}/openapi.json")
+    assert root.status_code == 200, root.text[:500]
+    assert {"/api/v2/dags", "/mlops/api/models/{name}", "/mlops/api/deployments"} <= set(root.json()["paths"])
+    assert root.json()["paths"]["/mlops/api/me"]["get"]["tags"] == ["MLOps"]
+    assert http.get(f"{url}/docs").status_code == 200
     client.delete_model_version(MODEL, str(version))  # the views' test counts the versions
     assert http.get(f"{url}/mlops/static/mlops.js").status_code == 200
 

@@ -190,7 +190,17 @@ export interface ValidationSummary {
   } | null;
 }
 
+/** The rows a validation put in quarantine: a sample of them, or why they were not read. */
+export interface QuarantinedRows {
+  uri: string;
+  rows: number | null;
+  columns: string[];
+  sample: Record<string, unknown>[];
+  error: string | null;
+}
+
 export interface TaskValidation {
   report: string;
   summary: ValidationSummary | null;
+  quarantined?: QuarantinedRows | null;
 }

@@ -1,8 +1,9 @@
 // The "Data" view of a validation task instance: the partition's verdict, each expectation with its
-// unexpected count and sample, the row-level split into quarantine, and the full HTML report.
+// unexpected count and sample, the row-level split into quarantine, the quarantined rows, and the
+// full HTML report.
 import { Box, Heading, Stack, Text } from "@chakra-ui/react";
 
-import { type TaskValidation, reportUrl, segment } from "./api";
+import { type QuarantinedRows, type TaskValidation, reportUrl, segment } from "./api";
 import { format } from "./charts";
 import { DataTable, Loaded, ReportLink, useApi } from "./common";
 import { type ViewProps } from "./views";
@@ -19,7 +20,7 @@ export function ValidationView({ dagId, runId, taskId, mapIndex }: ViewProps) {
   return (
     <Stack p={4} data-view="validation">
       <Loaded state={found}>
-        {({ report, summary }) => {
+        {({ report, summary, quarantined }) => {
           const split = summary?.row_split;
           const failed = (summary?.outcomes ?? []).filter((o) => !o.success);
           return (
@@ -27,10 +28,10 @@ export function ValidationView({ dagId, runId, taskId, mapIndex }: ViewProps) {
               <Heading size="md" data-testid="verdict">
                 {summary === null
                   ? "Validation report"
-                  : summary.success
-                    ? `Passed: ${format(summary.rows, 0)} rows`
-                    : split?.accepted
-                      ? `Passed after quarantining ${format(split.invalid_rows, 0)} rows`
+                  : split?.accepted
+                    ? `Passed after quarantining ${rowsOf(split.invalid_rows)}`
+                    : summary.success
+                      ? `Passed: ${format(summary.rows, 0)} rows`
                       : "Quarantined: the partition failed its suite"}
               </Heading>
               {summary ? (
@@ -62,6 +63,7 @@ export function ValidationView({ dagId, runId, taskId, mapIndex }: ViewProps) {
                   ])}
                 />
               ) : null}
+              {quarantined ? <Quarantined rows={quarantined} /> : null}
               <Box>
                 <ReportLink uri={report} label="open the full report" />
               </Box>
@@ -80,4 +82,34 @@ export function ValidationView({ dagId, runId, taskId, mapIndex }: ViewProps) {
       </Loaded>
     </Stack>
   );
+}
+
+/** The quarantined rows themselves (the first of them), or why they could not be shown. */
+function Quarantined({ rows }: { rows: QuarantinedRows }) {
+  const cell = (v: unknown) => (v === null || v === undefined ? "–" : typeof v === "object" ? JSON.stringify(v) : String(v));
+  return (
+    <Box data-testid="quarantined">
+      <Heading size="sm" mt={2}>
+        Quarantined rows
+      </Heading>
+      {rows.error ? (
+        <Text color="fg.error">{rows.error}</Text>
+      ) : (
+        <>
+          <Text fontSize="sm" color="fg.muted">
+            {rowsOf(rows.rows)} at {rows.uri}
+            {rows.rows !== null && rows.rows > rows.sample.length ? `; the first ${rows.sample.length}` : ""}
+          </Text>
+          <Box overflowX="auto">
+            <DataTable label="quarantined rows" header={rows.columns} rows={rows.sample.map((r) => rows.columns.map((c) => cell(r[c])))} />
+          </Box>
+        </>
+      )}
+    </Box>
+  );
+}
+
+/** "1 row", "2,009 rows". */
+function rowsOf(count: number | null | undefined): string {
+  return `${format(count, 0)} ${count === 1 ? "row" : "rows"}`;
 }
