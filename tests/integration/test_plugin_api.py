@@ -429,11 +429,16 @@ def test_the_react_views_inside_airflows_ui_show_the_apis_values_and_decide_as_t
         ActionChains(driver).move_to_element(points[-1]).perform()
         tooltip = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=chart-tooltip]"))
         assert f"auc: {evaluations['2']['overall']['auc']:.4f}" in tooltip.text
-        rows = section(driver).find_elements(By.CSS_SELECTOR, "table[data-table$=versions] tbody tr")
-        assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == [str(version), "3", "2", "1"]
-        assert "rejected" in rows[2].text and "worse on B6" in rows[2].text
-        # Version 2's rollout: a row per step, its share, decision and reasons, as the API answers.
+        # A row per version, newest first, each with the state and the reason the API answers (the
+        # module's other tests add versions and decide on them; this one reads whatever they left).
         answered = http.get(f"{url}/mlops/api/models/{MODEL}", headers=api["headers"]).json()
+        rows = section(driver).find_elements(By.CSS_SELECTOR, "table[data-table$=versions] tbody tr")
+        listed = [v for v in reversed(answered["versions"])]
+        assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == [v["version"] for v in listed]
+        assert listed[0]["version"] == str(version) and {"1", "2"} <= {v["version"] for v in listed}
+        for row, v in zip(rows, listed, strict=True):
+            assert v["state"] in row.text and (v.get("why") or "") in row.text, (v, row.text)
+        # Version 2's rollout: a row per step, its share, decision and reasons, as the API answers.
         (two,) = [v for v in answered["versions"] if v["version"] == "2"]
         assert two["rollout"] == ROLLOUT_OF_2
         steps = section(driver).find_elements(
