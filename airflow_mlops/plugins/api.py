@@ -18,7 +18,6 @@ MLflow is imported inside the handlers: the plugin is loaded by every Airflow pr
 from __future__ import annotations
 
 import contextlib
-import io
 from pathlib import Path
 from typing import Any
 
@@ -446,16 +445,17 @@ def quarantined_rows(
         return answer
     try:
         local = _local(uri)
-        if local is not None:
-            parquet = pq.ParquetFile(local)
-        else:
-            from airflow.sdk import ObjectStoragePath
+        with contextlib.ExitStack() as stack:
+            if local is not None:
+                parquet = pq.ParquetFile(local)
+            else:  # ranged reads: the footer, then the first row group's pages
+                from airflow.sdk import ObjectStoragePath
 
-            with ObjectStoragePath(uri, conn_id=conn_id).open("rb") as handle:
-                parquet = pq.ParquetFile(io.BytesIO(handle.read()))
-        answer["rows"] = parquet.metadata.num_rows
-        answer["columns"] = list(parquet.schema_arrow.names)
-        first = next(parquet.iter_batches(batch_size=limit), None)
+                handle = stack.enter_context(ObjectStoragePath(uri, conn_id=conn_id).open("rb"))
+                parquet = pq.ParquetFile(handle)
+            answer["rows"] = parquet.metadata.num_rows
+            answer["columns"] = list(parquet.schema_arrow.names)
+            first = next(parquet.iter_batches(batch_size=limit), None)
         if first is not None:
             frame = first.to_pandas()
             answer["sample"] = json.loads(frame.to_json(orient="records", date_format="iso"))

@@ -264,3 +264,35 @@ def test_local_path_takes_paths_and_file_uris_and_refuses_object_stores() -> Non
         MLOpsConfigError, match=r"model folder 's3://lake/models/m': a local path or file:// URI"
     ):
         local_path("s3://lake/models/m", "model folder")
+
+
+def test_the_quarantined_rows_of_a_lake_in_s3_are_read_through_its_connection(
+    aws_conn: str, moto_server: str
+) -> None:
+    """The Data view's quarantined rows from an ``s3://`` lake: the count, the columns and the first
+    rows; a key outside the lake's prefix is refused before anything is read."""
+    import io
+
+    import boto3
+    import pandas as pd
+
+    from airflow_mlops.plugins.api import quarantined_rows
+
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    s3.create_bucket(Bucket="quarantine-lake")
+    body = io.BytesIO()
+    pd.DataFrame({"origin": ["EWR", "JFK", "LGA"], "wind_speed": [1048.4, 12.0, float("nan")]}).to_parquet(
+        body
+    )
+    key = "mlops/quarantine/weather/2013-02/abc/2013-02.invalid.parquet"
+    s3.put_object(Bucket="quarantine-lake", Key=key, Body=body.getvalue())
+    found = quarantined_rows(f"s3://quarantine-lake/{key}", "s3://quarantine-lake/mlops", aws_conn, limit=2)
+    assert found["error"] is None and found["rows"] == 3 and found["columns"] == ["origin", "wind_speed"]
+    assert found["sample"] == [{"origin": "EWR", "wind_speed": 1048.4}, {"origin": "JFK", "wind_speed": 12.0}]
+    s3.put_object(Bucket="quarantine-lake", Key="private/rows.parquet", Body=body.getvalue())
+    for uri in (
+        "s3://quarantine-lake/mlops/../private/rows.parquet",
+        "s3://quarantine-lake/private/rows.parquet",
+    ):
+        outside = quarantined_rows(uri, "s3://quarantine-lake/mlops", aws_conn)
+        assert outside["rows"] is None and outside["sample"] == [] and "outside the lake" in outside["error"]
