@@ -274,16 +274,17 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         from airflow_mlops.operators.validate import QUARANTINED_XCOM
 
         authorize(user, "GET", dag_id, f"read the validation reports of {dag_id}")
-        query = XComModel.get_many(
-            run_id=run_id,
-            key=ValidationReportLink().xcom_key,
-            task_ids=task_id,
-            dag_ids=dag_id,
-            map_indexes=map_index,
-        )
-        with create_session() as session:
-            row = session.scalars(query).first()
-            link = XComModel.deserialize_value(row) if row is not None else None
+
+        def xcom(key: str) -> Any:
+            """The task instance's XCom ``key``, or None."""
+            query = XComModel.get_many(
+                run_id=run_id, key=key, task_ids=task_id, dag_ids=dag_id, map_indexes=map_index
+            )
+            with create_session() as session:
+                row = session.scalars(query).first()
+                return XComModel.deserialize_value(row) if row is not None else None
+
+        link = xcom(ValidationReportLink().xcom_key)
         uri = (parse_qs(urlsplit(str(link)).query).get("uri") or [""])[0] if link else ""
         if not uri:
             raise HTTPException(
@@ -295,17 +296,7 @@ def create_app() -> FastAPI:  # noqa: C901 - the routes are closures over the ap
         if uri.endswith(".html"):
             summary = evaluation(uri.removesuffix(".html") + ".json")
         quarantined = None
-        with create_session() as session:
-            row = session.scalars(
-                XComModel.get_many(
-                    run_id=run_id,
-                    key=QUARANTINED_XCOM,
-                    task_ids=task_id,
-                    dag_ids=dag_id,
-                    map_indexes=map_index,
-                )
-            ).first()
-            moved = XComModel.deserialize_value(row) if row is not None else None
+        moved = xcom(QUARANTINED_XCOM)
         if moved:
             from airflow_mlops import settings
 
